@@ -1,0 +1,32 @@
+# pg_ws: committed row changes as WebSocket events, served from a background
+# worker.  Built with PGXS:  make && make install
+#
+# The tests: test/run_tests.sh (see README.md), which runs the pg_regress
+# suite below against a temporary instance with pg_ws preloaded, then the
+# end-to-end suite in test/e2e/ against a real WebSocket client.
+
+MODULE_big = pg_ws
+OBJS = \
+	src/pg_ws.o \
+	src/render.o \
+	src/pending.o \
+	src/queue.o \
+	src/broadcast.o \
+	src/worker.o
+
+EXTENSION = pg_ws
+DATA = sql/pg_ws--1.0.sql
+PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
+
+REGRESS = install events savepoints rendering queue
+REGRESS_OPTS = --temp-config=test/regress.conf
+
+# -Wextra minus the three warnings PostgreSQL's own headers and callback
+# signatures trip over (its configure turns off the same ones)
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+SHLIB_LINK = -lwebsockets
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,253 @@
+/*-------------------------------------------------------------------------
+ *
+ * broadcast.c
+ *	  The worker's message log and its subscribers: every event drained from
+ *	  the shared queue becomes one message, rendered once, whose bytes every
+ *	  subscriber is sent from the same buffer.
+ *
+ * This file owns sequence numbers, per-subscriber progress, culling of
+ * subscribers that fall too far behind and freeing messages everyone has.
+ * It runs only in the worker.  It must not accept connections or route
+ * HTTP (worker.c), nor know how events were rendered or queued.
+ *
+ * The log is a ring of message pointers indexed by sequence number, as in
+ * libwebsockets' ws-server-ring example: a subscriber is just the sequence
+ * number of the next message it needs.  Messages are freed once every
+ * subscriber has passed them, except during pg_ws.reconnect_grace after the
+ * worker starts: then everything is kept, and a subscriber that connects
+ * starts from the first message of this worker's life, so clients that
+ * reconnect after a worker restart also get what was committed while it
+ * was down.
+ *
+ * src/broadcast.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+
+#include <libwebsockets.h>
+
+#include "lib/ilist.h"
+#include "utils/memutils.h"
+
+typedef struct WsMessage
+{
+	uint64		offset;			/* bytes of all messages before this one */
+	uint32		len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* LWS_PRE headroom, then the
+												 * JSON */
+} WsMessage;
+
+struct PgWsSubscriber
+{
+	dlist_node	node;
+	struct lws *wsi;
+	uint64		next_seq;		/* next message this subscriber needs */
+	bool		culled;			/* fell too far behind; closing */
+};
+
+static MemoryContext broadcast_context = NULL;
+
+/* messages [first_seq, next_seq) are held in log[seq & (log_cap - 1)] */
+static WsMessage **message_log = NULL;
+static uint64 log_cap = 0;
+static uint64 first_seq = 0;
+static uint64 next_seq = 0;
+static uint64 bytes_total = 0;
+
+static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
+static int	nsubscribers = 0;
+static bool in_grace = true;
+
+static inline WsMessage *
+message_at(uint64 seq)
+{
+	Assert(seq >= first_seq && seq < next_seq);
+	return message_log[seq & (log_cap - 1)];
+}
+
+void
+pgws_broadcast_init(void)
+{
+	broadcast_context = AllocSetContextCreate(TopMemoryContext,
+											  "pg_ws broadcast",
+											  ALLOCSET_DEFAULT_SIZES);
+	log_cap = 1024;
+	message_log = MemoryContextAllocZero(broadcast_context,
+										 log_cap * sizeof(WsMessage *));
+	in_grace = pgws_reconnect_grace_ms > 0;
+}
+
+/* pgws_queue_drain's sink: a new message at the end of the log */
+static char *
+append_message(void *arg, uint32 len)
+{
+	WsMessage  *msg;
+
+	if (next_seq - first_seq == log_cap)
+	{
+		WsMessage **bigger;
+		uint64		seq;
+
+		bigger = MemoryContextAllocHuge(broadcast_context,
+										2 * log_cap * sizeof(WsMessage *));
+		for (seq = first_seq; seq < next_seq; seq++)
+			bigger[seq & (2 * log_cap - 1)] = message_log[seq & (log_cap - 1)];
+		pfree(message_log);
+		message_log = bigger;
+		log_cap *= 2;
+	}
+
+	msg = MemoryContextAlloc(broadcast_context,
+							 offsetof(WsMessage, data) + LWS_PRE + len);
+	msg->offset = bytes_total;
+	msg->len = len;
+	message_log[next_seq & (log_cap - 1)] = msg;
+	next_seq++;
+	bytes_total += len;
+	return msg->data + LWS_PRE;
+}
+
+/* free the messages every subscriber has been sent */
+static void
+trim_log(void)
+{
+	uint64		keep_from = next_seq;
+	dlist_iter	iter;
+
+	if (in_grace)
+		return;
+	dlist_foreach(iter, &subscribers)
+	{
+		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
+
+		keep_from = Min(keep_from, sub->next_seq);
+	}
+	while (first_seq < keep_from)
+	{
+		pfree(message_at(first_seq));
+		first_seq++;
+	}
+}
+
+static void
+cull(struct PgWsSubscriber *sub, uint64 lag)
+{
+	ereport(LOG,
+			(errmsg("pg_ws is disconnecting a subscriber that fell %llu bytes behind",
+					(unsigned long long) lag),
+			 errhint("Consider increasing the configuration parameter \"pg_ws.max_subscriber_lag\".")));
+	sub->culled = true;
+	dlist_delete(&sub->node);
+	nsubscribers--;
+	/* close with a reason when it can take one, or without after 5 seconds */
+	lws_set_timeout(sub->wsi, PENDING_TIMEOUT_USER_OK, 5);
+	lws_callback_on_writable(sub->wsi);
+}
+
+/*
+ * Move every committed event from the shared queue into the log and arm the
+ * subscribers that now have something to send.  Returns how many events
+ * arrived.
+ */
+uint64
+pgws_broadcast_drain_queue(void)
+{
+	uint64		n = pgws_queue_drain(append_message, NULL);
+	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
+	dlist_mutable_iter iter;
+
+	if (n == 0)
+		return 0;
+
+	dlist_foreach_modify(iter, &subscribers)
+	{
+		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
+		uint64		lag;
+
+		if (sub->next_seq == next_seq)
+			continue;
+		lag = bytes_total - message_at(sub->next_seq)->offset;
+		if (lag > max_lag)
+			cull(sub, lag);
+		else
+			lws_callback_on_writable(sub->wsi);
+	}
+	trim_log();
+	return n;
+}
+
+/* pg_ws.reconnect_grace is over: keep only what subscribers still need */
+void
+pgws_broadcast_end_grace(void)
+{
+	in_grace = false;
+	trim_log();
+}
+
+size_t
+pgws_subscriber_size(void)
+{
+	return sizeof(struct PgWsSubscriber);
+}
+
+int
+pgws_subscriber_count(void)
+{
+	return nsubscribers;
+}
+
+/* a /ws/ connection is established; sub is its zeroed per-session memory */
+void
+pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub)
+{
+	sub->wsi = wsi;
+	sub->culled = false;
+	/* during the grace period everything since start-up is still here */
+	sub->next_seq = in_grace ? first_seq : next_seq;
+	dlist_push_tail(&subscribers, &sub->node);
+	nsubscribers++;
+	if (sub->next_seq < next_seq)
+		lws_callback_on_writable(wsi);
+}
+
+/*
+ * The socket can take a frame: send the next message.  libwebsockets allows
+ * one write per writable callback; returns -1 to close the connection.
+ */
+int
+pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
+{
+	WsMessage  *msg;
+
+	if (sub->culled)
+	{
+		static const char reason[] = "subscriber fell too far behind";
+
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+						 (unsigned char *) reason, sizeof(reason) - 1);
+		return -1;
+	}
+	if (sub->next_seq >= next_seq)
+		return 0;
+
+	msg = message_at(sub->next_seq);
+	if (lws_write(wsi, (unsigned char *) msg->data + LWS_PRE, msg->len,
+				  LWS_WRITE_TEXT) < (int) msg->len)
+		return -1;
+	sub->next_seq++;
+	if (sub->next_seq < next_seq)
+		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+void
+pgws_subscriber_close(struct PgWsSubscriber *sub)
+{
+	if (sub->wsi == NULL || sub->culled)
+		return;
+	dlist_delete(&sub->node);
+	nsubscribers--;
+	sub->wsi = NULL;
+	trim_log();
+}

@@ -1,0 +1,217 @@
+/*-------------------------------------------------------------------------
+ *
+ * pending.c
+ *	  Events of the current transaction, held in backend memory until it
+ *	  commits, and the transaction callbacks that hand them to the queue.
+ *
+ * This file owns what happens to an event between its row trigger and the
+ * shared queue: savepoints, rollbacks, PREPARE, pre-commit and commit.  It
+ * must not render events (render.c) nor touch the ring (queue.c).
+ *
+ * async.c keeps one list per subtransaction level and concatenates lists
+ * on subcommit.  Events here only ever grow at the end of one buffer, so a
+ * simpler shape does the same job: one buffer in TopTransactionContext plus
+ * a stack of marks, one per open subtransaction level that added events,
+ * each remembering where that level's events start.  Subabort truncates the
+ * buffer back to its mark; subcommit hands its events to the parent by
+ * relabelling or dropping its mark.  Both are O(1).
+ *
+ * src/pending.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+
+#include "access/xact.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+typedef struct PendingMark
+{
+	int			nest_level;		/* subtransaction level that owns the events
+								 * from here on */
+	int			offset;			/* where they start in pending_events */
+	int			nevents;		/* events before offset */
+} PendingMark;
+
+/*
+ * All live in TopTransactionContext; the pointers are reset at every
+ * transaction end, never freed one by one.
+ */
+static StringInfo pending_events = NULL;	/* [uint32 len][json] ... */
+static int	pending_count = 0;
+static PendingMark *marks = NULL;
+static int	nmarks = 0;
+static int	max_marks = 0;
+
+static void
+pending_reset(void)
+{
+	pending_events = NULL;
+	pending_count = 0;
+	marks = NULL;
+	nmarks = 0;
+	max_marks = 0;
+}
+
+/*
+ * Queue one rendered event (UTF-8 JSON) for the current (sub)transaction.
+ * Fails at once when this transaction's events could never fit in the
+ * shared queue, instead of at commit after all the work.
+ */
+void
+pgws_pending_add(const char *json, int len)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	uint32		len32 = (uint32) len;
+	uint64		payload;
+
+	if (pending_events == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		pending_events = makeStringInfo();
+		max_marks = 4;
+		marks = palloc(max_marks * sizeof(PendingMark));
+		MemoryContextSwitchTo(old);
+	}
+
+	payload = (uint64) pending_events->len + PGWS_EVENT_LENGTH_SIZE + len;
+	if (pgws_queue_entry_size(payload) > pgws_queue_capacity())
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("pg_ws events of this transaction do not fit in the event queue"),
+				 errdetail("%d events need more than %llu bytes, the size of pg_ws.queue_size.",
+						   pending_count + 1,
+						   (unsigned long long) pgws_queue_capacity()),
+				 errhint("Consider increasing the configuration parameter \"pg_ws.queue_size\", or change fewer rows per transaction.")));
+
+	if (level > 1 && (nmarks == 0 || marks[nmarks - 1].nest_level < level))
+	{
+		if (nmarks == max_marks)
+		{
+			max_marks *= 2;
+			marks = repalloc(marks, max_marks * sizeof(PendingMark));
+		}
+		marks[nmarks].nest_level = level;
+		marks[nmarks].offset = pending_events->len;
+		marks[nmarks].nevents = pending_count;
+		nmarks++;
+	}
+
+	appendBinaryStringInfo(pending_events, (const char *) &len32, sizeof(len32));
+	appendBinaryStringInfo(pending_events, json, len);
+	pending_count++;
+}
+
+static void
+pgws_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (pending_count > 0)
+				pgws_queue_append(pending_events->data, pending_events->len,
+								  pending_count);
+			break;
+		case XACT_EVENT_COMMIT:
+			pgws_queue_finish(true);
+			pending_reset();
+			break;
+		case XACT_EVENT_ABORT:
+			pgws_queue_finish(false);
+			pending_reset();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_count > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has queued pg_ws events"),
+						 errdetail("The transaction changed rows of tables that pg_ws broadcasts.")));
+			break;
+		case XACT_EVENT_PREPARE:
+			pending_reset();
+			break;
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* row triggers never fire in parallel workers */
+			break;
+	}
+}
+
+static void
+pgws_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (nmarks == 0 || marks[nmarks - 1].nest_level != level)
+		return;					/* this subtransaction added no events */
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_COMMIT_SUB:
+			/* the parent owns these events now */
+			if (level - 1 <= 1 ||
+				(nmarks > 1 && marks[nmarks - 2].nest_level == level - 1))
+				nmarks--;
+			else
+				marks[nmarks - 1].nest_level = level - 1;
+			break;
+		case SUBXACT_EVENT_ABORT_SUB:
+			pending_events->len = marks[nmarks - 1].offset;
+			pending_events->data[pending_events->len] = '\0';
+			pending_count = marks[nmarks - 1].nevents;
+			nmarks--;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+pgws_register_xact_callbacks(void)
+{
+	RegisterXactCallback(pgws_xact_callback, NULL);
+	RegisterSubXactCallback(pgws_subxact_callback, NULL);
+}
+
+/*
+ * pg_ws_pending_events() returns setof text
+ *
+ * The events the current transaction has queued so far, in order, exactly
+ * as they will be sent.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_pending_events);
+
+Datum
+pg_ws_pending_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			off = 0;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	while (pending_events != NULL && off < pending_events->len)
+	{
+		uint32		len;
+		char	   *src;
+		char	   *json;
+		Datum		value;
+		bool		isnull = false;
+
+		memcpy(&len, pending_events->data + off, sizeof(len));
+		off += sizeof(len);
+		/* events are UTF-8; show them in the database's encoding */
+		src = pending_events->data + off;
+		json = pg_any_to_server(src, len, PG_UTF8);
+		value = PointerGetDatum(cstring_to_text_with_len(json,
+														 json == src ? len : strlen(json)));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+		off += len;
+	}
+	return (Datum) 0;
+}

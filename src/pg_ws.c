@@ -1,0 +1,254 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_ws.c
+ *	  Module entry point: _PG_init, the pg_ws.* configuration parameters,
+ *	  the shared memory hooks and the registration of the worker.
+ *
+ * This file owns configuration and start-up.  It must not render, queue or
+ * send events; it only wires the other files in (see pg_ws.h for the map).
+ *
+ * src/pg_ws.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/varlena.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC variables */
+char	   *pgws_listen_addresses = NULL;
+int			pgws_port = 8765;
+char	   *pgws_database = NULL;
+int			pgws_queue_size_kb = 8192;
+int			pgws_queue_full_timeout_ms = 10000;
+int			pgws_max_connections = 100;
+int			pgws_max_subscriber_lag_kb = 16384;
+int			pgws_reconnect_grace_ms = 10000;
+char	   *pgws_media_url = NULL;
+
+bool		pgws_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* this backend's database name, looked up once */
+static char *my_database_name = NULL;
+
+void		_PG_init(void);
+
+static void
+pgws_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	pgws_queue_request_shmem();
+}
+
+static void
+pgws_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	pgws_queue_startup();
+}
+
+/* pg_ws.listen_addresses: a comma-separated list of host names or addresses */
+static bool
+check_listen_addresses(char **newval, void **extra, GucSource source)
+{
+	char	   *rawstring = pstrdup(*newval);
+	List	   *elemlist;
+	bool		ok = SplitGUCList(rawstring, ',', &elemlist);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(elemlist);
+	pfree(rawstring);
+	return ok;
+}
+
+/* pg_ws.media_url is a prefix: like Django's MEDIA_URL it ends with a slash */
+static bool
+check_media_url(char **newval, void **extra, GucSource source)
+{
+	size_t		len = strlen(*newval);
+
+	if (len > 0 && (*newval)[len - 1] != '/')
+	{
+		GUC_check_errdetail("pg_ws.media_url must be empty or end with a slash, as in '/media/' or 'https://example.com/media/'.");
+		return false;
+	}
+	return true;
+}
+
+static void
+define_gucs(void)
+{
+	DefineCustomStringVariable("pg_ws.listen_addresses",
+							   "Addresses the pg_ws WebSocket server listens on.",
+							   "A comma-separated list of host names or IP addresses; '*' means all.",
+							   &pgws_listen_addresses,
+							   "localhost",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_listen_addresses, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.port",
+							"TCP port of the pg_ws WebSocket server.",
+							NULL,
+							&pgws_port,
+							8765, 1, 65535,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.database",
+							   "Database whose row changes pg_ws broadcasts.",
+							   "Triggers in other databases queue nothing.",
+							   &pgws_database,
+							   "postgres",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.queue_full_timeout",
+							"How long a committing transaction waits for room in a full pg_ws queue before it fails.",
+							NULL,
+							&pgws_queue_full_timeout_ms,
+							10000, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.max_connections",
+							"Maximum number of concurrent /ws/ subscribers.",
+							NULL,
+							&pgws_max_connections,
+							100, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.max_subscriber_lag",
+							"How far a subscriber may fall behind before it is disconnected.",
+							"Bytes of events sent to others but not yet to this subscriber.",
+							&pgws_max_subscriber_lag_kb,
+							16384, 64, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.reconnect_grace",
+							"How long after the worker starts its events are kept for subscribers that reconnect.",
+							"Events committed while the worker was down reach subscribers that connect within this time.",
+							&pgws_reconnect_grace_ms,
+							10000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.media_url",
+							   "URL prefix for image paths in events, like Django's MEDIA_URL.",
+							   NULL,
+							   &pgws_media_url,
+							   "/media/",
+							   PGC_SIGHUP, 0,
+							   check_media_url, NULL, NULL);
+
+	/* the ring's size is fixed when shared memory is set up */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pg_ws.queue_size",
+								"Size of the shared memory queue of committed events not yet sent.",
+								NULL,
+								&pgws_queue_size_kb,
+								8192, 64, 1024 * 1024,
+								PGC_POSTMASTER, GUC_UNIT_KB,
+								NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("pg_ws");
+}
+
+static void
+register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* restarted a second after any exit: it holds no state of its own */
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_ws");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pg_ws_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_ws websocket server");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_ws");
+	RegisterBackgroundWorker(&worker);
+}
+
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	define_gucs();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	pgws_preloaded = true;
+
+	pgws_register_xact_callbacks();
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pgws_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pgws_shmem_startup;
+
+	register_worker();
+}
+
+void
+pgws_require_preload(void)
+{
+	if (!pgws_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_ws must be loaded via shared_preload_libraries"),
+				 errhint("Add pg_ws to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* is this the database named by pg_ws.database? */
+bool
+pgws_is_broadcast_database(void)
+{
+	if (my_database_name == NULL)
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		my_database_name = MemoryContextStrdup(TopMemoryContext, name);
+		pfree(name);
+	}
+	return strcmp(my_database_name, pgws_database) == 0;
+}
+
+/*
+ * pg_ws_check_install() returns void
+ *
+ * Run by CREATE EXTENSION: refuse to install where nothing could be
+ * broadcast, and warn when this database is not the one pg_ws.database
+ * names.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_check_install);
+
+Datum
+pg_ws_check_install(PG_FUNCTION_ARGS)
+{
+	pgws_require_preload();
+	if (!pgws_is_broadcast_database())
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("pg_ws will not broadcast the events of database \"%s\"",
+						my_database_name),
+				 errdetail("pg_ws.database is \"%s\".", pgws_database),
+				 errhint("Set pg_ws.database = '%s' in postgresql.conf and reload the configuration.",
+						 my_database_name)));
+	PG_RETURN_VOID();
+}

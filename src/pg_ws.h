@@ -1,0 +1,91 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_ws.h
+ *	  Declarations shared by the files of pg_ws.
+ *
+ * pg_ws turns committed row changes of four tables into WebSocket events:
+ *
+ *	render.c	row triggers render each changed row as one JSON event
+ *	pending.c	events wait in backend memory until the transaction commits
+ *	queue.c		pre-commit appends them to a ring in shared memory; the
+ *				commit marks them visible and wakes the worker
+ *	worker.c	the background worker: its life, its sockets, HTTP and /ws/
+ *	broadcast.c	the worker drains the ring in commit order into a log of
+ *				messages, rendered once, sent to every /ws/ subscriber
+ *	pg_ws.c		_PG_init, the GUCs and the worker's registration
+ *
+ * src/pg_ws.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_WS_H
+#define PG_WS_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+
+/* GUC variables (pg_ws.c) */
+extern char *pgws_listen_addresses;
+extern int	pgws_port;
+extern char *pgws_database;
+extern int	pgws_queue_size_kb;
+extern int	pgws_queue_full_timeout_ms;
+extern int	pgws_max_connections;
+extern int	pgws_max_subscriber_lag_kb;
+extern int	pgws_reconnect_grace_ms;
+extern char *pgws_media_url;
+
+/* true when the library was loaded through shared_preload_libraries */
+extern bool pgws_preloaded;
+
+extern void pgws_require_preload(void);
+extern bool pgws_is_broadcast_database(void);
+
+/*
+ * Shared queue (queue.c).
+ *
+ * One queue entry holds all events of one committed transaction, each as a
+ * 4-byte native-endian length followed by that many bytes of UTF-8 JSON.
+ */
+#define PGWS_EVENT_LENGTH_SIZE	sizeof(uint32)
+
+extern void pgws_queue_request_shmem(void);
+extern void pgws_queue_startup(void);
+extern uint64 pgws_queue_capacity(void);
+extern uint64 pgws_queue_entry_size(uint64 payload_len);
+extern void pgws_queue_append(const char *payload, uint32 len, int nevents);
+extern void pgws_queue_finish(bool committed);
+extern void pgws_queue_wake_worker(void);
+extern int	pgws_queue_wakeup_fd(void);
+extern void pgws_queue_worker_attach(void);
+extern void pgws_queue_worker_detach(void);
+
+/*
+ * pgws_queue_drain hands each committed event to the worker by asking this
+ * callback for a buffer of len bytes, which it then fills with the event.
+ */
+typedef char *(*pgws_event_sink) (void *arg, uint32 len);
+extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg);
+
+/* Pending events of the current transaction (pending.c) */
+extern void pgws_pending_add(const char *json, int len);
+extern void pgws_register_xact_callbacks(void);
+
+/* The worker's message log and subscribers (broadcast.c) */
+struct lws;
+struct PgWsSubscriber;
+extern void pgws_broadcast_init(void);
+extern uint64 pgws_broadcast_drain_queue(void);
+extern void pgws_broadcast_end_grace(void);
+extern size_t pgws_subscriber_size(void);
+extern int	pgws_subscriber_count(void);
+extern void pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub);
+extern int	pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub);
+extern void pgws_subscriber_close(struct PgWsSubscriber *sub);
+
+/* Background worker and WebSocket server (worker.c) */
+extern PGDLLEXPORT void pg_ws_worker_main(Datum main_arg);
+
+#endif							/* PG_WS_H */

@@ -1,0 +1,403 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  The shared event queue: a byte ring in shared memory, written by
+ *	  committing backends and read by the pg_ws background worker, plus the
+ *	  eventfd that wakes the worker.
+ *
+ * This file owns the ring's layout and its two ends.  It must not render
+ * events (render.c) nor know about subscribers (server.c).
+ *
+ * Ordering without a lock across the commit record.  NOTIFY (async.c) holds
+ * a cluster-wide lock from pre-commit until after its commit record is
+ * flushed so that queue order equals commit order; every committing writer
+ * queues behind it.  pg_ws instead appends a transaction's events at
+ * pre-commit in one short critical section and marks the entry PENDING.
+ * After the commit record is written and the transaction has left the
+ * ProcArray (XACT_EVENT_COMMIT), the backend flips the entry to COMMITTED;
+ * if the transaction aborts instead, to ABORTED.  The worker reads entries
+ * in append order, skips ABORTED ones and stops at the first PENDING one.
+ *
+ * Append order can differ from commit order only between transactions that
+ * were concurrently in their commit paths, i.e. ones no client can order:
+ * a transaction that saw another's rows took its snapshot after the other
+ * left the ProcArray, and one that waited for another's row lock resumed
+ * only after the other ended; both happen after the other's pre-commit, so
+ * the dependent transaction always appends, and is sent, later.
+ *
+ * Flipping the state after commit only stores one word and writes to an
+ * eventfd: nothing that can fail or allocate runs after the commit record.
+ *
+ * The wake-up.  Debian's libwebsockets cannot watch a PostgreSQL latch, so
+ * the postmaster creates an eventfd while it sets up shared memory; every
+ * backend inherits it and the worker adopts it into its libwebsockets loop.
+ * The wakeup_pending flag coalesces wake-ups: only the first commit after
+ * the worker last looked writes to the eventfd.
+ *
+ * src/queue.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+/* states of a queue entry */
+#define ENTRY_PENDING	0
+#define ENTRY_COMMITTED 1
+#define ENTRY_ABORTED	2
+
+/*
+ * Every entry starts at a multiple of 8 in a ring whose size is a multiple
+ * of 8, so this 8-byte header never wraps; the payload after it may.
+ */
+typedef struct QueueEntryHeader
+{
+	pg_atomic_uint32 state;
+	uint32		payload_len;
+} QueueEntryHeader;
+
+#define ENTRY_ALIGN 8
+
+typedef struct PgWsQueue
+{
+	LWLock	   *lock;			/* protects head, tail and worker_pid */
+	uint64		head;			/* logical offset where the next entry goes */
+	uint64		tail;			/* first logical offset not yet consumed */
+	uint64		size;			/* bytes in the ring, a multiple of 8 */
+	pid_t		worker_pid;		/* attached worker, or 0 */
+	ConditionVariable space_cv; /* broadcast whenever tail advances */
+	pg_atomic_uint32 wakeup_pending;	/* eventfd written, worker not yet
+										 * looked */
+} PgWsQueue;
+
+#define RING_OFFSET		MAXALIGN(sizeof(PgWsQueue))
+
+static PgWsQueue *queue = NULL;
+
+/* inherited from the postmaster; the same number in every process */
+static int	wakeup_fd = -1;
+
+/* this backend's entry, appended at pre-commit and not yet finished */
+static bool entry_appended = false;
+static uint64 entry_pos = 0;
+
+static inline char *
+ring_base(void)
+{
+	return (char *) queue + RING_OFFSET;
+}
+
+static Size
+queue_shmem_size(void)
+{
+	Size		ring = (Size) pgws_queue_size_kb * 1024;
+
+	return add_size(RING_OFFSET, TYPEALIGN(ENTRY_ALIGN, ring));
+}
+
+void
+pgws_queue_request_shmem(void)
+{
+	RequestAddinShmemSpace(queue_shmem_size());
+	RequestNamedLWLockTranche("pg_ws", 1);
+}
+
+/*
+ * Attach to (and in the postmaster, create) the queue; in the postmaster
+ * also create the wake-up eventfd, replacing the one of a previous life
+ * after a crash restart.
+ */
+void
+pgws_queue_startup(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	queue = ShmemInitStruct("pg_ws queue", queue_shmem_size(), &found);
+	if (!found)
+	{
+		queue->lock = &(GetNamedLWLockTranche("pg_ws"))->lock;
+		queue->head = 0;
+		queue->tail = 0;
+		queue->size = TYPEALIGN(ENTRY_ALIGN, (uint64) pgws_queue_size_kb * 1024);
+		queue->worker_pid = 0;
+		ConditionVariableInit(&queue->space_cv);
+		pg_atomic_init_u32(&queue->wakeup_pending, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+
+	if (!IsUnderPostmaster)
+	{
+		if (wakeup_fd >= 0)
+			close(wakeup_fd);
+		wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (wakeup_fd < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not create the pg_ws wake-up eventfd: %m")));
+	}
+}
+
+uint64
+pgws_queue_capacity(void)
+{
+	pgws_require_preload();
+	return queue->size;
+}
+
+uint64
+pgws_queue_entry_size(uint64 payload_len)
+{
+	return sizeof(QueueEntryHeader) + TYPEALIGN(ENTRY_ALIGN, payload_len);
+}
+
+static inline QueueEntryHeader *
+entry_header(uint64 pos)
+{
+	return (QueueEntryHeader *) (ring_base() + pos % queue->size);
+}
+
+/* copy n bytes into the ring at logical offset pos, wrapping at the end */
+static void
+ring_write(uint64 pos, const char *src, uint64 n)
+{
+	uint64		off = pos % queue->size;
+	uint64		first = Min(n, queue->size - off);
+
+	memcpy(ring_base() + off, src, first);
+	if (first < n)
+		memcpy(ring_base(), src + first, n - first);
+}
+
+/* copy n bytes out of the ring from logical offset pos */
+static void
+ring_read(uint64 pos, char *dst, uint64 n)
+{
+	uint64		off = pos % queue->size;
+	uint64		first = Min(n, queue->size - off);
+
+	memcpy(dst, ring_base() + off, first);
+	if (first < n)
+		memcpy(dst + first, ring_base(), n - first);
+}
+
+/*
+ * Append one transaction's events as a PENDING entry.  Runs at pre-commit,
+ * the last point where the transaction can still fail: when the ring has no
+ * room we wait up to pg_ws.queue_full_timeout for the worker to drain it and
+ * then raise an error, which aborts the transaction; a committed event is
+ * never dropped.
+ */
+void
+pgws_queue_append(const char *payload, uint32 len, int nevents)
+{
+	uint64		need = pgws_queue_entry_size(len);
+	TimestampTz deadline = 0;
+	uint64		pos;
+	QueueEntryHeader *hdr;
+
+	pgws_require_preload();
+	Assert(!entry_appended);
+
+	if (need > queue->size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("pg_ws events of this transaction do not fit in the event queue"),
+				 errdetail("%d events need %llu bytes; pg_ws.queue_size is %llu bytes.",
+						   nevents, (unsigned long long) need,
+						   (unsigned long long) queue->size),
+				 errhint("Consider increasing the configuration parameter \"pg_ws.queue_size\", or change fewer rows per transaction.")));
+
+	for (;;)
+	{
+		pid_t		worker_pid;
+		long		wait_ms;
+
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		if (queue->size - (queue->head - queue->tail) >= need)
+		{
+			pos = queue->head;
+			hdr = entry_header(pos);
+			pg_atomic_init_u32(&hdr->state, ENTRY_PENDING);
+			hdr->payload_len = len;
+			queue->head += need;
+			LWLockRelease(queue->lock);
+			break;
+		}
+		worker_pid = queue->worker_pid;
+		LWLockRelease(queue->lock);
+
+		/* make sure the worker is draining, then wait for room */
+		pgws_queue_wake_worker();
+		if (deadline == 0)
+			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												   pgws_queue_full_timeout_ms);
+		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+												  deadline);
+		if (wait_ms <= 0)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("pg_ws event queue is full"),
+					 worker_pid == 0 ?
+					 errdetail("%d events (%llu bytes) found no room within pg_ws.queue_full_timeout (%d ms); the pg_ws background worker is not running.",
+							   nevents, (unsigned long long) need,
+							   pgws_queue_full_timeout_ms) :
+					 errdetail("%d events (%llu bytes) found no room within pg_ws.queue_full_timeout (%d ms).",
+							   nevents, (unsigned long long) need,
+							   pgws_queue_full_timeout_ms),
+					 errhint("Consider increasing the configuration parameter \"pg_ws.queue_size\".")));
+		}
+		(void) ConditionVariableTimedSleep(&queue->space_cv, wait_ms,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+
+	/*
+	 * The worker will not read past a PENDING header, so the payload can be
+	 * copied without the lock.
+	 */
+	ring_write(pos + sizeof(QueueEntryHeader), payload, len);
+	entry_pos = pos;
+	entry_appended = true;
+}
+
+/*
+ * Mark this backend's entry, if any, as committed or aborted, and wake the
+ * worker.  Called after the commit record (or during abort): it must not
+ * fail, and does not.
+ */
+void
+pgws_queue_finish(bool committed)
+{
+	QueueEntryHeader *hdr;
+
+	if (!entry_appended)
+		return;
+	entry_appended = false;
+
+	hdr = entry_header(entry_pos);
+	pg_write_barrier();			/* payload before state */
+	pg_atomic_write_u32(&hdr->state, committed ? ENTRY_COMMITTED : ENTRY_ABORTED);
+	pgws_queue_wake_worker();
+}
+
+/*
+ * Wake the worker unless a wake-up is already on its way.  The exchange is a
+ * full barrier, so whatever we stored before is visible to the worker once
+ * it has cleared the flag (pgws_queue_drain's caller clears it first).
+ */
+void
+pgws_queue_wake_worker(void)
+{
+	if (queue == NULL || wakeup_fd < 0)
+		return;
+	if (pg_atomic_exchange_u32(&queue->wakeup_pending, 1) == 0)
+	{
+		uint64		one = 1;
+		ssize_t		rc;
+
+		/* can only fail on counter overflow, which the flag prevents */
+		rc = write(wakeup_fd, &one, sizeof(one));
+		(void) rc;
+	}
+}
+
+int
+pgws_queue_wakeup_fd(void)
+{
+	return wakeup_fd;
+}
+
+void
+pgws_queue_worker_attach(void)
+{
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	queue->worker_pid = MyProcPid;
+	LWLockRelease(queue->lock);
+}
+
+void
+pgws_queue_worker_detach(void)
+{
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	queue->worker_pid = 0;
+	LWLockRelease(queue->lock);
+}
+
+/*
+ * Worker side: hand every event of every committed entry, in queue order,
+ * to the sink, up to the first entry still in progress, and free their
+ * space.  Clears the wake-up first, so that a commit racing with this drain
+ * wakes the worker again.  Returns the number of events handed over.
+ */
+uint64
+pgws_queue_drain(pgws_event_sink sink, void *arg)
+{
+	uint64		head;
+	uint64		tail;
+	uint64		pos;
+	uint64		nevents = 0;
+	uint64		counter;
+	ssize_t		rc;
+
+	/* reset the eventfd; EAGAIN just means nobody wrote since last time */
+	rc = read(wakeup_fd, &counter, sizeof(counter));
+	(void) rc;
+	pg_atomic_exchange_u32(&queue->wakeup_pending, 0);
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	head = queue->head;
+	tail = queue->tail;
+	LWLockRelease(queue->lock);
+
+	pos = tail;
+	while (pos < head)
+	{
+		QueueEntryHeader *hdr = entry_header(pos);
+		uint32		state = pg_atomic_read_u32(&hdr->state);
+
+		if (state == ENTRY_PENDING)
+			break;
+		pg_read_barrier();		/* state before payload */
+
+		if (state == ENTRY_COMMITTED)
+		{
+			uint64		p = pos + sizeof(QueueEntryHeader);
+			uint64		end = p + hdr->payload_len;
+
+			while (p < end)
+			{
+				uint32		len;
+
+				ring_read(p, (char *) &len, sizeof(len));
+				p += sizeof(len);
+				ring_read(p, sink(arg, len), len);
+				p += len;
+				nevents++;
+			}
+		}
+		pos += pgws_queue_entry_size(hdr->payload_len);
+	}
+
+	if (pos != tail)
+	{
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		queue->tail = pos;
+		LWLockRelease(queue->lock);
+		ConditionVariableBroadcast(&queue->space_cv);
+	}
+	return nevents;
+}

@@ -1,0 +1,577 @@
+/*-------------------------------------------------------------------------
+ *
+ * render.c
+ *	  The row trigger pg_ws_row_event() and the rendering of each changed
+ *	  row as the JSON event of the event document.
+ *
+ * This file owns what an event looks like: its name, its keys in the
+ * document's order, and how every value is written.  It hands the finished
+ * bytes to pending.c and must not know what happens to them afterwards.
+ *
+ * Events are rendered here, once, in the writing backend, so the worker
+ * only ever copies bytes.  We render with StringInfo and escape_json rather
+ * than building a json-c object tree: everything is palloc'd in the
+ * trigger's memory context, so an error anywhere (an invalid byte, a
+ * missing column) leaks nothing, and there is no tree to build and free.
+ * Keys and separators follow Python's json.dumps, which the Django Channels
+ * server used, so the bytes match what the frontends received before.
+ *
+ * Rules (see README.md, "Events"):
+ *	- timestamps in UTC: 2023-12-10T10:00:00Z, with six fraction digits only
+ *	  when the microseconds are not zero;
+ *	- integers as JSON numbers, float8 in PostgreSQL's shortest exact form
+ *	  (95, 95.5); NaN and infinities, which JSON cannot carry, as null;
+ *	- device_id always a JSON string;
+ *	- image: NULL or empty is null, http:// and https:// URLs are sent as
+ *	  stored, a relative path is percent-encoded and appended to
+ *	  pg_ws.media_url as Django's FileSystemStorage.url() does, and any
+ *	  other URI (data:, file:, ...) is null, so that a face photo stored
+ *	  inline is never broadcast;
+ *	- SQL NULL is null; the text is sent as UTF-8 whatever the database
+ *	  encoding.
+ *
+ * src/render.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/shortest_dec.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+/* the tables whose rows become events, named by the trigger's argument */
+typedef enum WsTable
+{
+	WS_CLIENT,
+	WS_VISIT_HISTORY,
+	WS_EMPLOYEE,
+	WS_ATTENDANCE
+} WsTable;
+
+/* an event being written: the buffer, the row, and whether a key came yet */
+typedef struct EventWriter
+{
+	StringInfo	buf;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	bool		first_key;
+} EventWriter;
+
+/* the visit_histories query, prepared once per backend and schema */
+static SPIPlanPtr visit_plan = NULL;
+static Oid	visit_plan_namespace = InvalidOid;
+
+static void
+begin_event(EventWriter *w, const char *event)
+{
+	appendStringInfo(w->buf, "{\"event\": \"%s\", \"data\": {", event);
+	w->first_key = true;
+}
+
+static void
+end_event(EventWriter *w)
+{
+	appendStringInfoString(w->buf, "}}");
+}
+
+static void
+append_key(EventWriter *w, const char *key)
+{
+	if (!w->first_key)
+		appendStringInfoString(w->buf, ", ");
+	w->first_key = false;
+	appendStringInfo(w->buf, "\"%s\": ", key);
+}
+
+/* attribute number of a column the event needs, or a clear error */
+static int
+column_attnum(EventWriter *w, const char *column)
+{
+	int			attnum = SPI_fnumber(w->desc, column);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
+						RelationGetRelationName(w->rel), column),
+				 errhint("pg_ws broadcasts the columns of the tables CREATE EXTENSION pg_ws made; do not drop or rename them.")));
+	return attnum;
+}
+
+static Datum
+column_value(EventWriter *w, const char *column, bool *isnull, Oid *type)
+{
+	int			attnum = column_attnum(w, column);
+
+	*type = TupleDescAttr(w->desc, attnum - 1)->atttypid;
+	return heap_getattr(w->tuple, attnum, w->desc, isnull);
+}
+
+static char *
+output_string(Datum value, Oid type)
+{
+	Oid			typoutput;
+	bool		typisvarlena;
+
+	getTypeOutputInfo(type, &typoutput, &typisvarlena);
+	return OidOutputFunctionCall(typoutput, value);
+}
+
+/* 2023-12-10T10:00:00Z or 2023-12-10T10:00:00.250000Z, always in UTC */
+static void
+append_timestamp(StringInfo buf, TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (TIMESTAMP_IS_NOBEGIN(ts))
+	{
+		appendStringInfoString(buf, "\"-infinity\"");
+		return;
+	}
+	if (TIMESTAMP_IS_NOEND(ts))
+	{
+		appendStringInfoString(buf, "\"infinity\"");
+		return;
+	}
+	/* no time zone argument: the broken-down time is UTC */
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+
+	/* ISO 8601 years: 0000 is 1 BC, and years past 9999 carry a sign */
+	if (tm.tm_year < 0)
+		appendStringInfo(buf, "\"-%04d", -tm.tm_year);
+	else if (tm.tm_year > 9999)
+		appendStringInfo(buf, "\"+%d", tm.tm_year);
+	else
+		appendStringInfo(buf, "\"%04d", tm.tm_year);
+	appendStringInfo(buf, "-%02d-%02dT%02d:%02d:%02d",
+					 tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (fsec != 0)
+		appendStringInfo(buf, ".%06d", (int) fsec);
+	appendStringInfoString(buf, "Z\"");
+}
+
+/* a value as JSON, by its SQL type */
+static void
+append_value(StringInfo buf, Datum value, bool isnull, Oid type)
+{
+	char		digits[32];
+	double		d;
+
+	if (isnull)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+
+	switch (type)
+	{
+		case INT2OID:
+			appendStringInfo(buf, "%d", (int) DatumGetInt16(value));
+			break;
+		case INT4OID:
+			appendStringInfo(buf, "%d", DatumGetInt32(value));
+			break;
+		case INT8OID:
+			appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(value));
+			break;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			/* shortest exact digits, whatever extra_float_digits says */
+			if (type == FLOAT4OID)
+			{
+				float		f = DatumGetFloat4(value);
+
+				d = f;
+				if (isfinite(d))
+					float_to_shortest_decimal_buf(f, digits);
+			}
+			else
+			{
+				d = DatumGetFloat8(value);
+				if (isfinite(d))
+					double_to_shortest_decimal_buf(d, digits);
+			}
+			appendStringInfoString(buf, isfinite(d) ? digits : "null");
+			break;
+		case NUMERICOID:
+			if (numeric_is_nan(DatumGetNumeric(value)) ||
+				numeric_is_inf(DatumGetNumeric(value)))
+				appendStringInfoString(buf, "null");
+			else
+				appendStringInfoString(buf, output_string(value, type));
+			break;
+		case BOOLOID:
+			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+			break;
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			append_timestamp(buf, DatumGetTimestampTz(value));
+			break;
+		default:
+			escape_json(buf, output_string(value, type));
+			break;
+	}
+}
+
+/* "key": value, the value rendered by its type */
+static void
+append_column(EventWriter *w, const char *key, const char *column)
+{
+	bool		isnull;
+	Oid			type;
+	Datum		value = column_value(w, column, &isnull, &type);
+
+	append_key(w, key);
+	append_value(w->buf, value, isnull, type);
+}
+
+/* "key": "value", a JSON string whatever the column's type */
+static void
+append_string_column(EventWriter *w, const char *key, const char *column)
+{
+	bool		isnull;
+	Oid			type;
+	Datum		value = column_value(w, column, &isnull, &type);
+
+	append_key(w, key);
+	if (isnull)
+		appendStringInfoString(w->buf, "null");
+	else
+		escape_json(w->buf, output_string(value, type));
+}
+
+/* does str start with an RFC 3986 scheme ("data:", "file:", ...)? */
+static bool
+has_uri_scheme(const char *str)
+{
+	const char *p = str;
+
+	if (!isalpha((unsigned char) *p))
+		return false;
+	while (isalnum((unsigned char) *p) || *p == '+' || *p == '-' || *p == '.')
+		p++;
+	return *p == ':';
+}
+
+/*
+ * The image URL, as Django's FileSystemStorage.url() builds it:
+ * MEDIA_URL + quote(path.replace("\\", "/").lstrip("/"), safe="/~!*()'").
+ */
+static void
+append_image_column(EventWriter *w, const char *key, const char *column)
+{
+	bool		isnull;
+	Oid			type;
+	Datum		value = column_value(w, column, &isnull, &type);
+	char	   *path;
+	StringInfoData url;
+
+	append_key(w, key);
+	path = isnull ? NULL : output_string(value, type);
+	if (path == NULL || path[0] == '\0')
+	{
+		appendStringInfoString(w->buf, "null");
+		return;
+	}
+	if (pg_strncasecmp(path, "http://", 7) == 0 ||
+		pg_strncasecmp(path, "https://", 8) == 0)
+	{
+		escape_json(w->buf, path);
+		return;
+	}
+	if (has_uri_scheme(path))
+	{
+		appendStringInfoString(w->buf, "null");
+		return;
+	}
+
+	/* percent-encode the UTF-8 bytes of the path */
+	path = pg_server_to_any(path, strlen(path), PG_UTF8);
+	initStringInfo(&url);
+	appendStringInfoString(&url, pgws_media_url);
+	while (*path == '/' || *path == '\\')
+		path++;
+	for (; *path; path++)
+	{
+		unsigned char c = (unsigned char) *path;
+
+		if (c == '\\')
+			appendStringInfoChar(&url, '/');
+		else if (isalnum(c) || strchr("_.-~/!*()'", c) != NULL)
+			appendStringInfoChar(&url, (char) c);
+		else
+			appendStringInfo(&url, "%%%02X", c);
+	}
+	escape_json(w->buf, url.data);
+	pfree(url.data);
+}
+
+/*
+ * "visit_histories": the client's visits, oldest first, as the statement
+ * left them.  The lookup runs as the owner of the client table, so a role
+ * allowed to write clients need not be allowed to read visits, and with a
+ * schema-qualified query and operator, so search_path cannot redirect it.
+ */
+static void
+append_visit_histories(EventWriter *w, const char *key)
+{
+	bool		isnull;
+	Oid			idtype;
+	Datum		client_id = column_value(w, "id", &isnull, &idtype);
+	Oid			nsp = RelationGetNamespace(w->rel);
+	Oid			save_userid;
+	int			save_sec_context;
+	uint64		row;
+
+	append_key(w, key);
+	if (isnull)
+	{
+		appendStringInfoString(w->buf, "[]");
+		return;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (visit_plan == NULL || visit_plan_namespace != nsp)
+	{
+		char	   *query;
+		SPIPlanPtr	plan;
+
+		query = psprintf("SELECT datetime, device_id FROM %s.visit_history "
+						 "WHERE client_id OPERATOR(pg_catalog.=) $1 "
+						 "ORDER BY datetime, id",
+						 quote_identifier(get_namespace_name(nsp)));
+		plan = SPI_prepare(query, 1, &idtype);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare(\"%s\") failed: %s",
+				 query, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		if (visit_plan != NULL)
+			SPI_freeplan(visit_plan);
+		visit_plan = plan;
+		visit_plan_namespace = nsp;
+	}
+
+	/* on error, transaction abort restores the user */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(w->rel->rd_rel->relowner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_execute_plan(visit_plan, &client_id, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "visit_histories query failed: %s",
+			 SPI_result_code_string(SPI_result));
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	appendStringInfoChar(w->buf, '[');
+	for (row = 0; row < SPI_processed; row++)
+	{
+		EventWriter visit = {
+			.buf = w->buf,
+			.rel = w->rel,
+			.desc = SPI_tuptable->tupdesc,
+			.tuple = SPI_tuptable->vals[row],
+			.first_key = true
+		};
+
+		if (row > 0)
+			appendStringInfoString(w->buf, ", ");
+		appendStringInfoChar(w->buf, '{');
+		append_column(&visit, "datetime", "datetime");
+		append_string_column(&visit, "device_id", "device_id");
+		appendStringInfoChar(w->buf, '}');
+	}
+	appendStringInfoChar(w->buf, ']');
+
+	SPI_finish();
+}
+
+static void
+render_client(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		begin_event(w, "client_delete");
+		append_column(w, "id", "id");
+		end_event(w);
+		return;
+	}
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "client_create" : "client_update");
+	append_column(w, "id", "id");
+	append_column(w, "first_seen", "first_seen");
+	append_column(w, "last_seen", "last_seen");
+	append_column(w, "visit_count", "visit_count");
+	append_column(w, "gender", "gender");
+	append_column(w, "age", "age");
+	append_image_column(w, "image", "image");
+	append_visit_histories(w, "visit_histories");
+	end_event(w);
+}
+
+static void
+render_visit_history(EventWriter *w, TriggerEvent op)
+{
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "client_visit_create" :
+				TRIGGER_FIRED_BY_UPDATE(op) ? "client_visit_update" :
+				"client_visit_delete");
+	append_column(w, "datetime", "datetime");
+	append_string_column(w, "device_id", "device_id");
+	append_column(w, "client", "client_id");
+	end_event(w);
+}
+
+static void
+render_employee(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		begin_event(w, "employee_delete");
+		append_column(w, "id", "id");
+		end_event(w);
+		return;
+	}
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "employee_create" : "employee_update");
+	append_column(w, "id", "id");
+	append_column(w, "first_name", "first_name");
+	append_column(w, "last_name", "last_name");
+	append_column(w, "email", "email");
+	append_column(w, "phone_number", "phone_number");
+	append_image_column(w, "image", "image");
+	append_column(w, "working_graphic", "working_graphic_id");
+	end_event(w);
+}
+
+/* returns false for updates, which the event document does not announce */
+static bool
+render_attendance(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_INSERT(op))
+	{
+		begin_event(w, "employee_attendance");
+		append_column(w, "employee_id", "employee_id");
+		append_string_column(w, "device_id", "device_id");
+		append_image_column(w, "image", "image");
+		append_column(w, "datetime", "datetime");
+		append_column(w, "score", "score");
+		end_event(w);
+		return true;
+	}
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		begin_event(w, "employee_attendance_delete");
+		append_column(w, "employee_id", "employee_id");
+		append_column(w, "datetime", "datetime");
+		end_event(w);
+		return true;
+	}
+	return false;
+}
+
+static WsTable
+trigger_table(TriggerData *trigdata)
+{
+	Trigger    *trigger = trigdata->tg_trigger;
+	const char *name = trigger->tgnargs == 1 ? trigger->tgargs[0] : "";
+
+	if (strcmp(name, "client") == 0)
+		return WS_CLIENT;
+	if (strcmp(name, "visit_history") == 0)
+		return WS_VISIT_HISTORY;
+	if (strcmp(name, "employee") == 0)
+		return WS_EMPLOYEE;
+	if (strcmp(name, "attendance") == 0)
+		return WS_ATTENDANCE;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("pg_ws_row_event() needs one argument naming its table: client, visit_history, employee or attendance"),
+			 errdetail("Trigger \"%s\" on table \"%s\" passed \"%s\".",
+					   trigger->tgname,
+					   RelationGetRelationName(trigdata->tg_relation), name)));
+	pg_unreachable();
+}
+
+/*
+ * pg_ws_row_event() returns trigger
+ *
+ * AFTER INSERT/UPDATE/DELETE FOR EACH ROW: render the changed row as one
+ * event and queue it for the current transaction.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_row_event);
+
+Datum
+pg_ws_row_event(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerEvent op;
+	WsTable		table;
+	StringInfoData buf;
+	EventWriter w;
+	bool		rendered = true;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pg_ws_row_event() must be called as a trigger")));
+	op = trigdata->tg_event;
+	if (!TRIGGER_FIRED_AFTER(op) || !TRIGGER_FIRED_FOR_ROW(op))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pg_ws_row_event() must be fired AFTER ... FOR EACH ROW")));
+	table = trigger_table(trigdata);
+
+	pgws_require_preload();
+	if (!pgws_is_broadcast_database())
+		return PointerGetDatum(NULL);
+
+	initStringInfo(&buf);
+	w.buf = &buf;
+	w.rel = trigdata->tg_relation;
+	w.desc = RelationGetDescr(trigdata->tg_relation);
+	w.tuple = TRIGGER_FIRED_BY_UPDATE(op) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	w.first_key = true;
+
+	switch (table)
+	{
+		case WS_CLIENT:
+			render_client(&w, op);
+			break;
+		case WS_VISIT_HISTORY:
+			render_visit_history(&w, op);
+			break;
+		case WS_EMPLOYEE:
+			render_employee(&w, op);
+			break;
+		case WS_ATTENDANCE:
+			rendered = render_attendance(&w, op);
+			break;
+	}
+
+	if (rendered)
+	{
+		/* WebSocket text frames are UTF-8; SQL_ASCII text is validated */
+		char	   *utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);
+
+		pgws_pending_add(utf8, utf8 == buf.data ? buf.len : (int) strlen(utf8));
+	}
+	pfree(buf.data);
+	return PointerGetDatum(NULL);
+}
