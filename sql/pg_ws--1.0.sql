@@ -59,17 +59,19 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.client', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.visit_history', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.employee', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.attendance', '');
-SELECT pg_catalog.pg_extension_config_dump(
-	pg_catalog.pg_get_serial_sequence('@extschema@.' || t, 'id')::pg_catalog.regclass, '')
-FROM (VALUES ('client'), ('visit_history'), ('employee'), ('attendance')) AS tables(t);
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.client', 'id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.visit_history', 'id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.employee', 'id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.attendance', 'id')::pg_catalog.regclass, '');
 
 -- The row trigger: renders each changed row as one event of the
 -- transaction, sent when (and only if) it commits.
 CREATE FUNCTION @extschema@.pg_ws_row_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pg_ws_row_event' LANGUAGE C;
 
--- Named to fire after the foreign keys' cascades ("RI_..."), so a client's
--- client_visit_delete events come before its client_delete.
+-- Events follow the order rows change: deleting a client sends
+-- client_delete, then a client_visit_delete for each visit the foreign key
+-- cascade removes.
 CREATE TRIGGER pg_ws_event
 	AFTER INSERT OR UPDATE OR DELETE ON @extschema@.client
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_row_event('client');
