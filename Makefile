@@ -30,3 +30,7 @@ SHLIB_LINK = -lwebsockets
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# the pg_regress test names, for test/run_tests.sh
+print-regress:
+	@echo $(REGRESS)

@@ -10,6 +10,11 @@
  * It runs only in the worker.  It must not accept connections or route
  * HTTP (worker.c), nor know how events were rendered or queued.
  *
+ * A message keeps its space in the shared queue until every subscriber has
+ * been sent it (see queue.c); a subscriber that falls more than
+ * pg_ws.max_subscriber_lag, or half the queue, behind is disconnected
+ * rather than allowed to hold up writers.
+ *
  * The log is a ring of message pointers indexed by sequence number, as in
  * libwebsockets' ws-server-ring example: a subscriber is just the sequence
  * number of the next message it needs.  Messages are freed once every
@@ -32,6 +37,7 @@
 
 typedef struct WsMessage
 {
+	uint64		entry_pos;		/* its transaction's entry in the queue */
 	uint64		offset;			/* bytes of all messages before this one */
 	uint32		len;
 	char		data[FLEXIBLE_ARRAY_MEMBER];	/* LWS_PRE headroom, then the
@@ -54,6 +60,9 @@ static uint64 log_cap = 0;
 static uint64 first_seq = 0;
 static uint64 next_seq = 0;
 static uint64 bytes_total = 0;
+
+/* the queue holds messages from released_seq on, until all have them */
+static uint64 released_seq = 0;
 
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;
@@ -80,7 +89,7 @@ pgws_broadcast_init(void)
 
 /* pgws_queue_drain's sink: a new message at the end of the log */
 static char *
-append_message(void *arg, uint32 len)
+append_message(void *arg, uint32 len, uint64 entry_pos)
 {
 	WsMessage  *msg;
 
@@ -100,6 +109,7 @@ append_message(void *arg, uint32 len)
 
 	msg = MemoryContextAlloc(broadcast_context,
 							 offsetof(WsMessage, data) + LWS_PRE + len);
+	msg->entry_pos = entry_pos;
 	msg->offset = bytes_total;
 	msg->len = len;
 	message_log[next_seq & (log_cap - 1)] = msg;
@@ -108,26 +118,48 @@ append_message(void *arg, uint32 len)
 	return msg->data + LWS_PRE;
 }
 
-/* free the messages every subscriber has been sent */
+/*
+ * Free what every subscriber has been sent: its space in the shared queue,
+ * and, once the grace period is over, its memory here.
+ */
 static void
 trim_log(void)
 {
-	uint64		keep_from = next_seq;
+	uint64		min_seq = next_seq;
+	uint64		release_seq;
 	dlist_iter	iter;
 
-	if (in_grace)
-		return;
 	dlist_foreach(iter, &subscribers)
 	{
 		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
 
-		keep_from = Min(keep_from, sub->next_seq);
+		min_seq = Min(min_seq, sub->next_seq);
 	}
-	while (first_seq < keep_from)
+
+	/* a subscriber replaying the grace period does not hold the queue */
+	release_seq = Max(min_seq, released_seq);
+	if (release_seq < next_seq)
+		pgws_queue_release(message_at(release_seq)->entry_pos);
+	else
+		pgws_queue_release(pgws_queue_read_pos());
+	released_seq = release_seq;
+
+	if (in_grace)
+		return;
+	while (first_seq < min_seq)
 	{
 		pfree(message_at(first_seq));
 		first_seq++;
 	}
+}
+
+/* bytes of messages this subscriber still holds in the shared queue */
+static uint64
+queue_lag(struct PgWsSubscriber *sub)
+{
+	uint64		seq = Max(sub->next_seq, released_seq);
+
+	return seq < next_seq ? bytes_total - message_at(seq)->offset : 0;
 }
 
 static void
@@ -154,11 +186,13 @@ uint64
 pgws_broadcast_drain_queue(void)
 {
 	uint64		n = pgws_queue_drain(append_message, NULL);
-	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
+	uint64		max_lag;
 	dlist_mutable_iter iter;
 
-	if (n == 0)
-		return 0;
+	/* a subscriber may hold at most half the queue, so writers never wait
+	 * on it for long */
+	max_lag = Min((uint64) pgws_max_subscriber_lag_kb * 1024,
+				  pgws_queue_capacity() / 2);
 
 	dlist_foreach_modify(iter, &subscribers)
 	{
@@ -167,7 +201,7 @@ pgws_broadcast_drain_queue(void)
 
 		if (sub->next_seq == next_seq)
 			continue;
-		lag = bytes_total - message_at(sub->next_seq)->offset;
+		lag = queue_lag(sub);
 		if (lag > max_lag)
 			cull(sub, lag);
 		else
@@ -238,6 +272,9 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 	sub->next_seq++;
 	if (sub->next_seq < next_seq)
 		lws_callback_on_writable(wsi);
+	/* this subscriber may have been the one holding up a waiting writer */
+	if (sub->next_seq - 1 == released_seq && pgws_queue_writers_waiting())
+		trim_log();
 	return 0;
 }
 

@@ -149,7 +149,7 @@ define_gucs(void)
 							   NULL,
 							   &pgws_media_url,
 							   "/media/",
-							   PGC_SIGHUP, 0,
+							   PGC_SUSET, 0,
 							   check_media_url, NULL, NULL);
 
 	/* the ring's size is fixed when shared memory is set up */

@@ -64,10 +64,14 @@ extern void pgws_queue_worker_detach(void);
 
 /*
  * pgws_queue_drain hands each committed event to the worker by asking this
- * callback for a buffer of len bytes, which it then fills with the event.
+ * callback for a buffer of len bytes, which it then fills with the event;
+ * entry_pos identifies the transaction's entry, for pgws_queue_release.
  */
-typedef char *(*pgws_event_sink) (void *arg, uint32 len);
+typedef char *(*pgws_event_sink) (void *arg, uint32 len, uint64 entry_pos);
 extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg);
+extern uint64 pgws_queue_read_pos(void);
+extern bool pgws_queue_writers_waiting(void);
+extern void pgws_queue_release(uint64 pos);
 
 /* Pending events of the current transaction (pending.c) */
 extern void pgws_pending_add(const char *json, int len);

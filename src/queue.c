@@ -28,6 +28,12 @@
  * Flipping the state after commit only stores one word and writes to an
  * eventfd: nothing that can fail or allocate runs after the commit record.
  *
+ * The worker reads entries as they commit but frees their space only once
+ * every subscriber has been sent their events (pgws_queue_release), so a
+ * worker that dies with events in flight finds them again when it restarts.
+ * Subscribers cannot hold writers up for long: broadcast.c disconnects one
+ * that falls half a queue behind.
+ *
  * The wake-up.  Debian's libwebsockets cannot watch a PostgreSQL latch, so
  * the postmaster creates an eventfd while it sets up shared memory; every
  * backend inherits it and the worker adopts it into its libwebsockets loop.
@@ -79,6 +85,8 @@ typedef struct PgWsQueue
 	ConditionVariable space_cv; /* broadcast whenever tail advances */
 	pg_atomic_uint32 wakeup_pending;	/* eventfd written, worker not yet
 										 * looked */
+	pg_atomic_uint32 writers_waiting;	/* committing backends waiting for
+										 * room */
 } PgWsQueue;
 
 #define RING_OFFSET		MAXALIGN(sizeof(PgWsQueue))
@@ -134,6 +142,7 @@ pgws_queue_startup(void)
 		queue->worker_pid = 0;
 		ConditionVariableInit(&queue->space_cv);
 		pg_atomic_init_u32(&queue->wakeup_pending, 0);
+		pg_atomic_init_u32(&queue->writers_waiting, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 
@@ -238,7 +247,9 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 		worker_pid = queue->worker_pid;
 		LWLockRelease(queue->lock);
 
-		/* make sure the worker is draining, then wait for room */
+		/* tell the worker room is wanted, then wait for it */
+		if (deadline == 0)
+			pg_atomic_fetch_add_u32(&queue->writers_waiting, 1);
 		pgws_queue_wake_worker();
 		if (deadline == 0)
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -248,6 +259,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 		if (wait_ms <= 0)
 		{
 			ConditionVariableCancelSleep();
+			pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("pg_ws event queue is full"),
@@ -260,10 +272,22 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 							   pgws_queue_full_timeout_ms),
 					 errhint("Consider increasing the configuration parameter \"pg_ws.queue_size\".")));
 		}
-		(void) ConditionVariableTimedSleep(&queue->space_cv, wait_ms,
-										   PG_WAIT_EXTENSION);
+		PG_TRY();
+		{
+			(void) ConditionVariableTimedSleep(&queue->space_cv, wait_ms,
+											   PG_WAIT_EXTENSION);
+		}
+		PG_CATCH();
+		{
+			/* cancelled while waiting */
+			pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	ConditionVariableCancelSleep();
+	if (deadline != 0)
+		pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
 
 	/*
 	 * The worker will not read past a PENDING header, so the payload can be
@@ -321,11 +345,20 @@ pgws_queue_wakeup_fd(void)
 	return wakeup_fd;
 }
 
+/*
+ * Worker side.  The worker reads from read_pos, its own cursor, but frees
+ * space (moves tail) only when broadcast.c says every subscriber has been
+ * sent those events: a worker that dies in between is restarted at tail and
+ * reads them again, so events in flight are not lost with it.
+ */
+static uint64 read_pos = 0;
+
 void
 pgws_queue_worker_attach(void)
 {
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_pid = MyProcPid;
+	read_pos = queue->tail;
 	LWLockRelease(queue->lock);
 }
 
@@ -338,17 +371,15 @@ pgws_queue_worker_detach(void)
 }
 
 /*
- * Worker side: hand every event of every committed entry, in queue order,
- * to the sink, up to the first entry still in progress, and free their
- * space.  Clears the wake-up first, so that a commit racing with this drain
- * wakes the worker again.  Returns the number of events handed over.
+ * Hand every event of every committed entry past read_pos, in queue order,
+ * to the sink, up to the first entry still in progress.  Clears the wake-up
+ * first, so that a commit racing with this drain wakes the worker again.
+ * Returns the number of events handed over.
  */
 uint64
 pgws_queue_drain(pgws_event_sink sink, void *arg)
 {
 	uint64		head;
-	uint64		tail;
-	uint64		pos;
 	uint64		nevents = 0;
 	uint64		counter;
 	ssize_t		rc;
@@ -360,13 +391,11 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 
 	LWLockAcquire(queue->lock, LW_SHARED);
 	head = queue->head;
-	tail = queue->tail;
 	LWLockRelease(queue->lock);
 
-	pos = tail;
-	while (pos < head)
+	while (read_pos < head)
 	{
-		QueueEntryHeader *hdr = entry_header(pos);
+		QueueEntryHeader *hdr = entry_header(read_pos);
 		uint32		state = pg_atomic_read_u32(&hdr->state);
 
 		if (state == ENTRY_PENDING)
@@ -375,7 +404,7 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 
 		if (state == ENTRY_COMMITTED)
 		{
-			uint64		p = pos + sizeof(QueueEntryHeader);
+			uint64		p = read_pos + sizeof(QueueEntryHeader);
 			uint64		end = p + hdr->payload_len;
 
 			while (p < end)
@@ -384,20 +413,44 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 
 				ring_read(p, (char *) &len, sizeof(len));
 				p += sizeof(len);
-				ring_read(p, sink(arg, len), len);
+				ring_read(p, sink(arg, len, read_pos), len);
 				p += len;
 				nevents++;
 			}
 		}
-		pos += pgws_queue_entry_size(hdr->payload_len);
-	}
-
-	if (pos != tail)
-	{
-		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-		queue->tail = pos;
-		LWLockRelease(queue->lock);
-		ConditionVariableBroadcast(&queue->space_cv);
+		read_pos += pgws_queue_entry_size(hdr->payload_len);
 	}
 	return nevents;
+}
+
+/* is a committing backend waiting for the worker to free room? */
+bool
+pgws_queue_writers_waiting(void)
+{
+	return pg_atomic_read_u32(&queue->writers_waiting) > 0;
+}
+
+/* where the next entry the worker has not read yet starts */
+uint64
+pgws_queue_read_pos(void)
+{
+	return read_pos;
+}
+
+/* free the queue up to pos (an entry start at or before read_pos) */
+void
+pgws_queue_release(uint64 pos)
+{
+	bool		moved = false;
+
+	Assert(pos <= read_pos);
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	if (pos > queue->tail)
+	{
+		queue->tail = pos;
+		moved = true;
+	}
+	LWLockRelease(queue->lock);
+	if (moved)
+		ConditionVariableBroadcast(&queue->space_cv);
 }

@@ -13,8 +13,9 @@
  * than building a json-c object tree: everything is palloc'd in the
  * trigger's memory context, so an error anywhere (an invalid byte, a
  * missing column) leaks nothing, and there is no tree to build and free.
- * Keys and separators follow Python's json.dumps, which the Django Channels
- * server used, so the bytes match what the frontends received before.
+ * Separators and escaping follow Python's json.dumps defaults, which the
+ * Django Channels server used: ", " and ": ", and every non-ASCII character
+ * as \uXXXX, so frames are plain ASCII whatever the database encoding.
  *
  * Rules (see README.md, "Events"):
  *	- timestamps in UTC: 2023-12-10T10:00:00Z, with six fraction digits only
@@ -27,8 +28,8 @@
  *	  pg_ws.media_url as Django's FileSystemStorage.url() does, and any
  *	  other URI (data:, file:, ...) is null, so that a face photo stored
  *	  inline is never broadcast;
- *	- SQL NULL is null; the text is sent as UTF-8 whatever the database
- *	  encoding.
+ *	- SQL NULL is null; text in any database encoding is sent as JSON
+ *	  \u escapes of its characters.
  *
  * src/render.c
  *
@@ -486,6 +487,50 @@ render_attendance(EventWriter *w, TriggerEvent op)
 	return false;
 }
 
+static bool
+is_ascii(const char *s, int len)
+{
+	int			i;
+
+	for (i = 0; i < len; i++)
+		if (IS_HIGHBIT_SET(s[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Copy valid UTF-8 JSON with every non-ASCII character written as \uXXXX
+ * (a surrogate pair above U+FFFF), as Python's json.dumps does by default.
+ * Outside strings JSON is ASCII already, so no parsing is needed.
+ */
+static void
+append_ascii_escaped(StringInfo out, const char *s, int len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	const unsigned char *end = p + len;
+
+	while (p < end)
+	{
+		pg_wchar	c;
+
+		if (!IS_HIGHBIT_SET(*p))
+		{
+			appendStringInfoChar(out, (char) *p++);
+			continue;
+		}
+		c = utf8_to_unicode(p);
+		p += pg_utf_mblen(p);
+		if (c > 0xFFFF)
+		{
+			c -= 0x10000;
+			appendStringInfo(out, "\\u%04x\\u%04x",
+							 0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF));
+		}
+		else
+			appendStringInfo(out, "\\u%04x", c);
+	}
+}
+
 static WsTable
 trigger_table(TriggerData *trigdata)
 {
@@ -567,10 +612,20 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 
 	if (rendered)
 	{
-		/* WebSocket text frames are UTF-8; SQL_ASCII text is validated */
+		/* to UTF-8 (SQL_ASCII text is validated), then to ASCII */
 		char	   *utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);
+		int			utf8_len = utf8 == buf.data ? buf.len : (int) strlen(utf8);
+		StringInfoData ascii;
 
-		pgws_pending_add(utf8, utf8 == buf.data ? buf.len : (int) strlen(utf8));
+		if (is_ascii(utf8, utf8_len))
+			pgws_pending_add(utf8, utf8_len);
+		else
+		{
+			initStringInfo(&ascii);
+			append_ascii_escaped(&ascii, utf8, utf8_len);
+			pgws_pending_add(ascii.data, ascii.len);
+			pfree(ascii.data);
+		}
 	}
 	pfree(buf.data);
 	return PointerGetDatum(NULL);

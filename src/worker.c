@@ -42,6 +42,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/pmsignal.h"
+#include "storage/procsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -108,6 +109,18 @@ handle_sigterm(SIGNAL_ARGS)
 	got_sigterm = true;
 	wake_self();
 	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* procsignals (barriers, memory context logging...) set our latch, which
+ * libwebsockets does not watch: wake it too */
+static void
+handle_sigusr1(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	procsignal_sigusr1_handler(postgres_signal_arg);
+	wake_self();
 	errno = save_errno;
 }
 
@@ -362,13 +375,37 @@ is_ws_path(struct lws *wsi)
 	return strcmp(uri, "/ws/") == 0;
 }
 
-/* answer an HTTP request with a status and a one-line text body */
+/* answer a plain HTTP request with a status and a one-line body */
 static int
 http_status(struct lws *wsi, unsigned int status, const char *body)
 {
 	if (lws_return_http_status(wsi, status, body))
 		return -1;
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/*
+ * Refuse a WebSocket upgrade with an HTTP status.  lws_return_http_status()
+ * would answer an upgrade request as HTTP/1.0, which strict clients reject
+ * as malformed, so the response is written here.  Returns 1: "we answered".
+ */
+static int
+refuse_upgrade(struct lws *wsi, const char *status_line, const char *body)
+{
+	char		buf[LWS_PRE + 512];
+	int			n;
+
+	n = snprintf(buf + LWS_PRE, sizeof(buf) - LWS_PRE,
+				 "HTTP/1.1 %s\r\n"
+				 "content-type: text/plain; charset=utf-8\r\n"
+				 "content-length: %zu\r\n"
+				 "connection: close\r\n"
+				 "\r\n%s",
+				 status_line, strlen(body), body);
+	if (lws_write(wsi, (unsigned char *) buf + LWS_PRE, n,
+				  LWS_WRITE_HTTP_HEADERS) != n)
+		return -1;
+	return 1;
 }
 
 /* protocol "pg_ws": HTTP requests and /ws/ subscribers */
@@ -388,16 +425,16 @@ callback_ws(struct lws *wsi, enum lws_callback_reasons reason,
 			return http_status(wsi, HTTP_STATUS_NOT_FOUND, "not found: the pg_ws endpoint is /ws/");
 
 		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-			/* > 0: refused, and we sent the response ourselves */
 			if (!is_ws_path(wsi))
-				return http_status(wsi, HTTP_STATUS_NOT_FOUND, "not found: the pg_ws endpoint is /ws/") < 0 ? -1 : 1;
+				return refuse_upgrade(wsi, "404 Not Found",
+									  "not found: the pg_ws endpoint is /ws/\n");
 			if (pgws_subscriber_count() >= pgws_max_connections)
 			{
 				ereport(LOG,
 						(errmsg("pg_ws is refusing a subscriber: pg_ws.max_connections (%d) reached",
 								pgws_max_connections)));
-				return http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
-								   "too many subscribers: pg_ws.max_connections reached") < 0 ? -1 : 1;
+				return refuse_upgrade(wsi, "503 Service Unavailable",
+									  "too many subscribers: pg_ws.max_connections reached\n");
 			}
 			return 0;
 
@@ -501,6 +538,7 @@ pg_ws_worker_main(Datum main_arg)
 {
 	pqsignal(SIGTERM, handle_sigterm);
 	pqsignal(SIGHUP, handle_sighup);
+	pqsignal(SIGUSR1, handle_sigusr1);
 	BackgroundWorkerUnblockSignals();
 
 	/* no database: this makes us visible in pg_stat_activity */
@@ -517,6 +555,8 @@ pg_ws_worker_main(Datum main_arg)
 
 	while (!got_sigterm)
 	{
+		/* e.g. DROP DATABASE waits for every process to absorb a barrier */
+		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install, from Debian 12's apt, what building, running and testing pg_ws
+# needs.  Run as root.  Installs only what is missing, so it is cheap to
+# run again.
+set -euo pipefail
+
+PACKAGES=(
+	build-essential pkg-config
+	postgresql-15 postgresql-server-dev-15	# the server and PGXS
+	libwebsockets-dev libjson-c-dev			# the worker's server; the bench client
+	python3-websockets python3-psycopg2		# the end-to-end tests' client
+	curl									# watching /ws/ by hand
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "pg_ws: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install what is missing, build and install pg_ws, and run every test:
+#   1. the pg_regress suite (sql/, expected/) on a temporary instance with
+#      pg_ws preloaded (settings in test/regress.conf);
+#   2. the end-to-end suites (test/e2e/*.py): real WebSocket clients
+#      against a running server.
+# Run as root from anywhere: PostgreSQL's own processes run as postgres.
+# Ends with one line "N passed, M failed" over all suites and exits non-zero
+# if anything failed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+"$ROOT/scripts/install_deps.sh" || exit 1
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+BINDIR=$("$PG_CONFIG" --bindir)
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null && make -s PG_CONFIG="$PG_CONFIG" install >/dev/null || {
+	echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# PostgreSQL refuses to run as root: work in a directory postgres owns
+WORK=$(mktemp -d /tmp/pg_ws_test.XXXXXX)
+cp -r sql expected test "$WORK"/
+chown -R postgres: "$WORK"
+trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
+
+passed=0
+failed=0
+
+echo "== pg_regress"
+runuser -u postgres -- "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+	--temp-instance="$WORK/tmp_check" --temp-config="$WORK/test/regress.conf" \
+	--inputdir="$WORK" --outputdir="$WORK" --bindir="$BINDIR" \
+	--dbname=contrib_regression \
+	$(make -s print-regress) > "$WORK/regress.log" 2>&1
+cat "$WORK/regress.log"
+p=$(grep -cE '^(test | +)?[a-z_]+ +\.\.\. ok' "$WORK/regress.log")
+f=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$WORK/regress.log")
+if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi	# pg_regress did not run
+[ -f "$WORK/regression.diffs" ] && cat "$WORK/regression.diffs"
+passed=$((passed + p)); failed=$((failed + f))
+
+shopt -s nullglob
+e2e=(test/e2e/test_*.py)
+[ -n "${SKIP_E2E:-}" ] && e2e=()	# for quick runs while developing
+for t in "${e2e[@]}"; do
+	echo "== $t"
+	/usr/bin/python3 "$t" 2>&1 | tee "$WORK/e2e.log"
+	rc=${PIPESTATUS[0]}
+	p=$(grep -cE '^ok ' "$WORK/e2e.log")
+	f=$(grep -cE '^not ok ' "$WORK/e2e.log")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi	# died before reporting
+	passed=$((passed + p)); failed=$((failed + f))
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
