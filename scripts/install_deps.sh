@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install, from Debian 12's apt, what building, running and testing pg_ws
 # needs.  Run as root.  Installs only what is missing, so it is cheap to
-# run again.
+# run again; --always updates and installs (upgrades) them all, as CI does.
 set -euo pipefail
 
 PACKAGES=(
@@ -16,6 +16,7 @@ missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+[ "${1:-}" = "--always" ] && missing=("${PACKAGES[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "pg_ws: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
