@@ -67,6 +67,7 @@ static uint64 released_seq = 0;
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;
 static bool in_grace = true;
+static bool shutting_down = false;
 
 static inline WsMessage *
 message_at(uint64 seq)
@@ -129,6 +130,8 @@ trim_log(void)
 	uint64		release_seq;
 	dlist_iter	iter;
 
+	if (shutting_down)
+		return;
 	dlist_foreach(iter, &subscribers)
 	{
 		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
@@ -217,6 +220,18 @@ pgws_broadcast_end_grace(void)
 {
 	in_grace = false;
 	trim_log();
+}
+
+/*
+ * The worker is exiting: free what every subscriber has been sent, and then
+ * nothing more, so that the next worker sends exactly what some subscriber
+ * has not received yet to those that reconnect.
+ */
+void
+pgws_broadcast_shutdown(void)
+{
+	trim_log();
+	shutting_down = true;
 }
 
 size_t

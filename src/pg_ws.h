@@ -83,6 +83,7 @@ struct PgWsSubscriber;
 extern void pgws_broadcast_init(void);
 extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_end_grace(void);
+extern void pgws_broadcast_shutdown(void);
 extern size_t pgws_subscriber_size(void);
 extern int	pgws_subscriber_count(void);
 extern void pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub);

@@ -539,6 +539,8 @@ pg_ws_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, handle_sigterm);
 	pqsignal(SIGHUP, handle_sighup);
 	pqsignal(SIGUSR1, handle_sigusr1);
+	/* there is no query to cancel: pg_cancel_backend() must not stop us */
+	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	/* no database: this makes us visible in pg_stat_activity */
@@ -571,7 +573,12 @@ pg_ws_worker_main(Datum main_arg)
 		pgstat_report_wait_end();
 	}
 
-	/* exit code 1 so that the postmaster restarts us unless it is stopping */
+	/*
+	 * Keep the queue's space for what subscribers have not been sent: the
+	 * next worker sends it to those that reconnect.  Exit code 1 so that the
+	 * postmaster restarts us unless it is stopping.
+	 */
+	pgws_broadcast_shutdown();
 	lws_context_destroy(context);
 	proc_exit(1);
 }
