@@ -31,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -299,6 +300,14 @@ close_listeners(void)
 	nlisten = 0;
 }
 
+/*
+ * A descriptor kept in reserve: when accept() fails for lack of descriptors
+ * the pending connection would keep the listening socket readable and spin
+ * the loop, so we free the reserve, accept and close it, and take the
+ * reserve back.
+ */
+static int	reserve_fd = -1;
+
 /* accept every pending connection and hand it to libwebsockets as HTTP */
 static void
 accept_connections(Watch *watch)
@@ -306,17 +315,27 @@ accept_connections(Watch *watch)
 	for (;;)
 	{
 		int			fd = accept4(watch->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int			save_errno = errno;
 		int			one = 1;
 
 		if (fd < 0)
 		{
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-				errno != ECONNABORTED)
-				ereport(LOG,
-						(errcode_for_socket_access(),
-						 errmsg("pg_ws could not accept a connection: %m")));
-			if (errno == ECONNABORTED)
+			if (save_errno == ECONNABORTED || save_errno == EINTR)
 				continue;
+			if (save_errno == EAGAIN || save_errno == EWOULDBLOCK)
+				return;
+			errno = save_errno;
+			ereport(LOG,
+					(errcode_for_socket_access(),
+					 errmsg("pg_ws could not accept a connection: %m")));
+			if ((save_errno == EMFILE || save_errno == ENFILE) && reserve_fd >= 0)
+			{
+				close(reserve_fd);
+				fd = accept4(watch->fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+				reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			}
 			return;
 		}
 		/* libwebsockets indexes its tables by descriptor number */
@@ -505,6 +524,7 @@ server_start(void)
 		ereport(ERROR,
 				(errmsg("pg_ws could not watch its wake-up descriptors")));
 
+	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	open_listeners();
 
 	if (pgws_reconnect_grace_ms > 0)

@@ -1,0 +1,489 @@
+"""Shared machinery of pg_ws's end-to-end suites (test/e2e/test_*.py).
+
+Not a test itself (test/run_tests.sh runs test_*.py only).  It provides:
+
+  - Cluster: a throw-away PostgreSQL 15 cluster run by the postgres user on
+    free ports, with pg_ws preloaded or not and extra postgresql.conf
+    lines, and install() to create the extension and wait for the worker;
+  - sql()/asql(): statements on a psycopg2 connection, blocking or from a
+    thread so that asyncio subscribers keep reading meanwhile;
+  - Subscriber and Ctx: /ws/ clients that record what they are sent, and
+    what one test opened, closed even when the test fails;
+  - ident()/compare_idents(), worker_row(), port_open(): small checks;
+  - run_tap(): the TAP runner with per-test timeouts, a watchdog over the
+    whole run, and clean-up of every cluster made.
+
+Every test is an `async def test(ctx)` that raises Fail (or anything) to
+fail and may return a one-line note.
+"""
+
+import asyncio
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import psycopg2
+import websockets
+
+PGBIN = '/usr/lib/postgresql/15/bin'
+
+
+class Fail(Exception):
+    """A test's expectation not met; its lines become TAP diagnostics."""
+
+    def __init__(self, *lines):
+        super().__init__('\n'.join(lines))
+
+
+def check(cond, *lines):
+    if not cond:
+        raise Fail(*lines)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def short(s, n=300):
+    s = str(s)
+    return s if len(s) <= n else s[:n] + '...(%d chars)' % len(s)
+
+
+# ---------------------------------------------------------------- cluster
+
+class Cluster:
+    """A temporary PostgreSQL 15 cluster run by the postgres user.
+
+    preload:  put pg_ws in shared_preload_libraries (and set pg_ws.*);
+    conf:     extra postgresql.conf lines, written after the defaults, so
+              they override them;
+    database: the database pg_ws.database names, created by install() when
+              it is not 'postgres'.
+    Every cluster made is remembered in Cluster.instances, so that run_tap()
+    and its watchdog stop and remove them whatever happens.
+    """
+
+    instances = []
+
+    def __init__(self, conf=(), preload=True, pgport=None, wsport=None,
+                 database='postgres', name='cluster'):
+        self.name = name
+        self.preload = preload
+        self.conf = list(conf)
+        self.database = database
+        self.pgport = int(pgport or free_port())
+        self.wsport = int(wsport or free_port())
+        while self.wsport == self.pgport:
+            self.wsport = free_port()
+        self.dir = tempfile.mkdtemp(prefix='pg_ws_e2e.')
+        self.data = os.path.join(self.dir, 'data')
+        self.log = os.path.join(self.dir, 'server.log')
+        self.started = False
+        pw = pwd.getpwnam('postgres')
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        Cluster.instances.append(self)
+
+    def as_postgres(self, *args, timeout=120, check=True):
+        """Run a command as postgres in the cluster's directory; its
+        CompletedProcess (stdout and stderr together in .stdout)."""
+        r = subprocess.run(['runuser', '-u', 'postgres', '--', *args],
+                           cwd=self.dir, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise RuntimeError('%s failed (%d):\n%s'
+                               % (os.path.basename(args[0]), r.returncode, r.stdout))
+        return r
+
+    def start(self):
+        self.as_postgres(PGBIN + '/initdb', '-D', self.data, '-U', 'postgres',
+                         '--auth=trust', '-E', 'UTF8', '--no-locale')
+        lines = ['', '# pg_ws end-to-end test cluster (%s)' % self.name]
+        if self.preload:
+            lines += ["shared_preload_libraries = 'pg_ws'",
+                      'pg_ws.port = %d' % self.wsport,
+                      "pg_ws.listen_addresses = '127.0.0.1'",
+                      "pg_ws.database = '%s'" % self.database]
+        lines += ["listen_addresses = ''",
+                  "unix_socket_directories = '%s'" % self.dir,
+                  'port = %d' % self.pgport,
+                  '# a throw-away cluster: no need to wait for the disk',
+                  'fsync = off',
+                  'synchronous_commit = off',
+                  "log_line_prefix = '%m [%p] %b '"]
+        if self.conf:
+            lines += ['# this suite\'s settings'] + self.conf
+        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
+            f.write('\n'.join(lines) + '\n')
+        self.started = True
+        self.as_postgres(PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
+                         '-w', '-t', '60', 'start')
+
+    def stop(self):
+        if self.started:
+            self.started = False
+            try:
+                self.as_postgres(PGBIN + '/pg_ctl', '-D', self.data,
+                                 '-m', 'immediate', '-w', 'stop')
+            except Exception as e:          # keep cleaning up
+                print('# could not stop the cluster: %s' % e)
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @classmethod
+    def cleanup_all(cls):
+        for cl in cls.instances:
+            cl.stop()
+            cl.remove()
+
+    def log_tail(self, n=60):
+        try:
+            with open(self.log, errors='replace') as f:
+                return f.readlines()[-n:]
+        except OSError as e:
+            return ['(no server log: %s)\n' % e]
+
+    def log_size(self):
+        """Where the server log ends now, for log_since()."""
+        try:
+            return os.path.getsize(self.log)
+        except OSError:
+            return 0
+
+    def log_since(self, offset=0):
+        """The server log's lines from byte offset on."""
+        try:
+            with open(self.log, 'rb') as f:
+                f.seek(offset)
+                return f.read().decode(errors='replace').splitlines()
+        except OSError:
+            return []
+
+    def connect(self, autocommit=True, timezone=None, dbname=None, options=''):
+        opts = '-c statement_timeout=60s'
+        if timezone:
+            opts += ' -c TimeZone=' + timezone
+        if options:
+            opts += ' ' + options
+        conn = psycopg2.connect(host=self.dir, port=self.pgport, user='postgres',
+                                dbname=dbname or self.database, options=opts)
+        conn.autocommit = autocommit
+        return conn
+
+    @property
+    def url(self):
+        return 'ws://127.0.0.1:%d' % self.wsport
+
+    async def install(self):
+        """Create pg_ws.database if needed and the extension in it, wait for
+        the worker to listen on our port, and outwait its grace period, so
+        that a new subscriber starts at the newest event, not at the first
+        one of the worker's life."""
+        if self.database != 'postgres':
+            conn = await asyncio.to_thread(self.connect, dbname='postgres')
+            try:
+                await asql(conn, 'CREATE DATABASE "%s"' % self.database)
+            finally:
+                conn.close()
+        conn = await asyncio.to_thread(self.connect)
+        try:
+            await asql(conn, "CREATE EXTENSION pg_ws")
+            deadline = time.monotonic() + 30
+            while (row := await worker_row(conn)) is None:
+                check(time.monotonic() < deadline, 'the pg_ws worker did not start')
+                await asyncio.sleep(0.1)
+            # the port must be ours: another server may hold a port set by hand
+            await self.wait_listening(self.wsport, 30)
+            grace = int((await asql(conn, "SELECT setting FROM pg_settings"
+                                          " WHERE name = 'pg_ws.reconnect_grace'"))[0][0])
+            await asyncio.sleep(max(0.0, grace / 1000 - row[1]) + 0.5)
+        finally:
+            conn.close()
+
+    async def wait_listening(self, port, timeout, since=0):
+        """Wait until the log (from byte since on) says the worker listens on
+        127.0.0.1:port and the port accepts connections."""
+        deadline = time.monotonic() + timeout
+        mine = 'pg_ws listening on 127.0.0.1, port %d,' % port
+        while True:
+            lines = self.log_since(since)
+            if any(mine in line for line in lines):
+                break
+            refused = [line for line in lines if 'pg_ws could not listen' in line]
+            check(not refused and time.monotonic() < deadline,
+                  'the pg_ws worker is not listening on port %d' % port, *refused[-3:])
+            await asyncio.sleep(0.1)
+        await port_open(port, max(1.0, deadline - time.monotonic()))
+
+
+def sql(conn, *stmts):
+    """Run statements on conn (blocking); return the last one's rows, if any."""
+    rows = None
+    with conn.cursor() as cur:
+        for s in stmts:
+            if isinstance(s, tuple):
+                cur.execute(*s)
+            else:
+                cur.execute(s)
+            rows = cur.fetchall() if cur.description else None
+    return rows
+
+
+async def asql(conn, *stmts):
+    """sql() in a thread, so that subscribers keep reading meanwhile."""
+    return await asyncio.to_thread(sql, conn, *stmts)
+
+
+# ------------------------------------------------------------ subscribers
+
+class Subscriber:
+    """A /ws/ client that records every text message it is sent."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.msgs = []
+        self.close_info = None
+        self.closed = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url, path='/ws/'):
+        # no pings: the test measures pg_ws, not keepalive timing
+        ws = await websockets.connect(url + path, ping_interval=None,
+                                      max_size=None, max_queue=None,
+                                      close_timeout=1, open_timeout=10)
+        return cls(ws)
+
+    async def _read(self):
+        try:
+            async for m in self.ws:
+                self.msgs.append(m)
+        except websockets.ConnectionClosed as e:
+            self.close_info = e
+        except Exception as e:
+            self.close_info = e
+        finally:
+            self.closed.set()
+
+    async def wait_until(self, pred, timeout, what):
+        """Wait until pred(msgs) holds; Fail if the connection closes first."""
+        deadline = time.monotonic() + timeout
+        while not pred(self.msgs):
+            if self.closed.is_set():
+                raise Fail('%s: connection closed (%s) after %d messages'
+                           % (what, self.close_info, len(self.msgs)),
+                           *self.last_lines())
+            if time.monotonic() > deadline:
+                raise Fail('%s: not there after %.0f s; %d messages arrived'
+                           % (what, timeout, len(self.msgs)), *self.last_lines())
+            await asyncio.sleep(0.02)
+
+    async def expect(self, n, timeout, what, settle=0.3):
+        """Wait for n messages, then a little longer to catch extra ones."""
+        await self.wait_until(lambda m: len(m) >= n, timeout, what)
+        await asyncio.sleep(settle)
+        return list(self.msgs)
+
+    def last_lines(self, k=5):
+        return ['  last: ' + short(m) for m in self.msgs[-k:]]
+
+    async def close(self):
+        try:
+            await asyncio.wait_for(self.ws.close(), 3)
+        except Exception:
+            pass
+        self.task.cancel()
+
+
+class Ctx:
+    """What one test opened, so that it is closed even when the test fails.
+
+    cl is the cluster sub(), conn() and aconn() use; use() switches to
+    another one.  clusters lists every cluster the test used, whose server
+    log tails the runner shows when the test fails."""
+
+    def __init__(self, cluster=None):
+        self.cl = None
+        self.clusters = []
+        self.subs = []
+        self.conns = []
+        if cluster is not None:
+            self.use(cluster)
+
+    def use(self, cluster):
+        self.cl = cluster
+        if cluster not in self.clusters:
+            self.clusters.append(cluster)
+        return cluster
+
+    async def sub(self, path='/ws/', url=None):
+        s = await Subscriber.connect(url or self.cl.url, path)
+        self.subs.append(s)
+        return s
+
+    def conn(self, **kw):
+        c = self.cl.connect(**kw)
+        self.conns.append(c)
+        return c
+
+    async def aconn(self, **kw):
+        c = await asyncio.to_thread(self.cl.connect, **kw)
+        self.conns.append(c)
+        return c
+
+    async def cleanup(self):
+        for s in self.subs:
+            await s.close()
+        for c in self.conns:
+            # a thread may still be inside a query on c (after a timeout):
+            # cancel it first, and close without blocking the event loop
+            try:
+                c.cancel()
+            except Exception:
+                pass
+            try:
+                await asyncio.wait_for(asyncio.to_thread(c.close), 5)
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------- helpers
+
+def ident(raw):
+    """A short identity of an event, to compare sequences compactly."""
+    m = json.loads(raw)
+    d = m['data']
+    if m['event'].startswith('client_visit'):
+        return (m['event'], d['device_id'])
+    if m['event'] in ('client_create', 'client_update'):
+        return (m['event'], d['id'], d['visit_count'])
+    if m['event'].startswith('employee_attendance'):
+        return (m['event'], d['employee_id'], d['datetime'])
+    return (m['event'], d['id'])
+
+
+def compare_idents(got, expected, who):
+    ids = [ident(m) for m in got]
+    if ids == expected:
+        return
+    i = next((k for k, (a, b) in enumerate(zip(ids, expected)) if a != b),
+             min(len(ids), len(expected)))
+    raise Fail('%s: %d messages, expected %d; first difference at %d'
+               % (who, len(ids), len(expected), i),
+               '  expected: %s' % (expected[i:i + 5],),
+               '  got:      %s' % (ids[i:i + 5],))
+
+
+async def worker_row(conn):
+    """(pid, seconds since the pg_ws worker started), or None."""
+    rows = await asql(conn, "SELECT pid, extract(epoch FROM clock_timestamp() - backend_start)"
+                            " FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
+    return (rows[0][0], float(rows[0][1])) if rows else None
+
+
+async def port_open(port, timeout):
+    """Wait until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection('127.0.0.1', port), 1)
+            w.close()
+            return
+        except (OSError, asyncio.TimeoutError):
+            if time.monotonic() > deadline:
+                raise Fail('port %d still refuses connections after %.0f s' % (port, timeout))
+            await asyncio.sleep(0.05)
+
+
+# ------------------------------------------------------------------- TAP
+
+async def _run_tests(tests, make_ctx, failed_clusters):
+    failed = 0
+    for k, (name, fn, timeout) in enumerate(tests, 1):
+        ctx = make_ctx()
+        diag, note = [], None
+        try:
+            note = await asyncio.wait_for(fn(ctx), timeout)
+        except Fail as e:
+            diag = str(e).splitlines()
+        except asyncio.TimeoutError:
+            diag = ['timed out after %d s' % timeout]
+        except Exception:
+            diag = traceback.format_exc().splitlines()
+        finally:
+            await ctx.cleanup()
+        if diag:
+            failed += 1
+            failed_clusters.extend(c for c in ctx.clusters if c not in failed_clusters)
+        print('%s %d - %s' % ('not ok' if diag else 'ok', k, name))
+        for line in diag or ([note] if note else []):
+            print('# ' + line)
+        sys.stdout.flush()
+    return failed
+
+
+def _print_log_tails(clusters, n=60):
+    for cl in clusters:
+        print('# server log tail (%s, %s):' % (cl.name, cl.dir))
+        for line in cl.log_tail(n):
+            print('#   ' + line.rstrip())
+
+
+def run_tap(tests, make_ctx, setup=None, watchdog_seconds=280):
+    """Run tests, a list of (name, async fn(ctx), timeout in seconds), as
+    TAP and exit: 0 only if every test passed.  make_ctx() makes each
+    test's Ctx; setup, an async function, runs first, and its failure bails
+    out.  Every Cluster made is stopped and removed at the end, and by the
+    watchdog if the whole run outlasts watchdog_seconds."""
+    print('1..%d' % len(tests))
+    sys.stdout.flush()
+    done = threading.Event()
+
+    def watchdog():
+        # a last resort against a hang no per-test timeout could break
+        if not done.wait(watchdog_seconds):
+            print('Bail out! the run took longer than %d s' % watchdog_seconds)
+            _print_log_tails(Cluster.instances)
+            sys.stdout.flush()
+            Cluster.cleanup_all()
+            os._exit(2)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    status = 1
+    failed_clusters = []
+    t0 = time.monotonic()
+    try:
+        loop = asyncio.new_event_loop()
+        if setup is not None:
+            try:
+                loop.run_until_complete(setup())
+            except Exception as e:
+                print('Bail out! setup failed: %s' % str(e).replace('\n', ' | '))
+                failed_clusters = list(Cluster.instances)
+                raise SystemExit
+        failed = loop.run_until_complete(_run_tests(tests, make_ctx, failed_clusters))
+        print('# %d of %d tests failed; %.1f s' % (failed, len(tests), time.monotonic() - t0))
+        status = 1 if failed else 0
+    except SystemExit:
+        pass
+    except Exception:
+        print('Bail out! %s' % traceback.format_exc().replace('\n', ' | '))
+        failed_clusters = list(Cluster.instances)
+    finally:
+        if status != 0:
+            _print_log_tails(failed_clusters)
+        Cluster.cleanup_all()
+        done.set()
+        sys.stdout.flush()
+    # worker threads of a timed-out test may still be blocked; do not wait
+    os._exit(status)
