@@ -11,9 +11,10 @@
  * HTTP (worker.c), nor know how events were rendered or queued.
  *
  * A message keeps its space in the shared queue until every subscriber has
- * been sent it (see queue.c); a subscriber that falls more than
- * pg_ws.max_subscriber_lag, or half the queue, behind is disconnected
- * rather than allowed to hold up writers.
+ * been sent it (see queue.c).  A subscriber whose socket stops taking data
+ * is disconnected once it is pg_ws.max_subscriber_lag behind, or as soon as
+ * it holds up a committing transaction that waits for room: writers never
+ * wait for a slow reader.
  *
  * The log is a ring of message pointers indexed by sequence number, as in
  * libwebsockets' ws-server-ring example: a subscriber is just the sequence
@@ -51,6 +52,9 @@ struct PgWsSubscriber
 	uint64		next_seq;		/* next message this subscriber needs */
 	bool		culled;			/* fell too far behind; closing */
 };
+
+/* most frames one subscriber is sent before the others get a turn */
+#define MESSAGES_PER_WRITABLE 64
 
 static MemoryContext broadcast_context = NULL;
 
@@ -189,23 +193,37 @@ uint64
 pgws_broadcast_drain_queue(void)
 {
 	uint64		n = pgws_queue_drain(append_message, NULL);
-	uint64		max_lag;
-	dlist_mutable_iter iter;
+	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
+	bool		writers_waiting = pgws_queue_writers_waiting();
+	uint64		holding_seq = next_seq;
+	dlist_iter	iter;
+	dlist_mutable_iter miter;
 
-	/* a subscriber may hold at most half the queue, so writers never wait
-	 * on it for long */
-	max_lag = Min((uint64) pgws_max_subscriber_lag_kb * 1024,
-				  pgws_queue_capacity() / 2);
-
-	dlist_foreach_modify(iter, &subscribers)
+	/* the oldest message a subscriber holds in the queue */
+	dlist_foreach(iter, &subscribers)
 	{
 		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
+
+		holding_seq = Min(holding_seq, Max(sub->next_seq, released_seq));
+	}
+
+	/*
+	 * A subscriber is slow only if its socket will not take more: a burst
+	 * the worker has not sent yet is not the subscriber's fault.  A slow one
+	 * is disconnected when it is too far behind, or when it holds the oldest
+	 * message while a committing transaction waits for room.
+	 */
+	dlist_foreach_modify(miter, &subscribers)
+	{
+		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, miter.cur);
 		uint64		lag;
 
 		if (sub->next_seq == next_seq)
 			continue;
 		lag = queue_lag(sub);
-		if (lag > max_lag)
+		if ((lag > max_lag ||
+			 (writers_waiting && Max(sub->next_seq, released_seq) == holding_seq)) &&
+			lws_send_pipe_choked(sub->wsi))
 			cull(sub, lag);
 		else
 			lws_callback_on_writable(sub->wsi);
@@ -261,13 +279,14 @@ pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub)
 }
 
 /*
- * The socket can take a frame: send the next message.  libwebsockets allows
- * one write per writable callback; returns -1 to close the connection.
+ * The socket can take frames: send this subscriber's next messages while
+ * it takes them, up to a batch, then let the others have their turn.
+ * Returns -1 to close the connection.
  */
 int
 pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 {
-	WsMessage  *msg;
+	uint64		first = sub->next_seq;
 
 	if (sub->culled)
 	{
@@ -277,18 +296,27 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 						 (unsigned char *) reason, sizeof(reason) - 1);
 		return -1;
 	}
-	if (sub->next_seq >= next_seq)
-		return 0;
 
-	msg = message_at(sub->next_seq);
-	if (lws_write(wsi, (unsigned char *) msg->data + LWS_PRE, msg->len,
-				  LWS_WRITE_TEXT) < (int) msg->len)
-		return -1;
-	sub->next_seq++;
+	while (sub->next_seq < next_seq)
+	{
+		WsMessage  *msg;
+
+		if (sub->next_seq > first &&
+			(sub->next_seq - first >= MESSAGES_PER_WRITABLE ||
+			 lws_send_pipe_choked(wsi)))
+			break;
+		msg = message_at(sub->next_seq);
+		if (lws_write(wsi, (unsigned char *) msg->data + LWS_PRE, msg->len,
+					  LWS_WRITE_TEXT) < (int) msg->len)
+			return -1;
+		sub->next_seq++;
+	}
 	if (sub->next_seq < next_seq)
 		lws_callback_on_writable(wsi);
-	/* this subscriber may have been the one holding up a waiting writer */
-	if (sub->next_seq - 1 == released_seq && pgws_queue_writers_waiting())
+
+	/* this subscriber may have been holding up a waiting writer */
+	if (first <= released_seq && sub->next_seq > first &&
+		pgws_queue_writers_waiting())
 		trim_log();
 	return 0;
 }

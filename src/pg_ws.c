@@ -131,8 +131,8 @@ define_gucs(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.max_subscriber_lag",
-							"How far a subscriber may fall behind before it is disconnected.",
-							"Bytes of events sent to others but not yet to this subscriber.",
+							"How far a subscriber that has stopped reading may fall behind before it is disconnected.",
+							"Bytes of events not yet sent to it. A subscriber that holds up a committing transaction is disconnected sooner.",
 							&pgws_max_subscriber_lag_kb,
 							16384, 64, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB,

@@ -31,8 +31,8 @@
  * The worker reads entries as they commit but frees their space only once
  * every subscriber has been sent their events (pgws_queue_release), so a
  * worker that dies with events in flight finds them again when it restarts.
- * Subscribers cannot hold writers up for long: broadcast.c disconnects one
- * that falls half a queue behind.
+ * Subscribers cannot hold writers up: broadcast.c disconnects a subscriber
+ * that has stopped reading as soon as a writer waits for the room it holds.
  *
  * The wake-up.  Debian's libwebsockets cannot watch a PostgreSQL latch, so
  * the postmaster creates an eventfd while it sets up shared memory; every
@@ -74,6 +74,9 @@ typedef struct QueueEntryHeader
 } QueueEntryHeader;
 
 #define ENTRY_ALIGN 8
+
+/* while the queue is full, how often a waiting writer wakes the worker */
+#define QUEUE_FULL_REWAKE_MS 100
 
 typedef struct PgWsQueue
 {
@@ -256,7 +259,9 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 												   pgws_queue_full_timeout_ms);
 		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 												  deadline);
-		if (wait_ms <= 0)
+		/* wake the worker again now and then: room may need a cull */
+		wait_ms = Min(wait_ms, QUEUE_FULL_REWAKE_MS);
+		if (GetCurrentTimestamp() >= deadline)
 		{
 			ConditionVariableCancelSleep();
 			pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);

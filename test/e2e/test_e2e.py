@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """End-to-end tests of pg_ws against a real WebSocket client.
 
-This file owns the end-to-end suite: it starts a throw-away PostgreSQL 15
-cluster with pg_ws preloaded, installs the extension, changes rows of
+This file owns the event-delivery end-to-end suite: it starts a throw-away
+PostgreSQL 15 cluster with pg_ws preloaded (harness.Cluster; the shared
+machinery is in harness.py), installs the extension, changes rows of
 client, visit_history, employee and attendance, and checks what real
 `websockets` subscribers of ws://127.0.0.1:PORT/ws/ receive: every event of
 the event document byte for byte, fan-out to several subscribers, nothing
 from rolled-back work, exactly-once and commit order under concurrent
 writers, replay after a worker restart, and the HTTP routing.  It does not
-cover what the pg_regress suite covers (rendering edge cases one by one,
-the queue-full path).
+cover what the pg_regress suite covers (rendering edge cases one by one),
+nor what test_operations.py covers (configuration, the queue-full path,
+reloads, connection limits, slow subscribers, pg_dump).
 
 Run as root (PostgreSQL itself runs as the postgres user):
 
@@ -25,243 +27,20 @@ import asyncio
 import http.client
 import json
 import os
-import pwd
 import random
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 import psycopg2
 import websockets
 
-PGBIN = '/usr/lib/postgresql/15/bin'
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Cluster, Ctx, Fail, asql, check, compare_idents,  # noqa: E402
+                     ident, port_open, run_tap, short, worker_row)
+
 WATCHDOG_SECONDS = 280          # the whole run, setup and clean-up included
-
-
-class Fail(Exception):
-    """A test's expectation not met; its lines become TAP diagnostics."""
-
-    def __init__(self, *lines):
-        super().__init__('\n'.join(lines))
-
-
-def check(cond, *lines):
-    if not cond:
-        raise Fail(*lines)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def short(s, n=300):
-    s = str(s)
-    return s if len(s) <= n else s[:n] + '...(%d chars)' % len(s)
-
-
-# ---------------------------------------------------------------- cluster
-
-class Cluster:
-    """A temporary PostgreSQL 15 cluster run by the postgres user."""
-
-    def __init__(self):
-        self.pgport = int(os.environ.get('PG_WS_E2E_PGPORT') or free_port())
-        self.wsport = int(os.environ.get('PG_WS_E2E_WSPORT') or free_port())
-        while self.wsport == self.pgport:
-            self.wsport = free_port()
-        self.dir = tempfile.mkdtemp(prefix='pg_ws_e2e.')
-        self.data = os.path.join(self.dir, 'data')
-        self.log = os.path.join(self.dir, 'server.log')
-        self.started = False
-        pw = pwd.getpwnam('postgres')
-        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-
-    def _as_postgres(self, *args):
-        r = subprocess.run(['runuser', '-u', 'postgres', '--', *args],
-                           cwd=self.dir, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=120)
-        if r.returncode != 0:
-            raise RuntimeError('%s failed (%d):\n%s'
-                               % (os.path.basename(args[0]), r.returncode, r.stdout))
-
-    def start(self):
-        self._as_postgres(PGBIN + '/initdb', '-D', self.data, '-U', 'postgres',
-                          '--auth=trust', '-E', 'UTF8', '--no-locale')
-        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
-            f.write(f"""
-# pg_ws end-to-end test cluster
-shared_preload_libraries = 'pg_ws'
-listen_addresses = ''
-unix_socket_directories = '{self.dir}'
-port = {self.pgport}
-pg_ws.port = {self.wsport}
-pg_ws.listen_addresses = '127.0.0.1'
-pg_ws.database = 'postgres'
-# a throw-away cluster: no need to wait for the disk
-fsync = off
-synchronous_commit = off
-log_line_prefix = '%m [%p] %b '
-""")
-        self.started = True
-        self._as_postgres(PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
-                          '-w', '-t', '60', 'start')
-
-    def stop(self):
-        if self.started:
-            self.started = False
-            try:
-                self._as_postgres(PGBIN + '/pg_ctl', '-D', self.data,
-                                  '-m', 'immediate', '-w', 'stop')
-            except Exception as e:          # keep cleaning up
-                print('# could not stop the cluster: %s' % e)
-
-    def remove(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_tail(self, n=60):
-        try:
-            with open(self.log, errors='replace') as f:
-                return f.readlines()[-n:]
-        except OSError as e:
-            return ['(no server log: %s)\n' % e]
-
-    def connect(self, autocommit=True, timezone=None):
-        opts = '-c statement_timeout=60s'
-        if timezone:
-            opts += ' -c TimeZone=' + timezone
-        conn = psycopg2.connect(host=self.dir, port=self.pgport, user='postgres',
-                                dbname='postgres', options=opts)
-        conn.autocommit = autocommit
-        return conn
-
-    @property
-    def url(self):
-        return 'ws://127.0.0.1:%d' % self.wsport
-
-
-def sql(conn, *stmts):
-    """Run statements on conn (blocking); return the last one's rows, if any."""
-    rows = None
-    with conn.cursor() as cur:
-        for s in stmts:
-            if isinstance(s, tuple):
-                cur.execute(*s)
-            else:
-                cur.execute(s)
-            rows = cur.fetchall() if cur.description else None
-    return rows
-
-
-async def asql(conn, *stmts):
-    """sql() in a thread, so that subscribers keep reading meanwhile."""
-    return await asyncio.to_thread(sql, conn, *stmts)
-
-
-# ------------------------------------------------------------ subscribers
-
-class Subscriber:
-    """A /ws/ client that records every text message it is sent."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.msgs = []
-        self.close_info = None
-        self.closed = asyncio.Event()
-        self.task = asyncio.create_task(self._read())
-
-    @classmethod
-    async def connect(cls, url, path='/ws/'):
-        # no pings: the test measures pg_ws, not keepalive timing
-        ws = await websockets.connect(url + path, ping_interval=None,
-                                      max_size=None, max_queue=None,
-                                      close_timeout=1, open_timeout=10)
-        return cls(ws)
-
-    async def _read(self):
-        try:
-            async for m in self.ws:
-                self.msgs.append(m)
-        except websockets.ConnectionClosed as e:
-            self.close_info = e
-        except Exception as e:
-            self.close_info = e
-        finally:
-            self.closed.set()
-
-    async def wait_until(self, pred, timeout, what):
-        """Wait until pred(msgs) holds; Fail if the connection closes first."""
-        deadline = time.monotonic() + timeout
-        while not pred(self.msgs):
-            if self.closed.is_set():
-                raise Fail('%s: connection closed (%s) after %d messages'
-                           % (what, self.close_info, len(self.msgs)),
-                           *self.last_lines())
-            if time.monotonic() > deadline:
-                raise Fail('%s: not there after %.0f s; %d messages arrived'
-                           % (what, timeout, len(self.msgs)), *self.last_lines())
-            await asyncio.sleep(0.02)
-
-    async def expect(self, n, timeout, what, settle=0.3):
-        """Wait for n messages, then a little longer to catch extra ones."""
-        await self.wait_until(lambda m: len(m) >= n, timeout, what)
-        await asyncio.sleep(settle)
-        return list(self.msgs)
-
-    def last_lines(self, k=5):
-        return ['  last: ' + short(m) for m in self.msgs[-k:]]
-
-    async def close(self):
-        try:
-            await asyncio.wait_for(self.ws.close(), 3)
-        except Exception:
-            pass
-        self.task.cancel()
-
-
-class Ctx:
-    """What one test opened, so that it is closed even when the test fails."""
-
-    def __init__(self, cluster):
-        self.cl = cluster
-        self.subs = []
-        self.conns = []
-
-    async def sub(self, path='/ws/'):
-        s = await Subscriber.connect(self.cl.url, path)
-        self.subs.append(s)
-        return s
-
-    def conn(self, **kw):
-        c = self.cl.connect(**kw)
-        self.conns.append(c)
-        return c
-
-    async def aconn(self, **kw):
-        c = await asyncio.to_thread(self.cl.connect, **kw)
-        self.conns.append(c)
-        return c
-
-    async def cleanup(self):
-        for s in self.subs:
-            await s.close()
-        for c in self.conns:
-            # a thread may still be inside a query on c (after a timeout):
-            # cancel it first, and close without blocking the event loop
-            try:
-                c.cancel()
-            except Exception:
-                pass
-            try:
-                await asyncio.wait_for(asyncio.to_thread(c.close), 5)
-            except Exception:
-                pass
 
 
 # ---------------------------------------------------------------- helpers
@@ -295,52 +74,6 @@ def compare(got, expected, who):
     for exp in expected[len(got):]:
         problems.append('  missing: ' + json.dumps(exp))
     check(not problems, *problems[:40])
-
-
-def ident(raw):
-    """A short identity of an event, to compare sequences compactly."""
-    m = json.loads(raw)
-    d = m['data']
-    if m['event'].startswith('client_visit'):
-        return (m['event'], d['device_id'])
-    if m['event'] in ('client_create', 'client_update'):
-        return (m['event'], d['id'], d['visit_count'])
-    if m['event'].startswith('employee_attendance'):
-        return (m['event'], d['employee_id'], d['datetime'])
-    return (m['event'], d['id'])
-
-
-def compare_idents(got, expected, who):
-    ids = [ident(m) for m in got]
-    if ids == expected:
-        return
-    i = next((k for k, (a, b) in enumerate(zip(ids, expected)) if a != b),
-             min(len(ids), len(expected)))
-    raise Fail('%s: %d messages, expected %d; first difference at %d'
-               % (who, len(ids), len(expected), i),
-               '  expected: %s' % (expected[i:i + 5],),
-               '  got:      %s' % (ids[i:i + 5],))
-
-
-async def worker_row(conn):
-    """(pid, seconds since the pg_ws worker started), or None."""
-    rows = await asql(conn, "SELECT pid, extract(epoch FROM clock_timestamp() - backend_start)"
-                            " FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
-    return (rows[0][0], float(rows[0][1])) if rows else None
-
-
-async def port_open(port, timeout):
-    """Wait until something accepts TCP connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, w = await asyncio.wait_for(asyncio.open_connection('127.0.0.1', port), 1)
-            w.close()
-            return
-        except (OSError, asyncio.TimeoutError):
-            if time.monotonic() > deadline:
-                raise Fail('port %d still refuses connections after %.0f s' % (port, timeout))
-            await asyncio.sleep(0.05)
 
 
 # ------------------------------------------------------------------ tests
@@ -724,102 +457,18 @@ TESTS = [
 
 # ------------------------------------------------------------------- main
 
-async def setup(cl):
-    """Install the extension, wait for the worker, and outwait its grace
-    period, so that a new subscriber starts at the newest event, not at the
-    first one of the worker's life."""
-    conn = await asyncio.to_thread(cl.connect)
-    try:
-        await asql(conn, "CREATE EXTENSION pg_ws")
-        deadline = time.monotonic() + 30
-        while (row := await worker_row(conn)) is None:
-            check(time.monotonic() < deadline, 'the pg_ws worker did not start')
-            await asyncio.sleep(0.1)
-        # the port must be ours: another server may hold a port set by hand
-        deadline = time.monotonic() + 30
-        mine = 'pg_ws listening on 127.0.0.1, port %d,' % cl.wsport
-        while not any(mine in line for line in cl.log_tail(1000)):
-            refused = [line for line in cl.log_tail(1000) if 'pg_ws could not listen' in line]
-            check(not refused and time.monotonic() < deadline,
-                  'the pg_ws worker is not listening on port %d' % cl.wsport, *refused)
-            await asyncio.sleep(0.1)
-        await port_open(cl.wsport, 30)
-        grace = int((await asql(conn, "SELECT setting FROM pg_settings"
-                                      " WHERE name = 'pg_ws.reconnect_grace'"))[0][0])
-        await asyncio.sleep(max(0.0, grace / 1000 - row[1]) + 0.5)
-    finally:
-        conn.close()
-
-
-async def run_tests(cl):
-    failed = 0
-    for k, (name, fn, timeout) in enumerate(TESTS, 1):
-        ctx = Ctx(cl)
-        diag, note = [], None
-        try:
-            note = await asyncio.wait_for(fn(ctx), timeout)
-        except Fail as e:
-            diag = str(e).splitlines()
-        except asyncio.TimeoutError:
-            diag = ['timed out after %d s' % timeout]
-        except Exception:
-            diag = traceback.format_exc().splitlines()
-        finally:
-            await ctx.cleanup()
-        failed += bool(diag)
-        print('%s %d - %s' % ('not ok' if diag else 'ok', k, name))
-        for line in diag or ([note] if note else []):
-            print('# ' + line)
-        sys.stdout.flush()
-    return failed
-
-
 def main():
-    print('1..%d' % len(TESTS))
-    sys.stdout.flush()
-    cl = Cluster()
-    done = threading.Event()
+    clusters = []
 
-    def watchdog():
-        # a last resort against a hang no per-test timeout could break
-        if not done.wait(WATCHDOG_SECONDS):
-            print('Bail out! the run took longer than %d s' % WATCHDOG_SECONDS)
-            for line in cl.log_tail():
-                print('# ' + line.rstrip())
-            sys.stdout.flush()
-            cl.stop()
-            cl.remove()
-            os._exit(2)
+    async def setup():
+        cl = Cluster(pgport=os.environ.get('PG_WS_E2E_PGPORT'),
+                     wsport=os.environ.get('PG_WS_E2E_WSPORT'))
+        clusters.append(cl)
+        await asyncio.to_thread(cl.start)
+        await cl.install()
 
-    threading.Thread(target=watchdog, daemon=True).start()
-    status = 1
-    t0 = time.monotonic()
-    try:
-        cl.start()
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(setup(cl))
-        except Exception as e:
-            print('Bail out! setup failed: %s' % str(e).replace('\n', ' | '))
-            raise SystemExit
-        failed = loop.run_until_complete(run_tests(cl))
-        print('# %d of %d tests failed; %.1f s' % (failed, len(TESTS), time.monotonic() - t0))
-        status = 1 if failed else 0
-    except SystemExit:
-        pass
-    except Exception:
-        print('Bail out! %s' % traceback.format_exc().replace('\n', ' | '))
-    finally:
-        if status != 0:
-            print('# server log tail:')
-            for line in cl.log_tail():
-                print('#   ' + line.rstrip())
-        cl.stop()
-        cl.remove()
-        done.set()
-        sys.stdout.flush()
-    # worker threads of a timed-out test may still be blocked; do not wait
-    os._exit(status)
+    run_tap(TESTS, lambda: Ctx(clusters[0]), setup=setup,
+            watchdog_seconds=WATCHDOG_SECONDS)
 
 
 if __name__ == '__main__':
