@@ -37,6 +37,7 @@ only if every test passed.
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -64,6 +65,9 @@ CLUSTERS = {
                         NO_GRACE]),
     'reload': dict(conf=[NO_GRACE]),
     'conns': dict(conf=['pg_ws.max_connections = 2', NO_GRACE]),
+    'inflight': dict(conf=["pg_ws.queue_size = '64MB'",
+                           "pg_ws.reconnect_grace = '5s'"]),
+    'doomed': dict(conf=[NO_GRACE]),
     'appdb': dict(conf=["pg_ws.queue_size = '256kB'",
                         "pg_ws.queue_full_timeout = '2s'",
                         NO_GRACE],
@@ -679,6 +683,68 @@ async def test_pg_stat_activity(ctx):
                                                        samples[0][0][4])
 
 
+async def test_inflight_survives_restart(ctx):
+    """j. events a subscriber was not sent yet when the worker is terminated
+    reach the subscribers that reconnect: the queue keeps them until sent."""
+    cl = await cluster(ctx, 'inflight')
+    conn = await ctx.aconn()
+    slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
+    try:
+        # ~10 MB: more than the slow subscriber's socket buffers can absorb,
+        # less than pg_ws.max_subscriber_lag, so it is not disconnected
+        body, per_tx, n_tx = 'j' * 1000, 10, 1000
+        for k in range(n_tx):
+            await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
+                              " SELECT g, %s, 'j' FROM generate_series(%s, %s) g",
+                              (body, 2000000 + k * per_tx, 2000000 + (k + 1) * per_tx - 1)))
+        last = 2000000 + n_tx * per_tx - 1
+        pid, _ = await worker_row(conn)
+        mark = cl.log_size()
+        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
+    finally:
+        slow.close()
+    deadline = time.monotonic() + 20
+    while (row := await worker_row(conn)) is None or row[0] == pid:
+        check(time.monotonic() < deadline, 'the worker did not come back')
+        await asyncio.sleep(0.05)
+    await cl.wait_listening(cl.wsport, 20, since=mark)
+    sub = await ctx.sub()
+    await sub.wait_until(lambda m: any('"id": %d,' % last in x for x in m), 30,
+                         'the last event, after the restart')
+    ids = [json.loads(m)['data']['id'] for m in sub.msgs]
+    first = ids[0]
+    check(ids == list(range(first, last + 1)),
+          'the replay is not the ordered, contiguous tail of what was committed:'
+          ' %d messages from id %d' % (len(ids), first))
+    check(len(ids) > per_tx,
+          'only %d events replayed: the restart lost what the slow subscriber'
+          ' had not been sent' % len(ids))
+    return '%d of %d events had not reached the slow subscriber and were replayed' % (
+        len(ids), n_tx * per_tx)
+
+
+async def test_postmaster_death(ctx):
+    """k. the worker exits by itself when the postmaster dies."""
+    cl = await cluster(ctx, 'doomed')
+    conn = await ctx.aconn()
+    pid, _ = await worker_row(conn)
+    conn.close()
+    with open(os.path.join(cl.data, 'postmaster.pid')) as f:
+        postmaster = int(f.readline())
+    os.kill(postmaster, 9)
+    deadline = time.monotonic() + 10
+    while os.path.exists('/proc/%d' % pid):
+        with open('/proc/%d/stat' % pid) as f:
+            if f.read().split(')')[-1].split()[0] == 'Z':
+                break               # exited, not yet reaped
+        check(time.monotonic() < deadline,
+              'the worker (pid %d) still runs 10 s after the postmaster died' % pid)
+        await asyncio.sleep(0.05)
+    cl.started = False              # nothing left to stop
+    return 'worker exited %.2f s after the postmaster was killed' % (
+        10 - (deadline - time.monotonic()))
+
+
 TESTS = [
     ('(a) without shared_preload_libraries CREATE EXTENSION fails with 55000 and a hint',
      test_no_preload, 30),
@@ -698,6 +764,10 @@ TESTS = [
      test_slow_subscriber, 100),
     ('(i) pg_stat_activity shows the worker as pg_ws waiting on Extension',
      test_pg_stat_activity, 30),
+    ('(j) events not yet sent when the worker is terminated reach reconnecting subscribers',
+     test_inflight_survives_restart, 90),
+    ('(k) the worker exits when the postmaster dies',
+     test_postmaster_death, 40),
 ]
 
 
