@@ -20,10 +20,11 @@
  * libwebsockets' ws-server-ring example: a subscriber is just the sequence
  * number of the next message it needs.  Messages are freed once every
  * subscriber has passed them, except during pg_ws.reconnect_grace after the
- * worker starts: then everything is kept, and a subscriber that connects
+ * worker restarts: then everything is kept, and a subscriber that connects
  * starts from the first message of this worker's life, so clients that
  * reconnect after a worker restart also get what was committed while it
- * was down.
+ * was down.  The first worker after the server starts has nobody to
+ * reconnect and no grace period.
  *
  * src/broadcast.c
  *
@@ -70,7 +71,7 @@ static uint64 released_seq = 0;
 
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;
-static bool in_grace = true;
+static bool in_grace = false;
 static bool shutting_down = false;
 
 static inline WsMessage *
@@ -80,8 +81,9 @@ message_at(uint64 seq)
 	return message_log[seq & (log_cap - 1)];
 }
 
+/* restart: a worker ran before us, so subscribers are about to reconnect */
 void
-pgws_broadcast_init(void)
+pgws_broadcast_init(bool restart)
 {
 	broadcast_context = AllocSetContextCreate(TopMemoryContext,
 											  "pg_ws broadcast",
@@ -89,7 +91,7 @@ pgws_broadcast_init(void)
 	log_cap = 1024;
 	message_log = MemoryContextAllocZero(broadcast_context,
 										 log_cap * sizeof(WsMessage *));
-	in_grace = pgws_reconnect_grace_ms > 0;
+	in_grace = restart && pgws_reconnect_grace_ms > 0;
 }
 
 /* pgws_queue_drain's sink: a new message at the end of the log */

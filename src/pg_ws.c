@@ -138,7 +138,7 @@ define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.reconnect_grace",
-							"How long after the worker starts its events are kept for subscribers that reconnect.",
+							"How long after the worker restarts its events are kept for subscribers that reconnect.",
 							"Events committed while the worker was down reach subscribers that connect within this time.",
 							&pgws_reconnect_grace_ms,
 							10000, 0, INT_MAX,

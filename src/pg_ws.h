@@ -59,7 +59,7 @@ extern void pgws_queue_append(const char *payload, uint32 len, int nevents);
 extern void pgws_queue_finish(bool committed);
 extern void pgws_queue_wake_worker(void);
 extern int	pgws_queue_wakeup_fd(void);
-extern void pgws_queue_worker_attach(void);
+extern bool pgws_queue_worker_attach(void);
 extern void pgws_queue_worker_detach(void);
 
 /*
@@ -80,7 +80,7 @@ extern void pgws_register_xact_callbacks(void);
 /* The worker's message log and subscribers (broadcast.c) */
 struct lws;
 struct PgWsSubscriber;
-extern void pgws_broadcast_init(void);
+extern void pgws_broadcast_init(bool restart);
 extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_end_grace(void);
 extern void pgws_broadcast_shutdown(void);

@@ -85,6 +85,8 @@ typedef struct PgWsQueue
 	uint64		tail;			/* first logical offset not yet consumed */
 	uint64		size;			/* bytes in the ring, a multiple of 8 */
 	pid_t		worker_pid;		/* attached worker, or 0 */
+	uint32		worker_starts;	/* workers attached since shared memory was
+								 * set up */
 	ConditionVariable space_cv; /* broadcast whenever tail advances */
 	pg_atomic_uint32 wakeup_pending;	/* eventfd written, worker not yet
 										 * looked */
@@ -143,6 +145,7 @@ pgws_queue_startup(void)
 		queue->tail = 0;
 		queue->size = TYPEALIGN(ENTRY_ALIGN, (uint64) pgws_queue_size_kb * 1024);
 		queue->worker_pid = 0;
+		queue->worker_starts = 0;
 		ConditionVariableInit(&queue->space_cv);
 		pg_atomic_init_u32(&queue->wakeup_pending, 0);
 		pg_atomic_init_u32(&queue->writers_waiting, 0);
@@ -358,13 +361,18 @@ pgws_queue_wakeup_fd(void)
  */
 static uint64 read_pos = 0;
 
-void
+/* returns true when a worker ran before us on this queue: we are a restart */
+bool
 pgws_queue_worker_attach(void)
 {
+	bool		restart;
+
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_pid = MyProcPid;
+	restart = queue->worker_starts++ > 0;
 	read_pos = queue->tail;
 	LWLockRelease(queue->lock);
+	return restart;
 }
 
 void

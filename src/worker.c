@@ -484,7 +484,7 @@ static struct lws_protocols protocols[] = {
 };
 
 static void
-server_start(void)
+server_start(bool restart)
 {
 	struct lws_context_creation_info info;
 	struct rlimit rlim;
@@ -527,7 +527,7 @@ server_start(void)
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	open_listeners();
 
-	if (pgws_reconnect_grace_ms > 0)
+	if (restart && pgws_reconnect_grace_ms > 0)
 		lws_sul_schedule(context, 0, &grace_sul, grace_over,
 						 (lws_usec_t) pgws_reconnect_grace_ms * LWS_US_PER_MS);
 }
@@ -556,6 +556,8 @@ worker_shmem_exit(int code, Datum arg)
 void
 pg_ws_worker_main(Datum main_arg)
 {
+	bool		restart;
+
 	pqsignal(SIGTERM, handle_sigterm);
 	pqsignal(SIGHUP, handle_sighup);
 	pqsignal(SIGUSR1, handle_sigusr1);
@@ -566,11 +568,11 @@ pg_ws_worker_main(Datum main_arg)
 	/* no database: this makes us visible in pg_stat_activity */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
-	pgws_queue_worker_attach();
+	restart = pgws_queue_worker_attach();
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
-	pgws_broadcast_init();
-	server_start();
+	pgws_broadcast_init(restart);
+	server_start(restart);
 
 	/* what was committed before we started, or while we were down */
 	pgws_broadcast_drain_queue();

@@ -185,10 +185,10 @@ class Cluster:
         return 'ws://127.0.0.1:%d' % self.wsport
 
     async def install(self):
-        """Create pg_ws.database if needed and the extension in it, wait for
-        the worker to listen on our port, and outwait its grace period, so
-        that a new subscriber starts at the newest event, not at the first
-        one of the worker's life."""
+        """Create pg_ws.database if needed and the extension in it, and wait
+        for the worker to listen on our port.  The first worker of a server
+        has no reconnect grace period, so a new subscriber starts at the
+        newest event."""
         if self.database != 'postgres':
             conn = await asyncio.to_thread(self.connect, dbname='postgres')
             try:
@@ -204,9 +204,6 @@ class Cluster:
                 await asyncio.sleep(0.1)
             # the port must be ours: another server may hold a port set by hand
             await self.wait_listening(self.wsport, 30)
-            grace = int((await asql(conn, "SELECT setting FROM pg_settings"
-                                          " WHERE name = 'pg_ws.reconnect_grace'"))[0][0])
-            await asyncio.sleep(max(0.0, grace / 1000 - row[1]) + 0.5)
         finally:
             conn.close()
 

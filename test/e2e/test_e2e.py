@@ -444,7 +444,23 @@ def upgrade_status_line(port, path):
         return s.makefile('rb').readline().decode(errors='replace').rstrip()
 
 
+async def test_only_after_connect(ctx):
+    """A subscriber gets what commits after it connected, not before: the
+    first worker of a server replays nothing (no reconnect grace)."""
+    conn = await ctx.aconn()
+    await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
+                     " VALUES (900001, 'before', 'connect')")
+    sub = await ctx.sub()
+    await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
+                     " VALUES (900002, 'after', 'connect')",
+               "DELETE FROM employee WHERE id IN (900001, 900002)")
+    got = await sub.expect(3, 10, 'subscriber')
+    compare_idents(got, [('employee_create', 900002), ('employee_delete', 900001),
+                         ('employee_delete', 900002)], 'subscriber')
+
+
 TESTS = [
+    ('a subscriber gets only what commits after it connects', test_only_after_connect, 20),
     ('all eleven document events arrive byte for byte', test_document_events, 30),
     ('three subscribers get every event in commit order', test_fanout, 30),
     ('nothing from rolled-back work; committed parts in order', test_rollbacks, 30),
