@@ -299,19 +299,22 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 		return -1;
 	}
 
-	while (sub->next_seq < next_seq)
+	/*
+	 * Several writes per callback are allowed as long as none of them was
+	 * left partly buffered by libwebsockets (the socket is full then); that
+	 * check costs no system call, unlike lws_send_pipe_choked().
+	 */
+	while (sub->next_seq < next_seq &&
+		   sub->next_seq - first < MESSAGES_PER_WRITABLE)
 	{
-		WsMessage  *msg;
+		WsMessage  *msg = message_at(sub->next_seq);
 
-		if (sub->next_seq > first &&
-			(sub->next_seq - first >= MESSAGES_PER_WRITABLE ||
-			 lws_send_pipe_choked(wsi)))
-			break;
-		msg = message_at(sub->next_seq);
 		if (lws_write(wsi, (unsigned char *) msg->data + LWS_PRE, msg->len,
 					  LWS_WRITE_TEXT) < (int) msg->len)
 			return -1;
 		sub->next_seq++;
+		if (lws_partial_buffered(wsi))
+			break;
 	}
 	if (sub->next_seq < next_seq)
 		lws_callback_on_writable(wsi);

@@ -66,7 +66,7 @@ CLUSTERS = {
     'reload': dict(conf=[NO_GRACE]),
     'conns': dict(conf=['pg_ws.max_connections = 2', NO_GRACE]),
     'inflight': dict(conf=["pg_ws.queue_size = '64MB'",
-                           "pg_ws.reconnect_grace = '5s'"]),
+                           "pg_ws.reconnect_grace = '30s'"]),
     'doomed': dict(conf=[NO_GRACE]),
     'appdb': dict(conf=["pg_ws.queue_size = '256kB'",
                         "pg_ws.queue_full_timeout = '2s'",
