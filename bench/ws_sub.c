@@ -1,12 +1,13 @@
 /*
  * ws_sub.c - benchmark subscriber for pg_ws.
  *
- * Opens N WebSocket connections to ws://HOST:PORT/ws/ from one
- * libwebsockets service loop, parses every message with json-c (each must
- * be an object with a string "event" and an object "data"), and reports
+ * Opens N WebSocket connections to ws://HOST:PORT/ws/ (from one
+ * libwebsockets service loop, or from P processes with --procs), parses
+ * every message with json-c (each must be an object with a string "event"
+ * and an object "data"), and reports
  *
  *   - how many messages arrived, and the rate across all subscribers
- *     (first to last message received, any subscriber);
+ *     (first to last message received by any subscriber);
  *   - commit-to-receive latency: the writer puts its CLOCK_REALTIME time
  *     in microseconds since the epoch, as a decimal string, in a column of
  *     the row (visit_history.device_id or employee.first_name; see
@@ -14,14 +15,19 @@
  *         (extract(epoch from clock_timestamp()) * 1000000)::bigint::text
  *     and ws_sub records receive_time - stamp for every message that
  *     carries one.  Both ends read the same clock on the same host.
+ *     Besides the distribution over all deliveries it reports, per event,
+ *     the latency of the first subscriber to get it ("first") and how much
+ *     later the last one got it ("spread"), which separates waking the
+ *     server from fanning out.
  *
  * It stops when every subscriber has got --expect messages, or has seen the
  * --end marker (a message whose stamp field equals the marker; it is not
  * counted), or when --timeout expires, or on SIGINT/SIGTERM.  The last line
  * of stdout is one line of key=value pairs, for scripts.
  *
- * Exit status: 0 all subscribers finished; 2 timeout or a subscriber was
- * closed/failed before finishing; 1 usage or set-up error.
+ * Exit status: 0 every subscriber finished and every message was valid;
+ * 2 timeout, a subscriber closed/failed early, or invalid messages;
+ * 1 usage or set-up error.
  *
  * Build: make -C bench   (libwebsockets 4.1, json-c 0.16)
  */
@@ -34,11 +40,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 #include <libwebsockets.h>
+
+#define MAX_PROCS 64
 
 typedef struct Sub
 {
@@ -53,45 +64,70 @@ typedef struct Sub
 	size_t		cap;
 } Sub;
 
+/* one delivery of a stamped event */
+typedef struct Sample
+{
+	int64_t		stamp;			/* writer's clock, us */
+	int64_t		lat;			/* receive time - stamp, us */
+	int32_t		sub;
+	int32_t		pad;
+} Sample;
+
+/* what one process measured; children send it to the parent */
+typedef struct Totals
+{
+	int32_t		subs;
+	int32_t		connected;
+	int32_t		errors;
+	int32_t		finished;
+	int32_t		timed_out;
+	int32_t		pad;
+	uint64_t	msgs;
+	uint64_t	bad;
+	uint64_t	nostamp;
+	uint64_t	bytes;
+	uint64_t	min_count;
+	uint64_t	max_count;
+	int64_t		first_rx;
+	int64_t		last_rx;
+	int64_t		all_connected;
+	uint64_t	nsamples;
+} Totals;
+
 /* options */
 static const char *opt_host = "127.0.0.1";
 static int	opt_port = 8765;
 static const char *opt_path = "/ws/";
 static int	opt_subs = 1;
+static int	opt_procs = 1;
 static uint64_t opt_expect = 0;		/* messages per subscriber, 0: none */
 static const char *opt_end = NULL;	/* end marker in the stamp field */
 static double opt_timeout = 30.0;	/* seconds, from start */
 static const char *opt_field = NULL;	/* stamp field in "data"; NULL: auto */
 static const char *opt_ready = NULL;	/* file created once all connected */
+static const char *opt_samples = NULL;	/* file of every latency sample */
 static int	opt_quiet = 0;
 
+/* this process's share of the subscribers */
 static Sub *subs;
+static int	nsubs;
+static int	ready_fd = -1;		/* child: tell the parent we are connected */
 static struct lws_context *context;
 static lws_sorted_usec_list_t tick_sul;
 static json_tokener *tokener;
 
 static volatile sig_atomic_t stop_signal = 0;
 static int	stop = 0;
-static int	timed_out = 0;
-
-static int	nconnected = 0;
-static int	nclosed = 0;
-static int	nfinished = 0;
-static int	nerrors = 0;
-static int	ready_written = 0;
-
-static uint64_t total_msgs = 0;
-static uint64_t bad_msgs = 0;		/* not JSON, or no "event"/"data" */
-static uint64_t nostamp_msgs = 0;	/* valid, but no parseable stamp */
-static uint64_t total_bytes = 0;
-static int64_t first_rx_us = 0;
-static int64_t last_rx_us = 0;
 static int64_t start_us = 0;
-static int64_t all_connected_us = 0;
+static Totals tot;
 
-static int64_t *lat;				/* latency samples, microseconds */
-static size_t nlat = 0;
-static size_t caplat = 0;
+static Sample *samples;
+static size_t nsamples = 0;
+static size_t capsamples = 0;
+
+/* parent with --procs */
+static pid_t children[MAX_PROCS];
+static int	nchildren = 0;
 
 static int64_t
 now_realtime_us(void)
@@ -107,7 +143,7 @@ xrealloc(void *p, size_t n)
 {
 	void	   *q = realloc(p, n);
 
-	if (q == NULL)
+	if (q == NULL && n > 0)
 	{
 		fprintf(stderr, "ws_sub: out of memory\n");
 		exit(1);
@@ -116,14 +152,18 @@ xrealloc(void *p, size_t n)
 }
 
 static void
-add_latency(int64_t us)
+add_sample(int64_t stamp, int64_t lat, int sub)
 {
-	if (nlat == caplat)
+	if (nsamples == capsamples)
 	{
-		caplat = caplat ? caplat * 2 : 65536;
-		lat = xrealloc(lat, caplat * sizeof(*lat));
+		capsamples = capsamples ? capsamples * 2 : 65536;
+		samples = xrealloc(samples, capsamples * sizeof(*samples));
 	}
-	lat[nlat++] = us;
+	samples[nsamples].stamp = stamp;
+	samples[nsamples].lat = lat;
+	samples[nsamples].sub = sub;
+	samples[nsamples].pad = 0;
+	nsamples++;
 }
 
 /* stop once every subscriber has finished or is gone */
@@ -132,7 +172,7 @@ check_done(void)
 {
 	int			i;
 
-	for (i = 0; i < opt_subs; i++)
+	for (i = 0; i < nsubs; i++)
 		if (!subs[i].finished && !subs[i].closed)
 			return;
 	stop = 1;
@@ -144,13 +184,12 @@ sub_finished(Sub *s)
 	if (!s->finished)
 	{
 		s->finished = 1;
-		nfinished++;
-		/* a finished subscriber that closes later is not "closed early" */
+		tot.finished++;
 		check_done();
 	}
 }
 
-/* a decimal string of microseconds, or -1 */
+/* a decimal string (or JSON integer) of microseconds, or -1 */
 static int64_t
 parse_stamp(json_object *v)
 {
@@ -210,7 +249,7 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 		!json_object_object_get_ex(obj, "data", &data) ||
 		!json_object_is_type(data, json_type_object))
 	{
-		if (bad_msgs++ < 5)
+		if (tot.bad++ < 5)
 			fprintf(stderr, "ws_sub: subscriber %d: not a pg_ws event: %.*s\n",
 					s->index, (int) (len > 200 ? 200 : len), msg);
 		if (obj)
@@ -227,18 +266,18 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 		return;
 	}
 
-	if (first_rx_us == 0)
-		first_rx_us = rx_us;
-	last_rx_us = rx_us;
-	total_msgs++;
-	total_bytes += len;
+	if (tot.first_rx == 0)
+		tot.first_rx = rx_us;
+	tot.last_rx = rx_us;
+	tot.msgs++;
+	tot.bytes += len;
 	s->count++;
 
 	stamp = parse_stamp(sf);
 	if (stamp > 0)
-		add_latency(rx_us - stamp);
+		add_sample(stamp, rx_us - stamp, s->index);
 	else
-		nostamp_msgs++;
+		tot.nostamp++;
 	json_object_put(obj);
 
 	if (opt_expect && s->count >= opt_expect)
@@ -246,17 +285,25 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 }
 
 static void
-write_ready_file(void)
+all_connected(void)
 {
 	FILE	   *f;
+	char		one = 1;
+	ssize_t		rc;
 
-	if (ready_written)
+	tot.all_connected = now_realtime_us();
+	if (ready_fd >= 0)
+	{
+		/* a child: the parent creates the file once all children are here */
+		rc = write(ready_fd, &one, 1);
+		(void) rc;
+		close(ready_fd);
+		ready_fd = -1;
 		return;
-	ready_written = 1;
-	all_connected_us = now_realtime_us();
+	}
 	if (!opt_quiet)
 		fprintf(stderr, "ws_sub: %d subscribers connected in %.3f s\n",
-				nconnected, (all_connected_us - start_us) / 1e6);
+				tot.connected, (tot.all_connected - start_us) / 1e6);
 	if (opt_ready == NULL)
 		return;
 	f = fopen(opt_ready, "w");
@@ -265,7 +312,7 @@ write_ready_file(void)
 		fprintf(stderr, "ws_sub: cannot create %s: %s\n", opt_ready, strerror(errno));
 		return;
 	}
-	fprintf(f, "%d\n", nconnected);
+	fprintf(f, "%d\n", opt_subs);
 	fclose(f);
 }
 
@@ -284,9 +331,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	{
 		case LWS_CALLBACK_CLIENT_ESTABLISHED:
 			s->connected = 1;
-			nconnected++;
-			if (nconnected == opt_subs)
-				write_ready_file();
+			tot.connected++;
+			if (tot.connected == nsubs)
+				all_connected();
 			break;
 
 		case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
@@ -296,8 +343,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			if (!s->closed)
 			{
 				s->closed = 1;
-				nerrors++;
-				nclosed++;
+				tot.errors++;
 			}
 			check_done();
 			break;
@@ -332,7 +378,6 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			if (!s->closed)
 			{
 				s->closed = 1;
-				nclosed++;
 				if (!s->finished && !stop)
 					fprintf(stderr, "ws_sub: subscriber %d closed by the server after %" PRIu64 " messages\n",
 							s->index, s->count);
@@ -359,7 +404,7 @@ tick(lws_sorted_usec_list_t *sul)
 		stop = 1;
 	if (opt_timeout > 0 && now_realtime_us() - start_us > (int64_t) (opt_timeout * 1e6))
 	{
-		timed_out = 1;
+		tot.timed_out = 1;
 		stop = 1;
 	}
 	if (!stop)
@@ -369,10 +414,270 @@ tick(lws_sorted_usec_list_t *sul)
 static void
 on_signal(int sig)
 {
-	(void) sig;
+	int			i;
+
 	stop_signal = 1;
+	for (i = 0; i < nchildren; i++)
+		kill(children[i], sig);
 	if (context)
 		lws_cancel_service(context);
+}
+
+/*
+ * Run subscribers [first, first + count) in this process until they are
+ * done; fills tot and samples.
+ */
+static int
+run_subscribers(int first, int count)
+{
+	struct lws_context_creation_info info;
+	char		hostport[300];
+	int			i;
+
+	nsubs = count;
+	memset(&tot, 0, sizeof(tot));
+	tot.subs = count;
+	tot.min_count = UINT64_MAX;
+
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.gid = -1;
+	info.uid = -1;
+	info.fd_limit_per_thread = (unsigned int) count + 64;
+	context = lws_create_context(&info);
+	if (context == NULL)
+	{
+		fprintf(stderr, "ws_sub: lws_create_context failed\n");
+		return 1;
+	}
+	tokener = json_tokener_new();
+	subs = calloc((size_t) count, sizeof(Sub));
+	if (tokener == NULL || subs == NULL)
+	{
+		fprintf(stderr, "ws_sub: out of memory\n");
+		return 1;
+	}
+
+	snprintf(hostport, sizeof(hostport), "%s:%d", opt_host, opt_port);
+	for (i = 0; i < count; i++)
+	{
+		struct lws_client_connect_info ci;
+
+		subs[i].index = first + i;
+		memset(&ci, 0, sizeof(ci));
+		ci.context = context;
+		ci.address = opt_host;
+		ci.port = opt_port;
+		ci.path = opt_path;
+		ci.host = hostport;
+		ci.origin = hostport;
+		ci.protocol = NULL;		/* pg_ws serves its default protocol */
+		ci.local_protocol_name = "ws-sub";
+		ci.ietf_version_or_minus_one = -1;
+		ci.opaque_user_data = &subs[i];
+		ci.pwsi = &subs[i].wsi;
+		if (lws_client_connect_via_info(&ci) == NULL && !subs[i].closed)
+		{
+			fprintf(stderr, "ws_sub: subscriber %d: could not start connecting\n",
+					first + i);
+			subs[i].closed = 1;
+			tot.errors++;
+		}
+	}
+	check_done();
+
+	lws_sul_schedule(context, 0, &tick_sul, tick, 20 * LWS_US_PER_MS);
+	while (!stop)
+	{
+		if (lws_service(context, 0) < 0)
+			break;
+		if (stop_signal)
+			stop = 1;
+	}
+	lws_sul_cancel(&tick_sul);
+
+	for (i = 0; i < count; i++)
+	{
+		if (subs[i].count < tot.min_count)
+			tot.min_count = subs[i].count;
+		if (subs[i].count > tot.max_count)
+			tot.max_count = subs[i].count;
+	}
+	tot.nsamples = nsamples;
+
+	lws_context_destroy(context);
+	context = NULL;
+	json_tokener_free(tokener);
+	for (i = 0; i < count; i++)
+		free(subs[i].buf);
+	free(subs);
+	return 0;
+}
+
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0)
+	{
+		ssize_t		n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t) n;
+	}
+	return 0;
+}
+
+static int
+read_all(int fd, void *buf, size_t len)
+{
+	char	   *p = buf;
+
+	while (len > 0)
+	{
+		ssize_t		n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t) n;
+	}
+	return 0;
+}
+
+/* add a child's totals to the parent's */
+static void
+merge(Totals *t)
+{
+	tot.subs += t->subs;
+	tot.connected += t->connected;
+	tot.errors += t->errors;
+	tot.finished += t->finished;
+	tot.timed_out |= t->timed_out;
+	tot.msgs += t->msgs;
+	tot.bad += t->bad;
+	tot.nostamp += t->nostamp;
+	tot.bytes += t->bytes;
+	if (t->min_count < tot.min_count)
+		tot.min_count = t->min_count;
+	if (t->max_count > tot.max_count)
+		tot.max_count = t->max_count;
+	if (t->first_rx && (tot.first_rx == 0 || t->first_rx < tot.first_rx))
+		tot.first_rx = t->first_rx;
+	if (t->last_rx > tot.last_rx)
+		tot.last_rx = t->last_rx;
+	if (t->all_connected > tot.all_connected)
+		tot.all_connected = t->all_connected;
+}
+
+/*
+ * --procs P: fork P children, each with its share of the subscribers; they
+ * report through pipes.  Returns 0, or 1 if a child could not report.
+ */
+static int
+run_children(void)
+{
+	int			result_fds[MAX_PROCS];
+	int			ready_pipe[2];
+	int			k;
+	int			nready = 0;
+	int			failed = 0;
+	char		c;
+
+	if (pipe(ready_pipe) < 0)
+	{
+		perror("ws_sub: pipe");
+		return 1;
+	}
+	for (k = 0; k < opt_procs; k++)
+	{
+		int			first = (int) ((int64_t) opt_subs * k / opt_procs);
+		int			count = (int) ((int64_t) opt_subs * (k + 1) / opt_procs) - first;
+		int			fds[2];
+		pid_t		pid;
+
+		if (pipe(fds) < 0)
+		{
+			perror("ws_sub: pipe");
+			return 1;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0)
+		{
+			perror("ws_sub: fork");
+			return 1;
+		}
+		if (pid == 0)
+		{
+			int			j;
+
+			nchildren = 0;
+			close(fds[0]);
+			close(ready_pipe[0]);
+			for (j = 0; j < k; j++)
+				close(result_fds[j]);
+			ready_fd = ready_pipe[1];
+			if (run_subscribers(first, count) != 0)
+				_exit(1);
+			if (write_all(fds[1], &tot, sizeof(tot)) != 0 ||
+				write_all(fds[1], samples, nsamples * sizeof(*samples)) != 0)
+				_exit(1);
+			_exit(0);
+		}
+		children[nchildren++] = pid;
+		close(fds[1]);
+		result_fds[k] = fds[0];
+	}
+	close(ready_pipe[1]);
+
+	/* every child that got all its subscribers connected writes one byte */
+	while (nready < opt_procs && read(ready_pipe[0], &c, 1) == 1)
+		nready++;
+	close(ready_pipe[0]);
+	if (nready == opt_procs)
+	{
+		ready_fd = -1;
+		tot.connected = opt_subs;	/* for the message only */
+		all_connected();
+	}
+
+	memset(&tot, 0, sizeof(tot));
+	tot.min_count = UINT64_MAX;
+	for (k = 0; k < opt_procs; k++)
+	{
+		Totals		t;
+
+		if (read_all(result_fds[k], &t, sizeof(t)) != 0)
+		{
+			fprintf(stderr, "ws_sub: subscriber process %d did not report\n", k);
+			failed = 1;
+			close(result_fds[k]);
+			continue;
+		}
+		samples = xrealloc(samples, (nsamples + t.nsamples) * sizeof(*samples));
+		if (read_all(result_fds[k], samples + nsamples, t.nsamples * sizeof(*samples)) != 0)
+		{
+			fprintf(stderr, "ws_sub: subscriber process %d did not report\n", k);
+			failed = 1;
+		}
+		else
+			nsamples += t.nsamples;
+		merge(&t);
+		close(result_fds[k]);
+	}
+	for (k = 0; k < nchildren; k++)
+		waitpid(children[k], NULL, 0);
+	nchildren = 0;
+	return failed;
 }
 
 static int
@@ -384,20 +689,31 @@ cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* nearest-rank percentile of the sorted samples */
+static int
+cmp_sample(const void *a, const void *b)
+{
+	const Sample *x = a;
+	const Sample *y = b;
+
+	if (x->stamp != y->stamp)
+		return (x->stamp > y->stamp) - (x->stamp < y->stamp);
+	return (x->lat > y->lat) - (x->lat < y->lat);
+}
+
+/* nearest-rank percentile of n sorted values */
 static int64_t
-pct(double p)
+pct(const int64_t *v, size_t n, double p)
 {
 	size_t		rank;
 
-	if (nlat == 0)
+	if (n == 0)
 		return -1;
-	rank = (size_t) (p / 100.0 * nlat + 0.999999);
+	rank = (size_t) (p / 100.0 * n + 0.999999);
 	if (rank < 1)
 		rank = 1;
-	if (rank > nlat)
-		rank = nlat;
-	return lat[rank - 1];
+	if (rank > n)
+		rank = n;
+	return v[rank - 1];
 }
 
 static void
@@ -409,6 +725,7 @@ usage(FILE *f)
 			"  -p, --port PORT       pg_ws.port (8765)\n"
 			"      --path PATH       request path (/ws/)\n"
 			"  -n, --subscribers N   WebSocket connections (1)\n"
+			"  -j, --procs P         spread them over P processes (1)\n"
 			"  -e, --expect COUNT    stop when every subscriber got COUNT messages\n"
 			"  -E, --end MARKER      stop when every subscriber got an event whose\n"
 			"                        stamp field equals MARKER (not counted)\n"
@@ -416,6 +733,8 @@ usage(FILE *f)
 			"  -f, --field NAME      key in \"data\" holding the microsecond stamp\n"
 			"                        (default: device_id, else first_name)\n"
 			"  -r, --ready-file PATH create PATH once all subscribers are connected\n"
+			"  -s, --samples PATH    write every sample to PATH as lines of\n"
+			"                        \"receive_us subscriber latency_us\"\n"
 			"  -q, --quiet           only the summary line\n");
 }
 
@@ -427,25 +746,30 @@ main(int argc, char **argv)
 		{"port", required_argument, NULL, 'p'},
 		{"path", required_argument, NULL, 'P'},
 		{"subscribers", required_argument, NULL, 'n'},
+		{"procs", required_argument, NULL, 'j'},
 		{"expect", required_argument, NULL, 'e'},
 		{"end", required_argument, NULL, 'E'},
 		{"timeout", required_argument, NULL, 't'},
 		{"field", required_argument, NULL, 'f'},
 		{"ready-file", required_argument, NULL, 'r'},
+		{"samples", required_argument, NULL, 's'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
-	struct lws_context_creation_info info;
-	char		hostport[300];
 	int			c;
-	int			i;
+	size_t		i;
 	double		window;
-	uint64_t	min_count = UINT64_MAX;
-	uint64_t	max_count = 0;
 	int			status;
+	struct rusage ru;
+	struct rusage ruc;
+	double		cpu_s;
+	int64_t    *lat;
+	int64_t    *first;
+	int64_t    *spread;
+	size_t		nevents = 0;
 
-	while ((c = getopt_long(argc, argv, "H:p:n:e:E:t:f:r:qh", longopts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "H:p:n:j:e:E:t:f:r:s:qh", longopts, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -460,6 +784,9 @@ main(int argc, char **argv)
 				break;
 			case 'n':
 				opt_subs = atoi(optarg);
+				break;
+			case 'j':
+				opt_procs = atoi(optarg);
 				break;
 			case 'e':
 				opt_expect = strtoull(optarg, NULL, 10);
@@ -476,6 +803,9 @@ main(int argc, char **argv)
 			case 'r':
 				opt_ready = optarg;
 				break;
+			case 's':
+				opt_samples = optarg;
+				break;
 			case 'q':
 				opt_quiet = 1;
 				break;
@@ -487,118 +817,123 @@ main(int argc, char **argv)
 				return 1;
 		}
 	}
-	if (optind < argc || opt_subs < 1 || opt_port < 1 || opt_port > 65535)
+	if (optind < argc || opt_subs < 1 || opt_port < 1 || opt_port > 65535 ||
+		opt_procs < 1 || opt_procs > MAX_PROCS)
 	{
 		usage(stderr);
 		return 1;
 	}
+	if (opt_procs > opt_subs)
+		opt_procs = opt_subs;
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	lws_set_log_level(LLL_ERR, NULL);
 
-	memset(&info, 0, sizeof(info));
-	info.port = CONTEXT_PORT_NO_LISTEN;
-	info.protocols = protocols;
-	info.gid = -1;
-	info.uid = -1;
-	info.fd_limit_per_thread = (unsigned int) opt_subs + 64;
-	context = lws_create_context(&info);
-	if (context == NULL)
-	{
-		fprintf(stderr, "ws_sub: lws_create_context failed\n");
+	start_us = now_realtime_us();
+	if (opt_procs == 1)
+		status = run_subscribers(0, opt_subs);
+	else
+		status = run_children();
+	if (status != 0 && tot.subs == 0)
 		return 1;
-	}
-	tokener = json_tokener_new();
-	subs = calloc((size_t) opt_subs, sizeof(Sub));
-	if (tokener == NULL || subs == NULL)
+
+	getrusage(RUSAGE_SELF, &ru);
+	getrusage(RUSAGE_CHILDREN, &ruc);
+	cpu_s = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6 +
+		ruc.ru_utime.tv_sec + ruc.ru_utime.tv_usec / 1e6 +
+		ruc.ru_stime.tv_sec + ruc.ru_stime.tv_usec / 1e6;
+	window = (tot.last_rx > tot.first_rx) ? (tot.last_rx - tot.first_rx) / 1e6 : 0.0;
+
+	/* per event: the first delivery, and how much later the last one */
+	qsort(samples, nsamples, sizeof(*samples), cmp_sample);
+	lat = malloc((nsamples + 1) * sizeof(int64_t));
+	first = malloc((nsamples + 1) * sizeof(int64_t));
+	spread = malloc((nsamples + 1) * sizeof(int64_t));
+	if (lat == NULL || first == NULL || spread == NULL)
 	{
 		fprintf(stderr, "ws_sub: out of memory\n");
 		return 1;
 	}
-
-	start_us = now_realtime_us();
-	snprintf(hostport, sizeof(hostport), "%s:%d", opt_host, opt_port);
-	for (i = 0; i < opt_subs; i++)
+	for (i = 0; i < nsamples; i++)
 	{
-		struct lws_client_connect_info ci;
-
-		subs[i].index = i;
-		memset(&ci, 0, sizeof(ci));
-		ci.context = context;
-		ci.address = opt_host;
-		ci.port = opt_port;
-		ci.path = opt_path;
-		ci.host = hostport;
-		ci.origin = hostport;
-		ci.protocol = NULL;		/* pg_ws serves its default protocol */
-		ci.local_protocol_name = "ws-sub";
-		ci.ietf_version_or_minus_one = -1;
-		ci.opaque_user_data = &subs[i];
-		ci.pwsi = &subs[i].wsi;
-		if (lws_client_connect_via_info(&ci) == NULL && !subs[i].closed)
+		lat[i] = samples[i].lat;
+		if (i == 0 || samples[i].stamp != samples[i - 1].stamp)
 		{
-			fprintf(stderr, "ws_sub: subscriber %d: could not start connecting\n", i);
-			subs[i].closed = 1;
-			nerrors++;
-			nclosed++;
+			first[nevents] = samples[i].lat;
+			spread[nevents] = 0;
+			nevents++;
+		}
+		else
+			spread[nevents - 1] = samples[i].lat - first[nevents - 1];
+	}
+	if (opt_samples)
+	{
+		FILE	   *f = fopen(opt_samples, "w");
+
+		if (f == NULL)
+			fprintf(stderr, "ws_sub: cannot create %s: %s\n", opt_samples, strerror(errno));
+		else
+		{
+			for (i = 0; i < nsamples; i++)
+				fprintf(f, "%" PRId64 " %d %" PRId64 "\n",
+						samples[i].stamp + samples[i].lat, samples[i].sub, samples[i].lat);
+			fclose(f);
 		}
 	}
-	check_done();
-
-	lws_sul_schedule(context, 0, &tick_sul, tick, 20 * LWS_US_PER_MS);
-	while (!stop)
-	{
-		if (lws_service(context, 0) < 0)
-			break;
-		if (stop_signal)
-			stop = 1;
-	}
-	lws_sul_cancel(&tick_sul);
-
-	for (i = 0; i < opt_subs; i++)
-	{
-		if (subs[i].count < min_count)
-			min_count = subs[i].count;
-		if (subs[i].count > max_count)
-			max_count = subs[i].count;
-	}
-
-	window = (last_rx_us > first_rx_us) ? (last_rx_us - first_rx_us) / 1e6 : 0.0;
-	qsort(lat, nlat, sizeof(*lat), cmp_i64);
+	qsort(lat, nsamples, sizeof(int64_t), cmp_i64);
+	qsort(first, nevents, sizeof(int64_t), cmp_i64);
+	qsort(spread, nevents, sizeof(int64_t), cmp_i64);
+	if (tot.min_count == UINT64_MAX)
+		tot.min_count = 0;
 
 	if (!opt_quiet)
 	{
-		printf("subscribers      %d (connected %d, errors %d, finished %d)\n",
-			   opt_subs, nconnected, nerrors, nfinished);
+		printf("subscribers      %d in %d process(es) (connected %d, errors %d, finished %d)\n",
+			   opt_subs, opt_procs, tot.connected, tot.errors, tot.finished);
 		printf("messages         %" PRIu64 " (per subscriber min %" PRIu64 " max %" PRIu64 "), bad %" PRIu64 ", no stamp %" PRIu64 "\n",
-			   total_msgs, min_count, max_count, bad_msgs, nostamp_msgs);
+			   tot.msgs, tot.min_count, tot.max_count, tot.bad, tot.nostamp);
 		printf("rate             %.0f msgs/s over %.3f s (first to last message), %.1f MB/s\n",
-			   window > 0 ? total_msgs / window : 0.0, window,
-			   window > 0 ? total_bytes / window / 1e6 : 0.0);
-		if (nlat)
-			printf("latency (us)     p50 %" PRId64 "  p90 %" PRId64 "  p99 %" PRId64 "  p99.9 %" PRId64 "  max %" PRId64 "  min %" PRId64 " (%zu samples)\n",
-				   pct(50), pct(90), pct(99), pct(99.9), lat[nlat - 1], lat[0], nlat);
-		if (timed_out)
+			   window > 0 ? tot.msgs / window : 0.0, window,
+			   window > 0 ? tot.bytes / window / 1e6 : 0.0);
+		if (nsamples)
+		{
+			printf("latency (us)     p50 %" PRId64 "  p90 %" PRId64 "  p99 %" PRId64 "  p99.9 %" PRId64 "  max %" PRId64 "  min %" PRId64 " (%zu deliveries)\n",
+				   pct(lat, nsamples, 50), pct(lat, nsamples, 90), pct(lat, nsamples, 99),
+				   pct(lat, nsamples, 99.9), lat[nsamples - 1], lat[0], nsamples);
+			printf("first delivery   p50 %" PRId64 "  p99 %" PRId64 "  max %" PRId64 " (%zu events)\n",
+				   pct(first, nevents, 50), pct(first, nevents, 99), first[nevents - 1], nevents);
+			printf("spread (last-first) p50 %" PRId64 "  p99 %" PRId64 "  max %" PRId64 "\n",
+				   pct(spread, nevents, 50), pct(spread, nevents, 99), spread[nevents - 1]);
+		}
+		printf("ws_sub CPU       %.2f s\n", cpu_s);
+		if (tot.timed_out)
 			printf("timed out after %.1f s\n", opt_timeout);
 	}
 	printf("RESULT subs=%d connected=%d errors=%d finished=%d msgs=%" PRIu64
 		   " per_sub_min=%" PRIu64 " per_sub_max=%" PRIu64 " bad=%" PRIu64
 		   " window_s=%.3f msgs_per_s=%.0f lat_n=%zu p50_us=%" PRId64
-		   " p90_us=%" PRId64 " p99_us=%" PRId64 " max_us=%" PRId64 " timeout=%d\n",
-		   opt_subs, nconnected, nerrors, nfinished, total_msgs,
-		   min_count == UINT64_MAX ? 0 : min_count, max_count, bad_msgs,
-		   window, window > 0 ? total_msgs / window : 0.0, nlat,
-		   pct(50), pct(90), pct(99), nlat ? lat[nlat - 1] : -1, timed_out);
+		   " p90_us=%" PRId64 " p99_us=%" PRId64 " max_us=%" PRId64
+		   " events=%zu first_p50_us=%" PRId64 " first_p99_us=%" PRId64
+		   " spread_p50_us=%" PRId64 " spread_p99_us=%" PRId64
+		   " cpu_s=%.2f timeout=%d\n",
+		   opt_subs, tot.connected, tot.errors, tot.finished, tot.msgs,
+		   tot.min_count, tot.max_count, tot.bad,
+		   window, window > 0 ? tot.msgs / window : 0.0, nsamples,
+		   pct(lat, nsamples, 50), pct(lat, nsamples, 90), pct(lat, nsamples, 99),
+		   nsamples ? lat[nsamples - 1] : -1,
+		   nevents, pct(first, nevents, 50), pct(first, nevents, 99),
+		   pct(spread, nevents, 50), pct(spread, nevents, 99),
+		   cpu_s, tot.timed_out);
 	fflush(stdout);
 
-	status = (nfinished == opt_subs && bad_msgs == 0) ? 0 : 2;
-	lws_context_destroy(context);
-	json_tokener_free(tokener);
-	for (i = 0; i < opt_subs; i++)
-		free(subs[i].buf);
-	free(subs);
+	if (status == 0 && (tot.finished != opt_subs || tot.bad != 0))
+		status = 2;
 	free(lat);
+	free(first);
+	free(spread);
+	free(samples);
 	return status;
 }
