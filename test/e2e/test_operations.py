@@ -701,12 +701,14 @@ async def test_inflight_survives_restart(ctx):
         pid, _ = await worker_row(conn)
         mark = cl.log_size()
         await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
+        # the slow subscriber stays connected until the worker is gone: had
+        # it left first, nobody would be owed its events any more
+        deadline = time.monotonic() + 20
+        while (row := await worker_row(conn)) is None or row[0] == pid:
+            check(time.monotonic() < deadline, 'the worker did not come back')
+            await asyncio.sleep(0.05)
     finally:
         slow.close()
-    deadline = time.monotonic() + 20
-    while (row := await worker_row(conn)) is None or row[0] == pid:
-        check(time.monotonic() < deadline, 'the worker did not come back')
-        await asyncio.sleep(0.05)
     await cl.wait_listening(cl.wsport, 20, since=mark)
     sub = await ctx.sub()
     await sub.wait_until(lambda m: any('"id": %d,' % last in x for x in m), 30,
