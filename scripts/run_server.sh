@@ -45,7 +45,7 @@ if as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
 else
 	as_pg "$BIN/pg_ctl" -D "$DATA" -w start -l "$DATA/server.log" >/dev/null
 fi
-as_pg "$BIN/psql" -h "$SOCKDIR" -p "$PGPORT" -d postgres -X -q \
+PGOPTIONS="-c client_min_messages=warning" as_pg "$BIN/psql" -h "$SOCKDIR" -p "$PGPORT" -d postgres -X -q \
 	-c "CREATE EXTENSION IF NOT EXISTS pg_ws" >/dev/null
 
 # wait for the worker to listen
