@@ -394,6 +394,30 @@ is_ws_path(struct lws *wsi)
 	return strcmp(uri, "/ws/") == 0;
 }
 
+/*
+ * libwebsockets drops, without a word, a client that asks for subprotocols
+ * none of which is ours ("pg_ws").  Find those first, to refuse them with
+ * an answer that says why.
+ */
+static bool
+subprotocol_acceptable(struct lws *wsi)
+{
+	char		list[256];
+	char	   *tok;
+	char	   *save;
+	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+
+	if (len <= 0)
+		return true;
+	if (len >= (int) sizeof(list) ||
+		lws_hdr_copy(wsi, list, sizeof(list), WSI_TOKEN_PROTOCOL) < 0)
+		return false;
+	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+		if (strcmp(tok, "pg_ws") == 0)
+			return true;
+	return false;
+}
+
 /* answer a plain HTTP request with a status and a one-line body */
 static int
 http_status(struct lws *wsi, unsigned int status, const char *body)
@@ -447,6 +471,9 @@ callback_ws(struct lws *wsi, enum lws_callback_reasons reason,
 			if (!is_ws_path(wsi))
 				return refuse_upgrade(wsi, "404 Not Found",
 									  "not found: the pg_ws endpoint is /ws/\n");
+			if (!subprotocol_acceptable(wsi))
+				return refuse_upgrade(wsi, "400 Bad Request",
+									  "unsupported WebSocket subprotocol: connect without Sec-WebSocket-Protocol, or ask for \"pg_ws\"\n");
 			if (pgws_subscriber_count() >= pgws_max_connections)
 			{
 				ereport(LOG,

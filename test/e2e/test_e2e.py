@@ -459,6 +459,26 @@ async def test_only_after_connect(ctx):
                          ('employee_delete', 900002)], 'subscriber')
 
 
+async def test_subprotocols(ctx):
+    """A client asking for a subprotocol we lack gets a clear 400, not a
+    dropped connection; asking for "pg_ws" works."""
+    try:
+        ws = await websockets.connect(ctx.cl.url + '/ws/', subprotocols=['chat'],
+                                      open_timeout=5)
+        await ws.close()
+        raise Fail('a subscriber asking for subprotocol "chat" was accepted')
+    except websockets.InvalidStatusCode as e:
+        check(e.status_code == 400, 'subprotocol "chat": HTTP %d, expected 400' % e.status_code)
+    except websockets.InvalidMessage as e:
+        raise Fail('subprotocol "chat": no valid HTTP answer (%s)' % e)
+    ws = await websockets.connect(ctx.cl.url + '/ws/', subprotocols=['x', 'pg_ws'],
+                                  open_timeout=5)
+    try:
+        check(ws.subprotocol == 'pg_ws', 'negotiated subprotocol %r' % ws.subprotocol)
+    finally:
+        await ws.close()
+
+
 TESTS = [
     ('a subscriber gets only what commits after it connects', test_only_after_connect, 20),
     ('all eleven document events arrive byte for byte', test_document_events, 30),
@@ -468,6 +488,7 @@ TESTS = [
     ('after a worker restart a new subscriber gets what was committed meanwhile',
      test_worker_restart, 45),
     ('HTTP: 400 on /ws/ without upgrade, 404 elsewhere', test_http, 20),
+    ('subprotocols: 400 for one we lack, "pg_ws" accepted', test_subprotocols, 20),
 ]
 
 
