@@ -406,14 +406,21 @@ append_visit_histories(EventWriter *w, const char *key)
 	SPI_finish();
 }
 
+/* client_delete and employee_delete carry only the id */
+static void
+render_id_only(EventWriter *w, const char *event)
+{
+	begin_event(w, event);
+	append_column(w, "id", "id");
+	end_event(w);
+}
+
 static void
 render_client(EventWriter *w, TriggerEvent op)
 {
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
-		begin_event(w, "client_delete");
-		append_column(w, "id", "id");
-		end_event(w);
+		render_id_only(w, "client_delete");
 		return;
 	}
 	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "client_create" : "client_update");
@@ -445,9 +452,7 @@ render_employee(EventWriter *w, TriggerEvent op)
 {
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
-		begin_event(w, "employee_delete");
-		append_column(w, "id", "id");
-		end_event(w);
+		render_id_only(w, "employee_delete");
 		return;
 	}
 	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "employee_create" : "employee_update");

@@ -236,6 +236,18 @@ def sql(conn, *stmts):
     return rows
 
 
+async def run_threads(target, n):
+    """Run target(0) .. target(n - 1) in threads until all return, keeping
+    the event loop (and so the subscribers) going; the seconds it took."""
+    threads = [threading.Thread(target=target, args=(k,), daemon=True) for k in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        await asyncio.sleep(0.05)
+    return time.monotonic() - t0
+
+
 async def asql(conn, *stmts):
     """sql() in a thread, so that subscribers keep reading meanwhile."""
     return await asyncio.to_thread(sql, conn, *stmts)

@@ -30,7 +30,6 @@ import os
 import random
 import socket
 import sys
-import threading
 import time
 
 import psycopg2
@@ -38,7 +37,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, Ctx, Fail, asql, check, compare_idents,  # noqa: E402
-                     ident, port_open, run_tap, short, worker_row)
+                     ident, port_open, run_tap, run_threads, short, worker_row)
 
 WATCHDOG_SECONDS = 280          # the whole run, setup and clean-up included
 
@@ -305,13 +304,8 @@ async def test_concurrency(ctx):
         except Exception as e:
             results[w] = e
 
-    threads = [threading.Thread(target=write, args=(w,), daemon=True) for w in range(writers)]
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        await asyncio.sleep(0.05)
-    t_write = time.monotonic() - t0
+    t_write = await run_threads(write, writers)
     errors = [r for r in results if not isinstance(r, tuple)]
     check(not errors, 'seed %d; writer errors: %s' % (seed, errors[:3]))
     n_updates = sum(u for _, u in results)

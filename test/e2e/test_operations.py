@@ -50,8 +50,8 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
-                     compare_idents, free_port, ident, run_tap, short,
-                     worker_row)
+                     compare_idents, free_port, ident, run_tap, run_threads,
+                     short, worker_row)
 
 WATCHDOG_SECONDS = 230          # the whole run, setup and clean-up included
 
@@ -613,13 +613,7 @@ async def slow_subscriber_body(ctx, cl, normal, slow):
         except Exception as e:
             results[w] = e
 
-    threads = [threading.Thread(target=write, args=(w,), daemon=True) for w in range(writers)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        await asyncio.sleep(0.05)
-    t_write = time.monotonic() - t0
+    t_write = await run_threads(write, writers)
     errors = [r for r in results if not isinstance(r, list)]
     check(not errors, 'writer errors: %s' % [short(e) for e in errors])
     slowest = max(max(r) for r in results)
