@@ -250,8 +250,18 @@ pgws_broadcast_end_grace(void)
 void
 pgws_broadcast_shutdown(void)
 {
+	dlist_iter	iter;
+
 	trim_log();
 	shutting_down = true;
+
+	/* say goodbye (1001, going away) at each one's next writable */
+	dlist_foreach(iter, &subscribers)
+	{
+		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
+
+		lws_callback_on_writable(sub->wsi);
+	}
 }
 
 size_t
@@ -295,6 +305,14 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 		static const char reason[] = "subscriber fell too far behind";
 
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+						 (unsigned char *) reason, sizeof(reason) - 1);
+		return -1;
+	}
+	if (shutting_down)
+	{
+		static const char reason[] = "pg_ws is restarting or shutting down";
+
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
 						 (unsigned char *) reason, sizeof(reason) - 1);
 		return -1;
 	}

@@ -574,6 +574,33 @@ server_reconfigure(void)
 	open_listeners();
 }
 
+/*
+ * Give subscribers their close frame (pgws_broadcast_shutdown asked for
+ * it), but wait no more than SHUTDOWN_CLOSE_MS for them: the postmaster may
+ * be stopping.
+ */
+#define SHUTDOWN_CLOSE_MS 500
+
+static bool close_wait_over = false;
+
+static void
+close_wait_timeout(lws_sorted_usec_list_t *sul)
+{
+	close_wait_over = true;
+}
+
+static void
+close_subscribers(void)
+{
+	static lws_sorted_usec_list_t close_sul;
+
+	lws_sul_schedule(context, 0, &close_sul, close_wait_timeout,
+					 (lws_usec_t) SHUTDOWN_CLOSE_MS * LWS_US_PER_MS);
+	while (pgws_subscriber_count() > 0 && !close_wait_over &&
+		   PostmasterIsAlive())
+		lws_service(context, 0);
+}
+
 static void
 worker_shmem_exit(int code, Datum arg)
 {
@@ -628,6 +655,7 @@ pg_ws_worker_main(Datum main_arg)
 	 * postmaster restarts us unless it is stopping.
 	 */
 	pgws_broadcast_shutdown();
+	close_subscribers();
 	lws_context_destroy(context);
 	proc_exit(1);
 }

@@ -377,6 +377,9 @@ async def test_worker_restart(ctx):
         await asyncio.wait_for(old.closed.wait(), 10)
     except asyncio.TimeoutError:
         raise Fail('the subscriber was not disconnected within 10 s')
+    # a clean goodbye: 1001 going away, not a dropped connection (1006)
+    check(old.ws.close_code == 1001, 'the worker closed the subscriber with code %r (%r),'
+          ' expected 1001' % (old.ws.close_code, old.ws.close_reason))
     # at once, while the worker is down: three transactions, five events
     await asql(conn, emp % 501)
     await asql(conn, "BEGIN", emp % 502, emp % 503, "COMMIT")
