@@ -47,6 +47,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/varlena.h"
 
 #define MAX_LISTEN_SOCKETS		64
@@ -170,6 +171,23 @@ listen_retry(lws_sorted_usec_list_t *sul)
 {
 	if (nlisten == 0)
 		open_listeners();
+}
+
+/*
+ * The death pipe wakes us when the postmaster dies; this once-a-second look
+ * is only the fallback should that wake-up ever be missed.
+ */
+#define POSTMASTER_CHECK_SECONDS 1
+
+static lws_sorted_usec_list_t postmaster_sul;
+
+static void
+postmaster_check(lws_sorted_usec_list_t *sul)
+{
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+	lws_sul_schedule(context, 0, &postmaster_sul, postmaster_check,
+					 (lws_usec_t) POSTMASTER_CHECK_SECONDS * LWS_US_PER_SEC);
 }
 
 static void
@@ -553,6 +571,7 @@ server_start(bool restart)
 
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	open_listeners();
+	postmaster_check(&postmaster_sul);
 
 	if (restart && pgws_reconnect_grace_ms > 0)
 		lws_sul_schedule(context, 0, &grace_sul, grace_over,
@@ -577,26 +596,28 @@ server_reconfigure(void)
 /*
  * Give subscribers their close frame (pgws_broadcast_shutdown asked for
  * it), but wait no more than SHUTDOWN_CLOSE_MS for them: the postmaster may
- * be stopping.
+ * be stopping, and a subscriber that does not read never takes its frame.
  */
 #define SHUTDOWN_CLOSE_MS 500
 
-static bool close_wait_over = false;
+static lws_sorted_usec_list_t close_sul;
 
 static void
-close_wait_timeout(lws_sorted_usec_list_t *sul)
+close_wait_over(lws_sorted_usec_list_t *sul)
 {
-	close_wait_over = true;
+	/* nothing to do: firing made lws_service() return */
 }
 
 static void
 close_subscribers(void)
 {
-	static lws_sorted_usec_list_t close_sul;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   SHUTDOWN_CLOSE_MS);
 
-	lws_sul_schedule(context, 0, &close_sul, close_wait_timeout,
+	/* the timer only makes lws_service() return by the deadline */
+	lws_sul_schedule(context, 0, &close_sul, close_wait_over,
 					 (lws_usec_t) SHUTDOWN_CLOSE_MS * LWS_US_PER_MS);
-	while (pgws_subscriber_count() > 0 && !close_wait_over &&
+	while (pgws_subscriber_count() > 0 && GetCurrentTimestamp() < deadline &&
 		   PostmasterIsAlive())
 		lws_service(context, 0);
 }
