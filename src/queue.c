@@ -6,7 +6,7 @@
  *	  eventfd that wakes the worker.
  *
  * This file owns the ring's layout and its two ends.  It must not render
- * events (render.c) nor know about subscribers (server.c).
+ * events (render.c) nor know about subscribers (broadcast.c).
  *
  * Ordering without a lock across the commit record.  NOTIFY (async.c) holds
  * a cluster-wide lock from pre-commit until after its commit record is

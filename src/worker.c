@@ -13,7 +13,9 @@
  * (written by committing backends and by our own signal handlers) and the
  * postmaster's death pipe, all adopted as raw file descriptors.  A commit
  * therefore wakes the worker at once, and SIGTERM, SIGHUP and postmaster
- * death do too.
+ * death do too.  Timers only keep house: the end of the reconnect grace,
+ * listen retries, a once-a-second postmaster check behind the death pipe,
+ * and the bound on saying goodbye at exit.
  *
  * We bind the listening sockets ourselves rather than letting
  * libwebsockets do it, so that pg_ws.listen_addresses takes a list of
