@@ -559,6 +559,16 @@ trigger_table(TriggerData *trigdata)
 	pg_unreachable();
 }
 
+/* errors while rendering say which row of which table was being sent */
+static void
+render_error_context(void *arg)
+{
+	TriggerData *trigdata = (TriggerData *) arg;
+
+	errcontext("pg_ws event for a row of table \"%s\"",
+			   RelationGetRelationName(trigdata->tg_relation));
+}
+
 /*
  * pg_ws_row_event() returns trigger
  *
@@ -576,6 +586,7 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	EventWriter w;
 	bool		rendered = true;
+	ErrorContextCallback errcallback;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -591,6 +602,11 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	pgws_require_preload();
 	if (!pgws_is_broadcast_database())
 		return PointerGetDatum(NULL);
+
+	errcallback.callback = render_error_context;
+	errcallback.arg = trigdata;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 
 	initStringInfo(&buf);
 	w.buf = &buf;
@@ -633,5 +649,6 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 		}
 	}
 	pfree(buf.data);
+	error_context_stack = errcallback.previous;
 	return PointerGetDatum(NULL);
 }
