@@ -162,11 +162,21 @@ trim_log(void)
 	}
 }
 
+/*
+ * The oldest message this subscriber holds in the shared queue: one it is
+ * replaying from the grace period was released already.
+ */
+static inline uint64
+held_seq(struct PgWsSubscriber *sub)
+{
+	return Max(sub->next_seq, released_seq);
+}
+
 /* bytes of messages this subscriber still holds in the shared queue */
 static uint64
 queue_lag(struct PgWsSubscriber *sub)
 {
-	uint64		seq = Max(sub->next_seq, released_seq);
+	uint64		seq = held_seq(sub);
 
 	return seq < next_seq ? bytes_total - message_at(seq)->offset : 0;
 }
@@ -206,7 +216,7 @@ pgws_broadcast_drain_queue(void)
 	{
 		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
 
-		holding_seq = Min(holding_seq, Max(sub->next_seq, released_seq));
+		holding_seq = Min(holding_seq, held_seq(sub));
 	}
 
 	/*
@@ -224,7 +234,7 @@ pgws_broadcast_drain_queue(void)
 			continue;
 		lag = queue_lag(sub);
 		if ((lag > max_lag ||
-			 (writers_waiting && Max(sub->next_seq, released_seq) == holding_seq)) &&
+			 (writers_waiting && held_seq(sub) == holding_seq)) &&
 			lws_send_pipe_choked(sub->wsi))
 			cull(sub, lag);
 		else

@@ -207,6 +207,23 @@ ring_read(uint64 pos, char *dst, uint64 n)
 		memcpy(dst + first, ring_base(), n - first);
 }
 
+/* sleep until tail moves or timeout_ms pass; a cancel leaves the waiters */
+static void
+wait_for_room(long timeout_ms)
+{
+	PG_TRY();
+	{
+		(void) ConditionVariableTimedSleep(&queue->space_cv, timeout_ms,
+										   PG_WAIT_EXTENSION);
+	}
+	PG_CATCH();
+	{
+		pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
 /*
  * Append one transaction's events as a PENDING entry.  Runs at pre-commit,
  * the last point where the transaction can still fail: when the ring has no
@@ -237,7 +254,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 	for (;;)
 	{
 		pid_t		worker_pid;
-		long		wait_ms;
+		TimestampTz now;
 
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 		if (queue->size - (queue->head - queue->tail) >= need)
@@ -254,17 +271,14 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 		LWLockRelease(queue->lock);
 
 		/* tell the worker room is wanted, then wait for it */
+		now = GetCurrentTimestamp();
 		if (deadline == 0)
+		{
 			pg_atomic_fetch_add_u32(&queue->writers_waiting, 1);
+			deadline = TimestampTzPlusMilliseconds(now, pgws_queue_full_timeout_ms);
+		}
 		pgws_queue_wake_worker();
-		if (deadline == 0)
-			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												   pgws_queue_full_timeout_ms);
-		wait_ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-												  deadline);
-		/* wake the worker again now and then: room may need a cull */
-		wait_ms = Min(wait_ms, QUEUE_FULL_REWAKE_MS);
-		if (GetCurrentTimestamp() >= deadline)
+		if (now >= deadline)
 		{
 			ConditionVariableCancelSleep();
 			pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
@@ -280,18 +294,9 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 							   pgws_queue_full_timeout_ms),
 					 errhint("Consider increasing the configuration parameter \"pg_ws.queue_size\".")));
 		}
-		PG_TRY();
-		{
-			(void) ConditionVariableTimedSleep(&queue->space_cv, wait_ms,
-											   PG_WAIT_EXTENSION);
-		}
-		PG_CATCH();
-		{
-			/* cancelled while waiting */
-			pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
+		/* wake the worker again now and then: room may need a cull */
+		wait_for_room(Min(TimestampDifferenceMilliseconds(now, deadline),
+						  QUEUE_FULL_REWAKE_MS));
 	}
 	ConditionVariableCancelSleep();
 	if (deadline != 0)
@@ -360,6 +365,7 @@ pgws_queue_wakeup_fd(void)
  * reads them again, so events in flight are not lost with it.
  */
 static uint64 read_pos = 0;
+static uint64 released_pos = 0;	/* queue->tail as this worker last set it */
 
 /* returns true when a worker ran before us on this queue: we are a restart */
 bool
@@ -370,7 +376,7 @@ pgws_queue_worker_attach(void)
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_pid = MyProcPid;
 	restart = queue->worker_starts++ > 0;
-	read_pos = queue->tail;
+	read_pos = released_pos = queue->tail;
 	LWLockRelease(queue->lock);
 	return restart;
 }
@@ -450,20 +456,18 @@ pgws_queue_read_pos(void)
 	return read_pos;
 }
 
-/* free the queue up to pos (an entry start at or before read_pos) */
+/*
+ * Free the queue up to pos (an entry start at or before read_pos).  Only
+ * the worker moves tail, so it knows without the lock whether this would.
+ */
 void
 pgws_queue_release(uint64 pos)
 {
-	bool		moved = false;
-
 	Assert(pos <= read_pos);
+	if (pos <= released_pos)
+		return;
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	if (pos > queue->tail)
-	{
-		queue->tail = pos;
-		moved = true;
-	}
+	queue->tail = released_pos = pos;
 	LWLockRelease(queue->lock);
-	if (moved)
-		ConditionVariableBroadcast(&queue->space_cv);
+	ConditionVariableBroadcast(&queue->space_cv);
 }
