@@ -15,7 +15,7 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = pg_ws
-DATA = sql/pg_ws--1.0.sql
+DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.0--1.1.sql
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
 REGRESS = install events savepoints rendering queue

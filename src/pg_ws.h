@@ -73,6 +73,31 @@ extern uint64 pgws_queue_read_pos(void);
 extern bool pgws_queue_writers_waiting(void);
 extern void pgws_queue_release(uint64 pos);
 
+/*
+ * The events of the event document, named by render.c.  A subscriber's
+ * filter is a bit mask over these kinds.
+ */
+typedef enum PgWsEventKind
+{
+	PGWS_CLIENT_CREATE,
+	PGWS_CLIENT_UPDATE,
+	PGWS_CLIENT_DELETE,
+	PGWS_CLIENT_VISIT_CREATE,
+	PGWS_CLIENT_VISIT_UPDATE,
+	PGWS_CLIENT_VISIT_DELETE,
+	PGWS_EMPLOYEE_CREATE,
+	PGWS_EMPLOYEE_UPDATE,
+	PGWS_EMPLOYEE_DELETE,
+	PGWS_EMPLOYEE_ATTENDANCE,
+	PGWS_EMPLOYEE_ATTENDANCE_DELETE,
+	PGWS_NUM_EVENT_KINDS
+} PgWsEventKind;
+
+#define PGWS_ALL_EVENTS ((uint32) ((1U << PGWS_NUM_EVENT_KINDS) - 1))
+
+extern const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS];
+extern int	pgws_event_kind_of(const char *json, size_t len);
+
 /* Pending events of the current transaction (pending.c) */
 extern void pgws_pending_add(const char *json, int len);
 extern void pgws_register_xact_callbacks(void);

@@ -72,14 +72,55 @@ typedef struct EventWriter
 	bool		first_key;
 } EventWriter;
 
+const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS] = {
+	[PGWS_CLIENT_CREATE] = "client_create",
+	[PGWS_CLIENT_UPDATE] = "client_update",
+	[PGWS_CLIENT_DELETE] = "client_delete",
+	[PGWS_CLIENT_VISIT_CREATE] = "client_visit_create",
+	[PGWS_CLIENT_VISIT_UPDATE] = "client_visit_update",
+	[PGWS_CLIENT_VISIT_DELETE] = "client_visit_delete",
+	[PGWS_EMPLOYEE_CREATE] = "employee_create",
+	[PGWS_EMPLOYEE_UPDATE] = "employee_update",
+	[PGWS_EMPLOYEE_DELETE] = "employee_delete",
+	[PGWS_EMPLOYEE_ATTENDANCE] = "employee_attendance",
+	[PGWS_EMPLOYEE_ATTENDANCE_DELETE] = "employee_attendance_delete",
+};
+
+/* every event begins with these bytes, then its name and a quote */
+#define EVENT_PREFIX "{\"event\": \""
+
+/*
+ * The kind of a rendered event, read back from its first bytes; -1 when
+ * they do not name one of the document's events.
+ */
+int
+pgws_event_kind_of(const char *json, size_t len)
+{
+	size_t		prefix = sizeof(EVENT_PREFIX) - 1;
+	int			kind;
+
+	if (len <= prefix || memcmp(json, EVENT_PREFIX, prefix) != 0)
+		return -1;
+	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
+	{
+		size_t		n = strlen(pgws_event_names[kind]);
+
+		if (len > prefix + n && json[prefix + n] == '"' &&
+			memcmp(json + prefix, pgws_event_names[kind], n) == 0)
+			return kind;
+	}
+	return -1;
+}
+
 /* the visit_histories query, prepared once per backend and schema */
 static SPIPlanPtr visit_plan = NULL;
 static Oid	visit_plan_namespace = InvalidOid;
 
 static void
-begin_event(EventWriter *w, const char *event)
+begin_event(EventWriter *w, PgWsEventKind kind)
 {
-	appendStringInfo(w->buf, "{\"event\": \"%s\", \"data\": {", event);
+	appendStringInfo(w->buf, EVENT_PREFIX "%s\", \"data\": {",
+					 pgws_event_names[kind]);
 	w->first_key = true;
 }
 
@@ -408,9 +449,9 @@ append_visit_histories(EventWriter *w, const char *key)
 
 /* client_delete and employee_delete carry only the id */
 static void
-render_id_only(EventWriter *w, const char *event)
+render_id_only(EventWriter *w, PgWsEventKind kind)
 {
-	begin_event(w, event);
+	begin_event(w, kind);
 	append_column(w, "id", "id");
 	end_event(w);
 }
@@ -420,10 +461,10 @@ render_client(EventWriter *w, TriggerEvent op)
 {
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
-		render_id_only(w, "client_delete");
+		render_id_only(w, PGWS_CLIENT_DELETE);
 		return;
 	}
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "client_create" : "client_update");
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_CREATE : PGWS_CLIENT_UPDATE);
 	append_column(w, "id", "id");
 	append_column(w, "first_seen", "first_seen");
 	append_column(w, "last_seen", "last_seen");
@@ -438,9 +479,9 @@ render_client(EventWriter *w, TriggerEvent op)
 static void
 render_visit_history(EventWriter *w, TriggerEvent op)
 {
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "client_visit_create" :
-				TRIGGER_FIRED_BY_UPDATE(op) ? "client_visit_update" :
-				"client_visit_delete");
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_VISIT_CREATE :
+				TRIGGER_FIRED_BY_UPDATE(op) ? PGWS_CLIENT_VISIT_UPDATE :
+				PGWS_CLIENT_VISIT_DELETE);
 	append_column(w, "datetime", "datetime");
 	append_string_column(w, "device_id", "device_id");
 	append_column(w, "client", "client_id");
@@ -452,10 +493,10 @@ render_employee(EventWriter *w, TriggerEvent op)
 {
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
-		render_id_only(w, "employee_delete");
+		render_id_only(w, PGWS_EMPLOYEE_DELETE);
 		return;
 	}
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? "employee_create" : "employee_update");
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_EMPLOYEE_CREATE : PGWS_EMPLOYEE_UPDATE);
 	append_column(w, "id", "id");
 	append_column(w, "first_name", "first_name");
 	append_column(w, "last_name", "last_name");
@@ -472,7 +513,7 @@ render_attendance(EventWriter *w, TriggerEvent op)
 {
 	if (TRIGGER_FIRED_BY_INSERT(op))
 	{
-		begin_event(w, "employee_attendance");
+		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE);
 		append_column(w, "employee_id", "employee_id");
 		append_string_column(w, "device_id", "device_id");
 		append_image_column(w, "image", "image");
@@ -483,7 +524,7 @@ render_attendance(EventWriter *w, TriggerEvent op)
 	}
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
-		begin_event(w, "employee_attendance_delete");
+		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE_DELETE);
 		append_column(w, "employee_id", "employee_id");
 		append_column(w, "datetime", "datetime");
 		end_event(w);

@@ -15,6 +15,7 @@ cd "$ROOT"
 "$ROOT/scripts/install_deps.sh" || exit 1
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 BINDIR=$("$PG_CONFIG" --bindir)
+export PG_WS_PGBIN="$BINDIR"	# the end-to-end suites use the same PostgreSQL
 make -s PG_CONFIG="$PG_CONFIG" >/dev/null && make -s PG_CONFIG="$PG_CONFIG" install >/dev/null || {
 	echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 

@@ -33,7 +33,9 @@ import traceback
 import psycopg2
 import websockets
 
-PGBIN = '/usr/lib/postgresql/15/bin'
+# the PostgreSQL binaries: test/run_tests.sh passes those of its PG_CONFIG,
+# so that a relocated copy of PostgreSQL (a sandbox) can be tested too
+PGBIN = os.environ.get('PG_WS_PGBIN', '/usr/lib/postgresql/15/bin')
 
 
 class Fail(Exception):
