@@ -12,6 +12,9 @@ OBJS = \
 	src/pending.o \
 	src/queue.o \
 	src/broadcast.o \
+	src/conn.o \
+	src/http.o \
+	src/ws.o \
 	src/worker.o
 
 EXTENSION = pg_ws
@@ -25,7 +28,7 @@ REGRESS_OPTS = --temp-config=test/regress.conf
 # signatures trip over (its configure turns off the same ones)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
-SHLIB_LINK = -lwebsockets
+SHLIB_LINK = -lwebsockets -lssl -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
