@@ -11,6 +11,7 @@ OBJS = \
 	src/render.o \
 	src/pending.o \
 	src/queue.o \
+	src/stats.o \
 	src/broadcast.o \
 	src/worker.o
 
