@@ -54,9 +54,9 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
-#include "utils/inval.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -639,13 +639,15 @@ trigger_table(TriggerData *trigdata)
  * remembers, per kind, the relation it last verified, and forgets it when
  * that relation's relcache entry is invalidated (it is dropped, renamed,
  * altered).  The relation cannot change while we look: the statement that
- * fires the trigger holds a lock on it.  Like ri_triggers.c, we register the
- * callback on first use rather than in _PG_init, which runs only when the
- * library is preloaded for every backend.
+ * fires the trigger holds a lock on it.  We register the callback on first
+ * use, as ri_triggers.c does, rather than in _PG_init: this check also runs
+ * where pg_ws is not preloaded, and _PG_init registers callbacks only when
+ * it is.
  *
- * Limitation: ALTER EXTENSION pg_ws DROP TABLE does not invalidate the
- * table's relcache entry, so a backend that verified it before keeps
- * accepting its trigger until something else invalidates the entry.
+ * Limitation: ALTER EXTENSION pg_ws DROP TABLE (superuser only) does not
+ * invalidate the table's relcache entry, so a backend that verified the
+ * table before keeps accepting its trigger until something else
+ * invalidates the entry; new backends refuse it at once.
  */
 static Oid	verified_relid[WS_NUM_TABLES];
 static bool verified_callback_registered = false;
