@@ -11,6 +11,7 @@ OBJS = \
 	src/render.o \
 	src/pending.o \
 	src/queue.o \
+	src/stats.o \
 	src/broadcast.o \
 	src/conn.o \
 	src/http.o \
@@ -21,7 +22,7 @@ EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.0--1.1.sql
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue
+REGRESS = install events savepoints rendering queue security search_path visits upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback

@@ -2,3 +2,37 @@
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "ALTER EXTENSION pg_ws UPDATE TO '1.1'" to load this file. \quit
+
+-- privileges, statistics (db)
+--
+-- Only the extension's own triggers may call pg_ws_row_event(): CREATE
+-- TRIGGER needs EXECUTE on it, firing a trigger does not, so every role
+-- allowed to write the tables still produces events.  The function also
+-- refuses to run on any table but the extension's own of its kind.
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_row_event() FROM PUBLIC;
+
+-- The pending events show rendered rows, visit_histories included, which
+-- are read with the table owner's rights: for monitoring roles only.
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_pending_events() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pg_ws_pending_events() TO pg_monitor;
+
+-- What pg_ws is doing, one row: the worker, the queue, waiting writers.
+CREATE FUNCTION @extschema@.pg_ws_stats(
+	OUT worker_pid integer,
+	OUT queue_bytes_used bigint,
+	OUT queue_bytes_capacity bigint,
+	OUT writers_waiting integer,
+	OUT connections integer,
+	OUT subscribers integer,
+	OUT worker_memory_bytes bigint)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'pg_ws_stats'
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+CREATE VIEW @extschema@.pg_ws_stats AS
+	SELECT * FROM @extschema@.pg_ws_stats();
+
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pg_ws_stats() TO pg_monitor;
+REVOKE ALL ON @extschema@.pg_ws_stats FROM PUBLIC;
+GRANT SELECT ON @extschema@.pg_ws_stats TO pg_monitor;

@@ -201,7 +201,7 @@ queue_lag(PgWsSubscriber *sub)
 static void
 cull(PgWsConn *conn, uint64 lag, const char *why)
 {
-	if (pgws_peer_log_allowed())
+	if (pgws_peer_log_allowed(PEER_LOG_CULLED))
 		ereport(LOG,
 				(errmsg("pg_ws is disconnecting a subscriber that fell %llu bytes behind",
 						(unsigned long long) lag),

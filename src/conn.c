@@ -25,8 +25,8 @@
  * short linger, reading and discarding what the peer still sends, so that
  * the peer reads our answer instead of a reset.
  *
- * Log lines a peer can cause go through pgws_peer_log_allowed(), which lets
- * a burst through and then counts what it suppressed.
+ * Log lines a peer can cause go through pgws_peer_log_allowed(kind), which
+ * lets a burst of each kind through and then counts what it suppressed.
  *
  * src/conn.c
  *
@@ -64,9 +64,20 @@ static int	nconns = 0;			/* sockets held, every state */
 static int	nrefusing = 0;		/* of them, in a refusal slot */
 static HTAB *peer_counts = NULL;
 
-static TimestampTz peer_log_window = 0;
-static int	peer_log_lines = 0;
-static int	peer_log_suppressed = 0;
+/* per kind of line: when its window began, lines written, lines not */
+static struct
+{
+	TimestampTz window;
+	int			lines;
+	int			suppressed;
+}			peer_log[PEER_LOG_KINDS];
+
+static const char *const peer_log_what[PEER_LOG_KINDS] = {
+	[PEER_LOG_REFUSED] = "refused requests",
+	[PEER_LOG_CLOSED] = "closed connections",
+	[PEER_LOG_DROPPED] = "dropped connections",
+	[PEER_LOG_CULLED] = "disconnected subscribers",
+};
 
 void
 pgws_conn_init(void)
@@ -128,7 +139,7 @@ pgws_conn_decide(PgWsAccept *acc)
 		acc->refusal = "too many connections from this address: pg_ws.max_connections_per_address reached";
 	if (acc->refusal == NULL)
 		return true;
-	if (pgws_peer_log_allowed())
+	if (pgws_peer_log_allowed(PEER_LOG_REFUSED))
 		ereport(LOG,
 				(errmsg("pg_ws refused a connection from %s: %s",
 						acc->peer, acc->refusal)));
@@ -137,31 +148,51 @@ pgws_conn_decide(PgWsAccept *acc)
 
 /*
  * May a log line a peer caused be written now?  Lets PEER_LOG_BURST lines
- * through per PEER_LOG_WINDOW_MS, counts the rest, and says how many were
- * suppressed once the window is over.
+ * of each kind through per PEER_LOG_WINDOW_MS, counts the rest, and says
+ * how many were suppressed once the window is over, so that a flood of one
+ * kind neither fills the log nor hides the other kinds.
  */
 bool
-pgws_peer_log_allowed(void)
+pgws_peer_log_allowed(PgWsPeerLog kind)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (now - peer_log_window >= (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
+	if (now - peer_log[kind].window >= (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
 	{
-		if (peer_log_suppressed > 0)
+		if (peer_log[kind].suppressed > 0)
 			ereport(LOG,
-					(errmsg("pg_ws suppressed %d log lines about peers in the last %d seconds",
-							peer_log_suppressed, PEER_LOG_WINDOW_MS / 1000)));
-		peer_log_window = now;
-		peer_log_lines = 0;
-		peer_log_suppressed = 0;
+					(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
+							peer_log[kind].suppressed, peer_log_what[kind],
+							PEER_LOG_WINDOW_MS / 1000)));
+		peer_log[kind].window = now;
+		peer_log[kind].lines = 0;
+		peer_log[kind].suppressed = 0;
 	}
-	if (peer_log_lines >= PEER_LOG_BURST)
+	if (peer_log[kind].lines >= PEER_LOG_BURST)
 	{
-		peer_log_suppressed++;
+		peer_log[kind].suppressed++;
 		return false;
 	}
-	peer_log_lines++;
+	peer_log[kind].lines++;
 	return true;
+}
+
+/* the summary of a window that ended, written without waiting for a line */
+static void
+peer_log_summaries(TimestampTz now)
+{
+	int			kind;
+
+	for (kind = 0; kind < PEER_LOG_KINDS; kind++)
+		if (peer_log[kind].suppressed > 0 &&
+			now - peer_log[kind].window >= (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
+		{
+			ereport(LOG,
+					(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
+							peer_log[kind].suppressed, peer_log_what[kind],
+							PEER_LOG_WINDOW_MS / 1000)));
+			peer_log[kind].suppressed = 0;
+		}
 }
 
 static void
@@ -329,8 +360,7 @@ pgws_conn_housekeeping(TimestampTz now)
 	TimestampTz ping_ms = (TimestampTz) pgws_ping_interval_s * 1000;
 	dlist_mutable_iter iter;
 
-	if (peer_log_suppressed > 0)
-		(void) pgws_peer_log_allowed();
+	peer_log_summaries(now);
 
 	dlist_foreach_modify(iter, &all_conns)
 	{
@@ -339,7 +369,7 @@ pgws_conn_housekeeping(TimestampTz now)
 		if (conn->deadline != 0 && now >= conn->deadline)
 		{
 			if (conn->state == CONN_REQUEST && conn->refusal == NULL &&
-				pgws_peer_log_allowed())
+				pgws_peer_log_allowed(PEER_LOG_DROPPED))
 				ereport(LOG,
 						(errmsg("pg_ws dropped a connection from %s: no complete request within pg_ws.handshake_timeout",
 								conn->peer)));
@@ -352,7 +382,7 @@ pgws_conn_housekeeping(TimestampTz now)
 		if (conn->sub.grant.expires_at != 0 &&
 			now_unix >= conn->sub.grant.expires_at)
 		{
-			if (pgws_peer_log_allowed())
+			if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
 				ereport(LOG,
 						(errmsg("pg_ws is closing the connection of %s: its token expired",
 								conn->peer)));
@@ -366,7 +396,7 @@ pgws_conn_housekeeping(TimestampTz now)
 		{
 			if ((now - conn->ping_sent_at) / 1000 >= ping_ms)
 			{
-				if (pgws_peer_log_allowed())
+				if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
 					ereport(LOG,
 							(errmsg("pg_ws dropped the connection of %s: no answer to a ping within pg_ws.ping_interval",
 									conn->peer)));

@@ -128,7 +128,7 @@ pgws_http_refuse(PgWsConn *conn, int status, const char *extra_headers,
 	if (n >= (int) (sizeof(buf) - LWS_PRE))
 		n = sizeof(buf) - LWS_PRE - 1;	/* bodies are short: never */
 	/* a refusal at accept (503) was logged when it was decided */
-	if (conn->refusal == NULL && pgws_peer_log_allowed())
+	if (conn->refusal == NULL && pgws_peer_log_allowed(PEER_LOG_REFUSED))
 		ereport(LOG,
 				(errmsg("pg_ws refused a request from %s: %d %s: %s",
 						conn->peer, status, status_text(status), body)));

@@ -40,6 +40,7 @@ int			pgws_max_connections_per_address = 0;
 int			pgws_ping_interval_s = 30;
 int			pgws_handshake_timeout_s = 10;
 int			pgws_max_header_size = 16384;
+int			pgws_max_visit_histories = 1000;
 
 bool		pgws_preloaded = false;
 
@@ -57,6 +58,7 @@ pgws_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	pgws_queue_request_shmem();
+	pgws_stats_request_shmem();
 }
 
 static void
@@ -65,6 +67,7 @@ pgws_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	pgws_queue_startup();
+	pgws_stats_startup();
 }
 
 /* pg_ws.listen_addresses: a comma-separated list of host names or addresses */
@@ -185,6 +188,15 @@ define_gucs(void)
 							   "/media/",
 							   PGC_SUSET, 0,
 							   check_media_url, NULL, NULL);
+
+	/* the database side: what client events carry */
+	DefineCustomIntVariable("pg_ws.max_visit_histories",
+							"Maximum number of visits listed in a client event's visit_histories.",
+							"The client's newest visits are listed, oldest first. 0 lists none and skips the lookup.",
+							&pgws_max_visit_histories,
+							1000, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 
 	/* the ring's size is fixed when shared memory is set up */
 	if (process_shared_preload_libraries_in_progress)

@@ -13,6 +13,7 @@
  *	broadcast.c	the worker drains the ring in commit order into a log of
  *				messages, rendered once, sent to every /ws/ subscriber
  *	pg_ws.c		_PG_init, the GUCs and the worker's registration
+ *	stats.c		pg_ws_stats(): the queue's and the worker's figures for SQL
  *
  * src/pg_ws.h
  *
@@ -40,6 +41,7 @@ extern int	pgws_max_connections_per_address;
 extern int	pgws_ping_interval_s;
 extern int	pgws_handshake_timeout_s;
 extern int	pgws_max_header_size;
+extern int	pgws_max_visit_histories;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool pgws_preloaded;
@@ -77,6 +79,16 @@ extern uint64 pgws_queue_read_pos(void);
 extern bool pgws_queue_writers_waiting(void);
 extern void pgws_queue_release(uint64 pos);
 
+/* the queue's figures, for pg_ws_stats (stats.c) */
+typedef struct PgWsQueueStats
+{
+	pid_t		worker_pid;		/* the attached worker, or 0 */
+	uint64		bytes_used;		/* entries not yet released by the worker */
+	uint64		bytes_capacity; /* the ring's size */
+	uint32		writers_waiting;	/* committing backends waiting for room */
+} PgWsQueueStats;
+extern void pgws_queue_get_stats(PgWsQueueStats *stats);
+
 /*
  * The events of the event document, named by render.c.  A subscriber's
  * filter is a bit mask over these kinds.
@@ -112,6 +124,21 @@ extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_end_grace(void);
 extern void pgws_broadcast_shutdown(void);
 extern int	pgws_subscriber_count(void);
+
+/*
+ * Shared statistics (stats.c), shown by pg_ws_stats().  The worker
+ * publishes what only it knows with pgws_stats_publish_worker().
+ */
+typedef struct PgWsWorkerStats
+{
+	int32		connections;	/* sockets peers hold, every state */
+	int32		subscribers;	/* of them, /ws/ subscribers */
+	uint64		memory_bytes;	/* what the worker's heap holds */
+} PgWsWorkerStats;
+
+extern void pgws_stats_request_shmem(void);
+extern void pgws_stats_startup(void);
+extern void pgws_stats_publish_worker(const PgWsWorkerStats *worker);
 
 /* Background worker and WebSocket server (worker.c) */
 extern PGDLLEXPORT void pg_ws_worker_main(Datum main_arg);

@@ -207,21 +207,52 @@ ring_read(uint64 pos, char *dst, uint64 n)
 		memcpy(dst + first, ring_base(), n - first);
 }
 
-/* sleep until tail moves or timeout_ms pass; a cancel leaves the waiters */
+/*
+ * writers_waiting counts the backends waiting in pgws_queue_append, and
+ * while it is non-zero the worker disconnects subscribers that hold the
+ * room they wait for.  A count left behind would make it do so for ever, so
+ * every way out of the wait gives ours back: finding room, timing out, an
+ * ERROR (the transaction's abort calls pgws_queue_finish) and the end of
+ * the process (a FATAL such as pg_terminate_backend does not unwind to any
+ * PG_CATCH, but does run the before_shmem_exit callbacks).
+ */
+static bool counted_as_waiting = false;
+static bool waiting_exit_callback_registered = false;
+
+static void
+stop_waiting(void)
+{
+	if (!counted_as_waiting)
+		return;
+	counted_as_waiting = false;
+	pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
+}
+
+static void
+stop_waiting_at_exit(int code, Datum arg)
+{
+	stop_waiting();
+}
+
+static void
+start_waiting(void)
+{
+	Assert(!counted_as_waiting);
+	if (!waiting_exit_callback_registered)
+	{
+		before_shmem_exit(stop_waiting_at_exit, (Datum) 0);
+		waiting_exit_callback_registered = true;
+	}
+	counted_as_waiting = true;
+	pg_atomic_fetch_add_u32(&queue->writers_waiting, 1);
+}
+
+/* sleep until tail moves or timeout_ms pass */
 static void
 wait_for_room(long timeout_ms)
 {
-	PG_TRY();
-	{
-		(void) ConditionVariableTimedSleep(&queue->space_cv, timeout_ms,
-										   PG_WAIT_EXTENSION);
-	}
-	PG_CATCH();
-	{
-		pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	(void) ConditionVariableTimedSleep(&queue->space_cv, timeout_ms,
+									   PG_WAIT_EXTENSION);
 }
 
 /*
@@ -274,14 +305,14 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 		now = GetCurrentTimestamp();
 		if (deadline == 0)
 		{
-			pg_atomic_fetch_add_u32(&queue->writers_waiting, 1);
+			start_waiting();
 			deadline = TimestampTzPlusMilliseconds(now, pgws_queue_full_timeout_ms);
 		}
 		pgws_queue_wake_worker();
 		if (now >= deadline)
 		{
 			ConditionVariableCancelSleep();
-			pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
+			stop_waiting();
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("pg_ws event queue is full"),
@@ -299,8 +330,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 						  QUEUE_FULL_REWAKE_MS));
 	}
 	ConditionVariableCancelSleep();
-	if (deadline != 0)
-		pg_atomic_fetch_sub_u32(&queue->writers_waiting, 1);
+	stop_waiting();
 
 	/*
 	 * The worker will not read past a PENDING header, so the payload can be
@@ -313,14 +343,16 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 
 /*
  * Mark this backend's entry, if any, as committed or aborted, and wake the
- * worker.  Called after the commit record (or during abort): it must not
- * fail, and does not.
+ * worker.  Called after the commit record (or during abort, also after an
+ * error while waiting for room, which is why it stops our wait too): it
+ * must not fail, and does not.
  */
 void
 pgws_queue_finish(bool committed)
 {
 	QueueEntryHeader *hdr;
 
+	stop_waiting();
 	if (!entry_appended)
 		return;
 	entry_appended = false;
@@ -447,6 +479,19 @@ bool
 pgws_queue_writers_waiting(void)
 {
 	return pg_atomic_read_u32(&queue->writers_waiting) > 0;
+}
+
+/* the queue's figures for pg_ws_stats (stats.c) */
+void
+pgws_queue_get_stats(PgWsQueueStats *stats)
+{
+	pgws_require_preload();
+	LWLockAcquire(queue->lock, LW_SHARED);
+	stats->worker_pid = queue->worker_pid;
+	stats->bytes_used = queue->head - queue->tail;
+	stats->bytes_capacity = queue->size;
+	LWLockRelease(queue->lock);
+	stats->writers_waiting = pg_atomic_read_u32(&queue->writers_waiting);
 }
 
 /* where the next entry the worker has not read yet starts */

@@ -5,8 +5,10 @@
  *	  row as the JSON event of the event document.
  *
  * This file owns what an event looks like: its name, its keys in the
- * document's order, and how every value is written.  It hands the finished
- * bytes to pending.c and must not know what happens to them afterwards.
+ * document's order, and how every value is written; and which rows may
+ * become events at all: those of the extension's own four tables, each
+ * under its own name.  It hands the finished bytes to pending.c and must
+ * not know what happens to them afterwards.
  *
  * Events are rendered here, once, in the writing backend, so the worker
  * only ever copies bytes.  We render with StringInfo and escape_json rather
@@ -29,7 +31,9 @@
  *	  other URI (data:, file:, ...) is null, so that a face photo stored
  *	  inline is never broadcast;
  *	- SQL NULL is null; text in any database encoding is sent as JSON
- *	  \u escapes of its characters.
+ *	  \u escapes of its characters;
+ *	- visit_histories: the newest pg_ws.max_visit_histories visits, oldest
+ *	  first.
  *
  * src/render.c
  *
@@ -39,7 +43,10 @@
 
 #include <math.h>
 
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "common/shortest_dec.h"
 #include "executor/spi.h"
@@ -47,6 +54,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -61,6 +69,16 @@ typedef enum WsTable
 	WS_EMPLOYEE,
 	WS_ATTENDANCE
 } WsTable;
+
+#define WS_NUM_TABLES (WS_ATTENDANCE + 1)
+
+/* each table's name: the trigger's argument and the table's own name */
+static const char *const ws_table_names[WS_NUM_TABLES] = {
+	[WS_CLIENT] = "client",
+	[WS_VISIT_HISTORY] = "visit_history",
+	[WS_EMPLOYEE] = "employee",
+	[WS_ATTENDANCE] = "attendance",
+};
 
 /* an event being written: the buffer, the row, and whether a key came yet */
 typedef struct EventWriter
@@ -367,24 +385,36 @@ append_image_column(EventWriter *w, const char *key, const char *column)
 }
 
 /*
- * "visit_histories": the client's visits, oldest first, as the statement
- * left them.  The lookup runs as the owner of the client table, so a role
- * allowed to write clients need not be allowed to read visits, and with a
- * schema-qualified query and operator, so search_path cannot redirect it.
+ * "visit_histories": the client's newest pg_ws.max_visit_histories visits,
+ * oldest first, as the statement left them.  The bound keeps a client with
+ * a long history updatable: without it the event grows with every visit
+ * until it no longer fits in the queue.  The query reads the index on
+ * (client_id, datetime, id) backwards and stops after the bound; we then
+ * write the rows in reverse, oldest first.
+ *
+ * The lookup runs as the owner of the client table, so a role allowed to
+ * write clients need not be allowed to read visits, and with a
+ * schema-qualified table and operator (ORDER BY takes the types' default
+ * btree operators, found without a name lookup), so that search_path
+ * cannot redirect it.
  */
 static void
 append_visit_histories(EventWriter *w, const char *key)
 {
 	bool		isnull;
-	Oid			idtype;
-	Datum		client_id = column_value(w, "id", &isnull, &idtype);
+	Oid			argtypes[2];
+	Datum		args[2];
 	Oid			nsp = RelationGetNamespace(w->rel);
 	Oid			save_userid;
 	int			save_sec_context;
 	uint64		row;
 
+	args[0] = column_value(w, "id", &isnull, &argtypes[0]);
+	args[1] = Int64GetDatum((int64) pgws_max_visit_histories);
+	argtypes[1] = INT8OID;
+
 	append_key(w, key);
-	if (isnull)
+	if (isnull || pgws_max_visit_histories == 0)
 	{
 		appendStringInfoString(w->buf, "[]");
 		return;
@@ -400,9 +430,9 @@ append_visit_histories(EventWriter *w, const char *key)
 
 		query = psprintf("SELECT datetime, device_id FROM %s.visit_history "
 						 "WHERE client_id OPERATOR(pg_catalog.=) $1 "
-						 "ORDER BY datetime, id",
+						 "ORDER BY datetime DESC, id DESC LIMIT $2",
 						 quote_identifier(get_namespace_name(nsp)));
-		plan = SPI_prepare(query, 1, &idtype);
+		plan = SPI_prepare(query, 2, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare(\"%s\") failed: %s",
 				 query, SPI_result_code_string(SPI_result));
@@ -419,13 +449,14 @@ append_visit_histories(EventWriter *w, const char *key)
 	SetUserIdAndSecContext(w->rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	if (SPI_execute_plan(visit_plan, &client_id, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(visit_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "visit_histories query failed: %s",
 			 SPI_result_code_string(SPI_result));
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
+	/* the rows came newest first */
 	appendStringInfoChar(w->buf, '[');
-	for (row = 0; row < SPI_processed; row++)
+	for (row = SPI_processed; row-- > 0;)
 	{
 		EventWriter visit = {
 			.buf = w->buf,
@@ -435,7 +466,7 @@ append_visit_histories(EventWriter *w, const char *key)
 			.first_key = true
 		};
 
-		if (row > 0)
+		if (row < SPI_processed - 1)
 			appendStringInfoString(w->buf, ", ");
 		appendStringInfoChar(w->buf, '{');
 		append_column(&visit, "datetime", "datetime");
@@ -582,15 +613,11 @@ trigger_table(TriggerData *trigdata)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
 	const char *name = trigger->tgnargs == 1 ? trigger->tgargs[0] : "";
+	int			table;
 
-	if (strcmp(name, "client") == 0)
-		return WS_CLIENT;
-	if (strcmp(name, "visit_history") == 0)
-		return WS_VISIT_HISTORY;
-	if (strcmp(name, "employee") == 0)
-		return WS_EMPLOYEE;
-	if (strcmp(name, "attendance") == 0)
-		return WS_ATTENDANCE;
+	for (table = 0; table < WS_NUM_TABLES; table++)
+		if (strcmp(name, ws_table_names[table]) == 0)
+			return (WsTable) table;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("pg_ws_row_event() needs one argument naming its table: client, visit_history, employee or attendance"),
@@ -598,6 +625,74 @@ trigger_table(TriggerData *trigdata)
 					   trigger->tgname,
 					   RelationGetRelationName(trigdata->tg_relation), name)));
 	pg_unreachable();
+}
+
+/*
+ * Only the extension's own tables may produce events: every subscriber
+ * trusts what it is sent, so a trigger on any other table, or on one of ours
+ * but naming another kind, would forge events.  EXECUTE on pg_ws_row_event()
+ * is revoked from PUBLIC, so only a superuser can create such a trigger at
+ * all; this check catches the ones a superuser creates by mistake, and
+ * triggers left on tables that stopped being ours.
+ *
+ * The trigger fires once per row on the write path, so each backend
+ * remembers, per kind, the relation it last verified, and forgets it when
+ * that relation's relcache entry is invalidated (it is dropped, renamed,
+ * altered).  The relation cannot change while we look: the statement that
+ * fires the trigger holds a lock on it.  We register the callback on first
+ * use, as ri_triggers.c does, rather than in _PG_init: this check also runs
+ * where pg_ws is not preloaded, and _PG_init registers callbacks only when
+ * it is.
+ *
+ * Limitation: ALTER EXTENSION pg_ws DROP TABLE (superuser only) does not
+ * invalidate the table's relcache entry, so a backend that verified the
+ * table before keeps accepting its trigger until something else
+ * invalidates the entry; new backends refuse it at once.
+ */
+static Oid	verified_relid[WS_NUM_TABLES];
+static bool verified_callback_registered = false;
+
+static void
+forget_verified_relation(Datum arg, Oid relid)
+{
+	int			table;
+
+	for (table = 0; table < WS_NUM_TABLES; table++)
+		if (relid == InvalidOid || verified_relid[table] == relid)
+			verified_relid[table] = InvalidOid;
+}
+
+static void
+check_trigger_relation(TriggerData *trigdata, WsTable table)
+{
+	Relation	rel = trigdata->tg_relation;
+	Oid			relid = RelationGetRelid(rel);
+	Oid			extension;
+
+	if (verified_relid[table] == relid)
+		return;
+
+	if (!verified_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_verified_relation, (Datum) 0);
+		verified_callback_registered = true;
+	}
+
+	extension = get_extension_oid("pg_ws", true);
+	if (!OidIsValid(extension) ||
+		getExtensionOfObject(RelationRelationId, relid) != extension ||
+		strcmp(RelationGetRelationName(rel), ws_table_names[table]) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s.%s\" is not the pg_ws table \"%s\"",
+						get_namespace_name(RelationGetNamespace(rel)),
+						RelationGetRelationName(rel), ws_table_names[table]),
+				 errdetail("Trigger \"%s\" calls pg_ws_row_event('%s'), which only the \"%s\" table that CREATE EXTENSION pg_ws made may do.",
+						   trigdata->tg_trigger->tgname, ws_table_names[table],
+						   ws_table_names[table]),
+				 errhint("Drop the trigger: pg_ws broadcasts the rows of its own tables only.")));
+
+	verified_relid[table] = relid;
 }
 
 /* errors while rendering say which row of which table was being sent */
@@ -639,10 +734,18 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("pg_ws_row_event() must be fired AFTER ... FOR EACH ROW")));
 	table = trigger_table(trigdata);
+	check_trigger_relation(trigdata, table);
 
-	pgws_require_preload();
+	/*
+	 * Elsewhere than pg_ws.database the trigger does nothing, preloaded or
+	 * not, so that removing pg_ws from shared_preload_libraries does not
+	 * break writes in every database that has it installed.  In the
+	 * broadcast database a write without the preload fails: its events
+	 * would be lost.
+	 */
 	if (!pgws_is_broadcast_database())
 		return PointerGetDatum(NULL);
+	pgws_require_preload();
 
 	errcallback.callback = render_error_context;
 	errcallback.arg = trigdata;

@@ -149,7 +149,17 @@ extern void pgws_conn_close_all(uint16 code, const char *reason);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
 extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len);
 extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
-extern bool pgws_peer_log_allowed(void);
+/* kinds of log lines a peer can cause; each has its own rate limit */
+typedef enum PgWsPeerLog
+{
+	PEER_LOG_REFUSED,			/* requests answered with an HTTP error */
+	PEER_LOG_CLOSED,			/* subscribers closed for what they sent */
+	PEER_LOG_DROPPED,			/* connections dropped at a deadline */
+	PEER_LOG_CULLED,			/* subscribers that fell too far behind */
+	PEER_LOG_KINDS
+} PgWsPeerLog;
+
+extern bool pgws_peer_log_allowed(PgWsPeerLog kind);
 extern size_t pgws_conn_size(void);
 
 /* a subscriber's text message, as far as tokens go (conn.c asks auth.c) */

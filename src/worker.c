@@ -43,6 +43,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -208,6 +209,23 @@ listen_retry(lws_sorted_usec_list_t *sul)
 
 static lws_sorted_usec_list_t housekeeping_sul;
 
+/*
+ * What only the worker knows, for pg_ws_stats.  The heap figure is what
+ * malloc holds in use (palloc, libwebsockets and OpenSSL all allocate
+ * there), so a leak shows in it whoever made it.
+ */
+static void
+publish_stats(void)
+{
+	PgWsWorkerStats stats;
+	struct mallinfo2 heap = mallinfo2();
+
+	stats.connections = pgws_conn_count();
+	stats.subscribers = pgws_subscriber_count();
+	stats.memory_bytes = heap.uordblks + heap.hblkhd;
+	pgws_stats_publish_worker(&stats);
+}
+
 static void
 housekeeping(lws_sorted_usec_list_t *sul)
 {
@@ -217,6 +235,7 @@ housekeeping(lws_sorted_usec_list_t *sul)
 		proc_exit(1);
 	pgws_conn_housekeeping(now);
 	pgws_broadcast_check_progress(now);
+	publish_stats();
 	lws_sul_schedule(context, 0, &housekeeping_sul, housekeeping,
 					 (lws_usec_t) HOUSEKEEPING_SECONDS * LWS_US_PER_SEC);
 }
@@ -373,7 +392,7 @@ pause_listeners(bool pause)
 	for (i = 0; i < nlisten; i++)
 		lws_rx_flow_control(listen_watches[i].wsi, flags);
 	listeners_paused = pause;
-	if (pause && pgws_peer_log_allowed())
+	if (pause && pgws_peer_log_allowed(PEER_LOG_REFUSED))
 		ereport(LOG,
 				(errmsg("pg_ws stopped accepting connections: pg_ws.max_connections (%d) are served and every refusal slot is taken",
 						pgws_max_connections),
@@ -445,7 +464,7 @@ accept_connections(Watch *watch)
 			if (save_errno == EAGAIN || save_errno == EWOULDBLOCK)
 				return;
 			errno = save_errno;
-			if (pgws_peer_log_allowed())
+			if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
 				ereport(LOG,
 						(errcode_for_socket_access(),
 						 errmsg("pg_ws could not accept a connection: %m")));
@@ -463,7 +482,7 @@ accept_connections(Watch *watch)
 		/* libwebsockets indexes its tables by descriptor number */
 		if (fd >= fd_table_size)
 		{
-			if (pgws_peer_log_allowed())
+			if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
 				ereport(LOG,
 						(errmsg("pg_ws refused a connection from %s: descriptor %d is beyond its table of %d",
 								acc.peer, fd, fd_table_size)));
@@ -484,7 +503,7 @@ accept_connections(Watch *watch)
 		desc.vh_prot_name = "pg_ws";
 		desc.opaque = &acc;
 		if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL &&
-			pgws_peer_log_allowed())
+			pgws_peer_log_allowed(PEER_LOG_DROPPED))
 			ereport(LOG,
 					(errmsg("pg_ws could not take over a connection from %s", acc.peer)));
 
@@ -678,6 +697,10 @@ close_subscribers(void)
 static void
 worker_shmem_exit(int code, Datum arg)
 {
+	PgWsWorkerStats none;
+
+	memset(&none, 0, sizeof(none));
+	pgws_stats_publish_worker(&none);
 	pgws_queue_worker_detach();
 }
 

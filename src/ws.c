@@ -39,7 +39,7 @@
 static void
 ws_fail(PgWsConn *conn, uint16 code, const char *reason)
 {
-	if (pgws_peer_log_allowed())
+	if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
 		ereport(LOG,
 				(errmsg("pg_ws is closing the connection of %s with code %d: %s",
 						conn->peer, code, reason)));

@@ -53,7 +53,7 @@ from harness import (PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
                      compare_idents, free_port, ident, run_tap, run_threads,
                      short, worker_row)
 
-WATCHDOG_SECONDS = 230          # the whole run, setup and clean-up included
+WATCHDOG_SECONDS = 400          # the whole run, setup and clean-up included
 
 NO_GRACE = 'pg_ws.reconnect_grace = 0'
 
@@ -68,6 +68,13 @@ CLUSTERS = {
     'inflight': dict(conf=["pg_ws.queue_size = '64MB'",
                            "pg_ws.reconnect_grace = '30s'"]),
     'doomed': dict(conf=[NO_GRACE]),
+    'keepup': dict(conf=["pg_ws.queue_size = '2MB'",
+                         "pg_ws.queue_full_timeout = '10s'",
+                         NO_GRACE]),
+    'partial': dict(conf=["pg_ws.queue_size = '64MB'",
+                          "pg_ws.max_subscriber_lag = '64MB'",
+                          "pg_ws.reconnect_grace = '60s'",
+                          'pg_ws.ping_interval = 0']),
     'appdb': dict(conf=["pg_ws.queue_size = '256kB'",
                         "pg_ws.queue_full_timeout = '2s'",
                         NO_GRACE],
@@ -741,6 +748,127 @@ async def test_postmaster_death(ctx):
         10 - (deadline - time.monotonic()))
 
 
+async def test_fast_reader_not_culled(ctx):
+    """l. a subscriber that keeps up is never culled, even though every
+    frame is larger than libwebsockets hands the kernel at once (so it
+    always holds part of one for a moment) and every burst of commits waits
+    for room in a small queue: it is judged by its progress, not by one
+    look at its socket."""
+    cl = await cluster(ctx, 'keepup')
+    mark = cl.log_size()
+    reader = await ctx.sub()
+    writers, bursts = 4, 25
+    conns = [ctx.conn() for _ in range(writers)]
+    body = 'k' * 1200000            # over 1 MB; two do not fit the 2 MB queue
+    waits = []
+    next_id = [3000000]
+
+    def burst_writer(w):
+        t = time.monotonic()
+        with conns[w].cursor() as cur:
+            cur.execute("INSERT INTO employee (id, first_name, last_name) VALUES (%s, %s, 'keepup')",
+                        (next_id[0] + w, body))
+        waits.append(time.monotonic() - t)
+
+    for _ in range(bursts):
+        await run_threads(burst_writer, writers)
+        next_id[0] += writers
+        await asyncio.sleep(0.3)    # the writers' average stays below the reader's
+    n = bursts * writers
+    got = await reader.expect(n, 60, 'the reader')
+    ids = sorted(json.loads(m)['data']['id'] for m in got)
+    check(ids == list(range(3000000, 3000000 + n)),
+          'the reader got %d events, not all %d' % (len(ids), n))
+    check(not reader.closed.is_set(), 'the reader was disconnected: %s' % reader.close_info)
+    culled = await wait_log(cl, mark, 'pg_ws is disconnecting a subscriber', 0)
+    check(not culled, 'a subscriber that kept up was culled:', *culled)
+    check(max(waits) > 0.005, 'no commit waited for room (test set-up)')
+    return '%d bursts of %d concurrent 1.2 MB commits into a 2 MB queue; slowest commit %.3f s' % (
+        bursts, writers, max(waits))
+
+
+def read_frames(s, timeout):
+    """Read a raw socket until the server closes it; the text frames that
+    arrived whole, and how many bytes of a last, cut frame came after."""
+    data = b''
+    s.settimeout(1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(1 << 16)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    frames, pos = [], 0
+    while pos + 2 <= len(data):
+        n = data[pos + 1] & 0x7F
+        head = 2
+        if n == 126:
+            n, head = int.from_bytes(data[pos + 2:pos + 4], 'big'), 4
+        elif n == 127:
+            n, head = int.from_bytes(data[pos + 2:pos + 10], 'big'), 10
+        if pos + head + n > len(data):
+            break
+        if data[pos] & 0x0F == 1:
+            frames.append(data[pos + head:pos + head + n])
+        pos += head + n
+    return frames, len(data) - pos
+
+
+async def test_partial_frame_not_sent(ctx):
+    """m. a frame libwebsockets holds partly unsent is not counted as sent:
+    when the worker is terminated, what a slow subscriber received whole
+    and what it is sent when it reconnects add up to every event, with no
+    gap at the frame that was cut."""
+    cl = await cluster(ctx, 'partial')
+    conn = await ctx.aconn()
+    slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
+    try:
+        # frames larger than libwebsockets hands the kernel at once (1 MB),
+        # so that it always holds the rest of one; far more than the socket
+        # buffers hold; one per transaction so that the queue keeps exactly
+        # what was not sent
+        body, per_tx, n_tx = 'p' * 1200007, 1, 20
+        first = 4000000
+        for k in range(n_tx):
+            await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
+                              " SELECT g, %s, 'p' FROM generate_series(%s, %s) g",
+                              (body, first + k * per_tx, first + (k + 1) * per_tx - 1)))
+        last = first + n_tx * per_tx - 1
+        pid, _ = await worker_row(conn)
+        mark = cl.log_size()
+        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
+        # read nothing until the worker is gone: what libwebsockets still
+        # held for this subscriber went with it
+        deadline = time.monotonic() + 30
+        while (row := await worker_row(conn)) is not None and row[0] == pid:
+            check(time.monotonic() < deadline, 'the worker did not exit')
+            await asyncio.sleep(0.05)
+        frames, cut = await asyncio.to_thread(read_frames, slow, 30)
+    finally:
+        slow.close()
+    got_before = [json.loads(f)['data']['id'] for f in frames]
+    check(got_before == list(range(first, first + len(got_before))),
+          'the slow subscriber got %d frames, not in order' % len(got_before))
+    await cl.wait_listening(cl.wsport, 30, since=mark)
+    again = await ctx.sub()
+    await again.wait_until(lambda m: any('"id": %d,' % last in x for x in m), 60,
+                           'the last event after the restart')
+    replay = [json.loads(m)['data']['id'] for m in again.msgs]
+    check(replay == list(range(replay[0], last + 1)),
+          'the replay is not contiguous from %d' % replay[0])
+    next_needed = first + len(got_before)
+    check(replay[0] <= next_needed,
+          'gap: the slow subscriber got up to %d whole (and %d bytes of the next frame),'
+          ' the replay starts at %d' % (next_needed - 1, cut, replay[0]))
+    return ('%d frames whole and %d bytes of the next before the restart; replay from %d'
+            % (len(got_before), cut, replay[0]))
+
+
 TESTS = [
     ('(a) without shared_preload_libraries CREATE EXTENSION fails with 55000 and a hint',
      test_no_preload, 30),
@@ -764,6 +892,10 @@ TESTS = [
      test_inflight_survives_restart, 90),
     ('(k) the worker exits when the postmaster dies',
      test_postmaster_death, 40),
+    ('(l) a subscriber that keeps up is not culled when frames are large and writers wait',
+     test_fast_reader_not_culled, 90),
+    ('(m) a frame left partly in libwebsockets is replayed after a worker restart',
+     test_partial_frame_not_sent, 120),
 ]
 
 

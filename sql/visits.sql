@@ -1,0 +1,94 @@
+--
+-- pg_ws.max_visit_histories: a client event lists the client's newest
+-- visits, oldest first, so a client with a long history stays updatable
+-- (pg_ws.queue_size is 64kB in test/regress.conf).
+--
+TRUNCATE client CASCADE;
+INSERT INTO client (id) VALUES (1), (2);
+-- ids not in time order, and two visits at the same time (id breaks ties)
+INSERT INTO visit_history (id, client_id, datetime, device_id) VALUES
+    (10, 1, '2023-12-10 10:05:00+00', 'e'),
+    (11, 1, '2023-12-10 10:01:00+00', 'a'),
+    (12, 1, '2023-12-10 10:03:00+00', 'c'),
+    (13, 1, '2023-12-10 10:02:00+00', 'b'),
+    (15, 1, '2023-12-10 10:04:00+00', 'd2'),
+    (14, 1, '2023-12-10 10:04:00+00', 'd1');
+
+-- the newest three, oldest first
+SET pg_ws.max_visit_histories = 3;
+BEGIN;
+UPDATE client SET visit_count = 6 WHERE id = 1;
+SELECT (e::json)->'data'->'visit_histories' AS visit_histories
+FROM pg_ws_pending_events() e;
+ROLLBACK;
+-- the newest one
+SET pg_ws.max_visit_histories = 1;
+BEGIN;
+UPDATE client SET visit_count = 6 WHERE id = 1;
+SELECT (e::json)->'data'->'visit_histories' AS visit_histories
+FROM pg_ws_pending_events() e;
+ROLLBACK;
+-- 0: none, without looking
+SET pg_ws.max_visit_histories = 0;
+BEGIN;
+UPDATE client SET visit_count = 6 WHERE id = 1;
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+-- more than there are: all of them
+SET pg_ws.max_visit_histories = 100;
+BEGIN;
+UPDATE client SET visit_count = 6 WHERE id = 1;
+SELECT (e::json)->'data'->'visit_histories' AS visit_histories
+FROM pg_ws_pending_events() e;
+ROLLBACK;
+RESET pg_ws.max_visit_histories;
+
+-- bounds, and only a superuser may change it
+SET pg_ws.max_visit_histories = -1;
+CREATE ROLE regress_pg_ws_user;
+SET ROLE regress_pg_ws_user;
+SET pg_ws.max_visit_histories = 5;
+RESET ROLE;
+DROP ROLE regress_pg_ws_user;
+
+-- a client with 2,000 visits (about 116 kB of visit_histories in all) is
+-- updated with the default bound: its event lists the newest 1,000 (the
+-- visits themselves are inserted without events, which would not fit in one
+-- transaction either)
+SET session_replication_role = replica;
+INSERT INTO visit_history (id, client_id, datetime, device_id)
+SELECT 1000 + g, 2, '2023-12-10 00:00:00+00'::timestamptz + g * interval '1 minute', 'd' || g
+FROM generate_series(1, 2000) g;
+RESET session_replication_role;
+SHOW pg_ws.max_visit_histories;
+BEGIN;
+UPDATE client SET visit_count = 2000 WHERE id = 2;
+SELECT json_array_length(v) AS listed, v->0 AS oldest_listed, v->-1 AS newest,
+       length(e) AS event_bytes
+FROM pg_ws_pending_events() e, json_extract_path((e::json), 'data', 'visit_histories') v;
+COMMIT;
+SELECT visit_count FROM client WHERE id = 2;
+
+-- the lookup reads the index on (client_id, datetime, id) backwards and
+-- stops at the bound (the same query, planned as pg_ws plans it)
+PREPARE visits(bigint, bigint) AS
+    SELECT datetime, device_id FROM public.visit_history
+    WHERE client_id OPERATOR(pg_catalog.=) $1
+    ORDER BY datetime DESC, id DESC LIMIT $2;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE visits(2, 1000);
+RESET plan_cache_mode;
+DEALLOCATE visits;
+
+-- an event that still does not fit fails its own transaction only, at
+-- the statement, and the next one goes through
+SET pg_ws.max_visit_histories = 2000;
+BEGIN;
+UPDATE client SET visit_count = 2001 WHERE id = 2;
+ROLLBACK;
+SELECT visit_count FROM client WHERE id = 2;
+RESET pg_ws.max_visit_histories;
+UPDATE client SET visit_count = 2002 WHERE id = 2;
+SELECT visit_count FROM client WHERE id = 2;
+
+TRUNCATE client CASCADE;
