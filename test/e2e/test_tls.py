@@ -237,7 +237,8 @@ class TlsCluster(Cluster):
         self.prepare = prepare
 
     def as_postgres(self, *args, **kw):
-        if os.path.basename(args[0]) == 'pg_ctl' and 'start' in args:
+        # the server's start (Cluster.start may put prlimit before pg_ctl)
+        if 'start' in args and any(os.path.basename(a) == 'pg_ctl' for a in args):
             if self.prepare is not None:
                 self.prepare(self)
             args = ('env', *['%s=%s' % kv for kv in self.env.items()], *args)
