@@ -563,10 +563,10 @@ static struct lws_protocols internal_protocols[] = {
 
 /*
  * wss:// glue: the TLS vhost's protocol is conn.c's, plus one case.
- * libwebsockets creates the vhost's SSL_CTX (LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX,
- * no certificate paths) and hands it to protocols[0] as user in
+ * libwebsockets creates the vhost's SSL_CTX (CREATE_VHOST_SSL_CTX and no
+ * certificate paths) and hands it to protocols[0] as user in
  * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS; tls.c sets it up
- * there with a certificate callback that serves what it loaded last.
+ * there, with a certificate callback that serves what it loaded last.
  */
 static int
 callback_tls(struct lws *wsi, enum lws_callback_reasons reason,
