@@ -16,6 +16,7 @@ OBJS = \
 	src/conn.o \
 	src/http.o \
 	src/ws.o \
+	src/tls.o \
 	src/worker.o
 
 EXTENSION = pg_ws

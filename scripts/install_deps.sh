@@ -9,6 +9,7 @@ PACKAGES=(
 	postgresql-15 postgresql-server-dev-15	# the server and PGXS
 	libwebsockets-dev libjson-c-dev			# the worker's server; the bench client
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
+	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation
 	chromium								# the browser end-to-end test
 	curl									# watching /ws/ by hand
 )

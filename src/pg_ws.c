@@ -42,6 +42,12 @@ int			pgws_handshake_timeout_s = 10;
 int			pgws_max_header_size = 16384;
 int			pgws_max_visit_histories = 1000;
 
+/* GUC variables of wss:// (used by tls.c) */
+bool		pgws_ssl = false;
+char	   *pgws_ssl_cert_file = NULL;
+char	   *pgws_ssl_key_file = NULL;
+char	   *pgws_ssl_ca_file = NULL;
+
 bool		pgws_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -197,6 +203,39 @@ define_gucs(void)
 							1000, 0, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	/*
+	 * wss:// (tls.c).  All reloadable: a reload applies to new connections,
+	 * and subscribers already connected keep theirs.  Relative paths are
+	 * relative to the data directory, like PostgreSQL's own ssl_cert_file.
+	 */
+	DefineCustomBoolVariable("pg_ws.ssl",
+							 "Serve wss:// with PostgreSQL's own ssl_cert_file and ssl_key_file.",
+							 "pg_ws.ssl_cert_file and pg_ws.ssl_key_file, when set, turn on wss:// by themselves and take precedence.",
+							 &pgws_ssl,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.ssl_cert_file",
+							   "Certificate file (PEM) of the pg_ws wss:// listener.",
+							   "Setting it and pg_ws.ssl_key_file turns on wss://. It may hold the chain after the server certificate, as certbot's fullchain.pem does.",
+							   &pgws_ssl_cert_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.ssl_key_file",
+							   "Private key file (PEM) of the pg_ws wss:// listener.",
+							   "Like PostgreSQL's ssl_key_file: mode 0600 or less if owned by the database user, 0640 or less if owned by root.",
+							   &pgws_ssl_key_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.ssl_ca_file",
+							   "Intermediate certificates (PEM) sent after the pg_ws server certificate.",
+							   "For a chain the certificate file does not hold.",
+							   &pgws_ssl_ca_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 
 	/* the ring's size is fixed when shared memory is set up */
 	if (process_shared_preload_libraries_in_progress)

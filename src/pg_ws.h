@@ -14,6 +14,8 @@
  *				messages, rendered once, sent to every /ws/ subscriber
  *	pg_ws.c		_PG_init, the GUCs and the worker's registration
  *	stats.c		pg_ws_stats(): the queue's and the worker's figures for SQL
+ *	tls.c		wss://: the certificate the worker serves, reloaded on
+ *				SIGHUP, and the OpenSSL settings of its SSL_CTX
  *
  * src/pg_ws.h
  *
@@ -139,6 +141,35 @@ typedef struct PgWsWorkerStats
 extern void pgws_stats_request_shmem(void);
 extern void pgws_stats_startup(void);
 extern void pgws_stats_publish_worker(const PgWsWorkerStats *worker);
+
+/*
+ * wss:// (tls.c), in the worker only.  The GUCs live in pg_ws.c.
+ *
+ * pgws_tls_configure() reads the settings and loads the files at start and
+ * after each reload; pgws_tls_state() then says how new connections are
+ * served.  PGWS_TLS_UNUSABLE: TLS is asked for but nothing usable is
+ * loaded, so connections are refused, never served as plain ws://.
+ * pgws_tls_setup_ctx() configures the TLS vhost's SSL_CTX; PGWS_TLS_ALPN is
+ * the only ALPN protocol to offer (h2 would bypass our HTTP/1.1 framing).
+ */
+extern bool pgws_ssl;
+extern char *pgws_ssl_cert_file;
+extern char *pgws_ssl_key_file;
+extern char *pgws_ssl_ca_file;
+
+typedef enum PgWsTlsState
+{
+	PGWS_TLS_OFF,				/* serve plain ws:// */
+	PGWS_TLS_READY,				/* serve wss:// */
+	PGWS_TLS_UNUSABLE			/* TLS asked for, nothing to serve: refuse */
+} PgWsTlsState;
+
+#define PGWS_TLS_ALPN "http/1.1"
+
+struct ssl_ctx_st;
+extern PgWsTlsState pgws_tls_configure(void);
+extern PgWsTlsState pgws_tls_state(void);
+extern bool pgws_tls_setup_ctx(struct ssl_ctx_st *ctx);
 
 /* Background worker and WebSocket server (worker.c) */
 extern PGDLLEXPORT void pg_ws_worker_main(Datum main_arg);

@@ -23,7 +23,9 @@
  * Two libwebsockets vhosts keep what a peer can reach apart from what
  * only we use: the public one has a single protocol, "pg_ws", to which
  * every accepted socket is bound as a raw socket; the internal one holds
- * the descriptor watchers, which no peer can name.
+ * the descriptor watchers, which no peer can name.  While wss:// is on, new
+ * connections go to a third, the TLS vhost, whose SSL_CTX tls.c sets up;
+ * the glue is marked "wss:// glue" below, and tls.c owns the rest.
  *
  * We bind the listening sockets ourselves rather than letting
  * libwebsockets do it, so that pg_ws.listen_addresses takes a list of
@@ -94,6 +96,10 @@ static volatile sig_atomic_t got_sigterm = false;
 static struct lws_context *context = NULL;
 static struct lws_vhost *internal_vhost = NULL;	/* descriptor watchers */
 static struct lws_vhost *public_vhost = NULL;	/* connections */
+
+/* wss:// glue: connections over TLS; made when TLS is first usable, kept */
+static struct lws_vhost *tls_vhost = NULL;
+static struct lws_vhost *connection_vhost(void);
 
 static Watch wakeup_watch = {WATCH_WAKEUP, -1, NULL};
 static Watch postmaster_watch = {WATCH_POSTMASTER, -1, NULL};
@@ -489,6 +495,13 @@ accept_connections(Watch *watch)
 			close(fd);
 			continue;
 		}
+		memset(&desc, 0, sizeof(desc));
+		/* wss:// glue: TLS asked for but unusable means refused, never ws:// */
+		if ((desc.vh = connection_vhost()) == NULL)
+		{
+			close(fd);
+			continue;
+		}
 		if (!pgws_conn_decide(&acc))
 		{
 			close(fd);			/* over a limit, and no slot to say so */
@@ -496,16 +509,24 @@ accept_connections(Watch *watch)
 		}
 		set_socket_options(fd);
 
-		memset(&desc, 0, sizeof(desc));
-		desc.vh = public_vhost;
 		desc.type = LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL;
 		desc.fd.sockfd = fd;
 		desc.vh_prot_name = "pg_ws";
 		desc.opaque = &acc;
-		if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL &&
-			pgws_peer_log_allowed(PEER_LOG_DROPPED))
-			ereport(LOG,
-					(errmsg("pg_ws could not take over a connection from %s", acc.peer)));
+		if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL)
+		{
+			/*
+			 * wss:// glue: adoption starts the TLS handshake, and fails at
+			 * once when the peer's first bytes are not TLS (say, plain
+			 * ws://): the peer's mistake, not ours.
+			 */
+			if (desc.vh == tls_vhost)
+				ereport(DEBUG1,
+						(errmsg_internal("pg_ws: TLS handshake with %s failed", acc.peer)));
+			else if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
+				ereport(LOG,
+						(errmsg("pg_ws could not take over a connection from %s", acc.peer)));
+		}
 
 		if (pgws_conn_at_capacity())
 			pause_listeners(true);
@@ -560,6 +581,73 @@ static struct lws_protocols internal_protocols[] = {
 };
 
 /*
+ * wss:// glue: the TLS vhost's protocol is conn.c's, plus one case.
+ * libwebsockets creates the vhost's SSL_CTX (CREATE_VHOST_SSL_CTX and no
+ * certificate paths) and hands it to protocols[0] as user in
+ * LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS; tls.c sets it up
+ * there, with a certificate callback that serves what it loaded last.
+ */
+static int
+callback_tls(struct lws *wsi, enum lws_callback_reasons reason,
+			 void *user, void *in, size_t len)
+{
+	if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS)
+		return pgws_tls_setup_ctx((SSL_CTX *) user) ? 0 : 1;
+	return pgws_conn_callback(wsi, reason, user, in, len);
+}
+
+static struct lws_protocols tls_protocols[] = {
+	{"pg_ws", callback_tls, 0, 0, 0, NULL, TX_PACKET_SIZE},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+/*
+ * wss:// glue: load the TLS settings (at start and after every reload) and
+ * make the TLS vhost the first time they are usable.  It then lives as
+ * long as the worker: a renewal needs no new vhost, and the public one
+ * stays for when TLS is turned off.  ALPN offers http/1.1 only: h2 would
+ * turn our raw sockets into libwebsockets' HTTP/2 role.
+ */
+static void
+tls_reconfigure(void)
+{
+	struct lws_context_creation_info info;
+
+	if (pgws_tls_configure() != PGWS_TLS_READY || tls_vhost != NULL)
+		return;
+
+	tls_protocols[0].per_session_data_size = pgws_conn_size();
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "pg_ws-tls";
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = tls_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		LWS_SERVER_OPTION_CREATE_VHOST_SSL_CTX;
+	info.alpn = PGWS_TLS_ALPN;
+	tls_vhost = lws_create_vhost(context, &info);
+	if (tls_vhost == NULL)
+		ereport(LOG,
+				(errmsg("pg_ws could not set up wss:// and is refusing connections"),
+				 errhint("The reason is logged above; reload the configuration to try again.")));
+}
+
+/* wss:// glue: the vhost a new connection joins, or NULL to refuse it */
+static struct lws_vhost *
+connection_vhost(void)
+{
+	switch (pgws_tls_state())
+	{
+		case PGWS_TLS_OFF:
+			return public_vhost;
+		case PGWS_TLS_READY:
+			return tls_vhost;
+		case PGWS_TLS_UNUSABLE:
+			break;
+	}
+	return NULL;
+}
+
+/*
  * Raise our soft limit on open descriptors to what pg_ws.max_connections
  * needs (every served socket, the refusal slots and our own), up to the
  * hard limit, so that the connection past the limit gets a clean 503
@@ -607,7 +695,9 @@ server_start(bool restart)
 	public_protocols[0].per_session_data_size = pgws_conn_size();
 
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	/* wss:// glue: OpenSSL is set up even while TLS is off, for a reload */
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+		LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.fd_limit_per_thread = fd_table_size;
 	/* a TLS handshake must end in this time too */
 	info.timeout_secs = pgws_handshake_timeout_s;
@@ -632,6 +722,7 @@ server_start(bool restart)
 	if (internal_vhost == NULL || public_vhost == NULL)
 		ereport(ERROR,
 				(errmsg("pg_ws could not create its libwebsockets vhosts")));
+	tls_reconfigure();			/* wss:// glue */
 
 	wakeup_watch.fd = pgws_queue_wakeup_fd();
 	postmaster_watch.fd = postmaster_alive_fds[POSTMASTER_FD_WATCH];
@@ -653,6 +744,7 @@ static void
 server_reconfigure(void)
 {
 	raise_fd_limit();
+	tls_reconfigure();			/* wss:// glue */
 	if (bound_port == pgws_port &&
 		strcmp(bound_addresses, pgws_listen_addresses) == 0)
 		return;

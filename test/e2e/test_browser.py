@@ -81,15 +81,17 @@ class PageServer:
 
 
 class Browser:
-    """Headless Chromium showing one page; killed and cleaned up on close."""
+    """Headless Chromium showing one page; killed and cleaned up on close.
+    extra_args: more command-line switches (test_tls.py pins its
+    certificate's key with one)."""
 
-    def __init__(self, url):
+    def __init__(self, url, extra_args=()):
         self.profile = tempfile.mkdtemp(prefix='pg_ws_chromium.')
         self.proc = subprocess.Popen(
             [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
              '--disable-quic', '--no-first-run', '--disable-background-networking',
              '--disable-component-update', '--disable-sync',
-             '--user-data-dir=' + self.profile, url],
+             '--user-data-dir=' + self.profile, *extra_args, url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def close(self):
