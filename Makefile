@@ -12,7 +12,9 @@ OBJS = \
 	src/pending.o \
 	src/queue.o \
 	src/broadcast.o \
-	src/worker.o
+	src/worker.o \
+	src/jwt.o \
+	src/auth.o
 
 EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.0--1.1.sql
@@ -25,7 +27,7 @@ REGRESS_OPTS = --temp-config=test/regress.conf
 # signatures trip over (its configure turns off the same ones)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
-SHLIB_LINK = -lwebsockets
+SHLIB_LINK = -lwebsockets -lssl -lcrypto -ljson-c
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -14,6 +14,13 @@
  *				messages, rendered once, sent to every /ws/ subscriber
  *	pg_ws.c		_PG_init, the GUCs and the worker's registration
  *
+ * and who may subscribe (see auth.h):
+ *
+ *	auth.c		the worker's policy: origins, where a token travels, its
+ *				claims, and what a subscriber may receive
+ *	jwt.c		the token format and its cryptography, and the backend
+ *				function pg_ws_sign_token()
+ *
  * src/pg_ws.h
  *
  *-------------------------------------------------------------------------
@@ -36,6 +43,26 @@ extern int	pgws_max_connections;
 extern int	pgws_max_subscriber_lag_kb;
 extern int	pgws_reconnect_grace_ms;
 extern char *pgws_media_url;
+
+/*
+ * GUC variables of who may subscribe (pg_ws.c; read by auth.c and jwt.c).
+ * The secret is only ever read through pgws_jwt_load_secret().
+ */
+typedef enum PgWsAuthMode
+{
+	PGWS_AUTH_NONE,				/* everyone may subscribe to everything */
+	PGWS_AUTH_JWT				/* a valid token is required */
+} PgWsAuthMode;
+
+extern int	pgws_auth_mode;
+extern char *pgws_jwt_secret;
+extern char *pgws_jwt_secret_file;
+extern char *pgws_jwt_public_key_file;
+extern int	pgws_jwt_leeway_s;
+extern char *pgws_jwt_audience;
+extern char *pgws_jwt_issuer;
+extern char *pgws_jwt_cookie;
+extern char *pgws_allowed_origins;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool pgws_preloaded;
