@@ -20,7 +20,7 @@ EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.0--1.1.sql
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue
+REGRESS = install events savepoints rendering queue tokens
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback

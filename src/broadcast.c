@@ -26,13 +26,23 @@
  * was down.  The first worker after the server starts has nobody to
  * reconnect and no grace period.
  *
+ * Auth glue (issue 5; redone with the new transport): each subscriber
+ * keeps the grant auth.c gave it at the upgrade.  It is sent only the
+ * messages its grant allows (each message is tagged with its event kind
+ * once, when it is drained), nothing once its token has expired, and is
+ * closed with 4001 at expiry, on a rejected auth message, or when a reload
+ * makes pg_ws.auth require a token it lacks.  Filtered messages are
+ * skipped, not sent: a subscriber passes them as quickly as it passes any.
+ *
  * src/broadcast.c
  *
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
+#include "auth.h"
 
 #include <libwebsockets.h>
+#include <time.h>
 
 #include "lib/ilist.h"
 #include "utils/memutils.h"
@@ -42,6 +52,7 @@ typedef struct WsMessage
 	uint64		entry_pos;		/* its transaction's entry in the queue */
 	uint64		offset;			/* bytes of all messages before this one */
 	uint32		len;
+	int			kind;			/* pgws_event_kind_of(), for grants */
 	char		data[FLEXIBLE_ARRAY_MEMBER];	/* LWS_PRE headroom, then the
 												 * JSON */
 } WsMessage;
@@ -51,8 +62,16 @@ struct PgWsSubscriber
 	dlist_node	node;
 	struct lws *wsi;
 	uint64		next_seq;		/* next message this subscriber needs */
-	bool		culled;			/* fell too far behind; closing */
+	bool		culled;			/* out of the list, closing with: */
+	uint16		close_code;
+	const char *close_reason;
+	PgWsGrant	grant;			/* what it may receive, until when */
+	StringInfo	rx;				/* a text message arriving in pieces */
+	bool		rx_skip;		/* ... too long to be an auth message */
 };
+
+/* a text message longer than this is not an auth message: skipped */
+#define MAX_RECEIVED_MESSAGE 16384
 
 /* most frames one subscriber is sent before the others get a turn */
 #define MESSAGES_PER_WRITABLE 64
@@ -181,6 +200,24 @@ queue_lag(struct PgWsSubscriber *sub)
 	return seq < next_seq ? bytes_total - message_at(seq)->offset : 0;
 }
 
+/*
+ * Take a subscriber out of the list and close it with code and reason at
+ * its next writable, or without them after 5 seconds if it never is.
+ */
+static void
+detach_and_close(struct PgWsSubscriber *sub, uint16 code, const char *reason)
+{
+	if (sub->culled)
+		return;
+	sub->culled = true;
+	sub->close_code = code;
+	sub->close_reason = reason;
+	dlist_delete(&sub->node);
+	nsubscribers--;
+	lws_set_timeout(sub->wsi, PENDING_TIMEOUT_USER_OK, 5);
+	lws_callback_on_writable(sub->wsi);
+}
+
 static void
 cull(struct PgWsSubscriber *sub, uint64 lag)
 {
@@ -188,12 +225,8 @@ cull(struct PgWsSubscriber *sub, uint64 lag)
 			(errmsg("pg_ws is disconnecting a subscriber that fell %llu bytes behind",
 					(unsigned long long) lag),
 			 errhint("Consider increasing the configuration parameter \"pg_ws.max_subscriber_lag\".")));
-	sub->culled = true;
-	dlist_delete(&sub->node);
-	nsubscribers--;
-	/* close with a reason when it can take one, or without after 5 seconds */
-	lws_set_timeout(sub->wsi, PENDING_TIMEOUT_USER_OK, 5);
-	lws_callback_on_writable(sub->wsi);
+	detach_and_close(sub, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+					 "subscriber fell too far behind");
 }
 
 /*
@@ -204,12 +237,22 @@ cull(struct PgWsSubscriber *sub, uint64 lag)
 uint64
 pgws_broadcast_drain_queue(void)
 {
+	uint64		before = next_seq;
 	uint64		n = pgws_queue_drain(append_message, NULL);
+	uint64		seq;
 	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
 	bool		writers_waiting = pgws_queue_writers_waiting();
 	uint64		holding_seq = next_seq;
 	dlist_iter	iter;
 	dlist_mutable_iter miter;
+
+	/* auth glue: the kind each grant is checked against, found once */
+	for (seq = before; seq < next_seq; seq++)
+	{
+		WsMessage  *msg = message_at(seq);
+
+		msg->kind = pgws_event_kind_of(msg->data + LWS_PRE, msg->len);
+	}
 
 	/* the oldest message a subscriber holds in the queue */
 	dlist_foreach(iter, &subscribers)
@@ -286,12 +329,40 @@ pgws_subscriber_count(void)
 	return nsubscribers;
 }
 
-/* a /ws/ connection is established; sub is its zeroed per-session memory */
+/* auth glue: wake up when the grant expires, if it does */
+static void
+arm_expiry(struct PgWsSubscriber *sub)
+{
+	int64		left;
+
+	if (sub->grant.expires_at == 0)
+	{
+		lws_set_timer_usecs(sub->wsi, LWS_SET_TIMER_USEC_CANCEL);
+		return;
+	}
+	/* expired once the clock passes expires_at: a second after it */
+	left = sub->grant.expires_at + 1 - (int64) time(NULL);
+	lws_set_timer_usecs(sub->wsi, (lws_usec_t) Max(left, 0) * LWS_US_PER_SEC);
+}
+
+static inline bool
+grant_expired(struct PgWsSubscriber *sub)
+{
+	return sub->grant.expires_at != 0 && (int64) time(NULL) > sub->grant.expires_at;
+}
+
+/*
+ * A /ws/ connection is established; sub is its zeroed per-session memory,
+ * grant what auth.c allowed its upgrade.
+ */
 void
-pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub)
+pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub,
+					 const struct PgWsGrant *grant)
 {
 	sub->wsi = wsi;
 	sub->culled = false;
+	sub->grant = *grant;
+	arm_expiry(sub);
 	/* during the grace period everything since start-up is still here */
 	sub->next_seq = in_grace ? first_seq : next_seq;
 	dlist_push_tail(&subscribers, &sub->node);
@@ -312,10 +383,9 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 
 	if (sub->culled)
 	{
-		static const char reason[] = "subscriber fell too far behind";
-
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-						 (unsigned char *) reason, sizeof(reason) - 1);
+		lws_close_reason(wsi, sub->close_code,
+						 (unsigned char *) sub->close_reason,
+						 strlen(sub->close_reason));
 		return -1;
 	}
 	if (shutting_down)
@@ -323,6 +393,15 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 		static const char reason[] = "pg_ws is restarting or shutting down";
 
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
+						 (unsigned char *) reason, sizeof(reason) - 1);
+		return -1;
+	}
+	/* auth glue: nothing more once the token has expired, whatever timers */
+	if (grant_expired(sub))
+	{
+		static const char reason[] = "token expired";
+
+		lws_close_reason(wsi, PGWS_CLOSE_AUTH,
 						 (unsigned char *) reason, sizeof(reason) - 1);
 		return -1;
 	}
@@ -337,6 +416,12 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 	{
 		WsMessage  *msg = message_at(sub->next_seq);
 
+		/* auth glue: what its token does not allow, it is never sent */
+		if (!pgws_grant_allows(&sub->grant, msg->kind))
+		{
+			sub->next_seq++;
+			continue;
+		}
 		if (lws_write(wsi, (unsigned char *) msg->data + LWS_PRE, msg->len,
 					  LWS_WRITE_TEXT) < (int) msg->len)
 			return -1;
@@ -357,10 +442,111 @@ pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
 void
 pgws_subscriber_close(struct PgWsSubscriber *sub)
 {
+	if (sub->rx != NULL)
+	{
+		pfree(sub->rx->data);
+		pfree(sub->rx);
+		sub->rx = NULL;
+	}
 	if (sub->wsi == NULL || sub->culled)
 		return;
 	dlist_delete(&sub->node);
 	nsubscribers--;
 	sub->wsi = NULL;
 	trim_log();
+}
+
+/* ------------------------------------------------ auth glue (issue 5) */
+
+/* the expiry timer armed by arm_expiry() fired */
+void
+pgws_subscriber_timer(struct lws *wsi, struct PgWsSubscriber *sub)
+{
+	if (sub->wsi == NULL || sub->culled)
+		return;
+	if (grant_expired(sub))
+		detach_and_close(sub, PGWS_CLOSE_AUTH, "token expired");
+	else
+		arm_expiry(sub);		/* early, or the grant was extended */
+}
+
+static void
+received_message(struct PgWsSubscriber *sub, const char *msg, size_t len)
+{
+	const char *reason = NULL;
+
+	switch (pgws_auth_message(msg, len, (int64) time(NULL), &sub->grant, &reason))
+	{
+		case AUTH_MSG_NOT_AUTH:
+			break;				/* what else subscribers say is ignored */
+		case AUTH_MSG_ACCEPTED:
+			arm_expiry(sub);
+			break;
+		case AUTH_MSG_REJECTED:
+			detach_and_close(sub, PGWS_CLOSE_AUTH, reason);
+			break;
+	}
+}
+
+/*
+ * Data from a subscriber: a text message, whole or in pieces, may be an
+ * auth message.  Pieces are gathered up to MAX_RECEIVED_MESSAGE.
+ */
+void
+pgws_subscriber_receive(struct lws *wsi, struct PgWsSubscriber *sub,
+						const char *in, size_t len)
+{
+	bool		complete = lws_is_final_fragment(wsi) &&
+		lws_remaining_packet_payload(wsi) == 0;
+
+	if (sub->wsi == NULL || sub->culled)
+		return;
+	if (lws_frame_is_binary(wsi))
+		sub->rx_skip = true;
+	if (complete && sub->rx == NULL && !sub->rx_skip)
+	{
+		received_message(sub, in, len);
+		return;
+	}
+	if (!sub->rx_skip)
+	{
+		if (sub->rx == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(broadcast_context);
+
+			sub->rx = makeStringInfo();
+			MemoryContextSwitchTo(old);
+		}
+		if (sub->rx->len + len > MAX_RECEIVED_MESSAGE)
+			sub->rx_skip = true;
+		else
+			appendBinaryStringInfo(sub->rx, in, len);
+	}
+	if (complete)
+	{
+		if (!sub->rx_skip && sub->rx != NULL)
+			received_message(sub, sub->rx->data, sub->rx->len);
+		if (sub->rx != NULL)
+			resetStringInfo(sub->rx);
+		sub->rx_skip = false;
+	}
+}
+
+/*
+ * After a reload: close the subscribers whose grant the settings now in
+ * force refuse (let in without a token before pg_ws.auth became jwt).
+ */
+void
+pgws_broadcast_reauthorize(void)
+{
+	dlist_mutable_iter miter;
+
+	dlist_foreach_modify(miter, &subscribers)
+	{
+		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, miter.cur);
+		const char *reason;
+
+		if (!pgws_auth_grant_current(&sub->grant, &reason))
+			detach_and_close(sub, PGWS_CLOSE_AUTH, reason);
+	}
 }

@@ -138,9 +138,16 @@ extern void pgws_broadcast_end_grace(void);
 extern void pgws_broadcast_shutdown(void);
 extern size_t pgws_subscriber_size(void);
 extern int	pgws_subscriber_count(void);
-extern void pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub);
+struct PgWsGrant;
+extern void pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub,
+								 const struct PgWsGrant *grant);
 extern int	pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub);
 extern void pgws_subscriber_close(struct PgWsSubscriber *sub);
+/* auth glue (issue 5), redone with the new transport */
+extern void pgws_subscriber_timer(struct lws *wsi, struct PgWsSubscriber *sub);
+extern void pgws_subscriber_receive(struct lws *wsi, struct PgWsSubscriber *sub,
+									const char *in, size_t len);
+extern void pgws_broadcast_reauthorize(void);
 
 /* Background worker and WebSocket server (worker.c) */
 extern PGDLLEXPORT void pg_ws_worker_main(Datum main_arg);

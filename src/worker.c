@@ -27,6 +27,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
+#include "auth.h"
 
 #include <libwebsockets.h>
 #include <netdb.h>
@@ -35,6 +36,7 @@
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -450,26 +452,217 @@ http_status(struct lws *wsi, unsigned int status, const char *body)
 /*
  * Refuse a WebSocket upgrade with an HTTP status.  lws_return_http_status()
  * would answer an upgrade request as HTTP/1.0, which strict clients reject
- * as malformed, so the response is written here.  Returns 1: "we answered".
+ * as malformed, so the response is written here.  extra_headers is "" or
+ * header lines each ending in CRLF.  Returns 1: "we answered".
  */
 static int
-refuse_upgrade(struct lws *wsi, const char *status_line, const char *body)
+refuse_upgrade_with(struct lws *wsi, const char *status_line,
+					const char *extra_headers, const char *body)
 {
-	char		buf[LWS_PRE + 512];
+	char		buf[LWS_PRE + 1024];
 	int			n;
 
 	n = snprintf(buf + LWS_PRE, sizeof(buf) - LWS_PRE,
 				 "HTTP/1.1 %s\r\n"
+				 "%s"
 				 "content-type: text/plain; charset=utf-8\r\n"
 				 "content-length: %zu\r\n"
 				 "connection: close\r\n"
 				 "\r\n%s",
-				 status_line, strlen(body), body);
+				 status_line, extra_headers, strlen(body), body);
+	if (n < 0 || n >= (int) sizeof(buf) - LWS_PRE)
+		return -1;
 	if (lws_write(wsi, (unsigned char *) buf + LWS_PRE, n,
 				  LWS_WRITE_HTTP_HEADERS) != n)
 		return -1;
 	return 1;
 }
+
+static int
+refuse_upgrade(struct lws *wsi, const char *status_line, const char *body)
+{
+	return refuse_upgrade_with(wsi, status_line, "", body);
+}
+
+/* ----------------------------------------------------------------------
+ * Auth glue (issue 5).  Marked because it is redone with the new
+ * transport: what lasts is auth.h's interface.  Here libwebsockets' view
+ * of an upgrade request becomes a PgWsAuthRequest, a refusal becomes a
+ * real HTTP/1.1 401 or 403, and the grant is handed from the upgrade to
+ * the established connection.
+ * ---------------------------------------------------------------------- */
+
+/* refusals are logged at most once per this many seconds, with a count */
+#define REFUSAL_LOG_SECONDS 10
+
+static MemoryContext upgrade_context = NULL;
+
+/*
+ * libwebsockets frees and reallocates the per-session memory between
+ * HTTP_CONFIRM_UPGRADE and ESTABLISHED (it binds the protocol anew), but
+ * calls both in one go for one connection: the grant waits here.
+ */
+static struct lws *granted_wsi = NULL;
+static PgWsGrant granted;
+
+static char *
+copy_header(struct lws *wsi, enum lws_token_indexes h)
+{
+	int			len = lws_hdr_total_length(wsi, h);
+	char	   *buf;
+
+	if (len <= 0)
+		return NULL;
+	buf = palloc(len + 1);
+	if (lws_hdr_copy(wsi, buf, len + 1, h) < 0)
+		return NULL;
+	return buf;
+}
+
+/*
+ * Every Cookie header, joined with "; ".  lws_hdr_copy() would join them
+ * with nothing at all.
+ */
+static char *
+copy_cookies(struct lws *wsi)
+{
+	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
+	StringInfoData out;
+	char	   *frag;
+	int			i;
+
+	if (len <= 0)
+		return NULL;
+	initStringInfo(&out);
+	frag = palloc(len + 1);
+	for (i = 0; lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_COOKIE, i) >= 0; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&out, "; ");
+		appendStringInfoString(&out, frag);
+	}
+	return out.data;
+}
+
+static void
+append_percent_encoded(StringInfo out, const char *s)
+{
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
+			appendStringInfoChar(out, c);
+		else
+			appendStringInfo(out, "%%%02X", c);
+	}
+}
+
+/*
+ * The query string, percent-encoded again: libwebsockets hands over its
+ * arguments split at '&' and already decoded, and auth.c wants the query
+ * as it was sent.
+ */
+static char *
+copy_query(struct lws *wsi)
+{
+	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+	StringInfoData out;
+	char	   *frag;
+	int			i;
+
+	if (len <= 0)
+		return NULL;
+	initStringInfo(&out);
+	frag = palloc(len + 1);
+	for (i = 0; lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++)
+	{
+		char	   *eq = strchr(frag, '=');
+
+		if (i > 0)
+			appendStringInfoChar(&out, '&');
+		if (eq != NULL)
+			*eq = '\0';
+		append_percent_encoded(&out, frag);
+		if (eq != NULL)
+		{
+			appendStringInfoChar(&out, '=');
+			append_percent_encoded(&out, eq + 1);
+		}
+	}
+	return out.data;
+}
+
+/* one LOG line per REFUSAL_LOG_SECONDS, so that a flood cannot fill the log */
+static void
+log_refusal(int status, const char *reason)
+{
+	static time_t last = 0;
+	static int	suppressed = 0;
+	time_t		now = time(NULL);
+
+	if (last != 0 && now - last < REFUSAL_LOG_SECONDS)
+	{
+		suppressed++;
+		return;
+	}
+	ereport(LOG,
+			(errmsg("pg_ws refused a subscriber with HTTP %d: %s", status, reason),
+			 suppressed > 0 ?
+			 errdetail("%d more subscribers were refused since the previous such message.",
+					   suppressed) : 0));
+	last = now;
+	suppressed = 0;
+}
+
+/* 0 to go on with the upgrade, or what the callback must return */
+static int
+authorize_upgrade(struct lws *wsi)
+{
+	PgWsAuthRequest req;
+	PgWsGrant	grant;
+	const char *reason = NULL;
+	MemoryContext old;
+	int			status;
+	int			rc = 0;
+
+	if (upgrade_context == NULL)
+		upgrade_context = AllocSetContextCreate(TopMemoryContext,
+												"pg_ws upgrade",
+												ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(upgrade_context);
+	req.authorization = copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+	req.cookie = copy_cookies(wsi);
+	req.query = copy_query(wsi);
+	req.origin = copy_header(wsi, WSI_TOKEN_ORIGIN);
+	status = pgws_auth_upgrade(&req, (int64) time(NULL), &grant, &reason);
+	if (status == 0)
+	{
+		granted = grant;
+		granted_wsi = wsi;
+	}
+	else
+	{
+		char		challenge[256];
+		char	   *headers;
+		char	   *body = psprintf("%s\n", reason);
+
+		log_refusal(status, reason);
+		if (status == 401)
+		{
+			pgws_auth_challenge(reason, challenge, sizeof(challenge));
+			headers = psprintf("www-authenticate: %s\r\n", challenge);
+			rc = refuse_upgrade_with(wsi, "401 Unauthorized", headers, body);
+		}
+		else
+			rc = refuse_upgrade_with(wsi, "403 Forbidden", "", body);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(upgrade_context);
+	return rc;
+}
+
+/* ------------------------------------------------- end of the auth glue */
 
 /* protocol "pg_ws": HTTP requests and /ws/ subscribers */
 static int
@@ -494,6 +687,12 @@ callback_ws(struct lws *wsi, enum lws_callback_reasons reason,
 			if (!subprotocol_acceptable(wsi))
 				return refuse_upgrade(wsi, "400 Bad Request",
 									  "unsupported WebSocket subprotocol: connect without Sec-WebSocket-Protocol, or ask for \"pg_ws\"\n");
+			{
+				int			rc = authorize_upgrade(wsi);	/* auth glue */
+
+				if (rc != 0)
+					return rc;
+			}
 			if (pgws_subscriber_count() >= pgws_max_connections)
 			{
 				ereport(LOG,
@@ -505,14 +704,24 @@ callback_ws(struct lws *wsi, enum lws_callback_reasons reason,
 			return 0;
 
 		case LWS_CALLBACK_ESTABLISHED:
-			pgws_subscriber_open(wsi, sub);
+			/* auth glue: no grant for this connection, no subscription */
+			if (granted_wsi != wsi)
+				return -1;
+			granted_wsi = NULL;
+			pgws_subscriber_open(wsi, sub, &granted);
 			return 0;
 
 		case LWS_CALLBACK_SERVER_WRITEABLE:
 			return pgws_subscriber_writable(wsi, sub);
 
 		case LWS_CALLBACK_RECEIVE:
-			/* subscribers have nothing to say; what they send is ignored */
+			/* auth glue: an auth message extends the grant; the rest is ignored */
+			pgws_subscriber_receive(wsi, sub, (const char *) in, len);
+			return 0;
+
+		case LWS_CALLBACK_TIMER:
+			/* auth glue: the grant's expiry */
+			pgws_subscriber_timer(wsi, sub);
 			return 0;
 
 		case LWS_CALLBACK_CLOSED:
@@ -649,6 +858,7 @@ pg_ws_worker_main(Datum main_arg)
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
 	pgws_broadcast_init(restart);
+	pgws_auth_reload();
 	server_start(restart);
 
 	/* what was committed before we started, or while we were down */
@@ -663,6 +873,8 @@ pg_ws_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			server_reconfigure();
+			pgws_auth_reload();
+			pgws_broadcast_reauthorize();
 		}
 		if (!PostmasterIsAlive())
 			proc_exit(1);
