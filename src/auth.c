@@ -240,7 +240,8 @@ find_token(const PgWsAuthRequest *req, const char **reason)
 
 		while (*p == ' ' || *p == '\t')
 			p++;
-		if (pg_strncasecmp(p, "Bearer", 6) == 0 && (p[6] == ' ' || p[6] == '\t'))
+		if (pg_strncasecmp(p, "Bearer", 6) == 0 &&
+			(p[6] == ' ' || p[6] == '\t' || p[6] == '\0'))
 		{
 			size_t		len;
 
