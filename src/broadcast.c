@@ -329,17 +329,19 @@ pgws_subscriber_count(void)
 	return nsubscribers;
 }
 
-/* auth glue: wake up when the grant expires, if it does */
+/*
+ * Auth glue: wake up when the grant expires, if it does.  A timer armed
+ * for a grant since replaced by one that never expires is left to fire
+ * once, harmlessly: libwebsockets 4.1's lws_set_timer_usecs() does not
+ * cancel, LWS_SET_TIMER_USEC_CANCEL would fire at once.
+ */
 static void
 arm_expiry(struct PgWsSubscriber *sub)
 {
 	int64		left;
 
 	if (sub->grant.expires_at == 0)
-	{
-		lws_set_timer_usecs(sub->wsi, LWS_SET_TIMER_USEC_CANCEL);
 		return;
-	}
 	/* expired once the clock passes expires_at: a second after it */
 	left = sub->grant.expires_at + 1 - (int64) time(NULL);
 	lws_set_timer_usecs(sub->wsi, (lws_usec_t) Max(left, 0) * LWS_US_PER_SEC);
@@ -467,7 +469,8 @@ pgws_subscriber_timer(struct lws *wsi, struct PgWsSubscriber *sub)
 	if (grant_expired(sub))
 		detach_and_close(sub, PGWS_CLOSE_AUTH, "token expired");
 	else
-		arm_expiry(sub);		/* early, or the grant was extended */
+		arm_expiry(sub);		/* early, or the grant was extended (or
+								 * made endless: then nothing) */
 }
 
 static void

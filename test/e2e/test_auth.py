@@ -236,6 +236,20 @@ async def raw(ctx, token=None, via='bearer', origin=None, keep=False):
     return await asyncio.to_thread(raw_upgrade, ctx.cl.wsport, hdrs, query, keep)
 
 
+async def worker_cpu_seconds(conn, seconds):
+    """CPU seconds the pg_ws worker used over the next seconds."""
+    rows = await asql(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
+    check(rows, 'no pg_ws worker in pg_stat_activity')
+
+    def ticks():
+        with open('/proc/%d/stat' % rows[0][0]) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return int(fields[11]) + int(fields[12])        # utime + stime
+    before = ticks()
+    await asyncio.sleep(seconds)
+    return (ticks() - before) / os.sysconf('SC_CLK_TCK')
+
+
 def emp(i, first='e', last='auth'):
     return ("INSERT INTO employee (id, first_name, last_name) VALUES (%s, %s, %s)",
             (i, first, last))
@@ -664,6 +678,9 @@ async def test_reload_turns_auth_on(ctx):
     await asql(conn, emp(2001))
     for s in (anon, allowed):
         await s.wait_until(lambda m: len(m) >= 1, 15, 'subscriber without a token')
+    # grants that never expire arm no timer: the worker idles
+    cpu = await worker_cpu_seconds(conn, 3.0)
+    check(cpu < 0.5, 'the worker used %.2f s of CPU in 3 s with idle subscribers' % cpu)
 
     bad_pem = write_owned(cl, 'not_a_key.pem', 'this is not a key\n', 0o644)
     since = cl.log_size()
