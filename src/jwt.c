@@ -469,6 +469,9 @@ PgWsSecretStatus
 pgws_jwt_load_secret(StringInfo secret)
 {
 	pgws_jwt_forget_secret(secret);
+	/* room for any secret at once: a repalloc would leave a copy behind */
+	enlargeStringInfo(secret, Max(SECRET_FILE_MAX_LEN,
+								  pgws_jwt_secret ? strlen(pgws_jwt_secret) : 0) + 1);
 	if (pgws_jwt_secret_file != NULL && pgws_jwt_secret_file[0] != '\0')
 	{
 		if (!read_small_file(pgws_jwt_secret_file, secret, SECRET_FILE_MAX_LEN))

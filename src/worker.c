@@ -15,7 +15,8 @@
  * therefore wakes the worker at once, and SIGTERM, SIGHUP and postmaster
  * death do too.  Timers only keep house: the end of the reconnect grace,
  * listen retries, a once-a-second postmaster check behind the death pipe,
- * and the bound on saying goodbye at exit.
+ * the bound on saying goodbye at exit, and each subscriber's token expiry
+ * (auth glue, below).
  *
  * We bind the listening sockets ourselves rather than letting
  * libwebsockets do it, so that pg_ws.listen_addresses takes a list of
