@@ -168,9 +168,41 @@ pgws_base64url_decode(const char *text, size_t len, size_t *outlen)
 /* ------------------------------------------------------------------- JSON */
 
 /*
- * Parse a JSON object with json-c, strictly: valid UTF-8, no trailing
- * bytes, no NUL bytes.  NULL when it is anything else.  The caller puts
- * the result (json_object_put).
+ * Outside its strings, is this text made only of what standard JSON may
+ * have there?  json-c's strict mode still takes single-quoted strings,
+ * NaN and Infinity; this lexical look (not a parser: json-c parses) turns
+ * those away, so that "malformed" means the same as for other JWT
+ * libraries.
+ */
+static bool
+json_text_is_standard(const char *buf, size_t len)
+{
+	bool		in_string = false;
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		char		c = buf[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;			/* whatever is escaped, json-c checks it */
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (strchr("{}[],: \t\r\n0123456789+-.eE" "truefalsn", c) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Parse a JSON object with json-c, strictly: standard JSON in valid UTF-8,
+ * no trailing bytes, no NUL bytes.  NULL when it is anything else.  The
+ * caller puts the result (json_object_put).
  */
 struct json_object *
 pgws_json_parse_object(const char *buf, size_t len)
@@ -178,7 +210,8 @@ pgws_json_parse_object(const char *buf, size_t len)
 	struct json_tokener *tok;
 	struct json_object *obj;
 
-	if (len == 0 || len > INT_MAX || memchr(buf, '\0', len) != NULL)
+	if (len == 0 || len > INT_MAX || memchr(buf, '\0', len) != NULL ||
+		!json_text_is_standard(buf, len))
 		return NULL;
 	tok = json_tokener_new_ex(JWT_JSON_MAX_DEPTH);
 	if (tok == NULL)

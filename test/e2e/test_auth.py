@@ -336,6 +336,11 @@ def refusal_cases():
          'token is malformed'),
         ('payload not an object', jt.hs256([1, 2], SECRET), 'bearer', 'token is malformed'),
         ('payload not JSON', jt.hs256('{"exp": 1,}', SECRET), 'cookie', 'token is malformed'),
+        # json-c takes these even in strict mode; JSON does not
+        ('single-quoted header', jt.raw(jt.b64url("{'alg':'HS256'}"), p, sig), 'bearer',
+         'token is malformed'),
+        ('NaN in signed claims', jt.hs256(json.dumps(c)[:-1] + ', "x": NaN}', SECRET), 'bearer',
+         'token is malformed'),
         ('wrong secret', jt.hs256(c, 'another-secret-' + 'y' * 32), 'bearer',
          'token signature is invalid'),
         ('tampered claims', jt.raw(h, jt.part(dict(c, sub='admin')), sig), 'bearer',
