@@ -12,6 +12,9 @@ OBJS = \
 	src/pending.o \
 	src/queue.o \
 	src/broadcast.o \
+	src/conn.o \
+	src/http.o \
+	src/ws.o \
 	src/worker.o \
 	src/jwt.o \
 	src/auth.o

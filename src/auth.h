@@ -116,6 +116,13 @@ pgws_grant_allows(const PgWsGrant *grant, int kind)
 		(grant->event_mask & (1U << kind)) != 0;
 }
 
+/* must a connection with this grant be closed at now (Unix seconds)? */
+static inline bool
+pgws_grant_expired(const PgWsGrant *grant, int64 now)
+{
+	return grant->expires_at != 0 && now > grant->expires_at;
+}
+
 /*
  * Worker start and SIGHUP: (re)load the secret and the public key, and LOG
  * what is wrong with them (which file, why), never the secret itself.

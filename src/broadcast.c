@@ -2,79 +2,67 @@
  *
  * broadcast.c
  *	  The worker's message log and its subscribers: every event drained from
- *	  the shared queue becomes one message, rendered once, whose bytes every
- *	  subscriber is sent from the same buffer.
+ *	  the shared queue becomes one message, framed once, whose bytes every
+ *	  subscriber allowed to see it is sent from the same buffer.
  *
- * This file owns sequence numbers, per-subscriber progress, culling of
- * subscribers that fall too far behind and freeing messages everyone has.
- * It runs only in the worker.  It must not accept connections or route
- * HTTP (worker.c), nor know how events were rendered or queued.
+ * This file owns sequence numbers, per-subscriber progress, filtering by
+ * a subscriber's grant, culling of subscribers that fall behind and freeing
+ * messages everyone has.  It runs only in the worker.  It must not accept
+ * connections or speak HTTP (conn.c, http.c), nor know how events were
+ * rendered or queued.
  *
  * A message keeps its space in the shared queue until every subscriber has
- * been sent it (see queue.c).  A subscriber whose socket stops taking data
- * is disconnected once it is pg_ws.max_subscriber_lag behind, or as soon as
- * it holds up a committing transaction that waits for room: writers never
- * wait for a slow reader.
+ * been sent it (see queue.c), and "sent" means it has left libwebsockets'
+ * buffer: a frame libwebsockets holds for a full socket is not sent yet,
+ * so a worker that dies then finds it again in the queue.
+ *
+ * Subscribers are judged by their progress over time, never by one look
+ * at their socket (libwebsockets holds part of any large frame or burst
+ * for a moment even for the fastest reader).  A subscriber is disconnected
+ * (close code 1008) when it has made no progress for STALL_MS and is more
+ * than pg_ws.max_subscriber_lag behind, or when a committing transaction
+ * waits for room it holds and it either made no progress for STALL_MS or
+ * has held that room for the grace time (half pg_ws.queue_full_timeout,
+ * at most a second): writers never wait long for a slow reader, and a
+ * reader that keeps up is never culled.
  *
  * The log is a ring of message pointers indexed by sequence number, as in
  * libwebsockets' ws-server-ring example: a subscriber is just the sequence
  * number of the next message it needs.  Messages are freed once every
- * subscriber has passed them, except during pg_ws.reconnect_grace after the
- * worker restarts: then everything is kept, and a subscriber that connects
- * starts from the first message of this worker's life, so clients that
- * reconnect after a worker restart also get what was committed while it
- * was down.  The first worker after the server starts has nobody to
+ * subscriber has been sent them, except during pg_ws.reconnect_grace after
+ * the worker restarts: then everything is kept, and a subscriber that
+ * connects starts from the first message of this worker's life, so clients
+ * that reconnect after a worker restart also get what was committed while
+ * it was down.  The first worker after the server starts has nobody to
  * reconnect and no grace period.
- *
- * Auth glue (issue 5; redone with the new transport): each subscriber
- * keeps the grant auth.c gave it at the upgrade.  It is sent only the
- * messages its grant allows (each message is tagged with its event kind
- * once, when it is drained), nothing once its token has expired, and is
- * closed with 4001 at expiry, on a rejected auth message, or when a reload
- * makes pg_ws.auth require a token it lacks.  Filtered messages are
- * skipped, not sent: a subscriber passes them as quickly as it passes any.
  *
  * src/broadcast.c
  *
  *-------------------------------------------------------------------------
  */
-#include "pg_ws.h"
-#include "auth.h"
+#include "server.h"
 
-#include <libwebsockets.h>
 #include <time.h>
 
-#include "lib/ilist.h"
 #include "utils/memutils.h"
 
 typedef struct WsMessage
 {
 	uint64		entry_pos;		/* its transaction's entry in the queue */
 	uint64		offset;			/* bytes of all messages before this one */
-	uint32		len;
-	int			kind;			/* pgws_event_kind_of(), for grants */
-	char		data[FLEXIBLE_ARRAY_MEMBER];	/* LWS_PRE headroom, then the
-												 * JSON */
+	uint32		len;			/* of the JSON */
+	int			kind;			/* PgWsEventKind, or -1 */
+	uint8	   *frame;			/* the frame: header, then the JSON */
+	uint32		frame_len;
+	uint8		data[FLEXIBLE_ARRAY_MEMBER];	/* room for the header, then
+												 * the JSON */
 } WsMessage;
-
-struct PgWsSubscriber
-{
-	dlist_node	node;
-	struct lws *wsi;
-	uint64		next_seq;		/* next message this subscriber needs */
-	bool		culled;			/* out of the list, closing with: */
-	uint16		close_code;
-	const char *close_reason;
-	PgWsGrant	grant;			/* what it may receive, until when */
-	StringInfo	rx;				/* a text message arriving in pieces */
-	bool		rx_skip;		/* ... too long to be an auth message */
-};
-
-/* a text message longer than this is not an auth message: skipped */
-#define MAX_RECEIVED_MESSAGE 16384
 
 /* most frames one subscriber is sent before the others get a turn */
 #define MESSAGES_PER_WRITABLE 64
+
+/* no progress for this long is no progress */
+#define STALL_MS 250
 
 static MemoryContext broadcast_context = NULL;
 
@@ -100,6 +88,12 @@ message_at(uint64 seq)
 	return message_log[seq & (log_cap - 1)];
 }
 
+static inline PgWsConn *
+subscriber_conn(dlist_node *node)
+{
+	return dlist_container(PgWsConn, sub.node, node);
+}
+
 /* restart: a worker ran before us, so subscribers are about to reconnect */
 void
 pgws_broadcast_init(bool restart)
@@ -113,11 +107,16 @@ pgws_broadcast_init(bool restart)
 	in_grace = restart && pgws_reconnect_grace_ms > 0;
 }
 
-/* pgws_queue_drain's sink: a new message at the end of the log */
+/*
+ * pgws_queue_drain's sink: a new message at the end of the log, framed
+ * now (the length is known) and filled by the caller.
+ */
 static char *
 append_message(void *arg, uint32 len, uint64 entry_pos)
 {
 	WsMessage  *msg;
+	uint8		header[PGWS_WS_MAX_HEADER];
+	int			hlen;
 
 	if (next_seq - first_seq == log_cap)
 	{
@@ -134,14 +133,19 @@ append_message(void *arg, uint32 len, uint64 entry_pos)
 	}
 
 	msg = MemoryContextAlloc(broadcast_context,
-							 offsetof(WsMessage, data) + LWS_PRE + len);
+							 offsetof(WsMessage, data) + PGWS_WS_MAX_HEADER + len);
 	msg->entry_pos = entry_pos;
 	msg->offset = bytes_total;
 	msg->len = len;
+	msg->kind = -1;
+	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len);
+	msg->frame = msg->data + PGWS_WS_MAX_HEADER - hlen;
+	memcpy(msg->frame, header, hlen);
+	msg->frame_len = hlen + len;
 	message_log[next_seq & (log_cap - 1)] = msg;
 	next_seq++;
 	bytes_total += len;
-	return msg->data + LWS_PRE;
+	return (char *) msg->data + PGWS_WS_MAX_HEADER;
 }
 
 /*
@@ -158,11 +162,7 @@ trim_log(void)
 	if (shutting_down)
 		return;
 	dlist_foreach(iter, &subscribers)
-	{
-		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
-
-		min_seq = Min(min_seq, sub->next_seq);
-	}
+		min_seq = Min(min_seq, subscriber_conn(iter.cur)->sub.sent_seq);
 
 	/* a subscriber replaying the grace period does not hold the queue */
 	release_seq = Max(min_seq, released_seq);
@@ -186,105 +186,117 @@ trim_log(void)
  * replaying from the grace period was released already.
  */
 static inline uint64
-held_seq(struct PgWsSubscriber *sub)
+held_seq(PgWsSubscriber *sub)
 {
-	return Max(sub->next_seq, released_seq);
+	return Max(sub->sent_seq, released_seq);
 }
 
 /* bytes of messages this subscriber still holds in the shared queue */
 static uint64
-queue_lag(struct PgWsSubscriber *sub)
+queue_lag(PgWsSubscriber *sub)
 {
 	uint64		seq = held_seq(sub);
 
 	return seq < next_seq ? bytes_total - message_at(seq)->offset : 0;
 }
 
+static void
+cull(PgWsConn *conn, uint64 lag, const char *why)
+{
+	if (pgws_peer_log_allowed())
+		ereport(LOG,
+				(errmsg("pg_ws is disconnecting a subscriber that fell %llu bytes behind",
+						(unsigned long long) lag),
+				 errdetail("Subscriber %s %s.", conn->peer, why),
+				 errhint("Consider increasing the configuration parameter \"pg_ws.max_subscriber_lag\".")));
+	conn->sub.culled = true;
+	pgws_conn_close(conn, WS_CLOSE_POLICY, "subscriber fell too far behind");
+}
+
 /*
- * Take a subscriber out of the list and close it with code and reason at
- * its next writable, or without them after 5 seconds if it never is.
+ * Judge every subscriber by its progress (see the file header), and arm
+ * the writable callback of those with something to send.  arrived_from is
+ * the first message that has just arrived: a subscriber that had
+ * everything before it was keeping up until now.
  */
 static void
-detach_and_close(struct PgWsSubscriber *sub, uint16 code, const char *reason)
+check_progress(TimestampTz now, uint64 arrived_from)
 {
-	if (sub->culled)
-		return;
-	sub->culled = true;
-	sub->close_code = code;
-	sub->close_reason = reason;
-	dlist_delete(&sub->node);
-	nsubscribers--;
-	lws_set_timeout(sub->wsi, PENDING_TIMEOUT_USER_OK, 5);
-	lws_callback_on_writable(sub->wsi);
-}
+	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
+	bool		writers_waiting = pgws_queue_writers_waiting();
+	uint64		holding_seq = next_seq;
+	TimestampTz grace_us = (TimestampTz) Min(1000, pgws_queue_full_timeout_ms / 2) * 1000;
+	dlist_iter	iter;
+	dlist_mutable_iter miter;
 
-static void
-cull(struct PgWsSubscriber *sub, uint64 lag)
-{
-	ereport(LOG,
-			(errmsg("pg_ws is disconnecting a subscriber that fell %llu bytes behind",
-					(unsigned long long) lag),
-			 errhint("Consider increasing the configuration parameter \"pg_ws.max_subscriber_lag\".")));
-	detach_and_close(sub, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-					 "subscriber fell too far behind");
+	dlist_foreach(iter, &subscribers)
+		holding_seq = Min(holding_seq, held_seq(&subscriber_conn(iter.cur)->sub));
+
+	dlist_foreach_modify(miter, &subscribers)
+	{
+		PgWsConn   *conn = subscriber_conn(miter.cur);
+		PgWsSubscriber *sub = &conn->sub;
+		bool		holds;
+		bool		stalled;
+		uint64		lag;
+
+		if (sub->sent_seq >= arrived_from)
+			sub->progress_at = now;
+		if (sub->sent_seq == next_seq)
+		{
+			sub->holding_since = 0;
+			continue;
+		}
+		holds = writers_waiting && held_seq(sub) == holding_seq;
+		if (!holds)
+			sub->holding_since = 0;
+		else if (sub->holding_since == 0)
+			sub->holding_since = now;
+		stalled = now - sub->progress_at >= (TimestampTz) STALL_MS * 1000;
+		lag = queue_lag(sub);
+
+		if (stalled && lag > max_lag)
+			cull(conn, lag, "stopped reading and exceeded pg_ws.max_subscriber_lag");
+		else if (holds && stalled)
+			cull(conn, lag, "stopped reading while a committing transaction waited for the room it held");
+		else if (holds && now - sub->holding_since >= grace_us)
+			cull(conn, lag, "held up a committing transaction that waited for room");
+		else if (sub->next_seq < next_seq)
+			lws_callback_on_writable(conn->wsi);
+	}
 }
 
 /*
- * Move every committed event from the shared queue into the log and arm the
- * subscribers that now have something to send.  Returns how many events
+ * Move every committed event from the shared queue into the log and arm
+ * the subscribers that now have something to send.  Returns how many events
  * arrived.
  */
 uint64
 pgws_broadcast_drain_queue(void)
 {
-	uint64		before = next_seq;
+	uint64		arrived_from = next_seq;
 	uint64		n = pgws_queue_drain(append_message, NULL);
 	uint64		seq;
-	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
-	bool		writers_waiting = pgws_queue_writers_waiting();
-	uint64		holding_seq = next_seq;
-	dlist_iter	iter;
-	dlist_mutable_iter miter;
 
-	/* auth glue: the kind each grant is checked against, found once */
-	for (seq = before; seq < next_seq; seq++)
+	for (seq = arrived_from; seq < next_seq; seq++)
 	{
 		WsMessage  *msg = message_at(seq);
 
-		msg->kind = pgws_event_kind_of(msg->data + LWS_PRE, msg->len);
+		msg->kind = pgws_event_kind_of((char *) msg->frame + (msg->frame_len - msg->len),
+									   msg->len);
 	}
-
-	/* the oldest message a subscriber holds in the queue */
-	dlist_foreach(iter, &subscribers)
-	{
-		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
-
-		holding_seq = Min(holding_seq, held_seq(sub));
-	}
-
-	/*
-	 * A subscriber is slow only if its socket will not take more: a burst
-	 * the worker has not sent yet is not the subscriber's fault.  A slow one
-	 * is disconnected when it is too far behind, or when it holds the oldest
-	 * message while a committing transaction waits for room.
-	 */
-	dlist_foreach_modify(miter, &subscribers)
-	{
-		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, miter.cur);
-		uint64		lag;
-
-		if (sub->next_seq == next_seq)
-			continue;
-		lag = queue_lag(sub);
-		if ((lag > max_lag ||
-			 (writers_waiting && held_seq(sub) == holding_seq)) &&
-			lws_send_pipe_choked(sub->wsi))
-			cull(sub, lag);
-		else
-			lws_callback_on_writable(sub->wsi);
-	}
+	if (n > 0 || pgws_queue_writers_waiting())
+		check_progress(GetCurrentTimestamp(), arrived_from);
 	trim_log();
 	return n;
+}
+
+/* once a second: stalls are noticed even when nothing arrives */
+void
+pgws_broadcast_check_progress(TimestampTz now)
+{
+	check_progress(now, next_seq);
+	trim_log();
 }
 
 /* pg_ws.reconnect_grace is over: keep only what subscribers still need */
@@ -303,24 +315,8 @@ pgws_broadcast_end_grace(void)
 void
 pgws_broadcast_shutdown(void)
 {
-	dlist_iter	iter;
-
 	trim_log();
 	shutting_down = true;
-
-	/* say goodbye (1001, going away) at each one's next writable */
-	dlist_foreach(iter, &subscribers)
-	{
-		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, iter.cur);
-
-		lws_callback_on_writable(sub->wsi);
-	}
-}
-
-size_t
-pgws_subscriber_size(void)
-{
-	return sizeof(struct PgWsSubscriber);
 }
 
 int
@@ -329,227 +325,84 @@ pgws_subscriber_count(void)
 	return nsubscribers;
 }
 
-/*
- * Auth glue: wake up when the grant expires, if it does.  A timer armed
- * for a grant since replaced by one that never expires is left to fire
- * once, harmlessly: libwebsockets 4.1's lws_set_timer_usecs() does not
- * cancel, LWS_SET_TIMER_USEC_CANCEL would fire at once.
- */
-static void
-arm_expiry(struct PgWsSubscriber *sub)
-{
-	int64		left;
-
-	if (sub->grant.expires_at == 0)
-		return;
-	/* expired once the clock passes expires_at: a second after it */
-	left = sub->grant.expires_at + 1 - (int64) time(NULL);
-	lws_set_timer_usecs(sub->wsi, (lws_usec_t) Max(left, 0) * LWS_US_PER_SEC);
-}
-
-static inline bool
-grant_expired(struct PgWsSubscriber *sub)
-{
-	return sub->grant.expires_at != 0 && (int64) time(NULL) > sub->grant.expires_at;
-}
-
-/*
- * A /ws/ connection is established; sub is its zeroed per-session memory,
- * grant what auth.c allowed its upgrade.
- */
+/* a connection was upgraded to /ws/: it receives from now on */
 void
-pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub,
-					 const struct PgWsGrant *grant)
+pgws_subscriber_open(PgWsConn *conn)
 {
-	sub->wsi = wsi;
-	sub->culled = false;
-	sub->grant = *grant;
-	arm_expiry(sub);
+	PgWsSubscriber *sub = &conn->sub;
+
 	/* during the grace period everything since start-up is still here */
-	sub->next_seq = in_grace ? first_seq : next_seq;
+	sub->next_seq = sub->sent_seq = in_grace ? first_seq : next_seq;
+	sub->progress_at = GetCurrentTimestamp();
+	sub->holding_since = 0;
+	sub->culled = false;
+	sub->subscribed = true;
 	dlist_push_tail(&subscribers, &sub->node);
 	nsubscribers++;
 	if (sub->next_seq < next_seq)
-		lws_callback_on_writable(wsi);
+		lws_callback_on_writable(conn->wsi);
 }
 
 /*
- * The socket can take frames: send this subscriber's next messages while
- * it takes them, up to a batch, then let the others have their turn.
- * Returns -1 to close the connection.
+ * The socket can take bytes: everything handed to libwebsockets before has
+ * left its buffer (it calls us only then), so that is sent; then hand over
+ * the next frames this subscriber may see, until one is left partly
+ * buffered (the socket is full) or the batch is done.  Returns -1 to close
+ * the connection.
  */
 int
-pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub)
+pgws_subscriber_writable(PgWsConn *conn)
 {
-	uint64		first = sub->next_seq;
+	PgWsSubscriber *sub = &conn->sub;
+	uint64		first = sub->sent_seq;
+	int			written = 0;
 
-	if (sub->culled)
-	{
-		lws_close_reason(wsi, sub->close_code,
-						 (unsigned char *) sub->close_reason,
-						 strlen(sub->close_reason));
-		return -1;
-	}
-	if (shutting_down)
-	{
-		static const char reason[] = "pg_ws is restarting or shutting down";
+	if (!sub->subscribed)
+		return 0;
+	sub->sent_seq = sub->next_seq;
+	/* past its token's end it gets nothing; conn.c closes it within a second */
+	if (pgws_grant_expired(&sub->grant, (int64) time(NULL)))
+		return 0;
 
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
-						 (unsigned char *) reason, sizeof(reason) - 1);
-		return -1;
-	}
-	/* auth glue: nothing more once the token has expired, whatever timers */
-	if (grant_expired(sub))
-	{
-		static const char reason[] = "token expired";
-
-		lws_close_reason(wsi, PGWS_CLOSE_AUTH,
-						 (unsigned char *) reason, sizeof(reason) - 1);
-		return -1;
-	}
-
-	/*
-	 * Several writes per callback are allowed as long as none of them was
-	 * left partly buffered by libwebsockets (the socket is full then); that
-	 * check costs no system call, unlike lws_send_pipe_choked().
-	 */
-	while (sub->next_seq < next_seq &&
-		   sub->next_seq - first < MESSAGES_PER_WRITABLE)
+	while (sub->next_seq < next_seq && written < MESSAGES_PER_WRITABLE)
 	{
 		WsMessage  *msg = message_at(sub->next_seq);
 
-		/* auth glue: what its token does not allow, it is never sent */
+		sub->next_seq++;
 		if (!pgws_grant_allows(&sub->grant, msg->kind))
 		{
-			sub->next_seq++;
+			sub->sent_seq = sub->next_seq;
 			continue;
 		}
-		if (lws_write(wsi, (unsigned char *) msg->data + LWS_PRE, msg->len,
-					  LWS_WRITE_TEXT) < (int) msg->len)
+		if (lws_write(conn->wsi, msg->frame, msg->frame_len,
+					  LWS_WRITE_RAW) < (int) msg->frame_len)
 			return -1;
-		sub->next_seq++;
-		if (lws_partial_buffered(wsi))
-			break;
+		written++;
+		/* costs no system call, unlike lws_send_pipe_choked() */
+		if (lws_partial_buffered(conn->wsi))
+			break;				/* libwebsockets calls us when it is out */
+		sub->sent_seq = sub->next_seq;
 	}
-	if (sub->next_seq < next_seq)
-		lws_callback_on_writable(wsi);
+	if (sub->sent_seq > first || sub->sent_seq == next_seq)
+		sub->progress_at = GetCurrentTimestamp();
+	if (sub->next_seq < next_seq && !lws_partial_buffered(conn->wsi))
+		lws_callback_on_writable(conn->wsi);
 
 	/* this subscriber may have been holding up a waiting writer */
-	if (first <= released_seq && sub->next_seq > first &&
+	if (first <= released_seq && sub->sent_seq > first &&
 		pgws_queue_writers_waiting())
 		trim_log();
 	return 0;
 }
 
+/* the connection stops receiving (closing, or gone) */
 void
-pgws_subscriber_close(struct PgWsSubscriber *sub)
+pgws_subscriber_close(PgWsConn *conn)
 {
-	if (sub->rx != NULL)
-	{
-		pfree(sub->rx->data);
-		pfree(sub->rx);
-		sub->rx = NULL;
-	}
-	if (sub->wsi == NULL || sub->culled)
+	if (!conn->sub.subscribed)
 		return;
-	dlist_delete(&sub->node);
+	dlist_delete(&conn->sub.node);
 	nsubscribers--;
-	sub->wsi = NULL;
+	conn->sub.subscribed = false;
 	trim_log();
-}
-
-/* ------------------------------------------------ auth glue (issue 5) */
-
-/* the expiry timer armed by arm_expiry() fired */
-void
-pgws_subscriber_timer(struct lws *wsi, struct PgWsSubscriber *sub)
-{
-	if (sub->wsi == NULL || sub->culled)
-		return;
-	if (grant_expired(sub))
-		detach_and_close(sub, PGWS_CLOSE_AUTH, "token expired");
-	else
-		arm_expiry(sub);		/* early, or the grant was extended (or
-								 * made endless: then nothing) */
-}
-
-static void
-received_message(struct PgWsSubscriber *sub, const char *msg, size_t len)
-{
-	const char *reason = NULL;
-
-	switch (pgws_auth_message(msg, len, (int64) time(NULL), &sub->grant, &reason))
-	{
-		case AUTH_MSG_NOT_AUTH:
-			break;				/* what else subscribers say is ignored */
-		case AUTH_MSG_ACCEPTED:
-			arm_expiry(sub);
-			break;
-		case AUTH_MSG_REJECTED:
-			detach_and_close(sub, PGWS_CLOSE_AUTH, reason);
-			break;
-	}
-}
-
-/*
- * Data from a subscriber: a text message, whole or in pieces, may be an
- * auth message.  Pieces are gathered up to MAX_RECEIVED_MESSAGE.
- */
-void
-pgws_subscriber_receive(struct lws *wsi, struct PgWsSubscriber *sub,
-						const char *in, size_t len)
-{
-	bool		complete = lws_is_final_fragment(wsi) &&
-		lws_remaining_packet_payload(wsi) == 0;
-
-	if (sub->wsi == NULL || sub->culled)
-		return;
-	if (lws_frame_is_binary(wsi))
-		sub->rx_skip = true;
-	if (complete && sub->rx == NULL && !sub->rx_skip)
-	{
-		received_message(sub, in, len);
-		return;
-	}
-	if (!sub->rx_skip)
-	{
-		if (sub->rx == NULL)
-		{
-			MemoryContext old = MemoryContextSwitchTo(broadcast_context);
-
-			sub->rx = makeStringInfo();
-			MemoryContextSwitchTo(old);
-		}
-		if (sub->rx->len + len > MAX_RECEIVED_MESSAGE)
-			sub->rx_skip = true;
-		else
-			appendBinaryStringInfo(sub->rx, in, len);
-	}
-	if (complete)
-	{
-		if (!sub->rx_skip && sub->rx != NULL)
-			received_message(sub, sub->rx->data, sub->rx->len);
-		if (sub->rx != NULL)
-			resetStringInfo(sub->rx);
-		sub->rx_skip = false;
-	}
-}
-
-/*
- * After a reload: close the subscribers whose grant the settings now in
- * force refuse (let in without a token before pg_ws.auth became jwt).
- */
-void
-pgws_broadcast_reauthorize(void)
-{
-	dlist_mutable_iter miter;
-
-	dlist_foreach_modify(miter, &subscribers)
-	{
-		struct PgWsSubscriber *sub = dlist_container(struct PgWsSubscriber, node, miter.cur);
-		const char *reason;
-
-		if (!pgws_auth_grant_current(&sub->grant, &reason))
-			detach_and_close(sub, PGWS_CLOSE_AUTH, reason);
-	}
 }

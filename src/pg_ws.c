@@ -37,6 +37,10 @@ int			pgws_max_connections = 100;
 int			pgws_max_subscriber_lag_kb = 16384;
 int			pgws_reconnect_grace_ms = 10000;
 char	   *pgws_media_url = NULL;
+int			pgws_max_connections_per_address = 0;
+int			pgws_ping_interval_s = 30;
+int			pgws_handshake_timeout_s = 10;
+int			pgws_max_header_size = 16384;
 
 /* GUC variables of who may subscribe (auth.c, jwt.c) */
 int			pgws_auth_mode = PGWS_AUTH_NONE;
@@ -223,11 +227,41 @@ define_gucs(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.max_connections",
-							"Maximum number of concurrent /ws/ subscribers.",
-							NULL,
+							"Maximum number of connections the pg_ws server serves at once.",
+							"Every socket a peer holds counts, requests in progress included; more get HTTP 503.",
 							&pgws_max_connections,
 							100, 1, 10000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	/* the transport: limits and deadlines a peer cannot exceed */
+	DefineCustomIntVariable("pg_ws.max_connections_per_address",
+							"Maximum number of connections from one IP address.",
+							"0 means no limit (many browsers may share one NAT address).",
+							&pgws_max_connections_per_address,
+							0, 0, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.ping_interval",
+							"How often a silent subscriber is pinged, and how long it has to answer.",
+							"A subscriber that does not answer a ping within this time is dropped; 0 turns pings off.",
+							&pgws_ping_interval_s,
+							30, 0, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.handshake_timeout",
+							"How long a new connection has to complete its TLS handshake and HTTP request.",
+							NULL,
+							&pgws_handshake_timeout_s,
+							10, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.max_header_size",
+							"Largest HTTP request head (request line and headers) pg_ws reads.",
+							"Larger requests get HTTP 431.",
+							&pgws_max_header_size,
+							16384, 1024, 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.max_subscriber_lag",
 							"How far a subscriber that has stopped reading may fall behind before it is disconnected.",

@@ -43,6 +43,10 @@ extern int	pgws_max_connections;
 extern int	pgws_max_subscriber_lag_kb;
 extern int	pgws_reconnect_grace_ms;
 extern char *pgws_media_url;
+extern int	pgws_max_connections_per_address;
+extern int	pgws_ping_interval_s;
+extern int	pgws_handshake_timeout_s;
+extern int	pgws_max_header_size;
 
 /*
  * GUC variables of who may subscribe (pg_ws.c; read by auth.c and jwt.c).
@@ -129,25 +133,12 @@ extern int	pgws_event_kind_of(const char *json, size_t len);
 extern void pgws_pending_add(const char *json, int len);
 extern void pgws_register_xact_callbacks(void);
 
-/* The worker's message log and subscribers (broadcast.c) */
-struct lws;
-struct PgWsSubscriber;
+/* The worker's message log (broadcast.c; the rest is in server.h) */
 extern void pgws_broadcast_init(bool restart);
 extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_end_grace(void);
 extern void pgws_broadcast_shutdown(void);
-extern size_t pgws_subscriber_size(void);
 extern int	pgws_subscriber_count(void);
-struct PgWsGrant;
-extern void pgws_subscriber_open(struct lws *wsi, struct PgWsSubscriber *sub,
-								 const struct PgWsGrant *grant);
-extern int	pgws_subscriber_writable(struct lws *wsi, struct PgWsSubscriber *sub);
-extern void pgws_subscriber_close(struct PgWsSubscriber *sub);
-/* auth glue (issue 5), redone with the new transport */
-extern void pgws_subscriber_timer(struct lws *wsi, struct PgWsSubscriber *sub);
-extern void pgws_subscriber_receive(struct lws *wsi, struct PgWsSubscriber *sub,
-									const char *in, size_t len);
-extern void pgws_broadcast_reauthorize(void);
 
 /* Background worker and WebSocket server (worker.c) */
 extern PGDLLEXPORT void pg_ws_worker_main(Datum main_arg);

@@ -2,42 +2,48 @@
  *
  * worker.c
  *	  The pg_ws background worker: its life (signals, reload, postmaster
- *	  death), its libwebsockets loop, its listening sockets and the HTTP
- *	  routing of /ws/.
+ *	  death), its libwebsockets loop, its listening sockets and how new
+ *	  connections are accepted.
  *
- * This file owns the process and its file descriptors.  What is sent to
- * whom lives in broadcast.c; this file only tells it about connections.
+ * This file owns the process and its descriptors.  What happens on a
+ * connection after accept lives in conn.c (and http.c, ws.c); what is sent
+ * to whom in broadcast.c.
  *
  * One poll loop, no timers for events.  libwebsockets' own poll() waits on
- * everything: the listening sockets, the subscribers, the queue's eventfd
+ * everything: the listening sockets, the connections, the queue's eventfd
  * (written by committing backends and by our own signal handlers) and the
- * postmaster's death pipe, all adopted as raw file descriptors.  A commit
+ * postmaster's death pipe, all adopted as raw descriptors.  A commit
  * therefore wakes the worker at once, and SIGTERM, SIGHUP and postmaster
- * death do too.  Timers only keep house: the end of the reconnect grace,
- * listen retries, a once-a-second postmaster check behind the death pipe,
- * the bound on saying goodbye at exit, and each subscriber's token expiry
- * (auth glue, below).
+ * death do too.  Timers only keep house: once a second the connections'
+ * deadlines, pings and token expiry and the subscribers' progress are
+ * checked and the postmaster's life is looked at behind the death pipe;
+ * and there are the end of the reconnect grace, listen retries and the
+ * bound on saying goodbye at exit.
+ *
+ * Two libwebsockets vhosts keep what a peer can reach apart from what
+ * only we use: the public one has a single protocol, "pg_ws", to which
+ * every accepted socket is bound as a raw socket; the internal one holds
+ * the descriptor watchers, which no peer can name.
  *
  * We bind the listening sockets ourselves rather than letting
  * libwebsockets do it, so that pg_ws.listen_addresses takes a list of
- * addresses and host names the way PostgreSQL's listen_addresses does, and
- * so that a reload can move them without dropping any subscriber.
+ * addresses and host names the way PostgreSQL's listen_addresses does, so
+ * that a reload can move them without dropping any subscriber, and so that
+ * accept() sees every connection first, to count it against the limits.
  *
  * src/worker.c
  *
  *-------------------------------------------------------------------------
  */
-#include "pg_ws.h"
-#include "auth.h"
+#include "server.h"
 
-#include <libwebsockets.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -56,6 +62,14 @@
 #include "utils/varlena.h"
 
 #define MAX_LISTEN_SOCKETS		64
+/* descriptors the worker needs besides its connections */
+#define FD_RESERVE				64
+/* pg_ws.max_connections' maximum; libwebsockets' table is sized for it */
+#define MAX_CONNECTIONS_LIMIT	10000
+/* TCP keepalive, for peers that vanish before they are subscribers */
+#define KEEPALIVE_IDLE_S		60
+#define KEEPALIVE_INTERVAL_S	10
+#define KEEPALIVE_COUNT			3
 #define LISTEN_BACKLOG			128
 #define LISTEN_RETRY_SECONDS	5
 
@@ -77,7 +91,8 @@ typedef struct Watch
 static volatile sig_atomic_t got_sigterm = false;
 
 static struct lws_context *context = NULL;
-static struct lws_vhost *vhost = NULL;
+static struct lws_vhost *internal_vhost = NULL;	/* descriptor watchers */
+static struct lws_vhost *public_vhost = NULL;	/* connections */
 
 static Watch wakeup_watch = {WATCH_WAKEUP, -1, NULL};
 static Watch postmaster_watch = {WATCH_POSTMASTER, -1, NULL};
@@ -91,7 +106,11 @@ static int	bound_port = 0;
 static lws_sorted_usec_list_t listen_retry_sul;
 static lws_sorted_usec_list_t grace_sul;
 
-static int	fd_limit = 0;
+/* libwebsockets' descriptor table size: no descriptor may reach it */
+static int	fd_table_size = 0;
+
+/* accept() is paused while every socket we may hold is taken */
+static bool listeners_paused = false;
 
 /*
  * Signal handlers: note the signal, then wake our poll() through the
@@ -160,7 +179,7 @@ adopt_watch(Watch *watch)
 	lws_sock_file_fd_type desc;
 
 	desc.filefd = watch->fd;
-	watch->wsi = lws_adopt_descriptor_vhost(vhost, LWS_ADOPT_RAW_FILE_DESC,
+	watch->wsi = lws_adopt_descriptor_vhost(internal_vhost, LWS_ADOPT_RAW_FILE_DESC,
 											desc, "pg_ws-fd", NULL);
 	if (watch->wsi == NULL)
 		return false;
@@ -170,6 +189,7 @@ adopt_watch(Watch *watch)
 
 static void close_listeners(void);
 static void open_listeners(void);
+static void pause_listeners(bool pause);
 
 static void
 listen_retry(lws_sorted_usec_list_t *sul)
@@ -179,20 +199,26 @@ listen_retry(lws_sorted_usec_list_t *sul)
 }
 
 /*
- * The death pipe wakes us when the postmaster dies; this once-a-second look
- * is only the fallback should that wake-up ever be missed.
+ * Once a second: the connections' deadlines, pings and token expiry, the
+ * subscribers' progress, and the postmaster's life (the death pipe wakes
+ * us when it dies; this look is only the fallback should that wake-up ever
+ * be missed).
  */
-#define POSTMASTER_CHECK_SECONDS 1
+#define HOUSEKEEPING_SECONDS 1
 
-static lws_sorted_usec_list_t postmaster_sul;
+static lws_sorted_usec_list_t housekeeping_sul;
 
 static void
-postmaster_check(lws_sorted_usec_list_t *sul)
+housekeeping(lws_sorted_usec_list_t *sul)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	if (!PostmasterIsAlive())
 		proc_exit(1);
-	lws_sul_schedule(context, 0, &postmaster_sul, postmaster_check,
-					 (lws_usec_t) POSTMASTER_CHECK_SECONDS * LWS_US_PER_SEC);
+	pgws_conn_housekeeping(now);
+	pgws_broadcast_check_progress(now);
+	lws_sul_schedule(context, 0, &housekeeping_sul, housekeeping,
+					 (lws_usec_t) HOUSEKEEPING_SECONDS * LWS_US_PER_SEC);
 }
 
 static void
@@ -295,6 +321,10 @@ open_listeners(void)
 	list_free(names);
 	pfree(rawstring);
 
+	/* new sockets wait like the old ones did while we are full */
+	if (listeners_paused)
+		pause_listeners(true);
+
 	if (bound_addresses)
 		pfree(bound_addresses);
 	bound_addresses = MemoryContextStrdup(TopMemoryContext, pgws_listen_addresses);
@@ -327,19 +357,86 @@ close_listeners(void)
  * A descriptor kept in reserve: when accept() fails for lack of descriptors
  * the pending connection would keep the listening socket readable and spin
  * the loop, so we free the reserve, accept and close it, and take the
- * reserve back.
+ * reserve back.  (pg_ws raises its descriptor limit for every socket it may
+ * hold, so this happens only when the hard limit is lower than that.)
  */
 static int	reserve_fd = -1;
 
-/* accept every pending connection and hand it to libwebsockets as HTTP */
+/* stop or resume accepting: the kernel's backlog holds what waits */
+static void
+pause_listeners(bool pause)
+{
+	int			i;
+	int			flags = LWS_RXFLOW_REASON_USER_BOOL | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW |
+		(pause ? LWS_RXFLOW_REASON_APPLIES_DISABLE : LWS_RXFLOW_REASON_APPLIES_ENABLE);
+
+	for (i = 0; i < nlisten; i++)
+		lws_rx_flow_control(listen_watches[i].wsi, flags);
+	listeners_paused = pause;
+	if (pause && pgws_peer_log_allowed())
+		ereport(LOG,
+				(errmsg("pg_ws stopped accepting connections: pg_ws.max_connections (%d) are served and every refusal slot is taken",
+						pgws_max_connections),
+				 errhint("Consider increasing the configuration parameter \"pg_ws.max_connections\".")));
+}
+
+/* the peer's address, as a key and as text */
+static void
+describe_peer(const struct sockaddr_storage *addr, PgWsAccept *acc)
+{
+	memset(&acc->key, 0, sizeof(acc->key));
+	acc->key.family = addr->ss_family;
+	if (addr->ss_family == AF_INET)
+	{
+		const struct sockaddr_in *in4 = (const struct sockaddr_in *) addr;
+
+		memcpy(acc->key.addr, &in4->sin_addr, 4);
+		inet_ntop(AF_INET, &in4->sin_addr, acc->peer, sizeof(acc->peer));
+	}
+	else if (addr->ss_family == AF_INET6)
+	{
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) addr;
+
+		memcpy(acc->key.addr, &in6->sin6_addr, 16);
+		inet_ntop(AF_INET6, &in6->sin6_addr, acc->peer, sizeof(acc->peer));
+	}
+	else
+		strlcpy(acc->peer, "(unknown)", sizeof(acc->peer));
+}
+
+/* keepalive finds peers that vanished while nothing is being sent */
+static void
+set_socket_options(int fd)
+{
+	int			one = 1;
+	int			idle = KEEPALIVE_IDLE_S;
+	int			interval = KEEPALIVE_INTERVAL_S;
+	int			count = KEEPALIVE_COUNT;
+
+	(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+	(void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+}
+
+/*
+ * Accept every pending connection and hand it to libwebsockets as a raw
+ * socket (TLS when configured) bound to conn.c, with what the limits
+ * decided about it.
+ */
 static void
 accept_connections(Watch *watch)
 {
-	for (;;)
+	while (!listeners_paused)
 	{
-		int			fd = accept4(watch->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage addr;
+		socklen_t	addrlen = sizeof(addr);
+		int			fd = accept4(watch->fd, (struct sockaddr *) &addr, &addrlen,
+								 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		int			save_errno = errno;
-		int			one = 1;
+		PgWsAccept	acc;
+		lws_adopt_desc_t desc;
 
 		if (fd < 0)
 		{
@@ -348,9 +445,10 @@ accept_connections(Watch *watch)
 			if (save_errno == EAGAIN || save_errno == EWOULDBLOCK)
 				return;
 			errno = save_errno;
-			ereport(LOG,
-					(errcode_for_socket_access(),
-					 errmsg("pg_ws could not accept a connection: %m")));
+			if (pgws_peer_log_allowed())
+				ereport(LOG,
+						(errcode_for_socket_access(),
+						 errmsg("pg_ws could not accept a connection: %m")));
 			if ((save_errno == EMFILE || save_errno == ENFILE) && reserve_fd >= 0)
 			{
 				close(reserve_fd);
@@ -361,22 +459,41 @@ accept_connections(Watch *watch)
 			}
 			return;
 		}
+		describe_peer(&addr, &acc);
 		/* libwebsockets indexes its tables by descriptor number */
-		if (fd >= fd_limit)
+		if (fd >= fd_table_size)
 		{
-			ereport(LOG,
-					(errmsg("pg_ws is refusing a connection: too many open descriptors")));
+			if (pgws_peer_log_allowed())
+				ereport(LOG,
+						(errmsg("pg_ws refused a connection from %s: descriptor %d is beyond its table of %d",
+								acc.peer, fd, fd_table_size)));
 			close(fd);
 			continue;
 		}
-		(void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (lws_adopt_socket_vhost(vhost, fd) == NULL)
+		if (!pgws_conn_decide(&acc))
+		{
+			close(fd);			/* over a limit, and no slot to say so */
+			continue;
+		}
+		set_socket_options(fd);
+
+		memset(&desc, 0, sizeof(desc));
+		desc.vh = public_vhost;
+		desc.type = LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL;
+		desc.fd.sockfd = fd;
+		desc.vh_prot_name = "pg_ws";
+		desc.opaque = &acc;
+		if (lws_adopt_descriptor_vhost_via_info(&desc) == NULL &&
+			pgws_peer_log_allowed())
 			ereport(LOG,
-					(errmsg("pg_ws could not take over an accepted connection")));
+					(errmsg("pg_ws could not take over a connection from %s", acc.peer)));
+
+		if (pgws_conn_at_capacity())
+			pause_listeners(true);
 	}
 }
 
-/* protocol "pg_ws-fd": the raw descriptors we watch */
+/* protocol "pg_ws-fd" of the internal vhost: the raw descriptors we watch */
 static int
 callback_fd(struct lws *wsi, enum lws_callback_reasons reason,
 			void *user, void *in, size_t len)
@@ -407,338 +524,51 @@ callback_fd(struct lws *wsi, enum lws_callback_reasons reason,
 	return 0;
 }
 
-static bool
-is_ws_path(struct lws *wsi)
-{
-	char		uri[64];
-
-	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
-		return false;
-	return strcmp(uri, "/ws/") == 0;
-}
-
 /*
- * libwebsockets drops, without a word, a client that asks for subprotocols
- * none of which is ours ("pg_ws").  Find those first, to refuse them with
- * an answer that says why.
+ * A larger write than this is split by libwebsockets, and what the socket
+ * does not take is copied; frames are written whole.
  */
-static bool
-subprotocol_acceptable(struct lws *wsi)
-{
-	char		list[256];
-	char	   *tok;
-	char	   *save;
-	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+#define TX_PACKET_SIZE (1024 * 1024)
 
-	if (len <= 0)
-		return true;
-	if (len >= (int) sizeof(list) ||
-		lws_hdr_copy(wsi, list, sizeof(list), WSI_TOKEN_PROTOCOL) < 0)
-		return false;
-	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
-		if (strcmp(tok, "pg_ws") == 0)
-			return true;
-	return false;
-}
+static struct lws_protocols public_protocols[] = {
+	{"pg_ws", pgws_conn_callback, 0, 0, 0, NULL, TX_PACKET_SIZE},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
 
-/* answer a plain HTTP request with a status and a one-line body */
-static int
-http_status(struct lws *wsi, unsigned int status, const char *body)
-{
-	if (lws_return_http_status(wsi, status, body))
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-/*
- * Refuse a WebSocket upgrade with an HTTP status.  lws_return_http_status()
- * would answer an upgrade request as HTTP/1.0, which strict clients reject
- * as malformed, so the response is written here.  extra_headers is "" or
- * header lines each ending in CRLF.  Returns 1: "we answered".
- */
-static int
-refuse_upgrade_with(struct lws *wsi, const char *status_line,
-					const char *extra_headers, const char *body)
-{
-	char		buf[LWS_PRE + 1024];
-	int			n;
-
-	n = snprintf(buf + LWS_PRE, sizeof(buf) - LWS_PRE,
-				 "HTTP/1.1 %s\r\n"
-				 "%s"
-				 "content-type: text/plain; charset=utf-8\r\n"
-				 "content-length: %zu\r\n"
-				 "connection: close\r\n"
-				 "\r\n%s",
-				 status_line, extra_headers, strlen(body), body);
-	if (n < 0 || n >= (int) sizeof(buf) - LWS_PRE)
-		return -1;
-	if (lws_write(wsi, (unsigned char *) buf + LWS_PRE, n,
-				  LWS_WRITE_HTTP_HEADERS) != n)
-		return -1;
-	return 1;
-}
-
-static int
-refuse_upgrade(struct lws *wsi, const char *status_line, const char *body)
-{
-	return refuse_upgrade_with(wsi, status_line, "", body);
-}
-
-/* ----------------------------------------------------------------------
- * Auth glue (issue 5).  Marked because it is redone with the new
- * transport: what lasts is auth.h's interface.  Here libwebsockets' view
- * of an upgrade request becomes a PgWsAuthRequest, a refusal becomes a
- * real HTTP/1.1 401 or 403, and the grant is handed from the upgrade to
- * the established connection.
- * ---------------------------------------------------------------------- */
-
-/* refusals are logged at most once per this many seconds, with a count */
-#define REFUSAL_LOG_SECONDS 10
-
-static MemoryContext upgrade_context = NULL;
-
-/*
- * libwebsockets frees and reallocates the per-session memory between
- * HTTP_CONFIRM_UPGRADE and ESTABLISHED (it binds the protocol anew), but
- * calls both in one go for one connection: the grant waits here.
- */
-static struct lws *granted_wsi = NULL;
-static PgWsGrant granted;
-
-static char *
-copy_header(struct lws *wsi, enum lws_token_indexes h)
-{
-	int			len = lws_hdr_total_length(wsi, h);
-	char	   *buf;
-
-	if (len <= 0)
-		return NULL;
-	buf = palloc(len + 1);
-	if (lws_hdr_copy(wsi, buf, len + 1, h) < 0)
-		return NULL;
-	return buf;
-}
-
-/*
- * Every Cookie header, joined with "; ".  lws_hdr_copy() would join them
- * with nothing at all.
- */
-static char *
-copy_cookies(struct lws *wsi)
-{
-	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE);
-	StringInfoData out;
-	char	   *frag;
-	int			i;
-
-	if (len <= 0)
-		return NULL;
-	initStringInfo(&out);
-	frag = palloc(len + 1);
-	for (i = 0; lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_COOKIE, i) >= 0; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&out, "; ");
-		appendStringInfoString(&out, frag);
-	}
-	return out.data;
-}
-
-static void
-append_percent_encoded(StringInfo out, const char *s)
-{
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-			appendStringInfoChar(out, c);
-		else
-			appendStringInfo(out, "%%%02X", c);
-	}
-}
-
-/*
- * The query string, percent-encoded again: libwebsockets hands over its
- * arguments split at '&' and already decoded, and auth.c wants the query
- * as it was sent.
- */
-static char *
-copy_query(struct lws *wsi)
-{
-	int			len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-	StringInfoData out;
-	char	   *frag;
-	int			i;
-
-	if (len <= 0)
-		return NULL;
-	initStringInfo(&out);
-	frag = palloc(len + 1);
-	for (i = 0; lws_hdr_copy_fragment(wsi, frag, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) >= 0; i++)
-	{
-		char	   *eq = strchr(frag, '=');
-
-		if (i > 0)
-			appendStringInfoChar(&out, '&');
-		if (eq != NULL)
-			*eq = '\0';
-		append_percent_encoded(&out, frag);
-		if (eq != NULL)
-		{
-			appendStringInfoChar(&out, '=');
-			append_percent_encoded(&out, eq + 1);
-		}
-	}
-	return out.data;
-}
-
-/* one LOG line per REFUSAL_LOG_SECONDS, so that a flood cannot fill the log */
-static void
-log_refusal(int status, const char *reason)
-{
-	static time_t last = 0;
-	static int	suppressed = 0;
-	time_t		now = time(NULL);
-
-	if (last != 0 && now - last < REFUSAL_LOG_SECONDS)
-	{
-		suppressed++;
-		return;
-	}
-	ereport(LOG,
-			(errmsg("pg_ws refused a subscriber with HTTP %d: %s", status, reason),
-			 suppressed > 0 ?
-			 errdetail("%d more subscribers were refused since the previous such message.",
-					   suppressed) : 0));
-	last = now;
-	suppressed = 0;
-}
-
-/* 0 to go on with the upgrade, or what the callback must return */
-static int
-authorize_upgrade(struct lws *wsi)
-{
-	PgWsAuthRequest req;
-	PgWsGrant	grant;
-	const char *reason = NULL;
-	MemoryContext old;
-	int			status;
-	int			rc = 0;
-
-	if (upgrade_context == NULL)
-		upgrade_context = AllocSetContextCreate(TopMemoryContext,
-												"pg_ws upgrade",
-												ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(upgrade_context);
-	req.authorization = copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-	req.cookie = copy_cookies(wsi);
-	req.query = copy_query(wsi);
-	req.origin = copy_header(wsi, WSI_TOKEN_ORIGIN);
-	status = pgws_auth_upgrade(&req, (int64) time(NULL), &grant, &reason);
-	if (status == 0)
-	{
-		granted = grant;
-		granted_wsi = wsi;
-	}
-	else
-	{
-		char		challenge[256];
-		char	   *headers;
-		char	   *body = psprintf("%s\n", reason);
-
-		log_refusal(status, reason);
-		if (status == 401)
-		{
-			pgws_auth_challenge(reason, challenge, sizeof(challenge));
-			headers = psprintf("www-authenticate: %s\r\n", challenge);
-			rc = refuse_upgrade_with(wsi, "401 Unauthorized", headers, body);
-		}
-		else
-			rc = refuse_upgrade_with(wsi, "403 Forbidden", "", body);
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(upgrade_context);
-	return rc;
-}
-
-/* ------------------------------------------------- end of the auth glue */
-
-/* protocol "pg_ws": HTTP requests and /ws/ subscribers */
-static int
-callback_ws(struct lws *wsi, enum lws_callback_reasons reason,
-			void *user, void *in, size_t len)
-{
-	struct PgWsSubscriber *sub = (struct PgWsSubscriber *) user;
-
-	switch (reason)
-	{
-		case LWS_CALLBACK_HTTP:
-			/* a plain request: only upgrades are served */
-			if (is_ws_path(wsi))
-				return http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-								   "/ws/ is a WebSocket endpoint: connect with a WebSocket client");
-			return http_status(wsi, HTTP_STATUS_NOT_FOUND, "not found: the pg_ws endpoint is /ws/");
-
-		case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-			if (!is_ws_path(wsi))
-				return refuse_upgrade(wsi, "404 Not Found",
-									  "not found: the pg_ws endpoint is /ws/\n");
-			if (!subprotocol_acceptable(wsi))
-				return refuse_upgrade(wsi, "400 Bad Request",
-									  "unsupported WebSocket subprotocol: connect without Sec-WebSocket-Protocol, or ask for \"pg_ws\"\n");
-			{
-				int			rc = authorize_upgrade(wsi);	/* auth glue */
-
-				if (rc != 0)
-					return rc;
-			}
-			if (pgws_subscriber_count() >= pgws_max_connections)
-			{
-				ereport(LOG,
-						(errmsg("pg_ws is refusing a subscriber: pg_ws.max_connections (%d) reached",
-								pgws_max_connections)));
-				return refuse_upgrade(wsi, "503 Service Unavailable",
-									  "too many subscribers: pg_ws.max_connections reached\n");
-			}
-			return 0;
-
-		case LWS_CALLBACK_ESTABLISHED:
-			/* auth glue: no grant for this connection, no subscription */
-			if (granted_wsi != wsi)
-				return -1;
-			granted_wsi = NULL;
-			pgws_subscriber_open(wsi, sub, &granted);
-			return 0;
-
-		case LWS_CALLBACK_SERVER_WRITEABLE:
-			return pgws_subscriber_writable(wsi, sub);
-
-		case LWS_CALLBACK_RECEIVE:
-			/* auth glue: an auth message extends the grant; the rest is ignored */
-			pgws_subscriber_receive(wsi, sub, (const char *) in, len);
-			return 0;
-
-		case LWS_CALLBACK_TIMER:
-			/* auth glue: the grant's expiry */
-			pgws_subscriber_timer(wsi, sub);
-			return 0;
-
-		case LWS_CALLBACK_CLOSED:
-			pgws_subscriber_close(sub);
-			return 0;
-
-		default:
-			return lws_callback_http_dummy(wsi, reason, user, in, len);
-	}
-}
-
-static struct lws_protocols protocols[] = {
-	{"pg_ws", callback_ws, 0, 0, 0, NULL, 0},
+static struct lws_protocols internal_protocols[] = {
 	{"pg_ws-fd", callback_fd, 0, 0, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
+
+/*
+ * Raise our soft limit on open descriptors to what pg_ws.max_connections
+ * needs (every served socket, the refusal slots and our own), up to the
+ * hard limit, so that the connection past the limit gets a clean 503
+ * rather than a failed accept().  Says so when the hard limit is too low.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rlim;
+	rlim_t		need = (rlim_t) pgws_max_connections + PGWS_REFUSAL_SLOTS + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_cur >= need)
+		return;
+	rlim.rlim_cur = Min(need, rlim.rlim_max);
+	if (setrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_cur < need)
+		ereport(LOG,
+				(errmsg("pg_ws could not raise its limit on open files to %llu for pg_ws.max_connections = %d",
+						(unsigned long long) need, pgws_max_connections),
+				 errdetail("The hard limit is %llu; connections beyond about %llu will be refused when they are accepted.",
+						   (unsigned long long) rlim.rlim_max,
+						   (unsigned long long) (rlim.rlim_max > FD_RESERVE ?
+												 rlim.rlim_max - FD_RESERVE : 0)),
+				 errhint("Raise the hard limit on open files of the PostgreSQL server (ulimit -n, LimitNOFILE).")));
+	else
+		ereport(DEBUG1,
+				(errmsg_internal("pg_ws raised its limit on open files to %llu",
+								 (unsigned long long) rlim.rlim_cur)));
+}
 
 static void
 server_start(bool restart)
@@ -748,16 +578,20 @@ server_start(bool restart)
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
 
-	/* libwebsockets sizes its descriptor tables by this */
-	fd_limit = 65536;
-	if (getrlimit(RLIMIT_NOFILE, &rlim) == 0 && rlim.rlim_cur < (rlim_t) fd_limit)
-		fd_limit = (int) rlim.rlim_cur;
+	raise_fd_limit();
+	/* libwebsockets sizes its descriptor tables by this, once */
+	fd_table_size = MAX_CONNECTIONS_LIMIT + PGWS_REFUSAL_SLOTS + FD_RESERVE;
+	if (getrlimit(RLIMIT_NOFILE, &rlim) == 0 && rlim.rlim_max < (rlim_t) fd_table_size)
+		fd_table_size = (int) rlim.rlim_max;
 
-	protocols[0].per_session_data_size = pgws_subscriber_size();
+	pgws_conn_init();
+	public_protocols[0].per_session_data_size = pgws_conn_size();
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-	info.fd_limit_per_thread = fd_limit;
+	info.fd_limit_per_thread = fd_table_size;
+	/* a TLS handshake must end in this time too */
+	info.timeout_secs = pgws_handshake_timeout_s;
 	info.gid = -1;
 	info.uid = -1;
 	context = lws_create_context(&info);
@@ -766,14 +600,19 @@ server_start(bool restart)
 				(errmsg("pg_ws could not create its libwebsockets context")));
 
 	memset(&info, 0, sizeof(info));
+	info.vhost_name = "pg_ws-internal";
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = internal_protocols;
+	internal_vhost = lws_create_vhost(context, &info);
+
+	memset(&info, 0, sizeof(info));
 	info.vhost_name = "pg_ws";
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-	info.protocols = protocols;
-	info.server_string = "pg_ws";
-	vhost = lws_create_vhost(context, &info);
-	if (vhost == NULL)
+	info.protocols = public_protocols;
+	public_vhost = lws_create_vhost(context, &info);
+	if (internal_vhost == NULL || public_vhost == NULL)
 		ereport(ERROR,
-				(errmsg("pg_ws could not create its libwebsockets vhost")));
+				(errmsg("pg_ws could not create its libwebsockets vhosts")));
 
 	wakeup_watch.fd = pgws_queue_wakeup_fd();
 	postmaster_watch.fd = postmaster_alive_fds[POSTMASTER_FD_WATCH];
@@ -783,7 +622,7 @@ server_start(bool restart)
 
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	open_listeners();
-	postmaster_check(&postmaster_sul);
+	housekeeping(&housekeeping_sul);
 
 	if (restart && pgws_reconnect_grace_ms > 0)
 		lws_sul_schedule(context, 0, &grace_sul, grace_over,
@@ -794,6 +633,7 @@ server_start(bool restart)
 static void
 server_reconfigure(void)
 {
+	raise_fd_limit();
 	if (bound_port == pgws_port &&
 		strcmp(bound_addresses, pgws_listen_addresses) == 0)
 		return;
@@ -826,10 +666,11 @@ close_subscribers(void)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   SHUTDOWN_CLOSE_MS);
 
+	pgws_conn_close_all(WS_CLOSE_GOING_AWAY, "pg_ws is restarting or shutting down");
 	/* the timer only makes lws_service() return by the deadline */
 	lws_sul_schedule(context, 0, &close_sul, close_wait_over,
 					 (lws_usec_t) SHUTDOWN_CLOSE_MS * LWS_US_PER_MS);
-	while (pgws_subscriber_count() > 0 && GetCurrentTimestamp() < deadline &&
+	while (pgws_conn_count() > 0 && GetCurrentTimestamp() < deadline &&
 		   PostmasterIsAlive())
 		lws_service(context, 0);
 }
@@ -875,7 +716,7 @@ pg_ws_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			server_reconfigure();
 			pgws_auth_reload();
-			pgws_broadcast_reauthorize();
+			pgws_conn_reauthorize();
 		}
 		if (!PostmasterIsAlive())
 			proc_exit(1);
@@ -883,6 +724,9 @@ pg_ws_worker_main(Datum main_arg)
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		lws_service(context, 0);
 		pgstat_report_wait_end();
+
+		if (listeners_paused && !pgws_conn_at_capacity())
+			pause_listeners(false);
 	}
 
 	/*

@@ -91,6 +91,7 @@ class Cluster:
         self.data = os.path.join(self.dir, 'data')
         self.log = os.path.join(self.dir, 'server.log')
         self.started = False
+        self.nofile = None      # (soft, hard) limit on open files, if set
         pw = pwd.getpwnam('postgres')
         os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         Cluster.instances.append(self)
@@ -127,7 +128,8 @@ class Cluster:
         with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
             f.write('\n'.join(lines) + '\n')
         self.started = True
-        self.as_postgres(PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
+        limit = ['prlimit', '--nofile=%d:%d' % self.nofile, '--'] if self.nofile else []
+        self.as_postgres(*limit, PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
                          '-w', '-t', '60', 'start')
 
     def stop(self):

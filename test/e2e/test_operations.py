@@ -356,7 +356,7 @@ async def test_max_connections(ctx):
         raise Fail('a third concurrent subscriber was accepted with pg_ws.max_connections = 2')
     except websockets.InvalidStatusCode as e:
         check(e.status_code == 503, 'the third subscriber: HTTP %d, expected 503' % e.status_code)
-    refused = await wait_log(cl, mark, 'pg_ws is refusing a subscriber: pg_ws.max_connections (2)', 5)
+    refused = await wait_log(cl, mark, 'too many connections: pg_ws.max_connections reached', 5)
     check(refused, 'the refusal was not logged')
     check(not s1.closed.is_set() and not s2.closed.is_set(),
           'a connected subscriber was closed by the refusal')

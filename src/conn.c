@@ -1,0 +1,536 @@
+/*-------------------------------------------------------------------------
+ *
+ * conn.c
+ *	  One peer's connection from accept to close: the limits that decide
+ *	  whether it is served, the libwebsockets callback that drives it, its
+ *	  deadlines and keepalive, and the polite way it ends.
+ *
+ * This file owns the connection's state and accounting.  It must not
+ * parse HTTP (http.c) or frames (ws.c), nor choose what a subscriber is
+ * sent (broadcast.c); it hands bytes to them by state.
+ *
+ * Every socket a peer holds counts, whatever its state: pg_ws.max_connections
+ * bounds the sockets served (requests in progress included), and
+ * pg_ws.max_connections_per_address those of one address.  A connection
+ * past a limit is still accepted, into one of a few refusal slots, so that
+ * it gets a clean 503 rather than a reset; when those are taken too, the
+ * worker stops accepting (the kernel's backlog holds the rest) until a
+ * socket is freed.
+ *
+ * Nothing a peer does holds a socket without a bound: the request must be
+ * complete within pg_ws.handshake_timeout; a subscriber that does not
+ * answer a ping within pg_ws.ping_interval is dropped; a subscriber whose
+ * token expires is closed with 4001; and the last bytes of a connection
+ * (an HTTP answer or a close frame) are followed by a half-close and a
+ * short linger, reading and discarding what the peer still sends, so that
+ * the peer reads our answer instead of a reset.
+ *
+ * Log lines a peer can cause go through pgws_peer_log_allowed(), which lets
+ * a burst through and then counts what it suppressed.
+ *
+ * src/conn.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "server.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+/* a refused peer has this long to send its request and read our 503 */
+#define REFUSAL_WAIT_MS		2000
+/* the last bytes of a connection have this long to leave */
+#define CLOSE_WAIT_MS		5000
+/* after the half-close, how long we read and discard */
+#define LINGER_MS			2000
+
+/* log lines peers can cause: this many per window, then counted */
+#define PEER_LOG_WINDOW_MS	10000
+#define PEER_LOG_BURST		20
+
+typedef struct PeerCount
+{
+	PgWsPeerKey key;			/* hash key: must be first */
+	int			count;
+} PeerCount;
+
+static MemoryContext conns_context = NULL;
+static dlist_head all_conns = DLIST_STATIC_INIT(all_conns);
+static int	nconns = 0;			/* sockets held, every state */
+static int	nrefusing = 0;		/* of them, in a refusal slot */
+static HTAB *peer_counts = NULL;
+
+static TimestampTz peer_log_window = 0;
+static int	peer_log_lines = 0;
+static int	peer_log_suppressed = 0;
+
+void
+pgws_conn_init(void)
+{
+	HASHCTL		ctl;
+
+	conns_context = AllocSetContextCreate(TopMemoryContext,
+										  "pg_ws connections",
+										  ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(PgWsPeerKey);
+	ctl.entrysize = sizeof(PeerCount);
+	ctl.hcxt = conns_context;
+	peer_counts = hash_create("pg_ws peers", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+size_t
+pgws_conn_size(void)
+{
+	return sizeof(PgWsConn);
+}
+
+int
+pgws_conn_count(void)
+{
+	return nconns;
+}
+
+/* every served socket is taken and so is every refusal slot */
+bool
+pgws_conn_at_capacity(void)
+{
+	return nconns - nrefusing >= pgws_max_connections &&
+		nrefusing >= PGWS_REFUSAL_SLOTS;
+}
+
+static int
+peer_count(const PgWsPeerKey *key)
+{
+	PeerCount  *pc = hash_search(peer_counts, key, HASH_FIND, NULL);
+
+	return pc ? pc->count : 0;
+}
+
+/*
+ * Is this new socket served, or refused (acc->refusal)?  Returns false
+ * when it cannot even be answered: the refusal slots are taken by peers
+ * over their address limit; the caller then closes it at once.
+ */
+bool
+pgws_conn_decide(PgWsAccept *acc)
+{
+	acc->refusal = NULL;
+	if (nconns - nrefusing >= pgws_max_connections)
+		acc->refusal = "too many connections: pg_ws.max_connections reached";
+	else if (pgws_max_connections_per_address > 0 &&
+			 peer_count(&acc->key) >= pgws_max_connections_per_address)
+		acc->refusal = "too many connections from this address: pg_ws.max_connections_per_address reached";
+	if (acc->refusal == NULL)
+		return true;
+	if (pgws_peer_log_allowed())
+		ereport(LOG,
+				(errmsg("pg_ws refused a connection from %s: %s",
+						acc->peer, acc->refusal)));
+	return nrefusing < PGWS_REFUSAL_SLOTS;
+}
+
+/*
+ * May a log line a peer caused be written now?  Lets PEER_LOG_BURST lines
+ * through per PEER_LOG_WINDOW_MS, counts the rest, and says how many were
+ * suppressed once the window is over.
+ */
+bool
+pgws_peer_log_allowed(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now - peer_log_window >= (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
+	{
+		if (peer_log_suppressed > 0)
+			ereport(LOG,
+					(errmsg("pg_ws suppressed %d log lines about peers in the last %d seconds",
+							peer_log_suppressed, PEER_LOG_WINDOW_MS / 1000)));
+		peer_log_window = now;
+		peer_log_lines = 0;
+		peer_log_suppressed = 0;
+	}
+	if (peer_log_lines >= PEER_LOG_BURST)
+	{
+		peer_log_suppressed++;
+		return false;
+	}
+	peer_log_lines++;
+	return true;
+}
+
+static void
+conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
+{
+	bool		found;
+	PeerCount  *pc;
+
+	conn->wsi = wsi;
+	conn->state = CONN_REQUEST;
+	conn->key = acc->key;
+	strlcpy(conn->peer, acc->peer, sizeof(conn->peer));
+	conn->refusal = acc->refusal;
+	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 acc->refusal ? REFUSAL_WAIT_MS :
+												 pgws_handshake_timeout_s * 1000);
+	conn->cxt = AllocSetContextCreate(conns_context, "pg_ws connection",
+									  ALLOCSET_SMALL_SIZES);
+	dlist_push_tail(&all_conns, &conn->all_node);
+	nconns++;
+	if (conn->refusal)
+		nrefusing++;
+	pc = hash_search(peer_counts, &conn->key, HASH_ENTER, &found);
+	pc->count = found ? pc->count + 1 : 1;
+	conn->adopted = true;
+}
+
+static void
+conn_release(PgWsConn *conn)
+{
+	PeerCount  *pc;
+
+	conn->adopted = false;
+	dlist_delete(&conn->all_node);
+	nconns--;
+	if (conn->refusal)
+		nrefusing--;
+	pc = hash_search(peer_counts, &conn->key, HASH_FIND, NULL);
+	if (pc && --pc->count <= 0)
+		hash_search(peer_counts, &conn->key, HASH_REMOVE, NULL);
+	pgws_subscriber_close(conn);
+	MemoryContextDelete(conn->cxt);
+	conn->cxt = NULL;
+	conn->request = NULL;
+	conn->reader.message = NULL;
+	ereport(DEBUG1,
+			(errmsg_internal("pg_ws connection from %s closed", conn->peer)));
+}
+
+/* close the socket at once (at the next turn of the loop) */
+static void
+conn_kill(PgWsConn *conn)
+{
+	conn->deadline = 0;
+	lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/*
+ * Queue the last bytes of the connection (an HTTP answer); once they have
+ * left, we half-close and linger.
+ */
+void
+pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len)
+{
+	conn->state = CONN_ANSWERED;
+	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 CLOSE_WAIT_MS);
+	if (lws_write(conn->wsi, (uint8 *) bytes, len, LWS_WRITE_RAW) != len)
+	{
+		conn_kill(conn);
+		return;
+	}
+	lws_callback_on_writable(conn->wsi);
+}
+
+/*
+ * Our last bytes have left: tell the peer we are done (TLS close_notify,
+ * then FIN) and read whatever it still sends until it closes too, so that
+ * closing never turns into a reset that would destroy our answer.
+ */
+static void
+half_close(PgWsConn *conn)
+{
+	SSL		   *ssl = lws_get_ssl(conn->wsi);
+
+	if (ssl != NULL)
+	{
+		(void) SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+	(void) shutdown(lws_get_socket_fd(conn->wsi), SHUT_WR);
+	conn->state = CONN_LINGER;
+	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 LINGER_MS);
+}
+
+/* the 101 answer: from now on the connection is a subscriber */
+void
+pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)
+{
+	if (lws_write(conn->wsi, (uint8 *) answer, len, LWS_WRITE_RAW) != len)
+	{
+		conn_kill(conn);
+		return;
+	}
+	conn->state = CONN_OPEN;
+	conn->deadline = 0;
+	conn->last_heard = GetCurrentTimestamp();
+	if (conn->request)
+	{
+		pfree(conn->request->data);
+		pfree(conn->request);
+		conn->request = NULL;
+	}
+	ereport(DEBUG1,
+			(errmsg_internal("pg_ws subscriber connected from %s", conn->peer)));
+	pgws_subscriber_open(conn);
+}
+
+/*
+ * Close an open WebSocket connection with a close frame: code 0 sends one
+ * without a status (the answer to a peer's empty close frame).  Nothing
+ * more is sent to it, and it no longer holds queued events.  Callers log
+ * what deserves it.
+ */
+void
+pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason)
+{
+	if (conn->state != CONN_OPEN || conn->close_due)
+		return;
+	conn->close_due = true;
+	conn->close_code = code;
+	strlcpy(conn->close_reason, reason ? reason : "", sizeof(conn->close_reason));
+	pgws_subscriber_close(conn);
+	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												 CLOSE_WAIT_MS);
+	lws_callback_on_writable(conn->wsi);
+}
+
+/* the worker is exiting: subscribers get 1001, the rest are closed */
+void
+pgws_conn_close_all(uint16 code, const char *reason)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &all_conns)
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+
+		if (conn->state == CONN_OPEN)
+			pgws_conn_close(conn, code, reason);
+		else if (conn->state != CONN_ANSWERED)
+			conn_kill(conn);
+	}
+}
+
+/*
+ * Once a second: deadlines, token expiry, pings.  Also lets the peer log
+ * say what it suppressed even when no peer writes anything more.
+ */
+void
+pgws_conn_housekeeping(TimestampTz now)
+{
+	int64		now_unix = (int64) timestamptz_to_time_t(now);
+	TimestampTz ping_ms = (TimestampTz) pgws_ping_interval_s * 1000;
+	dlist_mutable_iter iter;
+
+	if (peer_log_suppressed > 0)
+		(void) pgws_peer_log_allowed();
+
+	dlist_foreach_modify(iter, &all_conns)
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+
+		if (conn->deadline != 0 && now >= conn->deadline)
+		{
+			if (conn->state == CONN_REQUEST && conn->refusal == NULL &&
+				pgws_peer_log_allowed())
+				ereport(LOG,
+						(errmsg("pg_ws dropped a connection from %s: no complete request within pg_ws.handshake_timeout",
+								conn->peer)));
+			conn_kill(conn);
+			continue;
+		}
+		if (conn->state != CONN_OPEN || conn->close_due)
+			continue;
+
+		if (pgws_grant_expired(&conn->sub.grant, now_unix))
+		{
+			if (pgws_peer_log_allowed())
+				ereport(LOG,
+						(errmsg("pg_ws is closing the connection of %s: its token expired",
+								conn->peer),
+						 conn->sub.grant.subject[0] ?
+						 errdetail("The token's subject is \"%s\".",
+								   conn->sub.grant.subject) : 0));
+			pgws_conn_close(conn, WS_CLOSE_TOKEN, "token expired");
+			continue;
+		}
+
+		if (ping_ms == 0)
+			continue;
+		if (conn->ping_sent_at != 0)
+		{
+			if ((now - conn->ping_sent_at) / 1000 >= ping_ms)
+			{
+				if (pgws_peer_log_allowed())
+					ereport(LOG,
+							(errmsg("pg_ws dropped the connection of %s: no answer to a ping within pg_ws.ping_interval",
+									conn->peer)));
+				conn_kill(conn);
+			}
+		}
+		else if ((now - conn->last_heard) / 1000 >= ping_ms)
+		{
+			conn->ping_due = true;
+			conn->ping_sent_at = now;
+			lws_callback_on_writable(conn->wsi);
+		}
+	}
+}
+
+/*
+ * Who may subscribe is auth.c's to decide; these hand it what it needs and
+ * keep its grant with the connection.
+ *
+ * Text messages may be as large as a token only when tokens are required;
+ * with pg_ws.auth none an auth message small enough to pass is accepted
+ * and changes nothing.
+ */
+bool
+pgws_conn_accepts_tokens(void)
+{
+	return pgws_auth_mode == PGWS_AUTH_JWT;
+}
+
+/* 0 with the connection's grant set, or 401 or 403 and the reason */
+int
+pgws_conn_authorize(PgWsConn *conn, const PgWsUpgradeRequest *req,
+					const char **reason)
+{
+	PgWsAuthRequest areq;
+
+	areq.authorization = req->authorization;
+	areq.cookie = req->cookie;
+	areq.query = req->query;
+	areq.origin = req->origin;
+	return pgws_auth_upgrade(&areq, (int64) time(NULL), &conn->sub.grant, reason);
+}
+
+PgWsTokenMessage
+pgws_conn_token_message(PgWsConn *conn, const char *msg, size_t len,
+						const char **reason)
+{
+	switch (pgws_auth_message(msg, len, (int64) time(NULL), &conn->sub.grant, reason))
+	{
+		case AUTH_MSG_ACCEPTED:
+			return TOKEN_MSG_ACCEPTED;
+		case AUTH_MSG_REJECTED:
+			return TOKEN_MSG_REJECTED;
+		case AUTH_MSG_NOT_AUTH:
+			break;
+	}
+	return TOKEN_MSG_NONE;
+}
+
+/*
+ * After a reload: close the subscribers the settings now in force refuse
+ * (let in without a token before pg_ws.auth became jwt).  Token expiry is
+ * housekeeping's.
+ */
+void
+pgws_conn_reauthorize(void)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &all_conns)
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+		const char *reason;
+
+		if (conn->state != CONN_OPEN || conn->close_due)
+			continue;
+		if (!pgws_auth_grant_current(&conn->sub.grant, &reason))
+		{
+			if (pgws_peer_log_allowed())
+				ereport(LOG,
+						(errmsg("pg_ws is closing the connection of %s: %s",
+								conn->peer, reason)));
+			pgws_conn_close(conn, WS_CLOSE_TOKEN, reason);
+		}
+	}
+}
+
+/* libwebsockets' callback for every connection of the public vhost */
+int
+pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
+				   void *user, void *in, size_t len)
+{
+	PgWsConn   *conn = (PgWsConn *) user;
+	int			rc;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_RAW_ADOPT:
+			{
+				PgWsAccept *acc = lws_get_opaque_user_data(wsi);
+
+				if (acc == NULL || conn == NULL)
+					return -1;
+				lws_set_opaque_user_data(wsi, NULL);
+				conn_adopt(conn, wsi, acc);
+				return 0;
+			}
+
+		case LWS_CALLBACK_RAW_RX:
+			if (conn == NULL || !conn->adopted)
+				return -1;
+			switch (conn->state)
+			{
+				case CONN_REQUEST:
+					/* our deadline, not libwebsockets' TLS one, from now on */
+					lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+					if (conn->refusal)
+						pgws_http_refuse(conn, 503, "Retry-After: 5\r\n", conn->refusal);
+					else
+						pgws_http_request(conn, in, len);
+					break;
+				case CONN_OPEN:
+					pgws_ws_read(conn, in, len);
+					break;
+				case CONN_ANSWERED:
+				case CONN_LINGER:
+					break;		/* discarded */
+			}
+			return 0;
+
+		case LWS_CALLBACK_RAW_WRITEABLE:
+			if (conn == NULL || !conn->adopted)
+				return -1;
+			switch (conn->state)
+			{
+				case CONN_ANSWERED:
+					half_close(conn);
+					return 0;
+				case CONN_OPEN:
+					rc = pgws_ws_write_control(conn);
+					if (rc < 0)
+						return -1;
+					if (rc > 0)
+					{
+						/* the close frame went out: nothing may follow */
+						conn->state = CONN_ANSWERED;
+						lws_callback_on_writable(wsi);
+						return 0;
+					}
+					return pgws_subscriber_writable(conn);
+				default:
+					return 0;
+			}
+
+		case LWS_CALLBACK_RAW_CLOSE:
+			/* also for sockets whose TLS handshake failed before adoption */
+			if (conn != NULL && conn->adopted)
+				conn_release(conn);
+			return 0;
+
+		default:
+			return 0;
+	}
+}

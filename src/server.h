@@ -1,0 +1,208 @@
+/*-------------------------------------------------------------------------
+ *
+ * server.h
+ *	  Declarations shared by the files of the worker's server: one peer's
+ *	  connection from accept to close, its HTTP request, its WebSocket
+ *	  frames, and the broadcast that feeds it.
+ *
+ *	conn.c		a connection's life: accounting and limits, the protocol
+ *				callback, deadlines, keepalive, the polite close
+ *	http.c		the HTTP/1.1 request: parsing, routing, answers, upgrade
+ *	ws.c		RFC 6455 frames: reading the peer's, writing control frames
+ *	broadcast.c	the message log and what each subscriber is sent
+ *	worker.c	the process, its listening sockets and its loop
+ *
+ * Sockets are adopted into libwebsockets as raw sockets (with TLS when
+ * configured): libwebsockets runs the poll loop, the TLS layer and the
+ * buffering of partial writes, and pg_ws reads and writes HTTP and
+ * WebSocket bytes itself, so that every answer, close code and limit is
+ * its own (libwebsockets 4.1's ws role accepts unmasked client frames and
+ * answers upgrades it refuses with HTTP/1.0).  Only the worker includes
+ * this file; backends never touch libwebsockets.
+ *
+ * src/server.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_WS_SERVER_H
+#define PG_WS_SERVER_H
+
+#include "pg_ws.h"
+#include "auth.h"
+
+#include <libwebsockets.h>
+#include <sys/socket.h>
+
+#include "lib/ilist.h"
+#include "utils/timestamp.h"
+
+/* a peer's address, as accounted per address */
+typedef struct PgWsPeerKey
+{
+	sa_family_t family;
+	uint8		addr[16];		/* IPv4 in the first 4 bytes, or IPv6 */
+} PgWsPeerKey;
+
+/* What accept() decided about a new socket, handed to its adoption */
+typedef struct PgWsAccept
+{
+	PgWsPeerKey key;
+	char		peer[64];		/* the address as text, for the log */
+	const char *refusal;		/* over a limit: answer 503 with this */
+} PgWsAccept;
+
+typedef enum PgWsConnState
+{
+	CONN_REQUEST,				/* reading the HTTP request */
+	CONN_ANSWERED,				/* final bytes queued; half-close once sent */
+	CONN_LINGER,				/* half-closed: discard input until the peer
+								 * closes or the deadline */
+	CONN_OPEN					/* a WebSocket subscriber */
+} PgWsConnState;
+
+/* The reader of the peer's WebSocket frames (ws.c) */
+typedef struct PgWsFrameReader
+{
+	uint8		head[14];		/* the frame header, as it arrives */
+	int			head_len;		/* bytes of it so far */
+	int			head_need;		/* bytes it will have (2 until known) */
+	uint8		opcode;			/* of the current frame */
+	bool		fin;
+	uint8		mask[4];
+	uint64		payload_left;	/* of the current frame */
+	uint64		payload_pos;	/* into the current frame, for the mask */
+	uint8		msg_opcode;		/* text or binary while a message is
+								 * fragmented; 0 between messages */
+	uint8		utf8_need;		/* continuation bytes still expected */
+	uint8		utf8_lo;		/* range of the next continuation byte */
+	uint8		utf8_hi;
+	uint8		control[125];	/* payload of a control frame */
+	uint8		control_len;
+	StringInfo	message;		/* a data message being collected */
+} PgWsFrameReader;
+
+/* A /ws/ subscriber's place in the message log (broadcast.c) */
+typedef struct PgWsSubscriber
+{
+	dlist_node	node;			/* in broadcast.c's list, while subscribed */
+	bool		subscribed;
+	bool		culled;			/* disconnected for falling behind */
+	uint64		next_seq;		/* next message to hand to libwebsockets */
+	uint64		sent_seq;		/* messages before this have left
+								 * libwebsockets' buffer */
+	TimestampTz progress_at;	/* when it last was caught up or sent_seq
+								 * moved */
+	TimestampTz holding_since;	/* since when it holds the oldest message
+								 * while a writer waits; 0 if not */
+	PgWsGrant	grant;			/* what it may receive, until when (auth.c) */
+} PgWsSubscriber;
+
+/* One peer's socket, from accept to close: libwebsockets' per-session data */
+typedef struct PgWsConn
+{
+	dlist_node	all_node;		/* in conn.c's list of every connection */
+	bool		adopted;		/* set up by conn.c (not all closes are) */
+	struct lws *wsi;
+	PgWsConnState state;
+	PgWsPeerKey key;
+	char		peer[64];
+	const char *refusal;		/* over a limit: answer 503 */
+	TimestampTz deadline;		/* of the request, the linger; 0 = none */
+	MemoryContext cxt;			/* everything this connection allocates */
+	StringInfo	request;		/* the HTTP request, while it arrives */
+
+	/* WebSocket, once upgraded */
+	PgWsFrameReader reader;
+	bool		pong_due;
+	uint8		pong_len;
+	uint8		pong_data[125];
+	bool		close_due;		/* our close frame is to be written */
+	uint16		close_code;
+	char		close_reason[124];
+	bool		hard_close;		/* do not wait for the peer's close frame */
+	TimestampTz last_heard;		/* the peer's last frame */
+	TimestampTz ping_sent_at;	/* an unanswered ping; 0 = none */
+	bool		ping_due;
+
+	PgWsSubscriber sub;
+} PgWsConn;
+
+/* conn.c */
+extern void pgws_conn_init(void);
+/* beyond the limits, sockets accepted only to be answered 503 */
+#define PGWS_REFUSAL_SLOTS 16
+
+extern int	pgws_conn_count(void);
+extern bool pgws_conn_at_capacity(void);
+extern bool pgws_conn_decide(PgWsAccept *acc);
+extern int	pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
+							   void *user, void *in, size_t len);
+extern void pgws_conn_housekeeping(TimestampTz now);
+extern void pgws_conn_close_all(uint16 code, const char *reason);
+extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
+extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len);
+extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
+extern bool pgws_peer_log_allowed(void);
+extern size_t pgws_conn_size(void);
+
+/* a subscriber's text message, as far as tokens go (conn.c asks auth.c) */
+typedef enum PgWsTokenMessage
+{
+	TOKEN_MSG_NONE,				/* not an auth message */
+	TOKEN_MSG_ACCEPTED,			/* a valid token: the grant is renewed */
+	TOKEN_MSG_REJECTED			/* an auth message with a bad token */
+} PgWsTokenMessage;
+
+extern bool pgws_conn_accepts_tokens(void);
+extern PgWsTokenMessage pgws_conn_token_message(PgWsConn *conn, const char *msg,
+												size_t len, const char **reason);
+
+/* what an upgrade request carries that decides who may subscribe */
+typedef struct PgWsUpgradeRequest
+{
+	const char *origin;			/* Origin header, or NULL */
+	const char *authorization;	/* Authorization header, or NULL */
+	const char *cookie;			/* Cookie headers joined with "; ", or NULL */
+	const char *query;			/* request target after '?', or NULL */
+} PgWsUpgradeRequest;
+
+extern int	pgws_conn_authorize(PgWsConn *conn, const PgWsUpgradeRequest *req,
+								const char **reason);
+extern void pgws_conn_reauthorize(void);
+
+/* http.c */
+extern void pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len);
+extern void pgws_http_refuse(PgWsConn *conn, int status, const char *extra_headers,
+							 const char *body);
+
+/* ws.c */
+#define PGWS_WS_MAX_HEADER 10
+extern int	pgws_ws_frame_header(uint8 *hdr, uint8 opcode, uint64 len);
+extern void pgws_ws_read(PgWsConn *conn, const uint8 *data, size_t len);
+extern int	pgws_ws_write_control(PgWsConn *conn);
+
+#define WS_OP_CONTINUATION	0x0
+#define WS_OP_TEXT			0x1
+#define WS_OP_BINARY		0x2
+#define WS_OP_CLOSE			0x8
+#define WS_OP_PING			0x9
+#define WS_OP_PONG			0xA
+
+/* close codes (RFC 6455 7.4.1, and ours) */
+#define WS_CLOSE_NORMAL			1000
+#define WS_CLOSE_GOING_AWAY		1001
+#define WS_CLOSE_PROTOCOL_ERROR 1002
+#define WS_CLOSE_UNSUPPORTED	1003
+#define WS_CLOSE_NO_STATUS		1005
+#define WS_CLOSE_INVALID_DATA	1007
+#define WS_CLOSE_POLICY			1008
+#define WS_CLOSE_TOO_BIG		1009
+#define WS_CLOSE_TOKEN			4001
+
+/* broadcast.c (the rest is in pg_ws.h) */
+extern void pgws_subscriber_open(PgWsConn *conn);
+extern int	pgws_subscriber_writable(PgWsConn *conn);
+extern void pgws_subscriber_close(PgWsConn *conn);
+extern void pgws_broadcast_check_progress(TimestampTz now);
+
+#endif							/* PG_WS_SERVER_H */

@@ -1,0 +1,623 @@
+#!/usr/bin/python3
+"""End-to-end tests of pg_ws against hostile peers.
+
+This file owns the hostile-peer suite: requests the server does not route,
+peers that send nothing or a byte at a time, connection limits, keepalive,
+and every kind of broken WebSocket frame, each sent by an independent
+raw-socket client (rawws.py, no libwebsockets) that checks the exact HTTP
+status or close code.  After every test a fresh subscriber must still be
+served, and the worker's memory (pg_ws_stats.worker_memory_bytes, what its
+malloc heap holds) must come back to the baseline measured before the
+first test: each test repeats its attack many times, so that a leak of a
+few bytes per connection shows.
+
+It does not cover tokens and origins (test_auth.py) or TLS (test_tls.py).
+
+One cluster, on 127.0.0.1 with short deadlines so that the bounds are
+quick to reach: pg_ws.handshake_timeout 2s, pg_ws.ping_interval 2s,
+pg_ws.max_header_size 16kB.  The limit tests get clusters of their own.
+
+Run as root: /usr/bin/python3 test/e2e/test_hostile.py   (TAP output)
+"""
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+
+import websockets
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, Ctx, Fail, asql, check, run_tap, short  # noqa: E402
+import rawws  # noqa: E402
+from rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,  # noqa: E402
+                   OP_TEXT, RawWs, Rejected)
+
+WATCHDOG_SECONDS = 400
+
+HANDSHAKE_TIMEOUT_S = 2
+PING_INTERVAL_S = 2
+
+# the worker's heap may grow this much over the baseline and still count as
+# back: room for allocator bookkeeping, not for a leak repeated per attack
+MEMORY_SLACK = 64 * 1024
+# how many times each attack is repeated
+REPEAT = 40
+
+BASE_CONF = ["pg_ws.handshake_timeout = '%ds'" % HANDSHAKE_TIMEOUT_S,
+             "pg_ws.ping_interval = '%ds'" % PING_INTERVAL_S,
+             "pg_ws.max_header_size = '16kB'",
+             "pg_ws.reconnect_grace = 0"]
+
+_main = {}              # 'cluster', 'baseline'
+_event_id = [0]
+
+
+# ---------------------------------------------------------------- helpers
+
+async def worker_memory(conn):
+    rows = await asql(conn, "SELECT worker_memory_bytes FROM pg_ws_stats")
+    return rows[0][0] if rows and rows[0][0] is not None else None
+
+
+async def settle_memory(conn, target=None, timeout=20):
+    """Wait until the worker's heap is at most target (or stops shrinking
+    when target is None); its last figure."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        mem = await worker_memory(conn)
+        if mem is not None and target is not None and mem <= target:
+            return mem
+        if target is None and mem is not None and mem == last:
+            return mem
+        if time.monotonic() > deadline:
+            return mem
+        last = mem
+        await asyncio.sleep(1.1)    # the worker publishes once a second
+
+
+async def still_serving(ctx, what):
+    """A fresh subscriber is served: it gets the next event; and the
+    worker's memory comes back to its baseline."""
+    cl = ctx.cl
+    sub = await ctx.sub()
+    conn = await ctx.aconn()
+    _event_id[0] += 1
+    eid = 700000 + _event_id[0]
+    await asql(conn, ("INSERT INTO employee (id, first_name, last_name) VALUES (%s, 'fresh', %s)",
+                      (eid, what)))
+    await sub.wait_until(lambda m: any('"id": %d,' % eid in x for x in m), 15,
+                         'a fresh subscriber after %s' % what)
+    await sub.close()
+    baseline = _main.get('baseline')
+    if baseline is None or cl is not _main.get('cluster'):
+        return None
+    mem = await settle_memory(conn, baseline + MEMORY_SLACK)
+    check(mem is not None and mem <= baseline + MEMORY_SLACK,
+          'after %s the worker holds %s bytes, baseline %d (+%d allowed)'
+          % (what, mem, baseline, MEMORY_SLACK))
+    return mem - baseline
+
+
+def exchange_many(port, raw, n=REPEAT, timeout=10):
+    """Send the same request n times; the answers (status, status line,
+    body, closed?) seen."""
+    seen = set()
+    for _ in range(n):
+        status, headers, body, line, closed = rawws.http_exchange(port, raw, timeout=timeout)
+        seen.add((status, line, body, closed))
+    return seen
+
+
+def expect_one_answer(seen, status, what):
+    check(len(seen) == 1, '%s: different answers: %s' % (what, sorted(map(str, seen))[:4]))
+    got_status, line, body, closed = next(iter(seen))
+    check(got_status == status and line.startswith('HTTP/1.1 %d ' % status),
+          '%s: answered %r (%s), expected HTTP/1.1 %d' % (what, line, short(body), status))
+    check(closed, '%s: the connection was not closed after the answer' % what)
+    return line, body
+
+
+# ------------------------------------------------------------------ tests
+
+async def test_unrouted_requests(ctx):
+    """CONNECT, other methods, raw bytes, h2c, HTTP/2, wrong paths: each a
+    real HTTP/1.1 answer and a closed connection."""
+    port = ctx.cl.wsport
+    cases = [
+        ('CONNECT', b'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 405),
+        ('POST', b'POST /ws/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc', 405),
+        ('PUT', b'PUT /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 405),
+        ('DELETE', b'DELETE /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 405),
+        ('OPTIONS *', b'OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n', 405),
+        ('HEAD', b'HEAD /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 405),
+        ('raw bytes', b'\x00\x01\x02\xff\xfe garbage \r\n\r\n', 400),
+        ('a header without a colon', b'GET /ws/ HTTP/1.1\r\nHost x\r\n\r\n', 400),
+        ('obsolete line folding', b'GET /ws/ HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n', 400),
+        ('Upgrade: h2c', b'GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n'
+                         b'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n', 400),
+        ('the HTTP/2 preface', b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 505),
+        ('GET /', b'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 404),
+        ('GET /ws/ without upgrade', b'GET /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 400),
+        ('WebSocket version 8', rawws.upgrade_request(port, version='8'), 426),
+        ('a malformed key', rawws.upgrade_request(port, key='short'), 400),
+        ('an upgrade over HTTP/1.0', rawws.upgrade_request(port, http='HTTP/1.0'), 400),
+    ]
+    notes = []
+    for what, raw, status in cases:
+        seen = await asyncio.to_thread(exchange_many, port, raw, REPEAT // 4)
+        line, _ = expect_one_answer(seen, status, what)
+        notes.append('%s: %s' % (what, line[9:]))
+    s, headers, _, line, _ = await asyncio.to_thread(
+        rawws.http_exchange, port, b'DELETE /ws/ HTTP/1.1\r\nHost: x\r\n\r\n')
+    check(headers.get('allow') == 'GET', '405 without "Allow: GET": %s' % headers)
+    s, headers, _, line, _ = await asyncio.to_thread(
+        rawws.http_exchange, port, rawws.upgrade_request(port, version='8'))
+    check(headers.get('sec-websocket-version') == '13', '426 without the version: %s' % headers)
+    grown = await still_serving(ctx, 'unrouted requests')
+    return '%d kinds, %d times each; heap %+d bytes' % (len(cases), REPEAT // 4, grown or 0)
+
+
+def silent_peers(port, n, timeout):
+    """Open n connections that send nothing; how long until each closed."""
+    socks = [rawws.connect(port) for _ in range(n)]
+    t0 = time.monotonic()
+    waits = []
+    try:
+        for s in socks:
+            data, closed = rawws.read_until_closed(s, max(0.1, timeout - (time.monotonic() - t0)))
+            if not closed:
+                return None, data
+            waits.append(time.monotonic() - t0)
+    finally:
+        for s in socks:
+            s.close()
+    return max(waits), b''
+
+
+def slow_loris(port, interval, timeout):
+    """Send a request a byte every interval seconds; (seconds until the
+    server closed, bytes sent) or None if it never did."""
+    s = rawws.connect(port)
+    raw = rawws.upgrade_request(port, extra=['X-Padding: ' + 'x' * 200])
+    t0 = time.monotonic()
+    try:
+        s.settimeout(interval)
+        for i, b in enumerate(raw):
+            if time.monotonic() - t0 > timeout:
+                return None
+            try:
+                s.send(bytes([b]))
+            except OSError:
+                return time.monotonic() - t0, i
+            try:
+                if s.recv(4096) == b'':
+                    return time.monotonic() - t0, i + 1
+            except socket.timeout:
+                pass
+            except OSError:
+                return time.monotonic() - t0, i + 1
+        return None
+    finally:
+        s.close()
+
+
+async def test_silent_and_slow(ctx):
+    """Peers that send nothing, a TLS hello to a plain port, and a
+    slow-loris sending a header byte at a time are closed within
+    pg_ws.handshake_timeout (plus the once-a-second check)."""
+    port = ctx.cl.wsport
+    bound = HANDSHAKE_TIMEOUT_S + 1.5
+    took, data = await asyncio.to_thread(silent_peers, port, REPEAT, bound + 10)
+    check(took is not None, 'a silent peer was not closed within %.0f s (it got %r)'
+          % (bound + 10, data[:60]))
+    # a TLS ClientHello to the plain port never ends a request head
+    hello = bytes.fromhex('16030100a5010000a10303') + os.urandom(32) + b'\x00' * 60
+    status, _, _, line, closed = await asyncio.to_thread(rawws.http_exchange, port, hello, bound + 10)
+    check(closed, 'a TLS hello on the plain port was not closed (%r)' % line)
+    # byte by byte: the deadline counts from accept, not from the last byte
+    res = await asyncio.to_thread(slow_loris, port, 0.5, bound + 20)
+    check(res is not None, 'the slow-loris was still connected after %.0f s' % (bound + 20))
+    check(res[1] < 200, 'the slow-loris got to send %d bytes' % res[1])
+    grown = await still_serving(ctx, 'silent and slow peers')
+    return ('%d silent peers closed after %.1f s at most; slow-loris closed after %.1f s'
+            ' and %d bytes; heap %+d bytes' % (REPEAT, took, res[0], res[1], grown or 0))
+
+
+async def test_header_size(ctx):
+    """A request head over pg_ws.max_header_size (16kB here) gets 431; a
+    browser with big cookies under it is served."""
+    port = ctx.cl.wsport
+    cookie = 'Cookie: session=' + 'c' * 12000
+    w = await asyncio.to_thread(RawWs, port, '/ws/', [cookie, 'Cookie: b=' + 'd' * 2000])
+    w.close()
+    big = rawws.upgrade_request(port, extra=['Cookie: session=' + 'c' * 17000])
+    seen = await asyncio.to_thread(exchange_many, port, big, REPEAT // 2)
+    expect_one_answer(seen, 431, 'a 17 kB request head')
+    # one long line with no end at all
+    seen = await asyncio.to_thread(exchange_many, port, b'GET /' + b'a' * 40000, REPEAT // 4)
+    expect_one_answer(seen, 431, 'a 40 kB request line')
+    grown = await still_serving(ctx, 'oversized requests')
+    return '14 kB of cookies served, 17 kB refused with 431; heap %+d bytes' % (grown or 0)
+
+
+async def test_subprotocols(ctx):
+    """Only "pg_ws" may be selected: the internal descriptor watchers'
+    protocol name is not reachable."""
+    port = ctx.cl.wsport
+    for offer in ('pg_ws-fd', 'chat', 'pg_ws-fd, chat'):
+        try:
+            w = await asyncio.to_thread(RawWs, port, '/ws/', ['Sec-WebSocket-Protocol: ' + offer])
+            w.close()
+            raise Fail('an upgrade offering %r was accepted (selected %r)'
+                       % (offer, w.headers.get('sec-websocket-protocol')))
+        except Rejected as e:
+            check(e.status == 400, 'offering %r: %s' % (offer, e.line))
+    w = await asyncio.to_thread(RawWs, port, '/ws/', ['Sec-WebSocket-Protocol: pg_ws-fd, pg_ws'])
+    selected = w.headers.get('sec-websocket-protocol')
+    w.close()
+    check(selected == 'pg_ws', 'offering "pg_ws-fd, pg_ws" selected %r' % selected)
+    await still_serving(ctx, 'subprotocols')
+
+
+def frame_case(port, act, timeout=10):
+    """Open a WebSocket, do act(ws), return (close code, reason, closed?)."""
+    w = RawWs(port)
+    try:
+        act(w)
+        code, reason, _ = w.read_close(timeout)
+        return code, reason, w.closed_by_server(timeout)
+    finally:
+        w.close()
+
+
+FRAME_CASES = [
+    ('an unmasked frame', lambda w: w.send_frame(OP_TEXT, b'hello', mask=False), 1002),
+    ('reserved bit 1', lambda w: w.send_frame(OP_TEXT, b'hi', rsv=4), 1002),
+    ('reserved bit 3', lambda w: w.send_frame(OP_PING, b'hi', rsv=1), 1002),
+    ('a fragmented ping', lambda w: w.send_frame(OP_PING, b'x', fin=False), 1002),
+    ('a 126-byte ping', lambda w: w.send_frame(OP_PING, b'x' * 126), 1002),
+    ('a 200-byte close', lambda w: w.send_frame(OP_CLOSE, b'\x03\xe8' + b'x' * 198), 1002),
+    ('opcode 3', lambda w: w.send_frame(3, b'x'), 1002),
+    ('opcode 11', lambda w: w.send_frame(11, b'x'), 1002),
+    ('a continuation without a message', lambda w: w.send_frame(OP_CONT, b'x'), 1002),
+    ('a new message inside a fragmented one',
+     lambda w: (w.send_frame(OP_TEXT, b'{"a', fin=False), w.send_frame(OP_TEXT, b'b')), 1002),
+    ('a 64-bit length with its top bit set',
+     lambda w: w.send_frame(OP_TEXT, b'', declared_len=1 << 63), 1002),
+    ('a close with a one-byte payload', lambda w: w.send_frame(OP_CLOSE, b'\x03'), 1002),
+    ('a close with code 1005', lambda w: w.send_frame(OP_CLOSE, b'\x03\xed'), 1002),
+    ('a close with code 999', lambda w: w.send_frame(OP_CLOSE, b'\x03\xe7'), 1002),
+    ('invalid UTF-8', lambda w: w.send_frame(OP_TEXT, b'\xc3\x28'), 1007),
+    ('a surrogate in UTF-8', lambda w: w.send_frame(OP_TEXT, b'\xed\xa0\x80'), 1007),
+    ('an overlong UTF-8 form', lambda w: w.send_frame(OP_TEXT, b'\xc0\xaf'), 1007),
+    ('UTF-8 cut at the end of a message', lambda w: w.send_frame(OP_TEXT, b'ok \xe2\x82'), 1007),
+    ('invalid UTF-8 split across fragments',
+     lambda w: (w.send_frame(OP_TEXT, b'\xe2', fin=False), w.send_frame(OP_CONT, b'(\xa1')), 1007),
+    ('a close reason that is not UTF-8', lambda w: w.send_frame(OP_CLOSE, b'\x03\xe8\xff'), 1007),
+    ('a 1 kB text message', lambda w: w.send_text('x' * 1024), 1009),
+    ('a 1 MB text message declared, not sent',
+     lambda w: w.send_frame(OP_TEXT, b'', declared_len=1 << 20), 1009),
+    ('a text message over the bound in fragments',
+     lambda w: [w.send_frame(OP_TEXT if i == 0 else OP_CONT, b'y' * 100, fin=False)
+                for i in range(5)], 1009),
+    ('a 1 kB binary message', lambda w: w.send_frame(OP_BINARY, b'\x00' * 1024), 1009),
+    ('a small binary message', lambda w: w.send_frame(OP_BINARY, b'\x01\x02'), 1003),
+    ('a small text message other than auth', lambda w: w.send_text('hello'), 1008),
+    ('JSON other than auth', lambda w: w.send_text('{"type": "subscribe"}'), 1008),
+]
+
+
+async def test_client_frames(ctx):
+    """Every kind of bad frame closes with its RFC 6455 code and the
+    server then closes the TCP connection."""
+    port = ctx.cl.wsport
+    problems = []
+    for what, act, want in FRAME_CASES:
+        for _ in range(3):
+            code, reason, closed = await asyncio.to_thread(frame_case, port, act)
+            if code != want or not closed:
+                problems.append('%s: close code %s (%r), TCP %s; expected %d'
+                                % (what, code, reason, 'closed' if closed else 'open', want))
+                break
+    check(not problems, *problems)
+    grown = await still_serving(ctx, 'bad frames')
+    return '%d kinds of bad frames, 3 times each; heap %+d bytes' % (len(FRAME_CASES), grown or 0)
+
+
+async def test_control_frames(ctx):
+    """A ping is answered with a pong carrying its payload; a close is
+    answered with the same code; the connection serves events meanwhile."""
+    port = ctx.cl.wsport
+    conn = await ctx.aconn()
+
+    def ping_then_event():
+        w = RawWs(port)
+        try:
+            w.send_frame(OP_PING, b'are you there')
+            fin, op, payload = w.recv_frame(10)
+            if (op, payload) != (OP_PONG, b'are you there'):
+                return 'a ping was answered with opcode %d %r' % (op, payload)
+            # a fragmented text message with a ping between its fragments
+            # is fine as long as it is... not a message we accept: 1008
+            w.send_frame(OP_TEXT, b'{"type"', fin=False)
+            w.send_frame(OP_PING, b'mid')
+            fin, op, payload = w.recv_frame(10)
+            if (op, payload) != (OP_PONG, b'mid'):
+                return 'a ping between fragments was answered with %d %r' % (op, payload)
+            w.send_frame(OP_CONT, b': "x"}')
+            code, reason, _ = w.read_close(10)
+            if code != 1008:
+                return 'the message after the interleaved ping closed with %s' % code
+            return None
+        finally:
+            w.close()
+
+    problem = await asyncio.to_thread(ping_then_event)
+    check(problem is None, problem)
+
+    def close_echo(payload, want):
+        w = RawWs(port)
+        try:
+            w.send_frame(OP_CLOSE, payload)
+            code, reason, _ = w.read_close(10)
+            return code == want and w.closed_by_server(10)
+        finally:
+            w.close()
+
+    for payload, want in ((b'\x03\xe8bye', 1000), (b'\x03\xe9', 1001), (b'\x0f\xa0', 4000),
+                          (b'', 1005)):
+        check(await asyncio.to_thread(close_echo, payload, want),
+              'a close frame %r was not answered with code %d and a close' % (payload, want))
+
+    # an open raw subscriber receives events as frames the second client parses
+    w = await asyncio.to_thread(RawWs, port)
+    try:
+        await asql(conn, "INSERT INTO employee (id, first_name, last_name) VALUES (800001, 'raw', 'peer')")
+        fin, op, payload = await asyncio.to_thread(w.recv_frame, 10)
+        check(fin and op == OP_TEXT and json.loads(payload)['data']['id'] == 800001,
+              'the raw subscriber got %r' % payload[:100])
+    finally:
+        w.close()
+    await still_serving(ctx, 'control frames')
+
+
+async def test_keepalive(ctx):
+    """A subscriber that never answers pings is dropped after about two
+    pg_ws.ping_interval; one that answers (python-websockets) stays."""
+    port = ctx.cl.wsport
+    mark = ctx.cl.log_size()
+    good = await ctx.sub()      # its library answers pings
+
+    def vanished():
+        w = RawWs(port)
+        t0 = time.monotonic()
+        pings = 0
+        try:
+            while time.monotonic() - t0 < 30:
+                try:
+                    fin, op, payload = w.recv_frame(30)
+                except EOFError:
+                    return time.monotonic() - t0, pings
+                pings += op == OP_PING
+            return None, pings
+        finally:
+            w.close()
+
+    took, pings = await asyncio.to_thread(vanished)
+    check(took is not None, 'a peer that never answers pings was still connected after 30 s')
+    check(pings >= 1, 'the peer was dropped without being pinged')
+    check(not good.closed.is_set(), 'the subscriber that answers pings was dropped too: %s'
+          % good.close_info)
+    dropped = [line for line in ctx.cl.log_since(mark) if 'no answer to a ping' in line]
+    check(dropped, 'the drop was not logged')
+    await still_serving(ctx, 'keepalive')
+    return 'dropped after %.1f s and %d ping(s); %s' % (took, pings, dropped[0].split('LOG:  ')[-1])
+
+
+async def test_log_rate_limit(ctx):
+    """Log lines a peer can cause are rate-limited: 200 bad requests in a
+    row write at most a burst of lines and then say how many were
+    suppressed."""
+    port = ctx.cl.wsport
+    mark = ctx.cl.log_size()
+    await asyncio.to_thread(exchange_many, port, b'BREW /ws/ HTTP/1.1\r\n\r\n', 200)
+    # the summary is written once the window is over (housekeeping)
+    deadline = time.monotonic() + 30
+    while True:
+        lines = ctx.cl.log_since(mark)
+        refusals = [x for x in lines if 'pg_ws refused a request' in x]
+        summary = [x for x in lines if 'pg_ws suppressed' in x]
+        if summary or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    check(0 < len(refusals) <= 40, '%d refusal lines for 200 bad requests' % len(refusals))
+    check(summary, 'no "suppressed" line after 200 bad requests')
+    await still_serving(ctx, 'a log flood')
+    return '%d lines, then: %s' % (len(refusals), summary[0].split('LOG:  ')[-1])
+
+
+async def test_mixed_flood(ctx):
+    """Hundreds of hostile connections of every kind, then the worker's
+    heap is back at its baseline and a subscriber is served."""
+    port = ctx.cl.wsport
+    attacks = [lambda: rawws.http_exchange(port, b'CONNECT x:1 HTTP/1.1\r\n\r\n'),
+               lambda: rawws.http_exchange(port, rawws.upgrade_request(port, extra=['Cookie: ' + 'z' * 20000])),
+               lambda: frame_case(port, lambda w: w.send_frame(OP_TEXT, b'x', mask=False)),
+               lambda: frame_case(port, lambda w: w.send_text('{"type": "auth", "token": "x"}' + ' ' * 300)),
+               lambda: frame_case(port, lambda w: [w.send_frame(OP_TEXT if i == 0 else OP_CONT, b'q' * 50,
+                                                                fin=False) for i in range(4)]),
+               lambda: frame_case(port, lambda w: w.send_frame(OP_CLOSE, b'\x03\xe8'))]
+
+    def flood():
+        for i in range(REPEAT * 5):
+            attacks[i % len(attacks)]()
+
+    t0 = time.monotonic()
+    await asyncio.to_thread(flood)
+    took = time.monotonic() - t0
+    grown = await still_serving(ctx, 'a flood of hostile connections')
+    return '%d hostile connections in %.1f s; heap %+d bytes over the baseline' % (
+        REPEAT * 5, took, grown or 0)
+
+
+# ----------------------------------------------------------- limit tests
+
+async def limits_cluster(ctx, name, conf):
+    cl = Cluster(name=name, conf=BASE_CONF + conf)
+    ctx.use(cl)
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    return cl
+
+
+async def test_max_connections_counts_handshakes(ctx):
+    """pg_ws.max_connections counts every socket a peer holds: with 3 held
+    by peers that send nothing, the next upgrade gets a clean 503 (not a
+    reset), and once they are gone a subscriber is served."""
+    cl = await limits_cluster(ctx, 'limits', ['pg_ws.max_connections = 3',
+                                              "pg_ws.handshake_timeout = '30s'"])
+    port = cl.wsport
+    held = [await asyncio.to_thread(rawws.connect, port) for _ in range(3)]
+    try:
+        # the server has accepted them when a refusal shows in the log, or
+        # the 503 below comes: nothing to wait for but the answer
+        seen = await asyncio.to_thread(exchange_many, port, rawws.upgrade_request(port), 10)
+        line, body = expect_one_answer(seen, 503, 'an upgrade while 3 silent sockets are held')
+        check(b'max_connections' in body, 'the 503 does not say which limit: %r' % body)
+        try:
+            await ctx.sub()
+            raise Fail('a subscriber was served while 3 silent sockets were held')
+        except websockets.InvalidStatusCode as e:
+            check(e.status_code == 503, 'python-websockets saw HTTP %d' % e.status_code)
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            await ctx.sub()
+            break
+        except websockets.InvalidStatusCode:
+            check(time.monotonic() < deadline, 'still refused 10 s after the silent peers left')
+            await asyncio.sleep(0.2)
+    await still_serving(ctx, 'the connection limit')
+    return 'the fourth socket got: %s' % line
+
+
+async def test_max_connections_per_address(ctx):
+    """pg_ws.max_connections_per_address = 2: a third connection from
+    127.0.0.1 gets 503 while 127.0.0.2, another peer, is served."""
+    cl = await limits_cluster(ctx, 'per-address', ['pg_ws.max_connections_per_address = 2',
+                                                   "pg_ws.listen_addresses = '127.0.0.1'"])
+    port = cl.wsport
+    a = [await asyncio.to_thread(RawWs, port) for _ in range(2)]
+    try:
+        try:
+            w = await asyncio.to_thread(RawWs, port)
+            w.close()
+            raise Fail('a third connection from 127.0.0.1 was served')
+        except Rejected as e:
+            check(e.status == 503 and b'per_address' in e.body,
+                  'the third from 127.0.0.1: %s %r' % (e.line, e.body))
+        other = await asyncio.to_thread(RawWs, port, '/ws/', (), '127.0.0.2')
+        other.close()
+    finally:
+        for w in a:
+            w.close()
+    await still_serving(ctx, 'the per-address limit')
+
+
+async def test_descriptor_limit(ctx):
+    """The worker raises its soft limit on open files to what
+    pg_ws.max_connections needs: the server started with a soft limit of
+    100 (PostgreSQL itself needs about 60), it still serves 200 connections
+    and answers the 201st with 503, not a reset."""
+    cl = Cluster(name='nofile', conf=BASE_CONF + ['pg_ws.max_connections = 200',
+                                                  "pg_ws.handshake_timeout = '60s'"])
+    ctx.use(cl)
+    cl.nofile = (100, 4096)
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    port = cl.wsport
+    held = []
+    try:
+        for _ in range(200):
+            held.append(await asyncio.to_thread(RawWs, port))
+        seen = await asyncio.to_thread(exchange_many, port, rawws.upgrade_request(port), 3)
+        expect_one_answer(seen, 503, 'the 201st connection')
+        # the worker's own limit, as the kernel shows it
+        conn = await ctx.aconn()
+        pid = (await asql(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'"))[0][0]
+        with open('/proc/%d/limits' % pid) as f:
+            limit = [x for x in f if x.startswith('Max open files')][0].split()
+    finally:
+        for w in held:
+            w.close()
+    await still_serving(ctx, 'the descriptor limit')
+    return 'worker soft limit %s (server started with 100); 200 served, the 201st got 503' % limit[3]
+
+
+TESTS = [
+    ('unrouted requests (CONNECT, other methods, raw bytes, h2c, HTTP/2) get HTTP/1.1 answers',
+     test_unrouted_requests, 120),
+    ('silent peers, a TLS hello on the plain port and a slow-loris are closed in bounded time',
+     test_silent_and_slow, 120),
+    ('a head over pg_ws.max_header_size gets 431; big cookies under it are served',
+     test_header_size, 60),
+    ('only the subprotocol pg_ws may be selected; internal protocol names are unreachable',
+     test_subprotocols, 30),
+    ('bad client frames close with 1002, 1003, 1007, 1008 or 1009 (raw-socket client)',
+     test_client_frames, 120),
+    ('pings get pongs, closes are echoed, a raw subscriber gets events',
+     test_control_frames, 30),
+    ('a peer that never answers pings is dropped; one that answers stays',
+     test_keepalive, 60),
+    ('log lines a peer can cause are rate-limited', test_log_rate_limit, 60),
+    ('a flood of hostile connections leaves the worker at its memory baseline',
+     test_mixed_flood, 180),
+    ('pg_ws.max_connections counts handshakes; the next socket gets a clean 503',
+     test_max_connections_counts_handshakes, 60),
+    ('pg_ws.max_connections_per_address refuses a third from one address, not another peer',
+     test_max_connections_per_address, 60),
+    ('the worker raises its descriptor limit for pg_ws.max_connections',
+     test_descriptor_limit, 90),
+]
+
+
+def main():
+    async def setup():
+        cl = Cluster(name='hostile', conf=BASE_CONF)
+        _main['cluster'] = cl
+        await asyncio.to_thread(cl.start)
+        await cl.install()
+        # warm up what a first connection of each kind allocates once, then
+        # take the baseline
+        ctx = Ctx(cl)
+        try:
+            await test_warm_up(ctx)
+            conn = await ctx.aconn()
+            _main['baseline'] = await settle_memory(conn)
+        finally:
+            await ctx.cleanup()
+        check(_main['baseline'] is not None, 'pg_ws_stats has no worker memory figure')
+
+    async def test_warm_up(ctx):
+        port = cl_port()
+        await asyncio.to_thread(exchange_many, port, b'GET / HTTP/1.1\r\n\r\n', 5)
+        for _, act, _ in FRAME_CASES[:3]:
+            await asyncio.to_thread(frame_case, port, act)
+        await still_serving(ctx, 'the warm-up')
+
+    def cl_port():
+        return _main['cluster'].wsport
+
+    run_tap(TESTS, lambda: Ctx(_main['cluster']), setup=setup,
+            watchdog_seconds=WATCHDOG_SECONDS)
+
+
+if __name__ == '__main__':
+    main()
