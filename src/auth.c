@@ -80,7 +80,8 @@ pgws_auth_reload(void)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (secret.data == NULL)
 		initStringInfo(&secret);
-	MemoryContextSwitchTo(old);
+	/* the secret grows where it was made; the rest is reset below */
+	MemoryContextSwitchTo(auth_context);
 
 	st = pgws_jwt_load_secret(&secret);
 	have_secret = (st == PGWS_SECRET_OK);
@@ -115,7 +116,6 @@ pgws_auth_reload(void)
 					 errmsg("pg_ws cannot use pg_ws.jwt_public_key_file \"%s\": %s",
 							pgws_jwt_public_key_file, why),
 					 errdetail("RS256 and ES256 tokens are refused until it holds a usable key and the configuration is reloaded.")));
-			pfree(why);
 		}
 		public_key_alg = alg;
 	}
@@ -134,6 +134,8 @@ pgws_auth_reload(void)
 							have_secret && public_key ? " or " : "",
 							public_key ? public_key_alg : "")));
 	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(auth_context);
 	loaded = true;
 }
 
