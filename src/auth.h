@@ -18,8 +18,8 @@
  *	  a WWW-Authenticate header from pgws_auth_challenge(), or 403) and the
  *	  reason, and do not upgrade; on 0 keep the grant with the subscriber;
  *	- send a subscriber only the events pgws_grant_allows() for its grant;
- *	- when time(NULL) > grant.expires_at (expires_at != 0), send nothing
- *	  more and close with PGWS_CLOSE_AUTH and "token expired";
+ *	- once pgws_grant_expired(grant, time(NULL)), send nothing more and
+ *	  close with PGWS_CLOSE_AUTH and "token expired";
  *	- hand each complete text message from a subscriber to
  *	  pgws_auth_message(); on AUTH_MSG_REJECTED close with PGWS_CLOSE_AUTH
  *	  and the reason; on AUTH_MSG_ACCEPTED re-arm the expiry for the new

@@ -12,6 +12,9 @@
  *	broadcast.c	the message log and what each subscriber is sent
  *	worker.c	the process, its listening sockets and its loop
  *
+ * Who may subscribe, and what it may receive, is auth.c's (auth.h): conn.c
+ * asks it at the upgrade and for auth messages, and keeps its grant.
+ *
  * Sockets are adopted into libwebsockets as raw sockets (with TLS when
  * configured): libwebsockets runs the poll loop, the TLS layer and the
  * buffering of partial writes, and pg_ws reads and writes HTTP and
