@@ -133,6 +133,17 @@ pgws_auth_reload(void)
 							have_secret ? "HS256" : "",
 							have_secret && public_key ? " or " : "",
 							public_key ? public_key_alg : "")));
+
+		/*
+		 * A browser sends cookies with a WebSocket upgrade whichever site's
+		 * page opens it: only the Origin check stops another site from
+		 * subscribing as the user.
+		 */
+		if (pgws_jwt_cookie[0] != '\0' && pgws_allowed_origins[0] == '\0')
+			ereport(WARNING,
+					(errmsg("pg_ws.jwt_cookie is set but pg_ws.allowed_origins is empty"),
+					 errdetail("A page on any web site a user visits can subscribe with that user's cookie."),
+					 errhint("List the origins of your application's pages in pg_ws.allowed_origins.")));
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(auth_context);

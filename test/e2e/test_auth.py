@@ -21,7 +21,8 @@ Clusters (harness.Cluster, started on first use, on free ports):
     jwt    pg_ws.auth jwt; HS256 secret in pg_ws.jwt_secret_file (with a
            trailing newline) and an RSA public key; aud, iss, cookie
            pgws_token, allowed_origins, jwt_leeway 10s
-    ec     pg_ws.auth jwt; only a P-256 public key (no secret)
+    ec     pg_ws.auth jwt; only a P-256 public key (no secret); a cookie
+           name but no allowed_origins (which the worker warns about)
     none   pg_ws.auth none; allowed_origins; an inline pg_ws.jwt_secret,
            and later a reload to pg_ws.auth jwt
 
@@ -94,7 +95,9 @@ def configure(kind, cl):
                  "pg_ws.allowed_origins = 'https://app.example.com, http://localhost:3000'"]
     elif kind == 'ec':
         pem = write_owned(cl, 'ec_public.pem', jt.public_pem(EC_KEY), 0o644)
-        conf += ["pg_ws.jwt_public_key_file = '%s'" % pem]
+        # a cookie without allowed origins: the worker must warn
+        conf += ["pg_ws.jwt_public_key_file = '%s'" % pem,
+                 "pg_ws.jwt_cookie = '%s'" % COOKIE]
     elif kind == 'none':
         conf = ['pg_ws.reconnect_grace = 0', "pg_ws.auth = 'none'",
                 "pg_ws.jwt_secret = '%s'" % INLINE_SECRET,
@@ -434,9 +437,10 @@ async def test_rs256(ctx):
 
 async def test_es256(ctx):
     """ES256 (P-256, raw r||s) on a server with only an EC key: accepted;
-    DER signatures, other keys, RS256 and any HS256 are refused; and
-    pg_ws_sign_token has no secret to sign with."""
-    await cluster(ctx, 'ec')
+    DER signatures, other keys, RS256 and any HS256 are refused;
+    pg_ws_sign_token has no secret to sign with; and a token cookie without
+    allowed origins is warned about."""
+    cl = await cluster(ctx, 'ec')
     conn = await ctx.aconn()
     c = jt.claims(300)
     s = await subscribe(ctx, jt.es256(c, EC_KEY))
@@ -464,6 +468,9 @@ async def test_es256(ctx):
         if e.pgcode != '55000' or not e.diag.message_hint:
             problems.append('pg_ws_sign_token without a secret: %s %s (hint %s)'
                             % (e.pgcode, e.diag.message_primary, e.diag.message_hint))
+    if not any('WARNING:  pg_ws.jwt_cookie is set but pg_ws.allowed_origins is empty' in line
+               for line in cl.log_since(0)):
+        problems.append('no warning about a token cookie without allowed origins')
     check(not problems, *problems)
 
 
