@@ -17,20 +17,22 @@ OBJS = \
 	src/http.o \
 	src/ws.o \
 	src/tls.o \
+	src/jwt.o \
+	src/auth.o \
 	src/worker.o
 
 EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.0--1.1.sql
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue security search_path visits upgrade
+REGRESS = install events savepoints rendering queue security search_path visits tokens upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback
 # signatures trip over (its configure turns off the same ones)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
-SHLIB_LINK = -lwebsockets -lssl -lcrypto
+SHLIB_LINK = -lwebsockets -lssl -lcrypto -ljson-c
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

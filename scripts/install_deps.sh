@@ -7,7 +7,8 @@ set -euo pipefail
 PACKAGES=(
 	build-essential pkg-config
 	postgresql-15 postgresql-server-dev-15	# the server and PGXS
-	libwebsockets-dev libjson-c-dev			# the worker's server; the bench client
+	libwebsockets-dev libjson-c-dev			# the worker's server; tokens' JSON
+	libssl-dev								# tokens' signatures (OpenSSL 3)
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
 	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation
 	chromium								# the browser end-to-end test

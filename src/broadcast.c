@@ -42,6 +42,8 @@
  */
 #include "server.h"
 
+#include <time.h>
+
 #include "utils/memutils.h"
 
 typedef struct WsMessage
@@ -341,14 +343,6 @@ pgws_subscriber_open(PgWsConn *conn)
 		lws_callback_on_writable(conn->wsi);
 }
 
-static inline bool
-grant_allows(const PgWsSubscriberGrant *grant, int kind)
-{
-	if (kind < 0)
-		return grant->unrestricted;
-	return (grant->event_mask >> kind) & 1;
-}
-
 /*
  * The socket can take bytes: everything handed to libwebsockets before has
  * left its buffer (it calls us only then), so that is sent; then hand over
@@ -366,13 +360,16 @@ pgws_subscriber_writable(PgWsConn *conn)
 	if (!sub->subscribed)
 		return 0;
 	sub->sent_seq = sub->next_seq;
+	/* past its token's end it gets nothing; conn.c closes it within a second */
+	if (pgws_grant_expired(&sub->grant, (int64) time(NULL)))
+		return 0;
 
 	while (sub->next_seq < next_seq && written < MESSAGES_PER_WRITABLE)
 	{
 		WsMessage  *msg = message_at(sub->next_seq);
 
 		sub->next_seq++;
-		if (!grant_allows(&sub->grant, msg->kind))
+		if (!pgws_grant_allows(&sub->grant, msg->kind))
 		{
 			sub->sent_seq = sub->next_seq;
 			continue;

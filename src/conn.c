@@ -37,6 +37,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -379,13 +380,15 @@ pgws_conn_housekeeping(TimestampTz now)
 		if (conn->state != CONN_OPEN || conn->close_due)
 			continue;
 
-		if (conn->sub.grant.expires_at != 0 &&
-			now_unix >= conn->sub.grant.expires_at)
+		if (pgws_grant_expired(&conn->sub.grant, now_unix))
 		{
 			if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
 				ereport(LOG,
 						(errmsg("pg_ws is closing the connection of %s: its token expired",
-								conn->peer)));
+								conn->peer),
+						 conn->sub.grant.subject[0] ?
+						 errdetail("The token's subject is \"%s\".",
+								   conn->sub.grant.subject) : 0));
 			pgws_conn_close(conn, WS_CLOSE_TOKEN, "token expired");
 			continue;
 		}
@@ -413,30 +416,75 @@ pgws_conn_housekeeping(TimestampTz now)
 }
 
 /*
- * Until auth.c lands, everyone may subscribe to everything and no message
- * carries a token.  (Replaced in the same change that adds tokens.)
+ * Who may subscribe is auth.c's to decide; these hand it what it needs and
+ * keep its grant with the connection.
+ *
+ * Text messages may be as large as a token only when tokens are required;
+ * with pg_ws.auth none an auth message small enough to pass is accepted
+ * and changes nothing.
  */
 bool
 pgws_conn_accepts_tokens(void)
 {
-	return false;
+	return pgws_auth_mode == PGWS_AUTH_JWT;
 }
 
+/* 0 with the connection's grant set, or 401 or 403 and the reason */
 int
 pgws_conn_authorize(PgWsConn *conn, const PgWsUpgradeRequest *req,
 					const char **reason)
 {
-	conn->sub.grant.expires_at = 0;
-	conn->sub.grant.event_mask = PGWS_ALL_EVENTS;
-	conn->sub.grant.unrestricted = true;
-	return 0;
+	PgWsAuthRequest areq;
+
+	areq.authorization = req->authorization;
+	areq.cookie = req->cookie;
+	areq.query = req->query;
+	areq.origin = req->origin;
+	return pgws_auth_upgrade(&areq, (int64) time(NULL), &conn->sub.grant, reason);
 }
 
 PgWsTokenMessage
 pgws_conn_token_message(PgWsConn *conn, const char *msg, size_t len,
 						const char **reason)
 {
+	switch (pgws_auth_message(msg, len, (int64) time(NULL), &conn->sub.grant, reason))
+	{
+		case AUTH_MSG_ACCEPTED:
+			return TOKEN_MSG_ACCEPTED;
+		case AUTH_MSG_REJECTED:
+			return TOKEN_MSG_REJECTED;
+		case AUTH_MSG_NOT_AUTH:
+			break;
+	}
 	return TOKEN_MSG_NONE;
+}
+
+/*
+ * After a reload: close the subscribers the settings now in force refuse
+ * (let in without a token before pg_ws.auth became jwt).  Token expiry is
+ * housekeeping's.
+ */
+void
+pgws_conn_reauthorize(void)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &all_conns)
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+		const char *reason;
+
+		if (conn->state != CONN_OPEN || conn->close_due)
+			continue;
+		if (!pgws_auth_grant_current(&conn->sub.grant, &reason))
+		{
+			if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
+				ereport(LOG,
+						(errmsg("pg_ws is closing the connection of %s: %s",
+								conn->peer, reason)));
+			pgws_conn_close(conn, WS_CLOSE_TOKEN, reason);
+		}
+	}
 }
 
 /* libwebsockets' callback for every connection of the public vhost */

@@ -433,11 +433,11 @@ route(PgWsConn *conn, char *head)
 	if (status == 401)
 	{
 		char		challenge[256];
+		char		header[300];
 
-		snprintf(challenge, sizeof(challenge),
-				 "WWW-Authenticate: Bearer realm=\"pg_ws\", error=\"invalid_token\", error_description=\"%s\"\r\n",
-				 error);
-		pgws_http_refuse(conn, 401, challenge, error);
+		pgws_auth_challenge(error, challenge, sizeof(challenge));
+		snprintf(header, sizeof(header), "WWW-Authenticate: %s\r\n", challenge);
+		pgws_http_refuse(conn, 401, header, error);
 		return;
 	}
 	Assert(status == 0);

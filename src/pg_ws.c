@@ -12,6 +12,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
+#include "jwt.h"
 
 #include <limits.h>
 
@@ -47,6 +48,23 @@ bool		pgws_ssl = false;
 char	   *pgws_ssl_cert_file = NULL;
 char	   *pgws_ssl_key_file = NULL;
 char	   *pgws_ssl_ca_file = NULL;
+
+/* GUC variables of who may subscribe (auth.c, jwt.c) */
+int			pgws_auth_mode = PGWS_AUTH_NONE;
+char	   *pgws_jwt_secret = NULL;
+char	   *pgws_jwt_secret_file = NULL;
+char	   *pgws_jwt_public_key_file = NULL;
+int			pgws_jwt_leeway_s = 30;
+char	   *pgws_jwt_audience = NULL;
+char	   *pgws_jwt_issuer = NULL;
+char	   *pgws_jwt_cookie = NULL;
+char	   *pgws_allowed_origins = NULL;
+
+static const struct config_enum_entry auth_mode_options[] = {
+	{"none", PGWS_AUTH_NONE, false},
+	{"jwt", PGWS_AUTH_JWT, false},
+	{NULL, 0, false}
+};
 
 bool		pgws_preloaded = false;
 
@@ -102,6 +120,87 @@ check_media_url(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("pg_ws.media_url must be empty or end with a slash, as in '/media/' or 'https://example.com/media/'.");
 		return false;
 	}
+	return true;
+}
+
+/*
+ * pg_ws.jwt_secret: at least 32 bytes.  The message is our own because
+ * PostgreSQL's default one, invalid value for parameter "..": "<value>",
+ * would print the secret.
+ */
+static bool
+check_jwt_secret(char **newval, void **extra, GucSource source)
+{
+	size_t		len = strlen(*newval);
+
+	if (len > 0 && len < PGWS_JWT_MIN_SECRET_LEN)
+	{
+		GUC_check_errmsg("pg_ws.jwt_secret must be at least %d bytes long",
+						 PGWS_JWT_MIN_SECRET_LEN);
+		GUC_check_errhint("Generate one with \"openssl rand -base64 48\", and prefer pg_ws.jwt_secret_file, which keeps it out of the server log.");
+		return false;
+	}
+	return true;
+}
+
+/* SHOW and pg_settings do not print the secret, even to superusers */
+static const char *
+show_jwt_secret(void)
+{
+	return (pgws_jwt_secret != NULL && pgws_jwt_secret[0] != '\0') ? "********" : "";
+}
+
+/*
+ * pg_ws.allowed_origins: origins as browsers send them, scheme://host or
+ * scheme://host:port, without a path or a trailing slash (one would never
+ * match, refusing every browser without saying why).
+ */
+static bool
+check_allowed_origins(char **newval, void **extra, GucSource source)
+{
+	char	   *rawstring = pstrdup(*newval);
+	List	   *elemlist;
+	ListCell   *lc;
+	bool		ok = SplitGUCList(rawstring, ',', &elemlist);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	else
+		foreach(lc, elemlist)
+		{
+			const char *origin = (const char *) lfirst(lc);
+			const char *sep = strstr(origin, "://");
+			const char *p;
+
+			ok = sep != NULL && sep > origin && sep[3] != '\0';
+			for (p = origin; ok && p < sep; p++)
+				ok = isalnum((unsigned char) *p) || *p == '+' || *p == '-' || *p == '.';
+			for (p = sep ? sep + 3 : origin; ok && *p; p++)
+				ok = *p > ' ' && *p < 0x7f && *p != '/' && *p != '?' && *p != '#';
+			if (!ok)
+			{
+				GUC_check_errdetail("\"%s\" is not an origin: write scheme://host or scheme://host:port, without a path or a trailing slash, as in https://app.example.com.",
+									origin);
+				break;
+			}
+		}
+	list_free(elemlist);
+	pfree(rawstring);
+	return ok;
+}
+
+/* pg_ws.jwt_cookie: a cookie name is an RFC 6265 token */
+static bool
+check_jwt_cookie(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	for (p = *newval; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *p) != NULL)
+		{
+			GUC_check_errdetail("A cookie name is letters, digits and !#$%%&'*+-.^_`|~ only.");
+			return false;
+		}
 	return true;
 }
 
@@ -236,6 +335,74 @@ define_gucs(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+	/*
+	 * Who may subscribe (auth.c, jwt.c).  All reloadable: the worker
+	 * re-reads the key files on SIGHUP.  The secret settings are superuser
+	 * only, and pg_ws.jwt_secret is masked in SHOW and pg_settings.
+	 */
+	DefineCustomEnumVariable("pg_ws.auth",
+							 "Whether /ws/ subscribers must present a token.",
+							 "none lets everyone subscribe to every event; jwt requires a valid JSON Web Token.",
+							 &pgws_auth_mode,
+							 PGWS_AUTH_NONE, auth_mode_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.jwt_secret",
+							   "Secret that HS256 subscriber tokens are signed with.",
+							   "At least 32 bytes. A reload that changes it logs the new value: prefer pg_ws.jwt_secret_file.",
+							   &pgws_jwt_secret,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_jwt_secret, NULL, show_jwt_secret);
+	DefineCustomStringVariable("pg_ws.jwt_secret_file",
+							   "File holding the secret that HS256 subscriber tokens are signed with.",
+							   "Trailing newlines are stripped; at least 32 bytes. Takes precedence over pg_ws.jwt_secret. The worker reads it at start and on reload.",
+							   &pgws_jwt_secret_file,
+							   "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.jwt_public_key_file",
+							   "PEM file with the public key of RS256 (RSA) or ES256 (P-256) subscriber tokens.",
+							   NULL,
+							   &pgws_jwt_public_key_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.jwt_leeway",
+							"Clock skew allowed when checking the exp and nbf of subscriber tokens.",
+							NULL,
+							&pgws_jwt_leeway_s,
+							30, 0, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.jwt_audience",
+							   "Audience (aud) that subscriber tokens must name.",
+							   "Empty: tokens must carry no aud.",
+							   &pgws_jwt_audience,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.jwt_issuer",
+							   "Issuer (iss) that subscriber tokens must name.",
+							   "Empty: iss is not checked.",
+							   &pgws_jwt_issuer,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.jwt_cookie",
+							   "Name of the cookie that carries a subscriber's token.",
+							   "Empty: cookies are not consulted.",
+							   &pgws_jwt_cookie,
+							   "",
+							   PGC_SIGHUP, 0,
+							   check_jwt_cookie, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.allowed_origins",
+							   "Origins whose web pages may subscribe.",
+							   "A comma-separated list such as https://app.example.com; empty: any. Requests without an Origin header are not affected.",
+							   &pgws_allowed_origins,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   check_allowed_origins, NULL, NULL);
 
 	/* the ring's size is fixed when shared memory is set up */
 	if (process_shared_preload_libraries_in_progress)

@@ -17,6 +17,13 @@
  *	tls.c		wss://: the certificate the worker serves, reloaded on
  *				SIGHUP, and the OpenSSL settings of its SSL_CTX
  *
+ * and who may subscribe (see auth.h):
+ *
+ *	auth.c		the worker's policy: origins, where a token travels, its
+ *				claims, and what a subscriber may receive
+ *	jwt.c		the token format and its cryptography, and the backend
+ *				function pg_ws_sign_token()
+ *
  * src/pg_ws.h
  *
  *-------------------------------------------------------------------------
@@ -44,6 +51,26 @@ extern int	pgws_ping_interval_s;
 extern int	pgws_handshake_timeout_s;
 extern int	pgws_max_header_size;
 extern int	pgws_max_visit_histories;
+
+/*
+ * GUC variables of who may subscribe (pg_ws.c; read by auth.c and jwt.c).
+ * The secret is only ever read through pgws_jwt_load_secret().
+ */
+typedef enum PgWsAuthMode
+{
+	PGWS_AUTH_NONE,				/* everyone may subscribe to everything */
+	PGWS_AUTH_JWT				/* a valid token is required */
+} PgWsAuthMode;
+
+extern int	pgws_auth_mode;
+extern char *pgws_jwt_secret;
+extern char *pgws_jwt_secret_file;
+extern char *pgws_jwt_public_key_file;
+extern int	pgws_jwt_leeway_s;
+extern char *pgws_jwt_audience;
+extern char *pgws_jwt_issuer;
+extern char *pgws_jwt_cookie;
+extern char *pgws_allowed_origins;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool pgws_preloaded;

@@ -12,6 +12,9 @@
  *	broadcast.c	the message log and what each subscriber is sent
  *	worker.c	the process, its listening sockets and its loop
  *
+ * Who may subscribe, and what it may receive, is auth.c's (auth.h): conn.c
+ * asks it at the upgrade and for auth messages, and keeps its grant.
+ *
  * Sockets are adopted into libwebsockets as raw sockets (with TLS when
  * configured): libwebsockets runs the poll loop, the TLS layer and the
  * buffering of partial writes, and pg_ws reads and writes HTTP and
@@ -28,6 +31,7 @@
 #define PG_WS_SERVER_H
 
 #include "pg_ws.h"
+#include "auth.h"
 
 #include <libwebsockets.h>
 #include <sys/socket.h>
@@ -80,14 +84,6 @@ typedef struct PgWsFrameReader
 	StringInfo	message;		/* a data message being collected */
 } PgWsFrameReader;
 
-/* What a subscriber may receive, and until when (auth.c fills it) */
-typedef struct PgWsSubscriberGrant
-{
-	int64		expires_at;		/* Unix seconds; 0 = never */
-	uint32		event_mask;		/* bit k: pgws_event_names[k] allowed */
-	bool		unrestricted;	/* also events of no known kind */
-} PgWsSubscriberGrant;
-
 /* A /ws/ subscriber's place in the message log (broadcast.c) */
 typedef struct PgWsSubscriber
 {
@@ -101,7 +97,7 @@ typedef struct PgWsSubscriber
 								 * moved */
 	TimestampTz holding_since;	/* since when it holds the oldest message
 								 * while a writer waits; 0 if not */
-	PgWsSubscriberGrant grant;
+	PgWsGrant	grant;			/* what it may receive, until when (auth.c) */
 } PgWsSubscriber;
 
 /* One peer's socket, from accept to close: libwebsockets' per-session data */
@@ -185,6 +181,7 @@ typedef struct PgWsUpgradeRequest
 
 extern int	pgws_conn_authorize(PgWsConn *conn, const PgWsUpgradeRequest *req,
 								const char **reason);
+extern void pgws_conn_reauthorize(void);
 
 /* http.c */
 extern void pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len);

@@ -815,6 +815,7 @@ pg_ws_worker_main(Datum main_arg)
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
 	pgws_broadcast_init(restart);
+	pgws_auth_reload();
 	server_start(restart);
 
 	/* what was committed before we started, or while we were down */
@@ -829,6 +830,8 @@ pg_ws_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			server_reconfigure();
+			pgws_auth_reload();
+			pgws_conn_reauthorize();
 		}
 		if (!PostmasterIsAlive())
 			proc_exit(1);

@@ -1,0 +1,132 @@
+/*-------------------------------------------------------------------------
+ *
+ * auth.h
+ *	  Who may subscribe: the interface between the worker's transport and
+ *	  auth.c, which decides with pg_ws.auth, the token settings and
+ *	  pg_ws.allowed_origins.
+ *
+ * Worker-side only, and transport-agnostic: the transport hands over the
+ * request's headers as strings and gets back a status, a reason it may
+ * send and log, and a grant to keep with the subscriber.  Nothing here
+ * knows sockets, HTTP parsing or libwebsockets.
+ *
+ * What the transport must do:
+ *	- at worker start and after every SIGHUP's ProcessConfigFile, call
+ *	  pgws_auth_reload();
+ *	- on an upgrade request to /ws/, fill a PgWsAuthRequest and call
+ *	  pgws_auth_upgrade(); on non-zero, answer with that status (401 with
+ *	  a WWW-Authenticate header from pgws_auth_challenge(), or 403) and the
+ *	  reason, and do not upgrade; on 0 keep the grant with the subscriber;
+ *	- send a subscriber only the events pgws_grant_allows() for its grant;
+ *	- once pgws_grant_expired(grant, time(NULL)), send nothing more and
+ *	  close with PGWS_CLOSE_AUTH and "token expired";
+ *	- hand each complete text message from a subscriber to
+ *	  pgws_auth_message(); on AUTH_MSG_REJECTED close with PGWS_CLOSE_AUTH
+ *	  and the reason; on AUTH_MSG_ACCEPTED re-arm the expiry for the new
+ *	  grant; ignore AUTH_MSG_NOT_AUTH as before;
+ *	- after a reload, close with PGWS_CLOSE_AUTH and the reason every
+ *	  subscriber whose grant pgws_auth_grant_current() refuses (pg_ws.auth
+ *	  became jwt while it was connected without a token);
+ *	- rate-limit its log lines about refusals; auth.c never logs per
+ *	  request, and no reason ever contains a token or the secret.
+ *
+ * src/auth.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_WS_AUTH_H
+#define PG_WS_AUTH_H
+
+#include "pg_ws.h"
+
+/* the WebSocket close code for "your token is expired or invalid" */
+#define PGWS_CLOSE_AUTH 4001
+
+/* what an upgrade request carries; NULL when absent */
+typedef struct PgWsAuthRequest
+{
+	const char *authorization;	/* Authorization header value */
+	const char *cookie;			/* Cookie header(s), joined with "; " */
+	const char *query;			/* the request target's query string
+								 * without '?', still percent-encoded */
+	const char *origin;			/* Origin header */
+} PgWsAuthRequest;
+
+/* who a subscriber is and what it may receive */
+typedef struct PgWsGrant
+{
+	bool		authenticated;	/* a token was verified */
+	int64		expires_at;		/* Unix seconds after which the connection
+								 * must close (exp + leeway); 0 = never */
+	uint32		event_mask;		/* bit k = pgws_event_names[k] allowed */
+	bool		unrestricted;	/* no events claim, or "*": also events of
+								 * unknown kind */
+	char		subject[64];	/* "sub" claim, truncated, control characters
+								 * replaced by '?'; "" when none */
+} PgWsGrant;
+
+/*
+ * Decide an upgrade: 0 and *grant filled when allowed; otherwise the HTTP
+ * status to refuse with (401 or 403) and *reason, a short static text safe
+ * to send to the client and to log (it never contains the token).  now is
+ * Unix seconds.
+ */
+extern int	pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now,
+							  PgWsGrant *grant, const char **reason);
+
+/*
+ * Write into buf the value of the WWW-Authenticate header of a 401 refused
+ * with reason (RFC 6750, 3), e.g. Bearer realm="pg_ws", error=
+ * "invalid_token", error_description="token expired".
+ */
+extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
+
+/*
+ * A text message from a subscriber.  AUTH_MSG_NOT_AUTH when it is not
+ * {"type": "auth", "token": "..."}; AUTH_MSG_ACCEPTED when it is and the
+ * token is valid (*grant replaced by the new token's); AUTH_MSG_REJECTED
+ * with *reason otherwise (the transport then closes with PGWS_CLOSE_AUTH
+ * and the reason).
+ */
+typedef enum PgWsAuthMessageResult
+{
+	AUTH_MSG_NOT_AUTH,
+	AUTH_MSG_ACCEPTED,
+	AUTH_MSG_REJECTED
+} PgWsAuthMessageResult;
+
+extern PgWsAuthMessageResult pgws_auth_message(const char *msg, size_t len,
+											   int64 now, PgWsGrant *grant,
+											   const char **reason);
+
+/*
+ * Is a grant made earlier still acceptable under the settings now in
+ * force?  false, with *reason, for a subscriber let in without a token
+ * once pg_ws.auth has become jwt.  (Token expiry is expires_at's business.)
+ */
+extern bool pgws_auth_grant_current(const PgWsGrant *grant, const char **reason);
+
+/* kind from pgws_event_kind_of(), -1 for an event of unknown kind */
+static inline bool
+pgws_grant_allows(const PgWsGrant *grant, int kind)
+{
+	if (grant->unrestricted)
+		return true;
+	return kind >= 0 && kind < PGWS_NUM_EVENT_KINDS &&
+		(grant->event_mask & (1U << kind)) != 0;
+}
+
+/* must a connection with this grant be closed at now (Unix seconds)? */
+static inline bool
+pgws_grant_expired(const PgWsGrant *grant, int64 now)
+{
+	return grant->expires_at != 0 && now > grant->expires_at;
+}
+
+/*
+ * Worker start and SIGHUP: (re)load the secret and the public key, and LOG
+ * what is wrong with them (which file, why), never the secret itself.
+ */
+extern void pgws_auth_reload(void);
+
+#endif							/* PG_WS_AUTH_H */
