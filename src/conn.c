@@ -417,17 +417,10 @@ pgws_conn_housekeeping(TimestampTz now)
 
 /*
  * Who may subscribe is auth.c's to decide; these hand it what it needs and
- * keep its grant with the connection.
- *
- * Text messages may be as large as a token only when tokens are required;
- * with pg_ws.auth none an auth message small enough to pass is accepted
- * and changes nothing.
+ * keep its grant with the connection.  (Any text message may be as large
+ * as an auth message: with pg_ws.auth none, an auth message is accepted and
+ * changes nothing, so clients may send tokens before they are required.)
  */
-bool
-pgws_conn_accepts_tokens(void)
-{
-	return pgws_auth_mode == PGWS_AUTH_JWT;
-}
 
 /* 0 with the connection's grant set, or 401 or 403 and the reason */
 int

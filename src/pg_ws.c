@@ -51,6 +51,7 @@ char	   *pgws_ssl_ca_file = NULL;
 
 /* GUC variables of who may subscribe (auth.c, jwt.c) */
 int			pgws_auth_mode = PGWS_AUTH_NONE;
+bool		pgws_allow_anonymous = false;
 char	   *pgws_jwt_secret = NULL;
 char	   *pgws_jwt_secret_file = NULL;
 char	   *pgws_jwt_public_key_file = NULL;
@@ -345,6 +346,13 @@ define_gucs(void)
 							 "none lets everyone subscribe to every event; jwt requires a valid JSON Web Token.",
 							 &pgws_auth_mode,
 							 PGWS_AUTH_NONE, auth_mode_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("pg_ws.allow_anonymous",
+							 "Lets pg_ws listen on addresses other than loopback with pg_ws.auth = none.",
+							 "Without it, a non-loopback address in pg_ws.listen_addresses and no authentication keep pg_ws from listening at all: anyone who reaches the port would read every event.",
+							 &pgws_allow_anonymous,
+							 false,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_ws.jwt_secret",

@@ -63,6 +63,7 @@ typedef enum PgWsAuthMode
 } PgWsAuthMode;
 
 extern int	pgws_auth_mode;
+extern bool pgws_allow_anonymous;
 extern char *pgws_jwt_secret;
 extern char *pgws_jwt_secret_file;
 extern char *pgws_jwt_public_key_file;

@@ -166,7 +166,6 @@ typedef enum PgWsTokenMessage
 	TOKEN_MSG_REJECTED			/* an auth message with a bad token */
 } PgWsTokenMessage;
 
-extern bool pgws_conn_accepts_tokens(void);
 extern PgWsTokenMessage pgws_conn_token_message(PgWsConn *conn, const char *msg,
 												size_t len, const char **reason);
 

@@ -109,6 +109,8 @@ static int	nlisten = 0;
 /* the settings the listening sockets were bound with */
 static char *bound_addresses = NULL;
 static int	bound_port = 0;
+static bool bound_loopback_only = false;	/* listening was allowed only on
+											 * loopback addresses */
 
 static lws_sorted_usec_list_t listen_retry_sul;
 static lws_sorted_usec_list_t grace_sul;
@@ -306,18 +308,102 @@ listen_on(struct addrinfo *addr, const char *name)
 			(errmsg("pg_ws listening on %s, port %d, path /ws/", host, pgws_port)));
 }
 
+/*
+ * Without authentication, only loopback peers may subscribe unless the
+ * administrator said otherwise: anyone who reaches a public address would
+ * read every event (the faces, names and phone numbers of the tables).
+ */
+static bool
+loopback_only_required(void)
+{
+	return pgws_auth_mode == PGWS_AUTH_NONE && !pgws_allow_anonymous;
+}
+
+static bool
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *) sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+	{
+		const struct in6_addr *a = &((const struct sockaddr_in6 *) sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+			(IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+/*
+ * The first address of pg_ws.listen_addresses that is not loopback, as
+ * text in buf; false when all are ("*" is every address, so it is not).
+ */
+static bool
+find_public_address(List *names, const char *port, char *buf, size_t size)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		char	   *name = (char *) lfirst(lc);
+		struct addrinfo hints;
+		struct addrinfo *addrs;
+		struct addrinfo *addr;
+		bool		found = false;
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE;
+		if (getaddrinfo(strcmp(name, "*") == 0 ? NULL : name, port, &hints, &addrs) != 0)
+			continue;			/* open_listeners says why */
+		for (addr = addrs; addr != NULL && !found; addr = addr->ai_next)
+			if (!is_loopback(addr->ai_addr))
+			{
+				if (getnameinfo(addr->ai_addr, addr->ai_addrlen, buf, size,
+								NULL, 0, NI_NUMERICHOST) != 0)
+					strlcpy(buf, name, size);
+				found = true;
+			}
+		freeaddrinfo(addrs);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
 /* bind every address of pg_ws.listen_addresses */
 static void
 open_listeners(void)
 {
 	char	   *rawstring = pstrdup(pgws_listen_addresses);
 	char		port[16];
+	char		public_address[NI_MAXHOST];
 	List	   *names;
 	ListCell   *lc;
 
 	snprintf(port, sizeof(port), "%d", pgws_port);
 	if (!SplitGUCList(rawstring, ',', &names))
 		names = NIL;			/* the check hook has already refused this */
+
+	if (bound_addresses)
+		pfree(bound_addresses);
+	bound_addresses = MemoryContextStrdup(TopMemoryContext, pgws_listen_addresses);
+	bound_port = pgws_port;
+	bound_loopback_only = loopback_only_required();
+
+	if (bound_loopback_only &&
+		find_public_address(names, port, public_address, sizeof(public_address)))
+	{
+		ereport(WARNING,
+				(errmsg("pg_ws is not listening: pg_ws.listen_addresses includes \"%s\", which is not a loopback address, and pg_ws.auth is none",
+						public_address),
+				 errdetail("Anyone who could reach that address would read every event."),
+				 errhint("Set pg_ws.auth = 'jwt' to require tokens, or pg_ws.allow_anonymous = on if every peer that can reach the port may read every event, and reload the configuration.")));
+		list_free(names);
+		pfree(rawstring);
+		return;
+	}
 
 	foreach(lc, names)
 	{
@@ -349,11 +435,6 @@ open_listeners(void)
 	/* new sockets wait like the old ones did while we are full */
 	if (listeners_paused)
 		pause_listeners(true);
-
-	if (bound_addresses)
-		pfree(bound_addresses);
-	bound_addresses = MemoryContextStrdup(TopMemoryContext, pgws_listen_addresses);
-	bound_port = pgws_port;
 
 	if (nlisten == 0 && pgws_listen_addresses[0] != '\0')
 	{
@@ -746,7 +827,8 @@ server_reconfigure(void)
 	raise_fd_limit();
 	tls_reconfigure();			/* wss:// glue */
 	if (bound_port == pgws_port &&
-		strcmp(bound_addresses, pgws_listen_addresses) == 0)
+		strcmp(bound_addresses, pgws_listen_addresses) == 0 &&
+		bound_loopback_only == loopback_only_required())
 		return;
 	ereport(LOG,
 			(errmsg("pg_ws is moving its listening sockets to pg_ws.listen_addresses '%s', pg_ws.port %d",

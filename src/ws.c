@@ -142,12 +142,6 @@ close_code_valid(uint16 code)
 		(code >= 3000 && code <= 4999);
 }
 
-/* how large a text message may grow: room for a token when auth is on */
-static uint64
-text_message_max(void)
-{
-	return pgws_conn_accepts_tokens() ? AUTH_MESSAGE_MAX : SMALL_MESSAGE_MAX;
-}
 
 /*
  * The frame header is complete: check it, and get ready for its payload.
@@ -198,7 +192,8 @@ header_complete(PgWsConn *conn)
 							"pg_ws accepts no binary messages");
 		return false;
 	}
-	if ((r->message ? (uint64) r->message->len : 0) + len > text_message_max())
+	/* a text message may be an auth message, which carries a token */
+	if ((r->message ? (uint64) r->message->len : 0) + len > AUTH_MESSAGE_MAX)
 	{
 		ws_fail(conn, WS_CLOSE_TOO_BIG, "message too big");
 		return false;

@@ -119,9 +119,11 @@ class Cluster:
         lines += ["listen_addresses = ''",
                   "unix_socket_directories = '%s'" % self.dir,
                   'port = %d' % self.pgport,
-                  '# a throw-away cluster: no need to wait for the disk',
-                  'fsync = off',
-                  'synchronous_commit = off',
+                  # as production runs: a commit is durable before it
+                  # returns, so the window between pg_ws's pre-commit and
+                  # the commit record is as long as it really is
+                  'fsync = on',
+                  'synchronous_commit = on',
                   "log_line_prefix = '%m [%p] %b '"]
         if self.conf:
             lines += ['# this suite\'s settings'] + self.conf

@@ -51,6 +51,9 @@ NO_GRACE = 'pg_ws.reconnect_grace = 0'
 CLUSTERS = {
     'queue': dict(conf=["pg_ws.queue_size = '64kB'",
                         "synchronous_standby_names = 'nonexistent'",
+                        # durable locally; only the session that must wait
+                        # for the standby that never comes sets it to on
+                        "synchronous_commit = local",
                         NO_GRACE]),
     'appdb': dict(conf=[NO_GRACE], database='appdb'),
 }

@@ -316,7 +316,7 @@ FRAME_CASES = [
     ('a 1 MB text message declared, not sent',
      lambda w: w.send_frame(OP_TEXT, b'', declared_len=1 << 20), 1009),
     ('a text message over the bound in fragments',
-     lambda w: [w.send_frame(OP_TEXT if i == 0 else OP_CONT, b'y' * 100, fin=False)
+     lambda w: [w.send_frame(OP_TEXT if i == 0 else OP_CONT, b'y' * 4000, fin=False)
                 for i in range(5)], 1009),
     ('a 1 kB binary message', lambda w: w.send_frame(OP_BINARY, b'\x00' * 1024), 1009),
     ('a small binary message', lambda w: w.send_frame(OP_BINARY, b'\x01\x02'), 1003),
@@ -387,9 +387,13 @@ async def test_control_frames(ctx):
         check(await asyncio.to_thread(close_echo, payload, want),
               'a close frame %r was not answered with code %d and a close' % (payload, want))
 
-    # an open raw subscriber receives events as frames the second client parses
+    # an open raw subscriber receives events as frames the second client
+    # parses; with pg_ws.auth none, an auth message as large as a real token
+    # is accepted and changes nothing, so clients may send tokens before
+    # the server requires them
     w = await asyncio.to_thread(RawWs, port)
     try:
+        await asyncio.to_thread(w.send_text, json.dumps({'type': 'auth', 'token': 'e30.' + 'x' * 900 + '.sig'}))
         await asql(conn, "INSERT INTO employee (id, first_name, last_name) VALUES (800001, 'raw', 'peer')")
         fin, op, payload = await asyncio.to_thread(w.recv_frame, 10)
         check(fin and op == OP_TEXT and json.loads(payload)['data']['id'] == 800001,
@@ -472,8 +476,8 @@ async def test_mixed_flood(ctx):
     attacks = [lambda: rawws.http_exchange(port, b'CONNECT x:1 HTTP/1.1\r\n\r\n'),
                lambda: rawws.http_exchange(port, rawws.upgrade_request(port, extra=['Cookie: ' + 'z' * 20000])),
                lambda: frame_case(port, lambda w: w.send_frame(OP_TEXT, b'x', mask=False)),
-               lambda: frame_case(port, lambda w: w.send_text('{"type": "auth", "token": "x"}' + ' ' * 300)),
-               lambda: frame_case(port, lambda w: [w.send_frame(OP_TEXT if i == 0 else OP_CONT, b'q' * 50,
+               lambda: frame_case(port, lambda w: w.send_text('{"type": "hello", "pad": "%s"}' % ('x' * 300))),
+               lambda: frame_case(port, lambda w: [w.send_frame(OP_TEXT if i == 0 else OP_CONT, b'q' * 3000,
                                                                 fin=False) for i in range(6)]),
                lambda: frame_case(port, lambda w: w.send_frame(OP_CLOSE, b'\x03\xe8'))]
 
@@ -593,6 +597,51 @@ async def test_descriptor_limit(ctx):
     return 'worker soft limit %s (server started with 100); 200 served, the 201st got 503' % limit[3]
 
 
+async def test_public_address_needs_auth(ctx):
+    """With pg_ws.auth none, a listen address that is not loopback keeps
+    pg_ws from listening at all (and the log says why) unless
+    pg_ws.allow_anonymous = on; a reload applies either way."""
+    cl = Cluster(name='public', conf=BASE_CONF + ["pg_ws.listen_addresses = '*'"])
+    ctx.use(cl)
+    await asyncio.to_thread(cl.start)
+    conn = await ctx.aconn()
+    await asql(conn, "CREATE EXTENSION pg_ws")
+    port = cl.wsport
+
+    async def log_says(text, since, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not any(text in x for x in cl.log_since(since)):
+            check(time.monotonic() < deadline, 'the log does not say %r' % text)
+            await asyncio.sleep(0.1)
+        return next(x for x in cl.log_since(since) if text in x)
+
+    def refused():
+        try:
+            rawws.connect(port, timeout=2).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+
+    warning = await log_says('pg_ws is not listening: pg_ws.listen_addresses includes', 0)
+    check(await asyncio.to_thread(refused), 'pg_ws listens on * with pg_ws.auth none')
+    mark = cl.log_size()
+    await asql(conn, "ALTER SYSTEM SET pg_ws.allow_anonymous = on", "SELECT pg_reload_conf()")
+    await log_says('pg_ws listening on', mark)
+    deadline = time.monotonic() + 20
+    while await asyncio.to_thread(refused):
+        check(time.monotonic() < deadline, 'not listening after pg_ws.allow_anonymous = on')
+        await asyncio.sleep(0.1)
+    await still_serving(ctx, 'pg_ws.allow_anonymous = on')
+    mark = cl.log_size()
+    await asql(conn, "ALTER SYSTEM RESET pg_ws.allow_anonymous", "SELECT pg_reload_conf()")
+    await log_says('pg_ws is not listening', mark)
+    deadline = time.monotonic() + 20
+    while not await asyncio.to_thread(refused):
+        check(time.monotonic() < deadline, 'still listening after pg_ws.allow_anonymous was reset')
+        await asyncio.sleep(0.1)
+    return warning.split('WARNING:  ')[-1]
+
+
 TESTS = [
     ('unrouted requests (CONNECT, other methods, raw bytes, h2c, HTTP/2) get HTTP/1.1 answers',
      test_unrouted_requests, 120),
@@ -617,6 +666,8 @@ TESTS = [
      test_max_connections_per_address, 60),
     ('the worker raises its descriptor limit for pg_ws.max_connections',
      test_descriptor_limit, 90),
+    ('a non-loopback listen address without auth is refused unless pg_ws.allow_anonymous',
+     test_public_address_needs_auth, 60),
 ]
 
 

@@ -22,8 +22,10 @@ started on first use on free ports and listening on 127.0.0.1 only:
             pg_ws.queue_full_timeout 2s                           (g, h)
 
 pg_ws.reconnect_grace is 0 in all of them, so that a subscriber starts at
-the newest event at once.  synchronous_commit is off in every cluster
-(harness default); the tests that need it on say so.
+the newest event at once.  Every cluster runs with fsync and
+synchronous_commit on (harness default), as production does; the queue
+tests set synchronous_commit per session where they need a commit to wait
+for a standby or not.
 
 Run as root (PostgreSQL itself runs as the postgres user):
 
@@ -62,6 +64,9 @@ CLUSTERS = {
     'queue': dict(conf=["pg_ws.queue_size = '64kB'",
                         "pg_ws.queue_full_timeout = '1s'",
                         "synchronous_standby_names = 'nonexistent'",
+                        # durable locally; only the session that must wait
+                        # for the standby that never comes sets it to on
+                        "synchronous_commit = local",
                         NO_GRACE]),
     'reload': dict(conf=[NO_GRACE]),
     'conns': dict(conf=['pg_ws.max_connections = 2', NO_GRACE]),
