@@ -459,7 +459,7 @@ copy_subject(struct json_object *sub, PgWsGrant *grant)
 	const char *s = json_object_get_string(sub);
 	size_t		i;
 
-	for (i = 0; s[i] != '\0' && i < sizeof(grant->subject) - 1; i++)
+	for (i = 0; i < sizeof(grant->subject) - 1 && s[i] != '\0'; i++)
 	{
 		unsigned char c = (unsigned char) s[i];
 

@@ -336,8 +336,7 @@ frame_complete(PgWsConn *conn)
 				break;
 			}
 			text_message(conn, r->message->data, r->message->len);
-			if (r->message)
-				resetStringInfo(r->message);
+			resetStringInfo(r->message);
 			break;
 	}
 	reader_next_frame(r);
