@@ -5,6 +5,7 @@ Not a test itself (test/run_tests.sh runs test_*.py only).  It provides:
   - Cluster: a throw-away PostgreSQL 15 cluster run by the postgres user on
     free ports, with pg_ws preloaded or not and extra postgresql.conf
     lines, and install() to create the extension and wait for the worker;
+  - ClusterKinds: a suite's clusters by kind, each started on first use;
   - sql()/asql(): statements on a psycopg2 connection, blocking or from a
     thread so that asyncio subscribers keep reading meanwhile;
   - Subscriber and Ctx: /ws/ clients that record what they are sent, and
@@ -227,6 +228,34 @@ class Cluster:
                   'the pg_ws worker is not listening on port %d' % port, *refused[-3:])
             await asyncio.sleep(0.1)
         await port_open(port, max(1.0, deadline - time.monotonic()))
+
+
+class ClusterKinds:
+    """Clusters of named kinds for one suite: each is made by make(kind)
+    and started (pg_ws installed when preloaded) on its first use, then
+    shared by the tests that ask for it; a kind that could not be set up
+    fails every test that asks for it, with the reason."""
+
+    def __init__(self, make):
+        self.make = make
+        self.clusters = {}      # kind -> a started Cluster, or why not
+
+    async def get(self, ctx, kind):
+        """The cluster of this kind, which becomes ctx's cluster."""
+        if kind not in self.clusters:
+            try:
+                cl = ctx.use(self.make(kind))
+                await asyncio.to_thread(cl.start)
+                if cl.preload:
+                    await cl.install()
+            except Exception as e:
+                self.clusters[kind] = e
+                raise
+            self.clusters[kind] = cl
+        cl = self.clusters[kind]
+        if isinstance(cl, Exception):
+            raise Fail('the %s cluster could not be set up: %s' % (kind, short(cl)))
+        return ctx.use(cl)
 
 
 def sql(conn, *stmts):

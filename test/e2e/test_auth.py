@@ -50,7 +50,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jwt_tools as jt  # noqa: E402
-from harness import (Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
+from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
                      run_tap, short)
 
 WATCHDOG_SECONDS = 280
@@ -64,7 +64,6 @@ LEEWAY = 10
 RSA_KEY = jt.rsa_key()
 EC_KEY = jt.ec_key()
 
-_clusters = {}          # kind -> a started Cluster, or why it could not start
 SQL_TOKENS = []         # tokens minted by pg_ws_sign_token, for the log check
 
 
@@ -105,24 +104,18 @@ def configure(kind, cl):
     return conf
 
 
+def configured_cluster(kind):
+    cl = Cluster(name=kind)
+    cl.conf = configure(kind, cl)
+    return cl
+
+
+_kinds = ClusterKinds(configured_cluster)
+
+
 async def cluster(ctx, kind):
-    """The cluster of this kind, started (and pg_ws installed) on first use;
-    it becomes ctx's cluster."""
-    if kind not in _clusters:
-        cl = Cluster(name=kind)
-        ctx.use(cl)
-        try:
-            cl.conf = configure(kind, cl)
-            await asyncio.to_thread(cl.start)
-            await cl.install()
-        except Exception as e:
-            _clusters[kind] = e
-            raise
-        _clusters[kind] = cl
-    cl = _clusters[kind]
-    if isinstance(cl, Exception):
-        raise Fail('the %s cluster could not be set up: %s' % (kind, short(cl)))
-    return ctx.use(cl)
+    """The cluster of this kind, started on first use; ctx's cluster."""
+    return await _kinds.get(ctx, kind)
 
 
 # ---------------------------------------------------------------- tokens
@@ -719,7 +712,7 @@ async def test_no_secrets_in_log(ctx):
     refusals = 0
     tokens = [t for t in jt.MINTED + SQL_TOKENS if t and len(t) > 20]
     sigs = [t.split('.')[-1] for t in tokens if len(t.split('.')[-1]) >= 20]
-    for kind, cl in _clusters.items():
+    for kind, cl in _kinds.clusters.items():
         if isinstance(cl, Exception):
             continue
         ctx.use(cl)
@@ -735,7 +728,7 @@ async def test_no_secrets_in_log(ctx):
                             % (kind, len(leaked), short(leaked[0], 60)))
     check(refusals > 0, 'no refusal was logged at all')
     check(not problems, *problems)
-    return '%d tokens and 2 secrets looked for in %d logs' % (len(tokens), len(_clusters))
+    return '%d tokens and 2 secrets looked for in %d logs' % (len(tokens), len(_kinds.clusters))
 
 
 TESTS = [

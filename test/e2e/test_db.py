@@ -41,7 +41,7 @@ import psycopg2
 import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
+from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
                      compare_idents, run_tap, short, worker_row)
 
 WATCHDOG_SECONDS = 200          # the whole run, setup and clean-up included
@@ -58,26 +58,14 @@ CLUSTERS = {
     'appdb': dict(conf=[NO_GRACE], database='appdb'),
 }
 
-_clusters = {}          # kind -> a started Cluster, or why it could not start
+
+
+_kinds = ClusterKinds(lambda kind: Cluster(name=kind, **CLUSTERS[kind]))
 
 
 async def cluster(ctx, kind):
-    """The cluster of this kind, started (and pg_ws installed) on first use;
-    it becomes ctx's cluster."""
-    if kind not in _clusters:
-        cl = Cluster(name=kind, **CLUSTERS[kind])
-        ctx.use(cl)
-        try:
-            await asyncio.to_thread(cl.start)
-            await cl.install()
-        except Exception as e:
-            _clusters[kind] = e
-            raise
-        _clusters[kind] = cl
-    cl = _clusters[kind]
-    if isinstance(cl, Exception):
-        raise Fail('the %s cluster could not be set up: %s' % (kind, short(cl)))
-    return ctx.use(cl)
+    """The cluster of this kind, started on first use; ctx's cluster."""
+    return await _kinds.get(ctx, kind)
 
 
 def pg_error(e):

@@ -51,7 +51,7 @@ import psycopg2.errors
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
+from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
                      compare_idents, free_port, ident, run_tap, run_threads,
                      short, worker_row)
 
@@ -86,27 +86,14 @@ CLUSTERS = {
                   database='appdb'),
 }
 
-_clusters = {}          # kind -> a started Cluster, or why it could not start
+
+
+_kinds = ClusterKinds(lambda kind: Cluster(name=kind, **CLUSTERS[kind]))
 
 
 async def cluster(ctx, kind):
-    """The cluster of this kind, started (and pg_ws installed) on first use;
-    it becomes ctx's cluster."""
-    if kind not in _clusters:
-        cl = Cluster(name=kind, **CLUSTERS[kind])
-        ctx.use(cl)
-        try:
-            await asyncio.to_thread(cl.start)
-            if cl.preload:
-                await cl.install()
-        except Exception as e:
-            _clusters[kind] = e
-            raise
-        _clusters[kind] = cl
-    cl = _clusters[kind]
-    if isinstance(cl, Exception):
-        raise Fail('the %s cluster could not be set up: %s' % (kind, short(cl)))
-    return ctx.use(cl)
+    """The cluster of this kind, started on first use; ctx's cluster."""
+    return await _kinds.get(ctx, kind)
 
 
 def emp(i, first='e', last='t'):

@@ -64,7 +64,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
+from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
                      compare_idents, run_tap, short, worker_row)
 import test_browser as browser_suite  # noqa: E402
 
@@ -382,7 +382,6 @@ async def wait_plain_serving(cl, timeout=20):
 
 # ------------------------------------------------------------ clusters
 
-_clusters = {}              # kind -> started TlsCluster, or why it could not start
 
 
 def _tls_conf(t):
@@ -390,22 +389,12 @@ def _tls_conf(t):
             "pg_ws.ssl_key_file = '%s'" % t.key_path]
 
 
+_kinds = ClusterKinds(lambda kind: make_cluster(kind))  # defined below
+
+
 async def cluster(ctx, kind):
-    """The cluster of this kind, started (and pg_ws installed) on first use."""
-    if kind not in _clusters:
-        cl = make_cluster(kind)
-        ctx.use(cl)
-        try:
-            await asyncio.to_thread(cl.start)
-            await cl.install()
-        except Exception as e:
-            _clusters[kind] = e
-            raise
-        _clusters[kind] = cl
-    cl = _clusters[kind]
-    if isinstance(cl, Exception):
-        raise Fail('the %s cluster could not be set up: %s' % (kind, short(cl)))
-    return ctx.use(cl)
+    """The cluster of this kind, started on first use; ctx's cluster."""
+    return await _kinds.get(ctx, kind)
 
 
 def make_cluster(kind):
