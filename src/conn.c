@@ -416,43 +416,6 @@ pgws_conn_housekeeping(TimestampTz now)
 }
 
 /*
- * Who may subscribe is auth.c's to decide; these hand it what it needs and
- * keep its grant with the connection.  (Any text message may be as large
- * as an auth message: with pg_ws.auth none, an auth message is accepted and
- * changes nothing, so clients may send tokens before they are required.)
- */
-
-/* 0 with the connection's grant set, or 401 or 403 and the reason */
-int
-pgws_conn_authorize(PgWsConn *conn, const PgWsUpgradeRequest *req,
-					const char **reason)
-{
-	PgWsAuthRequest areq;
-
-	areq.authorization = req->authorization;
-	areq.cookie = req->cookie;
-	areq.query = req->query;
-	areq.origin = req->origin;
-	return pgws_auth_upgrade(&areq, (int64) time(NULL), &conn->sub.grant, reason);
-}
-
-PgWsTokenMessage
-pgws_conn_token_message(PgWsConn *conn, const char *msg, size_t len,
-						const char **reason)
-{
-	switch (pgws_auth_message(msg, len, (int64) time(NULL), &conn->sub.grant, reason))
-	{
-		case AUTH_MSG_ACCEPTED:
-			return TOKEN_MSG_ACCEPTED;
-		case AUTH_MSG_REJECTED:
-			return TOKEN_MSG_REJECTED;
-		case AUTH_MSG_NOT_AUTH:
-			break;
-	}
-	return TOKEN_MSG_NONE;
-}
-
-/*
  * After a reload: close the subscribers the settings now in force refuse
  * (let in without a token before pg_ws.auth became jwt).  Token expiry is
  * housekeeping's.

@@ -7,7 +7,7 @@
  *
  * This file owns what pg_ws says over HTTP.  It must not keep connections
  * (conn.c does: the bytes it answers with go through pgws_conn_finish) nor
- * decide who may subscribe (auth.c, asked through conn.c).
+ * decide who may subscribe (it asks auth.c).
  *
  * Every request gets a real HTTP/1.1 answer: a status line, a content
  * length and Connection: close, so that any client reports what went
@@ -352,7 +352,7 @@ route(PgWsConn *conn, char *head)
 	char		accept[64];
 	char		buf[LWS_PRE + 512];
 	bool		with_protocol;
-	PgWsUpgradeRequest up;
+	PgWsAuthRequest areq;
 	int			n;
 
 	status = parse_request(head, &req, &error);
@@ -407,12 +407,15 @@ route(PgWsConn *conn, char *head)
 		return;
 	}
 
-	/* who may subscribe: the origin (403), then the token (401) */
-	up.origin = req.origin;
-	up.authorization = req.authorization;
-	up.cookie = req.cookie;
-	up.query = req.query;
-	status = pgws_conn_authorize(conn, &up, &error);
+	/*
+	 * Who may subscribe (auth.c): the origin (403), then the token (401).
+	 * The grant it makes goes with the connection.
+	 */
+	areq.origin = req.origin;
+	areq.authorization = req.authorization;
+	areq.cookie = req.cookie;
+	areq.query = req.query;
+	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &conn->sub.grant, &error);
 	if (status == 403)
 	{
 		pgws_http_refuse(conn, 403, NULL, error);

@@ -12,8 +12,9 @@
  *	broadcast.c	the message log and what each subscriber is sent
  *	worker.c	the process, its listening sockets and its loop
  *
- * Who may subscribe, and what it may receive, is auth.c's (auth.h): conn.c
- * asks it at the upgrade and for auth messages, and keeps its grant.
+ * Who may subscribe, and what it may receive, is auth.c's (auth.h): http.c
+ * asks it at the upgrade and ws.c for auth messages; the grant it makes is
+ * kept with the connection, and broadcast.c filters by it.
  *
  * Sockets are adopted into libwebsockets as raw sockets (with TLS when
  * configured): libwebsockets runs the poll loop, the TLS layer and the
@@ -158,28 +159,6 @@ typedef enum PgWsPeerLog
 extern bool pgws_peer_log_allowed(PgWsPeerLog kind);
 extern size_t pgws_conn_size(void);
 
-/* a subscriber's text message, as far as tokens go (conn.c asks auth.c) */
-typedef enum PgWsTokenMessage
-{
-	TOKEN_MSG_NONE,				/* not an auth message */
-	TOKEN_MSG_ACCEPTED,			/* a valid token: the grant is renewed */
-	TOKEN_MSG_REJECTED			/* an auth message with a bad token */
-} PgWsTokenMessage;
-
-extern PgWsTokenMessage pgws_conn_token_message(PgWsConn *conn, const char *msg,
-												size_t len, const char **reason);
-
-/* what an upgrade request carries that decides who may subscribe */
-typedef struct PgWsUpgradeRequest
-{
-	const char *origin;			/* Origin header, or NULL */
-	const char *authorization;	/* Authorization header, or NULL */
-	const char *cookie;			/* Cookie headers joined with "; ", or NULL */
-	const char *query;			/* request target after '?', or NULL */
-} PgWsUpgradeRequest;
-
-extern int	pgws_conn_authorize(PgWsConn *conn, const PgWsUpgradeRequest *req,
-								const char **reason);
 extern void pgws_conn_reauthorize(void);
 
 /* http.c */

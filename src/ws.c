@@ -255,14 +255,15 @@ text_message(PgWsConn *conn, const char *msg, size_t len)
 {
 	const char *reason = NULL;
 
-	switch (pgws_conn_token_message(conn, msg, len, &reason))
+	/* auth.c renews the connection's grant from a valid token */
+	switch (pgws_auth_message(msg, len, (int64) time(NULL), &conn->sub.grant, &reason))
 	{
-		case TOKEN_MSG_ACCEPTED:
+		case AUTH_MSG_ACCEPTED:
 			return;
-		case TOKEN_MSG_REJECTED:
+		case AUTH_MSG_REJECTED:
 			ws_fail(conn, WS_CLOSE_TOKEN, reason);
 			return;
-		case TOKEN_MSG_NONE:
+		case AUTH_MSG_NOT_AUTH:
 			break;
 	}
 	/* only the auth message may be larger than a small message */
