@@ -597,6 +597,21 @@ async def test_descriptor_limit(ctx):
     return 'worker soft limit %s (server started with 100); 200 served, the 201st got 503' % limit[3]
 
 
+async def test_descriptor_limit_too_low(ctx):
+    """When the hard limit on open files is below what
+    pg_ws.max_connections needs, the worker says so in the log (and still
+    serves what it can)."""
+    cl = Cluster(name='nofile-hard', conf=BASE_CONF + ['pg_ws.max_connections = 500'])
+    ctx.use(cl)
+    cl.nofile = (100, 150)
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    said = [x for x in cl.log_since(0) if 'could not raise its limit on open files' in x]
+    check(said, 'the worker did not say it could not raise its limit on open files')
+    await still_serving(ctx, 'a hard limit too low')
+    return said[0].split('LOG:  ')[-1]
+
+
 async def test_public_address_needs_auth(ctx):
     """With pg_ws.auth none, a listen address that is not loopback keeps
     pg_ws from listening at all (and the log says why) unless
@@ -666,6 +681,8 @@ TESTS = [
      test_max_connections_per_address, 60),
     ('the worker raises its descriptor limit for pg_ws.max_connections',
      test_descriptor_limit, 90),
+    ('the worker says so when the hard limit on open files is too low for pg_ws.max_connections',
+     test_descriptor_limit_too_low, 60),
     ('a non-loopback listen address without auth is refused unless pg_ws.allow_anonymous',
      test_public_address_needs_auth, 60),
 ]
