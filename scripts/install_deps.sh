@@ -12,6 +12,7 @@ PACKAGES=(
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
 	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation
 	chromium								# the browser end-to-end test
+	iproute2								# ss: the keepalive test looks at sockets
 	curl									# watching /ws/ by hand
 )
 

@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -405,10 +406,20 @@ async def test_control_frames(ctx):
 
 async def test_keepalive(ctx):
     """A subscriber that never answers pings is dropped after about two
-    pg_ws.ping_interval; one that answers (python-websockets) stays."""
+    pg_ws.ping_interval; one that answers (python-websockets) stays; and
+    the server's sockets have TCP keepalive on."""
     port = ctx.cl.wsport
     mark = ctx.cl.log_size()
     good = await ctx.sub()      # its library answers pings
+
+    # TCP keepalive too, for peers that vanish while nothing is sent: the
+    # kernel shows a keepalive timer on the server's side of the socket
+    out = await asyncio.to_thread(subprocess.run,
+                                  ['ss', '-tnoH', 'state', 'established',
+                                   '( sport = :%d )' % port],
+                                  capture_output=True, text=True, timeout=10)
+    check('timer:(keepalive' in out.stdout,
+          'no TCP keepalive timer on the server side of a subscriber: %r' % out.stdout)
 
     def vanished():
         w = RawWs(port)
