@@ -7,8 +7,8 @@ and every kind of broken WebSocket frame, each sent by an independent
 raw-socket client (rawws.py, no libwebsockets) that checks the exact HTTP
 status or close code.  After every test a fresh subscriber must still be
 served, and the worker's memory (pg_ws_stats.worker_memory_bytes, what its
-malloc heap holds) must come back to the baseline measured before the
-first test.  Each test repeats its attack many times, and the flood test
+malloc heap holds) must come back to the baseline its cluster measured
+after a warm-up (take_baseline).  Each test repeats its attack many times, and the flood test
 makes a thousand hostile connections, so that a leak of a few dozen bytes
 per connection shows above the slack.
 
@@ -16,7 +16,8 @@ It does not cover tokens and origins (test_auth.py) or TLS (test_tls.py).
 
 One cluster, on 127.0.0.1 with short deadlines so that the bounds are
 quick to reach: pg_ws.handshake_timeout 2s, pg_ws.ping_interval 2s,
-pg_ws.max_header_size 16kB.  The limit tests get clusters of their own.
+pg_ws.max_header_size 16kB.  The limit tests get clusters of their own,
+each with its own baseline.
 
 Run as root: /usr/bin/python3 test/e2e/test_hostile.py   (TAP output)
 """
@@ -57,7 +58,8 @@ BASE_CONF = ["pg_ws.handshake_timeout = '%ds'" % HANDSHAKE_TIMEOUT_S,
              "pg_ws.max_header_size = '16kB'",
              "pg_ws.reconnect_grace = 0"]
 
-_main = {}              # 'cluster', 'baseline'
+_main = {}              # 'cluster': the cluster most tests share
+_baselines = {}         # Cluster -> the worker's heap after its warm-up
 _event_id = [0]
 
 
@@ -107,14 +109,40 @@ async def still_serving(ctx, what):
     await sub.wait_until(lambda m: any('"id": %d,' % eid in x for x in m), 15,
                          'a fresh subscriber after %s' % what)
     await sub.close()
-    baseline = _main.get('baseline')
-    if baseline is None or cl is not _main.get('cluster'):
-        return None
+    baseline = _baselines.get(cl)
+    if baseline is None:
+        return None         # the warm-up itself
     mem = await settle_memory(conn, baseline + MEMORY_SLACK)
     check(mem is not None and mem <= baseline + MEMORY_SLACK,
           'after %s the worker holds %s bytes, baseline %d (+%d allowed)'
           % (what, mem, baseline, MEMORY_SLACK))
     return mem - baseline
+
+
+async def take_baseline(ctx, sockets):
+    """Warm up what a cluster's worker allocates once (a first request, a
+    first subscriber, a first event, and PostgreSQL's cache of up to 100
+    deleted memory contexts: each connection has one, so sockets silent
+    connections at once), then measure its heap: the baseline its tests
+    come back to."""
+    cl = ctx.cl
+    port = cl.wsport
+    await asyncio.to_thread(exchange_many, port, b'GET / HTTP/1.1\r\n\r\n', 5)
+    for _, act, _ in FRAME_CASES[:3]:
+        await asyncio.to_thread(frame_case, port, act)
+    conn = await ctx.aconn()
+    socks = [await asyncio.to_thread(rawws.connect, port) for _ in range(sockets)]
+    deadline = time.monotonic() + 20
+    while (await asql(conn, "SELECT connections FROM pg_ws_stats"))[0][0] < sockets:
+        check(time.monotonic() < deadline, 'the warm-up connections were not accepted')
+        await asyncio.sleep(0.2)
+    for sock in socks:
+        sock.close()
+    await connections_gone(conn)
+    await still_serving(ctx, 'the warm-up')
+    baseline = await settle_memory(conn)
+    check(baseline is not None, 'pg_ws_stats has no worker memory figure')
+    _baselines[cl] = baseline
 
 
 def exchange_many(port, raw, n=REPEAT, timeout=10):
@@ -506,14 +534,18 @@ async def test_mixed_flood(ctx):
 
 # ----------------------------------------------------------- limit tests
 
-async def limits_cluster(ctx, name, conf):
-    """A cluster of its own, holding no connection yet (install() probes the
+async def limits_cluster(ctx, name, conf, nofile=None, warm=0):
+    """A cluster of its own (started under a limit on open files when
+    nofile is (soft, hard)), warmed up with warm silent connections and its
+    heap's baseline taken, holding no connection yet (install() probes the
     port, and the worker notices that probe's close asynchronously)."""
     cl = Cluster(name=name, conf=BASE_CONF + conf)
     ctx.use(cl)
+    cl.nofile = nofile
     await asyncio.to_thread(cl.start)
     await cl.install()
     await connections_gone(await ctx.aconn())
+    await take_baseline(ctx, warm)
     return cl
 
 
@@ -580,14 +612,11 @@ async def test_descriptor_limit(ctx):
     pg_ws.max_connections needs: the server started with a soft limit of
     100 (PostgreSQL itself needs about 60), it still serves 200 connections
     and answers the 201st with 503, not a reset."""
-    cl = Cluster(name='nofile', conf=BASE_CONF + ['pg_ws.max_connections = 200',
-                                                  "pg_ws.handshake_timeout = '60s'",
-                                                  'pg_ws.ping_interval = 0'])
-    ctx.use(cl)
-    cl.nofile = (100, 4096)
-    await asyncio.to_thread(cl.start)
-    await cl.install()
-    await connections_gone(await ctx.aconn())
+    cl = await limits_cluster(ctx, 'nofile', ['pg_ws.max_connections = 200',
+                                               "pg_ws.handshake_timeout = '60s'",
+                                               'pg_ws.ping_interval = 0'],
+                              nofile=(100, 4096), warm=110)
+    conn = await ctx.aconn()
     port = cl.wsport
     held = []
     try:
@@ -596,7 +625,6 @@ async def test_descriptor_limit(ctx):
         seen = await asyncio.to_thread(exchange_many, port, rawws.upgrade_request(port), 3)
         expect_one_answer(seen, 503, 'the 201st connection')
         # the worker's own limit, as the kernel shows it
-        conn = await ctx.aconn()
         pid = (await asql(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'"))[0][0]
         with open('/proc/%d/limits' % pid) as f:
             limit = [x for x in f if x.startswith('Max open files')][0].split()
@@ -612,11 +640,8 @@ async def test_descriptor_limit_too_low(ctx):
     """When the hard limit on open files is below what
     pg_ws.max_connections needs, the worker says so in the log (and still
     serves what it can)."""
-    cl = Cluster(name='nofile-hard', conf=BASE_CONF + ['pg_ws.max_connections = 500'])
-    ctx.use(cl)
-    cl.nofile = (100, 150)
-    await asyncio.to_thread(cl.start)
-    await cl.install()
+    cl = await limits_cluster(ctx, 'nofile-hard', ['pg_ws.max_connections = 500'],
+                              nofile=(100, 150))
     said = [x for x in cl.log_since(0) if 'could not raise its limit on open files' in x]
     check(said, 'the worker did not say it could not raise its limit on open files')
     await still_serving(ctx, 'a hard limit too low')
@@ -705,37 +730,11 @@ def main():
         _main['cluster'] = cl
         await asyncio.to_thread(cl.start)
         await cl.install()
-        # warm up what a first connection of each kind allocates once, then
-        # take the baseline
         ctx = Ctx(cl)
         try:
-            await test_warm_up(ctx)
-            conn = await ctx.aconn()
-            _main['baseline'] = await settle_memory(conn)
+            await take_baseline(ctx, 110)
         finally:
             await ctx.cleanup()
-        check(_main['baseline'] is not None, 'pg_ws_stats has no worker memory figure')
-
-    async def test_warm_up(ctx):
-        port = cl_port()
-        await asyncio.to_thread(exchange_many, port, b'GET / HTTP/1.1\r\n\r\n', 5)
-        for _, act, _ in FRAME_CASES[:3]:
-            await asyncio.to_thread(frame_case, port, act)
-        # PostgreSQL keeps up to 100 deleted memory contexts for reuse, and
-        # each connection has one: fill that cache before the baseline
-        socks = [await asyncio.to_thread(rawws.connect, port) for _ in range(110)]
-        conn = await ctx.aconn()
-        deadline = time.monotonic() + 20
-        while (await asql(conn, "SELECT connections FROM pg_ws_stats"))[0][0] < 110:
-            check(time.monotonic() < deadline, 'the warm-up connections were not accepted')
-            await asyncio.sleep(0.2)
-        for sock in socks:
-            sock.close()
-        await connections_gone(conn)
-        await still_serving(ctx, 'the warm-up')
-
-    def cl_port():
-        return _main['cluster'].wsport
 
     run_tap(TESTS, lambda: Ctx(_main['cluster']), setup=setup,
             watchdog_seconds=WATCHDOG_SECONDS)
