@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
                      compare_idents, free_port, ident, run_tap, run_threads,
                      short, worker_row)
+import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 400          # the whole run, setup and clean-up included
 
@@ -558,20 +559,8 @@ def raw_ws_connect(port, rcvbuf=4096):
 
 def read_to_eof(s, timeout):
     """Read s until the server closes it; (bytes read, closed?)."""
-    s.settimeout(1)
-    n = 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = s.recv(1 << 16)
-        except socket.timeout:
-            continue
-        except OSError:             # reset: closed too
-            return n, True
-        if not chunk:
-            return n, True
-        n += len(chunk)
-    return n, False
+    data, closed = rawws.read_until_closed(s, timeout)
+    return len(data), closed
 
 
 async def test_slow_subscriber(ctx):
@@ -782,19 +771,7 @@ async def test_fast_reader_not_culled(ctx):
 def read_frames(s, timeout):
     """Read a raw socket until the server closes it; the text frames that
     arrived whole, and how many bytes of a last, cut frame came after."""
-    data = b''
-    s.settimeout(1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = s.recv(1 << 16)
-        except socket.timeout:
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
+    data, _ = rawws.read_until_closed(s, timeout)
     frames, pos = [], 0
     while pos + 2 <= len(data):
         n = data[pos + 1] & 0x7F
