@@ -19,12 +19,12 @@
  *	  reason, and do not upgrade; on 0 keep the grant with the subscriber;
  *	- send a subscriber only the events pgws_grant_allows() for its grant;
  *	- once pgws_grant_expired(grant, time(NULL)), send nothing more and
- *	  close with PGWS_CLOSE_AUTH and "token expired";
+ *	  close with code 4001 (WS_CLOSE_TOKEN) and "token expired";
  *	- hand each complete text message from a subscriber to
- *	  pgws_auth_message(); on AUTH_MSG_REJECTED close with PGWS_CLOSE_AUTH
- *	  and the reason; on AUTH_MSG_ACCEPTED re-arm the expiry for the new
- *	  grant; ignore AUTH_MSG_NOT_AUTH as before;
- *	- after a reload, close with PGWS_CLOSE_AUTH and the reason every
+ *	  pgws_auth_message(); on AUTH_MSG_REJECTED close with code 4001
+ *	  and the reason; on AUTH_MSG_ACCEPTED the new grant applies from
+ *	  then on, its expiry included; AUTH_MSG_NOT_AUTH is not its business;
+ *	- after a reload, close with code 4001 and the reason every
  *	  subscriber whose grant pgws_auth_grant_current() refuses (pg_ws.auth
  *	  became jwt while it was connected without a token);
  *	- rate-limit its log lines about refusals; auth.c never logs per
@@ -38,9 +38,6 @@
 #define PG_WS_AUTH_H
 
 #include "pg_ws.h"
-
-/* the WebSocket close code for "your token is expired or invalid" */
-#define PGWS_CLOSE_AUTH 4001
 
 /* what an upgrade request carries; NULL when absent */
 typedef struct PgWsAuthRequest
@@ -85,7 +82,7 @@ extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
  * A text message from a subscriber.  AUTH_MSG_NOT_AUTH when it is not
  * {"type": "auth", "token": "..."}; AUTH_MSG_ACCEPTED when it is and the
  * token is valid (*grant replaced by the new token's); AUTH_MSG_REJECTED
- * with *reason otherwise (the transport then closes with PGWS_CLOSE_AUTH
+ * with *reason otherwise (the transport then closes with code 4001
  * and the reason).
  */
 typedef enum PgWsAuthMessageResult

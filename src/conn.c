@@ -147,6 +147,21 @@ pgws_conn_decide(PgWsAccept *acc)
 	return nrefusing < PGWS_REFUSAL_SLOTS;
 }
 
+/* a window of this kind of line is over: say how many were suppressed */
+static bool
+peer_log_window_over(PgWsPeerLog kind, TimestampTz now)
+{
+	if (now - peer_log[kind].window < (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
+		return false;
+	if (peer_log[kind].suppressed > 0)
+		ereport(LOG,
+				(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
+						peer_log[kind].suppressed, peer_log_what[kind],
+						PEER_LOG_WINDOW_MS / 1000)));
+	peer_log[kind].suppressed = 0;
+	return true;
+}
+
 /*
  * May a log line a peer caused be written now?  Lets PEER_LOG_BURST lines
  * of each kind through per PEER_LOG_WINDOW_MS, counts the rest, and says
@@ -158,16 +173,10 @@ pgws_peer_log_allowed(PgWsPeerLog kind)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (now - peer_log[kind].window >= (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
+	if (peer_log_window_over(kind, now))
 	{
-		if (peer_log[kind].suppressed > 0)
-			ereport(LOG,
-					(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
-							peer_log[kind].suppressed, peer_log_what[kind],
-							PEER_LOG_WINDOW_MS / 1000)));
 		peer_log[kind].window = now;
 		peer_log[kind].lines = 0;
-		peer_log[kind].suppressed = 0;
 	}
 	if (peer_log[kind].lines >= PEER_LOG_BURST)
 	{
@@ -178,22 +187,18 @@ pgws_peer_log_allowed(PgWsPeerLog kind)
 	return true;
 }
 
-/* the summary of a window that ended, written without waiting for a line */
+/*
+ * The summary of a window that ended, written without waiting for the next
+ * line (the window itself starts again at that line).
+ */
 static void
 peer_log_summaries(TimestampTz now)
 {
 	int			kind;
 
 	for (kind = 0; kind < PEER_LOG_KINDS; kind++)
-		if (peer_log[kind].suppressed > 0 &&
-			now - peer_log[kind].window >= (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
-		{
-			ereport(LOG,
-					(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
-							peer_log[kind].suppressed, peer_log_what[kind],
-							PEER_LOG_WINDOW_MS / 1000)));
-			peer_log[kind].suppressed = 0;
-		}
+		if (peer_log[kind].suppressed > 0)
+			(void) peer_log_window_over(kind, now);
 }
 
 static void

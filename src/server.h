@@ -180,11 +180,9 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 #define WS_OP_PONG			0xA
 
 /* close codes (RFC 6455 7.4.1, and ours) */
-#define WS_CLOSE_NORMAL			1000
 #define WS_CLOSE_GOING_AWAY		1001
 #define WS_CLOSE_PROTOCOL_ERROR 1002
 #define WS_CLOSE_UNSUPPORTED	1003
-#define WS_CLOSE_NO_STATUS		1005
 #define WS_CLOSE_INVALID_DATA	1007
 #define WS_CLOSE_POLICY			1008
 #define WS_CLOSE_TOO_BIG		1009
