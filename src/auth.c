@@ -306,28 +306,45 @@ find_token(const PgWsAuthRequest *req, const char **reason)
 
 	if (req->query != NULL)
 	{
-		const char *p = req->query;
+		bool		malformed;
+		char	   *token = pgws_query_param(req->query, "token", &malformed);
 
-		while (*p != '\0')
+		if (malformed)
+			*reason = reason_malformed;
+		return token;
+	}
+	return NULL;
+}
+
+/*
+ * The value of a query parameter, percent-decoded ("" when it has no '='),
+ * or NULL when absent or, with *malformed set, when the first parameter of
+ * that name cannot be decoded.  http.c reads ?since= and ?epoch= with it.
+ */
+char *
+pgws_query_param(const char *query, const char *name, bool *malformed)
+{
+	const char *p = query;
+
+	*malformed = false;
+	while (*p != '\0')
+	{
+		const char *end = strchr(p, '&');
+		const char *eq;
+		char	   *pname;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		eq = memchr(p, '=', end - p);
+		pname = percent_decode(p, (eq ? eq : end) - p);
+		if (pname != NULL && strcmp(pname, name) == 0)
 		{
-			const char *end = strchr(p, '&');
-			const char *eq;
-			char	   *name;
+			char	   *value = eq ? percent_decode(eq + 1, end - eq - 1) : pstrdup("");
 
-			if (end == NULL)
-				end = p + strlen(p);
-			eq = memchr(p, '=', end - p);
-			name = percent_decode(p, (eq ? eq : end) - p);
-			if (name != NULL && strcmp(name, "token") == 0)
-			{
-				char	   *token = eq ? percent_decode(eq + 1, end - eq - 1) : pstrdup("");
-
-				if (token == NULL)
-					*reason = reason_malformed;
-				return token;
-			}
-			p = *end ? end + 1 : end;
+			*malformed = value == NULL;
+			return value;
 		}
+		p = *end ? end + 1 : end;
 	}
 	return NULL;
 }

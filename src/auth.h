@@ -78,6 +78,10 @@ extern int	pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now,
  */
 extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
 
+/* a parameter of a request's query string, decoded (see auth.c) */
+extern char *pgws_query_param(const char *query, const char *name,
+							  bool *malformed);
+
 /*
  * A text message from a subscriber.  AUTH_MSG_NOT_AUTH when it is not
  * {"type": "auth", "token": "..."}; AUTH_MSG_ACCEPTED when it is and the

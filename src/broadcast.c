@@ -5,16 +5,27 @@
  *	  the shared queue becomes one message, framed once, whose bytes every
  *	  subscriber allowed to see it is sent from the same buffer.
  *
- * This file owns sequence numbers, per-subscriber progress, filtering by
- * a subscriber's grant, culling of subscribers that fall behind and freeing
- * messages everyone has.  It runs only in the worker.  It must not accept
- * connections or speak HTTP (conn.c, http.c), nor know how events were
- * rendered or queued.
+ * This file owns the log, the recent history kept in it, where a
+ * subscriber starts (live, or resuming after a position), per-subscriber
+ * progress, filtering by a subscriber's grant, culling of subscribers that
+ * fall behind and freeing messages nobody needs.  It runs only in the
+ * worker.  It must not accept connections or speak HTTP (conn.c, http.c),
+ * nor know how events were rendered or queued.
+ *
+ * Positions.  Every event carries its position in the stream ("seq") and
+ * the epoch in which positions compare (queue.c gives both); the message
+ * is the event's JSON with "seq" and "epoch" added after "data".  A
+ * subscriber that connects with ?since=SEQ&epoch=E gets every event after
+ * SEQ first, then the live stream, from the same log.  When the events
+ * after SEQ are no longer here, or E is not our epoch, it gets one
+ * resync_required message first and then the live stream: never a gap it
+ * cannot see.
  *
  * A message keeps its space in the shared queue until every subscriber has
  * been sent it (see queue.c), and "sent" means it has left libwebsockets'
  * buffer: a frame libwebsockets holds for a full socket is not sent yet,
- * so a worker that dies then finds it again in the queue.
+ * so a worker that dies then finds it again in the queue.  Its memory here
+ * is kept longer, as history, up to pg_ws.history_size.
  *
  * Subscribers are judged by their progress over time, never by one look
  * at their socket (libwebsockets holds part of any large frame or burst
@@ -26,15 +37,10 @@
  * at most a second): writers never wait long for a slow reader, and a
  * reader that keeps up is never culled.
  *
- * The log is a ring of message pointers indexed by sequence number, as in
- * libwebsockets' ws-server-ring example: a subscriber is just the sequence
- * number of the next message it needs.  Messages are freed once every
- * subscriber has been sent them, except during pg_ws.reconnect_grace after
- * the worker restarts: then everything is kept, and a subscriber that
- * connects starts from the first message of this worker's life, so clients
- * that reconnect after a worker restart also get what was committed while
- * it was down.  The first worker after the server starts has nobody to
- * reconnect and no grace period.
+ * The log is a ring of message pointers indexed by a running index, as in
+ * libwebsockets' ws-server-ring example: a subscriber is just the index of
+ * the next message it needs.  The index is this worker's; the position
+ * (seq) is the stream's.
  *
  * src/broadcast.c
  *
@@ -48,15 +54,20 @@
 
 typedef struct WsMessage
 {
+	uint64		seq;			/* the event's position */
 	uint64		entry_pos;		/* its transaction's entry in the queue */
 	uint64		offset;			/* bytes of all messages before this one */
-	uint32		len;			/* of the JSON */
+	uint32		len;			/* of the JSON as sent */
 	int			kind;			/* PgWsEventKind, or -1 */
 	uint8	   *frame;			/* the frame: header, then the JSON */
 	uint32		frame_len;
-	uint8		data[FLEXIBLE_ARRAY_MEMBER];	/* room for the header, then
-												 * the JSON */
+	uint32		alloc_len;		/* what it takes of the heap, roughly */
+	uint8		data[FLEXIBLE_ARRAY_MEMBER];	/* room for the header, the
+												 * JSON and the position */
 } WsMessage;
+
+/* room for ', "seq": N, "epoch": "E"' after the event's own JSON */
+#define POSITION_ROOM (48 + PGWS_EPOCH_LEN)
 
 /* most frames one subscriber is sent before the others get a turn */
 #define MESSAGES_PER_WRITABLE 64
@@ -66,26 +77,33 @@ typedef struct WsMessage
 
 static MemoryContext broadcast_context = NULL;
 
-/* messages [first_seq, next_seq) are held in log[seq & (log_cap - 1)] */
+/* messages [first_idx, next_idx) are held in log[idx & (log_cap - 1)] */
 static WsMessage **message_log = NULL;
 static uint64 log_cap = 0;
-static uint64 first_seq = 0;
-static uint64 next_seq = 0;
+static uint64 first_idx = 0;
+static uint64 next_idx = 0;
 static uint64 bytes_total = 0;
+static uint64 log_bytes = 0;	/* alloc_len of the messages held */
 
-/* the queue holds messages from released_seq on, until all have them */
-static uint64 released_seq = 0;
+/*
+ * Every event with a position above history_floor is in the log (or yet to
+ * come); the ones at or below it are not here any more.
+ */
+static uint64 history_floor = 0;
+static char epoch[PGWS_EPOCH_LEN];
+
+/* the queue holds messages from released_idx on, until all have them */
+static uint64 released_idx = 0;
 
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;
-static bool in_grace = false;
 static bool shutting_down = false;
 
 static inline WsMessage *
-message_at(uint64 seq)
+message_at(uint64 idx)
 {
-	Assert(seq >= first_seq && seq < next_seq);
-	return message_log[seq & (log_cap - 1)];
+	Assert(idx >= first_idx && idx < next_idx);
+	return message_log[idx & (log_cap - 1)];
 }
 
 static inline PgWsConn *
@@ -94,9 +112,12 @@ subscriber_conn(dlist_node *node)
 	return dlist_container(PgWsConn, sub.node, node);
 }
 
-/* restart: a worker ran before us, so subscribers are about to reconnect */
+/*
+ * floor: queue.c's history floor, the position after which this worker
+ * has every event.
+ */
 void
-pgws_broadcast_init(bool restart)
+pgws_broadcast_init(uint64 floor)
 {
 	broadcast_context = AllocSetContextCreate(TopMemoryContext,
 											  "pg_ws broadcast",
@@ -104,80 +125,115 @@ pgws_broadcast_init(bool restart)
 	log_cap = 1024;
 	message_log = MemoryContextAllocZero(broadcast_context,
 										 log_cap * sizeof(WsMessage *));
-	in_grace = restart && pgws_reconnect_grace_ms > 0;
+	history_floor = floor;
+	pgws_queue_epoch(epoch, sizeof(epoch));
+}
+
+/* the epoch of our positions, as subscribers give it back */
+const char *
+pgws_broadcast_epoch(void)
+{
+	return epoch;
 }
 
 /*
- * pgws_queue_drain's sink: a new message at the end of the log, framed
- * now (the length is known) and filled by the caller.
+ * pgws_queue_drain's sink: a new message at the end of the log, filled by
+ * the caller with the event's JSON and completed by finish_message.
  */
 static char *
-append_message(void *arg, uint32 len, uint64 entry_pos)
+append_message(void *arg, uint32 len, uint64 seq, uint64 entry_pos)
 {
 	WsMessage  *msg;
-	uint8		header[PGWS_WS_MAX_HEADER];
-	int			hlen;
+	uint32		alloc_len;
 
-	if (next_seq - first_seq == log_cap)
+	if (next_idx - first_idx == log_cap)
 	{
 		WsMessage **bigger;
-		uint64		seq;
+		uint64		idx;
 
 		bigger = MemoryContextAllocHuge(broadcast_context,
 										2 * log_cap * sizeof(WsMessage *));
-		for (seq = first_seq; seq < next_seq; seq++)
-			bigger[seq & (2 * log_cap - 1)] = message_log[seq & (log_cap - 1)];
+		for (idx = first_idx; idx < next_idx; idx++)
+			bigger[idx & (2 * log_cap - 1)] = message_log[idx & (log_cap - 1)];
 		pfree(message_log);
 		message_log = bigger;
 		log_cap *= 2;
 	}
 
-	msg = MemoryContextAlloc(broadcast_context,
-							 offsetof(WsMessage, data) + PGWS_WS_MAX_HEADER + len);
+	alloc_len = offsetof(WsMessage, data) + PGWS_WS_MAX_HEADER + len + POSITION_ROOM;
+	msg = MemoryContextAlloc(broadcast_context, alloc_len);
+	msg->seq = seq;
 	msg->entry_pos = entry_pos;
-	msg->offset = bytes_total;
 	msg->len = len;
 	msg->kind = -1;
-	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len);
-	msg->frame = msg->data + PGWS_WS_MAX_HEADER - hlen;
-	memcpy(msg->frame, header, hlen);
-	msg->frame_len = hlen + len;
-	message_log[next_seq & (log_cap - 1)] = msg;
-	next_seq++;
-	bytes_total += len;
+	msg->alloc_len = alloc_len;
+	message_log[next_idx & (log_cap - 1)] = msg;
+	next_idx++;
+	log_bytes += alloc_len;
 	return (char *) msg->data + PGWS_WS_MAX_HEADER;
 }
 
 /*
- * Free what every subscriber has been sent: its space in the shared queue,
- * and, once the grace period is over, its memory here.
+ * Add the position to a message's JSON, in place of its closing brace, and
+ * frame it: {"event": ..., "data": {...}, "seq": N, "epoch": "E"}.
+ */
+static void
+finish_message(WsMessage *msg)
+{
+	char	   *json = (char *) msg->data + PGWS_WS_MAX_HEADER;
+	uint8		header[PGWS_WS_MAX_HEADER];
+	int			hlen;
+	int			n;
+
+	msg->kind = pgws_event_kind_of(json, msg->len);
+	/* render.c always closes the object last */
+	Assert(msg->len > 0 && json[msg->len - 1] == '}');
+	n = snprintf(json + msg->len - 1, POSITION_ROOM + 1,
+				 ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
+				 msg->seq, epoch);
+	Assert(n <= POSITION_ROOM);
+	msg->len += n - 1;
+	msg->offset = bytes_total;
+	bytes_total += msg->len;
+	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, msg->len);
+	msg->frame = msg->data + PGWS_WS_MAX_HEADER - hlen;
+	memcpy(msg->frame, header, hlen);
+	msg->frame_len = hlen + msg->len;
+}
+
+/*
+ * Free what every subscriber has been sent: its space in the shared queue
+ * at once, its memory here once pg_ws.history_size does not keep it.
  */
 static void
 trim_log(void)
 {
-	uint64		min_seq = next_seq;
-	uint64		release_seq;
+	uint64		min_idx = next_idx;
+	uint64		release_idx;
+	uint64		history_bytes = (uint64) pgws_history_size_kb * 1024;
 	dlist_iter	iter;
 
 	if (shutting_down)
 		return;
 	dlist_foreach(iter, &subscribers)
-		min_seq = Min(min_seq, subscriber_conn(iter.cur)->sub.sent_seq);
+		min_idx = Min(min_idx, subscriber_conn(iter.cur)->sub.sent_idx);
 
-	/* a subscriber replaying the grace period does not hold the queue */
-	release_seq = Max(min_seq, released_seq);
-	if (release_seq < next_seq)
-		pgws_queue_release(message_at(release_seq)->entry_pos);
+	/* a subscriber replaying history does not hold the queue */
+	release_idx = Max(min_idx, released_idx);
+	if (release_idx < next_idx)
+		pgws_queue_release(message_at(release_idx)->entry_pos);
 	else
 		pgws_queue_release(pgws_queue_read_pos());
-	released_seq = release_seq;
+	released_idx = release_idx;
 
-	if (in_grace)
-		return;
-	while (first_seq < min_seq)
+	while (first_idx < min_idx && log_bytes > history_bytes)
 	{
-		pfree(message_at(first_seq));
-		first_seq++;
+		WsMessage  *msg = message_at(first_idx);
+
+		history_floor = msg->seq;
+		log_bytes -= msg->alloc_len;
+		pfree(msg);
+		first_idx++;
 	}
 }
 
@@ -186,18 +242,18 @@ trim_log(void)
  * replaying from the grace period was released already.
  */
 static inline uint64
-held_seq(PgWsSubscriber *sub)
+held_idx(PgWsSubscriber *sub)
 {
-	return Max(sub->sent_seq, released_seq);
+	return Max(sub->sent_idx, released_idx);
 }
 
 /* bytes of messages this subscriber still holds in the shared queue */
 static uint64
 queue_lag(PgWsSubscriber *sub)
 {
-	uint64		seq = held_seq(sub);
+	uint64		idx = held_idx(sub);
 
-	return seq < next_seq ? bytes_total - message_at(seq)->offset : 0;
+	return idx < next_idx ? bytes_total - message_at(idx)->offset : 0;
 }
 
 static void
@@ -215,22 +271,22 @@ cull(PgWsConn *conn, uint64 lag, const char *why)
 
 /*
  * Judge every subscriber by its progress (see the file header), and arm
- * the writable callback of those with something to send.  arrived_from is
+ * the writable callback of those with something to send.  arrived_idx is
  * the first message that has just arrived: a subscriber that had
  * everything before it was keeping up until now.
  */
 static void
-check_progress(TimestampTz now, uint64 arrived_from)
+check_progress(TimestampTz now, uint64 arrived_idx)
 {
 	uint64		max_lag = (uint64) pgws_max_subscriber_lag_kb * 1024;
 	bool		writers_waiting = pgws_queue_writers_waiting();
-	uint64		holding_seq = next_seq;
+	uint64		holding_idx = next_idx;
 	TimestampTz grace_us = (TimestampTz) Min(1000, pgws_queue_full_timeout_ms / 2) * 1000;
 	dlist_iter	iter;
 	dlist_mutable_iter miter;
 
 	dlist_foreach(iter, &subscribers)
-		holding_seq = Min(holding_seq, held_seq(&subscriber_conn(iter.cur)->sub));
+		holding_idx = Min(holding_idx, held_idx(&subscriber_conn(iter.cur)->sub));
 
 	dlist_foreach_modify(miter, &subscribers)
 	{
@@ -240,14 +296,14 @@ check_progress(TimestampTz now, uint64 arrived_from)
 		bool		stalled;
 		uint64		lag;
 
-		if (sub->sent_seq >= arrived_from)
+		if (sub->sent_idx >= arrived_idx)
 			sub->progress_at = now;
-		if (sub->sent_seq == next_seq)
+		if (sub->sent_idx == next_idx)
 		{
 			sub->holding_since = 0;
 			continue;
 		}
-		holds = writers_waiting && held_seq(sub) == holding_seq;
+		holds = writers_waiting && held_idx(sub) == holding_idx;
 		if (!holds)
 			sub->holding_since = 0;
 		else if (sub->holding_since == 0)
@@ -261,7 +317,7 @@ check_progress(TimestampTz now, uint64 arrived_from)
 			cull(conn, lag, "stopped reading while a committing transaction waited for the room it held");
 		else if (holds && now - sub->holding_since >= grace_us)
 			cull(conn, lag, "held up a committing transaction that waited for room");
-		else if (sub->next_seq < next_seq)
+		else if (sub->next_idx < next_idx)
 			lws_callback_on_writable(conn->wsi);
 	}
 }
@@ -274,19 +330,14 @@ check_progress(TimestampTz now, uint64 arrived_from)
 uint64
 pgws_broadcast_drain_queue(void)
 {
-	uint64		arrived_from = next_seq;
+	uint64		arrived_idx = next_idx;
 	uint64		n = pgws_queue_drain(append_message, NULL);
-	uint64		seq;
+	uint64		idx;
 
-	for (seq = arrived_from; seq < next_seq; seq++)
-	{
-		WsMessage  *msg = message_at(seq);
-
-		msg->kind = pgws_event_kind_of((char *) msg->frame + (msg->frame_len - msg->len),
-									   msg->len);
-	}
+	for (idx = arrived_idx; idx < next_idx; idx++)
+		finish_message(message_at(idx));
 	if (n > 0 || pgws_queue_writers_waiting())
-		check_progress(GetCurrentTimestamp(), arrived_from);
+		check_progress(GetCurrentTimestamp(), arrived_idx);
 	trim_log();
 	return n;
 }
@@ -295,15 +346,7 @@ pgws_broadcast_drain_queue(void)
 void
 pgws_broadcast_check_progress(TimestampTz now)
 {
-	check_progress(now, next_seq);
-	trim_log();
-}
-
-/* pg_ws.reconnect_grace is over: keep only what subscribers still need */
-void
-pgws_broadcast_end_grace(void)
-{
-	in_grace = false;
+	check_progress(now, next_idx);
 	trim_log();
 }
 
@@ -325,21 +368,93 @@ pgws_subscriber_count(void)
 	return nsubscribers;
 }
 
-/* a connection was upgraded to /ws/: it receives from now on */
+/*
+ * The subscriber cannot resume where it asked: tell it, with the position
+ * the stream continues after, so that it reloads its state and can resume
+ * from there next time.
+ */
+static void
+prepare_resync(PgWsConn *conn, uint64 continue_after)
+{
+	PgWsSubscriber *sub = &conn->sub;
+	char		json[256 + PGWS_EPOCH_LEN * 2];
+	uint8		header[PGWS_WS_MAX_HEADER];
+	int			len;
+	int			hlen;
+
+	len = snprintf(json, sizeof(json),
+				   "{\"event\": \"resync_required\", \"data\": {\"since\": " UINT64_FORMAT
+				   ", \"oldest\": " UINT64_FORMAT ", \"epoch\": \"%s\"}"
+				   ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
+				   sub->since, history_floor, epoch, continue_after, epoch);
+	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len);
+	sub->notice = MemoryContextAlloc(conn->cxt, hlen + len);
+	memcpy(sub->notice, header, hlen);
+	memcpy(sub->notice + hlen, json, len);
+	sub->notice_len = hlen + len;
+}
+
+/* the first message in the log after position seq (next_idx if none) */
+static uint64
+first_after(uint64 seq)
+{
+	uint64		lo = first_idx;
+	uint64		hi = next_idx;
+
+	while (lo < hi)
+	{
+		uint64		mid = lo + (hi - lo) / 2;
+
+		if (message_at(mid)->seq <= seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * A connection was upgraded to /ws/: it receives from now on, from the live
+ * stream or, when it asked with ?since=, from the first event after that
+ * position.
+ */
 void
 pgws_subscriber_open(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
+	uint64		live_after = next_idx > first_idx ?
+		message_at(next_idx - 1)->seq : history_floor;
 
-	/* during the grace period everything since start-up is still here */
-	sub->next_seq = sub->sent_seq = in_grace ? first_seq : next_seq;
+	sub->notice = NULL;
+	sub->notice_len = 0;
+	if (!sub->resume)
+	{
+		sub->next_idx = next_idx;
+		sub->after_seq = live_after;
+	}
+	else if (!sub->epoch_matches || sub->since < history_floor)
+	{
+		prepare_resync(conn, live_after);
+		sub->next_idx = next_idx;
+		sub->after_seq = live_after;
+	}
+	else
+	{
+		/*
+		 * A position we have not reached yet (one from a node ahead of us)
+		 * is waited for: after_seq keeps what it has from being sent again.
+		 */
+		sub->next_idx = first_after(sub->since);
+		sub->after_seq = sub->since;
+	}
+	sub->sent_idx = sub->next_idx;
 	sub->progress_at = GetCurrentTimestamp();
 	sub->holding_since = 0;
 	sub->culled = false;
 	sub->subscribed = true;
 	dlist_push_tail(&subscribers, &sub->node);
 	nsubscribers++;
-	if (sub->next_seq < next_seq)
+	if (sub->next_idx < next_idx || sub->notice != NULL)
 		lws_callback_on_writable(conn->wsi);
 }
 
@@ -354,24 +469,36 @@ int
 pgws_subscriber_writable(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
-	uint64		first = sub->sent_seq;
+	uint64		first = sub->sent_idx;
 	int			written = 0;
 
 	if (!sub->subscribed)
 		return 0;
-	sub->sent_seq = sub->next_seq;
+	sub->sent_idx = sub->next_idx;
 	/* past its token's end it gets nothing; conn.c closes it within a second */
 	if (pgws_grant_expired(&sub->grant, (int64) time(NULL)))
 		return 0;
 
-	while (sub->next_seq < next_seq && written < MESSAGES_PER_WRITABLE)
+	if (sub->notice != NULL)
 	{
-		WsMessage  *msg = message_at(sub->next_seq);
+		if (lws_write(conn->wsi, sub->notice, sub->notice_len,
+					  LWS_WRITE_RAW) < sub->notice_len)
+			return -1;
+		pfree(sub->notice);
+		sub->notice = NULL;
+		if (lws_partial_buffered(conn->wsi))
+			return 0;			/* libwebsockets calls us when it is out */
+	}
 
-		sub->next_seq++;
-		if (!pgws_grant_allows(&sub->grant, msg->kind))
+	while (sub->next_idx < next_idx && written < MESSAGES_PER_WRITABLE)
+	{
+		WsMessage  *msg = message_at(sub->next_idx);
+
+		sub->next_idx++;
+		if (msg->seq <= sub->after_seq ||
+			!pgws_grant_allows(&sub->grant, msg->kind))
 		{
-			sub->sent_seq = sub->next_seq;
+			sub->sent_idx = sub->next_idx;
 			continue;
 		}
 		if (lws_write(conn->wsi, msg->frame, msg->frame_len,
@@ -381,15 +508,15 @@ pgws_subscriber_writable(PgWsConn *conn)
 		/* costs no system call, unlike lws_send_pipe_choked() */
 		if (lws_partial_buffered(conn->wsi))
 			break;				/* libwebsockets calls us when it is out */
-		sub->sent_seq = sub->next_seq;
+		sub->sent_idx = sub->next_idx;
 	}
-	if (sub->sent_seq > first || sub->sent_seq == next_seq)
+	if (sub->sent_idx > first || sub->sent_idx == next_idx)
 		sub->progress_at = GetCurrentTimestamp();
-	if (sub->next_seq < next_seq && !lws_partial_buffered(conn->wsi))
+	if (sub->next_idx < next_idx && !lws_partial_buffered(conn->wsi))
 		lws_callback_on_writable(conn->wsi);
 
 	/* this subscriber may have been holding up a waiting writer */
-	if (first <= released_seq && sub->sent_seq > first &&
+	if (first <= released_idx && sub->sent_idx > first &&
 		pgws_queue_writers_waiting())
 		trim_log();
 	return 0;

@@ -342,6 +342,50 @@ ws_accept(const char *key, char *accept, size_t size)
 	return true;
 }
 
+/*
+ * ?since=SEQ&epoch=E: where a resuming subscriber starts (broadcast.c).
+ * Empty values count as absent, so that a client can always send both.
+ * Returns false, having refused the request, when they make no sense.
+ */
+static bool
+read_resume(PgWsConn *conn, const char *query)
+{
+	char	   *since;
+	char	   *epoch;
+	bool		bad_since;
+	bool		bad_epoch;
+	char	   *end;
+	uint64		value;
+
+	conn->sub.resume = false;
+	if (query == NULL)
+		return true;
+	since = pgws_query_param(query, "since", &bad_since);
+	epoch = pgws_query_param(query, "epoch", &bad_epoch);
+	if (!bad_since && (since == NULL || since[0] == '\0'))
+		return true;			/* a fresh start; any epoch is moot */
+
+	errno = 0;
+	value = bad_since ? 0 : strtou64(since, &end, 10);
+	if (bad_since || !isdigit((unsigned char) since[0]) || *end != '\0' ||
+		errno != 0)
+	{
+		pgws_http_refuse(conn, 400, NULL,
+						 "since must be the seq of a pg_ws event (a decimal number)");
+		return false;
+	}
+	if (bad_epoch || epoch == NULL || epoch[0] == '\0')
+	{
+		pgws_http_refuse(conn, 400, NULL,
+						 "since needs the epoch of the event it was taken from (&epoch=)");
+		return false;
+	}
+	conn->sub.resume = true;
+	conn->sub.since = value;
+	conn->sub.epoch_matches = strcmp(epoch, pgws_broadcast_epoch()) == 0;
+	return true;
+}
+
 /* route a complete request: an answer, or the upgrade of /ws/ */
 static void
 route(PgWsConn *conn, char *head)
@@ -444,6 +488,9 @@ route(PgWsConn *conn, char *head)
 		return;
 	}
 	Assert(status == 0);
+
+	if (!read_resume(conn, req.query))
+		return;
 
 	if (!ws_accept(req.ws_key, accept, sizeof(accept)))
 	{

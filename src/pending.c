@@ -40,7 +40,7 @@ typedef struct PendingMark
  * All live in TopTransactionContext; the pointers are reset at every
  * transaction end, never freed one by one.
  */
-static StringInfo pending_events = NULL;	/* [uint32 len][json] ... */
+static StringInfo pending_events = NULL;	/* JSON Lines: json\n json\n ... */
 static int	pending_count = 0;
 static PendingMark *marks = NULL;
 static int	nmarks = 0;
@@ -65,7 +65,6 @@ void
 pgws_pending_add(const char *json, int len)
 {
 	int			level = GetCurrentTransactionNestLevel();
-	uint32		len32 = (uint32) len;
 	uint64		payload;
 
 	if (pending_events == NULL)
@@ -78,7 +77,7 @@ pgws_pending_add(const char *json, int len)
 		MemoryContextSwitchTo(old);
 	}
 
-	payload = (uint64) pending_events->len + PGWS_EVENT_LENGTH_SIZE + len;
+	payload = (uint64) pending_events->len + len + 1;
 	if (pgws_queue_entry_size(payload) > pgws_queue_capacity())
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -101,8 +100,10 @@ pgws_pending_add(const char *json, int len)
 		nmarks++;
 	}
 
-	appendBinaryStringInfo(pending_events, (const char *) &len32, sizeof(len32));
+	/* JSON Lines: the renderer never writes a raw newline (escape_json) */
+	Assert(memchr(json, '\n', len) == NULL);
 	appendBinaryStringInfo(pending_events, json, len);
+	appendStringInfoChar(pending_events, '\n');
 	pending_count++;
 }
 
@@ -183,7 +184,8 @@ pgws_register_xact_callbacks(void)
  * pg_ws_pending_events() returns setof text
  *
  * The events the current transaction has queued so far, in order, exactly
- * as they will be sent.
+ * as they will be sent but for their position ("seq" and "epoch"), which
+ * they get at commit.
  */
 PG_FUNCTION_INFO_V1(pg_ws_pending_events);
 
@@ -197,21 +199,19 @@ pg_ws_pending_events(PG_FUNCTION_ARGS)
 
 	while (pending_events != NULL && off < pending_events->len)
 	{
-		uint32		len;
-		char	   *src;
+		char	   *src = pending_events->data + off;
+		char	   *nl = memchr(src, '\n', pending_events->len - off);
+		int			len = nl - src;
 		char	   *json;
 		Datum		value;
 		bool		isnull = false;
 
-		memcpy(&len, pending_events->data + off, sizeof(len));
-		off += sizeof(len);
 		/* events are UTF-8; show them in the database's encoding */
-		src = pending_events->data + off;
 		json = pg_any_to_server(src, len, PG_UTF8);
 		value = PointerGetDatum(cstring_to_text_with_len(json,
 														 json == src ? len : strlen(json)));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-		off += len;
+		off += len + 1;
 	}
 	return (Datum) 0;
 }

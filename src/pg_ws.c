@@ -35,7 +35,9 @@ int			pgws_queue_size_kb = 8192;
 int			pgws_queue_full_timeout_ms = 10000;
 int			pgws_max_connections = 100;
 int			pgws_max_subscriber_lag_kb = 16384;
-int			pgws_reconnect_grace_ms = 10000;
+int			pgws_reconnect_grace_ms = 0;	/* obsolete since 1.2, ignored */
+int			pgws_history_size_kb = 8192;
+bool		pgws_wal = true;
 char	   *pgws_media_url = NULL;
 int			pgws_max_connections_per_address = 0;
 int			pgws_ping_interval_s = 30;
@@ -280,12 +282,23 @@ define_gucs(void)
 							16384, 64, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	/*
+	 * Kept so that configurations written for 1.0 and 1.1 still load:
+	 * resuming with ?since= replaced it.
+	 */
 	DefineCustomIntVariable("pg_ws.reconnect_grace",
-							"How long after the worker restarts its events are kept for subscribers that reconnect.",
-							"Events committed while the worker was down reach subscribers that connect within this time.",
+							"Obsolete since pg_ws 1.2 and ignored: subscribers resume with ?since=.",
+							NULL,
 							&pgws_reconnect_grace_ms,
-							10000, 0, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_MS,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.history_size",
+							"Memory the worker keeps its most recent events in, for subscribers that resume with ?since=.",
+							"Older positions are read back from the WAL.",
+							&pgws_history_size_kb,
+							8192, 0, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_ws.media_url",
 							   "URL prefix for image paths in events, like Django's MEDIA_URL.",
@@ -412,8 +425,20 @@ define_gucs(void)
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   check_allowed_origins, NULL, NULL);
 
-	/* the ring's size is fixed when shared memory is set up */
+	/*
+	 * Fixed when shared memory is set up: the ring's size, and what the
+	 * positions in it are (switching between WAL positions and a counter
+	 * changes the epoch, which only a restart may do).
+	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomBoolVariable("pg_ws.wal",
+								 "Writes every transaction's events to the WAL before its commit record.",
+								 "Positions (seq) are then WAL positions, valid across restarts and on every node; off keeps events in memory only.",
+								 &pgws_wal,
+								 true,
+								 PGC_POSTMASTER, 0,
+								 NULL, NULL, NULL);
 		DefineCustomIntVariable("pg_ws.queue_size",
 								"Size of the shared memory queue of committed events not yet sent.",
 								NULL,
@@ -421,6 +446,7 @@ define_gucs(void)
 								8192, 64, 1024 * 1024,
 								PGC_POSTMASTER, GUC_UNIT_KB,
 								NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("pg_ws");
 }

@@ -45,6 +45,8 @@ extern int	pgws_queue_full_timeout_ms;
 extern int	pgws_max_connections;
 extern int	pgws_max_subscriber_lag_kb;
 extern int	pgws_reconnect_grace_ms;
+extern int	pgws_history_size_kb;
+extern bool pgws_wal;
 extern char *pgws_media_url;
 extern int	pgws_max_connections_per_address;
 extern int	pgws_ping_interval_s;
@@ -82,10 +84,14 @@ extern bool pgws_is_broadcast_database(void);
 /*
  * Shared queue (queue.c).
  *
- * One queue entry holds all events of one committed transaction, each as a
- * 4-byte native-endian length followed by that many bytes of UTF-8 JSON.
+ * One queue entry holds all events of one committing transaction as JSON
+ * Lines: each event's UTF-8 JSON followed by a newline.  The same bytes are
+ * the payload of the transaction's WAL message (prefix PGWS_WAL_PREFIX).
+ * Every event has a position (seq): with pg_ws.wal = on, the message
+ * record's LSN plus the event's index in it.
  */
-#define PGWS_EVENT_LENGTH_SIZE	sizeof(uint32)
+#define PGWS_WAL_PREFIX "pg_ws"
+#define PGWS_EPOCH_LEN 48
 
 extern void pgws_queue_request_shmem(void);
 extern void pgws_queue_startup(void);
@@ -95,15 +101,18 @@ extern void pgws_queue_append(const char *payload, uint32 len, int nevents);
 extern void pgws_queue_finish(bool committed);
 extern void pgws_queue_wake_worker(void);
 extern int	pgws_queue_wakeup_fd(void);
-extern bool pgws_queue_worker_attach(void);
+extern uint64 pgws_queue_worker_attach(bool *restart);
 extern void pgws_queue_worker_detach(void);
+extern void pgws_queue_epoch(char *buf, size_t size);
 
 /*
  * pgws_queue_drain hands each committed event to the worker by asking this
- * callback for a buffer of len bytes, which it then fills with the event;
- * entry_pos identifies the transaction's entry, for pgws_queue_release.
+ * callback for a buffer of len bytes, which it then fills with the event's
+ * JSON; seq is the event's position, entry_pos identifies the transaction's
+ * entry, for pgws_queue_release.
  */
-typedef char *(*pgws_event_sink) (void *arg, uint32 len, uint64 entry_pos);
+typedef char *(*pgws_event_sink) (void *arg, uint32 len, uint64 seq,
+								  uint64 entry_pos);
 extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg);
 extern uint64 pgws_queue_read_pos(void);
 extern bool pgws_queue_writers_waiting(void);
@@ -149,9 +158,9 @@ extern void pgws_pending_add(const char *json, int len);
 extern void pgws_register_xact_callbacks(void);
 
 /* The worker's message log (broadcast.c; the rest is in server.h) */
-extern void pgws_broadcast_init(bool restart);
+extern void pgws_broadcast_init(uint64 history_floor);
+extern const char *pgws_broadcast_epoch(void);
 extern uint64 pgws_broadcast_drain_queue(void);
-extern void pgws_broadcast_end_grace(void);
 extern void pgws_broadcast_shutdown(void);
 extern int	pgws_subscriber_count(void);
 

@@ -28,6 +28,16 @@
  * Flipping the state after commit only stores one word and writes to an
  * eventfd: nothing that can fail or allocate runs after the commit record.
  *
+ * Positions.  In the same critical section that reserves the entry, the
+ * transaction's events are written to the WAL as one transactional logical
+ * message (prefix "pg_ws", the events as JSON Lines), so that queue order
+ * is WAL order: the n events of an entry are at positions (seq) start,
+ * start + 1, ... start + n - 1, where start is the message record's LSN.
+ * A record is longer than its number of events, so positions never
+ * collide, and they mean the same on every node that replays this WAL.
+ * With pg_ws.wal = off a counter in shared memory stands in for the LSN,
+ * and its epoch changes with every life of shared memory.
+ *
  * The worker reads entries as they commit but frees their space only once
  * every subscriber has been sent their events (pgws_queue_release), so a
  * worker that dies with events in flight finds them again when it restarts.
@@ -49,13 +59,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "replication/message.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 /* states of a queue entry */
@@ -65,12 +79,13 @@
 
 /*
  * Every entry starts at a multiple of 8 in a ring whose size is a multiple
- * of 8, so this 8-byte header never wraps; the payload after it may.
+ * of 8, so this 16-byte header never wraps; the payload after it may.
  */
 typedef struct QueueEntryHeader
 {
 	pg_atomic_uint32 state;
 	uint32		payload_len;
+	uint64		first_seq;		/* position of its first event */
 } QueueEntryHeader;
 
 #define ENTRY_ALIGN 8
@@ -92,6 +107,11 @@ typedef struct PgWsQueue
 										 * looked */
 	pg_atomic_uint32 writers_waiting;	/* committing backends waiting for
 										 * room */
+	uint64		next_counter_seq;	/* pg_ws.wal = off: next position */
+	TimestampTz created_at;		/* this life of shared memory */
+	bool		released_valid; /* released_through is known */
+	uint64		released_through;	/* every event up to this position has
+									 * been released by a worker */
 } PgWsQueue;
 
 #define RING_OFFSET		MAXALIGN(sizeof(PgWsQueue))
@@ -149,6 +169,10 @@ pgws_queue_startup(void)
 		ConditionVariableInit(&queue->space_cv);
 		pg_atomic_init_u32(&queue->wakeup_pending, 0);
 		pg_atomic_init_u32(&queue->writers_waiting, 0);
+		queue->next_counter_seq = 1;
+		queue->created_at = GetCurrentTimestamp();
+		queue->released_valid = false;
+		queue->released_through = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);
 
@@ -273,6 +297,13 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 	pgws_require_preload();
 	Assert(!entry_appended);
 
+	/*
+	 * The WAL message belongs to the transaction: make sure it has an xid
+	 * now, outside the critical section (this can wait, or fail).
+	 */
+	if (pgws_wal)
+		(void) GetCurrentTransactionId();
+
 	if (need > queue->size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -290,10 +321,28 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 		if (queue->size - (queue->head - queue->tail) >= need)
 		{
+			uint64		first_seq;
+
+			/*
+			 * The WAL record and the entry in one critical section, so that
+			 * queue order is WAL order.  An error in XLogInsert leaves the
+			 * queue untouched, and the transaction aborts.
+			 */
+			if (pgws_wal)
+			{
+				(void) LogLogicalMessage(PGWS_WAL_PREFIX, payload, len, true);
+				first_seq = ProcLastRecPtr;
+			}
+			else
+			{
+				first_seq = queue->next_counter_seq;
+				queue->next_counter_seq += nevents;
+			}
 			pos = queue->head;
 			hdr = entry_header(pos);
 			pg_atomic_init_u32(&hdr->state, ENTRY_PENDING);
 			hdr->payload_len = len;
+			hdr->first_seq = first_seq;
 			queue->head += need;
 			LWLockRelease(queue->lock);
 			break;
@@ -398,19 +447,45 @@ pgws_queue_wakeup_fd(void)
  */
 static uint64 read_pos = 0;
 static uint64 released_pos = 0;	/* queue->tail as this worker last set it */
+static uint64 read_through = 0;	/* highest position read so far */
+static StringInfo drain_buffer = NULL;	/* one entry's payload, copied out */
 
-/* returns true when a worker ran before us on this queue: we are a restart */
-bool
-pgws_queue_worker_attach(void)
+/*
+ * Attach as the queue's worker.  Returns the history floor: every event
+ * with a position above it is still in the queue or yet to come, and the
+ * events at or below it were released by an earlier worker (sent to every
+ * subscriber it had) or were committed before this life of shared memory,
+ * that is before a crash restart.  *restart says whether a worker ran
+ * before us on this queue.
+ */
+uint64
+pgws_queue_worker_attach(bool *restart)
 {
-	bool		restart;
+	uint64		floor;
+
+	if (drain_buffer == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		drain_buffer = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_pid = MyProcPid;
-	restart = queue->worker_starts++ > 0;
+	*restart = queue->worker_starts++ > 0;
 	read_pos = released_pos = queue->tail;
+	if (queue->released_valid)
+		floor = queue->released_through;
+	else if (queue->head > queue->tail)
+		floor = entry_header(queue->tail)->first_seq - 1;
+	else if (pgws_wal)
+		floor = GetXLogInsertRecPtr() - 1;	/* the next record starts here */
+	else
+		floor = queue->next_counter_seq - 1;
 	LWLockRelease(queue->lock);
-	return restart;
+	read_through = floor;
+	return floor;
 }
 
 void
@@ -419,6 +494,23 @@ pgws_queue_worker_detach(void)
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_pid = 0;
 	LWLockRelease(queue->lock);
+}
+
+/*
+ * The epoch of this queue's positions: the system identifier, which every
+ * node of a replication cluster shares and initdb changes; with pg_ws.wal =
+ * off also this life of shared memory, since the counter starts again.
+ */
+void
+pgws_queue_epoch(char *buf, size_t size)
+{
+	uint64		sysid = GetSystemIdentifier();
+
+	if (pgws_wal)
+		snprintf(buf, size, UINT64_FORMAT, sysid);
+	else
+		snprintf(buf, size, UINT64_FORMAT "-m" INT64_FORMAT, sysid,
+				 (int64) queue->created_at);
 }
 
 /*
@@ -448,6 +540,7 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 	{
 		QueueEntryHeader *hdr = entry_header(read_pos);
 		uint32		state = pg_atomic_read_u32(&hdr->state);
+		uint64		seq = hdr->first_seq;
 
 		if (state == ENTRY_PENDING)
 			break;
@@ -455,20 +548,28 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 
 		if (state == ENTRY_COMMITTED)
 		{
-			uint64		p = read_pos + sizeof(QueueEntryHeader);
-			uint64		end = p + hdr->payload_len;
+			char	   *line;
+			char	   *end;
 
-			while (p < end)
+			resetStringInfo(drain_buffer);
+			enlargeStringInfo(drain_buffer, hdr->payload_len);
+			ring_read(read_pos + sizeof(QueueEntryHeader), drain_buffer->data,
+					  hdr->payload_len);
+			line = drain_buffer->data;
+			end = line + hdr->payload_len;
+			while (line < end)
 			{
-				uint32		len;
+				char	   *nl = memchr(line, '\n', end - line);
+				uint32		len = (nl ? nl : end) - line;
 
-				ring_read(p, (char *) &len, sizeof(len));
-				p += sizeof(len);
-				ring_read(p, sink(arg, len, read_pos), len);
-				p += len;
+				memcpy(sink(arg, len, seq, read_pos), line, len);
+				line += len + 1;
+				read_through = seq++;
 				nevents++;
 			}
 		}
+		else
+			read_through = seq;	/* an aborted entry: no event has it */
 		read_pos += pgws_queue_entry_size(hdr->payload_len);
 	}
 	return nevents;
@@ -508,11 +609,17 @@ pgws_queue_read_pos(void)
 void
 pgws_queue_release(uint64 pos)
 {
+	uint64		through;
+
 	Assert(pos <= read_pos);
 	if (pos <= released_pos)
 		return;
+	/* what the next worker will not find in the queue */
+	through = pos < read_pos ? entry_header(pos)->first_seq - 1 : read_through;
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->tail = released_pos = pos;
+	queue->released_through = through;
+	queue->released_valid = true;
 	LWLockRelease(queue->lock);
 	ConditionVariableBroadcast(&queue->space_cv);
 }

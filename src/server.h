@@ -91,9 +91,16 @@ typedef struct PgWsSubscriber
 	dlist_node	node;			/* in broadcast.c's list, while subscribed */
 	bool		subscribed;
 	bool		culled;			/* disconnected for falling behind */
-	uint64		next_seq;		/* next message to hand to libwebsockets */
-	uint64		sent_seq;		/* messages before this have left
+	uint64		next_idx;		/* next message of the log to hand to
+								 * libwebsockets */
+	uint64		sent_idx;		/* messages before this have left
 								 * libwebsockets' buffer */
+	uint64		after_seq;		/* it has every event up to this position */
+	bool		resume;			/* it asked for ?since=&epoch= */
+	bool		epoch_matches;	/* and the epoch was ours */
+	uint64		since;			/* the position it asked for */
+	uint8	   *notice;			/* resync_required frame, sent first */
+	int			notice_len;
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
 	TimestampTz holding_since;	/* since when it holds the oldest message

@@ -17,8 +17,7 @@
  * death do too.  Timers only keep house: once a second the connections'
  * deadlines, pings and token expiry and the subscribers' progress are
  * checked and the postmaster's life is looked at behind the death pipe;
- * and there are the end of the reconnect grace, listen retries and the
- * bound on saying goodbye at exit.
+ * and there are listen retries and the bound on saying goodbye at exit.
  *
  * Two libwebsockets vhosts keep what a peer can reach apart from what
  * only we use: the public one has a single protocol, "pg_ws", to which
@@ -113,7 +112,6 @@ static bool bound_loopback_only = false;	/* listening was allowed only on
 											 * loopback addresses */
 
 static lws_sorted_usec_list_t listen_retry_sul;
-static lws_sorted_usec_list_t grace_sul;
 
 /* libwebsockets' descriptor table size: no descriptor may reach it */
 static int	fd_table_size = 0;
@@ -246,12 +244,6 @@ housekeeping(lws_sorted_usec_list_t *sul)
 	publish_stats();
 	lws_sul_schedule(context, 0, &housekeeping_sul, housekeeping,
 					 (lws_usec_t) HOUSEKEEPING_SECONDS * LWS_US_PER_SEC);
-}
-
-static void
-grace_over(lws_sorted_usec_list_t *sul)
-{
-	pgws_broadcast_end_grace();
 }
 
 /* bind one listening socket, or log why not */
@@ -759,7 +751,7 @@ raise_fd_limit(void)
 }
 
 static void
-server_start(bool restart)
+server_start(void)
 {
 	struct lws_context_creation_info info;
 	struct rlimit rlim;
@@ -814,10 +806,6 @@ server_start(bool restart)
 	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	open_listeners();
 	housekeeping(&housekeeping_sul);
-
-	if (restart && pgws_reconnect_grace_ms > 0)
-		lws_sul_schedule(context, 0, &grace_sul, grace_over,
-						 (lws_usec_t) pgws_reconnect_grace_ms * LWS_US_PER_MS);
 }
 
 /* after a reload: move the listening sockets if their settings changed */
@@ -882,6 +870,7 @@ void
 pg_ws_worker_main(Datum main_arg)
 {
 	bool		restart;
+	uint64		history_floor;
 
 	pqsignal(SIGTERM, handle_sigterm);
 	pqsignal(SIGHUP, handle_sighup);
@@ -893,12 +882,12 @@ pg_ws_worker_main(Datum main_arg)
 	/* no database: this makes us visible in pg_stat_activity */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
-	restart = pgws_queue_worker_attach();
+	history_floor = pgws_queue_worker_attach(&restart);
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
-	pgws_broadcast_init(restart);
+	pgws_broadcast_init(history_floor);
 	pgws_auth_reload();
-	server_start(restart);
+	server_start();
 
 	/* what was committed before we started, or while we were down */
 	pgws_broadcast_drain_queue();

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -414,6 +415,39 @@ def ident(raw):
     if m['event'].startswith('employee_attendance'):
         return (m['event'], d['employee_id'], d['datetime'])
     return (m['event'], d['id'])
+
+
+POSITION = re.compile(r', "seq": (\d+), "epoch": "([^"\\]*)"\}$')
+
+
+def position(raw):
+    """(seq, epoch) of a message: its last two keys, after event and data."""
+    m = POSITION.search(raw)
+    if m is None:
+        raise Fail('no "seq" and "epoch" at the end of a message: ' + short(raw))
+    return int(m.group(1)), m.group(2)
+
+
+def without_position(raw):
+    """The message as the event document describes it: seq and epoch cut."""
+    position(raw)
+    return POSITION.sub('}', raw)
+
+
+def resume_path(raw):
+    """The /ws/ path that resumes after the event raw."""
+    seq, epoch = position(raw)
+    return '/ws/?since=%d&epoch=%s' % (seq, epoch)
+
+
+def check_positions(msgs, who):
+    """Every message has a position, strictly increasing, in one epoch."""
+    pos = [position(m) for m in msgs]
+    check(len({e for _, e in pos}) <= 1, '%s: several epochs: %s'
+          % (who, sorted({e for _, e in pos})))
+    bad = [i for i in range(1, len(pos)) if pos[i][0] <= pos[i - 1][0]]
+    check(not bad, '%s: seq not increasing at message %s: %s'
+          % (who, bad[:3], [pos[i - 1:i + 1] for i in bad[:3]]))
 
 
 def compare_idents(got, expected, who):

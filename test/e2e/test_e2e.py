@@ -8,7 +8,7 @@ client, visit_history, employee and attendance, and checks what real
 `websockets` subscribers of ws://127.0.0.1:PORT/ws/ receive: every event of
 the event document byte for byte, fan-out to several subscribers, nothing
 from rolled-back work, exactly-once and commit order under concurrent
-writers, replay after a worker restart, and the HTTP routing.  It does not
+writers, resuming after a worker restart, and the HTTP routing.  It does not
 cover what the pg_regress suite covers (rendering edge cases one by one),
 nor what test_operations.py covers (configuration, the queue-full path,
 reloads, connection limits, slow subscribers, pg_dump).
@@ -36,7 +36,8 @@ import psycopg2
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Fail, asql, check, compare_idents,  # noqa: E402
+from harness import (Cluster, Ctx, Fail, asql, check, check_positions,  # noqa: E402
+                     compare_idents, resume_path, without_position,
                      ident, port_open, run_tap, run_threads, short, worker_row)
 
 WATCHDOG_SECONDS = 280          # the whole run, setup and clean-up included
@@ -55,8 +56,10 @@ def compare(got, expected, who):
     if len(got) != len(expected):
         problems.append('%s: expected %d messages, got %d'
                         % (who, len(expected), len(got)))
+    check_positions(got, who)
     for i, (raw, exp) in enumerate(zip(got, expected)):
         want = json.dumps(exp)      # separators ', ' and ': ', document order
+        raw = without_position(raw)
         if raw == want:
             continue
         try:
@@ -155,7 +158,10 @@ async def test_document_events(ctx):
     # client_create by parsed value and key order too, so that a failure
     # says which of value and bytes is wrong
     first = json.loads(got[0])
-    check(first == expected[0], 'client_create parsed: ' + got[0])
+    check({k: first[k] for k in ('event', 'data')} == expected[0],
+          'client_create parsed: ' + got[0])
+    check(list(first) == ['event', 'data', 'seq', 'epoch'],
+          'client_create top-level keys: %s' % list(first))
     check(list(first['data']) == list(expected[0]['data']),
           'client_create key order: %s' % list(first['data']))
     compare(got, expected, 'subscriber')
@@ -361,7 +367,8 @@ async def test_concurrency(ctx):
 
 
 async def test_worker_restart(ctx):
-    """5. events committed while the worker is down reach a new subscriber."""
+    """5. a subscriber that resumes after its last event gets what was
+    committed while the worker was down, exactly once."""
     conn = await ctx.aconn()
     emp = "INSERT INTO employee (id, first_name, last_name) VALUES (%d, 'e', 't5')"
     old = await ctx.sub()
@@ -391,13 +398,17 @@ async def test_worker_restart(ctx):
     await port_open(ctx.cl.wsport, 20)
     row = await worker_row(conn)
     check(row is not None and row[0] != before[0], 'no new pg_ws worker: %s' % (row,))
+    # the old subscriber comes back after its last event; a new one starts live
+    back = await ctx.sub(resume_path(old.msgs[-1]))
     new = await ctx.sub()
-    # live events after the replayed ones
     await asql(conn, emp % 506)
     await asql(conn, "BEGIN", emp % 507, emp % 508, "COMMIT")
     expected = [('employee_create', i) for i in range(501, 509)]
-    got = await new.expect(len(expected), 15, 'new subscriber')
-    compare_idents(got, expected, 'new subscriber')
+    got = await back.expect(len(expected), 15, 'resumed subscriber')
+    compare_idents(got, expected, 'resumed subscriber')
+    check_positions(old.msgs[-1:] + got, 'old and resumed subscriber')
+    got = await new.expect(3, 15, 'new subscriber')
+    compare_idents(got, expected[-3:], 'new subscriber')
     check(old.msgs == [old.msgs[0]] and ident(old.msgs[0]) == ('employee_create', 500),
           'old subscriber got %s' % [short(m) for m in old.msgs])
 
@@ -442,8 +453,8 @@ def upgrade_status_line(port, path):
 
 
 async def test_only_after_connect(ctx):
-    """A subscriber gets what commits after it connected, not before: the
-    first worker of a server replays nothing (no reconnect grace)."""
+    """A subscriber without ?since= gets what commits after it connected,
+    not before."""
     conn = await ctx.aconn()
     await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
                      " VALUES (900001, 'before', 'connect')")
@@ -482,7 +493,7 @@ TESTS = [
     ('three subscribers get every event in commit order', test_fanout, 30),
     ('nothing from rolled-back work; committed parts in order', test_rollbacks, 30),
     ('8 writers, 10000 events, 2 subscribers: exactly once, in order', test_concurrency, 90),
-    ('after a worker restart a new subscriber gets what was committed meanwhile',
+    ('after a worker restart a resuming subscriber gets what was committed meanwhile',
      test_worker_restart, 45),
     ('HTTP: 400 on /ws/ without upgrade, 404 elsewhere', test_http, 20),
     ('subprotocols: 400 for one we lack, "pg_ws" accepted', test_subprotocols, 20),

@@ -21,8 +21,7 @@ started on first use on free ports and listening on 127.0.0.1 only:
     appdb   pg_ws.database 'appdb', pg_ws.queue_size 256kB,
             pg_ws.queue_full_timeout 2s                           (g, h)
 
-pg_ws.reconnect_grace is 0 in all of them, so that a subscriber starts at
-the newest event at once.  Every cluster runs with fsync and
+Every cluster runs with fsync and
 synchronous_commit on (harness default), as production does; the queue
 tests set synchronous_commit per session where they need a commit to wait
 for a standby or not.
@@ -52,13 +51,11 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
-                     compare_idents, free_port, ident, run_tap, run_threads,
-                     short, worker_row)
+                     compare_idents, free_port, ident, resume_path, run_tap,
+                     run_threads, short, worker_row)
 import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 400          # the whole run, setup and clean-up included
-
-NO_GRACE = 'pg_ws.reconnect_grace = 0'
 
 CLUSTERS = {
     'plain': dict(preload=False),
@@ -67,23 +64,21 @@ CLUSTERS = {
                         "synchronous_standby_names = 'nonexistent'",
                         # durable locally; only the session that must wait
                         # for the standby that never comes sets it to on
-                        "synchronous_commit = local",
-                        NO_GRACE]),
-    'reload': dict(conf=[NO_GRACE]),
-    'conns': dict(conf=['pg_ws.max_connections = 2', NO_GRACE]),
+                        "synchronous_commit = local"]),
+    'reload': dict(),
+    'conns': dict(conf=['pg_ws.max_connections = 2']),
+    # history large enough that resuming needs no WAL
     'inflight': dict(conf=["pg_ws.queue_size = '64MB'",
-                           "pg_ws.reconnect_grace = '30s'"]),
-    'doomed': dict(conf=[NO_GRACE]),
+                           "pg_ws.history_size = '64MB'"]),
+    'doomed': dict(),
     'keepup': dict(conf=["pg_ws.queue_size = '2MB'",
-                         "pg_ws.queue_full_timeout = '10s'",
-                         NO_GRACE]),
+                         "pg_ws.queue_full_timeout = '10s'"]),
     'partial': dict(conf=["pg_ws.queue_size = '64MB'",
+                          "pg_ws.history_size = '64MB'",
                           "pg_ws.max_subscriber_lag = '64MB'",
-                          "pg_ws.reconnect_grace = '60s'",
                           'pg_ws.ping_interval = 0']),
     'appdb': dict(conf=["pg_ws.queue_size = '256kB'",
-                        "pg_ws.queue_full_timeout = '2s'",
-                        NO_GRACE],
+                        "pg_ws.queue_full_timeout = '2s'"],
                   database='appdb'),
 }
 
@@ -667,7 +662,8 @@ async def test_pg_stat_activity(ctx):
 
 async def test_inflight_survives_restart(ctx):
     """j. events a subscriber was not sent yet when the worker is terminated
-    reach the subscribers that reconnect: the queue keeps them until sent."""
+    reach it when it resumes after the last one it got whole: the queue
+    keeps them until sent, and since= picks up exactly there."""
     cl = await cluster(ctx, 'inflight')
     conn = await ctx.aconn()
     slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
@@ -675,36 +671,39 @@ async def test_inflight_survives_restart(ctx):
         # ~10 MB: more than the slow subscriber's socket buffers can absorb,
         # less than pg_ws.max_subscriber_lag, so it is not disconnected
         body, per_tx, n_tx = 'j' * 1000, 10, 1000
+        first = 2000000
         for k in range(n_tx):
             await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
                               " SELECT g, %s, 'j' FROM generate_series(%s, %s) g",
-                              (body, 2000000 + k * per_tx, 2000000 + (k + 1) * per_tx - 1)))
-        last = 2000000 + n_tx * per_tx - 1
+                              (body, first + k * per_tx, first + (k + 1) * per_tx - 1)))
+        last = first + n_tx * per_tx - 1
         pid, _ = await worker_row(conn)
         mark = cl.log_size()
         await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
         # the slow subscriber stays connected until the worker is gone: had
         # it left first, nobody would be owed its events any more
         deadline = time.monotonic() + 20
-        while (row := await worker_row(conn)) is None or row[0] == pid:
-            check(time.monotonic() < deadline, 'the worker did not come back')
+        while (row := await worker_row(conn)) is not None and row[0] == pid:
+            check(time.monotonic() < deadline, 'the worker did not exit')
             await asyncio.sleep(0.05)
+        frames, _ = await asyncio.to_thread(read_frames, slow, 30)
     finally:
         slow.close()
+    check(frames, 'the slow subscriber got no whole frame before the restart')
+    before = [json.loads(f)['data']['id'] for f in frames]
     await cl.wait_listening(cl.wsport, 20, since=mark)
-    sub = await ctx.sub()
+    sub = await ctx.sub(resume_path(frames[-1].decode()))
     await sub.wait_until(lambda m: any('"id": %d,' % last in x for x in m), 30,
                          'the last event, after the restart')
-    ids = [json.loads(m)['data']['id'] for m in sub.msgs]
-    first = ids[0]
+    await asyncio.sleep(0.3)            # anything extra would come now
+    ids = before + [json.loads(m)['data']['id'] for m in sub.msgs]
     check(ids == list(range(first, last + 1)),
-          'the replay is not the ordered, contiguous tail of what was committed:'
-          ' %d messages from id %d' % (len(ids), first))
-    check(len(ids) > per_tx,
-          'only %d events replayed: the restart lost what the slow subscriber'
-          ' had not been sent' % len(ids))
-    return '%d of %d events had not reached the slow subscriber and were replayed' % (
-        len(ids), n_tx * per_tx)
+          'before and after the restart are not every event exactly once:'
+          ' %d + %d messages, from id %d' % (len(before), len(sub.msgs), ids[0]))
+    check(len(sub.msgs) > per_tx,
+          'only %d events resumed: the slow subscriber was not behind' % len(sub.msgs))
+    return '%d of %d events had not reached the slow subscriber and were resumed' % (
+        len(sub.msgs), n_tx * per_tx)
 
 
 async def test_postmaster_death(ctx):
@@ -791,8 +790,8 @@ def read_frames(s, timeout):
 async def test_partial_frame_not_sent(ctx):
     """m. a frame libwebsockets holds partly unsent is not counted as sent:
     when the worker is terminated, what a slow subscriber received whole
-    and what it is sent when it reconnects add up to every event, with no
-    gap at the frame that was cut."""
+    and what it is sent when it resumes after it add up to every event
+    exactly once, with no gap at the frame that was cut."""
     cl = await cluster(ctx, 'partial')
     conn = await ctx.aconn()
     slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
@@ -823,17 +822,18 @@ async def test_partial_frame_not_sent(ctx):
     got_before = [json.loads(f)['data']['id'] for f in frames]
     check(got_before == list(range(first, first + len(got_before))),
           'the slow subscriber got %d frames, not in order' % len(got_before))
+    check(frames, 'the slow subscriber got no whole frame before the restart')
     await cl.wait_listening(cl.wsport, 30, since=mark)
-    again = await ctx.sub()
+    again = await ctx.sub(resume_path(frames[-1].decode()))
     await again.wait_until(lambda m: any('"id": %d,' % last in x for x in m), 60,
                            'the last event after the restart')
+    await asyncio.sleep(0.3)            # anything extra would come now
     replay = [json.loads(m)['data']['id'] for m in again.msgs]
-    check(replay == list(range(replay[0], last + 1)),
-          'the replay is not contiguous from %d' % replay[0])
     next_needed = first + len(got_before)
-    check(replay[0] <= next_needed,
-          'gap: the slow subscriber got up to %d whole (and %d bytes of the next frame),'
-          ' the replay starts at %d' % (next_needed - 1, cut, replay[0]))
+    check(replay == list(range(next_needed, last + 1)),
+          'the slow subscriber got up to %d whole (and %d bytes of the next frame);'
+          ' resuming after it gave %d events from %s, expected exactly %d..%d'
+          % (next_needed - 1, cut, len(replay), replay[:1], next_needed, last))
     return ('%d frames whole and %d bytes of the next before the restart; replay from %d'
             % (len(got_before), cut, replay[0]))
 
@@ -857,13 +857,13 @@ TESTS = [
      test_slow_subscriber, 100),
     ('(i) pg_stat_activity shows the worker as pg_ws waiting on Extension',
      test_pg_stat_activity, 30),
-    ('(j) events not yet sent when the worker is terminated reach reconnecting subscribers',
+    ('(j) events not yet sent when the worker is terminated reach the subscriber that resumes',
      test_inflight_survives_restart, 90),
     ('(k) the worker exits when the postmaster dies',
      test_postmaster_death, 40),
     ('(l) a subscriber that keeps up is not culled when frames are large and writers wait',
      test_fast_reader_not_culled, 90),
-    ('(m) a frame left partly in libwebsockets is replayed after a worker restart',
+    ('(m) a frame left partly in libwebsockets is resumed after a worker restart',
      test_partial_frame_not_sent, 120),
 ]
 
