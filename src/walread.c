@@ -390,11 +390,14 @@ walread_position(PgWsWalReader *r)
 				}
 				return walread_broken(r, from, NULL);
 			}
-			if (!r->end_of_wal)
-				return walread_broken(r, from, NULL);
-			/* no whole record after from yet */
+			/*
+			 * No whole record after from yet, or none on from's page: the
+			 * pages after an XLOG_SWITCH record hold none.  Step back; what
+			 * really is broken is reported when we read it forward.
+			 */
 			if (at_oldest)
-				return PGWS_WAL_WAIT;
+				return r->end_of_wal ? PGWS_WAL_WAIT :
+					walread_broken(r, from, NULL);
 		}
 		else if (found <= r->after_seq ||
 				 (at_oldest && oldest == first_wal_position()))
