@@ -115,6 +115,13 @@ static void walread_segment_open(XLogReaderState *xlr, XLogSegNo segno,
 								 TimeLineID *tli_p);
 static void walread_segment_close(XLogReaderState *xlr);
 
+/* XLogReaderAllocate copies it */
+static XLogReaderRoutine walread_routine = {
+	.page_read = walread_page_read,
+	.segment_open = walread_segment_open,
+	.segment_close = walread_segment_close
+};
+
 /* the first record of a cluster's WAL is in segment 1 (BootStrapXLOG) */
 static XLogRecPtr
 first_wal_position(void)
@@ -737,11 +744,7 @@ pgws_walread_begin(uint64 after_seq, uint64 stop_seq)
 	dlist_init(&r->messages);
 
 	old = MemoryContextSwitchTo(cxt);
-	r->xlr = XLogReaderAllocate(wal_segment_size, NULL,
-								XL_ROUTINE(.page_read = walread_page_read,
-										   .segment_open = walread_segment_open,
-										   .segment_close = walread_segment_close),
-								r);
+	r->xlr = XLogReaderAllocate(wal_segment_size, NULL, &walread_routine, r);
 	MemoryContextSwitchTo(old);
 	if (r->xlr == NULL)
 		ereport(ERROR,
