@@ -19,6 +19,8 @@ OBJS = \
 	src/tls.o \
 	src/jwt.o \
 	src/auth.o \
+	src/walread.o \
+	src/retention.o \
 	src/worker.o
 
 EXTENSION = pg_ws

@@ -1,0 +1,805 @@
+/*-------------------------------------------------------------------------
+ *
+ * walread.c
+ *	  Reading pg_ws's events back from pg_wal: for subscribers that resume
+ *	  from an old position, after a restart of the worker or the server,
+ *	  and on hot standbys, which have no queue of their own and (in
+ *	  PostgreSQL 15) no logical decoding.
+ *
+ * This file owns the walk through the WAL, the pairing of pg_ws's
+ * messages with their transactions' ends, and the order in which events
+ * are handed over.  It must not write WAL (that is pre-commit's job), nor
+ * know about subscribers or sockets: it hands events to a callback.
+ *
+ * It runs in the background worker only, which serves many sockets, so it
+ * never raises an ERROR for WAL that is missing, removed under it, or
+ * unreadable: the page and segment callbacks below record what went wrong
+ * instead of ereport()ing the way xlogutils.c's read_local_xlog_page and
+ * wal_segment_open do, and the caller is told GONE or WAIT.
+ *
+ * What is read.  At pre-commit a transaction with events writes one
+ * transactional logical message, prefix "pg_ws", whose payload is its
+ * events as JSON lines.  Line i (from 0) of the message whose record
+ * starts at LSN L is the event with seq L + i.  A message is only worth
+ * handing over once its transaction's commit record has been read; an
+ * abort record drops it.  Events go out in seq order, that is in message
+ * order rather than commit order, so a committed message waits behind an
+ * earlier one that is not yet resolved.  A transaction that ends without
+ * any record of it (the server crashed) is known to be over when a
+ * shutdown checkpoint (which is also what crash recovery ends with) or an
+ * end-of-recovery record is read, or when a running-xacts record's
+ * oldestRunningXid has passed it: a transaction leaves the ProcArray only
+ * after its commit record is in the WAL, so a running-xacts record always
+ * follows the commit record of every transaction it shows as finished.
+ *
+ * Messages carry the xid of the (sub)transaction that wrote them: pre-
+ * commit writes them at top level, but pg_logical_emit_message() in a
+ * savepoint carries a subxid, so commits and aborts are matched against
+ * their subxact lists too; that costs nothing while no message is pending.
+ *
+ * src/walread.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+#include "walread.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "access/rmgr.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogreader.h"
+#include "access/xlogrecovery.h"
+#include "access/xlogutils.h"
+#include "catalog/pg_control.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "replication/message.h"
+#include "storage/fd.h"
+#include "storage/standbydefs.h"
+#include "utils/memutils.h"
+
+/* the prefix of pg_ws's logical messages, with its NUL as WAL holds it */
+#define PGWS_MESSAGE_PREFIX "pg_ws"
+
+/*
+ * Records read by one pgws_walread_next at most, so that a stretch of WAL
+ * without events (bulk loads, vacuum) does not hold the worker's loop up:
+ * about a millisecond's worth.
+ */
+#define RECORDS_PER_CALL 10000
+
+/* one pg_ws message whose events are not all handed over yet */
+typedef struct WalMessage
+{
+	dlist_node	node;
+	TransactionId xid;			/* of the (sub)transaction that wrote it */
+	bool		committed;
+	uint64		next_seq;		/* seq of the line at data + off */
+	uint32		off;
+	uint32		len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} WalMessage;
+
+struct PgWsWalReader
+{
+	MemoryContext cxt;
+	XLogReaderState *xlr;
+	uint64		after_seq;
+	uint64		stop_seq;
+
+	bool		positioned;		/* found the record to start from */
+	bool		reposition;		/* XLogBeginRead(next_lsn) before reading */
+	bool		gone;			/* GONE was answered: it stays so */
+	XLogRecPtr	next_lsn;		/* where the next record starts */
+
+	dlist_head	messages;		/* WalMessage, in record order */
+
+	/* what the callbacks saw during the last read */
+	bool		end_of_wal;		/* asked for WAL not yet flushed/replayed */
+	bool		missing;		/* a segment is not in pg_wal */
+	bool		read_failed;	/* a read or open failed otherwise */
+	int			read_errno;
+	XLogSegNo	read_segno;
+	TimeLineID	read_tli;
+};
+
+static int	walread_page_read(XLogReaderState *xlr, XLogRecPtr page,
+							  int req_len, XLogRecPtr rec, char *buf);
+static void walread_segment_open(XLogReaderState *xlr, XLogSegNo segno,
+								 TimeLineID *tli_p);
+static void walread_segment_close(XLogReaderState *xlr);
+
+/* XLogReaderAllocate copies it */
+static XLogReaderRoutine walread_routine = {
+	.page_read = walread_page_read,
+	.segment_open = walread_segment_open,
+	.segment_close = walread_segment_close
+};
+
+/* the first record of a cluster's WAL is in segment 1 (BootStrapXLOG) */
+static XLogRecPtr
+first_wal_position(void)
+{
+	XLogRecPtr	first;
+
+	XLogSegNoOffsetToRecPtr(1, 0, wal_segment_size, first);
+	return first;
+}
+
+/*
+ * The oldest LSN still in pg_wal: the start of the oldest segment file,
+ * but never one the checkpointer has already removed (it may be half way
+ * through removing them).  Recycled segments are renamed to future names,
+ * so they do not pull the answer back.
+ */
+XLogRecPtr
+pgws_walread_oldest(void)
+{
+	XLogSegNo	oldest = 0;
+	XLogSegNo	removed = XLogGetLastRemovedSegno();
+	DIR		   *dir;
+	struct dirent *de;
+	XLogRecPtr	result;
+
+	dir = AllocateDir(XLOGDIR);
+	/* DEBUG1: a failure here is reported, not raised, and we fall back */
+	while ((de = ReadDirExtended(dir, XLOGDIR, DEBUG1)) != NULL)
+	{
+		TimeLineID	tli;
+		XLogSegNo	segno;
+
+		if (!IsXLogFileName(de->d_name))
+			continue;
+		XLogFromFileName(de->d_name, &tli, &segno, wal_segment_size);
+		if (oldest == 0 || segno < oldest)
+			oldest = segno;
+	}
+	if (dir != NULL)
+		FreeDir(dir);
+
+	if (oldest <= removed)
+		oldest = removed + 1;
+	XLogSegNoOffsetToRecPtr(oldest, 0, wal_segment_size, result);
+	return result;
+}
+
+XLogRecPtr
+pgws_walread_end_of_wal(void)
+{
+	if (RecoveryInProgress())
+		return GetXLogReplayRecPtr(NULL);
+	return GetFlushRecPtr(NULL);
+}
+
+/*
+ * Open segment segno of timeline tli as the reader's current segment.
+ * Unlike wal_segment_open this never raises an error: a segment that is
+ * not there is the ordinary way of learning that WAL is gone.
+ */
+static bool
+walread_open(XLogReaderState *xlr, XLogSegNo segno, TimeLineID tli)
+{
+	PgWsWalReader *r = (PgWsWalReader *) xlr->private_data;
+	char		path[MAXPGPATH];
+
+	XLogFilePath(path, tli, segno, xlr->segcxt.ws_segsize);
+	xlr->seg.ws_file = BasicOpenFile(path, O_RDONLY | PG_BINARY);
+	xlr->seg.ws_segno = segno;
+	xlr->seg.ws_tli = tli;
+	if (xlr->seg.ws_file >= 0)
+		return true;
+
+	r->read_errno = errno;
+	r->read_segno = segno;
+	r->read_tli = tli;
+	if (errno == ENOENT)
+		r->missing = true;
+	else
+		r->read_failed = true;
+	return false;
+}
+
+/*
+ * XLogReaderRoutine->segment_open.  WALRead only calls it for a segment
+ * page_read has not opened already, which does not happen; if it ever
+ * did, a failure leaves ws_file at -1 and WALRead's read then fails.
+ */
+static void
+walread_segment_open(XLogReaderState *xlr, XLogSegNo segno,
+					 TimeLineID *tli_p)
+{
+	(void) walread_open(xlr, segno, *tli_p);
+}
+
+static void
+walread_segment_close(XLogReaderState *xlr)
+{
+	if (xlr->seg.ws_file >= 0)
+		close(xlr->seg.ws_file);
+	xlr->seg.ws_file = -1;
+}
+
+/*
+ * XLogReaderRoutine->page_read: read_local_xlog_page_no_wait's logic,
+ * with failures recorded in the reader rather than raised.  We never read
+ * past the end of flushed WAL (replayed WAL in recovery), and keep the
+ * current segment open from page to page.
+ */
+static int
+walread_page_read(XLogReaderState *xlr, XLogRecPtr page, int req_len,
+				  XLogRecPtr rec, char *buf)
+{
+	PgWsWalReader *r = (PgWsWalReader *) xlr->private_data;
+	XLogRecPtr	read_upto;
+	TimeLineID	current_tli;
+	TimeLineID	tli;
+	XLogSegNo	segno;
+	WALReadError errinfo;
+
+	if (RecoveryInProgress())
+		read_upto = GetXLogReplayRecPtr(&current_tli);
+	else
+		read_upto = GetFlushRecPtr(&current_tli);
+
+	/*
+	 * Pages before a promotion (ours or, on a cascading standby, an
+	 * upstream's) are read from the newest timeline holding their segment;
+	 * this rereads the history file only on random access or on entering
+	 * a segment where a timeline ends.
+	 */
+	XLogReadDetermineTimeline(xlr, page, req_len, current_tli);
+	if (xlr->currTLI == current_tli)
+		tli = current_tli;
+	else
+	{
+		/* a historical timeline is readable up to where it ended */
+		read_upto = xlr->currTLIValidUntil;
+		tli = xlr->currTLI;
+	}
+
+	if (page + req_len > read_upto)
+	{
+		r->end_of_wal = true;
+		return -1;
+	}
+
+	/* a page never straddles segments: open its segment here, not in WALRead */
+	XLByteToSeg(page, segno, xlr->segcxt.ws_segsize);
+	if (xlr->seg.ws_file < 0 || xlr->seg.ws_segno != segno ||
+		xlr->seg.ws_tli != tli)
+	{
+		walread_segment_close(xlr);
+		if (!walread_open(xlr, segno, tli))
+			return -1;
+	}
+
+	if (!WALRead(xlr, buf, page, XLOG_BLCKSZ, tli, &errinfo))
+	{
+		r->read_failed = true;
+		r->read_errno = errinfo.wre_errno;
+		r->read_segno = segno;
+		r->read_tli = tli;
+		return -1;
+	}
+
+	return (int) Min((XLogRecPtr) XLOG_BLCKSZ, read_upto - page);
+}
+
+static void
+walread_clear_flags(PgWsWalReader *r)
+{
+	r->end_of_wal = false;
+	r->missing = false;
+	r->read_failed = false;
+	r->read_errno = 0;
+}
+
+/*
+ * After a failed read: was it only that the WAL is gone?  A segment the
+ * checkpointer recycled while we had it open reads as garbage, not as
+ * missing, so a failure at or below the last removed segment counts as
+ * removal too.
+ */
+static bool
+walread_failure_is_removal(PgWsWalReader *r, XLogRecPtr at)
+{
+	XLogSegNo	segno;
+
+	if (r->missing)
+		return true;
+	XLByteToSeg(at, segno, wal_segment_size);
+	return segno <= XLogGetLastRemovedSegno();
+}
+
+/* say why WAL that should be there could not be read, then GONE */
+static PgWsWalStatus
+walread_broken(PgWsWalReader *r, XLogRecPtr at, const char *errormsg)
+{
+	if (walread_failure_is_removal(r, at))
+		ereport(DEBUG1,
+				(errmsg_internal("pg_ws: WAL at %X/%X has been removed",
+								 LSN_FORMAT_ARGS(at))));
+	else if (r->read_failed)
+	{
+		char		fname[MAXFNAMELEN];
+
+		XLogFileName(fname, r->read_tli, r->read_segno, wal_segment_size);
+		errno = r->read_errno;
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("pg_ws could not read WAL segment \"%s\" near %X/%X: %m",
+						fname, LSN_FORMAT_ARGS(at)),
+				 errdetail("Subscribers resuming from before that point are told their history is gone.")));
+	}
+	else
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_ws could not read the WAL record at %X/%X: %s",
+						LSN_FORMAT_ARGS(at),
+						errormsg ? errormsg : "invalid record"),
+				 errdetail("Subscribers resuming from before that point are told their history is gone.")));
+	r->gone = true;
+	return PGWS_WAL_GONE;
+}
+
+/*
+ * Find a record that starts at or before after_seq, and position the
+ * reader there.  XLogFindNextRecord(P) gives the first record starting at
+ * or after P; we step back from after_seq's page, doubling the step, until
+ * that record starts at or before after_seq.  The record holding after_seq
+ * then starts at or after it (two records never overlap), so reading from
+ * it misses nothing after after_seq.
+ *
+ * If we have to go below the oldest segment in pg_wal without finding
+ * such a record, some event after after_seq may be in WAL that is gone:
+ * GONE, unless the oldest segment is the cluster's first, which nothing
+ * precedes.
+ */
+static PgWsWalStatus
+walread_position(PgWsWalReader *r)
+{
+	XLogRecPtr	oldest = pgws_walread_oldest();
+	XLogRecPtr	from;
+	uint64		step = XLOG_BLCKSZ;
+
+	from = r->after_seq - r->after_seq % XLOG_BLCKSZ;
+	for (;;)
+	{
+		bool		at_oldest = false;
+		XLogRecPtr	found;
+
+		if (from <= oldest)
+		{
+			from = oldest;
+			at_oldest = true;
+		}
+
+		walread_clear_flags(r);
+		found = XLogFindNextRecord(r->xlr, from);
+
+		if (XLogRecPtrIsInvalid(found))
+		{
+			if (r->missing)
+			{
+				/* removed since we looked: look again, or give up */
+				XLogRecPtr	now_oldest = pgws_walread_oldest();
+
+				if (now_oldest > oldest)
+				{
+					oldest = now_oldest;
+					continue;
+				}
+				return walread_broken(r, from, NULL);
+			}
+			/*
+			 * No whole record after from yet, or none on from's page: the
+			 * pages after an XLOG_SWITCH record hold none.  Step back; what
+			 * really is broken is reported when we read it forward.
+			 */
+			if (at_oldest)
+				return r->end_of_wal ? PGWS_WAL_WAIT :
+					walread_broken(r, from, NULL);
+		}
+		else if (found <= r->after_seq ||
+				 (at_oldest && oldest == first_wal_position()))
+		{
+			r->positioned = true;
+			r->reposition = true;
+			r->next_lsn = found;
+			return PGWS_WAL_MORE;
+		}
+		else if (at_oldest)
+		{
+			r->gone = true;
+			return PGWS_WAL_GONE;
+		}
+
+		/* step back; from > oldest here, so this does not wrap */
+		from = (from - oldest > step) ? from - step : oldest;
+		step *= 2;
+	}
+}
+
+/*
+ * A pg_ws message: keep its events after after_seq and before stop_seq
+ * until its transaction ends.
+ */
+static void
+walread_message(PgWsWalReader *r, XLogReaderState *xlr)
+{
+	xl_logical_message *msg = (xl_logical_message *) XLogRecGetData(xlr);
+	uint32		data_len = XLogRecGetDataLen(xlr);
+	XLogRecPtr	lsn = xlr->ReadRecPtr;
+	const char *payload;
+	uint64		len;
+	uint64		seq = lsn;
+	WalMessage *m;
+
+	if (data_len < SizeOfLogicalMessage ||
+		!msg->transactional ||
+		msg->dbId != MyDatabaseId ||
+		msg->prefix_size != sizeof(PGWS_MESSAGE_PREFIX) ||
+		memcmp(msg->message, PGWS_MESSAGE_PREFIX,
+			   sizeof(PGWS_MESSAGE_PREFIX)) != 0 ||
+		msg->message_size > data_len - SizeOfLogicalMessage - msg->prefix_size ||
+		!TransactionIdIsValid(XLogRecGetXid(xlr)) ||
+		lsn >= r->stop_seq)
+		return;
+
+	payload = msg->message + msg->prefix_size;
+	len = msg->message_size;
+
+	/* lines already handed over: only where the reader started */
+	while (seq <= r->after_seq && len > 0)
+	{
+		const char *nl = memchr(payload, '\n', len);
+		uint64		line = nl ? (nl - payload) + 1 : len;
+
+		payload += line;
+		len -= line;
+		seq++;
+	}
+	if (len == 0)
+		return;
+
+	m = MemoryContextAlloc(r->cxt, offsetof(WalMessage, data) + len);
+	m->xid = XLogRecGetXid(xlr);
+	m->committed = false;
+	m->next_seq = seq;
+	m->off = 0;
+	m->len = (uint32) len;
+	memcpy(m->data, payload, len);
+	dlist_push_tail(&r->messages, &m->node);
+}
+
+/* does the transaction ending as xid with these subxacts own m? */
+static bool
+walread_owns(WalMessage *m, TransactionId xid, int nsubxacts,
+			 TransactionId *subxacts)
+{
+	int			i;
+
+	if (m->xid == xid)
+		return true;
+	for (i = 0; i < nsubxacts; i++)
+		if (m->xid == subxacts[i])
+			return true;
+	return false;
+}
+
+/* a commit or abort record (prepared ones never carry pg_ws events) */
+static void
+walread_xact(PgWsWalReader *r, XLogReaderState *xlr)
+{
+	uint8		info = XLogRecGetInfo(xlr) & XLOG_XACT_OPMASK;
+	TransactionId xid = XLogRecGetXid(xlr);
+	int			nsubxacts;
+	TransactionId *subxacts;
+	bool		committed;
+	dlist_mutable_iter iter;
+
+	if (info == XLOG_XACT_COMMIT)
+	{
+		xl_xact_parsed_commit parsed;
+
+		ParseCommitRecord(XLogRecGetInfo(xlr),
+						  (xl_xact_commit *) XLogRecGetData(xlr), &parsed);
+		nsubxacts = parsed.nsubxacts;
+		subxacts = parsed.subxacts;
+		committed = true;
+	}
+	else if (info == XLOG_XACT_ABORT)
+	{
+		xl_xact_parsed_abort parsed;
+
+		ParseAbortRecord(XLogRecGetInfo(xlr),
+						 (xl_xact_abort *) XLogRecGetData(xlr), &parsed);
+		nsubxacts = parsed.nsubxacts;
+		subxacts = parsed.subxacts;
+		committed = false;
+	}
+	else
+		return;
+
+	dlist_foreach_modify(iter, &r->messages)
+	{
+		WalMessage *m = dlist_container(WalMessage, node, iter.cur);
+
+		if (m->committed || !walread_owns(m, xid, nsubxacts, subxacts))
+			continue;
+		if (committed)
+			m->committed = true;
+		else
+		{
+			dlist_delete(&m->node);
+			pfree(m);
+		}
+	}
+}
+
+/*
+ * Drop the unresolved messages of transactions known to be over without a
+ * record: all of them (oldest_running invalid), or those of xids before
+ * oldest_running.
+ */
+static void
+walread_drop_unfinished(PgWsWalReader *r, TransactionId oldest_running)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &r->messages)
+	{
+		WalMessage *m = dlist_container(WalMessage, node, iter.cur);
+
+		if (m->committed)
+			continue;
+		if (TransactionIdIsValid(oldest_running) &&
+			!TransactionIdPrecedes(m->xid, oldest_running))
+			continue;
+		dlist_delete(&m->node);
+		pfree(m);
+	}
+}
+
+static void
+walread_record(PgWsWalReader *r, XLogReaderState *xlr)
+{
+	uint8		info = XLogRecGetInfo(xlr) & ~XLR_INFO_MASK;
+
+	switch (XLogRecGetRmid(xlr))
+	{
+		case RM_LOGICALMSG_ID:
+			if (info == XLOG_LOGICAL_MESSAGE)
+				walread_message(r, xlr);
+			break;
+		case RM_XACT_ID:
+			if (!dlist_is_empty(&r->messages))
+				walread_xact(r, xlr);
+			break;
+		case RM_XLOG_ID:
+			/* after these no transaction of before is still running */
+			if (info == XLOG_CHECKPOINT_SHUTDOWN ||
+				info == XLOG_END_OF_RECOVERY)
+				walread_drop_unfinished(r, InvalidTransactionId);
+			break;
+		case RM_STANDBY_ID:
+			if (info == XLOG_RUNNING_XACTS && !dlist_is_empty(&r->messages))
+			{
+				xl_running_xacts *running;
+
+				running = (xl_running_xacts *) XLogRecGetData(xlr);
+				if (TransactionIdIsValid(running->oldestRunningXid))
+					walread_drop_unfinished(r, running->oldestRunningXid);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Hand over committed events from the head of the list, up to max; stop
+ * at the first message whose transaction has not ended yet.
+ */
+static int
+walread_deliver(PgWsWalReader *r, int max, pgws_wal_event_sink sink,
+				void *arg)
+{
+	int			n = 0;
+
+	while (n < max && !dlist_is_empty(&r->messages))
+	{
+		WalMessage *m = dlist_head_element(WalMessage, node, &r->messages);
+
+		if (!m->committed)
+			break;
+		while (n < max && m->off < m->len && m->next_seq < r->stop_seq)
+		{
+			const char *line = m->data + m->off;
+			uint32		rest = m->len - m->off;
+			const char *nl = memchr(line, '\n', rest);
+			uint32		line_len = nl ? (uint32) (nl - line) : rest;
+			uint64		seq = m->next_seq;
+
+			m->off += nl ? line_len + 1 : line_len;
+			m->next_seq++;
+			/* an empty line holds a position but no event */
+			if (line_len > 0)
+			{
+				sink(arg, seq, line, line_len);
+				n++;
+			}
+		}
+		if (m->off < m->len && m->next_seq < r->stop_seq)
+			break;				/* max reached inside this message */
+		dlist_delete(&m->node);
+		pfree(m);
+	}
+	return n;
+}
+
+/* every event before stop_seq handed over? */
+static bool
+walread_done(PgWsWalReader *r)
+{
+	return r->positioned && r->stop_seq != PG_UINT64_MAX &&
+		r->next_lsn >= r->stop_seq && dlist_is_empty(&r->messages);
+}
+
+/* a position XLogBeginRead accepts: past the header of a page start */
+static XLogRecPtr
+walread_record_start(XLogRecPtr lsn)
+{
+	if (XLogSegmentOffset(lsn, wal_segment_size) == 0)
+		return lsn + SizeOfXLogLongPHD;
+	if (lsn % XLOG_BLCKSZ == 0)
+		return lsn + SizeOfXLogShortPHD;
+	return lsn;
+}
+
+/* read the next record into the reader; MORE if one was read */
+static PgWsWalStatus
+walread_read_one(PgWsWalReader *r)
+{
+	XLogRecord *record;
+	char	   *errormsg = NULL;
+
+	if (r->reposition)
+	{
+		XLogBeginRead(r->xlr, walread_record_start(r->next_lsn));
+		r->reposition = false;
+	}
+	walread_clear_flags(r);
+	record = XLogReadRecord(r->xlr, &errormsg);
+	if (record == NULL)
+	{
+		r->reposition = true;
+		if (r->end_of_wal)
+			return PGWS_WAL_WAIT;
+		return walread_broken(r, r->next_lsn, errormsg);
+	}
+	r->next_lsn = r->xlr->EndRecPtr;
+	walread_record(r, r->xlr);
+	return PGWS_WAL_MORE;
+}
+
+/*
+ * Run one step of reading (positioning, or reading a record) with a net
+ * under it: the worker has no error recovery of its own, and what can
+ * raise an ERROR here (a damaged timeline history file, running out of
+ * memory) is no reason to drop every other subscriber.  Nothing in these
+ * steps holds a lock or a buffer; the wait event WALRead may have left set
+ * is cleared.
+ */
+static PgWsWalStatus
+walread_step(PgWsWalReader *r, bool position)
+{
+	volatile PgWsWalStatus status = PGWS_WAL_GONE;
+	MemoryContext old = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		status = position ? walread_position(r) : walread_read_one(r);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(r->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		pgstat_report_wait_end();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("pg_ws could not read WAL: %s", edata->message),
+				 errdetail("Subscribers resuming from WAL are told their history is gone.")));
+		FreeErrorData(edata);
+		r->gone = true;
+		status = PGWS_WAL_GONE;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return status;
+}
+
+PgWsWalReader *
+pgws_walread_begin(uint64 after_seq, uint64 stop_seq)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	PgWsWalReader *r;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_ws WAL reader",
+								ALLOCSET_DEFAULT_SIZES);
+	r = MemoryContextAllocZero(cxt, sizeof(PgWsWalReader));
+	r->cxt = cxt;
+	r->after_seq = after_seq;
+	r->stop_seq = stop_seq;
+	dlist_init(&r->messages);
+
+	old = MemoryContextSwitchTo(cxt);
+	r->xlr = XLogReaderAllocate(wal_segment_size, NULL, &walread_routine, r);
+	MemoryContextSwitchTo(old);
+	if (r->xlr == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed while allocating a WAL reading processor.")));
+	return r;
+}
+
+PgWsWalStatus
+pgws_walread_next(PgWsWalReader *r, int max_events,
+				  pgws_wal_event_sink sink, void *arg)
+{
+	int			handed = 0;
+	int			records = 0;
+	MemoryContext old;
+	PgWsWalStatus status = PGWS_WAL_MORE;
+
+	if (r->gone)
+		return PGWS_WAL_GONE;
+
+	/* what the xlogreader allocates as it reads is the reader's too */
+	old = MemoryContextSwitchTo(r->cxt);
+	if (!r->positioned)
+		status = walread_step(r, true);
+	while (status == PGWS_WAL_MORE)
+	{
+		handed += walread_deliver(r, max_events - handed, sink, arg);
+		if (handed >= max_events)
+		{
+			status = PGWS_WAL_MORE;
+			break;
+		}
+		if (walread_done(r))
+		{
+			status = PGWS_WAL_DONE;
+			break;
+		}
+		if (records++ >= RECORDS_PER_CALL)
+		{
+			status = PGWS_WAL_MORE;
+			break;
+		}
+		status = walread_step(r, false);
+	}
+	MemoryContextSwitchTo(old);
+	return status;
+}
+
+void
+pgws_walread_end(PgWsWalReader *r)
+{
+	if (r == NULL)
+		return;
+	/* closes the segment through our callback */
+	XLogReaderFree(r->xlr);
+	MemoryContextDelete(r->cxt);
+}
