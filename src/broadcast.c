@@ -21,6 +21,14 @@
  * resync_required message first and then the live stream: never a gap it
  * cannot see.
  *
+ * Where the events come from.  On a primary, from the shared queue; on a
+ * hot standby, from the WAL as it is replayed (walread.c, "following"),
+ * with the same positions.  A subscriber resuming from before the log's
+ * history floor first reads its events from the WAL with a reader of its
+ * own ("catching up"), framed for it alone, then joins the log where the
+ * floor was; that reader pins the log's messages from there on, and not
+ * the shared queue.
+ *
  * A message keeps its space in the shared queue until every subscriber has
  * been sent it (see queue.c), and "sent" means it has left libwebsockets'
  * buffer: a frame libwebsockets holds for a full socket is not sent yet,
@@ -47,8 +55,12 @@
  *-------------------------------------------------------------------------
  */
 #include "server.h"
+#include "walread.h"
 
 #include <time.h>
+
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
 
 #include "utils/memutils.h"
 
@@ -99,6 +111,15 @@ static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;
 static bool shutting_down = false;
 
+/* the database whose events are in the WAL (pg_ws.database) */
+static Oid	events_database = InvalidOid;
+
+/* on a hot standby: the reader that follows replay */
+static PgWsWalReader *follower = NULL;
+
+/* events a catching-up subscriber reads from the WAL per writable call */
+#define CATCHUP_EVENTS 256
+
 static inline WsMessage *
 message_at(uint64 idx)
 {
@@ -127,6 +148,30 @@ pgws_broadcast_init(uint64 floor)
 										 log_cap * sizeof(WsMessage *));
 	history_floor = floor;
 	pgws_queue_epoch(epoch, sizeof(epoch));
+}
+
+/*
+ * On a hot standby: take events from the WAL as it is replayed, after the
+ * position floor (the end of replay now), instead of from the queue.
+ * Positions are WAL positions there, whatever pg_ws.wal says: the primary
+ * wrote them.
+ */
+void
+pgws_broadcast_follow(uint64 floor)
+{
+	MemoryContext old = MemoryContextSwitchTo(broadcast_context);
+
+	history_floor = floor;
+	snprintf(epoch, sizeof(epoch), UINT64_FORMAT, GetSystemIdentifier());
+	follower = pgws_walread_begin(events_database, floor, PG_UINT64_MAX);
+	MemoryContextSwitchTo(old);
+}
+
+/* pg_ws.database's OID, for reading its events back from the WAL */
+void
+pgws_broadcast_set_database(Oid database)
+{
+	events_database = database;
 }
 
 /* the epoch of our positions, as subscribers give it back */
@@ -174,6 +219,22 @@ append_message(void *arg, uint32 len, uint64 seq, uint64 entry_pos)
 }
 
 /*
+ * Write the position that replaces an event's closing brace at buf (room
+ * for POSITION_ROOM bytes and a NUL): , "seq": N, "epoch": "E"}.  Returns
+ * its length.
+ */
+static int
+position_suffix(char *buf, uint64 seq)
+{
+	int			n = snprintf(buf, POSITION_ROOM + 1,
+							 ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
+							 seq, epoch);
+
+	Assert(n <= POSITION_ROOM);
+	return n;
+}
+
+/*
  * Add the position to a message's JSON, in place of its closing brace, and
  * frame it: {"event": ..., "data": {...}, "seq": N, "epoch": "E"}.
  */
@@ -183,16 +244,11 @@ finish_message(WsMessage *msg)
 	char	   *json = (char *) msg->data + PGWS_WS_MAX_HEADER;
 	uint8		header[PGWS_WS_MAX_HEADER];
 	int			hlen;
-	int			n;
 
 	msg->kind = pgws_event_kind_of(json, msg->len);
 	/* render.c always closes the object last */
 	Assert(msg->len > 0 && json[msg->len - 1] == '}');
-	n = snprintf(json + msg->len - 1, POSITION_ROOM + 1,
-				 ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
-				 msg->seq, epoch);
-	Assert(n <= POSITION_ROOM);
-	msg->len += n - 1;
+	msg->len += position_suffix(json + msg->len - 1, msg->seq) - 1;
 	msg->offset = bytes_total;
 	bytes_total += msg->len;
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, msg->len);
@@ -209,6 +265,7 @@ static void
 trim_log(void)
 {
 	uint64		min_idx = next_idx;
+	uint64		min_queue_idx = next_idx;
 	uint64		release_idx;
 	uint64		history_bytes = (uint64) pgws_history_size_kb * 1024;
 	dlist_iter	iter;
@@ -216,11 +273,19 @@ trim_log(void)
 	if (shutting_down)
 		return;
 	dlist_foreach(iter, &subscribers)
-		min_idx = Min(min_idx, subscriber_conn(iter.cur)->sub.sent_idx);
+	{
+		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
+
+		min_idx = Min(min_idx, sub->sent_idx);
+		if (sub->catchup == NULL)
+			min_queue_idx = Min(min_queue_idx, sub->sent_idx);
+	}
 
 	/* a subscriber replaying history does not hold the queue */
-	release_idx = Max(min_idx, released_idx);
-	if (release_idx < next_idx)
+	release_idx = Max(min_queue_idx, released_idx);
+	if (follower != NULL)
+		;						/* a standby's queue is never written */
+	else if (release_idx < next_idx)
 		pgws_queue_release(message_at(release_idx)->entry_pos);
 	else
 		pgws_queue_release(pgws_queue_read_pos());
@@ -296,6 +361,24 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		bool		stalled;
 		uint64		lag;
 
+		if (sub->catchup != NULL)
+		{
+			/*
+			 * It holds the log, not the queue: what it holds is the lag.
+			 * One waiting for more WAL to be readable is looked at again.
+			 */
+			lag = sub->sent_idx < next_idx ?
+				bytes_total - message_at(sub->sent_idx)->offset : 0;
+			if (now - sub->progress_at >= (TimestampTz) STALL_MS * 1000 &&
+				lag > max_lag)
+				cull(conn, lag, "stopped reading while catching up and exceeded pg_ws.max_subscriber_lag");
+			else if (sub->catchup_waiting)
+			{
+				sub->catchup_waiting = false;
+				lws_callback_on_writable(conn->wsi);
+			}
+			continue;
+		}
 		if (sub->sent_idx >= arrived_idx)
 			sub->progress_at = now;
 		if (sub->sent_idx == next_idx)
@@ -342,6 +425,73 @@ pgws_broadcast_drain_queue(void)
 	return n;
 }
 
+/* the follower's sink: a replayed event at the end of the log */
+static void
+follow_sink(void *arg, uint64 seq, const char *json, uint32 len)
+{
+	memcpy(append_message(NULL, len, seq, 0), json, len);
+}
+
+/*
+ * On a hot standby: move the events replay has reached into the log.
+ * Returns true while the follower has more to read at once.  Missing WAL
+ * (removed before we read it) leaves a gap we cannot bridge for live
+ * subscribers: the worker restarts, and they resume or are told to resync.
+ */
+bool
+pgws_broadcast_follow_wal(void)
+{
+	uint64		arrived_idx = next_idx;
+	uint64		idx;
+	PgWsWalStatus status;
+
+	if (follower == NULL)
+		return false;
+	status = pgws_walread_next(follower, 4096, follow_sink, NULL);
+	if (status == PGWS_WAL_GONE)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("pg_ws could not read the WAL it follows on this standby"),
+				 errhint("The WAL was removed or is unreadable; the worker restarts, and subscribers resume from the WAL that is left.")));
+	for (idx = arrived_idx; idx < next_idx; idx++)
+		finish_message(message_at(idx));
+	if (next_idx > arrived_idx)
+		check_progress(GetCurrentTimestamp(), arrived_idx);
+	trim_log();
+	return status == PGWS_WAL_MORE;
+}
+
+/* are subscribers waiting for WAL to become readable? */
+static bool
+catchup_waiting(void)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &subscribers)
+	{
+		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
+
+		if (sub->catchup != NULL && sub->catchup_waiting)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Look at the WAL again: follow replay, and wake subscribers whose
+ * catching up had reached the end of readable WAL.  Returns true when it
+ * wants to be called again soon.
+ */
+bool
+pgws_broadcast_poll_wal(void)
+{
+	bool		more = pgws_broadcast_follow_wal();
+
+	if (catchup_waiting())
+		check_progress(GetCurrentTimestamp(), next_idx);
+	return more || follower != NULL || catchup_waiting();
+}
+
 /* once a second: stalls are noticed even when nothing arrives */
 void
 pgws_broadcast_check_progress(TimestampTz now)
@@ -369,6 +519,18 @@ pgws_subscriber_count(void)
 }
 
 /*
+ * The oldest position a subscriber can resume after: the history floor, or
+ * with the events in the WAL, the oldest WAL still in pg_wal.
+ */
+static uint64
+oldest_resumable(void)
+{
+	if (!pgws_wal && follower == NULL)
+		return history_floor;
+	return Min(history_floor, pgws_walread_oldest());
+}
+
+/*
  * The subscriber cannot resume where it asked: tell it, with the position
  * the stream continues after, so that it reloads its state and can resume
  * from there next time.
@@ -386,7 +548,7 @@ prepare_resync(PgWsConn *conn, uint64 continue_after)
 				   "{\"event\": \"resync_required\", \"data\": {\"since\": " UINT64_FORMAT
 				   ", \"oldest\": " UINT64_FORMAT ", \"epoch\": \"%s\"}"
 				   ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
-				   sub->since, history_floor, epoch, continue_after, epoch);
+				   sub->since, oldest_resumable(), epoch, continue_after, epoch);
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len);
 	sub->notice = MemoryContextAlloc(conn->cxt, hlen + len);
 	memcpy(sub->notice, header, hlen);
@@ -427,16 +589,34 @@ pgws_subscriber_open(PgWsConn *conn)
 
 	sub->notice = NULL;
 	sub->notice_len = 0;
+	sub->catchup = NULL;
+	sub->catchup_waiting = false;
 	if (!sub->resume)
 	{
 		sub->next_idx = next_idx;
 		sub->after_seq = live_after;
 	}
-	else if (!sub->epoch_matches || sub->since < history_floor)
+	else if (!sub->epoch_matches ||
+			 (sub->since < history_floor && !pgws_wal && follower == NULL))
 	{
 		prepare_resync(conn, live_after);
 		sub->next_idx = next_idx;
 		sub->after_seq = live_after;
+	}
+	else if (sub->since < history_floor)
+	{
+		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
+
+		/*
+		 * From the WAL up to the floor, then from the log: it holds the
+		 * log's messages from the floor on meanwhile.
+		 */
+		sub->catchup = pgws_walread_begin(events_database, sub->since,
+										  history_floor + 1);
+		sub->catchup_frames = makeStringInfo();
+		MemoryContextSwitchTo(old);
+		sub->next_idx = first_after(history_floor);
+		sub->after_seq = sub->since;
 	}
 	else
 	{
@@ -454,8 +634,92 @@ pgws_subscriber_open(PgWsConn *conn)
 	sub->subscribed = true;
 	dlist_push_tail(&subscribers, &sub->node);
 	nsubscribers++;
-	if (sub->next_idx < next_idx || sub->notice != NULL)
+	if (sub->next_idx < next_idx || sub->notice != NULL || sub->catchup != NULL)
 		lws_callback_on_writable(conn->wsi);
+}
+
+/* a catching-up subscriber's sink: frame the event for it alone */
+static void
+catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
+{
+	PgWsSubscriber *sub = (PgWsSubscriber *) arg;
+	StringInfo	out = sub->catchup_frames;
+	uint8		header[PGWS_WS_MAX_HEADER];
+	char		suffix[POSITION_ROOM + 1];
+	int			slen;
+	int			hlen;
+
+	sub->after_seq = seq;
+	if (len == 0 || json[len - 1] != '}' ||
+		!pgws_grant_allows(&sub->grant, pgws_event_kind_of(json, len)))
+		return;
+	slen = position_suffix(suffix, seq);
+	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len - 1 + slen);
+	appendBinaryStringInfo(out, (char *) header, hlen);
+	appendBinaryStringInfo(out, json, len - 1);
+	appendBinaryStringInfo(out, suffix, slen);
+}
+
+static void
+end_catchup(PgWsSubscriber *sub)
+{
+	pgws_walread_end(sub->catchup);
+	sub->catchup = NULL;
+	sub->catchup_waiting = false;
+	pfree(sub->catchup_frames->data);
+	pfree(sub->catchup_frames);
+	sub->catchup_frames = NULL;
+}
+
+/*
+ * Hand a catching-up subscriber its next events from the WAL, all in one
+ * write.  Returns -1 to close the connection, 1 while it is still catching
+ * up, 0 once it has joined the log.
+ */
+static int
+catch_up(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+	PgWsWalStatus status;
+
+	resetStringInfo(sub->catchup_frames);
+	status = pgws_walread_next(sub->catchup, CATCHUP_EVENTS, catchup_sink, sub);
+	if (sub->catchup_frames->len > 0)
+	{
+		if (lws_write(conn->wsi, (uint8 *) sub->catchup_frames->data,
+					  sub->catchup_frames->len, LWS_WRITE_RAW) <
+			sub->catchup_frames->len)
+			return -1;
+		sub->progress_at = GetCurrentTimestamp();
+	}
+	switch (status)
+	{
+		case PGWS_WAL_MORE:
+			if (!lws_partial_buffered(conn->wsi))
+				lws_callback_on_writable(conn->wsi);
+			return 1;
+		case PGWS_WAL_WAIT:
+			/* the rest is not flushed (or replayed) yet: look again soon */
+			sub->catchup_waiting = true;
+			pgws_worker_poll_wal_soon();
+			return 1;
+		case PGWS_WAL_DONE:
+			end_catchup(sub);
+			/* everything up to the floor it joined at has been handed over */
+			return lws_partial_buffered(conn->wsi) ? 1 : 0;
+		case PGWS_WAL_GONE:
+			break;
+	}
+
+	/* its events are gone from the WAL: it must reload, then goes live */
+	end_catchup(sub);
+	prepare_resync(conn, next_idx > first_idx ?
+				   message_at(next_idx - 1)->seq : history_floor);
+	sub->next_idx = sub->sent_idx = next_idx;
+	sub->after_seq = next_idx > first_idx ?
+		message_at(next_idx - 1)->seq : history_floor;
+	lws_callback_on_writable(conn->wsi);
+	return 1;
 }
 
 /*
@@ -488,6 +752,14 @@ pgws_subscriber_writable(PgWsConn *conn)
 		sub->notice = NULL;
 		if (lws_partial_buffered(conn->wsi))
 			return 0;			/* libwebsockets calls us when it is out */
+	}
+	if (sub->catchup != NULL)
+	{
+		int			rc = catch_up(conn);
+
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
+		first = sub->sent_idx;
 	}
 
 	while (sub->next_idx < next_idx && written < MESSAGES_PER_WRITABLE)
@@ -528,6 +800,8 @@ pgws_subscriber_close(PgWsConn *conn)
 {
 	if (!conn->sub.subscribed)
 		return;
+	if (conn->sub.catchup != NULL)
+		end_catchup(&conn->sub);
 	dlist_delete(&conn->sub.node);
 	nsubscribers--;
 	conn->sub.subscribed = false;

@@ -12,6 +12,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
+#include "walread.h"
 #include "jwt.h"
 
 #include <limits.h>
@@ -38,6 +39,7 @@ int			pgws_max_subscriber_lag_kb = 16384;
 int			pgws_reconnect_grace_ms = 0;	/* obsolete since 1.2, ignored */
 int			pgws_history_size_kb = 8192;
 bool		pgws_wal = true;
+char	   *pgws_history_retention = NULL;
 char	   *pgws_media_url = NULL;
 int			pgws_max_connections_per_address = 0;
 int			pgws_ping_interval_s = 30;
@@ -293,6 +295,14 @@ define_gucs(void)
 							0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_ws.history_retention",
+							   "How much WAL pg_ws keeps for subscribers that resume, as a time ('7d') or a size ('2GB').",
+							   "Kept with the replication slot \"pg_ws\", which the worker creates, advances and drops; 0 keeps no slot.",
+							   &pgws_history_retention,
+							   "0",
+							   PGC_SIGHUP, 0,
+							   pgws_check_history_retention,
+							   pgws_assign_history_retention, NULL);
 	DefineCustomIntVariable("pg_ws.history_size",
 							"Memory the worker keeps its most recent events in, for subscribers that resume with ?since=.",
 							"Older positions are read back from the WAL.",
@@ -459,7 +469,7 @@ register_worker(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;	/* hot standbys too */
 	/* restarted a second after any exit: it holds no state of its own */
 	worker.bgw_restart_time = 1;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_ws");

@@ -7,8 +7,9 @@
  *
  *	render.c	row triggers render each changed row as one JSON event
  *	pending.c	events wait in backend memory until the transaction commits
- *	queue.c		pre-commit appends them to a ring in shared memory; the
- *				commit marks them visible and wakes the worker
+ *	queue.c		pre-commit appends them to a ring in shared memory and
+ *				writes them to the WAL; the commit marks them visible
+ *				and wakes the worker
  *	worker.c	the background worker: its life, its sockets, HTTP and /ws/
  *	broadcast.c	the worker drains the ring in commit order into a log of
  *				messages, rendered once, sent to every /ws/ subscriber
@@ -16,6 +17,11 @@
  *	stats.c		pg_ws_stats(): the queue's and the worker's figures for SQL
  *	tls.c		wss://: the certificate the worker serves, reloaded on
  *				SIGHUP, and the OpenSSL settings of its SSL_CTX
+ *	walread.c	pg_ws's events read back from the WAL: for subscribers
+ *				that resume from before the worker's history, and on hot
+ *				standbys, which follow replay
+ *	retention.c	the replication slot "pg_ws" that keeps that WAL for
+ *				pg_ws.history_retention
  *
  * and who may subscribe (see auth.h):
  *
@@ -47,6 +53,7 @@ extern int	pgws_max_subscriber_lag_kb;
 extern int	pgws_reconnect_grace_ms;
 extern int	pgws_history_size_kb;
 extern bool pgws_wal;
+extern char *pgws_history_retention;
 extern char *pgws_media_url;
 extern int	pgws_max_connections_per_address;
 extern int	pgws_ping_interval_s;
@@ -160,6 +167,10 @@ extern void pgws_register_xact_callbacks(void);
 /* The worker's message log (broadcast.c; the rest is in server.h) */
 extern void pgws_broadcast_init(uint64 history_floor);
 extern const char *pgws_broadcast_epoch(void);
+extern void pgws_broadcast_set_database(Oid database);
+extern void pgws_broadcast_follow(uint64 floor);
+extern bool pgws_broadcast_follow_wal(void);
+extern bool pgws_broadcast_poll_wal(void);
 extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_shutdown(void);
 extern int	pgws_subscriber_count(void);

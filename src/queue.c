@@ -479,6 +479,8 @@ pgws_queue_worker_attach(bool *restart)
 		floor = queue->released_through;
 	else if (queue->head > queue->tail)
 		floor = entry_header(queue->tail)->first_seq - 1;
+	else if (RecoveryInProgress())
+		floor = 0;				/* a standby follows the WAL instead */
 	else if (pgws_wal)
 		floor = GetXLogInsertRecPtr() - 1;	/* the next record starts here */
 	else

@@ -101,6 +101,10 @@ typedef struct PgWsSubscriber
 	uint64		since;			/* the position it asked for */
 	uint8	   *notice;			/* resync_required frame, sent first */
 	int			notice_len;
+	struct PgWsWalReader *catchup;	/* reading its events from the WAL,
+									 * before it joins the log */
+	bool		catchup_waiting;	/* at the end of readable WAL */
+	StringInfo	catchup_frames; /* frames read from the WAL, to write */
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
 	TimestampTz holding_since;	/* since when it holds the oldest message
@@ -200,5 +204,8 @@ extern void pgws_subscriber_open(PgWsConn *conn);
 extern int	pgws_subscriber_writable(PgWsConn *conn);
 extern void pgws_subscriber_close(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
+
+/* worker.c: call pgws_broadcast_poll_wal() again shortly */
+extern void pgws_worker_poll_wal_soon(void);
 
 #endif							/* PG_WS_SERVER_H */

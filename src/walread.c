@@ -89,6 +89,7 @@ typedef struct WalMessage
 struct PgWsWalReader
 {
 	MemoryContext cxt;
+	Oid			database;		/* whose messages are handed over */
 	XLogReaderState *xlr;
 	uint64		after_seq;
 	uint64		stop_seq;
@@ -443,7 +444,7 @@ walread_message(PgWsWalReader *r, XLogReaderState *xlr)
 
 	if (data_len < SizeOfLogicalMessage ||
 		!msg->transactional ||
-		msg->dbId != MyDatabaseId ||
+		msg->dbId != r->database ||
 		msg->prefix_size != sizeof(PGWS_MESSAGE_PREFIX) ||
 		memcmp(msg->message, PGWS_MESSAGE_PREFIX,
 			   sizeof(PGWS_MESSAGE_PREFIX)) != 0 ||
@@ -729,7 +730,7 @@ walread_step(PgWsWalReader *r, bool position)
 }
 
 PgWsWalReader *
-pgws_walread_begin(uint64 after_seq, uint64 stop_seq)
+pgws_walread_begin(Oid database, uint64 after_seq, uint64 stop_seq)
 {
 	MemoryContext cxt;
 	MemoryContext old;
@@ -739,6 +740,7 @@ pgws_walread_begin(uint64 after_seq, uint64 stop_seq)
 								ALLOCSET_DEFAULT_SIZES);
 	r = MemoryContextAllocZero(cxt, sizeof(PgWsWalReader));
 	r->cxt = cxt;
+	r->database = database;
 	r->after_seq = after_seq;
 	r->stop_seq = stop_seq;
 	dlist_init(&r->messages);

@@ -46,13 +46,14 @@ typedef enum PgWsWalStatus
 } PgWsWalStatus;
 
 /*
- * Hand over, in seq order, every committed event with
+ * Hand over, in seq order, every committed event of the database with
  * after_seq < seq < stop_seq (stop_seq = PG_UINT64_MAX: follow for ever).
  * The reader lives in a memory context of its own, a child of the caller's
  * CurrentMemoryContext, which pgws_walread_end deletes.  After GONE the
  * reader only ever answers GONE again.
  */
-extern PgWsWalReader *pgws_walread_begin(uint64 after_seq, uint64 stop_seq);
+extern PgWsWalReader *pgws_walread_begin(Oid database, uint64 after_seq,
+										 uint64 stop_seq);
 extern PgWsWalStatus pgws_walread_next(PgWsWalReader *r, int max_events,
 									   pgws_wal_event_sink sink, void *arg);
 extern void pgws_walread_end(PgWsWalReader *r);

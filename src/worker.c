@@ -37,6 +37,7 @@
  *-------------------------------------------------------------------------
  */
 #include "server.h"
+#include "walread.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -48,6 +49,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -232,6 +237,62 @@ publish_stats(void)
 	pgws_stats_publish_worker(&stats);
 }
 
+/*
+ * The WAL is looked at on a short timer, not woken by replay: on a hot
+ * standby to follow replay, and anywhere while a resuming subscriber waits
+ * for WAL to be flushed.  A promotion ends the worker: the next one serves
+ * the promoted server from the queue, and subscribers resume there.
+ */
+#define WAL_POLL_MS 5
+
+static lws_sorted_usec_list_t wal_poll_sul;
+static bool wal_poll_scheduled = false;
+static bool following = false;	/* on a hot standby */
+
+static void
+wal_poll(lws_sorted_usec_list_t *sul)
+{
+	wal_poll_scheduled = false;
+	if (following && !RecoveryInProgress())
+	{
+		/* what replay reached before the promotion goes out first */
+		while (pgws_broadcast_follow_wal())
+			;
+		ereport(LOG,
+				(errmsg("pg_ws worker restarting: this server was promoted"),
+				 errdetail("Subscribers resume on it with ?since= from their last event.")));
+		got_sigterm = true;
+		return;
+	}
+	if (pgws_broadcast_poll_wal())
+		pgws_worker_poll_wal_soon();
+}
+
+void
+pgws_worker_poll_wal_soon(void)
+{
+	if (wal_poll_scheduled)
+		return;
+	wal_poll_scheduled = true;
+	lws_sul_schedule(context, 0, &wal_poll_sul, wal_poll,
+					 (lws_usec_t) WAL_POLL_MS * LWS_US_PER_MS);
+}
+
+/*
+ * pg_ws.database's OID, whose events the WAL holds; read from the shared
+ * catalog pg_database, since the worker is connected to no database.
+ */
+static void
+lookup_events_database(void)
+{
+	Oid			database;
+
+	StartTransactionCommand();
+	database = get_database_oid(pgws_database, true);
+	CommitTransactionCommand();
+	pgws_broadcast_set_database(database);
+}
+
 static void
 housekeeping(lws_sorted_usec_list_t *sul)
 {
@@ -241,6 +302,7 @@ housekeeping(lws_sorted_usec_list_t *sul)
 		proc_exit(1);
 	pgws_conn_housekeeping(now);
 	pgws_broadcast_check_progress(now);
+	pgws_retention_tick(now, pgws_wal || following);
 	publish_stats();
 	lws_sul_schedule(context, 0, &housekeeping_sul, housekeeping,
 					 (lws_usec_t) HOUSEKEEPING_SECONDS * LWS_US_PER_SEC);
@@ -886,8 +948,14 @@ pg_ws_worker_main(Datum main_arg)
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
 	pgws_broadcast_init(history_floor);
+	lookup_events_database();
+	following = RecoveryInProgress();
+	if (following)
+		pgws_broadcast_follow(GetXLogReplayRecPtr(NULL) - 1);
 	pgws_auth_reload();
 	server_start();
+	if (following)
+		pgws_worker_poll_wal_soon();
 
 	/* what was committed before we started, or while we were down */
 	pgws_broadcast_drain_queue();
@@ -900,6 +968,7 @@ pg_ws_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			lookup_events_database();
 			server_reconfigure();
 			pgws_auth_reload();
 			pgws_conn_reauthorize();
