@@ -52,7 +52,11 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
-#include "commands/dbcommands.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "catalog/pg_database.h"
+#include "utils/snapmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -285,10 +289,31 @@ pgws_worker_poll_wal_soon(void)
 static void
 lookup_events_database(void)
 {
-	Oid			database;
+	Oid			database = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
 
+	/*
+	 * A plain scan, as the autovacuum launcher's: get_database_oid() would
+	 * use an index, which needs pg_class, which needs a database.
+	 */
 	StartTransactionCommand();
-	database = get_database_oid(pgws_database, true);
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (strcmp(NameStr(db->datname), pgws_database) == 0)
+		{
+			database = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	pgws_broadcast_set_database(database);
 }
