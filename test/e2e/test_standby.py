@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""End-to-end tests of pg_ws on hot standbys: a primary and two streaming
+standbys (pg_basebackup -R), each with its own pg_ws worker on its own
+port, all on 127.0.0.1.
+
+  a. 8 writers on the primary; subscribers on all three nodes each get
+     every committed event once, in order, byte for byte the same messages
+     (so equal seq and epoch for equal events); one subscriber hops from
+     node to node with ?since= while the writers run and misses nothing;
+  b. the primary is stopped while writers run and a standby is promoted:
+     the writers carry on there, and subscribers of the old primary resume
+     on the promoted node with their last seq and miss nothing.
+
+Run as root (PostgreSQL itself runs as the postgres user):
+
+    /usr/bin/python3 test/e2e/test_standby.py
+
+Output is TAP; the exit status is 0 only if every test passed.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (PGBIN, Cluster, Ctx, Fail, check, check_positions,  # noqa: E402
+                     free_port, position, run_tap, short, sql)
+
+WATCHDOG_SECONDS = 300
+
+EMP = "INSERT INTO employee (id, first_name, last_name) VALUES (%d, 's', 's')"
+
+
+class Standby(Cluster):
+    """A streaming standby of primary, made with pg_basebackup -R."""
+
+    def __init__(self, primary, name):
+        super().__init__(name=name)
+        self.primary = primary
+
+    def start(self):
+        self.as_postgres(PGBIN + '/pg_basebackup', '-D', self.data, '-R', '-X', 'stream',
+                         '-c', 'fast', '-d', 'host=%s port=%d user=postgres'
+                         % (self.primary.dir, self.primary.pgport))
+        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
+            f.write('\n# standby %s\nport = %d\nunix_socket_directories = \'%s\'\n'
+                    'pg_ws.port = %d\nhot_standby_feedback = on\n'
+                    % (self.name, self.pgport, self.dir, self.wsport))
+        self.started = True
+        self.as_postgres(PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
+                         '-w', '-t', '60', 'start')
+
+
+NODES = {}
+
+
+async def setup():
+    primary = Cluster(name='primary')
+    await asyncio.to_thread(primary.start)
+    await primary.install()
+    NODES['primary'] = primary
+    for name in ('standby1', 'standby2'):
+        st = Standby(primary, name)
+        await asyncio.to_thread(st.start)
+        await st.wait_listening(st.wsport, 60)
+        NODES[name] = st
+
+
+def ids_of(msgs):
+    return [json.loads(m)['data']['id'] for m in msgs]
+
+
+def write(node, first, ntx, stop=None, done=None):
+    """Insert employees first, first+1 ... two per transaction, retrying the
+    connection (it may move); the ids whose COMMIT returned."""
+    committed = []
+    conn = None
+    i = 0
+    while i < ntx and not (stop and stop.is_set()):
+        try:
+            if conn is None:
+                conn = node().connect()
+            n = first + 2 * i
+            sql(conn, "BEGIN", EMP % n, EMP % (n + 1), "COMMIT")
+            committed += [n, n + 1]
+            i += 1
+        except psycopg2.Error:
+            conn = None
+            time.sleep(0.05)
+    if done is not None:
+        done.extend(committed)
+    return committed
+
+
+async def wait_ids(sub, last, timeout, who):
+    await sub.wait_until(lambda m: any('"id": %d,' % last in x for x in m[-20:]),
+                         timeout, who)
+
+
+async def test_three_nodes(ctx):
+    """a. every node serves every event, with the same positions."""
+    p, s1, s2 = NODES['primary'], NODES['standby1'], NODES['standby2']
+    for node in (s1, s2, p):
+        ctx.use(node)           # their log tails if it fails
+    subs = {}
+    for name, node in (('primary', p), ('standby1', s1), ('standby2', s2)):
+        subs[name] = await ctx.sub(url=node.url)
+    hopper = await ctx.sub(url=p.url)
+    hops = [('primary', 0)]
+    results = [[] for _ in range(8)]
+    threads = [threading.Thread(target=lambda k=k: results[k].extend(
+        write(lambda: p, 1000000 + k * 100000, 150)), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    received = []               # the hopper's messages, over all its nodes
+    order = [s1, s2, p, s2, s1]
+    while any(t.is_alive() for t in threads):
+        await asyncio.sleep(0.3)
+        if order and len(hopper.msgs) >= 50:
+            received += hopper.msgs
+            await hopper.close()
+            node = order.pop(0)
+            seq, epoch = position(received[-1])
+            hopper = await ctx.sub('/ws/?since=%d&epoch=%s' % (seq, epoch), url=node.url)
+            hops.append((node.name, len(received)))
+    sql_conn = p.connect()
+    sql(sql_conn, EMP % 1999999)
+    sql_conn.close()
+    for name, sub in subs.items():
+        await wait_ids(sub, 1999999, 60, name)
+    await wait_ids(hopper, 1999999, 60, 'hopper')
+    await asyncio.sleep(0.3)
+    received += hopper.msgs
+    committed = sorted(sum(results, [])) + [1999999]
+    ref = subs['primary'].msgs
+    check_positions(ref, 'primary')
+    check(sorted(ids_of(ref)) == committed,
+          'primary subscriber: %d messages, %d committed' % (len(ref), len(committed)))
+    for name in ('standby1', 'standby2'):
+        check(subs[name].msgs == ref,
+              '%s: %d messages, primary %d; first difference at %s' % (
+                  name, len(subs[name].msgs), len(ref),
+                  next((i for i, (a, b) in enumerate(zip(subs[name].msgs, ref)) if a != b),
+                       None)))
+    check(received == ref, 'the hopper (%s) got %d messages, the primary %d; first'
+          ' difference at %s' % (hops, len(received), len(ref),
+                                  next((i for i, (a, b) in enumerate(zip(received, ref))
+                                        if a != b), None)))
+    return '%d events, identical on 3 nodes; the hopper moved %s' % (
+        len(ref), ' -> '.join('%s@%d' % h for h in hops))
+
+
+async def test_promotion(ctx):
+    """b. the primary stops, a standby is promoted, nothing is missed."""
+    p, s1 = NODES['primary'], NODES['standby1']
+    ctx.use(s1)
+    ctx.use(p)
+    on_p = await ctx.sub(url=p.url)
+    on_s1 = await ctx.sub(url=s1.url)
+    target = {'node': p}
+    stop = threading.Event()
+    done = []
+    writer = threading.Thread(target=write, args=(lambda: target['node'], 3000000, 400,
+                                                  stop, done), daemon=True)
+    writer.start()
+    await on_p.wait_until(lambda m: len(m) >= 100, 30, 'primary subscriber')
+    # the old primary goes; what it committed reached the standby (a fast
+    # shutdown sends the WAL to the standbys first)
+    await asyncio.to_thread(p.as_postgres, PGBIN + '/pg_ctl', '-D', p.data, '-m', 'fast',
+                            '-w', 'stop')
+    p.started = False
+    mark = s1.log_size()
+    await asyncio.to_thread(s1.as_postgres, PGBIN + '/pg_ctl', '-D', s1.data, '-w',
+                            'promote')
+    target['node'] = s1
+    await s1.wait_listening(s1.wsport, 60, since=mark)
+    await asyncio.wait_for(on_p.closed.wait(), 30)
+    moved = await ctx.sub('/ws/?since=%d&epoch=%s' % position(on_p.msgs[-1]), url=s1.url)
+    await asyncio.wait_for(on_s1.closed.wait(), 30)     # its worker restarted
+    moved_s1 = await ctx.sub('/ws/?since=%d&epoch=%s' % position(on_s1.msgs[-1]),
+                             url=s1.url)
+    while writer.is_alive():
+        await asyncio.sleep(0.1)
+    conn = s1.connect()
+    last = sql(conn, "SELECT max(id) FROM employee WHERE id BETWEEN 3000000 AND 3999999")[0][0]
+    rows = [r[0] for r in sql(conn, "SELECT id FROM employee WHERE id BETWEEN 3000000"
+                                    " AND 3999999 ORDER BY id")]
+    conn.close()
+    for sub, who in ((moved, 'moved from the old primary'), (moved_s1, 'moved on standby1')):
+        await wait_ids(sub, last, 60, who)
+    await asyncio.sleep(0.3)
+    for before, sub, who in ((on_p, moved, 'old primary, then promoted'),
+                             (on_s1, moved_s1, 'standby1, then promoted')):
+        msgs = before.msgs + sub.msgs
+        check_positions(msgs, who)
+        got = ids_of(msgs)
+        check(sorted(got) == rows and len(set(got)) == len(got),
+              '%s: %d events (%d distinct), the promoted node has %d rows'
+              % (who, len(got), len(set(got)), len(rows)))
+    return '%d events; %d before the switch on the old primary' % (len(rows), len(on_p.msgs))
+
+
+TESTS = [
+    ('(a) primary and 2 standbys: 8 writers, every event once everywhere with equal seq;'
+     ' a subscriber hops between nodes with since=', test_three_nodes, 150),
+    ('(b) promotion while writers run: subscribers resume on the promoted standby'
+     ' and miss nothing', test_promotion, 120),
+]
+
+
+def main():
+    run_tap(TESTS, Ctx, setup=setup, watchdog_seconds=WATCHDOG_SECONDS)
+
+
+if __name__ == '__main__':
+    main()
