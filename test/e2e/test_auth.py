@@ -80,7 +80,7 @@ def write_owned(cl, name, data, mode=0o600):
 
 def configure(kind, cl):
     """postgresql.conf lines of each kind of cluster (files written here)."""
-    conf = ['pg_ws.reconnect_grace = 0', "pg_ws.auth = 'jwt'"]
+    conf = ["pg_ws.auth = 'jwt'"]
     if kind == 'jwt':
         # the trailing newline must be stripped, or no HS256 token would verify
         secret = write_owned(cl, 'jwt_secret', SECRET + '\n')
@@ -98,7 +98,7 @@ def configure(kind, cl):
         conf += ["pg_ws.jwt_public_key_file = '%s'" % pem,
                  "pg_ws.jwt_cookie = '%s'" % COOKIE]
     elif kind == 'none':
-        conf = ['pg_ws.reconnect_grace = 0', "pg_ws.auth = 'none'",
+        conf = ["pg_ws.auth = 'none'",
                 "pg_ws.jwt_secret = '%s'" % INLINE_SECRET,
                 "pg_ws.allowed_origins = 'https://app.example.com'"]
     return conf

@@ -46,16 +46,13 @@ from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # no
 
 WATCHDOG_SECONDS = 200          # the whole run, setup and clean-up included
 
-NO_GRACE = 'pg_ws.reconnect_grace = 0'
-
 CLUSTERS = {
     'queue': dict(conf=["pg_ws.queue_size = '64kB'",
                         "synchronous_standby_names = 'nonexistent'",
                         # durable locally; only the session that must wait
                         # for the standby that never comes sets it to on
-                        "synchronous_commit = local",
-                        NO_GRACE]),
-    'appdb': dict(conf=[NO_GRACE], database='appdb'),
+                        "synchronous_commit = local"]),
+    'appdb': dict(database='appdb'),
 }
 
 

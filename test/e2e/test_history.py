@@ -16,7 +16,7 @@
   d. resync_required when the epoch is not ours, then the live stream
      (WAL that is gone: f);
   e. a since that is not a position, or without an epoch, is answered 400;
-     empty values are a fresh start;
+     empty values are a fresh start; a 1.1 configuration still loads;
   f. pg_ws.history_retention keeps the WAL with the slot "pg_ws": without
      it a checkpoint removes the WAL a subscriber needs (resync_required),
      with it the subscriber resumes; the slot goes when the setting does;
@@ -28,7 +28,9 @@ fsync and synchronous_commit on:
 
     logical   wal_level logical (for test_decoding)                 (a, g)
     small     pg_ws.history_size 0: every resume reads the WAL      (b)
-    big       the default history: resumes come from memory        (b, c, d, e)
+    big       the default history: resumes come from memory; the
+              obsolete pg_ws.reconnect_grace set, as a 1.1
+              configuration has it                                  (b, c, d, e)
     retain    small WAL (min_wal_size 32MB, max_wal_size 64MB), so
               that checkpoints remove it                            (f)
     memonly   pg_ws.wal off, wal_level logical                      (g)
@@ -61,7 +63,8 @@ WATCHDOG_SECONDS = 420          # the whole run, setup and clean-up included
 CLUSTERS = {
     'logical': dict(conf=['wal_level = logical']),
     'small': dict(conf=["pg_ws.history_size = 0"]),
-    'big': dict(),
+    # and a 1.1 configuration: the obsolete reconnect_grace still loads
+    'big': dict(conf=["pg_ws.reconnect_grace = '10s'"]),
     'retain': dict(conf=["pg_ws.history_size = 0",
                          "min_wal_size = '32MB'", "max_wal_size = '64MB'",
                          "checkpoint_timeout = '1h'"]),
@@ -291,6 +294,10 @@ async def test_bad_since(ctx):
         raw = rawws.upgrade_request(cl.wsport, '/ws/?' + query)
         status, _, body, _, _ = await asyncio.to_thread(rawws.http_exchange, cl.wsport, raw)
         check(status == 400, '?%s: HTTP %s %s' % (query, status, short(body)))
+    # (the cluster's obsolete pg_ws.reconnect_grace was accepted silently)
+    complaints = [line for line in cl.log_since(0) if 'reconnect_grace' in line]
+    check(not complaints, 'the server complained about pg_ws.reconnect_grace:',
+          *complaints[:3])
     # empty values: a fresh start
     sub = await ctx.sub('/ws/?since=&epoch=')
     await asql(conn, EMP % 700001)

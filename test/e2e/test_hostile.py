@@ -55,8 +55,7 @@ REPEAT = 40
 
 BASE_CONF = ["pg_ws.handshake_timeout = '%ds'" % HANDSHAKE_TIMEOUT_S,
              "pg_ws.ping_interval = '%ds'" % PING_INTERVAL_S,
-             "pg_ws.max_header_size = '16kB'",
-             "pg_ws.reconnect_grace = 0"]
+             "pg_ws.max_header_size = '16kB'"]
 
 _main = {}              # 'cluster': the cluster most tests share
 _baselines = {}         # Cluster -> the worker's heap after its warm-up

@@ -72,7 +72,6 @@ import test_browser as browser_suite  # noqa: E402
 warnings.filterwarnings('ignore', message='ssl.TLSVersion.TLSv1', category=DeprecationWarning)
 
 WATCHDOG_SECONDS = 330          # the whole run, setup and clean-up included
-NO_GRACE = 'pg_ws.reconnect_grace = 0'
 
 # An openssl.cnf as lax as OpenSSL allows: the tls cluster's server runs
 # with it, so that TLS 1.0/1.1 and renegotiation are refused by pg_ws's own
@@ -399,22 +398,22 @@ async def cluster(ctx, kind):
 
 def make_cluster(kind):
     if kind == 'tls':
-        cl = TlsCluster(name=kind, conf=[NO_GRACE, "pg_ws.handshake_timeout = '2s'"])
+        cl = TlsCluster(name=kind, conf=["pg_ws.handshake_timeout = '2s'"])
         cl.tls = Tls(cl.dir)
         cl.tls.deploy(*PKI.server())
         cl.conf += _tls_conf(cl.tls)
         cl.env['OPENSSL_CONF'] = write_lax_openssl_cnf(cl)
     elif kind == 'badkey':
-        cl = TlsCluster(name=kind, conf=[NO_GRACE])
+        cl = TlsCluster(name=kind, conf=[])
         cl.tls = Tls(cl.dir)
         cl.tls.deploy(*PKI.server(), key_mode=0o644)
         cl.conf += _tls_conf(cl.tls)
     elif kind == 'toggle':
-        cl = TlsCluster(name=kind, conf=[NO_GRACE])
+        cl = TlsCluster(name=kind, conf=[])
         cl.tls = Tls(cl.dir)
     elif kind == 'pgssl':
         cert, key = PKI.server()
-        cl = TlsCluster(name=kind, conf=[NO_GRACE, 'pg_ws.ssl = on', 'ssl = on',
+        cl = TlsCluster(name=kind, conf=['pg_ws.ssl = on', 'ssl = on',
                                          "ssl_cert_file = 'server.crt'",
                                          "ssl_key_file = 'server.key'"])
         cl.tls_cert = cert
@@ -424,7 +423,7 @@ def make_cluster(kind):
             install(os.path.join(c.data, 'server.key'), key_pem(key), 0o600)
         cl.prepare = prepare
     elif kind == 'chain':
-        cl = TlsCluster(name=kind, conf=[NO_GRACE])
+        cl = TlsCluster(name=kind, conf=[])
         cl.tls = Tls(cl.dir)
         cl.tls_cert, key = PKI.server(by_intermediate=True)
         cl.tls.deploy(cl.tls_cert, key, chain=[PKI.inter])
