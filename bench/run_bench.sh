@@ -51,6 +51,25 @@ BURST_ROWS=${BENCH_BURST_ROWS:-20000}
 BURST_SUBS=${BENCH_BURST_SUBS:-"1 10 100"}
 WRITER_CLIENTS=${BENCH_WRITER_CLIENTS:-2}	# pgbench clients for --rate
 SUB_PROCS=${BENCH_SUB_PROCS:-1}		# ws_sub processes per subscriber set
+# which parts run, in this order whatever the order given
+PARTS=${BENCH_PARTS:-"write broadcast burst walwrite resume"}
+WAL_DURATION=${BENCH_WAL_DURATION:-5}	# seconds per run of the WAL part
+WAL_ROUNDS=${BENCH_WAL_ROUNDS:-3}
+WAL_CLIENTS=${BENCH_WAL_CLIENTS:-"1 8"}
+WAL_SYNC=${BENCH_WAL_SYNC:-"off on"}
+RESUME_EVENTS=${BENCH_RESUME_EVENTS:-100000}
+RESUME_BATCH=${BENCH_RESUME_BATCH:-100}	# rows per transaction
+RESUME_ROUNDS=${BENCH_RESUME_ROUNDS:-2}
+RESUME_BIG_HISTORY=${BENCH_RESUME_BIG_HISTORY:-256MB}	# all of them in memory
+RESUME_SMALL_HISTORY=${BENCH_RESUME_SMALL_HISTORY:-64kB}	# read back from the WAL
+
+has_part() { [[ " $PARTS " == *" $1 "* ]]; }
+for p in $PARTS; do
+	case "$p" in
+		write | broadcast | burst | walwrite | resume) ;;
+		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
+	esac
+done
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "run_bench.sh: run as root (PostgreSQL runs as the postgres user)" >&2
@@ -75,21 +94,21 @@ chown postgres: "$TMP"
 chmod 755 "$TMP"
 DATA="$TMP/data"
 LOG="$TMP/server.log"
-STARTED=0
+CLUSTERS=""		# data directories of the clusters started, for cleanup
 SUB_PID=""		# the running ws_sub, if any
 PGB_PID=""		# the running pgbench, if any
 
 cleanup() {
 	local rc=$?
-	local p
+	local p d
 	trap - EXIT INT TERM
 	for p in $SUB_PID $PGB_PID; do
 		kill "$p" 2>/dev/null || true
 	done
-	if [ "$STARTED" = 1 ]; then
-		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -m immediate -w stop \
+	for d in $CLUSTERS; do
+		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop \
 			>/dev/null 2>&1 || true
-	fi
+	done
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		echo "# kept $TMP"
 	else
@@ -100,32 +119,41 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+USED_PORTS=" "
 free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	local p
+	while :; do
+		p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		case "$USED_PORTS" in *" $p "*) continue ;; esac
+		USED_PORTS="$USED_PORTS$p "
+		echo "$p"
+		return
+	done
 }
-PGPORT=$(free_port)
-WSPORT=$(free_port)
-while [ "$WSPORT" = "$PGPORT" ]; do WSPORT=$(free_port); done
 
 as_pg() { (cd "$TMP" && runuser -u postgres -- "$@"); }
 
-as_pg "$PGBIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --no-locale \
-	>"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log"; exit 1; }
-cat >>"$DATA/postgresql.conf" <<EOF
+# start_cluster DATADIR LOGFILE PGPORT WSPORT EXTRA_CONF: a throw-away
+# cluster with pg_ws preloaded; every cluster of this script gets the same
+# settings apart from EXTRA_CONF
+start_cluster() {
+	local data=$1 log=$2 port=$3 wsport=$4 extra=$5
+	as_pg "$PGBIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale \
+		>"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log"; exit 1; }
+	cat >>"$data/postgresql.conf" <<EOF
 # pg_ws benchmark cluster
 shared_preload_libraries = 'pg_ws'
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$TMP'
-port = $PGPORT
+port = $port
 max_connections = 50
-pg_ws.port = $WSPORT
+pg_ws.port = $wsport
 pg_ws.listen_addresses = '127.0.0.1'
 pg_ws.database = 'postgres'
-# subscribers start at "now", not at the worker's start-up
-pg_ws.reconnect_grace = 0
 # room for a subscriber set that is still closing while the next connects
 pg_ws.max_connections = 200
-# a throw-away cluster: measure CPU work, not the disk
+# a throw-away cluster: measure CPU work, not the disk (the WAL part turns
+# fsync and synchronous_commit on for its sync-commit table)
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -135,16 +163,31 @@ checkpoint_timeout = 30min
 # tables are truncated before every run instead
 autovacuum = off
 log_line_prefix = '%m [%p] %b '
+$extra
 EOF
-STARTED=1
-as_pg "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null
+	CLUSTERS="$CLUSTERS $data"
+	as_pg "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null
+}
+
+PGPORT=$(free_port)
+WSPORT=$(free_port)
+start_cluster "$DATA" "$LOG" "$PGPORT" "$WSPORT" ""
 
 psql_q() {
 	"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$PGPORT" \
 		-U postgres -d postgres "$@"
 }
+# psql_at PORT ...: the same on another cluster
+psql_at() {
+	local port=$1
+	shift
+	"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$TMP" -p "$port" \
+		-U postgres -d postgres "$@"
+}
 
-psql_q <<'EOF'
+# the bench tables, on the cluster at port $1
+setup_schema() {
+psql_at "$1" <<'EOF'
 CREATE EXTENSION pg_ws;
 INSERT INTO client (id, visit_count) VALUES (1, 0);
 
@@ -169,8 +212,23 @@ $$;
 CREATE TRIGGER bench_notify AFTER INSERT ON bench_notify
 	FOR EACH ROW EXECUTE FUNCTION bench_notify_event();
 EOF
+}
+setup_schema "$PGPORT"
 
-WORKER_PID=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
+# the pid of the pg_ws worker of the cluster at port $1, waiting up to 10 s:
+# in a new cluster the worker (fcc407d) exits with "cannot read pg_class
+# without having selected a database" until a backend has written the
+# relcache init file, and is restarted a second later
+worker_pid() {
+	local i pid=""
+	for ((i = 0; i < 100; i++)); do
+		pid=$(psql_at "$1" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
+		[ -n "$pid" ] && break
+		sleep 0.1
+	done
+	echo "$pid"
+}
+WORKER_PID=$(worker_pid "$PGPORT")
 if [ -z "$WORKER_PID" ]; then
 	echo "run_bench.sh: the pg_ws worker is not running" >&2
 	tail -20 "$LOG" >&2
@@ -191,10 +249,11 @@ PM_PID=$(head -1 "$DATA/postmaster.pid")
 # CPU ticks of the whole cluster: the postmaster with its reaped children
 # (backends that have exited), plus every live child (the pg_ws worker,
 # walwriter, checkpointer, ...)
+# (of the main cluster, or of the cluster whose postmaster is $1)
 cluster_ticks() {
-	local t c
-	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$PM_PID/stat")
-	for c in $(pgrep -P "$PM_PID"); do
+	local t c pm=${1:-$PM_PID}
+	t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+	for c in $(pgrep -P "$pm"); do
 		t=$((t + $(cpu_ticks "$c")))
 	done
 	echo "$t"
@@ -209,11 +268,11 @@ median() {
 }
 
 # pgbench in the background, so that INT/TERM are handled at once;
-# its output goes to the file $1
+# its output goes to the file $1; PGB_PORT picks another cluster than main
 run_pgbench() {
 	local out=$1 rc=0
 	shift
-	"$PGBIN/pgbench" -n -h "$TMP" -p "$PGPORT" -U postgres "$@" postgres >"$out" 2>&1 &
+	"$PGBIN/pgbench" -n -h "$TMP" -p "${PGB_PORT:-$PGPORT}" -U postgres "$@" postgres >"$out" 2>&1 &
 	PGB_PID=$!
 	wait "$PGB_PID" || rc=$?
 	PGB_PID=""
@@ -239,15 +298,26 @@ if git -C "$REPO" rev-parse --short HEAD >/dev/null 2>&1; then
 	echo "# pg_ws source: $(git -C "$REPO" log -1 --format='%h %s' | cut -c1-90)$(git -C "$REPO" diff --quiet HEAD -- src sql 2>/dev/null || echo ' + uncommitted changes in src/ or sql/')"
 fi
 echo "# pg_ws measured: $PKGLIB/pg_ws.so md5 $SO_MD5, installed $SO_TIME"
+SO_EPOCH=$(date -r "$PKGLIB/pg_ws.so" +%s)
 for f in "$REPO"/src/*.c "$REPO"/src/*.h; do
-	if [ "$f" -nt "$PKGLIB/pg_ws.so" ]; then
+	# an unmodified file dates from its last commit, not from its checkout
+	# (a fresh worktree would otherwise look newer than everything)
+	t=$(date -r "$f" +%s)
+	if git -C "$REPO" diff --quiet HEAD -- "$f" 2>/dev/null; then
+		t=$(git -C "$REPO" log -1 --format=%ct -- "$f" 2>/dev/null || echo "$t")
+		[ -n "$t" ] || t=$(date -r "$f" +%s)
+	fi
+	if [ "$t" -gt "$SO_EPOCH" ]; then
 		echo "# WARNING: $f is newer than the installed pg_ws.so: run make && make install"
 	fi
 done
-echo "# cluster: fsync=off synchronous_commit=off autovacuum=off; pgbench over the unix socket; tables truncated + CHECKPOINT before each run"
+echo "# cluster: fsync=off synchronous_commit=off full_page_writes=off autovacuum=off (unless a part says otherwise); pgbench over the unix socket; tables truncated + CHECKPOINT before each run"
+echo "# parts: $PARTS"
 echo
 
 # ---------------------------------------------------------------- write path
+
+if has_part write; then
 
 echo "## write path: one INSERT per transaction, pgbench -n -T $DURATION, $ROUNDS rounds (order rotated)"
 VARIANTS=(plain ws notify)
@@ -316,6 +386,7 @@ for c in $CLIENTS; do
 	done
 done
 echo
+fi
 
 # ---------------------------------------------------------------- broadcast
 
@@ -339,6 +410,8 @@ run_subscribers() {
 }
 
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2; exit}'; }
+
+if has_part broadcast; then
 
 echo "## broadcast: pgbench --rate $RATE -c $WRITER_CLIENTS for ${BCAST_SECONDS}s, $BCAST_ROUNDS rounds; latency = subscriber receive time - clock_timestamp() taken in the INSERT"
 declare -A B_RATE B_P50 B_P99 B_MAX B_OK B_WCPU B_F50 B_F99 B_S50 B_S99
@@ -403,8 +476,11 @@ for n in $SUBS; do
 		"${B_OK[$n]:-yes}" "$(median ${B_WCPU[$n]})"
 done
 echo
+fi
 
 # ---------------------------------------------------------------- burst
+
+if has_part burst; then
 
 echo "## burst fan-out: one transaction of $BURST_ROWS visit_history inserts"
 echo
@@ -435,9 +511,238 @@ for n in $BURST_SUBS; do
 			'BEGIN {printf "%.0f", c / (e - s) * 100}')"
 done
 echo
-
-if grep -q 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC' "$LOG"; then
-	echo "## server log: errors or disconnected subscribers"
-	grep 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC' "$LOG" | head -20
 fi
+
+# ---------------------------------------------------------------- WAL record: write path
+
+if has_part walwrite; then
+# pg_ws.wal is a postmaster setting: a second cluster, identical but for
+# pg_ws.wal = off, runs next to the main one (pg_ws.wal = on)
+NW_DATA="$TMP/data_nowal"
+NW_PORT=$(free_port)
+NW_WSPORT=$(free_port)
+start_cluster "$NW_DATA" "$TMP/server_nowal.log" "$NW_PORT" "$NW_WSPORT" "pg_ws.wal = off"
+setup_schema "$NW_PORT" >/dev/null
+NW_PM_PID=$(head -1 "$NW_DATA/postmaster.pid")
+NW_WORKER_PID=$(worker_pid "$NW_PORT")
+[ -n "$NW_WORKER_PID" ] || { echo "run_bench.sh: the pg_ws worker of the pg_ws.wal = off cluster is not running" >&2; exit 1; }
+[ "$(psql_at "$NW_PORT" -c 'SHOW pg_ws.wal')" = off ] && [ "$(psql_q -c 'SHOW pg_ws.wal')" = on ] ||
+	{ echo "run_bench.sh: pg_ws.wal is not on/off on the two clusters" >&2; exit 1; }
+
+# variant -> cluster (port, postmaster, worker) and table
+declare -A W_PORT=([plain]=$PGPORT [wal_on]=$PGPORT [wal_off]=$NW_PORT)
+declare -A W_PM=([plain]=$PM_PID [wal_on]=$PM_PID [wal_off]=$NW_PM_PID)
+declare -A W_WORKER=([plain]=$WORKER_PID [wal_on]=$WORKER_PID [wal_off]=$NW_WORKER_PID)
+declare -A W_SCRIPT=([plain]=insert_plain [wal_on]=insert_ws [wal_off]=insert_ws)
+W_VARIANTS=(plain wal_on wal_off)
+
+# settings of a sync mode, on both clusters (fsync and synchronous_commit
+# are reloadable); sync off is the write-path part's cluster as it is
+set_sync() {
+	local port
+	for port in "$PGPORT" "$NW_PORT"; do
+		psql_at "$port" -c "ALTER SYSTEM SET fsync = $1" \
+			-c "ALTER SYSTEM SET synchronous_commit = $1" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	done
+	sleep 0.5
+	for port in "$PGPORT" "$NW_PORT"; do
+		[ "$(psql_at "$port" -c 'SHOW fsync')" = "$1" ] &&
+			[ "$(psql_at "$port" -c 'SHOW synchronous_commit')" = "$1" ] ||
+			{ echo "run_bench.sh: fsync/synchronous_commit did not become $1" >&2; exit 1; }
+	done
+}
+
+echo "## WAL record: pg_ws.wal = on vs off vs no trigger, pgbench -n -T $WAL_DURATION, $WAL_ROUNDS rounds (order rotated)"
+echo "# plain and wal_on on the main cluster (pg_ws.wal = on), wal_off on a second, identical cluster with pg_ws.wal = off"
+echo "# sync off: fsync=off synchronous_commit=off; sync on: fsync=on synchronous_commit=on (both: full_page_writes=off, wal_level=replica)"
+declare -A WT WB WX WW
+for sync in $WAL_SYNC; do
+	set_sync "$sync"
+	for ((r = 0; r < WAL_ROUNDS; r++)); do
+		for c in $WAL_CLIENTS; do
+			j=$c
+			[ "$j" -gt "$NPROC" ] && j=$NPROC
+			for ((k = 0; k < ${#W_VARIANTS[@]}; k++)); do
+				v=${W_VARIANTS[$(((k + r) % ${#W_VARIANTS[@]}))]}
+				port=${W_PORT[$v]}
+				psql_at "$port" -c "TRUNCATE visit_history, bench_plain" -c "CHECKPOINT"
+				lsn0=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
+				w0=$(cpu_ticks "${W_WORKER[$v]}")
+				s0=$(cluster_ticks "${W_PM[$v]}")
+				PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -c "$c" -j "$j" \
+					-T "$WAL_DURATION" -f "$TMP/${W_SCRIPT[$v]}.sql"
+				out=$(cat "$TMP/pgbench.out")
+				w1=$(cpu_ticks "${W_WORKER[$v]}")
+				bytes=$(psql_at "$port" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')")
+				sleep 0.3	# let the postmaster reap the backends
+				s1=$(cluster_ticks "${W_PM[$v]}")
+				tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
+				ntx=$(echo "$out" | awk '/number of transactions actually processed/ {print $6; exit}')
+				cpx=$(awk -v a="$s0" -v b="$s1" -v t="$CLK_TCK" -v n="$ntx" \
+					'BEGIN {printf "%.1f", (b - a) / t / n * 1e6}')
+				bpx=$(awk -v b="$bytes" -v n="$ntx" 'BEGIN {printf "%.1f", b / n}')
+				wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$WAL_DURATION" \
+					'BEGIN {printf "%.0f", (b - a) / t / d * 100}')
+				WT[$sync,$v,$c]="${WT[$sync,$v,$c]:-} $tps"
+				WB[$sync,$v,$c]="${WB[$sync,$v,$c]:-} $bpx"
+				WX[$sync,$v,$c]="${WX[$sync,$v,$c]:-} $cpx"
+				WW[$sync,$v,$c]="${WW[$sync,$v,$c]:-} $wcpu"
+				printf '  sync %-3s  round %d  clients %d  %-7s  tps %9.0f  WAL %7s bytes/tx  server CPU %6s us/tx  pg_ws worker CPU %s%%\n' \
+					"$sync" $((r + 1)) "$c" "$v" "$tps" "$bpx" "$cpx" "$wcpu"
+			done
+		done
+	done
+done
+set_sync off
+echo
+echo "tps ratios: median of the per-round ratios (a round's three runs are adjacent in time); WAL bytes/tx: pg_current_wal_lsn() difference over the run / transactions (one event per transaction)."
+echo
+echo "| sync commit | clients | variant | median tps | tps ratio vs plain | tps ratio wal_on / wal_off | runs (tps) | WAL bytes/tx | server CPU/tx | pg_ws worker CPU |"
+echo "|---|--------:|---------|-----------:|-------------------:|---------------------------:|------------|-------------:|--------------:|-----------------:|"
+# per-round ratios of $1 to $2 (lists of the same length), then their median
+ratio_median() {
+	local a b i ratios=()
+	read -ra a <<<"$1"
+	read -ra b <<<"$2"
+	for ((i = 0; i < ${#a[@]}; i++)); do
+		ratios+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN {printf "%.4f", x / y}')")
+	done
+	median "${ratios[@]}"
+}
+for sync in $WAL_SYNC; do
+	for c in $WAL_CLIENTS; do
+		for v in plain wal_on wal_off; do
+			onoff="-"
+			[ "$v" = wal_on ] && onoff=$(printf '%.3f' "$(ratio_median "${WT[$sync,wal_on,$c]}" "${WT[$sync,wal_off,$c]}")")
+			# shellcheck disable=SC2086
+			printf '| %s | %d | %s | %.0f | %.3f | %s | %s | %.0f | %.1f us | %s%% |\n' "$sync" "$c" "$v" \
+				"$(median ${WT[$sync,$v,$c]})" \
+				"$(ratio_median "${WT[$sync,$v,$c]}" "${WT[$sync,plain,$c]}")" "$onoff" \
+				"$(printf '%.0f ' ${WT[$sync,$v,$c]} | sed 's/ $//')" \
+				"$(median ${WB[$sync,$v,$c]})" "$(median ${WX[$sync,$v,$c]})" \
+				"$(median ${WW[$sync,$v,$c]})"
+		done
+	done
+done
+echo
+
+# what the record is: the WAL of 1000 single-row transactions, by resource
+# manager (pg_walinspect), on each cluster
+echo "## WAL of 1000 one-row visit_history transactions, by record type (pg_walinspect; record sizes without alignment padding and page headers)"
+echo
+echo "| cluster | record type | records | record bytes | FPI bytes | bytes per transaction |"
+echo "|---|---|--:|--:|--:|--:|"
+for v in wal_on wal_off; do
+	port=${W_PORT[$v]}
+	psql_at "$port" -c "CREATE EXTENSION IF NOT EXISTS pg_walinspect" -c "CHECKPOINT" >/dev/null
+	lsn0=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
+	psql_at "$port" -c "DO \$\$ BEGIN FOR i IN 1..1000 LOOP
+		INSERT INTO visit_history (client_id, device_id) VALUES (1, 'walinspect'); COMMIT;
+		END LOOP; END \$\$"
+	lsn1=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
+	psql_at "$port" -c "CHECKPOINT"		# pg_walinspect reads only flushed WAL
+	psql_at "$port" -F ' ' -c "SELECT \"resource_manager/record_type\", count, record_size, fpi_size
+		FROM pg_get_wal_stats('$lsn0', '$lsn1', true) WHERE count > 0 ORDER BY record_size DESC" |
+	while read -r rm n rs fs; do
+		printf '| %s | %s | %s | %s | %s | %.1f |\n' "$v" "$rm" "$n" "$rs" "$fs" \
+			"$(awk -v b="$rs" -v f="$fs" 'BEGIN {print (b + f) / 1000}')"
+	done
+	printf '| %s | total (LSN difference) | | | | %.1f |\n' "$v" \
+		"$(psql_at "$port" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0') / 1000")"
+done
+echo
+fi
+
+# ---------------------------------------------------------------- resume
+
+if has_part resume; then
+echo "## resume: replay $RESUME_EVENTS events (transactions of $RESUME_BATCH rows) to one subscriber with ?since=&epoch=, $RESUME_ROUNDS rounds"
+echo "# main cluster (pg_ws.wal = on, fsync=off synchronous_commit=off); memory: pg_ws.history_size = $RESUME_BIG_HISTORY; wal: pg_ws.history_size = $RESUME_SMALL_HISTORY"
+declare -A R_SEC R_RATE R_WCPU R_READ R_SCPU R_OK
+R_VARIANTS=(memory wal)
+declare -A R_HIST=([memory]=$RESUME_BIG_HISTORY [wal]=$RESUME_SMALL_HISTORY)
+ntx=$((RESUME_EVENTS / RESUME_BATCH))
+events=$((ntx * RESUME_BATCH))
+# rchar of /proc/PID/io: bytes the process read (the WAL, for a reader)
+read_bytes() { awk '/^rchar:/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+for ((r = 0; r < RESUME_ROUNDS; r++)); do
+	for ((k = 0; k < ${#R_VARIANTS[@]}; k++)); do
+		v=${R_VARIANTS[$(((k + r) % ${#R_VARIANTS[@]}))]}
+		psql_q -c "ALTER SYSTEM SET pg_ws.history_size = '${R_HIST[$v]}'" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+		psql_q -c "TRUNCATE visit_history" -c "CHECKPOINT"
+		sleep 0.5
+		# a live subscriber: the MARK event's seq is where the replay starts,
+		# and it has received everything (so the worker has it) before the
+		# replaying subscriber connects
+		run_subscribers 1 "$TMP/ready" "$TMP/live.out" -E END -q -t 600
+		psql_q -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'MARK')"
+		psql_q -c "DO \$\$ BEGIN FOR i IN 1..$ntx LOOP
+			INSERT INTO visit_history (client_id, device_id)
+				SELECT 1, 'resume' FROM generate_series(1, $RESUME_BATCH);
+			COMMIT; END LOOP; END \$\$"
+		psql_q -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+		rc=0
+		wait "$SUB_PID" || rc=$?
+		SUB_PID=""
+		live=$(grep '^RESULT' "$TMP/live.out" || true)
+		since=$(field "$live" first_seq)
+		epoch=$(field "$live" epoch)
+		if [ "$rc" != 0 ] || [ "$(field "$live" msgs)" != $((events + 1)) ]; then
+			echo "run_bench.sh: the live subscriber got $(field "$live" msgs) of $((events + 1)) (rc $rc)" >&2
+			exit 1
+		fi
+		sleep 0.5
+		w0=$(cpu_ticks "$WORKER_PID")
+		b0=$(read_bytes "$WORKER_PID")
+		rc=0
+		"$WS_SUB" -H 127.0.0.1 -p "$WSPORT" -n 1 -S "$since" -x "$epoch" -E END -q -t 600 \
+			>"$TMP/resume.out" 2>"$TMP/resume.err" || rc=$?
+		w1=$(cpu_ticks "$WORKER_PID")
+		b1=$(read_bytes "$WORKER_PID")
+		res=$(grep '^RESULT' "$TMP/resume.out" || true)
+		msgs=$(field "$res" msgs)
+		ok=yes
+		[ "$rc" = 0 ] && [ "$msgs" = "$events" ] && [ "$(field "$res" resync)" = 0 ] &&
+			[ "$(field "$res" seq_backwards)" = 0 ] || ok="NO (rc $rc)"
+		sec=$(field "$res" done_s)
+		rate=$(awk -v n="$msgs" -v s="$sec" 'BEGIN {printf "%.0f", n / s}')
+		wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+		rmb=$(awk -v a="$b0" -v b="$b1" 'BEGIN {printf "%.1f", (b - a) / 1048576}')
+		R_SEC[$v]="${R_SEC[$v]:-} $sec"
+		R_RATE[$v]="${R_RATE[$v]:-} $rate"
+		R_WCPU[$v]="${R_WCPU[$v]:-} $wcpu"
+		R_READ[$v]="${R_READ[$v]:-} $rmb"
+		R_SCPU[$v]="${R_SCPU[$v]:-} $(field "$res" cpu_s)"
+		[ "$ok" = yes ] || R_OK[$v]="$ok"
+		printf '  round %d  %-6s  history_size %-6s  since %s  delivered %s/%s %-3s in %s s (%s events/s)  resync %s  seq not increasing %s  worker CPU %s s, read %s MB  ws_sub CPU %s s\n' \
+			$((r + 1)) "$v" "${R_HIST[$v]}" "$since" "$msgs" "$events" "$ok" "$sec" "$rate" \
+			"$(field "$res" resync)" "$(field "$res" seq_backwards)" "$wcpu" "$rmb" "$(field "$res" cpu_s)"
+		if [ "$ok" != yes ]; then
+			sed 's/^/    ws_sub: /' "$TMP/resume.err" | head -5
+		fi
+	done
+done
+psql_q -c "ALTER SYSTEM RESET pg_ws.history_size" -c "SELECT pg_reload_conf()" >/dev/null
+echo
+echo "seconds: from ws_sub's start (connecting included) to the END event after the last of them; worker read: rchar of the pg_ws worker (the WAL it read back). Medians."
+echo
+echo "| replayed from | pg_ws.history_size | events | seconds | events/s | all delivered, in order | pg_ws worker CPU | worker read | ws_sub CPU |"
+echo "|---|---|--:|--:|--:|---|--:|--:|--:|"
+for v in memory wal; do
+	# shellcheck disable=SC2086
+	printf '| %s | %s | %d | %.3f | %.0f | %s | %.2f s | %.1f MB | %.2f s |\n' "$v" "${R_HIST[$v]}" "$events" \
+		"$(median ${R_SEC[$v]})" "$(median ${R_RATE[$v]})" "${R_OK[$v]:-yes}" \
+		"$(median ${R_WCPU[$v]})" "$(median ${R_READ[$v]})" "$(median ${R_SCPU[$v]})"
+done
+echo
+fi
+
+for f in "$LOG" "$TMP/server_nowal.log"; do
+	if [ -f "$f" ] && grep -q 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f"; then
+		echo "## server log $(basename "$f"): errors or disconnected subscribers"
+		grep 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f" | head -20
+	fi
+done
 echo "# done in ${SECONDS}s, load $(cut -d" " -f1-3 /proc/loadavg)"

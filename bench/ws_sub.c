@@ -20,6 +20,13 @@
  *     later the last one got it ("spread"), which separates waking the
  *     server from fanning out.
  *
+ * Every pg_ws 1.2 message also carries "seq" (its position) and "epoch":
+ * ws_sub reports the first and last seq it saw, the epoch, and how often a
+ * subscriber saw a seq that did not increase.  --since SEQ --epoch E
+ * resume from a position (?since=SEQ&epoch=E); a "resync_required" notice
+ * is counted apart from the events, and "done_s" (from start, connecting
+ * included, to the moment the last subscriber finished) times a replay.
+ *
  * It stops when every subscriber has got --expect messages, or has seen the
  * --end marker (a message whose stamp field equals the marker; it is not
  * counted), or when --timeout expires, or on SIGINT/SIGTERM.  The last line
@@ -59,6 +66,7 @@ typedef struct Sub
 	int			closed;			/* connection ended (or never came up) */
 	int			finished;		/* got what it waited for */
 	uint64_t	count;			/* valid messages */
+	uint64_t	last_seq;		/* position of its last message */
 	char	   *buf;			/* a message being reassembled */
 	size_t		len;
 	size_t		cap;
@@ -91,6 +99,12 @@ typedef struct Totals
 	int64_t		first_rx;
 	int64_t		last_rx;
 	int64_t		all_connected;
+	int64_t		done_us;		/* when the last subscriber finished */
+	uint64_t	first_seq;		/* lowest seq of a first message */
+	uint64_t	last_seq;		/* highest seq seen */
+	uint64_t	seq_backwards;	/* messages whose seq did not increase */
+	uint64_t	resync;			/* resync_required notices */
+	char		epoch[48];		/* of the first message with one */
 	uint64_t	nsamples;
 } Totals;
 
@@ -98,6 +112,8 @@ typedef struct Totals
 static const char *opt_host = "127.0.0.1";
 static int	opt_port = 8765;
 static const char *opt_path = "/ws/";
+static const char *opt_since = NULL;	/* resume after this seq */
+static const char *opt_epoch = NULL;
 static int	opt_subs = 1;
 static int	opt_procs = 1;
 static uint64_t opt_expect = 0;		/* messages per subscriber, 0: none */
@@ -176,6 +192,8 @@ check_done(void)
 		if (!subs[i].finished && !subs[i].closed)
 			return;
 	stop = 1;
+	if (tot.done_us == 0)
+		tot.done_us = now_realtime_us();
 }
 
 static void
@@ -238,6 +256,7 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 	json_object *event;
 	json_object *data;
 	json_object *sf;
+	json_object *v;
 	int64_t		stamp;
 
 	json_tokener_reset(tokener);
@@ -254,6 +273,29 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 					s->index, (int) (len > 200 ? 200 : len), msg);
 		if (obj)
 			json_object_put(obj);
+		return;
+	}
+
+	if (json_object_object_get_ex(obj, "seq", &v) &&
+		json_object_is_type(v, json_type_int))
+	{
+		uint64_t	seq = json_object_get_uint64(v);
+
+		if (s->last_seq != 0 && seq <= s->last_seq)
+			tot.seq_backwards++;
+		if (s->last_seq == 0 && (tot.first_seq == 0 || seq < tot.first_seq))
+			tot.first_seq = seq;
+		s->last_seq = seq;
+		if (seq > tot.last_seq)
+			tot.last_seq = seq;
+	}
+	if (tot.epoch[0] == '\0' && json_object_object_get_ex(obj, "epoch", &v) &&
+		json_object_is_type(v, json_type_string))
+		snprintf(tot.epoch, sizeof(tot.epoch), "%s", json_object_get_string(v));
+	if (strcmp(json_object_get_string(event), "resync_required") == 0)
+	{
+		tot.resync++;
+		json_object_put(obj);
 		return;
 	}
 
@@ -576,6 +618,16 @@ merge(Totals *t)
 		tot.last_rx = t->last_rx;
 	if (t->all_connected > tot.all_connected)
 		tot.all_connected = t->all_connected;
+	if (t->done_us > tot.done_us)
+		tot.done_us = t->done_us;
+	if (t->first_seq && (tot.first_seq == 0 || t->first_seq < tot.first_seq))
+		tot.first_seq = t->first_seq;
+	if (t->last_seq > tot.last_seq)
+		tot.last_seq = t->last_seq;
+	tot.seq_backwards += t->seq_backwards;
+	tot.resync += t->resync;
+	if (tot.epoch[0] == '\0')
+		memcpy(tot.epoch, t->epoch, sizeof(tot.epoch));
 }
 
 /*
@@ -724,6 +776,9 @@ usage(FILE *f)
 			"  -H, --host HOST       server address (127.0.0.1)\n"
 			"  -p, --port PORT       pg_ws.port (8765)\n"
 			"      --path PATH       request path (/ws/)\n"
+			"  -S, --since SEQ       resume after position SEQ (with --epoch):\n"
+			"                        requests /ws/?since=SEQ&epoch=E\n"
+			"  -x, --epoch E         the epoch SEQ was taken in\n"
 			"  -n, --subscribers N   WebSocket connections (1)\n"
 			"  -j, --procs P         spread them over P processes (1)\n"
 			"  -e, --expect COUNT    stop when every subscriber got COUNT messages\n"
@@ -745,6 +800,8 @@ main(int argc, char **argv)
 		{"host", required_argument, NULL, 'H'},
 		{"port", required_argument, NULL, 'p'},
 		{"path", required_argument, NULL, 'P'},
+		{"since", required_argument, NULL, 'S'},
+		{"epoch", required_argument, NULL, 'x'},
 		{"subscribers", required_argument, NULL, 'n'},
 		{"procs", required_argument, NULL, 'j'},
 		{"expect", required_argument, NULL, 'e'},
@@ -769,7 +826,7 @@ main(int argc, char **argv)
 	int64_t    *spread;
 	size_t		nevents = 0;
 
-	while ((c = getopt_long(argc, argv, "H:p:n:j:e:E:t:f:r:s:qh", longopts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "H:p:n:j:e:E:t:f:r:s:qhS:x:", longopts, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -781,6 +838,12 @@ main(int argc, char **argv)
 				break;
 			case 'P':
 				opt_path = optarg;
+				break;
+			case 'S':
+				opt_since = optarg;
+				break;
+			case 'x':
+				opt_epoch = optarg;
 				break;
 			case 'n':
 				opt_subs = atoi(optarg);
@@ -825,6 +888,22 @@ main(int argc, char **argv)
 	}
 	if (opt_procs > opt_subs)
 		opt_procs = opt_subs;
+	if (opt_since || opt_epoch)
+	{
+		static char path[512];
+
+		if (opt_since == NULL || opt_epoch == NULL ||
+			strspn(opt_since, "0123456789") != strlen(opt_since) ||
+			strspn(opt_epoch, "0123456789abcdefghijklmnopqrstuvwxyz"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_.") != strlen(opt_epoch))
+		{
+			fprintf(stderr, "ws_sub: --since needs a decimal SEQ and --epoch its epoch\n");
+			return 1;
+		}
+		snprintf(path, sizeof(path), "%s%sepoch=%s&since=%s", opt_path,
+				 strchr(opt_path, '?') ? "&" : "?", opt_epoch, opt_since);
+		opt_path = path;
+	}
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -908,6 +987,9 @@ main(int argc, char **argv)
 			printf("spread (last-first) p50 %" PRId64 "  p99 %" PRId64 "  max %" PRId64 "\n",
 				   pct(spread, nevents, 50), pct(spread, nevents, 99), spread[nevents - 1]);
 		}
+		printf("positions        seq %" PRIu64 " .. %" PRIu64 ", epoch %s, %" PRIu64 " not increasing, %" PRIu64 " resync_required\n",
+			   tot.first_seq, tot.last_seq, tot.epoch[0] ? tot.epoch : "-",
+			   tot.seq_backwards, tot.resync);
 		printf("ws_sub CPU       %.2f s\n", cpu_s);
 		if (tot.timed_out)
 			printf("timed out after %.1f s\n", opt_timeout);
@@ -918,7 +1000,9 @@ main(int argc, char **argv)
 		   " p90_us=%" PRId64 " p99_us=%" PRId64 " max_us=%" PRId64
 		   " events=%zu first_p50_us=%" PRId64 " first_p99_us=%" PRId64
 		   " spread_p50_us=%" PRId64 " spread_p99_us=%" PRId64
-		   " cpu_s=%.2f timeout=%d\n",
+		   " cpu_s=%.2f timeout=%d done_s=%.3f first_seq=%" PRIu64
+		   " last_seq=%" PRIu64 " epoch=%s seq_backwards=%" PRIu64
+		   " resync=%" PRIu64 "\n",
 		   opt_subs, tot.connected, tot.errors, tot.finished, tot.msgs,
 		   tot.min_count, tot.max_count, tot.bad,
 		   window, window > 0 ? tot.msgs / window : 0.0, nsamples,
@@ -926,7 +1010,10 @@ main(int argc, char **argv)
 		   nsamples ? lat[nsamples - 1] : -1,
 		   nevents, pct(first, nevents, 50), pct(first, nevents, 99),
 		   pct(spread, nevents, 50), pct(spread, nevents, 99),
-		   cpu_s, tot.timed_out);
+		   cpu_s, tot.timed_out,
+		   tot.done_us ? (tot.done_us - start_us) / 1e6 : -1.0,
+		   tot.first_seq, tot.last_seq, tot.epoch[0] ? tot.epoch : "-",
+		   tot.seq_backwards, tot.resync);
 	fflush(stdout);
 
 	if (status == 0 && (tot.finished != opt_subs || tot.bad != 0))
