@@ -62,11 +62,13 @@ RESUME_BATCH=${BENCH_RESUME_BATCH:-100}	# rows per transaction
 RESUME_ROUNDS=${BENCH_RESUME_ROUNDS:-2}
 RESUME_BIG_HISTORY=${BENCH_RESUME_BIG_HISTORY:-256MB}	# all of them in memory
 RESUME_SMALL_HISTORY=${BENCH_RESUME_SMALL_HISTORY:-64kB}	# read back from the WAL
+STANDBY_SUBS=${BENCH_STANDBY_SUBS:-100}	# "standby" (not run by default)
+STANDBY_ROUNDS=${BENCH_STANDBY_ROUNDS:-2}
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | walwrite | resume) ;;
+		write | broadcast | burst | walwrite | resume | standby) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -739,7 +741,137 @@ done
 echo
 fi
 
-for f in "$LOG" "$TMP/server_nowal.log"; do
+# ---------------------------------------------------------------- standbys
+
+if has_part standby; then
+# two streaming standbys of the main cluster, each with its own pg_ws
+# worker (it follows replay); the same subscribers and event rate served
+# by the primary alone, or spread over the primary and the standbys
+echo "## standbys: $STANDBY_SUBS subscribers at pgbench --rate $RATE -c $WRITER_CLIENTS for ${BCAST_SECONDS}s, on the primary alone vs spread over the primary and 2 streaming standbys, $STANDBY_ROUNDS rounds"
+echo "# synchronous_commit=on on the primary for this part (fsync=off): with it off, the walsender sends WAL only when walwriter flushes it (wal_writer_delay = 200ms)"
+psql_q -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+SB_PORTS=()
+SB_WSPORTS=()
+SB_WORKERS=()
+for i in 1 2; do
+	d="$TMP/standby$i"
+	as_pg "$PGBIN/pg_basebackup" -R -D "$d" -d "host=$TMP port=$PGPORT user=postgres" -X stream \
+		>"$TMP/basebackup$i.log" 2>&1 || { cat "$TMP/basebackup$i.log" >&2; exit 1; }
+	p=$(free_port)
+	wp=$(free_port)
+	cat >>"$d/postgresql.conf" <<EOF
+# standby $i of the benchmark cluster
+port = $p
+pg_ws.port = $wp
+EOF
+	CLUSTERS="$CLUSTERS $d"
+	as_pg "$PGBIN/pg_ctl" -D "$d" -l "$TMP/standby$i.log" -w -t 60 start >/dev/null
+	[ "$(psql_at "$p" -c 'SELECT pg_is_in_recovery()')" = t ] ||
+		{ echo "run_bench.sh: standby $i is not in recovery" >&2; exit 1; }
+	wpid=$(worker_pid "$p")
+	[ -n "$wpid" ] || { echo "run_bench.sh: no pg_ws worker on standby $i" >&2; tail -20 "$TMP/standby$i.log" >&2; exit 1; }
+	SB_PORTS+=("$p")
+	SB_WSPORTS+=("$wp")
+	SB_WORKERS+=("$wpid")
+done
+
+# percentiles of column 3 (latency) of the sample files given
+sample_pct() {
+	cat "$@" | awk '{print $3}' | sort -n | awk '{v[NR] = $1} END {
+		if (NR == 0) { print "- - -"; exit }
+		r50 = int(0.50 * NR + 0.999999); r99 = int(0.99 * NR + 0.999999);
+		print v[r50], v[r99], v[NR] }'
+}
+
+declare -A S_RATE S_P50 S_P99 S_MAX S_OK S_CPU
+LAYOUTS=(primary standbys)
+for ((r = 0; r < STANDBY_ROUNDS; r++)); do
+	for ((k = 0; k < ${#LAYOUTS[@]}; k++)); do
+		lay=${LAYOUTS[$(((k + r) % ${#LAYOUTS[@]}))]}
+		psql_q -c "TRUNCATE visit_history"
+		if [ "$lay" = primary ]; then
+			nodes=("$WSPORT")
+			counts=("$STANDBY_SUBS")
+			procs=3		# as many client processes as with the standbys
+		else
+			nodes=("$WSPORT" "${SB_WSPORTS[@]}")
+			a=$((STANDBY_SUBS / 3))
+			counts=($((STANDBY_SUBS - 2 * a)) "$a" "$a")
+			procs=1
+		fi
+		pids=()
+		rm -f "$TMP"/samples*
+		for ((i = 0; i < ${#nodes[@]}; i++)); do
+			rm -f "$TMP/ready$i" "$TMP/samples$i"
+			"$WS_SUB" -H 127.0.0.1 -p "${nodes[$i]}" -n "${counts[$i]}" -j "$procs" -r "$TMP/ready$i" \
+				-s "$TMP/samples$i" -E END -q -t $((BCAST_SECONDS + 60)) \
+				>"$TMP/sb_sub$i.out" 2>"$TMP/sb_sub$i.err" &
+			pids+=($!)
+		done
+		SUB_PID="${pids[*]}"
+		for ((i = 0; i < ${#nodes[@]}; i++)); do
+			for ((t = 0; t < 200; t++)); do
+				[ -f "$TMP/ready$i" ] && break
+				sleep 0.1
+			done
+			[ -f "$TMP/ready$i" ] || { echo "run_bench.sh: subscribers on node $i did not connect" >&2; cat "$TMP/sb_sub$i.err" >&2; exit 1; }
+		done
+		sleep 0.5
+		c0=0
+		for pid in "$WORKER_PID" "${SB_WORKERS[@]}"; do c0=$((c0 + $(cpu_ticks "$pid"))); done
+		run_pgbench "$TMP/pgbench.out" -c "$WRITER_CLIENTS" -j "$WRITER_CLIENTS" \
+			-R "$RATE" -T "$BCAST_SECONDS" -f "$TMP/insert_ws.sql"
+		c1=0
+		for pid in "$WORKER_PID" "${SB_WORKERS[@]}"; do c1=$((c1 + $(cpu_ticks "$pid"))); done
+		psql_q -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+		ok=yes
+		for pid in "${pids[@]}"; do
+			wait "$pid" || ok="NO"
+		done
+		SUB_PID=""
+		rows=$(psql_q -c "SELECT count(*) FROM visit_history WHERE device_id <> 'END'")
+		msgs=0
+		rate=0
+		per=""
+		for ((i = 0; i < ${#nodes[@]}; i++)); do
+			res=$(grep '^RESULT' "$TMP/sb_sub$i.out" || true)
+			msgs=$((msgs + $(field "$res" msgs)))
+			rate=$((rate + $(field "$res" msgs_per_s)))
+			per="$per node$i p50/p99 $(field "$res" p50_us)/$(field "$res" p99_us) us;"
+		done
+		[ "$msgs" = $((rows * STANDBY_SUBS)) ] || ok="NO"
+		read -r p50 p99 pmax <<<"$(sample_pct "$TMP"/samples*)"
+		wcpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" -v d="$BCAST_SECONDS" \
+			'BEGIN {printf "%.0f", (b - a) / t / d * 100}')
+		S_RATE[$lay]="${S_RATE[$lay]:-} $rate"
+		S_P50[$lay]="${S_P50[$lay]:-} $p50"
+		S_P99[$lay]="${S_P99[$lay]:-} $p99"
+		S_MAX[$lay]="${S_MAX[$lay]:-} $pmax"
+		S_CPU[$lay]="${S_CPU[$lay]:-} $wcpu"
+		[ "$ok" = yes ] || S_OK[$lay]="$ok"
+		printf '  round %d  %-8s  subs %s  events %d  delivered %d/%d %-3s  %d msgs/s  p50 %s us  p99 %s us  max %s us  (%s)  pg_ws workers CPU %s%%\n' \
+			$((r + 1)) "$lay" "${counts[*]}" "$rows" "$msgs" $((rows * STANDBY_SUBS)) "$ok" "$rate" \
+			"$p50" "$p99" "$pmax" "${per% ;}" "$wcpu"
+	done
+done
+psql_q -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+echo
+echo "Medians over the rounds; latency = subscriber receive time - clock_timestamp() in the INSERT on the primary, over all deliveries of all nodes; CPU: the pg_ws workers of all nodes, % of one CPU."
+echo
+echo "| layout | subscribers (primary, standby 1, standby 2) | delivered msgs/s | p50 latency | p99 latency | max latency | all delivered | pg_ws workers CPU |"
+echo "|---|---|--:|--:|--:|--:|---|--:|"
+a=$((STANDBY_SUBS / 3))
+for lay in primary standbys; do
+	if [ "$lay" = primary ]; then lc="$STANDBY_SUBS, -, -"; else lc="$((STANDBY_SUBS - 2 * a)), $a, $a"; fi
+	# shellcheck disable=SC2086
+	printf '| %s | %s | %.0f | %.0f us | %.0f us | %.0f us | %s | %s%% |\n' "$lay" "$lc" \
+		"$(median ${S_RATE[$lay]})" "$(median ${S_P50[$lay]})" "$(median ${S_P99[$lay]})" \
+		"$(median ${S_MAX[$lay]})" "${S_OK[$lay]:-yes}" "$(median ${S_CPU[$lay]})"
+done
+echo
+fi
+
+for f in "$LOG" "$TMP/server_nowal.log" "$TMP/standby1.log" "$TMP/standby2.log"; do
 	if [ -f "$f" ] && grep -q 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f"; then
 		echo "## server log $(basename "$f"): errors or disconnected subscribers"
 		grep 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f" | head -20
