@@ -755,7 +755,10 @@ SB_WSPORTS=()
 SB_WORKERS=()
 for i in 1 2; do
 	d="$TMP/standby$i"
-	as_pg "$PGBIN/pg_basebackup" -R -D "$d" -d "host=$TMP port=$PGPORT user=postgres" -X stream \
+	# a slot each: the next base backup's checkpoint must not remove WAL
+	# the first standby has not streamed yet
+	as_pg "$PGBIN/pg_basebackup" -R -C -S "bench_standby$i" -D "$d" \
+		-d "host=$TMP port=$PGPORT user=postgres" -X stream \
 		>"$TMP/basebackup$i.log" 2>&1 || { cat "$TMP/basebackup$i.log" >&2; exit 1; }
 	p=$(free_port)
 	wp=$(free_port)
