@@ -29,9 +29,22 @@
 #  3. burst fan-out: one transaction of BENCH_BURST_ROWS inserts sent to 1,
 #     10 and 100 subscribers: the delivery rate when the worker has a
 #     backlog to send.
+#  4. walwrite: the WAL record of pg_ws 1.2.  plain / visit_history with
+#     pg_ws.wal = on (main cluster) / visit_history on a second cluster with
+#     pg_ws.wal = off, 1 and 8 clients, sync off (fsync=off
+#     synchronous_commit=off) and sync on (fsync=on synchronous_commit=on):
+#     tps and its per-round ratios, WAL bytes and server CPU per
+#     transaction; then pg_walinspect's breakdown of 1000 transactions.
+#  5. resume: 100 000 events (transactions of 100 rows) replayed to a
+#     subscriber connecting with ?since=&epoch=, from the worker's memory
+#     (large pg_ws.history_size) and from the WAL (64kB).
+#  6. standby (only when named in BENCH_PARTS): 100 subscribers at
+#     BENCH_RATE events/s on the primary alone vs spread over the primary
+#     and 2 streaming standbys.
 #
-# Loopback only.  The cluster, ws_sub and the temp dir are always cleaned
-# up (BENCH_KEEP=1 keeps the temp dir with the server log).  About 4.5
+# BENCH_PARTS picks parts (default "write broadcast burst walwrite resume").
+# Loopback only.  The clusters, ws_sub and the temp dir are always cleaned
+# up (BENCH_KEEP=1 keeps the temp dir with the server logs).  About 10
 # minutes with the defaults; every BENCH_* variable below can be overridden
 # from the environment.
 set -euo pipefail
@@ -217,10 +230,10 @@ EOF
 }
 setup_schema "$PGPORT"
 
-# the pid of the pg_ws worker of the cluster at port $1, waiting up to 10 s:
-# in a new cluster the worker (fcc407d) exits with "cannot read pg_class
-# without having selected a database" until a backend has written the
-# relcache init file, and is restarted a second later
+# the pid of the pg_ws worker of the cluster at port $1, waiting up to 10 s
+# for it to start (fcc407d's worker failed until a backend had written the
+# relcache init file; 19e966e fixed that, but a restarting worker can
+# still be missed by a single look)
 worker_pid() {
 	local i pid=""
 	for ((i = 0; i < 100; i++)); do
@@ -297,7 +310,8 @@ echo "# $("$PGBIN/postgres" --version), libwebsockets $(dpkg-query -W -f '${Vers
 SO_MD5=$(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12)
 SO_TIME=$(date -u -r "$PKGLIB/pg_ws.so" '+%Y-%m-%d %H:%M:%S UTC')
 if git -C "$REPO" rev-parse --short HEAD >/dev/null 2>&1; then
-	echo "# pg_ws source: $(git -C "$REPO" log -1 --format='%h %s' | cut -c1-90)$(git -C "$REPO" diff --quiet HEAD -- src sql 2>/dev/null || echo ' + uncommitted changes in src/ or sql/')"
+	# the last commit that changed the extension, not bench/'s own
+	echo "# pg_ws source: $(git -C "$REPO" log -1 --format='%h %s' -- src sql Makefile pg_ws.control | cut -c1-90)$(git -C "$REPO" diff --quiet HEAD -- src sql 2>/dev/null || echo ' + uncommitted changes in src/ or sql/') (checkout at $(git -C "$REPO" rev-parse --short HEAD))"
 fi
 echo "# pg_ws measured: $PKGLIB/pg_ws.so md5 $SO_MD5, installed $SO_TIME"
 SO_EPOCH=$(date -r "$PKGLIB/pg_ws.so" +%s)
