@@ -48,7 +48,10 @@
  * The log is a ring of message pointers indexed by a running index, as in
  * libwebsockets' ws-server-ring example: a subscriber is just the index of
  * the next message it needs.  The index is this worker's; the position
- * (seq) is the stream's.
+ * (seq) is the stream's.  The frames themselves are written back to back
+ * into blocks, so a subscriber's pending messages are mostly one run of
+ * bytes: it is sent a whole span with one write, and a message its grant
+ * filters out only ends the span.
  *
  * src/broadcast.c
  *
@@ -64,6 +67,23 @@
 
 #include "utils/memutils.h"
 
+/*
+ * Frames are written one after another into blocks, so that the frames of
+ * consecutive messages are consecutive bytes: a subscriber is sent a span
+ * of them with one write.  A frame larger than a block gets a block of its
+ * own.  Blocks are freed in order, once their last message is.
+ */
+typedef struct FrameBlock
+{
+	struct FrameBlock *next;	/* the next newer block */
+	uint64		last_idx;		/* the last message with a frame here */
+	uint32		size;
+	uint32		used;
+	uint8		bytes[FLEXIBLE_ARRAY_MEMBER];
+} FrameBlock;
+
+#define FRAME_BLOCK_SIZE (32 * 1024)
+
 typedef struct WsMessage
 {
 	uint64		seq;			/* the event's position */
@@ -71,18 +91,19 @@ typedef struct WsMessage
 	uint64		offset;			/* bytes of all messages before this one */
 	uint32		len;			/* of the JSON as sent */
 	int			kind;			/* PgWsEventKind, or -1 */
-	uint8	   *frame;			/* the frame: header, then the JSON */
+	uint8	   *frame;			/* the frame, in a block: header, JSON */
 	uint32		frame_len;
-	uint32		alloc_len;		/* what it takes of the heap, roughly */
-	uint8		data[FLEXIBLE_ARRAY_MEMBER];	/* room for the header, the
-												 * JSON and the position */
 } WsMessage;
 
 /* room for ', "seq": N, "epoch": "E"' after the event's own JSON */
 #define POSITION_ROOM (48 + PGWS_EPOCH_LEN)
 
-/* most frames one subscriber is sent before the others get a turn */
-#define MESSAGES_PER_WRITABLE 64
+/*
+ * Bytes one subscriber is handed per writable callback before the others
+ * get a turn; one write is at most a block (or one larger frame), within
+ * the protocol's tx_packet_size, so libwebsockets never splits it.
+ */
+#define BYTES_PER_WRITABLE (256 * 1024)
 
 /* no progress for this long is no progress */
 #define STALL_MS 250
@@ -95,7 +116,11 @@ static uint64 log_cap = 0;
 static uint64 first_idx = 0;
 static uint64 next_idx = 0;
 static uint64 bytes_total = 0;
-static uint64 log_bytes = 0;	/* alloc_len of the messages held */
+static uint64 log_bytes = 0;	/* heap the log holds: blocks, messages */
+
+/* the blocks holding frames of the log, oldest first */
+static FrameBlock *oldest_block = NULL;
+static FrameBlock *newest_block = NULL;
 
 /*
  * Every event with a position above history_floor is in the log (or yet to
@@ -182,43 +207,6 @@ pgws_broadcast_epoch(void)
 }
 
 /*
- * pgws_queue_drain's sink: a new message at the end of the log, filled by
- * the caller with the event's JSON and completed by finish_message.
- */
-static char *
-append_message(void *arg, uint32 len, uint64 seq, uint64 entry_pos)
-{
-	WsMessage  *msg;
-	uint32		alloc_len;
-
-	if (next_idx - first_idx == log_cap)
-	{
-		WsMessage **bigger;
-		uint64		idx;
-
-		bigger = MemoryContextAllocHuge(broadcast_context,
-										2 * log_cap * sizeof(WsMessage *));
-		for (idx = first_idx; idx < next_idx; idx++)
-			bigger[idx & (2 * log_cap - 1)] = message_log[idx & (log_cap - 1)];
-		pfree(message_log);
-		message_log = bigger;
-		log_cap *= 2;
-	}
-
-	alloc_len = offsetof(WsMessage, data) + PGWS_WS_MAX_HEADER + len + POSITION_ROOM;
-	msg = MemoryContextAlloc(broadcast_context, alloc_len);
-	msg->seq = seq;
-	msg->entry_pos = entry_pos;
-	msg->len = len;
-	msg->kind = -1;
-	msg->alloc_len = alloc_len;
-	message_log[next_idx & (log_cap - 1)] = msg;
-	next_idx++;
-	log_bytes += alloc_len;
-	return (char *) msg->data + PGWS_WS_MAX_HEADER;
-}
-
-/*
  * Write the position that replaces an event's closing brace at buf (room
  * for POSITION_ROOM bytes and a NUL): , "seq": N, "epoch": "E"}.  Returns
  * its length.
@@ -234,27 +222,87 @@ position_suffix(char *buf, uint64 seq)
 	return n;
 }
 
+/* room for a frame of at most need bytes after the newest frame */
+static uint8 *
+frame_room(uint32 need)
+{
+	FrameBlock *block = newest_block;
+
+	if (block == NULL || block->size - block->used < need)
+	{
+		uint32		size = Max(need, FRAME_BLOCK_SIZE);
+
+		block = MemoryContextAllocHuge(broadcast_context,
+									   offsetof(FrameBlock, bytes) + size);
+		block->next = NULL;
+		block->size = size;
+		block->used = 0;
+		if (newest_block != NULL)
+			newest_block->next = block;
+		else
+			oldest_block = block;
+		newest_block = block;
+		log_bytes += offsetof(FrameBlock, bytes) + size;
+	}
+	return block->bytes + block->used;
+}
+
 /*
- * Add the position to a message's JSON, in place of its closing brace, and
- * frame it: {"event": ..., "data": {...}, "seq": N, "epoch": "E"}.
+ * pgws_queue_drain's sink, and the follower's: a new message at the end of
+ * the log, framed at once after the previous one, with its position in
+ * place of its closing brace: {"event": ..., "data": {...}, "seq": N,
+ * "epoch": "E"}.  A payload that is not a JSON object (only a superuser's
+ * own pg_logical_emit_message can write one) is dropped.
  */
 static void
-finish_message(WsMessage *msg)
+append_message(void *arg, const char *json, uint32 len, uint64 seq,
+			   uint64 entry_pos)
 {
-	char	   *json = (char *) msg->data + PGWS_WS_MAX_HEADER;
-	uint8		header[PGWS_WS_MAX_HEADER];
+	WsMessage  *msg;
+	char		suffix[POSITION_ROOM + 1];
+	int			slen;
+	uint32		final_len;
+	uint8	   *frame;
 	int			hlen;
 
-	msg->kind = pgws_event_kind_of(json, msg->len);
-	/* render.c always closes the object last */
-	Assert(msg->len > 0 && json[msg->len - 1] == '}');
-	msg->len += position_suffix(json + msg->len - 1, msg->seq) - 1;
+	if (len < 2 || json[0] != '{' || json[len - 1] != '}')
+		return;
+
+	if (next_idx - first_idx == log_cap)
+	{
+		WsMessage **bigger;
+		uint64		idx;
+
+		bigger = MemoryContextAllocHuge(broadcast_context,
+										2 * log_cap * sizeof(WsMessage *));
+		for (idx = first_idx; idx < next_idx; idx++)
+			bigger[idx & (2 * log_cap - 1)] = message_log[idx & (log_cap - 1)];
+		pfree(message_log);
+		message_log = bigger;
+		log_cap *= 2;
+	}
+
+	slen = position_suffix(suffix, seq);
+	final_len = len - 1 + slen;
+	frame = frame_room(PGWS_WS_MAX_HEADER + final_len);
+	hlen = pgws_ws_frame_header(frame, WS_OP_TEXT, final_len);
+	memcpy(frame + hlen, json, len - 1);
+	memcpy(frame + hlen + len - 1, suffix, slen);
+	newest_block->used += hlen + final_len;
+	newest_block->last_idx = next_idx;
+
+	msg = MemoryContextAlloc(broadcast_context, sizeof(WsMessage));
+	msg->seq = seq;
+	msg->entry_pos = entry_pos;
+	msg->len = final_len;
+	msg->kind = pgws_event_kind_of(json, len);
+	msg->frame = frame;
+	msg->frame_len = hlen + final_len;
 	msg->offset = bytes_total;
-	bytes_total += msg->len;
-	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, msg->len);
-	msg->frame = msg->data + PGWS_WS_MAX_HEADER - hlen;
-	memcpy(msg->frame, header, hlen);
-	msg->frame_len = hlen + msg->len;
+	bytes_total += final_len;
+	log_bytes += sizeof(WsMessage);
+	message_log[next_idx & (log_cap - 1)] = msg;
+	next_idx++;
 }
 
 /*
@@ -296,9 +344,19 @@ trim_log(void)
 		WsMessage  *msg = message_at(first_idx);
 
 		history_floor = msg->seq;
-		log_bytes -= msg->alloc_len;
+		log_bytes -= sizeof(WsMessage);
 		pfree(msg);
 		first_idx++;
+		while (oldest_block != NULL && oldest_block->last_idx < first_idx)
+		{
+			FrameBlock *block = oldest_block;
+
+			oldest_block = block->next;
+			if (oldest_block == NULL)
+				newest_block = NULL;
+			log_bytes -= offsetof(FrameBlock, bytes) + block->size;
+			pfree(block);
+		}
 	}
 }
 
@@ -415,10 +473,7 @@ pgws_broadcast_drain_queue(void)
 {
 	uint64		arrived_idx = next_idx;
 	uint64		n = pgws_queue_drain(append_message, NULL);
-	uint64		idx;
 
-	for (idx = arrived_idx; idx < next_idx; idx++)
-		finish_message(message_at(idx));
 	if (n > 0 || pgws_queue_writers_waiting())
 		check_progress(GetCurrentTimestamp(), arrived_idx);
 	trim_log();
@@ -429,7 +484,7 @@ pgws_broadcast_drain_queue(void)
 static void
 follow_sink(void *arg, uint64 seq, const char *json, uint32 len)
 {
-	memcpy(append_message(NULL, len, seq, 0), json, len);
+	append_message(arg, json, len, seq, 0);
 }
 
 /*
@@ -442,7 +497,6 @@ bool
 pgws_broadcast_follow_wal(void)
 {
 	uint64		arrived_idx = next_idx;
-	uint64		idx;
 	PgWsWalStatus status;
 
 	if (follower == NULL)
@@ -453,8 +507,6 @@ pgws_broadcast_follow_wal(void)
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("pg_ws could not read the WAL it follows on this standby"),
 				 errhint("The WAL was removed or is unreadable; the worker restarts, and subscribers resume from the WAL that is left.")));
-	for (idx = arrived_idx; idx < next_idx; idx++)
-		finish_message(message_at(idx));
 	if (next_idx > arrived_idx)
 		check_progress(GetCurrentTimestamp(), arrived_idx);
 	trim_log();
@@ -723,6 +775,20 @@ catch_up(PgWsConn *conn)
 }
 
 /*
+ * Hand a span of frames to libwebsockets: -1 when the connection is
+ * broken, 1 when part of it is left in libwebsockets' buffer (the socket is
+ * full), 0 when it all went to the kernel.
+ */
+static int
+write_span(PgWsConn *conn, uint8 *span, uint32 len)
+{
+	if (lws_write(conn->wsi, span, len, LWS_WRITE_RAW) < (int) len)
+		return -1;
+	/* costs no system call, unlike lws_send_pipe_choked() */
+	return lws_partial_buffered(conn->wsi) ? 1 : 0;
+}
+
+/*
  * The socket can take bytes: everything handed to libwebsockets before has
  * left its buffer (it calls us only then), so that is sent; then hand over
  * the next frames this subscriber may see, until one is left partly
@@ -734,7 +800,9 @@ pgws_subscriber_writable(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
 	uint64		first = sub->sent_idx;
-	int			written = 0;
+	uint64		written = 0;
+	uint8	   *span = NULL;
+	uint32		span_len = 0;
 
 	if (!sub->subscribed)
 		return 0;
@@ -762,25 +830,51 @@ pgws_subscriber_writable(PgWsConn *conn)
 		first = sub->sent_idx;
 	}
 
-	while (sub->next_idx < next_idx && written < MESSAGES_PER_WRITABLE)
+	/*
+	 * Hand over spans of consecutive frames, one write each; a message it
+	 * may not see, or the end of a block, ends a span.  A span left partly
+	 * buffered ends the turn: libwebsockets calls us again once it is out.
+	 */
+	while (sub->next_idx < next_idx)
 	{
 		WsMessage  *msg = message_at(sub->next_idx);
+		bool		skip = msg->seq <= sub->after_seq ||
+			!pgws_grant_allows(&sub->grant, msg->kind);
 
+		if (span_len > 0 &&
+			(skip || msg->frame != span + span_len ||
+			 span_len + msg->frame_len > FRAME_BLOCK_SIZE))
+		{
+			int			rc = write_span(conn, span, span_len);
+
+			if (rc < 0)
+				return -1;
+			written += span_len;
+			span_len = 0;
+			if (rc > 0)
+				break;
+			sub->sent_idx = sub->next_idx;
+			if (written >= BYTES_PER_WRITABLE)
+				break;
+		}
 		sub->next_idx++;
-		if (msg->seq <= sub->after_seq ||
-			!pgws_grant_allows(&sub->grant, msg->kind))
+		if (skip)
 		{
 			sub->sent_idx = sub->next_idx;
 			continue;
 		}
-		if (lws_write(conn->wsi, msg->frame, msg->frame_len,
-					  LWS_WRITE_RAW) < (int) msg->frame_len)
+		if (span_len == 0)
+			span = msg->frame;
+		span_len += msg->frame_len;
+	}
+	if (span_len > 0)
+	{
+		int			rc = write_span(conn, span, span_len);
+
+		if (rc < 0)
 			return -1;
-		written++;
-		/* costs no system call, unlike lws_send_pipe_choked() */
-		if (lws_partial_buffered(conn->wsi))
-			break;				/* libwebsockets calls us when it is out */
-		sub->sent_idx = sub->next_idx;
+		if (rc == 0)
+			sub->sent_idx = sub->next_idx;
 	}
 	if (sub->sent_idx > first || sub->sent_idx == next_idx)
 		sub->progress_at = GetCurrentTimestamp();

@@ -113,13 +113,12 @@ extern void pgws_queue_worker_detach(void);
 extern void pgws_queue_epoch(char *buf, size_t size);
 
 /*
- * pgws_queue_drain hands each committed event to the worker by asking this
- * callback for a buffer of len bytes, which it then fills with the event's
- * JSON; seq is the event's position, entry_pos identifies the transaction's
- * entry, for pgws_queue_release.
+ * pgws_queue_drain hands each committed event to the worker through this
+ * callback: its JSON (len bytes, no newline), its position, and the
+ * transaction's entry, for pgws_queue_release.
  */
-typedef char *(*pgws_event_sink) (void *arg, uint32 len, uint64 seq,
-								  uint64 entry_pos);
+typedef void (*pgws_event_sink) (void *arg, const char *json, uint32 len,
+								 uint64 seq, uint64 entry_pos);
 extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg);
 extern uint64 pgws_queue_read_pos(void);
 extern bool pgws_queue_writers_waiting(void);

@@ -564,7 +564,7 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 				char	   *nl = memchr(line, '\n', end - line);
 				uint32		len = (nl ? nl : end) - line;
 
-				memcpy(sink(arg, len, seq, read_pos), line, len);
+				sink(arg, line, len, seq, read_pos);
 				line += len + 1;
 				read_through = seq++;
 				nevents++;
