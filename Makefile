@@ -34,7 +34,7 @@ REGRESS_OPTS = --temp-config=test/regress.conf
 # signatures trip over (its configure turns off the same ones)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
-SHLIB_LINK = -lwebsockets -lssl -lcrypto -ljson-c
+SHLIB_LINK = -lwebsockets -lev -lssl -lcrypto -ljson-c
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

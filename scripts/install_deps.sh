@@ -8,6 +8,7 @@ PACKAGES=(
 	build-essential pkg-config
 	postgresql-15 postgresql-server-dev-15	# the server and PGXS
 	libwebsockets-dev libjson-c-dev			# the worker's server; tokens' JSON
+	libev-dev								# pg_ws.event_loop = libev (epoll)
 	libssl-dev								# tokens' signatures (OpenSSL 3)
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
 	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation

@@ -40,6 +40,7 @@ int			pgws_reconnect_grace_ms = 0;	/* obsolete since 1.2, ignored */
 int			pgws_history_size_kb = 8192;
 bool		pgws_wal = true;
 char	   *pgws_history_retention = NULL;
+int			pgws_event_loop = PGWS_EVENT_LOOP_POLL;
 char	   *pgws_media_url = NULL;
 int			pgws_max_connections_per_address = 0;
 int			pgws_ping_interval_s = 30;
@@ -64,6 +65,12 @@ char	   *pgws_jwt_audience = NULL;
 char	   *pgws_jwt_issuer = NULL;
 char	   *pgws_jwt_cookie = NULL;
 char	   *pgws_allowed_origins = NULL;
+
+static const struct config_enum_entry event_loop_options[] = {
+	{"poll", PGWS_EVENT_LOOP_POLL, false},
+	{"libev", PGWS_EVENT_LOOP_LIBEV, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry auth_mode_options[] = {
 	{"none", PGWS_AUTH_NONE, false},
@@ -447,6 +454,13 @@ define_gucs(void)
 								 "Positions (seq) are then WAL positions, valid across restarts and on every node; off keeps events in memory only.",
 								 &pgws_wal,
 								 true,
+								 PGC_POSTMASTER, 0,
+								 NULL, NULL, NULL);
+		DefineCustomEnumVariable("pg_ws.event_loop",
+								 "The worker's event loop: poll, or libev (epoll).",
+								 "poll looks at every connection on every wake-up; libev's epoll only at those with something to do.",
+								 &pgws_event_loop,
+								 PGWS_EVENT_LOOP_POLL, event_loop_options,
 								 PGC_POSTMASTER, 0,
 								 NULL, NULL, NULL);
 		DefineCustomIntVariable("pg_ws.queue_size",

@@ -54,6 +54,15 @@ extern int	pgws_reconnect_grace_ms;
 extern int	pgws_history_size_kb;
 extern bool pgws_wal;
 extern char *pgws_history_retention;
+
+/* the worker's event loop (pg_ws.event_loop, worker.c) */
+typedef enum PgWsEventLoop
+{
+	PGWS_EVENT_LOOP_POLL,		/* libwebsockets' own poll() loop */
+	PGWS_EVENT_LOOP_LIBEV		/* libev (epoll), through its plugin */
+} PgWsEventLoop;
+
+extern int	pgws_event_loop;
 extern char *pgws_media_url;
 extern int	pgws_max_connections_per_address;
 extern int	pgws_ping_interval_s;

@@ -40,6 +40,7 @@
 #include "walread.h"
 
 #include <arpa/inet.h>
+#include <ev.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -102,6 +103,42 @@ typedef struct Watch
 static volatile sig_atomic_t got_sigterm = false;
 
 static struct lws_context *context = NULL;
+
+/* with pg_ws.event_loop = libev: the loop libwebsockets runs on */
+static struct ev_loop *event_loop = NULL;
+static void *foreign_loops[1];
+
+/* what the event loop really is, for the log */
+static const char *
+event_loop_name(void)
+{
+	if (event_loop == NULL)
+		return "poll";
+	switch (ev_backend(event_loop))
+	{
+		case EVBACKEND_EPOLL:
+			return "libev (epoll)";
+		case EVBACKEND_POLL:
+			return "libev (poll)";
+		case EVBACKEND_SELECT:
+			return "libev (select)";
+		default:
+			return "libev";
+	}
+}
+
+/*
+ * One turn of the event loop: wait for something to happen (a descriptor,
+ * a timer) and handle it, then return to pg_ws_worker_main's checks.
+ */
+static void
+service_once(void)
+{
+	if (event_loop != NULL)
+		ev_run(event_loop, EVRUN_ONCE);
+	else
+		lws_service(context, 0);
+}
 static struct lws_vhost *internal_vhost = NULL;	/* descriptor watchers */
 static struct lws_vhost *public_vhost = NULL;	/* connections */
 
@@ -384,7 +421,8 @@ listen_on(struct addrinfo *addr, const char *name)
 	}
 	nlisten++;
 	ereport(LOG,
-			(errmsg("pg_ws listening on %s, port %d, path /ws/", host, pgws_port)));
+			(errmsg("pg_ws listening on %s, port %d, path /ws/", host, pgws_port),
+			 errdetail("Event loop: %s.", event_loop_name())));
 }
 
 /*
@@ -863,6 +901,21 @@ server_start(void)
 	info.timeout_secs = pgws_handshake_timeout_s;
 	info.gid = -1;
 	info.uid = -1;
+	if (pgws_event_loop == PGWS_EVENT_LOOP_LIBEV)
+	{
+		/*
+		 * Our own libev loop, lent to libwebsockets, so that one turn of it
+		 * is ours to run (service_once) like lws_service(): signals, the
+		 * latch's work and postmaster death stay as with poll().
+		 */
+		event_loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+		if (event_loop == NULL)
+			ereport(ERROR,
+					(errmsg("pg_ws could not create its libev event loop")));
+		foreign_loops[0] = event_loop;
+		info.foreign_loops = foreign_loops;
+		info.options |= LWS_SERVER_OPTION_LIBEV;
+	}
 	context = lws_create_context(&info);
 	if (context == NULL)
 		ereport(ERROR,
@@ -925,7 +978,7 @@ static lws_sorted_usec_list_t close_sul;
 static void
 close_wait_over(lws_sorted_usec_list_t *sul)
 {
-	/* nothing to do: firing made lws_service() return */
+	/* nothing to do: firing made service_once() return */
 }
 
 static void
@@ -935,12 +988,12 @@ close_subscribers(void)
 													   SHUTDOWN_CLOSE_MS);
 
 	pgws_conn_close_all(WS_CLOSE_GOING_AWAY, "pg_ws is restarting or shutting down");
-	/* the timer only makes lws_service() return by the deadline */
+	/* the timer only makes service_once() return by the deadline */
 	lws_sul_schedule(context, 0, &close_sul, close_wait_over,
 					 (lws_usec_t) SHUTDOWN_CLOSE_MS * LWS_US_PER_MS);
 	while (pgws_conn_count() > 0 && GetCurrentTimestamp() < deadline &&
 		   PostmasterIsAlive())
-		lws_service(context, 0);
+		service_once();
 }
 
 static void
@@ -1002,7 +1055,7 @@ pg_ws_worker_main(Datum main_arg)
 			proc_exit(1);
 
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
-		lws_service(context, 0);
+		service_once();
 		pgstat_report_wait_end();
 
 		if (listeners_paused && !pgws_conn_at_capacity())
@@ -1017,5 +1070,7 @@ pg_ws_worker_main(Datum main_arg)
 	pgws_broadcast_shutdown();
 	close_subscribers();
 	lws_context_destroy(context);
+	if (event_loop != NULL)
+		ev_loop_destroy(event_loop);
 	proc_exit(1);
 }

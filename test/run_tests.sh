@@ -3,7 +3,8 @@
 #   1. the pg_regress suite (sql/, expected/) on a temporary instance with
 #      pg_ws preloaded (settings in test/regress.conf);
 #   2. the end-to-end suites (test/e2e/*.py): real WebSocket clients
-#      against a running server.
+#      against a running server; four of them once more with
+#      pg_ws.event_loop = libev.
 # Run as root from anywhere: PostgreSQL's own processes run as postgres.
 # Ends with one line "N passed, M failed" over all suites and exits non-zero
 # if anything failed.
@@ -43,10 +44,16 @@ passed=$((passed + p)); failed=$((failed + f))
 
 shopt -s nullglob
 e2e=(test/e2e/test_*.py)
-[ -n "${SKIP_E2E:-}" ] && e2e=()	# for quick runs while developing
-for t in "${e2e[@]}"; do
-	echo "== $t"
-	/usr/bin/python3 "$t" 2>&1 | tee "$WORK/e2e.log"
+# and again on the libev (epoll) event loop: delivery, hostile peers,
+# operations and standbys
+libev=(test/e2e/test_e2e.py test/e2e/test_hostile.py test/e2e/test_operations.py
+	test/e2e/test_standby.py)
+[ -n "${SKIP_E2E:-}" ] && e2e=() && libev=()	# for quick runs while developing
+for t in "${e2e[@]}" "${libev[@]/#/libev:}"; do
+	loop=
+	case "$t" in libev:*) loop=libev; t=${t#libev:} ;; esac
+	echo "== $t${loop:+ (pg_ws.event_loop = $loop)}"
+	PG_WS_E2E_EVENT_LOOP=$loop /usr/bin/python3 "$t" 2>&1 | tee "$WORK/e2e.log"
 	rc=${PIPESTATUS[0]}
 	p=$(grep -cE '^ok ' "$WORK/e2e.log")
 	f=$(grep -cE '^not ok ' "$WORK/e2e.log")

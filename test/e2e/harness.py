@@ -65,6 +65,10 @@ def short(s, n=300):
 
 # ---------------------------------------------------------------- cluster
 
+# PG_WS_E2E_EVENT_LOOP=libev runs a suite's clusters with that event loop
+EVENT_LOOP = os.environ.get('PG_WS_E2E_EVENT_LOOP', '')
+
+
 class Cluster:
     """A temporary PostgreSQL 15 cluster run by the postgres user.
 
@@ -127,6 +131,8 @@ class Cluster:
                   'fsync = on',
                   'synchronous_commit = on',
                   "log_line_prefix = '%m [%p] %b '"]
+        if self.preload and EVENT_LOOP:
+            lines += ["pg_ws.event_loop = '%s'" % EVENT_LOOP]
         if self.conf:
             lines += ['# this suite\'s settings'] + self.conf
         with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
@@ -212,6 +218,14 @@ class Cluster:
                 await asyncio.sleep(0.1)
             # the port must be ours: another server may hold a port set by hand
             await self.wait_listening(self.wsport, 30)
+            if EVENT_LOOP:
+                # the worker really runs on that loop, not on poll() with
+                # the setting ignored
+                want = {'libev': 'Event loop: libev (epoll).'}.get(EVENT_LOOP,
+                                                                  'Event loop: poll.')
+                check(any(want in line for line in self.log_since(0)),
+                      'pg_ws.event_loop = %s, but the log never says "%s"'
+                      % (EVENT_LOOP, want))
         finally:
             conn.close()
 
