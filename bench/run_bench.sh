@@ -41,6 +41,12 @@
 #  6. standby (only when named in BENCH_PARTS): 100 subscribers at
 #     BENCH_RATE events/s on the primary alone vs spread over the primary
 #     and 2 streaming standbys.
+#  7. scale (only when named in BENCH_PARTS): on a cluster of its own
+#     started under prlimit --nofile, 1 000 and then BENCH_SCALE_SUBS
+#     (10 000) idle subscribers: the time to connect them, the worker's
+#     memory per connection (pg_ws_stats().worker_memory_bytes and VmRSS),
+#     its CPU while they are idle, then commit-to-receive latency of a
+#     BENCH_SCALE_RATE (100) events/s stream to all of them.
 #
 # BENCH_PARTS picks parts (default "write broadcast burst walwrite resume").
 # Loopback only.  The clusters, ws_sub and the temp dir are always cleaned
@@ -77,11 +83,23 @@ RESUME_BIG_HISTORY=${BENCH_RESUME_BIG_HISTORY:-256MB}	# all of them in memory
 RESUME_SMALL_HISTORY=${BENCH_RESUME_SMALL_HISTORY:-64kB}	# read back from the WAL
 STANDBY_SUBS=${BENCH_STANDBY_SUBS:-100}	# "standby" (not run by default)
 STANDBY_ROUNDS=${BENCH_STANDBY_ROUNDS:-2}
+SCALE_SUBS=${BENCH_SCALE_SUBS:-10000}	# "scale" (not run by default)
+SCALE_SMALL=${BENCH_SCALE_SMALL:-1000}	# the smaller set measured first
+SCALE_RATE=${BENCH_SCALE_RATE:-100}	# events/s of the stream
+SCALE_SECONDS=${BENCH_SCALE_SECONDS:-10}	# length of the stream
+SCALE_IDLE_SECONDS=${BENCH_SCALE_IDLE_SECONDS:-5}	# worker CPU with no events
+SCALE_PROCS=${BENCH_SCALE_PROCS:-4}	# ws_sub processes
+# ws_sub --max-pending, per process (0: all at once); 4 x 25 in flight stay
+# under pg_ws's listen backlog of 128, whose overflow costs a 1 s SYN retry
+SCALE_PENDING=${BENCH_SCALE_PENDING:-25}
+SCALE_LEAN=${BENCH_SCALE_LEAN:-1}	# ws_sub --lean (no json-c)
+SCALE_PERF=${BENCH_SCALE_PERF:-1}	# perf record the worker during the streams
+SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and ws_sub
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | walwrite | resume | standby) ;;
+		write | broadcast | burst | walwrite | resume | standby | scale) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -181,7 +199,13 @@ log_line_prefix = '%m [%p] %b '
 $extra
 EOF
 	CLUSTERS="$CLUSTERS $data"
-	as_pg "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null
+	# CLUSTER_NOFILE: the postmaster's (so the worker's) limit on open files
+	if [ -n "${CLUSTER_NOFILE:-}" ]; then
+		(cd "$TMP" && prlimit --nofile="$CLUSTER_NOFILE:$CLUSTER_NOFILE" \
+			runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null)
+	else
+		as_pg "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null
+	fi
 }
 
 PGPORT=$(free_port)
@@ -888,7 +912,175 @@ done
 echo
 fi
 
-for f in "$LOG" "$TMP/server_nowal.log" "$TMP/standby1.log" "$TMP/standby2.log"; do
+# ---------------------------------------------------------------- scale
+
+if has_part scale; then
+# thousands of idle subscribers on a cluster of its own, whose postmaster
+# (hence the worker) runs with a high limit on open files; the worker raises
+# its soft limit to what pg_ws.max_connections needs
+SC_DATA="$TMP/data_scale"
+SC_LOG="$TMP/server_scale.log"
+SC_PORT=$(free_port)
+SC_WSPORT=$(free_port)
+SC_MAXCONN=$((SCALE_SUBS + 200))
+[ "$SC_MAXCONN" -gt 10000 ] && SC_MAXCONN=10000		# pg_ws.max_connections' maximum
+CLUSTER_NOFILE=$SCALE_NOFILE start_cluster "$SC_DATA" "$SC_LOG" "$SC_PORT" "$SC_WSPORT" \
+	"pg_ws.max_connections = $SC_MAXCONN"
+setup_schema "$SC_PORT" >/dev/null
+SC_WORKER=$(worker_pid "$SC_PORT")
+[ -n "$SC_WORKER" ] || { echo "run_bench.sh: the pg_ws worker of the scale cluster is not running" >&2; tail -20 "$SC_LOG" >&2; exit 1; }
+SC_SIZES="$SCALE_SMALL $SCALE_SUBS"
+[ "$SCALE_SMALL" -ge "$SCALE_SUBS" ] && SC_SIZES=$SCALE_SUBS
+LEAN_OPT=()
+[ "$SCALE_LEAN" = 1 ] && LEAN_OPT=(--lean)
+HAVE_PERF=0
+[ "$SCALE_PERF" = 1 ] && command -v perf >/dev/null 2>&1 && HAVE_PERF=1
+
+echo "## scale: $SC_SIZES idle subscribers (ws_sub -j $SCALE_PROCS${LEAN_OPT:+ --lean}, --max-pending $SCALE_PENDING), then pgbench --rate $SCALE_RATE -c 1 for ${SCALE_SECONDS}s to all of them"
+echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, postmaster and ws_sub under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")"
+
+# worker_memory_bytes connections subscribers of pg_ws_stats(), as the
+# worker last published them (once a second)
+sc_stats() {
+	psql_at "$SC_PORT" -F ' ' -c "SELECT worker_memory_bytes, connections, subscribers FROM pg_ws_stats()"
+}
+# wait (up to $2 s) until the worker has published $1 connections
+sc_wait_conns() {
+	local want=$1 i st
+	for ((i = 0; i < $2 * 10; i++)); do
+		st=$(sc_stats)
+		[ "$(echo "$st" | cut -d' ' -f2)" = "$want" ] && { sleep 1.1; return 0; }
+		sleep 0.1
+	done
+	echo "  (the worker still reports $(echo "$st" | cut -d' ' -f2) connections, not $want)"
+	return 1
+}
+rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# log lines of the scale cluster since line $1, minus noise
+sc_log_since() { tail -n +"$(($1 + 1))" "$SC_LOG" | grep -v 'checkpoint\|statement:' || true; }
+
+declare -A C_CONN C_M0 C_M1 C_R0 C_R1 C_A0 C_A1 C_IDLE C_CPU C_OK C_P50 C_P99 C_MAX C_F50 C_F99 C_S50 C_S99 C_SCPU C_ROWS C_MSGS C_PERF
+for n in $SC_SIZES; do
+	psql_at "$SC_PORT" -c "TRUNCATE visit_history"
+	sc_wait_conns 0 30 || true
+	read -r m0 _ _ <<<"$(sc_stats)"
+	r0=$(rss_kb "$SC_WORKER" VmRSS)
+	a0=$(rss_kb "$SC_WORKER" RssAnon)
+	logl=$(wc -l <"$SC_LOG")
+	rm -f "$TMP/sc_ready"
+	ovf0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
+	prlimit --nofile="$SCALE_NOFILE:$SCALE_NOFILE" "$WS_SUB" -H 127.0.0.1 -p "$SC_WSPORT" -n "$n" \
+		-j "$SCALE_PROCS" -m "$SCALE_PENDING" "${LEAN_OPT[@]}" -r "$TMP/sc_ready" -E END -q \
+		-t $((SCALE_SECONDS + SCALE_IDLE_SECONDS + 300)) >"$TMP/sc_sub.out" 2>"$TMP/sc_sub.err" &
+	SUB_PID=$!
+	for ((i = 0; i < 1200; i++)); do		# up to 120 s
+		[ -f "$TMP/sc_ready" ] && [ -s "$TMP/sc_ready" ] && break
+		kill -0 "$SUB_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ ! -s "$TMP/sc_ready" ]; then
+		echo "run_bench.sh: $n subscribers did not connect in 120 s" >&2
+		head -20 "$TMP/sc_sub.err" >&2
+		sc_log_since "$logl" | head -20 >&2
+		exit 1
+	fi
+	conn_s=$(awk '{print $2}' "$TMP/sc_ready")
+	ovf1=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
+	ovf="?"
+	[ -n "$ovf0" ] && [ -n "$ovf1" ] && ovf=$((ovf1 - ovf0))
+	sc_wait_conns "$n" 30 || true
+	read -r m1 conns subsc <<<"$(sc_stats)"
+	r1=$(rss_kb "$SC_WORKER" VmRSS)
+	a1=$(rss_kb "$SC_WORKER" RssAnon)
+	# idle: subscribers connected, no events
+	w0=$(cpu_ticks "$SC_WORKER")
+	sleep "$SCALE_IDLE_SECONDS"
+	w1=$(cpu_ticks "$SC_WORKER")
+	idle=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_IDLE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
+	# the stream
+	perf_pid=""
+	if [ "$HAVE_PERF" = 1 ]; then
+		perf record -q -g -F 499 -p "$SC_WORKER" -o "$TMP/perf_$n.data" -- sleep "$SCALE_SECONDS" \
+			>/dev/null 2>&1 &
+		perf_pid=$!
+		# how many poll() and sendto() calls, to price one poll() over n sockets
+		perf stat -x, -e syscalls:sys_enter_poll,syscalls:sys_enter_sendto -p "$SC_WORKER" \
+			-o "$TMP/perfstat_$n.txt" -- sleep "$SCALE_SECONDS" >/dev/null 2>&1 &
+		perf_pid="$perf_pid $!"
+	fi
+	w0=$(cpu_ticks "$SC_WORKER")
+	PGB_PORT=$SC_PORT run_pgbench "$TMP/pgbench.out" -c 1 -j 1 -R "$SCALE_RATE" \
+		-T "$SCALE_SECONDS" -f "$TMP/insert_ws.sql"
+	w1=$(cpu_ticks "$SC_WORKER")
+	psql_at "$SC_PORT" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+	for p in $perf_pid; do wait "$p" 2>/dev/null || true; done
+	rc=0
+	wait "$SUB_PID" || rc=$?
+	SUB_PID=""
+	res=$(grep '^RESULT' "$TMP/sc_sub.out" || true)
+	rows=$(psql_at "$SC_PORT" -c "SELECT count(*) FROM visit_history WHERE device_id <> 'END'")
+	msgs=$(field "$res" msgs)
+	ok=yes
+	[ "$rc" = 0 ] && [ "$msgs" = $((rows * n)) ] || ok="NO (rc $rc)"
+	cpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
+	C_CONN[$n]=$conn_s; C_M0[$n]=$m0; C_M1[$n]=$m1; C_R0[$n]=$r0; C_R1[$n]=$r1; C_A0[$n]=$a0; C_A1[$n]=$a1
+	C_IDLE[$n]=$idle; C_CPU[$n]=$cpu; C_OK[$n]=$ok; C_ROWS[$n]=$rows; C_MSGS[$n]=$msgs
+	C_P50[$n]=$(field "$res" p50_us); C_P99[$n]=$(field "$res" p99_us); C_MAX[$n]=$(field "$res" max_us)
+	C_F50[$n]=$(field "$res" first_p50_us); C_F99[$n]=$(field "$res" first_p99_us)
+	C_S50[$n]=$(field "$res" spread_p50_us); C_S99[$n]=$(field "$res" spread_p99_us)
+	C_SCPU[$n]=$(field "$res" cpu_s)
+	printf '  subs %5d  connected in %s s (%.0f/s; listen queue overflows %s, host-wide)  worker reports %s connections, %s subscribers  worker_memory_bytes %s -> %s (%.0f B/conn)  VmRSS %s -> %s kB (%.1f kB/conn)  RssAnon %s -> %s kB\n' \
+		"$n" "$conn_s" "$(awk -v n="$n" -v s="$conn_s" 'BEGIN {print n / s}')" "$ovf" "$conns" "$subsc" "$m0" "$m1" \
+		"$(awk -v a="$m0" -v b="$m1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$r0" "$r1" \
+		"$(awk -v a="$r0" -v b="$r1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$a0" "$a1"
+	printf '  subs %5d  idle worker CPU %s%%  stream: events %d (%.0f/s)  delivered %s/%s %-3s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker CPU %s%%  ws_sub CPU %s s\n' \
+		"$n" "$idle" "$rows" "$(awk -v x="$rows" -v d="$SCALE_SECONDS" 'BEGIN {print x / d}')" "$msgs" $((rows * n)) "$ok" \
+		"${C_P50[$n]}" "${C_P99[$n]}" "${C_MAX[$n]}" "${C_F50[$n]}" "${C_F99[$n]}" "${C_S50[$n]}" "${C_S99[$n]}" \
+		"$cpu" "${C_SCPU[$n]}"
+	if [ "$ok" != yes ] || [ -s "$TMP/sc_sub.err" ]; then
+		sort "$TMP/sc_sub.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn | awk 'n++ < 5 {print "    ws_sub: " $0}' || true
+	fi
+	sc_log_since "$logl" | sed 's/^[^]]*\] //' | sort | uniq -c | sort -rn | awk 'n++ < 8 {print "    server log: " $0}' || true
+	if [ "$HAVE_PERF" = 1 ] && [ -f "$TMP/perf_$n.data" ]; then
+		echo "    perf (worker, ${SCALE_SECONDS}s of the stream, top symbols):"
+		perf report -i "$TMP/perf_$n.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+			awk '!/^#/ && NF && n++ < 12 {print "      " $0}' || true
+		# inclusive shares of the system calls (kernel call chains)
+		C_PERF[$n]=$(perf report -i "$TMP/perf_$n.data" --children --sort sym --stdio -g none 2>/dev/null |
+			awk '$NF ~ /^__x64_sys_(poll|ppoll|sendto|write|writev|recvfrom|read|epoll_wait)$/ {sub(/__x64_sys_/, "", $NF); printf "%s %s, ", $NF, $1}' | sed 's/, $//' || true)
+		echo "    perf, inclusive per system call: ${C_PERF[$n]}"
+		npoll=$(awk -F, '/sys_enter_poll/ {print $1}' "$TMP/perfstat_$n.txt" 2>/dev/null || true)
+		nsend=$(awk -F, '/sys_enter_sendto/ {print $1}' "$TMP/perfstat_$n.txt" 2>/dev/null || true)
+		pollpct=$(echo "${C_PERF[$n]}" | tr ',' '\n' | awk '$1 == "poll" {sub(/%/, "", $2); print $2}')
+		if [ -n "$npoll" ] && [ -n "$pollpct" ]; then
+			printf '    poll() calls %s (%.0f/s), sendto() calls %s; poll() takes %s%% of the worker = %.0f us per poll() over %d sockets\n' \
+				"$npoll" "$(awk -v x="$npoll" -v d="$SCALE_SECONDS" 'BEGIN {print x / d}')" "$nsend" "$pollpct" \
+				"$(awk -v p="$pollpct" -v c="$cpu" -v d="$SCALE_SECONDS" -v x="$npoll" 'BEGIN {print p / 100 * c / 100 * d / x * 1e6}')" "$n"
+		fi
+	fi
+done
+
+echo
+echo "connect: from ws_sub's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers; idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT."
+echo
+echo "| subscribers | connect time | connects/s | worker memory / conn (malloc) | VmRSS / conn | worker CPU idle | events | delivered | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | worker CPU (stream) | ws_sub CPU |"
+echo "|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
+for n in $SC_SIZES; do
+	printf '| %d | %.2f s | %.0f | %.0f B | %.1f kB | %s%% | %s | %s/%s %s | %.1f ms | %.1f ms | %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms | %s%% | %s s |\n' \
+		"$n" "${C_CONN[$n]}" "$(awk -v n="$n" -v s="${C_CONN[$n]}" 'BEGIN {print n / s}')" \
+		"$(awk -v a="${C_M0[$n]}" -v b="${C_M1[$n]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
+		"$(awk -v a="${C_R0[$n]}" -v b="${C_R1[$n]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
+		"${C_IDLE[$n]}" "${C_ROWS[$n]}" "${C_MSGS[$n]}" $((C_ROWS[$n] * n)) "${C_OK[$n]}" \
+		"$(awk -v x="${C_P50[$n]}" 'BEGIN {print x / 1000}')" "$(awk -v x="${C_P99[$n]}" 'BEGIN {print x / 1000}')" \
+		"$(awk -v x="${C_MAX[$n]}" 'BEGIN {print x / 1000}')" \
+		"$(awk -v x="${C_F50[$n]}" 'BEGIN {print x / 1000}')" "$(awk -v x="${C_F99[$n]}" 'BEGIN {print x / 1000}')" \
+		"$(awk -v x="${C_S50[$n]}" 'BEGIN {print x / 1000}')" "$(awk -v x="${C_S99[$n]}" 'BEGIN {print x / 1000}')" \
+		"${C_CPU[$n]}" "${C_SCPU[$n]}"
+done
+echo
+fi
+
+for f in "$LOG" "$TMP/server_nowal.log" "$TMP/standby1.log" "$TMP/standby2.log" "$TMP/server_scale.log"; do
 	if [ -f "$f" ] && grep -q 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f"; then
 		echo "## server log $(basename "$f"): errors or disconnected subscribers"
 		grep 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f" | head -20

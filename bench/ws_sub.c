@@ -32,6 +32,15 @@
  * counted), or when --timeout expires, or on SIGINT/SIGTERM.  The last line
  * of stdout is one line of key=value pairs, for scripts.
  *
+ * Many connections: ws_sub raises its soft limit on open files to what
+ * they need (up to the hard limit; raise that with ulimit -n or prlimit),
+ * --max-pending N keeps at most N connections per process in their TCP and
+ * WebSocket handshakes at once (0, the default: all at once), and the time until all
+ * were connected is reported as connect_s (and written to --ready-file).
+ * --lean skips json-c: a message is checked only for its "event" and
+ * "data" keys, and the stamp, seq and epoch are found by string search
+ * (cheaper, for fan-out to thousands of subscribers from one core).
+ *
  * Exit status: 0 every subscriber finished and every message was valid;
  * 2 timeout, a subscriber closed/failed early, or invalid messages;
  * 1 usage or set-up error.
@@ -123,10 +132,16 @@ static const char *opt_field = NULL;	/* stamp field in "data"; NULL: auto */
 static const char *opt_ready = NULL;	/* file created once all connected */
 static const char *opt_samples = NULL;	/* file of every latency sample */
 static int	opt_quiet = 0;
+static int	opt_max_pending = 0;	/* connections in handshake at once, 0: all */
+static int	opt_lean = 0;		/* no json-c: find the keys by string search */
 
 /* this process's share of the subscribers */
 static Sub *subs;
 static int	nsubs;
+static int	next_connect = 0;	/* the next subscriber to start connecting */
+static int	pending = 0;		/* connections started, not yet up or failed */
+static int	first_index = 0;
+static char hostport[300];
 static int	ready_fd = -1;		/* child: tell the parent we are connected */
 static struct lws_context *context;
 static lws_sorted_usec_list_t tick_sul;
@@ -248,6 +263,131 @@ stamp_field(json_object *data)
 	return NULL;
 }
 
+/*
+ * The value after "KEY": (and any blanks) in a JSON text (no json-c: no
+ * key of ours appears inside a value before the real one).
+ * Returns a pointer to the value, or NULL.
+ */
+static const char *
+lean_find(const char *msg, size_t len, const char *key)
+{
+	char		pat[80];
+	size_t		n;
+	const char *p;
+
+	n = (size_t) snprintf(pat, sizeof(pat), "\"%s\":", key);
+	if (n >= sizeof(pat))
+		return NULL;
+	p = memmem(msg, len, pat, n);
+	if (p == NULL)
+		return NULL;
+	p += n;
+	while (p < msg + len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p < msg + len ? p : NULL;
+}
+
+/* digits of a JSON integer or of a decimal string, at p; -1 if neither */
+static int64_t
+lean_number(const char *p, const char *end)
+{
+	int64_t		n = 0;
+	int			digits = 0;
+
+	if (p == NULL)
+		return -1;
+	if (p < end && *p == '"')
+		p++;
+	while (p < end && *p >= '0' && *p <= '9' && digits < 19)
+	{
+		n = n * 10 + (*p++ - '0');
+		digits++;
+	}
+	if (digits == 0 || (p < end && *p != '"' && *p != ',' && *p != '}'))
+		return -1;
+	return n;
+}
+
+/* --lean: one complete message, without json-c */
+static void
+handle_message_lean(Sub *s, const char *msg, size_t len, int64_t rx_us)
+{
+	const char *end = msg + len;
+	const char *event;
+	const char *sf = NULL;
+	const char *v;
+	int64_t		stamp;
+	int64_t		seq;
+
+	event = lean_find(msg, len, "event");
+	if (len < 2 || msg[0] != '{' || event == NULL || *event != '"' ||
+		(v = lean_find(msg, len, "data")) == NULL || *v != '{')
+	{
+		if (tot.bad++ < 5)
+			fprintf(stderr, "ws_sub: subscriber %d: not a pg_ws event: %.*s\n",
+					s->index, (int) (len > 200 ? 200 : len), msg);
+		return;
+	}
+	seq = lean_number(lean_find(msg, len, "seq"), end);
+	if (seq > 0)
+	{
+		if (s->last_seq != 0 && (uint64_t) seq <= s->last_seq)
+			tot.seq_backwards++;
+		if (s->last_seq == 0 && (tot.first_seq == 0 || (uint64_t) seq < tot.first_seq))
+			tot.first_seq = seq;
+		s->last_seq = seq;
+		if ((uint64_t) seq > tot.last_seq)
+			tot.last_seq = seq;
+	}
+	if (tot.epoch[0] == '\0' && (v = lean_find(msg, len, "epoch")) != NULL && *v == '"')
+	{
+		const char *q = memchr(v + 1, '"', end - v - 1);
+
+		if (q && q - v - 1 < (ptrdiff_t) sizeof(tot.epoch))
+		{
+			memcpy(tot.epoch, v + 1, q - v - 1);
+			tot.epoch[q - v - 1] = '\0';
+		}
+	}
+	if (strncmp(event, "\"resync_required\"", 17) == 0)
+	{
+		tot.resync++;
+		return;
+	}
+
+	if (opt_field)
+		sf = lean_find(msg, len, opt_field);
+	else if ((sf = lean_find(msg, len, "device_id")) == NULL)
+		sf = lean_find(msg, len, "first_name");
+	if (opt_end && sf && *sf == '"')
+	{
+		size_t		n = strlen(opt_end);
+
+		if (sf + 1 + n < end && memcmp(sf + 1, opt_end, n) == 0 && sf[1 + n] == '"')
+		{
+			sub_finished(s);
+			return;
+		}
+	}
+
+	if (tot.first_rx == 0)
+		tot.first_rx = rx_us;
+	tot.last_rx = rx_us;
+	tot.msgs++;
+	tot.bytes += len;
+	s->count++;
+
+	stamp = (sf && *sf == '"' && sf[1] >= '0' && sf[1] <= '9') ? lean_number(sf, end) :
+		(sf && *sf >= '0' && *sf <= '9') ? lean_number(sf, end) : -1;
+	if (stamp > 0)
+		add_sample(stamp, rx_us - stamp, s->index);
+	else
+		tot.nostamp++;
+
+	if (opt_expect && s->count >= opt_expect)
+		sub_finished(s);
+}
+
 /* one complete message */
 static void
 handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
@@ -259,6 +399,11 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 	json_object *v;
 	int64_t		stamp;
 
+	if (opt_lean)
+	{
+		handle_message_lean(s, msg, len, rx_us);
+		return;
+	}
 	json_tokener_reset(tokener);
 	obj = json_tokener_parse_ex(tokener, msg, (int) len);
 	if (obj == NULL || json_tokener_get_error(tokener) != json_tokener_success ||
@@ -354,7 +499,7 @@ all_connected(void)
 		fprintf(stderr, "ws_sub: cannot create %s: %s\n", opt_ready, strerror(errno));
 		return;
 	}
-	fprintf(f, "%d\n", opt_subs);
+	fprintf(f, "%d %.3f\n", opt_subs, (tot.all_connected - start_us) / 1e6);
 	fclose(f);
 }
 
@@ -373,6 +518,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	{
 		case LWS_CALLBACK_CLIENT_ESTABLISHED:
 			s->connected = 1;
+			pending--;
 			tot.connected++;
 			if (tot.connected == nsubs)
 				all_connected();
@@ -382,6 +528,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			fprintf(stderr, "ws_sub: subscriber %d: connection error: %s\n",
 					s->index, in ? (const char *) in : "(unknown)");
 			s->wsi = NULL;
+			if (!s->connected)
+				pending--;
 			if (!s->closed)
 			{
 				s->closed = 1;
@@ -465,6 +613,41 @@ on_signal(int sig)
 		lws_cancel_service(context);
 }
 
+/* start connecting the next subscribers, up to --max-pending at once */
+static void
+start_connects(void)
+{
+	while (next_connect < nsubs &&
+		   (opt_max_pending <= 0 || pending < opt_max_pending))
+	{
+		struct lws_client_connect_info ci;
+		Sub		   *s = &subs[next_connect++];
+
+		s->index = first_index + (int) (s - subs);
+		memset(&ci, 0, sizeof(ci));
+		ci.context = context;
+		ci.address = opt_host;
+		ci.port = opt_port;
+		ci.path = opt_path;
+		ci.host = hostport;
+		ci.origin = hostport;
+		ci.protocol = NULL;		/* pg_ws serves its default protocol */
+		ci.local_protocol_name = "ws-sub";
+		ci.ietf_version_or_minus_one = -1;
+		ci.opaque_user_data = s;
+		ci.pwsi = &s->wsi;
+		pending++;
+		if (lws_client_connect_via_info(&ci) == NULL && !s->closed)
+		{
+			fprintf(stderr, "ws_sub: subscriber %d: could not start connecting\n",
+					s->index);
+			pending--;
+			s->closed = 1;
+			tot.errors++;
+		}
+	}
+}
+
 /*
  * Run subscribers [first, first + count) in this process until they are
  * done; fills tot and samples.
@@ -473,7 +656,6 @@ static int
 run_subscribers(int first, int count)
 {
 	struct lws_context_creation_info info;
-	char		hostport[300];
 	int			i;
 
 	nsubs = count;
@@ -502,31 +684,10 @@ run_subscribers(int first, int count)
 	}
 
 	snprintf(hostport, sizeof(hostport), "%s:%d", opt_host, opt_port);
-	for (i = 0; i < count; i++)
-	{
-		struct lws_client_connect_info ci;
-
-		subs[i].index = first + i;
-		memset(&ci, 0, sizeof(ci));
-		ci.context = context;
-		ci.address = opt_host;
-		ci.port = opt_port;
-		ci.path = opt_path;
-		ci.host = hostport;
-		ci.origin = hostport;
-		ci.protocol = NULL;		/* pg_ws serves its default protocol */
-		ci.local_protocol_name = "ws-sub";
-		ci.ietf_version_or_minus_one = -1;
-		ci.opaque_user_data = &subs[i];
-		ci.pwsi = &subs[i].wsi;
-		if (lws_client_connect_via_info(&ci) == NULL && !subs[i].closed)
-		{
-			fprintf(stderr, "ws_sub: subscriber %d: could not start connecting\n",
-					first + i);
-			subs[i].closed = 1;
-			tot.errors++;
-		}
-	}
+	first_index = first;
+	next_connect = 0;
+	pending = 0;
+	start_connects();
 	check_done();
 
 	lws_sul_schedule(context, 0, &tick_sul, tick, 20 * LWS_US_PER_MS);
@@ -534,6 +695,8 @@ run_subscribers(int first, int count)
 	{
 		if (lws_service(context, 0) < 0)
 			break;
+		if (next_connect < nsubs)
+			start_connects();
 		if (stop_signal)
 			stop = 1;
 	}
@@ -732,6 +895,26 @@ run_children(void)
 	return failed;
 }
 
+/*
+ * libwebsockets sizes its table of descriptors by the soft limit when the
+ * context is created (and refuses a socket whose number is past it): raise
+ * it to what this many connections need, up to the hard limit.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rlim;
+	rlim_t		need = (rlim_t) opt_subs / (rlim_t) opt_procs + 1 + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_cur >= need)
+		return;
+	rlim.rlim_cur = rlim.rlim_max < need ? rlim.rlim_max : need;
+	if (setrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_cur < need)
+		fprintf(stderr, "ws_sub: cannot raise the limit on open files to %llu (hard limit %llu): "
+				"some connections will fail; raise it with ulimit -n or prlimit --nofile\n",
+				(unsigned long long) need, (unsigned long long) rlim.rlim_max);
+}
+
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -790,7 +973,11 @@ usage(FILE *f)
 			"  -r, --ready-file PATH create PATH once all subscribers are connected\n"
 			"  -s, --samples PATH    write every sample to PATH as lines of\n"
 			"                        \"receive_us subscriber latency_us\"\n"
-			"  -q, --quiet           only the summary line\n");
+			"  -q, --quiet           only the summary line\n"
+			"  -m, --max-pending N   at most N connections in their handshakes at\n"
+			"                        once, per process (0: all at once)\n"
+			"  -L, --lean            no json-c: check and read messages by string\n"
+			"                        search (cheaper for very many subscribers)\n");
 }
 
 int
@@ -811,6 +998,8 @@ main(int argc, char **argv)
 		{"ready-file", required_argument, NULL, 'r'},
 		{"samples", required_argument, NULL, 's'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"max-pending", required_argument, NULL, 'm'},
+		{"lean", no_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -826,7 +1015,7 @@ main(int argc, char **argv)
 	int64_t    *spread;
 	size_t		nevents = 0;
 
-	while ((c = getopt_long(argc, argv, "H:p:n:j:e:E:t:f:r:s:qhS:x:", longopts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "H:p:n:j:e:E:t:f:r:s:qhS:x:m:L", longopts, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -872,6 +1061,12 @@ main(int argc, char **argv)
 			case 'q':
 				opt_quiet = 1;
 				break;
+			case 'm':
+				opt_max_pending = atoi(optarg);
+				break;
+			case 'L':
+				opt_lean = 1;
+				break;
 			case 'h':
 				usage(stdout);
 				return 0;
@@ -905,6 +1100,7 @@ main(int argc, char **argv)
 		opt_path = path;
 	}
 
+	raise_fd_limit();
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -1002,7 +1198,7 @@ main(int argc, char **argv)
 		   " spread_p50_us=%" PRId64 " spread_p99_us=%" PRId64
 		   " cpu_s=%.2f timeout=%d done_s=%.3f first_seq=%" PRIu64
 		   " last_seq=%" PRIu64 " epoch=%s seq_backwards=%" PRIu64
-		   " resync=%" PRIu64 "\n",
+		   " resync=%" PRIu64 " connect_s=%.3f\n",
 		   opt_subs, tot.connected, tot.errors, tot.finished, tot.msgs,
 		   tot.min_count, tot.max_count, tot.bad,
 		   window, window > 0 ? tot.msgs / window : 0.0, nsamples,
@@ -1013,7 +1209,8 @@ main(int argc, char **argv)
 		   cpu_s, tot.timed_out,
 		   tot.done_us ? (tot.done_us - start_us) / 1e6 : -1.0,
 		   tot.first_seq, tot.last_seq, tot.epoch[0] ? tot.epoch : "-",
-		   tot.seq_backwards, tot.resync);
+		   tot.seq_backwards, tot.resync,
+		   tot.all_connected ? (tot.all_connected - start_us) / 1e6 : -1.0);
 	fflush(stdout);
 
 	if (status == 0 && (tot.finished != opt_subs || tot.bad != 0))
