@@ -94,6 +94,7 @@ SCALE_PROCS=${BENCH_SCALE_PROCS:-4}	# ws_sub processes
 SCALE_PENDING=${BENCH_SCALE_PENDING:-25}
 SCALE_LEAN=${BENCH_SCALE_LEAN:-1}	# ws_sub --lean (no json-c)
 SCALE_PERF=${BENCH_SCALE_PERF:-1}	# perf record the worker during the streams
+EVENT_LOOP=${BENCH_EVENT_LOOP:-poll}		# pg_ws.event_loop of every cluster
 SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and ws_sub
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -196,6 +197,8 @@ checkpoint_timeout = 30min
 # tables are truncated before every run instead
 autovacuum = off
 log_line_prefix = '%m [%p] %b '
+# BENCH_EVENT_LOOP: the worker's event loop (poll or libev)
+pg_ws.event_loop = '$EVENT_LOOP'
 $extra
 EOF
 	CLUSTERS="$CLUSTERS $data"
@@ -351,7 +354,7 @@ for f in "$REPO"/src/*.c "$REPO"/src/*.h; do
 		echo "# WARNING: $f is newer than the installed pg_ws.so: run make && make install"
 	fi
 done
-echo "# cluster: fsync=off synchronous_commit=off full_page_writes=off autovacuum=off (unless a part says otherwise); pgbench over the unix socket; tables truncated + CHECKPOINT before each run"
+echo "# cluster: fsync=off synchronous_commit=off full_page_writes=off autovacuum=off (unless a part says otherwise); pg_ws.event_loop=$EVENT_LOOP; pgbench over the unix socket; tables truncated + CHECKPOINT before each run"
 echo "# parts: $PARTS"
 echo
 

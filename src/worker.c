@@ -82,7 +82,11 @@
 #define KEEPALIVE_IDLE_S		60
 #define KEEPALIVE_INTERVAL_S	10
 #define KEEPALIVE_COUNT			3
-#define LISTEN_BACKLOG			128
+/*
+ * A burst of connects waits in the kernel's accept queue, not in a
+ * client's SYN retry a second later (the kernel caps it at somaxconn).
+ */
+#define LISTEN_BACKLOG			4096
 #define LISTEN_RETRY_SECONDS	5
 
 /* what a raw descriptor adopted into the loop is for */
@@ -906,9 +910,10 @@ server_start(void)
 		/*
 		 * Our own libev loop, lent to libwebsockets, so that one turn of it
 		 * is ours to run (service_once) like lws_service(): signals, the
-		 * latch's work and postmaster death stay as with poll().
+		 * latch's work and postmaster death stay as with poll().  libev
+		 * must leave the signal mask to PostgreSQL (EVFLAG_NOSIGMASK).
 		 */
-		event_loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+		event_loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
 		if (event_loop == NULL)
 			ereport(ERROR,
 					(errmsg("pg_ws could not create its libev event loop")));
