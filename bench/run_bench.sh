@@ -95,12 +95,13 @@ SCALE_PENDING=${BENCH_SCALE_PENDING:-25}
 SCALE_LEAN=${BENCH_SCALE_LEAN:-1}	# ws_sub --lean (no json-c)
 SCALE_PERF=${BENCH_SCALE_PERF:-1}	# perf record the worker during the streams
 EVENT_LOOP=${BENCH_EVENT_LOOP:-poll}		# pg_ws.event_loop of every cluster
+WAKEUP_SECONDS=${BENCH_WAKEUP_SECONDS:-10}	# "wakeup": pgbench seconds per load
 SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and ws_sub
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | walwrite | resume | standby | scale) ;;
+		write | broadcast | burst | walwrite | resume | wakeup | standby | scale) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -911,6 +912,42 @@ for lay in primary standbys; do
 	printf '| %s | %s | %.0f | %.0f us | %.0f us | %.0f us | %s | %s%% |\n' "$lay" "$lc" \
 		"$(median ${S_RATE[$lay]})" "$(median ${S_P50[$lay]})" "$(median ${S_P99[$lay]})" \
 		"$(median ${S_MAX[$lay]})" "${S_OK[$lay]:-yes}" "$(median ${S_CPU[$lay]})"
+done
+echo
+fi
+
+# ---------------------------------------------------------------- wake-ups
+
+if has_part wakeup; then
+
+echo "## wake-ups: pgbench -c 8 one INSERT per transaction, no subscriber, ${WAKEUP_SECONDS}s each: as fast as it goes, and --rate 20000"
+echo "# commits per wake-up = committed transactions / the worker's poll()/epoll_wait() calls (perf stat); worker CPU from /proc"
+echo
+echo "| load | tps | worker wake-ups/s | commits per wake-up | eventfd reads/s | worker CPU |"
+echo "|---|--:|--:|--:|--:|--:|"
+for mode in max 20000; do
+	reset_tables
+	rate=()
+	[ "$mode" != max ] && rate=(-R "$mode")
+	if command -v perf >/dev/null 2>&1; then
+		perf stat -x, -e syscalls:sys_enter_poll,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_read \
+			-p "$WORKER_PID" -o "$TMP/perfstat_wakeup.txt" -- sleep "$WAKEUP_SECONDS" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+	w0=$(cpu_ticks "$WORKER_PID")
+	run_pgbench "$TMP/pgbench.out" -c 8 -j "$NPROC" "${rate[@]}" -T "$WAKEUP_SECONDS" \
+		-f "$TMP/insert_ws.sql"
+	w1=$(cpu_ticks "$WORKER_PID")
+	[ -n "${perf_pid:-}" ] && { wait "$perf_pid" 2>/dev/null || true; }
+	ntx=$(awk '/number of transactions actually processed/ {print $6; exit}' "$TMP/pgbench.out")
+	tps=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$TMP/pgbench.out")
+	polls=$(awk -F, '/sys_enter_poll|sys_enter_epoll_wait/ {n += $1} END {print n + 0}' "$TMP/perfstat_wakeup.txt" 2>/dev/null || echo 0)
+	reads=$(awk -F, '/sys_enter_read/ {print $1 + 0}' "$TMP/perfstat_wakeup.txt" 2>/dev/null || echo 0)
+	cpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$WAKEUP_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
+	printf '| %s | %s | %.0f | %s | %.0f | %s%% |\n' "$([ "$mode" = max ] && echo "as fast as it goes" || echo "--rate $mode")" \
+		"$tps" "$(awk -v p="$polls" -v d="$WAKEUP_SECONDS" 'BEGIN {print p / d}')" \
+		"$(awk -v n="$ntx" -v p="$polls" 'BEGIN {if (p > 0) printf "%.1f", n / p; else print "n/a (no perf)"}')" \
+		"$(awk -v r="$reads" -v d="$WAKEUP_SECONDS" 'BEGIN {print r / d}')" "$cpu"
 done
 echo
 fi

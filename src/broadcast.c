@@ -544,10 +544,15 @@ pgws_broadcast_poll_wal(void)
 	return more || follower != NULL || catchup_waiting();
 }
 
-/* once a second: stalls are noticed even when nothing arrives */
+/*
+ * Once a second: stalls are noticed even when nothing arrives, and what
+ * was committed while nobody listened (no commit woke us) is drained.
+ */
 void
 pgws_broadcast_check_progress(TimestampTz now)
 {
+	if (nsubscribers == 0 && follower == NULL)
+		pgws_broadcast_drain_queue();
 	check_progress(now, next_idx);
 	trim_log();
 }
@@ -636,7 +641,19 @@ void
 pgws_subscriber_open(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
-	uint64		live_after = next_idx > first_idx ?
+	uint64		live_after;
+
+	/*
+	 * The first subscriber: from now on every commit wakes us; and what
+	 * was committed before it came, not drained while nobody listened, is
+	 * before its start.
+	 */
+	if (nsubscribers == 0 && follower == NULL)
+	{
+		pgws_queue_want_wakeups(true);
+		pgws_broadcast_drain_queue();
+	}
+	live_after = next_idx > first_idx ?
 		message_at(next_idx - 1)->seq : history_floor;
 
 	sub->notice = NULL;
@@ -898,6 +915,8 @@ pgws_subscriber_close(PgWsConn *conn)
 		end_catchup(&conn->sub);
 	dlist_delete(&conn->sub.node);
 	nsubscribers--;
+	if (nsubscribers == 0)
+		pgws_queue_want_wakeups(false);
 	conn->sub.subscribed = false;
 	trim_log();
 }

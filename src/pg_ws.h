@@ -115,6 +115,7 @@ extern uint64 pgws_queue_capacity(void);
 extern uint64 pgws_queue_entry_size(uint64 payload_len);
 extern void pgws_queue_append(const char *payload, uint32 len, int nevents);
 extern void pgws_queue_finish(bool committed);
+extern void pgws_queue_want_wakeups(bool want);
 extern void pgws_queue_wake_worker(void);
 extern int	pgws_queue_wakeup_fd(void);
 extern uint64 pgws_queue_worker_attach(bool *restart);

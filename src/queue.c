@@ -48,7 +48,9 @@
  * the postmaster creates an eventfd while it sets up shared memory; every
  * backend inherits it and the worker adopts it into its libwebsockets loop.
  * The wakeup_pending flag coalesces wake-ups: only the first commit after
- * the worker last looked writes to the eventfd.
+ * the worker last looked writes to the eventfd.  And while the worker has
+ * no subscriber, commits do not wake it at all unless the queue is half
+ * full: it drains once a second, and before it takes its first subscriber.
  *
  * src/queue.c
  *
@@ -107,6 +109,7 @@ typedef struct PgWsQueue
 										 * looked */
 	pg_atomic_uint32 writers_waiting;	/* committing backends waiting for
 										 * room */
+	pg_atomic_uint32 wakeups_wanted;	/* the worker has subscribers */
 	uint64		next_counter_seq;	/* pg_ws.wal = off: next position */
 	TimestampTz created_at;		/* this life of shared memory */
 	bool		released_valid; /* released_through is known */
@@ -169,6 +172,7 @@ pgws_queue_startup(void)
 		ConditionVariableInit(&queue->space_cv);
 		pg_atomic_init_u32(&queue->wakeup_pending, 0);
 		pg_atomic_init_u32(&queue->writers_waiting, 0);
+		pg_atomic_init_u32(&queue->wakeups_wanted, 0);
 		queue->next_counter_seq = 1;
 		queue->created_at = GetCurrentTimestamp();
 		queue->released_valid = false;
@@ -409,7 +413,29 @@ pgws_queue_finish(bool committed)
 	hdr = entry_header(entry_pos);
 	pg_write_barrier();			/* payload before state */
 	pg_atomic_write_u32(&hdr->state, committed ? ENTRY_COMMITTED : ENTRY_ABORTED);
-	pgws_queue_wake_worker();
+
+	/*
+	 * With nobody to send to, the worker need not look at every commit:
+	 * it drains once a second, when the queue is half full, and before it
+	 * takes a subscriber (pgws_queue_want_wakeups).  The barrier pairs with
+	 * the one there: either we see wakeups_wanted set, or the worker's
+	 * drain sees our state.
+	 */
+	pg_memory_barrier();
+	if (pg_atomic_read_u32(&queue->wakeups_wanted) != 0 ||
+		queue->head - queue->tail > queue->size / 2)
+		pgws_queue_wake_worker();
+}
+
+/*
+ * The worker says whether it has subscribers, so whether every commit
+ * should wake it.  Call before draining: see pgws_queue_finish.
+ */
+void
+pgws_queue_want_wakeups(bool want)
+{
+	pg_atomic_write_u32(&queue->wakeups_wanted, want ? 1 : 0);
+	pg_memory_barrier();
 }
 
 /*
@@ -474,6 +500,7 @@ pgws_queue_worker_attach(bool *restart)
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->worker_pid = MyProcPid;
 	*restart = queue->worker_starts++ > 0;
+	pg_atomic_write_u32(&queue->wakeups_wanted, 0);	/* no subscriber yet */
 	read_pos = released_pos = queue->tail;
 	if (queue->released_valid)
 		floor = queue->released_through;
