@@ -613,6 +613,24 @@ prepare_resync(PgWsConn *conn, uint64 continue_after)
 	sub->notice_len = hlen + len;
 }
 
+/*
+ * The subscriber takes the live stream from here: everything after the
+ * newest message in the log (or the floor, with the log empty); told
+ * first, with resync, that it cannot have what it asked for.
+ */
+static void
+go_live(PgWsConn *conn, bool resync)
+{
+	PgWsSubscriber *sub = &conn->sub;
+	uint64		live_after = next_idx > first_idx ?
+		message_at(next_idx - 1)->seq : history_floor;
+
+	if (resync)
+		prepare_resync(conn, live_after);
+	sub->next_idx = sub->sent_idx = next_idx;
+	sub->after_seq = live_after;
+}
+
 /* the first message in the log after position seq (next_idx if none) */
 static uint64
 first_after(uint64 seq)
@@ -641,7 +659,6 @@ void
 pgws_subscriber_open(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
-	uint64		live_after;
 
 	/*
 	 * The first subscriber: from now on every commit wakes us; and what
@@ -653,25 +670,15 @@ pgws_subscriber_open(PgWsConn *conn)
 		pgws_queue_want_wakeups(true);
 		pgws_broadcast_drain_queue();
 	}
-	live_after = next_idx > first_idx ?
-		message_at(next_idx - 1)->seq : history_floor;
-
 	sub->notice = NULL;
 	sub->notice_len = 0;
 	sub->catchup = NULL;
 	sub->catchup_waiting = false;
 	if (!sub->resume)
-	{
-		sub->next_idx = next_idx;
-		sub->after_seq = live_after;
-	}
+		go_live(conn, false);
 	else if (!sub->epoch_matches ||
 			 (sub->since < history_floor && !pgws_wal && follower == NULL))
-	{
-		prepare_resync(conn, live_after);
-		sub->next_idx = next_idx;
-		sub->after_seq = live_after;
-	}
+		go_live(conn, true);
 	else if (sub->since < history_floor)
 	{
 		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
@@ -782,11 +789,7 @@ catch_up(PgWsConn *conn)
 
 	/* its events are gone from the WAL: it must reload, then goes live */
 	end_catchup(sub);
-	prepare_resync(conn, next_idx > first_idx ?
-				   message_at(next_idx - 1)->seq : history_floor);
-	sub->next_idx = sub->sent_idx = next_idx;
-	sub->after_seq = next_idx > first_idx ?
-		message_at(next_idx - 1)->seq : history_floor;
+	go_live(conn, true);
 	lws_callback_on_writable(conn->wsi);
 	return 1;
 }
