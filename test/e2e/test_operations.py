@@ -660,35 +660,48 @@ async def test_pg_stat_activity(ctx):
                                                        samples[0][0][4])
 
 
+async def terminate_behind_slow_subscriber(ctx, cl, letter, body_len, first, per_tx,
+                                           n_tx, exit_timeout):
+    """Commit n_tx transactions of per_tx employees (ids from first on, a
+    first_name of body_len bytes) while a raw subscriber with a small
+    receive buffer reads nothing, then terminate the worker.  The
+    subscriber reads only once the worker is gone: had it left first,
+    nobody would be owed its events, and what libwebsockets still held for
+    it went with the worker.  Returns the text frames it got whole, the
+    bytes of a cut frame after them, the last id committed and where the
+    server log was before the termination."""
+    conn = await ctx.aconn()
+    slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
+    try:
+        body = letter * body_len
+        for k in range(n_tx):
+            await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
+                              " SELECT g, %s, %s FROM generate_series(%s, %s) g",
+                              (body, letter, first + k * per_tx,
+                               first + (k + 1) * per_tx - 1)))
+        pid, _ = await worker_row(conn)
+        mark = cl.log_size()
+        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
+        deadline = time.monotonic() + exit_timeout
+        while (row := await worker_row(conn)) is not None and row[0] == pid:
+            check(time.monotonic() < deadline, 'the worker did not exit')
+            await asyncio.sleep(0.05)
+        frames, cut = await asyncio.to_thread(read_frames, slow, 30)
+    finally:
+        slow.close()
+    return frames, cut, first + n_tx * per_tx - 1, mark
+
+
 async def test_inflight_survives_restart(ctx):
     """j. events a subscriber was not sent yet when the worker is terminated
     reach it when it resumes after the last one it got whole: the queue
     keeps them until sent, and since= picks up exactly there."""
     cl = await cluster(ctx, 'inflight')
-    conn = await ctx.aconn()
-    slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
-    try:
-        # ~10 MB: more than the slow subscriber's socket buffers can absorb,
-        # less than pg_ws.max_subscriber_lag, so it is not disconnected
-        body, per_tx, n_tx = 'j' * 1000, 10, 1000
-        first = 2000000
-        for k in range(n_tx):
-            await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
-                              " SELECT g, %s, 'j' FROM generate_series(%s, %s) g",
-                              (body, first + k * per_tx, first + (k + 1) * per_tx - 1)))
-        last = first + n_tx * per_tx - 1
-        pid, _ = await worker_row(conn)
-        mark = cl.log_size()
-        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
-        # the slow subscriber stays connected until the worker is gone: had
-        # it left first, nobody would be owed its events any more
-        deadline = time.monotonic() + 20
-        while (row := await worker_row(conn)) is not None and row[0] == pid:
-            check(time.monotonic() < deadline, 'the worker did not exit')
-            await asyncio.sleep(0.05)
-        frames, _ = await asyncio.to_thread(read_frames, slow, 30)
-    finally:
-        slow.close()
+    # ~10 MB: more than the slow subscriber's socket buffers can absorb,
+    # less than pg_ws.max_subscriber_lag, so it is not disconnected
+    first, per_tx, n_tx = 2000000, 10, 1000
+    frames, _, last, mark = await terminate_behind_slow_subscriber(
+        ctx, cl, 'j', 1000, first, per_tx, n_tx, exit_timeout=20)
     check(frames, 'the slow subscriber got no whole frame before the restart')
     before = [json.loads(f)['data']['id'] for f in frames]
     await cl.wait_listening(cl.wsport, 20, since=mark)
@@ -793,32 +806,13 @@ async def test_partial_frame_not_sent(ctx):
     and what it is sent when it resumes after it add up to every event
     exactly once, with no gap at the frame that was cut."""
     cl = await cluster(ctx, 'partial')
-    conn = await ctx.aconn()
-    slow = await asyncio.to_thread(raw_ws_connect, cl.wsport)
-    try:
-        # frames larger than libwebsockets hands the kernel at once (1 MB),
-        # so that it always holds the rest of one; far more than the socket
-        # buffers hold; one per transaction so that the queue keeps exactly
-        # what was not sent
-        body, per_tx, n_tx = 'p' * 1200007, 1, 20
-        first = 4000000
-        for k in range(n_tx):
-            await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
-                              " SELECT g, %s, 'p' FROM generate_series(%s, %s) g",
-                              (body, first + k * per_tx, first + (k + 1) * per_tx - 1)))
-        last = first + n_tx * per_tx - 1
-        pid, _ = await worker_row(conn)
-        mark = cl.log_size()
-        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
-        # read nothing until the worker is gone: what libwebsockets still
-        # held for this subscriber went with it
-        deadline = time.monotonic() + 30
-        while (row := await worker_row(conn)) is not None and row[0] == pid:
-            check(time.monotonic() < deadline, 'the worker did not exit')
-            await asyncio.sleep(0.05)
-        frames, cut = await asyncio.to_thread(read_frames, slow, 30)
-    finally:
-        slow.close()
+    # frames larger than libwebsockets hands the kernel at once (1 MB), so
+    # that it always holds the rest of one; far more than the socket
+    # buffers hold; one per transaction so that the queue keeps exactly
+    # what was not sent
+    first, per_tx, n_tx = 4000000, 1, 20
+    frames, cut, last, mark = await terminate_behind_slow_subscriber(
+        ctx, cl, 'p', 1200007, first, per_tx, n_tx, exit_timeout=30)
     got_before = [json.loads(f)['data']['id'] for f in frames]
     check(got_before == list(range(first, first + len(got_before))),
           'the slow subscriber got %d frames, not in order' % len(got_before))
