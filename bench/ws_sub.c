@@ -264,6 +264,30 @@ stamp_field(json_object *data)
 }
 
 /*
+ * A message a subscriber received (either parser): count it, take its
+ * commit-to-receive latency when it carries a stamp (stamp > 0), and
+ * finish the subscriber at -e messages.
+ */
+static void
+count_message(Sub *s, size_t len, int64_t rx_us, int64_t stamp)
+{
+	if (tot.first_rx == 0)
+		tot.first_rx = rx_us;
+	tot.last_rx = rx_us;
+	tot.msgs++;
+	tot.bytes += len;
+	s->count++;
+
+	if (stamp > 0)
+		add_sample(stamp, rx_us - stamp, s->index);
+	else
+		tot.nostamp++;
+
+	if (opt_expect && s->count >= opt_expect)
+		sub_finished(s);
+}
+
+/*
  * The value after "KEY": (and any blanks) in a JSON text (no json-c: no
  * key of ours appears inside a value before the real one).
  * Returns a pointer to the value, or NULL.
@@ -370,22 +394,9 @@ handle_message_lean(Sub *s, const char *msg, size_t len, int64_t rx_us)
 		}
 	}
 
-	if (tot.first_rx == 0)
-		tot.first_rx = rx_us;
-	tot.last_rx = rx_us;
-	tot.msgs++;
-	tot.bytes += len;
-	s->count++;
-
 	stamp = (sf && *sf == '"' && sf[1] >= '0' && sf[1] <= '9') ? lean_number(sf, end) :
 		(sf && *sf >= '0' && *sf <= '9') ? lean_number(sf, end) : -1;
-	if (stamp > 0)
-		add_sample(stamp, rx_us - stamp, s->index);
-	else
-		tot.nostamp++;
-
-	if (opt_expect && s->count >= opt_expect)
-		sub_finished(s);
+	count_message(s, len, rx_us, stamp);
 }
 
 /* one complete message */
@@ -453,22 +464,9 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
 		return;
 	}
 
-	if (tot.first_rx == 0)
-		tot.first_rx = rx_us;
-	tot.last_rx = rx_us;
-	tot.msgs++;
-	tot.bytes += len;
-	s->count++;
-
 	stamp = parse_stamp(sf);
-	if (stamp > 0)
-		add_sample(stamp, rx_us - stamp, s->index);
-	else
-		tot.nostamp++;
 	json_object_put(obj);
-
-	if (opt_expect && s->count >= opt_expect)
-		sub_finished(s);
+	count_message(s, len, rx_us, stamp);
 }
 
 static void
