@@ -47,12 +47,42 @@
 #     memory per connection (pg_ws_stats().worker_memory_bytes and VmRSS),
 #     its CPU while they are idle, then commit-to-receive latency of a
 #     BENCH_SCALE_RATE (100) events/s stream to all of them.
+#  8. delivery (issue 7): pgbench --rate BENCH_RATE (1000) -c
+#     BENCH_WRITER_CLIENTS single-row transactions for BENCH_DELIVERY_SECONDS
+#     (10) to BENCH_DELIVERY_SUBS ("1 100 1000") subscribers, over
+#     BENCH_DELIVERY_TRANSPORTS ("ws wss"), BENCH_DELIVERY_ROUNDS (2)
+#     rounds: p50/p99/max commit-to-receive, loss, the worker's and the
+#     client's CPU per delivered message, the worker's run-queue wait and how
+#     idle the machine was.  On clusters of their own, started under
+#     prlimit --nofile (BENCH_DELIVERY_NOFILE, default twice the most
+#     subscribers + 4096) with pg_ws.max_connections for twice the most
+#     subscribers; wss:// on a second one with a self-signed certificate
+#     (openssl, pg_ws.ssl_cert_file/ssl_key_file).  The wss rows are skipped
+#     when the client has no --tls.
+#  9. maxrate: the highest single-row rate with no loss and p99 under
+#     BENCH_MAXRATE_P99_MS (100) at BENCH_MAXRATE_SUBS ("1 100")
+#     subscribers: pgbench -c BENCH_MAXRATE_CLIENTS (8) --rate stepped
+#     through BENCH_MAXRATE_STEPS for BENCH_MAXRATE_SECONDS (5) each until
+#     a step fails, BENCH_MAXRATE_ROUNDS (2) sweeps; a step fails when
+#     pgbench achieved < 95% of the rate (the writer), a delivery was lost,
+#     or p99 was too high (delivery), and the script says which.
+# 10. rows100: BENCH_ROWS100_TX (200) transactions of BENCH_ROWS100_ROWS
+#     (100) rows, committed back to back by one session, to
+#     BENCH_ROWS100_SUBS ("100 1000") subscribers in BENCH_ROWS100_PROCS (4)
+#     client processes, BENCH_ROWS100_ROUNDS (2) rounds: delivered msgs/s
+#     (first to last message), worker vs client CPU.
+#     Parts 8-10 use the client BENCH_CLIENT (ws_sub, or ws_fast: a program
+#     in bench/ with ws_sub's options) with --lean (BENCH_CLIENT_LEAN=1) and
+#     -j BENCH_CLIENT_PROCS (2).  After delivery or rows100, delivery.dat,
+#     delivery.gp and, with gnuplot, delivery_msgs_per_s.png and
+#     delivery_p99.png (against subscribers) go to BENCH_PLOT_DIR
+#     (bench/results).
 #
-# BENCH_PARTS picks parts (default "write broadcast burst walwrite resume").
-# Loopback only.  The clusters, ws_sub and the temp dir are always cleaned
-# up (BENCH_KEEP=1 keeps the temp dir with the server logs).  About 10
-# minutes with the defaults; every BENCH_* variable below can be overridden
-# from the environment.
+# BENCH_PARTS picks parts (default "write broadcast burst walwrite resume
+# delivery maxrate rows100").  Loopback only.  The clusters, ws_sub and the
+# temp dir are always cleaned up (BENCH_KEEP=1 keeps the temp dir with the
+# server logs).  About 18 minutes with the defaults (parts 8-10: about 8);
+# every BENCH_* variable below can be overridden from the environment.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,7 +101,7 @@ BURST_SUBS=${BENCH_BURST_SUBS:-"1 10 100"}
 WRITER_CLIENTS=${BENCH_WRITER_CLIENTS:-2}	# pgbench clients for --rate
 SUB_PROCS=${BENCH_SUB_PROCS:-1}		# ws_sub processes per subscriber set
 # which parts run, in this order whatever the order given
-PARTS=${BENCH_PARTS:-"write broadcast burst walwrite resume"}
+PARTS=${BENCH_PARTS:-"write broadcast burst walwrite resume delivery maxrate rows100"}
 WAL_DURATION=${BENCH_WAL_DURATION:-5}	# seconds per run of the WAL part
 WAL_ROUNDS=${BENCH_WAL_ROUNDS:-3}
 WAL_CLIENTS=${BENCH_WAL_CLIENTS:-"1 8"}
@@ -106,13 +136,13 @@ DL_SECONDS=${BENCH_DELIVERY_SECONDS:-10}	# length of each stream at BENCH_RATE
 DL_ROUNDS=${BENCH_DELIVERY_ROUNDS:-2}
 DL_TRANSPORTS=${BENCH_DELIVERY_TRANSPORTS:-"ws wss"}
 MR_SUBS=${BENCH_MAXRATE_SUBS:-"1 100"}
-MR_STEPS=${BENCH_MAXRATE_STEPS:-"2000 4000 6000 8000 10000 12000 14000 16000"}	# events/s
+MR_STEPS=${BENCH_MAXRATE_STEPS:-"1000 2000 4000 6000 8000 10000 12000 16000 20000 24000"}	# events/s
 MR_SECONDS=${BENCH_MAXRATE_SECONDS:-5}	# per step
 MR_CLIENTS=${BENCH_MAXRATE_CLIENTS:-8}	# pgbench clients
-MR_ROUNDS=${BENCH_MAXRATE_ROUNDS:-1}
+MR_ROUNDS=${BENCH_MAXRATE_ROUNDS:-2}
 MR_P99_MS=${BENCH_MAXRATE_P99_MS:-100}	# a step passes with p99 under this
 R100_SUBS=${BENCH_ROWS100_SUBS:-"100 1000"}
-R100_TX=${BENCH_ROWS100_TX:-100}	# transactions per run
+R100_TX=${BENCH_ROWS100_TX:-200}	# transactions per run
 R100_ROWS=${BENCH_ROWS100_ROWS:-100}	# rows per transaction
 R100_ROUNDS=${BENCH_ROWS100_ROUNDS:-2}
 R100_PROCS=${BENCH_ROWS100_PROCS:-4}	# client processes (-j)
@@ -169,6 +199,11 @@ cleanup() {
 		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop \
 			>/dev/null 2>&1 || true
 	done
+	# a make install during the run rewrites the library under the running
+	# clusters (their backends then crash with signal 11)
+	if [ -n "${SO_MD5:-}" ] && [ "$(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12)" != "$SO_MD5" ]; then
+		echo "# WARNING: $PKGLIB/pg_ws.so changed during the run (md5 $SO_MD5 at the start, $(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12) now): these results, and any crash, are not of one build"
+	fi
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		echo "# kept $TMP"
 	else
@@ -1209,6 +1244,13 @@ dl_wait_idle() {
 	echo "  (the $1 worker still reports $c connections)"
 }
 
+# jiffies of the whole machine: "busy idle" from /proc/stat (idle includes iowait)
+host_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }
+# idle_pct "BUSY0 IDLE0" "BUSY1 IDLE1": % of the machine idle in between
+idle_pct() { echo "$1 $2" | awk '{b = $3 - $1; i = $4 - $2; printf "%.0f", (b + i > 0) ? i / (b + i) * 100 : 0}'; }
+# nanoseconds a process has waited in the run queue (schedstat)
+runq_ns() { awk '{print $2}' "/proc/$1/schedstat" 2>/dev/null || echo 0; }
+
 # client CPU ticks so far: the client and its -j children
 client_ticks() {
 	local t c
@@ -1245,7 +1287,7 @@ dl_clients() {
 # for SECONDS, an END row follows; sets the ST_* results
 dl_stream() {
 	local tr=$1 n=$2 rate=$3 secs=$4 writers=$5 procs=$6
-	local port=${DLC_PORT[$tr]} w0 w1 c0 t0 t1 rc j logl wout
+	local port=${DLC_PORT[$tr]} w0 w1 c0 t0 t1 rc j logl wout q0 q1 h0 h1
 	psql_at "$port" -c "TRUNCATE visit_history" -c "CHECKPOINT"
 	dl_wait_idle "$tr"
 	logl=$(wc -l <"${DLC_LOG[$tr]}")
@@ -1256,6 +1298,8 @@ dl_stream() {
 	j=$writers
 	[ "$j" -gt "$NPROC" ] && j=$NPROC
 	w0=$(cpu_ticks "${DLC_WORKER[$tr]}")
+	q0=$(runq_ns "${DLC_WORKER[$tr]}")
+	h0=$(host_jiffies)
 	c0=$(client_ticks "$SUB_PID")
 	t0=$(date +%s.%N)
 	PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -c "$writers" -j "$j" -R "$rate" \
@@ -1267,6 +1311,8 @@ dl_stream() {
 	SUB_PID=""
 	t1=$(date +%s.%N)
 	w1=$(cpu_ticks "${DLC_WORKER[$tr]}")
+	q1=$(runq_ns "${DLC_WORKER[$tr]}")
+	h1=$(host_jiffies)
 	ST_RES=$(grep '^RESULT' "$TMP/dl_sub.out" || true)
 	ST_RC=$rc
 	ST_ROWS=$(psql_at "$port" -c "SELECT count(*) FROM visit_history WHERE device_id <> 'END'")
@@ -1287,6 +1333,10 @@ dl_stream() {
 	ST_CCPU=$(awk -v a="$c0" -v c="$(field "$ST_RES" cpu_s)" -v t="$CLK_TCK" 'BEGIN {x = c - a / t; printf "%.2f", x < 0 ? 0 : x}')
 	ST_CPCT=$(awk -v c="$ST_CCPU" -v s="$ST_SECS" 'BEGIN {printf "%.0f", c / s * 100}')
 	ST_CUS=$(awk -v c="$ST_CCPU" -v m="$ST_MSGS" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')
+	# how long the worker was runnable but waited for a CPU, and how idle
+	# the machine was (all processes, other tenants' included)
+	ST_WRUNQ=$(awk -v a="$q0" -v b="$q1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')
+	ST_IDLE=$(idle_pct "$h0" "$h1")
 	ST_CULLED=$(tail -n +"$((logl + 1))" "${DLC_LOG[$tr]}" | grep -c 'disconnecting a subscriber' || true)
 	ST_OK=yes
 	[ "$rc" = 0 ] && [ "$ST_LOST" = 0 ] || ST_OK=NO
@@ -1296,14 +1346,14 @@ dl_stream() {
 ms() { awk -v x="$1" 'BEGIN {if (x == "" || x == "nan" || x < 0) print "-"; else printf "%.1f", x / 1000}'; }
 # pretty-print the ST_* of a run
 st_line() {
-	printf 'events %6d (%5.0f/s, pgbench tps %s, lag avg/max %s ms)  delivered %s/%s (lost %s%s)  %s msgs/s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker %s CPU-s = %s%%, %s us/msg  client %s CPU-s = %s%%, %s us/msg  %ss\n' \
+	printf 'events %6d (%5.0f/s, pgbench tps %s, lag avg/max %s ms)  delivered %s/%s (lost %s%s)  %s msgs/s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker %s CPU-s = %s%%, %s us/msg, waited for a CPU %s s  client %s CPU-s = %s%%, %s us/msg  machine idle %s%%  %ss\n' \
 		"$ST_ROWS" "$(awk -v x="$ST_ROWS" -v d="$1" 'BEGIN {print x / d}')" "${ST_TPS:-?}" "${ST_LAG:-?}" \
 		"$ST_MSGS" "$ST_EXP" "$ST_LOST" \
 		"$([ "$ST_TIMEOUT" = 1 ] && echo ', client timed out')$([ "$ST_CULLED" != 0 ] && echo ", $ST_CULLED culled")$([ "$ST_RC" != 0 ] && echo ", client rc $ST_RC")" \
 		"$(field "$ST_RES" msgs_per_s)" "$(field "$ST_RES" p50_us)" "$(field "$ST_RES" p99_us)" \
 		"$(field "$ST_RES" max_us)" "$(field "$ST_RES" first_p50_us)" "$(field "$ST_RES" first_p99_us)" \
 		"$(field "$ST_RES" spread_p50_us)" "$(field "$ST_RES" spread_p99_us)" \
-		"$ST_WCPU" "$ST_WPCT" "$ST_WUS" "$ST_CCPU" "$ST_CPCT" "$ST_CUS" "$ST_SECS"
+		"$ST_WCPU" "$ST_WPCT" "$ST_WUS" "$ST_WRUNQ" "$ST_CCPU" "$ST_CPCT" "$ST_CUS" "$ST_IDLE" "$ST_SECS"
 	if [ "$ST_OK" != yes ]; then
 		sort "$TMP/dl_sub.out.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn |
 			awk 'n++ < 3 {print "    client: " $0}' || true
@@ -1330,7 +1380,7 @@ for tr in $DL_TRANSPORTS; do
 	[ "$tr" = wss ] && [ "$CLIENT_HAS_TLS" != 1 ] && continue
 	DL_TR="$DL_TR $tr"
 done
-declare -A D_RATE D_P50 D_P99 D_MAX D_F50 D_F99 D_S50 D_S99 D_LOST D_EXP D_WPCT D_WUS D_CPCT D_CUS D_EPS
+declare -A D_RATE D_P50 D_P99 D_MAX D_F50 D_F99 D_S50 D_S99 D_LOST D_EXP D_WPCT D_WUS D_CPCT D_CUS D_EPS D_RUNQ D_IDLE
 for ((r = 0; r < DL_ROUNDS; r++)); do
 	for n in $DL_SUBS; do
 		for tr in $DL_TR; do
@@ -1350,6 +1400,8 @@ for ((r = 0; r < DL_ROUNDS; r++)); do
 			D_WUS[$tr,$n]="${D_WUS[$tr,$n]:-} $ST_WUS"
 			D_CPCT[$tr,$n]="${D_CPCT[$tr,$n]:-} $ST_CPCT"
 			D_CUS[$tr,$n]="${D_CUS[$tr,$n]:-} $ST_CUS"
+			D_RUNQ[$tr,$n]="${D_RUNQ[$tr,$n]:-} $ST_WRUNQ"
+			D_IDLE[$tr,$n]="${D_IDLE[$tr,$n]:-} $ST_IDLE"
 			D_LOST[$tr,$n]=$((${D_LOST[$tr,$n]:-0} + ST_LOST))
 			D_EXP[$tr,$n]=$((${D_EXP[$tr,$n]:-0} + ST_EXP))
 			printf '  round %d  %-3s  subs %4d  ' $((r + 1)) "$tr" "$n"
@@ -1358,25 +1410,26 @@ for ((r = 0; r < DL_ROUNDS; r++)); do
 	done
 done
 echo
-echo "Medians over the rounds; latency = receive time - clock_timestamp() in the INSERT; lost: expected deliveries (events x subscribers) not received, all rounds; worker/client CPU per delivered message."
+echo "Medians over the rounds; latency = receive time - clock_timestamp() in the INSERT; lost: expected deliveries (events x subscribers) not received, all rounds; CPU in % of one CPU ($NPROC CPUs) and per delivered message; worker run-queue wait: time the worker was runnable but not running; machine idle: all CPUs, other processes included."
 echo
-echo "| transport | subscribers | events/s | delivered msgs/s | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | lost | pg_ws worker CPU | worker us/msg | client CPU | client us/msg |"
-echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+echo "| transport | subscribers | events/s | delivered msgs/s | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | lost | pg_ws worker CPU | worker us/msg | worker run-queue wait | client CPU | client us/msg | machine idle |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 for tr in $DL_TR; do
 	for n in $DL_SUBS; do
 		# shellcheck disable=SC2086
-		printf '| %s | %d | %.0f | %.0f | %s ms | %s ms | %s ms | %s / %s ms | %s / %s ms | %s of %s | %s%% | %s | %s%% | %s |\n' \
+		printf '| %s | %d | %.0f | %.0f | %s ms | %s ms | %s ms | %s / %s ms | %s / %s ms | %s of %s | %s%% | %s | %s s | %s%% | %s | %s%% |\n' \
 			"$tr" "$n" "$(median ${D_EPS[$tr,$n]})" "$(median ${D_RATE[$tr,$n]})" \
 			"$(ms "$(median ${D_P50[$tr,$n]})")" "$(ms "$(median ${D_P99[$tr,$n]})")" \
 			"$(ms "$(median ${D_MAX[$tr,$n]})")" \
 			"$(ms "$(median ${D_F50[$tr,$n]})")" "$(ms "$(median ${D_F99[$tr,$n]})")" \
 			"$(ms "$(median ${D_S50[$tr,$n]})")" "$(ms "$(median ${D_S99[$tr,$n]})")" \
 			"${D_LOST[$tr,$n]}" "${D_EXP[$tr,$n]}" "$(median ${D_WPCT[$tr,$n]})" \
-			"$(median ${D_WUS[$tr,$n]})" "$(median ${D_CPCT[$tr,$n]})" "$(median ${D_CUS[$tr,$n]})"
+			"$(median ${D_WUS[$tr,$n]})" "$(median ${D_RUNQ[$tr,$n]})" \
+			"$(median ${D_CPCT[$tr,$n]})" "$(median ${D_CUS[$tr,$n]})" "$(median ${D_IDLE[$tr,$n]})"
 	done
 done
 [ "$CLIENT_HAS_TLS" = 1 ] || [[ " $DL_TRANSPORTS " != *" wss "* ]] ||
-	echo "| wss | - | skipped: $CLIENT has no --tls | | | | | | | | | | | |"
+	echo "| wss | - | skipped: $CLIENT has no --tls | | | | | | | | | | | | | |"
 echo
 # issue 7's target: 1 000 events/s to 100 subscribers, p50 <= 0.3 ms, p99 <= 1 ms, nothing lost
 for tr in $DL_TR; do
@@ -1402,7 +1455,7 @@ for ((r = 0; r < MR_ROUNDS; r++)); do
 		[ "$procs" -gt "$n" ] && procs=$n
 		best=0
 		bestline="none"
-		next="none failed (raise BENCH_MAXRATE_STEPS)"
+		next="none: every step passed (raise BENCH_MAXRATE_STEPS)"
 		for rate in $MR_STEPS; do
 			dl_stream ws "$n" "$rate" "$MR_SECONDS" "$MR_CLIENTS" "$procs"
 			p99=$(field "$ST_RES" p99_us)
@@ -1416,15 +1469,15 @@ for ((r = 0; r < MR_ROUNDS; r++)); do
 			printf '  round %d  subs %3d  rate %5d  %-4s ' $((r + 1)) "$n" "$rate" "$([ -z "$why" ] && echo pass || echo FAIL)"
 			st_line "$MR_SECONDS"
 			if [ -n "$why" ]; then
-				next="$rate: ${why%; }"
+				next="$rate failed: ${why%; }"
 				break
 			fi
 			best=$rate
 			bestline="$ST_TPS tps, p99 $(ms "$p99") ms, worker $ST_WPCT%, client $ST_CPCT%"
 		done
 		M_BEST[$n]="${M_BEST[$n]:-} $best"
-		printf '  round %d  subs %3d  highest passing: %s (%s); next step %s\n' $((r + 1)) "$n" "$best" "$bestline" "$next"
-		M_NEXT[$n]="${M_NEXT[$n]:-}round $((r + 1)): $best ($bestline), failed at $next<br>"
+		printf '  round %d  subs %3d  highest passing: %s (%s); next step: %s\n' $((r + 1)) "$n" "$best" "$bestline" "$next"
+		M_NEXT[$n]="${M_NEXT[$n]:-}round $((r + 1)): $best ($bestline); next step: $next<br>"
 	done
 done
 echo
@@ -1441,7 +1494,7 @@ if has_part rows100; then
 R100_EVENTS=$((R100_TX * R100_ROWS))
 echo "## rows100: $R100_TX transactions of $R100_ROWS rows (INSERT ... SELECT generate_series, one stamp per row) committed back to back by one session, to $R100_SUBS subscribers (ws, $R100_PROCS client processes), $R100_ROUNDS rounds"
 echo "# msgs/s: the client's, first to last message received; CPU: from the first commit until the client had every event, as % of that time (the client's connecting excluded)"
-declare -A H_RATE H_P50 H_P99 H_WIN H_WPCT H_WUS H_CPCT H_CUS H_LOST H_EXP H_COMMIT
+declare -A H_RATE H_P50 H_P99 H_WIN H_WPCT H_WUS H_CPCT H_CUS H_LOST H_EXP H_COMMIT H_RUNQ H_IDLE
 for ((r = 0; r < R100_ROUNDS; r++)); do
 	for n in $R100_SUBS; do
 		procs=$R100_PROCS
@@ -1452,6 +1505,8 @@ for ((r = 0; r < R100_ROUNDS; r++)); do
 		dl_clients ws "$n" "$procs" "$TMP/dl_sub.out" -E END -t $((60 + n * R100_EVENTS / 50000))
 		sleep 0.5
 		w0=$(cpu_ticks "${DLC_WORKER[ws]}")
+		q0=$(runq_ns "${DLC_WORKER[ws]}")
+		h0=$(host_jiffies)
 		c0=$(client_ticks "$SUB_PID")
 		t0=$(date +%s.%N)
 		psql_at "${DLC_PORT[ws]}" -c "DO \$\$ BEGIN FOR i IN 1..$R100_TX LOOP
@@ -1465,6 +1520,8 @@ for ((r = 0; r < R100_ROUNDS; r++)); do
 		SUB_PID=""
 		t1=$(date +%s.%N)
 		w1=$(cpu_ticks "${DLC_WORKER[ws]}")
+		q1=$(runq_ns "${DLC_WORKER[ws]}")
+		h1=$(host_jiffies)
 		res=$(grep '^RESULT' "$TMP/dl_sub.out" || true)
 		msgs=$(field "$res" msgs)
 		msgs=${msgs:-0}
@@ -1483,12 +1540,14 @@ for ((r = 0; r < R100_ROUNDS; r++)); do
 		H_CPCT[$n]="${H_CPCT[$n]:-} $(awk -v c="$ccpu" -v s="$secs" 'BEGIN {printf "%.0f", c / s * 100}')"
 		H_CUS[$n]="${H_CUS[$n]:-} $(awk -v c="$ccpu" -v m="$msgs" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')"
 		H_LOST[$n]=$((${H_LOST[$n]:-0} + exp - msgs))
+		H_RUNQ[$n]="${H_RUNQ[$n]:-} $(awk -v a="$q0" -v b="$q1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')"
+		H_IDLE[$n]="${H_IDLE[$n]:-} $(idle_pct "$h0" "$h1")"
 		H_EXP[$n]=$((${H_EXP[$n]:-0} + exp))
-		printf '  round %d  subs %4d  delivered %s/%s%s%s  %s msgs/s over %s s (commits took %s s)  p50 %s us  p99 %s us  worker %s CPU-s in %s s (%s us/msg)  client %s CPU-s (%s us/msg)\n' \
+		printf '  round %d  subs %4d  delivered %s/%s%s%s  %s msgs/s over %s s (commits took %s s)  p50 %s us  p99 %s us  worker %s CPU-s in %s s (%s us/msg, waited for a CPU %s s)  client %s CPU-s (%s us/msg)  machine idle %s%%\n' \
 			$((r + 1)) "$n" "$msgs" "$exp" "$([ "$rc" != 0 ] && echo " (client rc $rc$([ "$(field "$res" timeout)" = 1 ] && echo ', timed out'))")" \
 			"$([ "$culled" != 0 ] && echo ", $culled culled")" "$(field "$res" msgs_per_s)" "$(field "$res" window_s)" \
 			"$(awk -v a="$t0" -v b="$tc" 'BEGIN {printf "%.2f", b - a}')" "$(field "$res" p50_us)" "$(field "$res" p99_us)" \
-			"$wcpu" "$secs" "${H_WUS[$n]##* }" "$ccpu" "${H_CUS[$n]##* }"
+			"$wcpu" "$secs" "${H_WUS[$n]##* }" "${H_RUNQ[$n]##* }" "$ccpu" "${H_CUS[$n]##* }" "${H_IDLE[$n]##* }"
 		if [ "$rc" != 0 ]; then
 			sort "$TMP/dl_sub.out.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn |
 				awk 'n++ < 3 {print "    client: " $0}' || true
@@ -1496,16 +1555,17 @@ for ((r = 0; r < R100_ROUNDS; r++)); do
 	done
 done
 echo
-echo "Medians over the rounds. Target (issue 7): >= 2 000 000 delivered msgs/s. Whoever is near 100% of a CPU (on $NPROC CPUs) is the limit."
+echo "Medians over the rounds. Target (issue 7): >= 2 000 000 delivered msgs/s. CPU in % of one CPU ($NPROC CPUs), from the first commit until the client had every event; with the machine not idle, whoever is near 100% per process is the limit."
 echo
-echo "| subscribers | deliveries per round | delivered msgs/s | seconds (first to last message) | commits took | p50 | p99 | lost | pg_ws worker CPU | worker us/msg | client CPU ($R100_PROCS processes) | client us/msg |"
-echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+echo "| subscribers | deliveries per round | delivered msgs/s | seconds (first to last message) | commits took | p50 | p99 | lost | pg_ws worker CPU | worker us/msg | worker run-queue wait | client CPU ($R100_PROCS processes) | client us/msg | machine idle |"
+echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 for n in $R100_SUBS; do
 	# shellcheck disable=SC2086
-	printf '| %d | %d | %.0f | %.2f | %.2f s | %s ms | %s ms | %s of %s | %s%% | %s | %s%% | %s |\n' "$n" $((R100_EVENTS * n)) \
+	printf '| %d | %d | %.0f | %.2f | %.2f s | %s ms | %s ms | %s of %s | %s%% | %s | %s s | %s%% | %s | %s%% |\n' "$n" $((R100_EVENTS * n)) \
 		"$(median ${H_RATE[$n]})" "$(median ${H_WIN[$n]})" "$(median ${H_COMMIT[$n]})" \
 		"$(ms "$(median ${H_P50[$n]})")" "$(ms "$(median ${H_P99[$n]})")" "${H_LOST[$n]}" "${H_EXP[$n]}" \
-		"$(median ${H_WPCT[$n]})" "$(median ${H_WUS[$n]})" "$(median ${H_CPCT[$n]})" "$(median ${H_CUS[$n]})"
+		"$(median ${H_WPCT[$n]})" "$(median ${H_WUS[$n]})" "$(median ${H_RUNQ[$n]})" \
+		"$(median ${H_CPCT[$n]})" "$(median ${H_CUS[$n]})" "$(median ${H_IDLE[$n]})"
 done
 echo
 fi
