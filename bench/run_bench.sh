@@ -199,8 +199,8 @@ cleanup() {
 		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop \
 			>/dev/null 2>&1 || true
 	done
-	# a make install during the run rewrites the library under the running
-	# clusters (their backends then crash with signal 11)
+	# pg_ws.so rewritten in place during a run crashed a cluster's backend
+	# (signal 11): say so, the results are not of one build
 	if [ -n "${SO_MD5:-}" ] && [ "$(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12)" != "$SO_MD5" ]; then
 		echo "# WARNING: $PKGLIB/pg_ws.so changed during the run (md5 $SO_MD5 at the start, $(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12) now): these results, and any crash, are not of one build"
 	fi
@@ -1286,14 +1286,14 @@ dl_clients() {
 # pgbench --rate RATE commits one stamped visit_history row per transaction
 # for SECONDS, an END row follows; sets the ST_* results
 dl_stream() {
-	local tr=$1 n=$2 rate=$3 secs=$4 writers=$5 procs=$6
+	local tr=$1 n=$2 evrate=$3 secs=$4 writers=$5 procs=$6
 	local port=${DLC_PORT[$tr]} w0 w1 c0 t0 t1 rc j logl wout q0 q1 h0 h1
 	psql_at "$port" -c "TRUNCATE visit_history" -c "CHECKPOINT"
 	dl_wait_idle "$tr"
 	logl=$(wc -l <"${DLC_LOG[$tr]}")
 	# enough time to drain a backlog at 100 000 deliveries/s
 	dl_clients "$tr" "$n" "$procs" "$TMP/dl_sub.out" -E END \
-		-t $((secs + 60 + n * rate * secs / 100000))
+		-t $((secs + 60 + n * evrate * secs / 100000))
 	sleep 0.5
 	j=$writers
 	[ "$j" -gt "$NPROC" ] && j=$NPROC
@@ -1302,7 +1302,7 @@ dl_stream() {
 	h0=$(host_jiffies)
 	c0=$(client_ticks "$SUB_PID")
 	t0=$(date +%s.%N)
-	PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -c "$writers" -j "$j" -R "$rate" \
+	PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -c "$writers" -j "$j" -R "$evrate" \
 		-T "$secs" -f "$TMP/insert_ws.sql"
 	wout=$(cat "$TMP/pgbench.out")
 	psql_at "$port" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
@@ -1456,24 +1456,24 @@ for ((r = 0; r < MR_ROUNDS; r++)); do
 		best=0
 		bestline="none"
 		next="none: every step passed (raise BENCH_MAXRATE_STEPS)"
-		for rate in $MR_STEPS; do
-			dl_stream ws "$n" "$rate" "$MR_SECONDS" "$MR_CLIENTS" "$procs"
+		for step in $MR_STEPS; do
+			dl_stream ws "$n" "$step" "$MR_SECONDS" "$MR_CLIENTS" "$procs"
 			p99=$(field "$ST_RES" p99_us)
 			why=""
-			awk -v t="$ST_TPS" -v r="$rate" 'BEGIN {exit !(t < 0.95 * r)}' &&
-				why="writer: $ST_TPS tps of $rate (lag avg $ST_LAGAVG ms); "
+			awk -v t="$ST_TPS" -v r="$step" 'BEGIN {exit !(t < 0.95 * r)}' &&
+				why="writer: $ST_TPS tps of $step (lag avg $ST_LAGAVG ms, machine idle $ST_IDLE%); "
 			[ "$ST_LOST" != 0 ] && why="${why}lost $ST_LOST of $ST_EXP$([ "$ST_TIMEOUT" = 1 ] && echo ' (client timed out: still behind)')$([ "$ST_CULLED" != 0 ] && echo " ($ST_CULLED subscribers culled)"); "
 			[ "$ST_RC" != 0 ] && [ "$ST_LOST" = 0 ] && why="${why}client rc $ST_RC; "
 			awk -v p="${p99:--1}" -v m="$MR_P99_MS" 'BEGIN {exit !(p < 0 || p >= m * 1000)}' &&
-				why="${why}delivery lag: p99 $(ms "$p99") ms (first p99 $(ms "$(field "$ST_RES" first_p99_us)"), spread p99 $(ms "$(field "$ST_RES" spread_p99_us)") ms, worker $ST_WPCT%, client $ST_CPCT%); "
-			printf '  round %d  subs %3d  rate %5d  %-4s ' $((r + 1)) "$n" "$rate" "$([ -z "$why" ] && echo pass || echo FAIL)"
+				why="${why}delivery lag: p99 $(ms "$p99") ms (first p99 $(ms "$(field "$ST_RES" first_p99_us)"), spread p99 $(ms "$(field "$ST_RES" spread_p99_us)") ms, worker $ST_WPCT% and waited for a CPU $ST_WRUNQ s, client $ST_CPCT%, machine idle $ST_IDLE%); "
+			printf '  round %d  subs %3d  rate %5d  %-4s ' $((r + 1)) "$n" "$step" "$([ -z "$why" ] && echo pass || echo FAIL)"
 			st_line "$MR_SECONDS"
 			if [ -n "$why" ]; then
-				next="$rate failed: ${why%; }"
+				next="$step failed: ${why%; }"
 				break
 			fi
-			best=$rate
-			bestline="$ST_TPS tps, p99 $(ms "$p99") ms, worker $ST_WPCT%, client $ST_CPCT%"
+			best=$step
+			bestline="$ST_TPS tps, p99 $(ms "$p99") ms, worker $ST_WPCT%, client $ST_CPCT%, machine idle $ST_IDLE%"
 		done
 		M_BEST[$n]="${M_BEST[$n]:-} $best"
 		printf '  round %d  subs %3d  highest passing: %s (%s); next step: %s\n' $((r + 1)) "$n" "$best" "$bestline" "$next"
