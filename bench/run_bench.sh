@@ -81,7 +81,7 @@
 # BENCH_PARTS picks parts (default "write broadcast burst walwrite resume
 # delivery maxrate rows100").  Loopback only.  The clusters, ws_sub and the
 # temp dir are always cleaned up (BENCH_KEEP=1 keeps the temp dir with the
-# server logs).  About 18 minutes with the defaults (parts 8-10: about 8);
+# server logs).  About 17 minutes with the defaults (parts 8-10: about 7);
 # every BENCH_* variable below can be overridden from the environment.
 set -euo pipefail
 
@@ -1630,6 +1630,7 @@ set output "$PLOT_DIR/delivery_p99.png"
 set title "pg_ws: p99 commit-to-receive latency ($NPROC CPUs, loopback, pg_ws.so $SO_MD5)"
 set ylabel "p99 latency (ms)"
 set format y "%g"
+set yrange [0.1:*]
 plot ${PL_P99}1 with lines dt 2 lc "gray" title "target: 1 ms (1 000 events/s to 100)"
 GP
 if command -v gnuplot >/dev/null 2>&1; then
