@@ -47,12 +47,42 @@
 #     memory per connection (pg_ws_stats().worker_memory_bytes and VmRSS),
 #     its CPU while they are idle, then commit-to-receive latency of a
 #     BENCH_SCALE_RATE (100) events/s stream to all of them.
+#  8. delivery (issue 7): pgbench --rate BENCH_RATE (1000) -c
+#     BENCH_WRITER_CLIENTS single-row transactions for BENCH_DELIVERY_SECONDS
+#     (10) to BENCH_DELIVERY_SUBS ("1 100 1000") subscribers, over
+#     BENCH_DELIVERY_TRANSPORTS ("ws wss"), BENCH_DELIVERY_ROUNDS (2)
+#     rounds: p50/p99/max commit-to-receive, loss, the worker's and the
+#     client's CPU per delivered message, the worker's run-queue wait and how
+#     idle the machine was.  On clusters of their own, started under
+#     prlimit --nofile (BENCH_DELIVERY_NOFILE, default twice the most
+#     subscribers + 4096) with pg_ws.max_connections for twice the most
+#     subscribers; wss:// on a second one with a self-signed certificate
+#     (openssl, pg_ws.ssl_cert_file/ssl_key_file).  The wss rows are skipped
+#     when the client has no --tls.
+#  9. maxrate: the highest single-row rate with no loss and p99 under
+#     BENCH_MAXRATE_P99_MS (100) at BENCH_MAXRATE_SUBS ("1 100")
+#     subscribers: pgbench -c BENCH_MAXRATE_CLIENTS (8) --rate stepped
+#     through BENCH_MAXRATE_STEPS for BENCH_MAXRATE_SECONDS (5) each until
+#     a step fails, BENCH_MAXRATE_ROUNDS (2) sweeps; a step fails when
+#     pgbench achieved < 95% of the rate (the writer), a delivery was lost,
+#     or p99 was too high (delivery), and the script says which.
+# 10. rows100: BENCH_ROWS100_TX (200) transactions of BENCH_ROWS100_ROWS
+#     (100) rows, committed back to back by one session, to
+#     BENCH_ROWS100_SUBS ("100 1000") subscribers in BENCH_ROWS100_PROCS (4)
+#     client processes, BENCH_ROWS100_ROUNDS (2) rounds: delivered msgs/s
+#     (first to last message), worker vs client CPU.
+#     Parts 8-10 use the client BENCH_CLIENT (ws_sub, or ws_fast: a program
+#     in bench/ with ws_sub's options) with --lean (BENCH_CLIENT_LEAN=1) and
+#     -j BENCH_CLIENT_PROCS (2).  After delivery or rows100, delivery.dat,
+#     delivery.gp and, with gnuplot, delivery_msgs_per_s.png and
+#     delivery_p99.png (against subscribers) go to BENCH_PLOT_DIR
+#     (bench/results).
 #
-# BENCH_PARTS picks parts (default "write broadcast burst walwrite resume").
-# Loopback only.  The clusters, ws_sub and the temp dir are always cleaned
-# up (BENCH_KEEP=1 keeps the temp dir with the server logs).  About 10
-# minutes with the defaults; every BENCH_* variable below can be overridden
-# from the environment.
+# BENCH_PARTS picks parts (default "write broadcast burst walwrite resume
+# delivery maxrate rows100").  Loopback only.  The clusters, ws_sub and the
+# temp dir are always cleaned up (BENCH_KEEP=1 keeps the temp dir with the
+# server logs).  About 17 minutes with the defaults (parts 8-10: about 7);
+# every BENCH_* variable below can be overridden from the environment.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,7 +101,7 @@ BURST_SUBS=${BENCH_BURST_SUBS:-"1 10 100"}
 WRITER_CLIENTS=${BENCH_WRITER_CLIENTS:-2}	# pgbench clients for --rate
 SUB_PROCS=${BENCH_SUB_PROCS:-1}		# ws_sub processes per subscriber set
 # which parts run, in this order whatever the order given
-PARTS=${BENCH_PARTS:-"write broadcast burst walwrite resume"}
+PARTS=${BENCH_PARTS:-"write broadcast burst walwrite resume delivery maxrate rows100"}
 WAL_DURATION=${BENCH_WAL_DURATION:-5}	# seconds per run of the WAL part
 WAL_ROUNDS=${BENCH_WAL_ROUNDS:-3}
 WAL_CLIENTS=${BENCH_WAL_CLIENTS:-"1 8"}
@@ -97,11 +127,31 @@ SCALE_PERF=${BENCH_SCALE_PERF:-1}	# perf record the worker during the streams
 EVENT_LOOP=${BENCH_EVENT_LOOP:-poll}		# pg_ws.event_loop of every cluster
 WAKEUP_SECONDS=${BENCH_WAKEUP_SECONDS:-10}	# "wakeup": pgbench seconds per load
 SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and ws_sub
+# the delivery parts (delivery, maxrate, rows100)
+BENCH_CLIENT=${BENCH_CLIENT:-ws_sub}	# their subscriber program in bench/: ws_sub or ws_fast
+CLIENT_LEAN=${BENCH_CLIENT_LEAN:-1}	# 1: the client's --lean (no json-c)
+CLIENT_PROCS=${BENCH_CLIENT_PROCS:-2}	# client processes (-j) of delivery and maxrate
+DL_SUBS=${BENCH_DELIVERY_SUBS:-"1 100 1000"}
+DL_SECONDS=${BENCH_DELIVERY_SECONDS:-10}	# length of each stream at BENCH_RATE
+DL_ROUNDS=${BENCH_DELIVERY_ROUNDS:-2}
+DL_TRANSPORTS=${BENCH_DELIVERY_TRANSPORTS:-"ws wss"}
+MR_SUBS=${BENCH_MAXRATE_SUBS:-"1 100"}
+MR_STEPS=${BENCH_MAXRATE_STEPS:-"1000 2000 4000 6000 8000 10000 12000 16000 20000 24000"}	# events/s
+MR_SECONDS=${BENCH_MAXRATE_SECONDS:-5}	# per step
+MR_CLIENTS=${BENCH_MAXRATE_CLIENTS:-8}	# pgbench clients
+MR_ROUNDS=${BENCH_MAXRATE_ROUNDS:-2}
+MR_P99_MS=${BENCH_MAXRATE_P99_MS:-100}	# a step passes with p99 under this
+R100_SUBS=${BENCH_ROWS100_SUBS:-"100 1000"}
+R100_TX=${BENCH_ROWS100_TX:-200}	# transactions per run
+R100_ROWS=${BENCH_ROWS100_ROWS:-100}	# rows per transaction
+R100_ROUNDS=${BENCH_ROWS100_ROUNDS:-2}
+R100_PROCS=${BENCH_ROWS100_PROCS:-4}	# client processes (-j)
+PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and rows100
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | walwrite | resume | wakeup | standby | scale) ;;
+		write | broadcast | burst | walwrite | resume | wakeup | standby | scale | delivery | maxrate | rows100) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -121,6 +171,11 @@ fi
 
 make -s -C "$HERE" ws_sub >/dev/null
 WS_SUB="$HERE/ws_sub"
+CLIENT="$HERE/$BENCH_CLIENT"
+if has_part delivery || has_part maxrate || has_part rows100; then
+	[ "$BENCH_CLIENT" = ws_sub ] || make -s -C "$HERE" "$BENCH_CLIENT" >/dev/null
+	[ -x "$CLIENT" ] || { echo "run_bench.sh: BENCH_CLIENT: $CLIENT is not a program" >&2; exit 1; }
+fi
 
 # ---------------------------------------------------------------- set-up
 
@@ -144,6 +199,11 @@ cleanup() {
 		runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop \
 			>/dev/null 2>&1 || true
 	done
+	# pg_ws.so rewritten in place during a run crashed a cluster's backend
+	# (signal 11): say so, the results are not of one build
+	if [ -n "${SO_MD5:-}" ] && [ "$(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12)" != "$SO_MD5" ]; then
+		echo "# WARNING: $PKGLIB/pg_ws.so changed during the run (md5 $SO_MD5 at the start, $(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12) now): these results, and any crash, are not of one build"
+	fi
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then
 		echo "# kept $TMP"
 	else
@@ -1120,7 +1180,473 @@ done
 echo
 fi
 
-for f in "$LOG" "$TMP/server_nowal.log" "$TMP/standby1.log" "$TMP/standby2.log" "$TMP/server_scale.log"; do
+# ---------------------------------------------------------------- delivery, maxrate, rows100
+
+# The delivery parts (issue 7) run on clusters of their own, started under
+# prlimit --nofile with room for DL_MAXSUBS subscribers: "ws" for all three
+# parts, and "wss" (the same, with a self-signed certificate) for the wss
+# rows of "delivery".  Their subscribers are BENCH_CLIENT processes.
+if has_part delivery || has_part maxrate || has_part rows100; then
+
+declare -A DLC_PORT DLC_WSPORT DLC_WORKER DLC_LOG
+DL_MAXSUBS=1
+for n in $DL_SUBS $MR_SUBS $R100_SUBS; do
+	[ "$n" -gt "$DL_MAXSUBS" ] && DL_MAXSUBS=$n
+done
+# a set still closing may overlap the next (dl_wait_idle waits for it)
+DL_MAXCONN=$((2 * DL_MAXSUBS + 200))
+[ "$DL_MAXCONN" -gt 10000 ] && DL_MAXCONN=10000		# pg_ws.max_connections' maximum
+DL_NOFILE=${BENCH_DELIVERY_NOFILE:-$((2 * DL_MAXSUBS + 4096))}
+CLIENT_HAS_TLS=0
+"$CLIENT" --help 2>&1 | grep -q -- '--tls' && CLIENT_HAS_TLS=1
+
+# dl_cluster ws|wss: start that cluster unless it runs
+dl_cluster() {
+	local tr=$1 extra d p wp
+	[ -n "${DLC_PORT[$tr]:-}" ] && return 0
+	d="$TMP/data_delivery_$tr"
+	p=$(free_port)
+	wp=$(free_port)
+	extra="pg_ws.max_connections = $DL_MAXCONN"
+	if [ "$tr" = wss ]; then
+		# a self-signed P-256 certificate, as a certbot ECDSA one would be
+		mkdir -p "$TMP/tls"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-days 2 -subj "/CN=127.0.0.1" -keyout "$TMP/tls/server.key" \
+			-out "$TMP/tls/server.crt" >"$TMP/tls/openssl.log" 2>&1 ||
+			{ cat "$TMP/tls/openssl.log" >&2; exit 1; }
+		chown -R postgres: "$TMP/tls"
+		chmod 600 "$TMP/tls/server.key"
+		extra="$extra
+pg_ws.ssl_cert_file = '$TMP/tls/server.crt'
+pg_ws.ssl_key_file = '$TMP/tls/server.key'"
+	fi
+	DLC_LOG[$tr]="$TMP/server_delivery_$tr.log"
+	CLUSTER_NOFILE=$DL_NOFILE start_cluster "$d" "${DLC_LOG[$tr]}" "$p" "$wp" "$extra"
+	setup_schema "$p" >/dev/null
+	DLC_WORKER[$tr]=$(worker_pid "$p")
+	[ -n "${DLC_WORKER[$tr]}" ] ||
+		{ echo "run_bench.sh: the pg_ws worker of the $tr delivery cluster is not running" >&2; tail -20 "${DLC_LOG[$tr]}" >&2; exit 1; }
+	DLC_PORT[$tr]=$p
+	DLC_WSPORT[$tr]=$wp
+	echo "# $tr cluster: pg_ws.max_connections = $DL_MAXCONN, postmaster and clients under prlimit --nofile=$DL_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/${DLC_WORKER[$tr]}/limits")$([ "$tr" = wss ] && echo "; self-signed P-256 certificate (pg_ws.ssl_cert_file, pg_ws.ssl_key_file)")"
+}
+
+# dl_wait_idle ws|wss: wait (up to 15 s) until the worker reports no
+# connection, so that a closing set does not share the next measurement
+dl_wait_idle() {
+	local i c=""
+	for ((i = 0; i < 150; i++)); do
+		c=$(psql_at "${DLC_PORT[$1]}" -c "SELECT connections FROM pg_ws_stats()")
+		[ "$c" = 0 ] && return 0
+		sleep 0.1
+	done
+	echo "  (the $1 worker still reports $c connections)"
+}
+
+# jiffies of the whole machine: "busy idle" from /proc/stat (idle includes iowait)
+host_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat; }
+# idle_pct "BUSY0 IDLE0" "BUSY1 IDLE1": % of the machine idle in between
+idle_pct() { echo "$1 $2" | awk '{b = $3 - $1; i = $4 - $2; printf "%.0f", (b + i > 0) ? i / (b + i) * 100 : 0}'; }
+# nanoseconds a process has waited in the run queue (schedstat)
+runq_ns() { awk '{print $2}' "/proc/$1/schedstat" 2>/dev/null || echo 0; }
+
+# client CPU ticks so far: the client and its -j children
+client_ticks() {
+	local t c
+	t=$(cpu_ticks "$1")
+	for c in $(pgrep -P "$1"); do
+		t=$((t + $(cpu_ticks "$c")))
+	done
+	echo "$t"
+}
+
+# dl_clients ws|wss N PROCS OUT [options]: N BENCH_CLIENT subscribers in
+# the background (SUB_PID), returning once they are all connected
+dl_clients() {
+	local tr=$1 n=$2 procs=$3 out=$4 i
+	shift 4
+	local opts=(-H 127.0.0.1 -p "${DLC_WSPORT[$tr]}" -n "$n" -j "$procs" -r "$out.ready" -q)
+	[ "$tr" = wss ] && opts+=(--tls)
+	[ "$CLIENT_LEAN" = 1 ] && opts+=(--lean)
+	rm -f "$out.ready"
+	prlimit --nofile="$DL_NOFILE:$DL_NOFILE" "$CLIENT" "${opts[@]}" "$@" >"$out" 2>"$out.err" &
+	SUB_PID=$!
+	for ((i = 0; i < 1200; i++)); do		# up to 120 s
+		[ -s "$out.ready" ] && return 0
+		kill -0 "$SUB_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "run_bench.sh: $n $tr subscribers did not connect:" >&2
+	head -20 "$out.err" >&2
+	exit 1
+}
+
+# dl_stream ws|wss N RATE SECONDS WRITERS PROCS: N subscribers connect,
+# pgbench --rate RATE commits one stamped visit_history row per transaction
+# for SECONDS, an END row follows; sets the ST_* results
+dl_stream() {
+	local tr=$1 n=$2 evrate=$3 secs=$4 writers=$5 procs=$6
+	local port=${DLC_PORT[$tr]} w0 w1 c0 t0 t1 rc j logl wout q0 q1 h0 h1
+	psql_at "$port" -c "TRUNCATE visit_history" -c "CHECKPOINT"
+	dl_wait_idle "$tr"
+	logl=$(wc -l <"${DLC_LOG[$tr]}")
+	# enough time to drain a backlog at 100 000 deliveries/s
+	dl_clients "$tr" "$n" "$procs" "$TMP/dl_sub.out" -E END \
+		-t $((secs + 60 + n * evrate * secs / 100000))
+	sleep 0.5
+	j=$writers
+	[ "$j" -gt "$NPROC" ] && j=$NPROC
+	w0=$(cpu_ticks "${DLC_WORKER[$tr]}")
+	q0=$(runq_ns "${DLC_WORKER[$tr]}")
+	h0=$(host_jiffies)
+	c0=$(client_ticks "$SUB_PID")
+	t0=$(date +%s.%N)
+	PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -c "$writers" -j "$j" -R "$evrate" \
+		-T "$secs" -f "$TMP/insert_ws.sql"
+	wout=$(cat "$TMP/pgbench.out")
+	psql_at "$port" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+	rc=0
+	wait "$SUB_PID" || rc=$?
+	SUB_PID=""
+	t1=$(date +%s.%N)
+	w1=$(cpu_ticks "${DLC_WORKER[$tr]}")
+	q1=$(runq_ns "${DLC_WORKER[$tr]}")
+	h1=$(host_jiffies)
+	ST_RES=$(grep '^RESULT' "$TMP/dl_sub.out" || true)
+	ST_RC=$rc
+	ST_ROWS=$(psql_at "$port" -c "SELECT count(*) FROM visit_history WHERE device_id <> 'END'")
+	ST_EXP=$((ST_ROWS * n))
+	ST_MSGS=$(field "$ST_RES" msgs)
+	ST_MSGS=${ST_MSGS:-0}
+	ST_LOST=$((ST_EXP - ST_MSGS))
+	ST_TIMEOUT=$(field "$ST_RES" timeout)
+	ST_TPS=$(echo "$wout" | awk '/^tps = / {printf "%.0f", $3; exit}')
+	# "rate limit schedule lag: avg 0.248 (max 6.815) ms"
+	ST_LAG=$(echo "$wout" | awk '/rate limit schedule lag/ {gsub(/[()]/, ""); print $6 "/" $8; exit}')
+	ST_LAGAVG=${ST_LAG%%/*}
+	ST_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+	ST_WCPU=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+	ST_WPCT=$(awk -v c="$ST_WCPU" -v s="$ST_SECS" 'BEGIN {printf "%.0f", c / s * 100}')
+	ST_WUS=$(awk -v c="$ST_WCPU" -v m="$ST_MSGS" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')
+	# the client's CPU from the start of the stream (connecting excluded)
+	ST_CCPU=$(awk -v a="$c0" -v c="$(field "$ST_RES" cpu_s)" -v t="$CLK_TCK" 'BEGIN {x = c - a / t; printf "%.2f", x < 0 ? 0 : x}')
+	ST_CPCT=$(awk -v c="$ST_CCPU" -v s="$ST_SECS" 'BEGIN {printf "%.0f", c / s * 100}')
+	ST_CUS=$(awk -v c="$ST_CCPU" -v m="$ST_MSGS" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')
+	# how long the worker was runnable but waited for a CPU, and how idle
+	# the machine was (all processes, other tenants' included)
+	ST_WRUNQ=$(awk -v a="$q0" -v b="$q1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')
+	ST_IDLE=$(idle_pct "$h0" "$h1")
+	ST_CULLED=$(tail -n +"$((logl + 1))" "${DLC_LOG[$tr]}" | grep -c 'disconnecting a subscriber' || true)
+	ST_OK=yes
+	[ "$rc" = 0 ] && [ "$ST_LOST" = 0 ] || ST_OK=NO
+}
+
+# ms with one decimal from us
+ms() { awk -v x="$1" 'BEGIN {if (x == "" || x == "nan" || x < 0) print "-"; else printf "%.1f", x / 1000}'; }
+# pretty-print the ST_* of a run
+st_line() {
+	printf 'events %6d (%5.0f/s, pgbench tps %s, lag avg/max %s ms)  delivered %s/%s (lost %s%s)  %s msgs/s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker %s CPU-s = %s%%, %s us/msg, waited for a CPU %s s  client %s CPU-s = %s%%, %s us/msg  machine idle %s%%  %ss\n' \
+		"$ST_ROWS" "$(awk -v x="$ST_ROWS" -v d="$1" 'BEGIN {print x / d}')" "${ST_TPS:-?}" "${ST_LAG:-?}" \
+		"$ST_MSGS" "$ST_EXP" "$ST_LOST" \
+		"$([ "$ST_TIMEOUT" = 1 ] && echo ', client timed out')$([ "$ST_CULLED" != 0 ] && echo ", $ST_CULLED culled")$([ "$ST_RC" != 0 ] && echo ", client rc $ST_RC")" \
+		"$(field "$ST_RES" msgs_per_s)" "$(field "$ST_RES" p50_us)" "$(field "$ST_RES" p99_us)" \
+		"$(field "$ST_RES" max_us)" "$(field "$ST_RES" first_p50_us)" "$(field "$ST_RES" first_p99_us)" \
+		"$(field "$ST_RES" spread_p50_us)" "$(field "$ST_RES" spread_p99_us)" \
+		"$ST_WCPU" "$ST_WPCT" "$ST_WUS" "$ST_WRUNQ" "$ST_CCPU" "$ST_CPCT" "$ST_CUS" "$ST_IDLE" "$ST_SECS"
+	if [ "$ST_OK" != yes ]; then
+		sort "$TMP/dl_sub.out.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn |
+			awk 'n++ < 3 {print "    client: " $0}' || true
+	fi
+}
+
+echo "## delivery parts: client $CLIENT$([ "$CLIENT_LEAN" = 1 ] && echo ' --lean'), $([ "$CLIENT_HAS_TLS" = 1 ] && echo 'has --tls' || echo 'no --tls')"
+dl_cluster ws
+if has_part delivery && [[ " $DL_TRANSPORTS " == *" wss "* ]]; then
+	if [ "$CLIENT_HAS_TLS" = 1 ]; then
+		dl_cluster wss
+	else
+		echo "# $CLIENT has no --tls: the wss rows of part delivery are skipped"
+	fi
+fi
+echo
+fi
+
+if has_part delivery; then
+echo "## delivery: pgbench --rate $RATE -c $WRITER_CLIENTS for ${DL_SECONDS}s (one stamped INSERT per transaction) to $DL_SUBS subscribers ($CLIENT_PROCS client processes at most), over $DL_TRANSPORTS, $DL_ROUNDS rounds"
+echo "# worker/client CPU: from pgbench's start until the client had every event (the client's connecting excluded); us/msg = CPU time / messages delivered"
+DL_TR=""
+for tr in $DL_TRANSPORTS; do
+	[ "$tr" = wss ] && [ "$CLIENT_HAS_TLS" != 1 ] && continue
+	DL_TR="$DL_TR $tr"
+done
+declare -A D_RATE D_P50 D_P99 D_MAX D_F50 D_F99 D_S50 D_S99 D_LOST D_EXP D_WPCT D_WUS D_CPCT D_CUS D_EPS D_RUNQ D_IDLE
+for ((r = 0; r < DL_ROUNDS; r++)); do
+	for n in $DL_SUBS; do
+		for tr in $DL_TR; do
+			procs=$CLIENT_PROCS
+			[ "$procs" -gt "$n" ] && procs=$n
+			dl_stream "$tr" "$n" "$RATE" "$DL_SECONDS" "$WRITER_CLIENTS" "$procs"
+			D_RATE[$tr,$n]="${D_RATE[$tr,$n]:-} $(field "$ST_RES" msgs_per_s)"
+			D_EPS[$tr,$n]="${D_EPS[$tr,$n]:-} $(awk -v x="$ST_ROWS" -v d="$DL_SECONDS" 'BEGIN {print x / d}')"
+			D_P50[$tr,$n]="${D_P50[$tr,$n]:-} $(field "$ST_RES" p50_us)"
+			D_P99[$tr,$n]="${D_P99[$tr,$n]:-} $(field "$ST_RES" p99_us)"
+			D_MAX[$tr,$n]="${D_MAX[$tr,$n]:-} $(field "$ST_RES" max_us)"
+			D_F50[$tr,$n]="${D_F50[$tr,$n]:-} $(field "$ST_RES" first_p50_us)"
+			D_F99[$tr,$n]="${D_F99[$tr,$n]:-} $(field "$ST_RES" first_p99_us)"
+			D_S50[$tr,$n]="${D_S50[$tr,$n]:-} $(field "$ST_RES" spread_p50_us)"
+			D_S99[$tr,$n]="${D_S99[$tr,$n]:-} $(field "$ST_RES" spread_p99_us)"
+			D_WPCT[$tr,$n]="${D_WPCT[$tr,$n]:-} $ST_WPCT"
+			D_WUS[$tr,$n]="${D_WUS[$tr,$n]:-} $ST_WUS"
+			D_CPCT[$tr,$n]="${D_CPCT[$tr,$n]:-} $ST_CPCT"
+			D_CUS[$tr,$n]="${D_CUS[$tr,$n]:-} $ST_CUS"
+			D_RUNQ[$tr,$n]="${D_RUNQ[$tr,$n]:-} $ST_WRUNQ"
+			D_IDLE[$tr,$n]="${D_IDLE[$tr,$n]:-} $ST_IDLE"
+			D_LOST[$tr,$n]=$((${D_LOST[$tr,$n]:-0} + ST_LOST))
+			D_EXP[$tr,$n]=$((${D_EXP[$tr,$n]:-0} + ST_EXP))
+			printf '  round %d  %-3s  subs %4d  ' $((r + 1)) "$tr" "$n"
+			st_line "$DL_SECONDS"
+		done
+	done
+done
+echo
+echo "Medians over the rounds; latency = receive time - clock_timestamp() in the INSERT; lost: expected deliveries (events x subscribers) not received, all rounds; CPU in % of one CPU ($NPROC CPUs) and per delivered message; worker run-queue wait: time the worker was runnable but not running; machine idle: all CPUs, other processes included."
+echo
+echo "| transport | subscribers | events/s | delivered msgs/s | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | lost | pg_ws worker CPU | worker us/msg | worker run-queue wait | client CPU | client us/msg | machine idle |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+for tr in $DL_TR; do
+	for n in $DL_SUBS; do
+		# shellcheck disable=SC2086
+		printf '| %s | %d | %.0f | %.0f | %s ms | %s ms | %s ms | %s / %s ms | %s / %s ms | %s of %s | %s%% | %s | %s s | %s%% | %s | %s%% |\n' \
+			"$tr" "$n" "$(median ${D_EPS[$tr,$n]})" "$(median ${D_RATE[$tr,$n]})" \
+			"$(ms "$(median ${D_P50[$tr,$n]})")" "$(ms "$(median ${D_P99[$tr,$n]})")" \
+			"$(ms "$(median ${D_MAX[$tr,$n]})")" \
+			"$(ms "$(median ${D_F50[$tr,$n]})")" "$(ms "$(median ${D_F99[$tr,$n]})")" \
+			"$(ms "$(median ${D_S50[$tr,$n]})")" "$(ms "$(median ${D_S99[$tr,$n]})")" \
+			"${D_LOST[$tr,$n]}" "${D_EXP[$tr,$n]}" "$(median ${D_WPCT[$tr,$n]})" \
+			"$(median ${D_WUS[$tr,$n]})" "$(median ${D_RUNQ[$tr,$n]})" \
+			"$(median ${D_CPCT[$tr,$n]})" "$(median ${D_CUS[$tr,$n]})" "$(median ${D_IDLE[$tr,$n]})"
+	done
+done
+[ "$CLIENT_HAS_TLS" = 1 ] || [[ " $DL_TRANSPORTS " != *" wss "* ]] ||
+	echo "| wss | - | skipped: $CLIENT has no --tls | | | | | | | | | | | | | |"
+echo
+# issue 7's target: 1 000 events/s to 100 subscribers, p50 <= 0.3 ms, p99 <= 1 ms, nothing lost
+for tr in $DL_TR; do
+	[[ " $DL_SUBS " == *" 100 "* ]] && [ "$RATE" = 1000 ] || continue
+	# shellcheck disable=SC2086
+	p50=$(median ${D_P50[$tr,100]})
+	# shellcheck disable=SC2086
+	p99=$(median ${D_P99[$tr,100]})
+	printf 'target (%s, 1 000 events/s to 100 subscribers: p50 <= 0.3 ms, p99 <= 1 ms, nothing lost): p50 %s ms, p99 %s ms, lost %s: %s\n' \
+		"$tr" "$(ms "$p50")" "$(ms "$p99")" "${D_LOST[$tr,100]}" \
+		"$(awk -v a="$p50" -v b="$p99" -v l="${D_LOST[$tr,100]}" 'BEGIN {print (a <= 300 && b <= 1000 && l == 0) ? "met" : "not met"}')"
+done
+echo
+fi
+
+if has_part maxrate; then
+echo "## maxrate: single-row transactions, pgbench --rate stepped up ($MR_STEPS) -c $MR_CLIENTS for ${MR_SECONDS}s each, to $MR_SUBS subscribers (ws), $MR_ROUNDS round(s)"
+echo "# a step passes when pgbench achieved >= 95% of the rate, every subscriber got every event and p99 < $MR_P99_MS ms; the sweep stops at the first step that fails"
+declare -A M_BEST M_NEXT
+for ((r = 0; r < MR_ROUNDS; r++)); do
+	for n in $MR_SUBS; do
+		procs=$CLIENT_PROCS
+		[ "$procs" -gt "$n" ] && procs=$n
+		best=0
+		bestline="none"
+		next="none: every step passed (raise BENCH_MAXRATE_STEPS)"
+		for step in $MR_STEPS; do
+			dl_stream ws "$n" "$step" "$MR_SECONDS" "$MR_CLIENTS" "$procs"
+			p99=$(field "$ST_RES" p99_us)
+			why=""
+			awk -v t="$ST_TPS" -v r="$step" 'BEGIN {exit !(t < 0.95 * r)}' &&
+				why="writer: $ST_TPS tps of $step (lag avg $ST_LAGAVG ms, machine idle $ST_IDLE%); "
+			[ "$ST_LOST" != 0 ] && why="${why}lost $ST_LOST of $ST_EXP$([ "$ST_TIMEOUT" = 1 ] && echo ' (client timed out: still behind)')$([ "$ST_CULLED" != 0 ] && echo " ($ST_CULLED subscribers culled)"); "
+			[ "$ST_RC" != 0 ] && [ "$ST_LOST" = 0 ] && why="${why}client rc $ST_RC; "
+			awk -v p="${p99:--1}" -v m="$MR_P99_MS" 'BEGIN {exit !(p < 0 || p >= m * 1000)}' &&
+				why="${why}delivery lag: p99 $(ms "$p99") ms (first p99 $(ms "$(field "$ST_RES" first_p99_us)"), spread p99 $(ms "$(field "$ST_RES" spread_p99_us)") ms, worker $ST_WPCT% and waited for a CPU $ST_WRUNQ s, client $ST_CPCT%, machine idle $ST_IDLE%); "
+			printf '  round %d  subs %3d  rate %5d  %-4s ' $((r + 1)) "$n" "$step" "$([ -z "$why" ] && echo pass || echo FAIL)"
+			st_line "$MR_SECONDS"
+			if [ -n "$why" ]; then
+				next="$step failed: ${why%; }"
+				break
+			fi
+			best=$step
+			bestline="$ST_TPS tps, p99 $(ms "$p99") ms, worker $ST_WPCT%, client $ST_CPCT%, machine idle $ST_IDLE%"
+		done
+		M_BEST[$n]="${M_BEST[$n]:-} $best"
+		printf '  round %d  subs %3d  highest passing: %s (%s); next step: %s\n' $((r + 1)) "$n" "$best" "$bestline" "$next"
+		M_NEXT[$n]="${M_NEXT[$n]:-}round $((r + 1)): $best ($bestline); next step: $next<br>"
+	done
+done
+echo
+echo "| subscribers | highest passing rate (median of rounds) | per round, and what failed at the next step |"
+echo "|--:|--:|---|"
+for n in $MR_SUBS; do
+	# shellcheck disable=SC2086
+	printf '| %d | %.0f events/s | %s |\n' "$n" "$(median ${M_BEST[$n]})" "${M_NEXT[$n]%<br>}"
+done
+echo
+fi
+
+if has_part rows100; then
+R100_EVENTS=$((R100_TX * R100_ROWS))
+echo "## rows100: $R100_TX transactions of $R100_ROWS rows (INSERT ... SELECT generate_series, one stamp per row) committed back to back by one session, to $R100_SUBS subscribers (ws, $R100_PROCS client processes), $R100_ROUNDS rounds"
+echo "# msgs/s: the client's, first to last message received; CPU: from the first commit until the client had every event, as % of that time (the client's connecting excluded)"
+declare -A H_RATE H_P50 H_P99 H_WIN H_WPCT H_WUS H_CPCT H_CUS H_LOST H_EXP H_COMMIT H_RUNQ H_IDLE
+for ((r = 0; r < R100_ROUNDS; r++)); do
+	for n in $R100_SUBS; do
+		procs=$R100_PROCS
+		[ "$procs" -gt "$n" ] && procs=$n
+		psql_at "${DLC_PORT[ws]}" -c "TRUNCATE visit_history" -c "CHECKPOINT"
+		dl_wait_idle ws
+		logl=$(wc -l <"${DLC_LOG[ws]}")
+		dl_clients ws "$n" "$procs" "$TMP/dl_sub.out" -E END -t $((60 + n * R100_EVENTS / 50000))
+		sleep 0.5
+		w0=$(cpu_ticks "${DLC_WORKER[ws]}")
+		q0=$(runq_ns "${DLC_WORKER[ws]}")
+		h0=$(host_jiffies)
+		c0=$(client_ticks "$SUB_PID")
+		t0=$(date +%s.%N)
+		psql_at "${DLC_PORT[ws]}" -c "DO \$\$ BEGIN FOR i IN 1..$R100_TX LOOP
+			INSERT INTO visit_history (client_id, device_id)
+				SELECT 1, $STAMP FROM generate_series(1, $R100_ROWS);
+			COMMIT; END LOOP; END \$\$" \
+			-c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+		tc=$(date +%s.%N)
+		rc=0
+		wait "$SUB_PID" || rc=$?
+		SUB_PID=""
+		t1=$(date +%s.%N)
+		w1=$(cpu_ticks "${DLC_WORKER[ws]}")
+		q1=$(runq_ns "${DLC_WORKER[ws]}")
+		h1=$(host_jiffies)
+		res=$(grep '^RESULT' "$TMP/dl_sub.out" || true)
+		msgs=$(field "$res" msgs)
+		msgs=${msgs:-0}
+		exp=$((R100_EVENTS * n))
+		secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+		wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+		ccpu=$(awk -v a="$c0" -v c="$(field "$res" cpu_s)" -v t="$CLK_TCK" 'BEGIN {x = c - a / t; printf "%.2f", x < 0 ? 0 : x}')
+		culled=$(tail -n +"$((logl + 1))" "${DLC_LOG[ws]}" | grep -c 'disconnecting a subscriber' || true)
+		H_RATE[$n]="${H_RATE[$n]:-} $(field "$res" msgs_per_s)"
+		H_WIN[$n]="${H_WIN[$n]:-} $(field "$res" window_s)"
+		H_P50[$n]="${H_P50[$n]:-} $(field "$res" p50_us)"
+		H_P99[$n]="${H_P99[$n]:-} $(field "$res" p99_us)"
+		H_COMMIT[$n]="${H_COMMIT[$n]:-} $(awk -v a="$t0" -v b="$tc" 'BEGIN {printf "%.2f", b - a}')"
+		H_WPCT[$n]="${H_WPCT[$n]:-} $(awk -v c="$wcpu" -v s="$secs" 'BEGIN {printf "%.0f", c / s * 100}')"
+		H_WUS[$n]="${H_WUS[$n]:-} $(awk -v c="$wcpu" -v m="$msgs" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')"
+		H_CPCT[$n]="${H_CPCT[$n]:-} $(awk -v c="$ccpu" -v s="$secs" 'BEGIN {printf "%.0f", c / s * 100}')"
+		H_CUS[$n]="${H_CUS[$n]:-} $(awk -v c="$ccpu" -v m="$msgs" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')"
+		H_LOST[$n]=$((${H_LOST[$n]:-0} + exp - msgs))
+		H_RUNQ[$n]="${H_RUNQ[$n]:-} $(awk -v a="$q0" -v b="$q1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')"
+		H_IDLE[$n]="${H_IDLE[$n]:-} $(idle_pct "$h0" "$h1")"
+		H_EXP[$n]=$((${H_EXP[$n]:-0} + exp))
+		printf '  round %d  subs %4d  delivered %s/%s%s%s  %s msgs/s over %s s (commits took %s s)  p50 %s us  p99 %s us  worker %s CPU-s in %s s (%s us/msg, waited for a CPU %s s)  client %s CPU-s (%s us/msg)  machine idle %s%%\n' \
+			$((r + 1)) "$n" "$msgs" "$exp" "$([ "$rc" != 0 ] && echo " (client rc $rc$([ "$(field "$res" timeout)" = 1 ] && echo ', timed out'))")" \
+			"$([ "$culled" != 0 ] && echo ", $culled culled")" "$(field "$res" msgs_per_s)" "$(field "$res" window_s)" \
+			"$(awk -v a="$t0" -v b="$tc" 'BEGIN {printf "%.2f", b - a}')" "$(field "$res" p50_us)" "$(field "$res" p99_us)" \
+			"$wcpu" "$secs" "${H_WUS[$n]##* }" "${H_RUNQ[$n]##* }" "$ccpu" "${H_CUS[$n]##* }" "${H_IDLE[$n]##* }"
+		if [ "$rc" != 0 ]; then
+			sort "$TMP/dl_sub.out.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn |
+				awk 'n++ < 3 {print "    client: " $0}' || true
+		fi
+	done
+done
+echo
+echo "Medians over the rounds. Target (issue 7): >= 2 000 000 delivered msgs/s. CPU in % of one CPU ($NPROC CPUs), from the first commit until the client had every event; with the machine not idle, whoever is near 100% per process is the limit."
+echo
+echo "| subscribers | deliveries per round | delivered msgs/s | seconds (first to last message) | commits took | p50 | p99 | lost | pg_ws worker CPU | worker us/msg | worker run-queue wait | client CPU ($R100_PROCS processes) | client us/msg | machine idle |"
+echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+for n in $R100_SUBS; do
+	# shellcheck disable=SC2086
+	printf '| %d | %d | %.0f | %.2f | %.2f s | %s ms | %s ms | %s of %s | %s%% | %s | %s s | %s%% | %s | %s%% |\n' "$n" $((R100_EVENTS * n)) \
+		"$(median ${H_RATE[$n]})" "$(median ${H_WIN[$n]})" "$(median ${H_COMMIT[$n]})" \
+		"$(ms "$(median ${H_P50[$n]})")" "$(ms "$(median ${H_P99[$n]})")" "${H_LOST[$n]}" "${H_EXP[$n]}" \
+		"$(median ${H_WPCT[$n]})" "$(median ${H_WUS[$n]})" "$(median ${H_RUNQ[$n]})" \
+		"$(median ${H_CPCT[$n]})" "$(median ${H_CUS[$n]})" "$(median ${H_IDLE[$n]})"
+done
+echo
+fi
+
+# plots of delivered msgs/s and p99 against subscribers, with their data
+if has_part delivery || has_part rows100; then
+mkdir -p "$PLOT_DIR"
+{
+	echo "# pg_ws delivery, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), pg_ws.so md5 $SO_MD5; medians; ? = not measured"
+	echo "# subscribers ws_msgs_per_s ws_p50_us ws_p99_us wss_msgs_per_s wss_p50_us wss_p99_us rows100_msgs_per_s rows100_p99_us"
+	PL_SUBS=""
+	has_part delivery && PL_SUBS="$DL_SUBS"
+	has_part rows100 && PL_SUBS="$PL_SUBS $R100_SUBS"
+	# shellcheck disable=SC2086
+	for n in $(printf '%s\n' $PL_SUBS | sort -nu); do
+		line="$n"
+		for tr in ws wss; do
+			if has_part delivery && [ -n "${D_RATE[$tr,$n]:-}" ]; then
+				# shellcheck disable=SC2086
+				line="$line $(median ${D_RATE[$tr,$n]}) $(median ${D_P50[$tr,$n]}) $(median ${D_P99[$tr,$n]})"
+			else
+				line="$line ? ? ?"
+			fi
+		done
+		if has_part rows100 && [ -n "${H_RATE[$n]:-}" ]; then
+			# shellcheck disable=SC2086
+			line="$line $(median ${H_RATE[$n]}) $(median ${H_P99[$n]})"
+		else
+			line="$line ? ?"
+		fi
+		echo "$line"
+	done
+} >"$PLOT_DIR/delivery.dat"
+# one series per measured column (gnuplot stops at a series with no point)
+dl_series() {
+	local what=$1 col=$2 title=$3
+	if awk -v c="$col" '!/^#/ && $c != "?" {found = 1} END {exit !found}' "$PLOT_DIR/delivery.dat"; then
+		printf '"%s" using 1:(column(%d)%s) with linespoints title "%s", ' \
+			"$PLOT_DIR/delivery.dat" "$col" "$what" "$title"
+	fi
+}
+PL_RATE="$(dl_series "" 2 "ws://, $RATE events/s")$(dl_series "" 5 "wss://, $RATE events/s")$(dl_series "" 8 "ws://, transactions of $R100_ROWS rows")"
+PL_P99="$(dl_series /1000 4 "ws://, $RATE events/s")$(dl_series /1000 7 "wss://, $RATE events/s")$(dl_series /1000 9 "ws://, transactions of $R100_ROWS rows")"
+PL_X=$(awk '!/^#/ {if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1}
+	END {printf "%g:%g", min / 1.6, max * 1.6}' "$PLOT_DIR/delivery.dat")
+cat >"$PLOT_DIR/delivery.gp" <<GP
+# gnuplot $PLOT_DIR/delivery.gp (written by bench/run_bench.sh)
+set terminal pngcairo size 800,500 font ",10" noenhanced
+set datafile missing "?"
+set logscale xy
+set xrange [$PL_X]
+set xlabel "subscribers"
+set grid
+set key top left
+set xtics (1, 10, 100, 1000, 10000)
+set format y "%.0s%c"
+set output "$PLOT_DIR/delivery_msgs_per_s.png"
+set title "pg_ws: delivered messages/s ($NPROC CPUs, loopback, pg_ws.so $SO_MD5)"
+set ylabel "delivered msgs/s"
+plot ${PL_RATE}2000000 with lines dt 2 lc "gray" title "target: 2M msgs/s (100-row transactions)"
+set output "$PLOT_DIR/delivery_p99.png"
+set title "pg_ws: p99 commit-to-receive latency ($NPROC CPUs, loopback, pg_ws.so $SO_MD5)"
+set ylabel "p99 latency (ms)"
+set format y "%g"
+set yrange [0.1:*]
+plot ${PL_P99}1 with lines dt 2 lc "gray" title "target: 1 ms (1 000 events/s to 100)"
+GP
+if command -v gnuplot >/dev/null 2>&1; then
+	if gnuplot "$PLOT_DIR/delivery.gp" 2>"$TMP/gnuplot.err"; then
+		echo "# plots: $PLOT_DIR/delivery_msgs_per_s.png, $PLOT_DIR/delivery_p99.png (data $PLOT_DIR/delivery.dat, script delivery.gp)"
+	else
+		echo "# gnuplot failed: $(head -3 "$TMP/gnuplot.err" | tr '\n' ' ')"
+	fi
+else
+	echo "# no plots: gnuplot is not installed (apt-get install gnuplot-nox); data in $PLOT_DIR/delivery.dat"
+fi
+echo
+fi
+
+for f in "$LOG" "$TMP/server_nowal.log" "$TMP/standby1.log" "$TMP/standby2.log" "$TMP/server_scale.log" \
+	"$TMP/server_delivery_ws.log" "$TMP/server_delivery_wss.log"; do
 	if [ -f "$f" ] && grep -q 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f"; then
 		echo "## server log $(basename "$f"): errors or disconnected subscribers"
 		grep 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f" | head -20

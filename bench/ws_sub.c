@@ -1,7 +1,8 @@
 /*
  * ws_sub.c - benchmark subscriber for pg_ws.
  *
- * Opens N WebSocket connections to ws://HOST:PORT/ws/ (from one
+ * Opens N WebSocket connections to ws://HOST:PORT/ws/ (wss:// with --tls,
+ * accepting a self-signed certificate for any host name; from one
  * libwebsockets service loop, or from P processes with --procs), parses
  * every message with json-c (each must be an object with a string "event"
  * and an object "data"), and reports
@@ -134,6 +135,7 @@ static const char *opt_samples = NULL;	/* file of every latency sample */
 static int	opt_quiet = 0;
 static int	opt_max_pending = 0;	/* connections in handshake at once, 0: all */
 static int	opt_lean = 0;		/* no json-c: find the keys by string search */
+static int	opt_tls = 0;		/* wss://, any certificate */
 
 /* this process's share of the subscribers */
 static Sub *subs;
@@ -632,6 +634,10 @@ start_connects(void)
 		ci.protocol = NULL;		/* pg_ws serves its default protocol */
 		ci.local_protocol_name = "ws-sub";
 		ci.ietf_version_or_minus_one = -1;
+		/* a benchmark of the server's TLS, not of certificate checking */
+		if (opt_tls)
+			ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
+				LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_EXPIRED;
 		ci.opaque_user_data = s;
 		ci.pwsi = &s->wsi;
 		pending++;
@@ -667,6 +673,8 @@ run_subscribers(int first, int count)
 	info.gid = -1;
 	info.uid = -1;
 	info.fd_limit_per_thread = (unsigned int) count + 64;
+	if (opt_tls)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	context = lws_create_context(&info);
 	if (context == NULL)
 	{
@@ -975,7 +983,9 @@ usage(FILE *f)
 			"  -m, --max-pending N   at most N connections in their handshakes at\n"
 			"                        once, per process (0: all at once)\n"
 			"  -L, --lean            no json-c: check and read messages by string\n"
-			"                        search (cheaper for very many subscribers)\n");
+			"                        search (cheaper for very many subscribers)\n"
+			"      --tls             wss://: TLS, any certificate (self-signed,\n"
+			"                        expired, for another host name) accepted\n");
 }
 
 int
@@ -998,6 +1008,7 @@ main(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},
 		{"max-pending", required_argument, NULL, 'm'},
 		{"lean", no_argument, NULL, 'L'},
+		{"tls", no_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1064,6 +1075,9 @@ main(int argc, char **argv)
 				break;
 			case 'L':
 				opt_lean = 1;
+				break;
+			case 'T':
+				opt_tls = 1;
 				break;
 			case 'h':
 				usage(stdout);
