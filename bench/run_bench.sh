@@ -980,13 +980,18 @@ fi
 
 if has_part wakeup; then
 
-echo "## wake-ups: pgbench -c 8 one INSERT per transaction, no subscriber, ${WAKEUP_SECONDS}s each: as fast as it goes, and --rate 20000"
-echo "# commits per wake-up = committed transactions / the worker's poll()/epoll_wait() calls (perf stat); worker CPU from /proc"
+echo "## wake-ups: pgbench -c 8 one INSERT per transaction, ${WAKEUP_SECONDS}s each: as fast as it goes, and --rate 20000; no subscriber, then one (ws_sub --lean)"
+echo "# commits per wake-up = committed transactions / the worker's poll()/epoll_wait() calls (perf stat); eventfd reads = wake-ups by commits; worker CPU from /proc"
 echo
-echo "| load | tps | worker wake-ups/s | commits per wake-up | eventfd reads/s | worker CPU |"
-echo "|---|--:|--:|--:|--:|--:|"
+echo "| subscribers | load | tps | worker wake-ups/s | commits per wake-up | eventfd reads/s | commits per eventfd read | worker CPU |"
+echo "|--:|---|--:|--:|--:|--:|--:|--:|"
+for subs in 0 1; do
 for mode in max 20000; do
 	reset_tables
+	if [ "$subs" -gt 0 ]; then
+		run_subscribers "$subs" "$TMP/ready" "$TMP/sub.out" --lean -q -t $((WAKEUP_SECONDS + 60))
+		sleep 0.5
+	fi
 	rate=()
 	[ "$mode" != max ] && rate=(-R "$mode")
 	if command -v perf >/dev/null 2>&1; then
@@ -999,15 +1004,23 @@ for mode in max 20000; do
 		-f "$TMP/insert_ws.sql"
 	w1=$(cpu_ticks "$WORKER_PID")
 	[ -n "${perf_pid:-}" ] && { wait "$perf_pid" 2>/dev/null || true; }
+	if [ "$subs" -gt 0 ]; then
+		kill -TERM "$SUB_PID" 2>/dev/null || true
+		wait "$SUB_PID" 2>/dev/null || true
+		SUB_PID=""
+	fi
 	ntx=$(awk '/number of transactions actually processed/ {print $6; exit}' "$TMP/pgbench.out")
 	tps=$(awk '/^tps = / {printf "%.0f", $3; exit}' "$TMP/pgbench.out")
 	polls=$(awk -F, '/sys_enter_poll|sys_enter_epoll_wait/ {n += $1} END {print n + 0}' "$TMP/perfstat_wakeup.txt" 2>/dev/null || echo 0)
 	reads=$(awk -F, '/sys_enter_read/ {print $1 + 0}' "$TMP/perfstat_wakeup.txt" 2>/dev/null || echo 0)
 	cpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$WAKEUP_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
-	printf '| %s | %s | %.0f | %s | %.0f | %s%% |\n' "$([ "$mode" = max ] && echo "as fast as it goes" || echo "--rate $mode")" \
+	printf '| %s | %s | %s | %.0f | %s | %.0f | %s | %s%% |\n' "$subs" \
+		"$([ "$mode" = max ] && echo "as fast as it goes" || echo "--rate $mode")" \
 		"$tps" "$(awk -v p="$polls" -v d="$WAKEUP_SECONDS" 'BEGIN {print p / d}')" \
 		"$(awk -v n="$ntx" -v p="$polls" 'BEGIN {if (p > 0) printf "%.1f", n / p; else print "n/a (no perf)"}')" \
-		"$(awk -v r="$reads" -v d="$WAKEUP_SECONDS" 'BEGIN {print r / d}')" "$cpu"
+		"$(awk -v r="$reads" -v d="$WAKEUP_SECONDS" 'BEGIN {print r / d}')" \
+		"$(awk -v n="$ntx" -v r="$reads" 'BEGIN {if (r > 0) printf "%.1f", n / r; else print "n/a"}')" "$cpu"
+done
 done
 echo
 fi
