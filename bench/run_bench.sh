@@ -8,17 +8,27 @@
 # socket in a temp dir, PostgreSQL and pg_ws on free 127.0.0.1 ports,
 # shared_preload_libraries = 'pg_ws'), then measures
 #
-#  1. write path: pgbench (-n, custom script, -T BENCH_DURATION) inserting
-#     one row per transaction into
-#        ws      visit_history, with the pg_ws row trigger
-#        plain   an identical table (same columns, identity, index, foreign
-#                key) without any trigger
-#        notify  an identical table whose plpgsql AFTER INSERT row trigger
-#                sends the same JSON with pg_notify() (the NOTIFY baseline)
-#     with 1 and 8 clients, BENCH_ROUNDS rounds with the variants' order
-#     rotated every round: median tps, median of the per-round tps ratios vs
-#     plain, and the server's CPU time per transaction (all PostgreSQL
-#     processes, the pg_ws worker included).
+#  1. write path (pgbench -n -M prepared, -T BENCH_WRITE_DURATION, one
+#     INSERT into visit_history per transaction), four variants:
+#        plain      visit_history with pg_ws's trigger disabled (ALTER
+#                   TABLE ... DISABLE TRIGGER; pg_ws still loaded)
+#        ws         pg_ws's trigger, pg_ws.wal = on
+#        ws_waloff  the same on a second, identical cluster with
+#                   pg_ws.wal = off (a postmaster setting)
+#        notify     pg_ws's trigger disabled, a plpgsql AFTER INSERT
+#                   trigger that sends the same JSON with pg_notify()
+#     x BENCH_WRITE_CLIENTS (1 and 8) x BENCH_WRITE_SYNC: on (fsync=on
+#     synchronous_commit=on, durable) and off (both off).
+#     BENCH_WRITE_ROUNDS short rounds, the variants' order rotated every
+#     round: median tps, per-round tps and CPU/tx ratios vs plain (median
+#     [min..max]), server CPU per transaction (every process of the
+#     cluster, the pg_ws worker included), WAL bytes per transaction;
+#     pg_walinspect's breakdown of 1000 transactions with pg_ws.wal on and
+#     off; a perf profile of the -c 1 backend, plain vs ws
+#     (BENCH_WRITE_PROFILE); then client_update: each pgbench client updates
+#     a client of its own that has BENCH_UPDATE_VISITS visits, plain / ws
+#     (client_update with visit_histories) / notify (the same JSON built
+#     with json_agg).  "walwrite" is an old name of this part.
 #  2. broadcast: 1, 10, 100 subscribers (bench/ws_sub) while pgbench
 #     --rate commits BENCH_RATE visit_history inserts/s for
 #     BENCH_BCAST_SECONDS, BENCH_BCAST_ROUNDS rounds: delivered msgs/s and
@@ -29,19 +39,13 @@
 #  3. burst fan-out: one transaction of BENCH_BURST_ROWS inserts sent to 1,
 #     10 and 100 subscribers: the delivery rate when the worker has a
 #     backlog to send.
-#  4. walwrite: the WAL record of pg_ws 1.2.  plain / visit_history with
-#     pg_ws.wal = on (main cluster) / visit_history on a second cluster with
-#     pg_ws.wal = off, 1 and 8 clients, sync off (fsync=off
-#     synchronous_commit=off) and sync on (fsync=on synchronous_commit=on):
-#     tps and its per-round ratios, WAL bytes and server CPU per
-#     transaction; then pg_walinspect's breakdown of 1000 transactions.
-#  5. resume: 100 000 events (transactions of 100 rows) replayed to a
+#  4. resume: 100 000 events (transactions of 100 rows) replayed to a
 #     subscriber connecting with ?since=&epoch=, from the worker's memory
 #     (large pg_ws.history_size) and from the WAL (64kB).
-#  6. standby (only when named in BENCH_PARTS): 100 subscribers at
+#  5. standby (only when named in BENCH_PARTS): 100 subscribers at
 #     BENCH_RATE events/s on the primary alone vs spread over the primary
 #     and 2 streaming standbys.
-#  7. scale (only when named in BENCH_PARTS): on a cluster of its own
+#  6. scale (only when named in BENCH_PARTS): on a cluster of its own
 #     started under prlimit --nofile, 1 000 and then BENCH_SCALE_SUBS
 #     (10 000) idle subscribers: the time to connect them, the worker's
 #     memory per connection (pg_ws_stats().worker_memory_bytes and VmRSS),
@@ -78,20 +82,34 @@
 #     delivery_p99.png (against subscribers) go to BENCH_PLOT_DIR
 #     (bench/results).
 #
-# BENCH_PARTS picks parts (default "write broadcast burst walwrite resume
-# delivery maxrate rows100").  Loopback only.  The clusters, ws_sub and the
+# BENCH_PARTS picks parts (default "write broadcast burst resume delivery
+# maxrate rows100"; wakeup, standby and scale run only when named; walwrite
+# is an old name of write).  Loopback only.  The clusters, ws_sub and the
 # temp dir are always cleaned up (BENCH_KEEP=1 keeps the temp dir with the
-# server logs).  About 17 minutes with the defaults (parts 8-10: about 7);
-# every BENCH_* variable below can be overridden from the environment.
+# server logs).  About 20 minutes with the defaults (write: 8; delivery,
+# maxrate and rows100: 7); every BENCH_* variable below can be overridden
+# from the environment.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
-DURATION=${BENCH_DURATION:-10}		# seconds per write-path pgbench run
-ROUNDS=${BENCH_ROUNDS:-3}			# write-path rounds
-CLIENTS=${BENCH_CLIENTS:-"1 8"}
+# the write-path part; its defaults take about 8 minutes
+WRITE_DURATION=${BENCH_WRITE_DURATION:-2}	# seconds per pgbench run
+WRITE_ROUNDS=${BENCH_WRITE_ROUNDS:-7}	# rounds, the variants' order rotated
+WRITE_CLIENTS=${BENCH_WRITE_CLIENTS:-"1 8"}
+WRITE_SYNC=${BENCH_WRITE_SYNC:-"on off"}	# on: fsync + synchronous_commit on
+WRITE_VARIANTS=${BENCH_WRITE_VARIANTS:-"plain ws ws_waloff notify"}
+WRITE_PROFILE=${BENCH_WRITE_PROFILE:-1}	# perf record the -c 1 backend, plain vs ws
+PROFILE_SECONDS=${BENCH_PROFILE_SECONDS:-5}
+PROFILE_SYNC=${BENCH_PROFILE_SYNC:-off}	# off: more transactions per sample
+PROFILE_FREQ=${BENCH_PROFILE_FREQ:-1999}	# perf record -F
+PROFILE_CALLGRAPH=${BENCH_PROFILE_CALLGRAPH:-dwarf}	# perf record --call-graph (fp: lighter, chains less reliable)
+UPDATE_VISITS=${BENCH_UPDATE_VISITS:-100}	# visits of each updated client (0: skip)
+UPDATE_CLIENTS=${BENCH_UPDATE_CLIENTS:-"1 8"}
+UPDATE_SYNC=${BENCH_UPDATE_SYNC:-on}
+UPDATE_ROUNDS=${BENCH_UPDATE_ROUNDS:-$WRITE_ROUNDS}
 SUBS=${BENCH_SUBS:-"1 10 100"}
 RATE=${BENCH_RATE:-1000}			# events/s during the broadcast runs
 BCAST_SECONDS=${BENCH_BCAST_SECONDS:-10}
@@ -101,11 +119,8 @@ BURST_SUBS=${BENCH_BURST_SUBS:-"1 10 100"}
 WRITER_CLIENTS=${BENCH_WRITER_CLIENTS:-2}	# pgbench clients for --rate
 SUB_PROCS=${BENCH_SUB_PROCS:-1}		# ws_sub processes per subscriber set
 # which parts run, in this order whatever the order given
-PARTS=${BENCH_PARTS:-"write broadcast burst walwrite resume delivery maxrate rows100"}
-WAL_DURATION=${BENCH_WAL_DURATION:-5}	# seconds per run of the WAL part
-WAL_ROUNDS=${BENCH_WAL_ROUNDS:-3}
-WAL_CLIENTS=${BENCH_WAL_CLIENTS:-"1 8"}
-WAL_SYNC=${BENCH_WAL_SYNC:-"off on"}
+PARTS=${BENCH_PARTS:-"write broadcast burst resume delivery maxrate rows100"}
+PARTS=${PARTS//walwrite/write}		# the old name of the WAL runs, now in write
 RESUME_EVENTS=${BENCH_RESUME_EVENTS:-100000}
 RESUME_BATCH=${BENCH_RESUME_BATCH:-100}	# rows per transaction
 RESUME_ROUNDS=${BENCH_RESUME_ROUNDS:-2}
@@ -151,7 +166,7 @@ PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | walwrite | resume | wakeup | standby | scale | delivery | maxrate | rows100) ;;
+		write | broadcast | burst | resume | wakeup | standby | scale | delivery | maxrate | rows100) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -294,15 +309,11 @@ psql_at "$1" <<'EOF'
 CREATE EXTENSION pg_ws;
 INSERT INTO client (id, visit_count) VALUES (1, 0);
 
--- the same table without any trigger
-CREATE TABLE bench_plain (LIKE visit_history INCLUDING ALL);
-ALTER TABLE bench_plain ADD FOREIGN KEY (client_id)
-	REFERENCES client (id) ON DELETE CASCADE;
-
--- the same table with a NOTIFY trigger sending the same JSON event
-CREATE TABLE bench_notify (LIKE visit_history INCLUDING ALL);
-ALTER TABLE bench_notify ADD FOREIGN KEY (client_id)
-	REFERENCES client (id) ON DELETE CASCADE;
+-- The NOTIFY baseline of the write-path part: plpgsql row triggers that
+-- send the event pg_ws would send with pg_notify() (json_build_object
+-- writes timestamps as 2026-01-01T00:00:00+00:00, not ...Z, and the image as
+-- stored; otherwise the same keys and values).  Created disabled: the part
+-- enables one trigger or the other per run (ALTER TABLE ... ENABLE TRIGGER).
 CREATE FUNCTION bench_notify_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	PERFORM pg_notify('pg_ws_bench',
@@ -312,8 +323,36 @@ BEGIN
 	RETURN NULL;
 END
 $$;
-CREATE TRIGGER bench_notify AFTER INSERT ON bench_notify
+CREATE TRIGGER bench_notify AFTER INSERT ON visit_history
 	FOR EACH ROW EXECUTE FUNCTION bench_notify_event();
+ALTER TABLE visit_history DISABLE TRIGGER bench_notify;
+
+-- client_update with visit_histories: the client's newest
+-- pg_ws.max_visit_histories visits, oldest first, with json_agg
+CREATE FUNCTION bench_client_event(c client) RETURNS json LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN json_build_object('event', 'client_update',
+		'data', json_build_object('id', c.id, 'first_seen', c.first_seen,
+			'last_seen', c.last_seen, 'visit_count', c.visit_count,
+			'gender', c.gender, 'age', c.age, 'image', c.image,
+			'visit_histories', coalesce((
+				SELECT json_agg(json_build_object('datetime', v.datetime,
+						'device_id', v.device_id) ORDER BY v.datetime, v.id)
+				FROM (SELECT h.datetime, h.device_id, h.id FROM visit_history h
+					WHERE h.client_id = c.id ORDER BY h.datetime DESC, h.id DESC
+					LIMIT current_setting('pg_ws.max_visit_histories')::int) v),
+				'[]'::json)));
+END
+$$;
+CREATE FUNCTION bench_notify_client() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify('pg_ws_bench', bench_client_event(NEW)::text);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER bench_notify AFTER UPDATE ON client
+	FOR EACH ROW EXECUTE FUNCTION bench_notify_client();
+ALTER TABLE client DISABLE TRIGGER bench_notify;
 EOF
 }
 setup_schema "$PGPORT"
@@ -340,11 +379,7 @@ fi
 
 # one INSERT per transaction; device_id is the writer's clock in microseconds
 STAMP="(extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
-declare -A TABLE=([ws]=visit_history [plain]=bench_plain [notify]=bench_notify)
-for v in ws plain notify; do
-	echo "INSERT INTO ${TABLE[$v]} (client_id, device_id) VALUES (1, $STAMP);" \
-		>"$TMP/insert_$v.sql"
-done
+echo "INSERT INTO visit_history (client_id, device_id) VALUES (1, $STAMP);" >"$TMP/insert_ws.sql"
 
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -386,7 +421,7 @@ run_pgbench() {
 }
 
 reset_tables() {
-	psql_q -c "TRUNCATE visit_history, bench_plain, bench_notify" -c "CHECKPOINT"
+	psql_q -c "TRUNCATE visit_history" -c "CHECKPOINT"
 }
 
 # ---------------------------------------------------------------- header
@@ -417,79 +452,396 @@ for f in "$REPO"/src/*.c "$REPO"/src/*.h; do
 done
 echo "# cluster: fsync=off synchronous_commit=off full_page_writes=off autovacuum=off (unless a part says otherwise); pg_ws.event_loop=$EVENT_LOOP; pgbench over the unix socket; tables truncated + CHECKPOINT before each run"
 echo "# parts: $PARTS"
+# the command, with every BENCH_* setting it was given
+echo "# command: $(env | grep '^BENCH_' | sort | tr '\n' ' ')bash bench/run_bench.sh"
 echo
 
 # ---------------------------------------------------------------- write path
 
 if has_part write; then
 
-echo "## write path: one INSERT per transaction, pgbench -n -T $DURATION, $ROUNDS rounds (order rotated)"
-VARIANTS=(plain ws notify)
-declare -A TPS
-declare -A WCPU
-declare -A CPX
-for ((r = 0; r < ROUNDS; r++)); do
-	for c in $CLIENTS; do
-		j=$c
-		[ "$j" -gt "$NPROC" ] && j=$NPROC
-		for ((k = 0; k < ${#VARIANTS[@]}; k++)); do
-			v=${VARIANTS[$(((k + r) % ${#VARIANTS[@]}))]}
-			reset_tables
-			w0=$(cpu_ticks "$WORKER_PID")
-			s0=$(cluster_ticks)
-			run_pgbench "$TMP/pgbench.out" -c "$c" -j "$j" -T "$DURATION" \
-				-f "$TMP/insert_$v.sql"
-			out=$(cat "$TMP/pgbench.out")
-			w1=$(cpu_ticks "$WORKER_PID")
-			sleep 0.3	# let the postmaster reap the backends
-			s1=$(cluster_ticks)
-			tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
-			ntx=$(echo "$out" | awk '/number of transactions actually processed/ {print $6; exit}')
-			failed=$(echo "$out" | awk '/number of failed transactions/ {print $5; exit}')
-			# server CPU (all PostgreSQL processes, the pg_ws worker included) per transaction
-			cpx=$(awk -v a="$s0" -v b="$s1" -v t="$CLK_TCK" -v n="$ntx" \
-				'BEGIN {printf "%.1f", (b - a) / t / n * 1e6}')
-			wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$DURATION" \
-				'BEGIN {printf "%.0f", (b - a) / t / d * 100}')
-			TPS[$v,$c]="${TPS[$v,$c]:-} $tps"
-			WCPU[$v,$c]="${WCPU[$v,$c]:-} $wcpu"
-			CPX[$v,$c]="${CPX[$v,$c]:-} $cpx"
-			printf '  round %d  clients %d  %-6s  tps %9.0f  failed %s  server CPU %6s us/tx  pg_ws worker CPU %s%%\n' \
-				$((r + 1)) "$c" "$v" "$tps" "${failed:-0}" "$cpx" "$wcpu"
+# variant -> cluster (port, postmaster, worker): everything on the main
+# cluster (pg_ws.wal = on) but ws_waloff, which needs a cluster of its own
+# because pg_ws.wal is a postmaster setting
+declare -A V_PORT=([plain]=$PGPORT [ws]=$PGPORT [notify]=$PGPORT)
+declare -A V_PM=([plain]=$PM_PID [ws]=$PM_PID [notify]=$PM_PID)
+declare -A V_WORKER=([plain]=$WORKER_PID [ws]=$WORKER_PID [notify]=$WORKER_PID)
+read -ra W_VARIANTS <<<"$WRITE_VARIANTS"
+[[ " $WRITE_VARIANTS " == *" plain "* ]] ||
+	{ echo "run_bench.sh: BENCH_WRITE_VARIANTS must include plain (the ratios are against it)" >&2; exit 1; }
+for v in "${W_VARIANTS[@]}"; do
+	case "$v" in plain | ws | ws_waloff | notify) ;;
+		*) echo "run_bench.sh: unknown write variant \"$v\"" >&2; exit 1 ;;
+	esac
+done
+SYNC_PORTS=$PGPORT
+if [[ " $WRITE_VARIANTS " == *" ws_waloff "* ]]; then
+	NW_DATA="$TMP/data_nowal"
+	NW_PORT=$(free_port)
+	NW_WSPORT=$(free_port)
+	start_cluster "$NW_DATA" "$TMP/server_nowal.log" "$NW_PORT" "$NW_WSPORT" "pg_ws.wal = off"
+	setup_schema "$NW_PORT" >/dev/null
+	NW_PM_PID=$(head -1 "$NW_DATA/postmaster.pid")
+	NW_WORKER_PID=$(worker_pid "$NW_PORT")
+	[ -n "$NW_WORKER_PID" ] || { echo "run_bench.sh: the pg_ws worker of the pg_ws.wal = off cluster is not running" >&2; exit 1; }
+	if [ "$(psql_at "$NW_PORT" -c 'SHOW pg_ws.wal')" != off ] || [ "$(psql_q -c 'SHOW pg_ws.wal')" != on ]; then
+		echo "run_bench.sh: pg_ws.wal is not on/off on the two clusters" >&2
+		exit 1
+	fi
+	V_PORT[ws_waloff]=$NW_PORT
+	V_PM[ws_waloff]=$NW_PM_PID
+	V_WORKER[ws_waloff]=$NW_WORKER_PID
+	SYNC_PORTS="$PGPORT $NW_PORT"
+fi
+
+# set_sync on|off: fsync and synchronous_commit (both reloadable) on every
+# cluster of this part; off is how the clusters start
+set_sync() {
+	local port
+	for port in $SYNC_PORTS; do
+		psql_at "$port" -c "ALTER SYSTEM SET fsync = $1" \
+			-c "ALTER SYSTEM SET synchronous_commit = $1" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	done
+	sleep 0.5
+	for port in $SYNC_PORTS; do
+		if [ "$(psql_at "$port" -c 'SHOW fsync')" != "$1" ] ||
+			[ "$(psql_at "$port" -c 'SHOW synchronous_commit')" != "$1" ]; then
+			echo "run_bench.sh: fsync/synchronous_commit did not become $1" >&2
+			exit 1
+		fi
+	done
+}
+
+# set_triggers VARIANT TABLE: which row trigger of TABLE fires on the main
+# cluster: pg_ws's (ws), the NOTIFY one (notify) or neither (plain); the
+# ws_waloff cluster keeps pg_ws's enabled throughout
+set_triggers() {
+	local ws=DISABLE nf=DISABLE
+	case "$1" in
+		ws) ws=ENABLE ;;
+		notify) nf=ENABLE ;;
+		ws_waloff) return 0 ;;
+	esac
+	psql_q -c "ALTER TABLE $2 $ws TRIGGER pg_ws_event, $nf TRIGGER bench_notify"
+}
+
+# one_run VARIANT CLIENTS SCRIPT: a pgbench -M prepared run of
+# WRITE_DURATION seconds on the variant's cluster; sets RUN_TPS, RUN_FAILED,
+# RUN_CPX (server CPU us/tx: all processes of that cluster, the pg_ws worker
+# included), RUN_BPX (WAL bytes/tx) and RUN_WCPU (the worker's CPU, %)
+one_run() {
+	local v=$1 c=$2 script=$3 port=${V_PORT[$1]} j=$2 lsn0 bytes w0 w1 s0 s1 ntx
+	[ "$j" -gt "$NPROC" ] && j=$NPROC
+	lsn0=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
+	w0=$(cpu_ticks "${V_WORKER[$v]}")
+	s0=$(cluster_ticks "${V_PM[$v]}")
+	PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -M prepared -c "$c" -j "$j" \
+		-T "$WRITE_DURATION" -f "$script"
+	w1=$(cpu_ticks "${V_WORKER[$v]}")
+	bytes=$(psql_at "$port" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')")
+	sleep 0.3	# let the postmaster reap the backends
+	s1=$(cluster_ticks "${V_PM[$v]}")
+	RUN_TPS=$(awk '/^tps = / {print $3; exit}' "$TMP/pgbench.out")
+	RUN_FAILED=$(awk '/number of failed transactions/ {print $5; exit}' "$TMP/pgbench.out")
+	ntx=$(awk '/number of transactions actually processed/ {print $6; exit}' "$TMP/pgbench.out")
+	RUN_CPX=$(awk -v a="$s0" -v b="$s1" -v t="$CLK_TCK" -v n="$ntx" \
+		'BEGIN {printf "%.1f", (b - a) / t / n * 1e6}')
+	RUN_BPX=$(awk -v b="$bytes" -v n="$ntx" 'BEGIN {printf "%.0f", b / n}')
+	RUN_WCPU=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$WRITE_DURATION" \
+		'BEGIN {printf "%.0f", (b - a) / t / d * 100}')
+}
+
+# per-round ratios of the list $1 to the list $2 (same length, same rounds)
+ratios() {
+	local xs ys i
+	read -ra xs <<<"$1"
+	read -ra ys <<<"$2"
+	for ((i = 0; i < ${#xs[@]}; i++)); do
+		awk -v x="${xs[$i]}" -v y="${ys[$i]}" 'BEGIN {printf "%.4f\n", x / y}'
+	done
+}
+# "median [min..max]" of the per-round ratios of $1 to $2
+ratio_summary() {
+	local r
+	mapfile -t r < <(ratios "$1" "$2")
+	printf '%.3f %s' "$(median "${r[@]}")" \
+		"$(printf '%s\n' "${r[@]}" | awk 'NR == 1 || $1 < lo {lo = $1} NR == 1 || $1 > hi {hi = $1}
+			END {printf "[%.2f..%.2f]", lo, hi}')"
+}
+# the median alone
+ratio_median() {
+	local r
+	mapfile -t r < <(ratios "$1" "$2")
+	median "${r[@]}"
+}
+
+# profile_pair LABEL SCRIPT TABLE COUNT_SQL: where a ws backend's extra time
+# goes.  pgbench -M prepared -c 1 runs SCRIPT with TABLE's triggers as in
+# plain, then as in ws; perf record samples its one backend for
+# PROFILE_SECONDS.  COUNT_SQL returns a number that grows by one per
+# transaction, read before and after the window.
+profile_pair() {
+	local label=$1 script=$2 table=$3 count_sql=$4 v bpid i n0 n1 t0 t1
+	local -A p_cpx p_res
+	set_sync "$PROFILE_SYNC"
+	echo "## profile, $label: the backend of pgbench -M prepared -c 1, perf record --call-graph $PROFILE_CALLGRAPH -F $PROFILE_FREQ for ${PROFILE_SECONDS}s, plain then ws, sync $PROFILE_SYNC"
+	echo "# backend CPU/tx: /proc/PID/stat utime+stime over the window / the transactions in it; us/tx of a symbol: its share of the samples x backend CPU/tx"
+	for v in plain ws; do
+		set_triggers "$v" "$table"
+		psql_q -c "CHECKPOINT"
+		# the backend of the previous run may still be exiting
+		for ((i = 0; i < 50; i++)); do
+			[ "$(psql_q -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" = 0 ] && break
+			sleep 0.1
+		done
+		"$PGBIN/pgbench" -n -h "$TMP" -p "$PGPORT" -U postgres -M prepared -c 1 -j 1 \
+			-T $((PROFILE_SECONDS + 4)) -f "$script" postgres >"$TMP/pgbench_prof.out" 2>&1 &
+		PGB_PID=$!
+		bpid=""
+		for ((i = 0; i < 50; i++)); do
+			# not pgbench's first connection, which only looks at the server
+			bpid=$(psql_q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' AND query ~* '^[[:space:]]*(insert|update)' LIMIT 1")
+			[ -n "$bpid" ] && break
+			sleep 0.1
+		done
+		[ -n "$bpid" ] || { echo "run_bench.sh: no pgbench backend to profile" >&2; exit 1; }
+		sleep 0.5
+		n0=$(psql_q -c "$count_sql")
+		t0=$(cpu_ticks "$bpid")
+		perf record -q --call-graph "$PROFILE_CALLGRAPH" -F "$PROFILE_FREQ" -p "$bpid" \
+			-o "$TMP/perf_$label.$v.data" -- sleep "$PROFILE_SECONDS" >/dev/null 2>&1 || true
+		t1=$(cpu_ticks "$bpid")
+		n1=$(psql_q -c "$count_sql")
+		wait "$PGB_PID" || { cat "$TMP/pgbench_prof.out" >&2; exit 1; }
+		PGB_PID=""
+		p_cpx[$v]=$(awk -v a="$t0" -v b="$t1" -v t="$CLK_TCK" -v n=$((n1 - n0)) \
+			'BEGIN {printf "%.1f", (b - a) / t / n * 1e6}')
+		# what one sample stands for, in us/tx
+		p_res[$v]=$(awk -v a="$t0" -v b="$t1" -v t="$CLK_TCK" -v f="$PROFILE_FREQ" -v c="${p_cpx[$v]}" \
+			'BEGIN {printf "%.2f", c / ((b - a) / t * f)}')
+		# "symbol share%", self time and inclusive time
+		perf report -i "$TMP/perf_$label.$v.data" --no-children --sort symbol --stdio -g none 2>/dev/null |
+			awk '/^ +[0-9.]+%/ {p = $1; sub(/%/, "", p); print $3, p}' >"$TMP/self_$label.$v" || true
+		perf report -i "$TMP/perf_$label.$v.data" --children --sort symbol --stdio -g none 2>/dev/null |
+			awk '/^ +[0-9.]+%/ {p = $1; sub(/%/, "", p); print $4, p}' >"$TMP/incl_$label.$v" || true
+		echo
+		echo "### $label, $v: $((n1 - n0)) transactions in ${PROFILE_SECONDS}s under perf, backend CPU ${p_cpx[$v]} us/tx (one sample: ${p_res[$v]} us/tx)"
+		echo "self time by DSO:"
+		perf report -i "$TMP/perf_$label.$v.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+			awk '/^ +[0-9.]+%/ && n++ < 6 {printf "    %-45s %7s  %6.1f us/tx\n", $2, $1, $1 * c / 100}' c="${p_cpx[$v]}" || true
+		echo "self time, top 20 symbols (perf report --no-children --sort symbol):"
+		awk 'n++ < 20 {printf "    %-45s %6.2f%%  %6.1f us/tx\n", $1, $2, $2 * c / 100}' c="${p_cpx[$v]}" "$TMP/self_$label.$v"
+		if [ "$v" = ws ]; then
+			echo "pg_ws.so, self time by symbol:"
+			perf report -i "$TMP/perf_$label.$v.data" --no-children --dsos pg_ws.so --sort symbol --stdio -g none 2>/dev/null |
+				awk '/^ +[0-9.]+%/ && n++ < 15 {printf "    %-45s %7s  %6.2f us/tx\n", $3, $1, $1 * c / 100}' c="${p_cpx[$v]}" || true
+		fi
+	done
+	set_triggers ws "$table"
+	echo
+	echo "- backend CPU/tx under perf: plain ${p_cpx[plain]} us, ws ${p_cpx[ws]} us: $(awk -v a="${p_cpx[ws]}" -v b="${p_cpx[plain]}" 'BEGIN {printf "%+.1f us (%+.0f%%)", a - b, (a / b - 1) * 100}') per transaction"
+	echo "- inclusive time (perf report --children) of pg_ws's functions and of the transaction's main steps, us/tx:"
+	awk -v cp="${p_cpx[plain]}" -v cw="${p_cpx[ws]}" '
+		FNR == NR {p[$1] = $2 * cp / 100; next}
+		$1 ~ /^(pgws_|render_|append_|column_)/ || $1 ~ /^(pg_ws_row_event|output_string|LogLogicalMessage|XLogInsert|XLogInsertRecord|SPI_execute_plan|SPI_connect|SPI_finish|SPI_fnumber|LWLockAcquire|escape_json|OidOutputFunctionCall|timestamp2tm|pg_server_to_any|is_ascii|AfterTriggerEndQuery|ExecCallTriggerFunc|RI_FKey_check_ins|CommitTransactionCommand|CommitTransaction|CallXactCallbacks|XLogFlush|exec_execute_message|exec_bind_message|ExecutorStart|ExecutorRun|heap_insert|heap_update|pq_getbyte|secure_read|WaitEventSetWait)$/ {
+			printf "%s %.2f %.2f\n", $1, p[$1], $2 * cw / 100}' "$TMP/incl_$label.plain" "$TMP/incl_$label.ws" |
+		sort -k3,3gr | awk '{printf "    %-45s plain %6.2f  ws %6.2f\n", $1, $2, $3}' || true
+	echo "- the symbols whose self time grew most, ws minus plain, us/tx:"
+	awk -v cp="${p_cpx[plain]}" -v cw="${p_cpx[ws]}" '
+		FNR == NR {p[$1] = $2 * cp / 100; next}
+		{w[$1] = $2 * cw / 100}
+		END {
+			for (s in w) d[s] = w[s] - p[s]
+			for (s in p) if (!(s in w)) d[s] = -p[s]
+			for (s in d) printf "%s %.2f %.2f %.2f\n", s, p[s], w[s], d[s]
+		}' "$TMP/self_$label.plain" "$TMP/self_$label.ws" | sort -k4,4gr | awk 'n++ < 15 {
+			printf "    %-45s plain %6.2f  ws %6.2f  diff %+6.2f\n", $1, $2, $3, $4}' || true
+	echo
+}
+
+# 1. the matrix: one INSERT into visit_history per transaction
+echo "## write path: one INSERT into visit_history per transaction; pgbench -n -M prepared -T $WRITE_DURATION; $WRITE_ROUNDS rounds, variant order rotated every round"
+echo "# plain: visit_history with pg_ws's trigger disabled (ALTER TABLE ... DISABLE TRIGGER pg_ws_event; pg_ws stays loaded); ws: pg_ws's trigger, pg_ws.wal = on;"
+echo "# ws_waloff: the same on a second, identical cluster with pg_ws.wal = off; notify: pg_ws's trigger disabled, a plpgsql AFTER INSERT trigger sends the same JSON with pg_notify() (no listener)"
+echo "# sync on: fsync=on synchronous_commit=on (durable); sync off: fsync=off synchronous_commit=off; both: full_page_writes=off, wal_level=replica, TRUNCATE + CHECKPOINT before every run"
+declare -A WT WX WB WW
+t_part=$SECONDS
+for sync in $WRITE_SYNC; do
+	set_sync "$sync"
+	# a discarded second of each cluster after the switch
+	for v in "${W_VARIANTS[@]}"; do
+		[ "$v" = ws ] || [ "$v" = ws_waloff ] || continue
+		PGB_PORT=${V_PORT[$v]} run_pgbench "$TMP/pgbench.out" -M prepared -c 2 -j 2 -T 1 \
+			-f "$TMP/insert_ws.sql"
+	done
+	for ((r = 0; r < WRITE_ROUNDS; r++)); do
+		for c in $WRITE_CLIENTS; do
+			for ((k = 0; k < ${#W_VARIANTS[@]}; k++)); do
+				v=${W_VARIANTS[$(((k + r) % ${#W_VARIANTS[@]}))]}
+				set_triggers "$v" visit_history
+				psql_at "${V_PORT[$v]}" -c "TRUNCATE visit_history" -c "CHECKPOINT"
+				one_run "$v" "$c" "$TMP/insert_ws.sql"
+				WT[$sync,$c,$v]="${WT[$sync,$c,$v]:-} $RUN_TPS"
+				WX[$sync,$c,$v]="${WX[$sync,$c,$v]:-} $RUN_CPX"
+				WB[$sync,$c,$v]="${WB[$sync,$c,$v]:-} $RUN_BPX"
+				WW[$sync,$c,$v]="${WW[$sync,$c,$v]:-} $RUN_WCPU"
+				printf '  sync %-3s  round %d  -c %d  %-9s  tps %7.0f  failed %s  WAL %4s B/tx  server CPU %6s us/tx  pg_ws worker CPU %s%%\n' \
+					"$sync" $((r + 1)) "$c" "$v" "$RUN_TPS" "${RUN_FAILED:-0}" "$RUN_BPX" "$RUN_CPX" "$RUN_WCPU"
+			done
+		done
+	done
+done
+set_triggers ws visit_history
+echo "# matrix: $((SECONDS - t_part)) s"
+echo
+echo "Ratios vs plain are per round (a round's runs are adjacent in time): median [min..max] over the $WRITE_ROUNDS rounds."
+echo "server CPU/tx: CPU time of every process of the variant's cluster (backends, walwriter, the pg_ws worker, ...) over its transactions."
+echo
+echo "| sync commit | clients | variant | median tps | tps vs plain | runs (tps) | server CPU/tx | CPU/tx vs plain | WAL bytes/tx | pg_ws worker CPU |"
+echo "|---|--:|---|--:|---|---|--:|---|--:|--:|"
+for sync in $WRITE_SYNC; do
+	for c in $WRITE_CLIENTS; do
+		for v in "${W_VARIANTS[@]}"; do
+			# shellcheck disable=SC2086
+			printf '| %s | %d | %s | %.0f | %s | %s | %.1f us | %s | %.0f | %s%% |\n' "$sync" "$c" "$v" \
+				"$(median ${WT[$sync,$c,$v]})" \
+				"$(ratio_summary "${WT[$sync,$c,$v]}" "${WT[$sync,$c,plain]}")" \
+				"$(printf '%.0f ' ${WT[$sync,$c,$v]} | sed 's/ $//')" \
+				"$(median ${WX[$sync,$c,$v]})" \
+				"$(ratio_summary "${WX[$sync,$c,$v]}" "${WX[$sync,$c,plain]}")" \
+				"$(median ${WB[$sync,$c,$v]})" "$(median ${WW[$sync,$c,$v]})"
 		done
 	done
 done
 echo
-echo "tps ratio: median of the per-round ratios (each round's three runs are adjacent in time);"
-echo "server CPU: CPU time of all PostgreSQL processes (pg_ws worker included) per transaction."
-echo
-echo "| clients | variant | median tps | tps ratio vs plain | runs (tps) | server CPU/tx (median) | CPU/tx ratio vs plain | pg_ws worker CPU |"
-echo "|--------:|---------|-----------:|-------------------:|------------|-----------------------:|----------------------:|-----------------:|"
-for c in $CLIENTS; do
-	# shellcheck disable=SC2086
-	plaincpx=$(median ${CPX[plain,$c]:-})
-	for v in plain ws notify; do
-		# shellcheck disable=SC2086
-		m=$(median ${TPS[$v,$c]:-})
-		# shellcheck disable=SC2086
-		wc=$(median ${WCPU[$v,$c]:-})
-		# per-round ratios, then their median: each round's runs were adjacent
-		ratios=()
-		read -ra a <<<"${TPS[$v,$c]:-}"
-		read -ra b <<<"${TPS[plain,$c]:-}"
-		for ((i = 0; i < ${#a[@]}; i++)); do
-			ratios+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN {printf "%.4f", x / y}')")
+# the issue's targets, and the WAL record's own cost
+if [[ " $WRITE_VARIANTS " == *" ws "* ]]; then
+	for sync in $WRITE_SYNC; do
+		for c in $WRITE_CLIENTS; do
+			target=""
+			if [ "$sync" = on ]; then
+				case "$c" in 1) target=0.95 ;; 8) target=0.90 ;; esac
+			fi
+			line="sync $sync, -c $c: ws / plain tps $(ratio_summary "${WT[$sync,$c,ws]}" "${WT[$sync,$c,plain]}")"
+			if [ -n "$target" ]; then
+				line="$line, target >= $target: $(awk -v m="$(ratio_median "${WT[$sync,$c,ws]}" "${WT[$sync,$c,plain]}")" -v t="$target" \
+					'BEGIN {print (m >= t) ? "met (median)" : "NOT met (median)"}')"
+			fi
+			[ -n "${WT[$sync,$c,ws_waloff]:-}" ] &&
+				line="$line; ws / ws_waloff (the WAL record) $(ratio_summary "${WT[$sync,$c,ws]}" "${WT[$sync,$c,ws_waloff]}")"
+			echo "- $line"
 		done
-		# shellcheck disable=SC2086
-		cx=$(median ${CPX[$v,$c]:-})
-		# shellcheck disable=SC2086
-		printf '| %d | %s | %.0f | %.2f | %s | %.1f us | %.2f | %s%% |\n' "$c" "$v" "$m" \
-			"$(median "${ratios[@]}")" \
-			"$(printf '%.0f ' ${TPS[$v,$c]:-} | sed 's/ $//')" \
-			"$cx" "$(awk -v x="$cx" -v y="$plaincpx" 'BEGIN {print x / y}')" "$wc"
 	done
-done
-echo
+	echo
+fi
+
+# what the WAL record is: the WAL of 1000 single-row transactions, by
+# resource manager (pg_walinspect), with pg_ws.wal on and off
+if [[ " $WRITE_VARIANTS " == *" ws_waloff "* ]]; then
+	echo "## WAL of 1000 one-row visit_history transactions, by record type (pg_walinspect; record sizes without alignment padding and page headers)"
+	echo
+	echo "| pg_ws.wal | record type | records | record bytes | FPI bytes | bytes per transaction |"
+	echo "|---|---|--:|--:|--:|--:|"
+	for v in ws ws_waloff; do
+		port=${V_PORT[$v]}
+		wal=on
+		[ "$v" = ws_waloff ] && wal=off
+		psql_at "$port" -c "CREATE EXTENSION IF NOT EXISTS pg_walinspect" -c "CHECKPOINT" >/dev/null
+		lsn0=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
+		psql_at "$port" -c "DO \$\$ BEGIN FOR i IN 1..1000 LOOP
+			INSERT INTO visit_history (client_id, device_id) VALUES (1, 'walinspect'); COMMIT;
+			END LOOP; END \$\$"
+		lsn1=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
+		psql_at "$port" -c "CHECKPOINT"		# pg_walinspect reads only flushed WAL
+		psql_at "$port" -F ' ' -c "SELECT \"resource_manager/record_type\", count, record_size, fpi_size
+			FROM pg_get_wal_stats('$lsn0', '$lsn1', true) WHERE count > 0 ORDER BY record_size DESC" |
+		while read -r rm n rs fs; do
+			printf '| %s | %s | %s | %s | %s | %.1f |\n' "$wal" "$rm" "$n" "$rs" "$fs" \
+				"$(awk -v b="$rs" -v f="$fs" 'BEGIN {print (b + f) / 1000}')"
+		done
+		printf '| %s | total (LSN difference) | | | | %.1f |\n' "$wal" \
+			"$(psql_at "$port" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0') / 1000")"
+	done
+	echo
+fi
+
+# 2. where a ws backend's extra time goes, for one INSERT per transaction
+if [ "$WRITE_PROFILE" = 1 ] && command -v perf >/dev/null 2>&1; then
+	psql_q -c "TRUNCATE visit_history"
+	profile_pair insert "$TMP/insert_ws.sql" visit_history "SELECT last_value FROM visit_history_id_seq"
+fi
+
+# 3. client_update with visit_histories: each pgbench client updates a
+# client of its own that has UPDATE_VISITS visits
+if [ "$UPDATE_VISITS" -gt 0 ]; then
+	U_VARIANTS=(plain ws notify)
+	maxc=$(tr ' ' '\n' <<<"$UPDATE_CLIENTS" | sort -n | tail -1)
+	psql_q -c "TRUNCATE visit_history" -c "DELETE FROM client WHERE id > 1" \
+		-c "INSERT INTO client (id, first_seen, last_seen, visit_count, gender, age, image)
+			SELECT 1 + i, '2026-01-01', '2026-01-02', 0, 'female', 30, 'client_images/c' || i || '.jpg'
+			FROM generate_series(1, $maxc) i" \
+		-c "INSERT INTO visit_history (client_id, datetime, device_id)
+			SELECT 1 + i, '2026-01-01'::timestamptz + v * interval '1 minute', 'd' || v
+			FROM generate_series(1, $maxc) i, generate_series(1, $UPDATE_VISITS) v" \
+		-c "VACUUM ANALYZE client, visit_history"
+	# the event each variant sends for one update
+	set_triggers ws client
+	ws_event=$(psql_q -c "BEGIN" -c "UPDATE client SET visit_count = visit_count + 1 WHERE id = 2" \
+		-c "SELECT length(e) || ' bytes, ' || json_array_length((e::json)->'data'->'visit_histories') || ' visits' FROM pg_ws_pending_events() e" \
+		-c "ROLLBACK")
+	nf_event=$(psql_q -c "SELECT length(j::text) || ' bytes, ' || json_array_length(j->'data'->'visit_histories') || ' visits' FROM client c, bench_client_event(c) j WHERE id = 2")
+	cat >"$TMP/update_client.sql" <<'EOS'
+\set cid :client_id + 2
+UPDATE client SET visit_count = visit_count + 1 WHERE id = :cid;
+EOS
+	echo "## client_update with visit_histories: each pgbench client updates its own client (UPDATE client SET visit_count = visit_count + 1), which has $UPDATE_VISITS visits; pgbench -n -M prepared -T $WRITE_DURATION; $UPDATE_ROUNDS rounds, order rotated"
+	echo "# plain: client's pg_ws trigger disabled; ws: pg_ws's trigger renders client_update with visit_histories (pg_ws.max_visit_histories = $(psql_q -c 'SHOW pg_ws.max_visit_histories')); notify: pg_ws's trigger disabled, a plpgsql AFTER UPDATE trigger builds the same event with json_agg and pg_notify()s it"
+	echo "# the event: ws $ws_event; notify $nf_event"
+	declare -A UT UX
+	t_part=$SECONDS
+	for sync in $UPDATE_SYNC; do
+		set_sync "$sync"
+		for ((r = 0; r < UPDATE_ROUNDS; r++)); do
+			for c in $UPDATE_CLIENTS; do
+				for ((k = 0; k < ${#U_VARIANTS[@]}; k++)); do
+					v=${U_VARIANTS[$(((k + r) % ${#U_VARIANTS[@]}))]}
+					set_triggers "$v" client
+					psql_q -c "VACUUM client" -c "CHECKPOINT"
+					one_run "$v" "$c" "$TMP/update_client.sql"
+					UT[$sync,$c,$v]="${UT[$sync,$c,$v]:-} $RUN_TPS"
+					UX[$sync,$c,$v]="${UX[$sync,$c,$v]:-} $RUN_CPX"
+					printf '  sync %-3s  round %d  -c %d  %-6s  tps %7.0f  failed %s  WAL %5s B/tx  server CPU %6s us/tx  pg_ws worker CPU %s%%\n' \
+						"$sync" $((r + 1)) "$c" "$v" "$RUN_TPS" "${RUN_FAILED:-0}" "$RUN_BPX" "$RUN_CPX" "$RUN_WCPU"
+				done
+			done
+		done
+	done
+	set_triggers ws client
+	echo "# client_update: $((SECONDS - t_part)) s"
+	echo
+	echo "| sync commit | clients | variant | median tps | tps vs plain | runs (tps) | server CPU/tx | CPU/tx vs plain |"
+	echo "|---|--:|---|--:|---|---|--:|---|"
+	for sync in $UPDATE_SYNC; do
+		for c in $UPDATE_CLIENTS; do
+			for v in "${U_VARIANTS[@]}"; do
+				# shellcheck disable=SC2086
+				printf '| %s | %d | %s | %.0f | %s | %s | %.1f us | %s |\n' "$sync" "$c" "$v" \
+					"$(median ${UT[$sync,$c,$v]})" \
+					"$(ratio_summary "${UT[$sync,$c,$v]}" "${UT[$sync,$c,plain]}")" \
+					"$(printf '%.0f ' ${UT[$sync,$c,$v]} | sed 's/ $//')" \
+					"$(median ${UX[$sync,$c,$v]})" \
+					"$(ratio_summary "${UX[$sync,$c,$v]}" "${UX[$sync,$c,plain]}")"
+			done
+		done
+	done
+	echo
+	if [ "$WRITE_PROFILE" = 1 ] && command -v perf >/dev/null 2>&1; then
+		profile_pair client_update "$TMP/update_client.sql" client "SELECT visit_count FROM client WHERE id = 2"
+	fi
+	psql_q -c "TRUNCATE visit_history" -c "DELETE FROM client WHERE id > 1"
+fi
+set_sync off
 fi
 
 # ---------------------------------------------------------------- broadcast
@@ -613,147 +965,6 @@ for n in $BURST_SUBS; do
 			'BEGIN {printf "%.0f", (b - a) / t / (e - s) * 100}')" \
 		"$(awk -v c="$(field "$res" cpu_s)" -v s="$t0" -v e="$t1" \
 			'BEGIN {printf "%.0f", c / (e - s) * 100}')"
-done
-echo
-fi
-
-# ---------------------------------------------------------------- WAL record: write path
-
-if has_part walwrite; then
-# pg_ws.wal is a postmaster setting: a second cluster, identical but for
-# pg_ws.wal = off, runs next to the main one (pg_ws.wal = on)
-NW_DATA="$TMP/data_nowal"
-NW_PORT=$(free_port)
-NW_WSPORT=$(free_port)
-start_cluster "$NW_DATA" "$TMP/server_nowal.log" "$NW_PORT" "$NW_WSPORT" "pg_ws.wal = off"
-setup_schema "$NW_PORT" >/dev/null
-NW_PM_PID=$(head -1 "$NW_DATA/postmaster.pid")
-NW_WORKER_PID=$(worker_pid "$NW_PORT")
-[ -n "$NW_WORKER_PID" ] || { echo "run_bench.sh: the pg_ws worker of the pg_ws.wal = off cluster is not running" >&2; exit 1; }
-[ "$(psql_at "$NW_PORT" -c 'SHOW pg_ws.wal')" = off ] && [ "$(psql_q -c 'SHOW pg_ws.wal')" = on ] ||
-	{ echo "run_bench.sh: pg_ws.wal is not on/off on the two clusters" >&2; exit 1; }
-
-# variant -> cluster (port, postmaster, worker) and table
-declare -A W_PORT=([plain]=$PGPORT [wal_on]=$PGPORT [wal_off]=$NW_PORT)
-declare -A W_PM=([plain]=$PM_PID [wal_on]=$PM_PID [wal_off]=$NW_PM_PID)
-declare -A W_WORKER=([plain]=$WORKER_PID [wal_on]=$WORKER_PID [wal_off]=$NW_WORKER_PID)
-declare -A W_SCRIPT=([plain]=insert_plain [wal_on]=insert_ws [wal_off]=insert_ws)
-W_VARIANTS=(plain wal_on wal_off)
-
-# settings of a sync mode, on both clusters (fsync and synchronous_commit
-# are reloadable); sync off is the write-path part's cluster as it is
-set_sync() {
-	local port
-	for port in "$PGPORT" "$NW_PORT"; do
-		psql_at "$port" -c "ALTER SYSTEM SET fsync = $1" \
-			-c "ALTER SYSTEM SET synchronous_commit = $1" \
-			-c "SELECT pg_reload_conf()" >/dev/null
-	done
-	sleep 0.5
-	for port in "$PGPORT" "$NW_PORT"; do
-		[ "$(psql_at "$port" -c 'SHOW fsync')" = "$1" ] &&
-			[ "$(psql_at "$port" -c 'SHOW synchronous_commit')" = "$1" ] ||
-			{ echo "run_bench.sh: fsync/synchronous_commit did not become $1" >&2; exit 1; }
-	done
-}
-
-echo "## WAL record: pg_ws.wal = on vs off vs no trigger, pgbench -n -T $WAL_DURATION, $WAL_ROUNDS rounds (order rotated)"
-echo "# plain and wal_on on the main cluster (pg_ws.wal = on), wal_off on a second, identical cluster with pg_ws.wal = off"
-echo "# sync off: fsync=off synchronous_commit=off; sync on: fsync=on synchronous_commit=on (both: full_page_writes=off, wal_level=replica)"
-declare -A WT WB WX WW
-for sync in $WAL_SYNC; do
-	set_sync "$sync"
-	for ((r = 0; r < WAL_ROUNDS; r++)); do
-		for c in $WAL_CLIENTS; do
-			j=$c
-			[ "$j" -gt "$NPROC" ] && j=$NPROC
-			for ((k = 0; k < ${#W_VARIANTS[@]}; k++)); do
-				v=${W_VARIANTS[$(((k + r) % ${#W_VARIANTS[@]}))]}
-				port=${W_PORT[$v]}
-				psql_at "$port" -c "TRUNCATE visit_history, bench_plain" -c "CHECKPOINT"
-				lsn0=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
-				w0=$(cpu_ticks "${W_WORKER[$v]}")
-				s0=$(cluster_ticks "${W_PM[$v]}")
-				PGB_PORT=$port run_pgbench "$TMP/pgbench.out" -c "$c" -j "$j" \
-					-T "$WAL_DURATION" -f "$TMP/${W_SCRIPT[$v]}.sql"
-				out=$(cat "$TMP/pgbench.out")
-				w1=$(cpu_ticks "${W_WORKER[$v]}")
-				bytes=$(psql_at "$port" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')")
-				sleep 0.3	# let the postmaster reap the backends
-				s1=$(cluster_ticks "${W_PM[$v]}")
-				tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
-				ntx=$(echo "$out" | awk '/number of transactions actually processed/ {print $6; exit}')
-				cpx=$(awk -v a="$s0" -v b="$s1" -v t="$CLK_TCK" -v n="$ntx" \
-					'BEGIN {printf "%.1f", (b - a) / t / n * 1e6}')
-				bpx=$(awk -v b="$bytes" -v n="$ntx" 'BEGIN {printf "%.1f", b / n}')
-				wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$WAL_DURATION" \
-					'BEGIN {printf "%.0f", (b - a) / t / d * 100}')
-				WT[$sync,$v,$c]="${WT[$sync,$v,$c]:-} $tps"
-				WB[$sync,$v,$c]="${WB[$sync,$v,$c]:-} $bpx"
-				WX[$sync,$v,$c]="${WX[$sync,$v,$c]:-} $cpx"
-				WW[$sync,$v,$c]="${WW[$sync,$v,$c]:-} $wcpu"
-				printf '  sync %-3s  round %d  clients %d  %-7s  tps %9.0f  WAL %7s bytes/tx  server CPU %6s us/tx  pg_ws worker CPU %s%%\n' \
-					"$sync" $((r + 1)) "$c" "$v" "$tps" "$bpx" "$cpx" "$wcpu"
-			done
-		done
-	done
-done
-set_sync off
-echo
-echo "tps ratios: median of the per-round ratios (a round's three runs are adjacent in time); WAL bytes/tx: pg_current_wal_lsn() difference over the run / transactions (one event per transaction)."
-echo
-echo "| sync commit | clients | variant | median tps | tps ratio vs plain | tps ratio wal_on / wal_off | runs (tps) | WAL bytes/tx | server CPU/tx | pg_ws worker CPU |"
-echo "|---|--------:|---------|-----------:|-------------------:|---------------------------:|------------|-------------:|--------------:|-----------------:|"
-# per-round ratios of $1 to $2 (lists of the same length), then their median
-ratio_median() {
-	local a b i ratios=()
-	read -ra a <<<"$1"
-	read -ra b <<<"$2"
-	for ((i = 0; i < ${#a[@]}; i++)); do
-		ratios+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN {printf "%.4f", x / y}')")
-	done
-	median "${ratios[@]}"
-}
-for sync in $WAL_SYNC; do
-	for c in $WAL_CLIENTS; do
-		for v in plain wal_on wal_off; do
-			onoff="-"
-			[ "$v" = wal_on ] && onoff=$(printf '%.3f' "$(ratio_median "${WT[$sync,wal_on,$c]}" "${WT[$sync,wal_off,$c]}")")
-			# shellcheck disable=SC2086
-			printf '| %s | %d | %s | %.0f | %.3f | %s | %s | %.0f | %.1f us | %s%% |\n' "$sync" "$c" "$v" \
-				"$(median ${WT[$sync,$v,$c]})" \
-				"$(ratio_median "${WT[$sync,$v,$c]}" "${WT[$sync,plain,$c]}")" "$onoff" \
-				"$(printf '%.0f ' ${WT[$sync,$v,$c]} | sed 's/ $//')" \
-				"$(median ${WB[$sync,$v,$c]})" "$(median ${WX[$sync,$v,$c]})" \
-				"$(median ${WW[$sync,$v,$c]})"
-		done
-	done
-done
-echo
-
-# what the record is: the WAL of 1000 single-row transactions, by resource
-# manager (pg_walinspect), on each cluster
-echo "## WAL of 1000 one-row visit_history transactions, by record type (pg_walinspect; record sizes without alignment padding and page headers)"
-echo
-echo "| cluster | record type | records | record bytes | FPI bytes | bytes per transaction |"
-echo "|---|---|--:|--:|--:|--:|"
-for v in wal_on wal_off; do
-	port=${W_PORT[$v]}
-	psql_at "$port" -c "CREATE EXTENSION IF NOT EXISTS pg_walinspect" -c "CHECKPOINT" >/dev/null
-	lsn0=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
-	psql_at "$port" -c "DO \$\$ BEGIN FOR i IN 1..1000 LOOP
-		INSERT INTO visit_history (client_id, device_id) VALUES (1, 'walinspect'); COMMIT;
-		END LOOP; END \$\$"
-	lsn1=$(psql_at "$port" -c "SELECT pg_current_wal_lsn()")
-	psql_at "$port" -c "CHECKPOINT"		# pg_walinspect reads only flushed WAL
-	psql_at "$port" -F ' ' -c "SELECT \"resource_manager/record_type\", count, record_size, fpi_size
-		FROM pg_get_wal_stats('$lsn0', '$lsn1', true) WHERE count > 0 ORDER BY record_size DESC" |
-	while read -r rm n rs fs; do
-		printf '| %s | %s | %s | %s | %s | %.1f |\n' "$v" "$rm" "$n" "$rs" "$fs" \
-			"$(awk -v b="$rs" -v f="$fs" 'BEGIN {print (b + f) / 1000}')"
-	done
-	printf '| %s | total (LSN difference) | | | | %.1f |\n' "$v" \
-		"$(psql_at "$port" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0') / 1000")"
 done
 echo
 fi
@@ -1665,4 +1876,9 @@ for f in "$LOG" "$TMP/server_nowal.log" "$TMP/standby1.log" "$TMP/standby2.log" 
 		grep 'disconnecting a subscriber\|ERROR\|FATAL\|PANIC\|WARNING' "$f" | head -20
 	fi
 done
+# the library must not change under a run: a reinstall mixes two builds in
+# one table, and writing over the mapped file crashes backends (SIGBUS)
+if [ "$(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12)" != "$SO_MD5" ]; then
+	echo "# WARNING: $PKGLIB/pg_ws.so changed during the run (md5 $SO_MD5 at the start, $(md5sum <"$PKGLIB/pg_ws.so" | cut -c1-12) now, installed $(date -u -r "$PKGLIB/pg_ws.so" '+%H:%M:%S UTC')): the results mix builds"
+fi
 echo "# done in ${SECONDS}s, load $(cut -d" " -f1-3 /proc/loadavg)"
