@@ -75,7 +75,7 @@
 #     BENCH_ROWS100_SUBS ("100 1000") subscribers in BENCH_ROWS100_PROCS (4)
 #     client processes, BENCH_ROWS100_ROUNDS (2) rounds: delivered msgs/s
 #     (first to last message), worker vs client CPU.
-#     Parts 8-10 use the client BENCH_CLIENT (ws_sub, or ws_fast: a program
+#     Parts 8-10 use the client BENCH_CLIENT (ws_fast, or ws_sub: a program
 #     in bench/ with ws_sub's options) with --lean (BENCH_CLIENT_LEAN=1) and
 #     -j BENCH_CLIENT_PROCS (2).  After delivery or rows100, delivery.dat,
 #     delivery.gp and, with gnuplot, delivery_msgs_per_s.png and
@@ -143,7 +143,7 @@ EVENT_LOOP=${BENCH_EVENT_LOOP:-poll}		# pg_ws.event_loop of every cluster
 WAKEUP_SECONDS=${BENCH_WAKEUP_SECONDS:-10}	# "wakeup": pgbench seconds per load
 SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and ws_sub
 # the delivery parts (delivery, maxrate, rows100)
-BENCH_CLIENT=${BENCH_CLIENT:-ws_sub}	# their subscriber program in bench/: ws_sub or ws_fast
+BENCH_CLIENT=${BENCH_CLIENT:-ws_fast}	# their subscriber program in bench/: ws_fast (lean, raw epoll) or ws_sub
 CLIENT_LEAN=${BENCH_CLIENT_LEAN:-1}	# 1: the client's --lean (no json-c)
 CLIENT_PROCS=${BENCH_CLIENT_PROCS:-2}	# client processes (-j) of delivery and maxrate
 DL_SUBS=${BENCH_DELIVERY_SUBS:-"1 100 1000"}
