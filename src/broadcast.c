@@ -393,11 +393,10 @@ cull(PgWsConn *conn, uint64 lag, const char *why)
 }
 
 /*
- * Judge every subscriber by its progress (see the file header), and send
- * those with something to send what they may see (pgws_conn_push: at once,
- * or at their writable callback).  arrived_idx is the first message that
- * has just arrived: a subscriber that had everything before it was keeping
- * up until now.
+ * Judge every subscriber by its progress (see the file header), and arm
+ * the writable callback of those with something to send.  arrived_idx is
+ * the first message that has just arrived: a subscriber that had
+ * everything before it was keeping up until now.
  */
 static void
 check_progress(TimestampTz now, uint64 arrived_idx)
@@ -460,13 +459,14 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		else if (holds && now - sub->holding_since >= grace_us)
 			cull(conn, lag, "held up a committing transaction that waited for room");
 		else if (sub->next_idx < next_idx)
-			pgws_conn_push(conn);
+			lws_callback_on_writable(conn->wsi);
 	}
 }
 
 /*
- * Move every committed event from the shared queue into the log and send
- * it to the subscribers.  Returns how many events arrived.
+ * Move every committed event from the shared queue into the log and arm
+ * the subscribers that now have something to send.  Returns how many events
+ * arrived.
  */
 uint64
 pgws_broadcast_drain_queue(void)

@@ -295,34 +295,6 @@ half_close(PgWsConn *conn)
 												 LINGER_MS);
 }
 
-/*
- * New messages for an open subscriber.  When nothing else is due on the
- * connection (a control frame, our close) and libwebsockets holds none of
- * its bytes, they are written at once, from the drain that brought them,
- * rather than at the next turn of the loop: that turn would cost a poll()
- * over every descriptor and a callback per subscriber, and delay every
- * delivery by it.  Writing outside the writable callback is safe here
- * because the connection's byte stream is ours alone (raw sockets) and
- * nothing of it is buffered: what the socket does not take, libwebsockets
- * buffers and then calls the writable callback as usual.
- */
-void
-pgws_conn_push(PgWsConn *conn)
-{
-	if (conn->state != CONN_OPEN || conn->close_due || conn->pong_due ||
-		conn->ping_due || lws_partial_buffered(conn->wsi))
-	{
-		lws_callback_on_writable(conn->wsi);
-		return;
-	}
-	if (pgws_subscriber_writable(conn) < 0)
-	{
-		/* broken: it holds nothing more, and goes at the next turn */
-		pgws_subscriber_close(conn);
-		conn_kill(conn);
-	}
-}
-
 /* the 101 answer: from now on the connection is a subscriber */
 void
 pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)

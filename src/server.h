@@ -157,7 +157,6 @@ extern void pgws_conn_close_all(uint16 code, const char *reason);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
 extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len);
 extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
-extern void pgws_conn_push(PgWsConn *conn);
 /* kinds of log lines a peer can cause; each has its own rate limit */
 typedef enum PgWsPeerLog
 {
