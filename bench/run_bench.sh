@@ -133,15 +133,15 @@ SCALE_SMALL=${BENCH_SCALE_SMALL:-1000}	# the smaller set measured first
 SCALE_RATE=${BENCH_SCALE_RATE:-100}	# events/s of the stream
 SCALE_SECONDS=${BENCH_SCALE_SECONDS:-10}	# length of the stream
 SCALE_IDLE_SECONDS=${BENCH_SCALE_IDLE_SECONDS:-5}	# worker CPU with no events
-SCALE_PROCS=${BENCH_SCALE_PROCS:-4}	# ws_sub processes
+SCALE_PROCS=${BENCH_SCALE_PROCS:-4}	# client processes (BENCH_CLIENT)
 # ws_sub --max-pending, per process (0: all at once); 4 x 25 in flight stay
 # under pg_ws's listen backlog of 128, whose overflow costs a 1 s SYN retry
 SCALE_PENDING=${BENCH_SCALE_PENDING:-25}
-SCALE_LEAN=${BENCH_SCALE_LEAN:-1}	# ws_sub --lean (no json-c)
+SCALE_LEAN=${BENCH_SCALE_LEAN:-1}	# the client's --lean (ws_sub: no json-c)
 SCALE_PERF=${BENCH_SCALE_PERF:-1}	# perf record the worker during the streams
 EVENT_LOOP=${BENCH_EVENT_LOOP:-poll}		# pg_ws.event_loop of every cluster
 WAKEUP_SECONDS=${BENCH_WAKEUP_SECONDS:-10}	# "wakeup": pgbench seconds per load
-SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and ws_sub
+SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and the client
 # the delivery parts (delivery, maxrate, rows100)
 BENCH_CLIENT=${BENCH_CLIENT:-ws_fast}	# their subscriber program in bench/: ws_fast (lean, raw epoll) or ws_sub
 CLIENT_LEAN=${BENCH_CLIENT_LEAN:-1}	# 1: the client's --lean (no json-c)
@@ -187,7 +187,7 @@ fi
 make -s -C "$HERE" ws_sub >/dev/null
 WS_SUB="$HERE/ws_sub"
 CLIENT="$HERE/$BENCH_CLIENT"
-if has_part delivery || has_part maxrate || has_part rows100; then
+if has_part delivery || has_part maxrate || has_part rows100 || has_part scale; then
 	[ "$BENCH_CLIENT" = ws_sub ] || make -s -C "$HERE" "$BENCH_CLIENT" >/dev/null
 	[ -x "$CLIENT" ] || { echo "run_bench.sh: BENCH_CLIENT: $CLIENT is not a program" >&2; exit 1; }
 fi
@@ -1260,8 +1260,8 @@ LEAN_OPT=()
 HAVE_PERF=0
 [ "$SCALE_PERF" = 1 ] && command -v perf >/dev/null 2>&1 && HAVE_PERF=1
 
-echo "## scale: $SC_SIZES idle subscribers (ws_sub -j $SCALE_PROCS${LEAN_OPT:+ --lean}, --max-pending $SCALE_PENDING), then pgbench --rate $SCALE_RATE -c 1 for ${SCALE_SECONDS}s to all of them"
-echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, postmaster and ws_sub under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")"
+echo "## scale: $SC_SIZES idle subscribers ($BENCH_CLIENT -j $SCALE_PROCS${LEAN_OPT:+ --lean}, --max-pending $SCALE_PENDING), then pgbench --rate $SCALE_RATE -c 1 for ${SCALE_SECONDS}s to all of them"
+echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, postmaster and the client under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")"
 
 # worker_memory_bytes connections subscribers of pg_ws_stats(), as the
 # worker last published them (once a second)
@@ -1293,7 +1293,7 @@ for n in $SC_SIZES; do
 	logl=$(wc -l <"$SC_LOG")
 	rm -f "$TMP/sc_ready"
 	ovf0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
-	prlimit --nofile="$SCALE_NOFILE:$SCALE_NOFILE" "$WS_SUB" -H 127.0.0.1 -p "$SC_WSPORT" -n "$n" \
+	prlimit --nofile="$SCALE_NOFILE:$SCALE_NOFILE" "$CLIENT" -H 127.0.0.1 -p "$SC_WSPORT" -n "$n" \
 		-j "$SCALE_PROCS" -m "$SCALE_PENDING" "${LEAN_OPT[@]}" -r "$TMP/sc_ready" -E END -q \
 		-t $((SCALE_SECONDS + SCALE_IDLE_SECONDS + 300)) >"$TMP/sc_sub.out" 2>"$TMP/sc_sub.err" &
 	SUB_PID=$!
@@ -1357,7 +1357,7 @@ for n in $SC_SIZES; do
 		"$n" "$conn_s" "$(awk -v n="$n" -v s="$conn_s" 'BEGIN {print n / s}')" "$ovf" "$conns" "$subsc" "$m0" "$m1" \
 		"$(awk -v a="$m0" -v b="$m1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$r0" "$r1" \
 		"$(awk -v a="$r0" -v b="$r1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$a0" "$a1"
-	printf '  subs %5d  idle worker CPU %s%%  stream: events %d (%.0f/s)  delivered %s/%s %-3s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker CPU %s%%  ws_sub CPU %s s\n' \
+	printf '  subs %5d  idle worker CPU %s%%  stream: events %d (%.0f/s)  delivered %s/%s %-3s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker CPU %s%%  client CPU %s s\n' \
 		"$n" "$idle" "$rows" "$(awk -v x="$rows" -v d="$SCALE_SECONDS" 'BEGIN {print x / d}')" "$msgs" $((rows * n)) "$ok" \
 		"${C_P50[$n]}" "${C_P99[$n]}" "${C_MAX[$n]}" "${C_F50[$n]}" "${C_F99[$n]}" "${C_S50[$n]}" "${C_S99[$n]}" \
 		"$cpu" "${C_SCPU[$n]}"
@@ -1385,9 +1385,9 @@ for n in $SC_SIZES; do
 done
 
 echo
-echo "connect: from ws_sub's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers; idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT."
+echo "connect: from the client's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers; idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT."
 echo
-echo "| subscribers | connect time | connects/s | worker memory / conn (malloc) | VmRSS / conn | worker CPU idle | events | delivered | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | worker CPU (stream) | ws_sub CPU |"
+echo "| subscribers | connect time | connects/s | worker memory / conn (malloc) | VmRSS / conn | worker CPU idle | events | delivered | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | worker CPU (stream) | client CPU ('"$BENCH_CLIENT"') |"
 echo "|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
 for n in $SC_SIZES; do
 	printf '| %d | %.2f s | %.0f | %.0f B | %.1f kB | %s%% | %s | %s/%s %s | %.1f ms | %.1f ms | %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms | %s%% | %s s |\n' \
