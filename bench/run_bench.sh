@@ -1387,7 +1387,7 @@ done
 echo
 echo "connect: from the client's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers; idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT."
 echo
-echo "| subscribers | connect time | connects/s | worker memory / conn (malloc) | VmRSS / conn | worker CPU idle | events | delivered | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | worker CPU (stream) | client CPU ('"$BENCH_CLIENT"') |"
+echo "| subscribers | connect time | connects/s | worker memory / conn (malloc) | VmRSS / conn | worker CPU idle | events | delivered | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | worker CPU (stream) | client CPU ($BENCH_CLIENT) |"
 echo "|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
 for n in $SC_SIZES; do
 	printf '| %d | %.2f s | %.0f | %.0f B | %.1f kB | %s%% | %s | %s/%s %s | %.1f ms | %.1f ms | %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms | %s%% | %s s |\n' \
