@@ -115,6 +115,76 @@ SELECT * FROM pg_ws_pending_events() OFFSET 8;
 ROLLBACK;
 DROP ROLE ws_writer;
 
+-- more timestamps: before 1970, the first and last that PostgreSQL takes,
+-- and microseconds that need leading zeros
+BEGIN;
+INSERT INTO client (id, first_seen, last_seen) VALUES
+    (1, '1969-12-31 23:59:59.999999+00', '1970-01-01 00:00:00.000001+00'),
+    (2, '1900-02-28 12:34:56.00001+00', '1899-12-31 23:59:59+00'),
+    (3, '4713-01-01 00:00:00+00 BC', '294276-12-31 23:59:59.999999+00'),
+    (4, '0001-01-01 00:00:00.5+00 BC', '10000-01-01 00:00:00.1+00');
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+
+-- every control character class escape_json knows, DEL (sent as is),
+-- quotes and backslashes next to each other, and non-ASCII in
+-- visit_histories
+BEGIN;
+INSERT INTO client (id, gender) VALUES (1, E'\b\f\n\r\t\x01\x1b\x1f\x7f"\\/""\\\\ end');
+INSERT INTO visit_history (id, client_id, datetime, device_id) VALUES
+    (1, 1, '2023-12-10 10:00:00+00', E'\x1f'),
+    (2, 1, '2023-12-10 10:00:01.5+00', 'ünï ✓ 😀'),
+    (3, 1, '2023-12-10 10:00:02+00', '');
+UPDATE client SET age = 1 WHERE id = 1;
+SELECT * FROM pg_ws_pending_events() OFFSET 4;
+ROLLBACK;
+
+-- columns of other types than CREATE EXTENSION made: char(n) keeps its
+-- padding, varchar, a domain over text, smallint and integer bounds,
+-- numeric and real scores, a NULL visit, timestamp without time zone
+CREATE DOMAIN regress_text AS text;
+BEGIN;
+ALTER TABLE visit_history ALTER device_id TYPE char(6),
+    ALTER datetime DROP NOT NULL, ALTER device_id DROP NOT NULL;
+ALTER TABLE client ALTER gender TYPE varchar(20), ALTER age TYPE smallint;
+ALTER TABLE employee ALTER first_name TYPE regress_text,
+    ALTER last_name TYPE char(8), ALTER image TYPE varchar;
+ALTER TABLE attendance ALTER score TYPE numeric,
+    ALTER device_id TYPE integer USING 0;
+INSERT INTO client (id, gender, age) VALUES (1, 'm ü  ', -32768), (2, NULL, 32767);
+INSERT INTO visit_history (id, client_id, datetime, device_id) VALUES
+    (1, 1, '2020-01-01 00:00:00+00', 'ab '),
+    (2, 1, '2020-01-02 00:00:00+00', 'ü'),
+    (3, 1, NULL, NULL);
+UPDATE client SET age = 1 WHERE id = 1;
+INSERT INTO employee (id, first_name, last_name, image) VALUES
+    (1, 'é "x"', 'x', 'p/q r.jpg');
+INSERT INTO attendance (id, employee_id, device_id, datetime, score) VALUES
+    (1, 1, 2147483647, '2020-01-01 00:00:00+00', 1.50),
+    (2, 1, -2147483648, '2020-01-01 00:00:00+00', 'NaN'),
+    (3, 1, 0, '2020-01-01 00:00:00+00', 123456789.000000001);
+ALTER TABLE attendance ALTER score TYPE real;
+INSERT INTO attendance (id, employee_id, device_id, datetime, score) VALUES
+    (4, 1, 8, '2020-01-01 00:00:00+00', 0.1),
+    (5, 1, 9, '2020-01-01 00:00:00+00', 'Infinity');
+ALTER TABLE visit_history ALTER datetime TYPE timestamp;
+INSERT INTO visit_history (id, client_id, datetime, device_id) VALUES
+    (4, 1, '1999-01-01 01:02:03.4', 'z');
+UPDATE client SET age = 2 WHERE id = 1;
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+DROP DOMAIN regress_text;
+
+-- a column dropped and added back moves: events find it where it is now
+BEGIN;
+INSERT INTO employee (id, first_name, last_name, email) VALUES (1, 'a', 'b', 'old');
+ALTER TABLE employee DROP COLUMN email;
+DELETE FROM employee WHERE id = 1;
+ALTER TABLE employee ADD COLUMN email text;
+INSERT INTO employee (id, first_name, last_name, email) VALUES (2, 'a', 'b', 'moved');
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+
 -- a column pg_ws needs has been dropped: a clear error, and no write
 BEGIN;
 ALTER TABLE employee DROP COLUMN phone_number;

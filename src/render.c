@@ -11,10 +11,13 @@
  * not know what happens to them afterwards.
  *
  * Events are rendered here, once, in the writing backend, so the worker
- * only ever copies bytes.  We render with StringInfo and escape_json rather
- * than building a json-c object tree: everything is palloc'd in the
- * trigger's memory context, so an error anywhere (an invalid byte, a
- * missing column) leaks nothing, and there is no tree to build and free.
+ * only ever copies bytes.  We render into a StringInfo rather than building
+ * a json-c object tree: everything is palloc'd in the trigger's memory
+ * context, so an error anywhere (an invalid byte, a missing column) leaks
+ * nothing, and there is no tree to build and free.  Rendering is on every
+ * write's path, so values are written without format strings where that
+ * is simple (keys, integers, timestamps), text is escaped straight from
+ * the datum, and each relation's column numbers are looked up once.
  * Separators and escaping follow Python's json.dumps defaults, which the
  * Django Channels server used: ", " and ": ", and every non-ASCII character
  * as \uXXXX, so frames are plain ASCII whatever the database encoding.
@@ -55,8 +58,8 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/inval.h"
-#include "utils/json.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -80,14 +83,84 @@ static const char *const ws_table_names[WS_NUM_TABLES] = {
 	[WS_ATTENDANCE] = "attendance",
 };
 
-/* an event being written: the buffer, the row, and whether a key came yet */
+/*
+ * The columns events read, by name.  A key of the event is not always its
+ * column's name (client is client_id), so render_* name both.
+ */
+typedef enum WsColumn
+{
+	COL_ID,
+	COL_FIRST_SEEN,
+	COL_LAST_SEEN,
+	COL_VISIT_COUNT,
+	COL_GENDER,
+	COL_AGE,
+	COL_IMAGE,
+	COL_DATETIME,
+	COL_DEVICE_ID,
+	COL_CLIENT_ID,
+	COL_FIRST_NAME,
+	COL_LAST_NAME,
+	COL_EMAIL,
+	COL_PHONE_NUMBER,
+	COL_WORKING_GRAPHIC_ID,
+	COL_EMPLOYEE_ID,
+	COL_SCORE
+} WsColumn;
+
+#define WS_NUM_COLUMNS (COL_SCORE + 1)
+
+static const char *const ws_column_names[WS_NUM_COLUMNS] = {
+	[COL_ID] = "id",
+	[COL_FIRST_SEEN] = "first_seen",
+	[COL_LAST_SEEN] = "last_seen",
+	[COL_VISIT_COUNT] = "visit_count",
+	[COL_GENDER] = "gender",
+	[COL_AGE] = "age",
+	[COL_IMAGE] = "image",
+	[COL_DATETIME] = "datetime",
+	[COL_DEVICE_ID] = "device_id",
+	[COL_CLIENT_ID] = "client_id",
+	[COL_FIRST_NAME] = "first_name",
+	[COL_LAST_NAME] = "last_name",
+	[COL_EMAIL] = "email",
+	[COL_PHONE_NUMBER] = "phone_number",
+	[COL_WORKING_GRAPHIC_ID] = "working_graphic_id",
+	[COL_EMPLOYEE_ID] = "employee_id",
+	[COL_SCORE] = "score",
+};
+
+/*
+ * A relation's attribute numbers of the columns above, 0 until looked up,
+ * keyed by the relation's OID (not by table kind: nothing here may assume
+ * where a table keeps its columns).  forget_verified_relation() zeroes an
+ * entry when its relcache entry is invalidated (a column dropped, renamed,
+ * added); entries are never removed, because a render may hold a pointer
+ * to one across the visit_histories query, which can process
+ * invalidations.  There is one entry per relation a trigger ever fired on
+ * in this backend: a handful.
+ */
+typedef struct RelColumns
+{
+	Oid			relid;			/* hash key */
+	AttrNumber	attnums[WS_NUM_COLUMNS];
+} RelColumns;
+
+static HTAB *rel_columns = NULL;
+
+/*
+ * An event being written: the buffer, the row, whether a key came yet, and
+ * whether any non-ASCII byte went in (only strings can bring one).
+ */
 typedef struct EventWriter
 {
 	StringInfo	buf;
 	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	tuple;
+	RelColumns *columns;
 	bool		first_key;
+	bool		non_ascii;
 } EventWriter;
 
 const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS] = {
@@ -134,51 +207,105 @@ pgws_event_kind_of(const char *json, size_t len)
 static SPIPlanPtr visit_plan = NULL;
 static Oid	visit_plan_namespace = InvalidOid;
 
+/* appends a string literal without strlen() or format parsing */
+#define APPEND_LITERAL(buf, lit) \
+	appendBinaryStringInfo((buf), (lit), sizeof(lit) - 1)
+
 static void
 begin_event(EventWriter *w, PgWsEventKind kind)
 {
-	appendStringInfo(w->buf, EVENT_PREFIX "%s\", \"data\": {",
-					 pgws_event_names[kind]);
+	APPEND_LITERAL(w->buf, EVENT_PREFIX);
+	appendStringInfoString(w->buf, pgws_event_names[kind]);
+	APPEND_LITERAL(w->buf, "\", \"data\": {");
 	w->first_key = true;
 }
 
 static void
 end_event(EventWriter *w)
 {
-	appendStringInfoString(w->buf, "}}");
+	APPEND_LITERAL(w->buf, "}}");
 }
 
+/* keys are our own ASCII literals: no escaping needed */
 static void
 append_key(EventWriter *w, const char *key)
 {
 	if (!w->first_key)
-		appendStringInfoString(w->buf, ", ");
+		APPEND_LITERAL(w->buf, ", ");
 	w->first_key = false;
-	appendStringInfo(w->buf, "\"%s\": ", key);
+	appendStringInfoCharMacro(w->buf, '"');
+	appendStringInfoString(w->buf, key);
+	APPEND_LITERAL(w->buf, "\": ");
 }
 
-/* attribute number of a column the event needs, or a clear error */
-static int
-column_attnum(EventWriter *w, const char *column)
+/* the relation's entry of rel_columns, made (all unknown) on first use */
+static RelColumns *
+relation_columns(Relation rel)
 {
-	int			attnum = SPI_fnumber(w->desc, column);
+	Oid			relid = RelationGetRelid(rel);
+	RelColumns *entry;
+	bool		found;
 
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
-						RelationGetRelationName(w->rel), column),
-				 errhint("pg_ws broadcasts the columns of the tables CREATE EXTENSION pg_ws made; do not drop or rename them.")));
-	return attnum;
+	if (rel_columns == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RelColumns);
+		ctl.hcxt = CacheMemoryContext;
+		rel_columns = hash_create("pg_ws rendered columns", 8, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(rel_columns, &relid, HASH_ENTER, &found);
+	if (!found)
+		memset(entry->attnums, 0, sizeof(entry->attnums));
+	return entry;
+}
+
+/*
+ * Attribute number of a column the event needs, or a clear error.  A
+ * missing column is not remembered, so the error comes again (only) when
+ * an event needs that column, as without the cache.
+ */
+static int
+column_attnum(EventWriter *w, WsColumn column)
+{
+	AttrNumber *attnum = &w->columns->attnums[column];
+
+	if (*attnum == 0)
+	{
+		int			found = SPI_fnumber(w->desc, ws_column_names[column]);
+
+		if (found <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
+							RelationGetRelationName(w->rel),
+							ws_column_names[column]),
+					 errhint("pg_ws broadcasts the columns of the tables CREATE EXTENSION pg_ws made; do not drop or rename them.")));
+		*attnum = (AttrNumber) found;
+	}
+	return *attnum;
 }
 
 static Datum
-column_value(EventWriter *w, const char *column, bool *isnull, Oid *type)
+column_value(EventWriter *w, WsColumn column, bool *isnull, Oid *type)
 {
 	int			attnum = column_attnum(w, column);
 
 	*type = TupleDescAttr(w->desc, attnum - 1)->atttypid;
 	return heap_getattr(w->tuple, attnum, w->desc, isnull);
+}
+
+/*
+ * The string types' output functions (textout, varcharout, bpcharout) all
+ * return the value's bytes as they are, bpchar's padding included; we
+ * take the bytes directly instead of calling them through fmgr.
+ */
+static inline bool
+is_string_type(Oid type)
+{
+	return type == TEXTOID || type == VARCHAROID || type == BPCHAROID;
 }
 
 static char *
@@ -187,16 +314,116 @@ output_string(Datum value, Oid type)
 	Oid			typoutput;
 	bool		typisvarlena;
 
+	if (is_string_type(type))
+		return TextDatumGetCString(value);
 	getTypeOutputInfo(type, &typoutput, &typisvarlena);
 	return OidOutputFunctionCall(typoutput, value);
 }
 
-/* 2023-12-10T10:00:00Z or 2023-12-10T10:00:00.250000Z, always in UTC */
+/*
+ * str[0 .. len) as a JSON string, byte for byte what escape_json() writes
+ * for it: short escapes for \b \f \n \r \t " and \, \u00XX for the other
+ * control characters, everything else as is; like escape_json() on a C
+ * string, it ends at a NUL byte (text cannot hold one).  It takes a length,
+ * so a text datum need not be copied into a C string, appends runs of
+ * plain bytes at once, and notes non-ASCII bytes so that an all-ASCII
+ * event can skip the conversion pass in pg_ws_row_event().
+ */
+static void
+append_json_string(EventWriter *w, const char *str, int len)
+{
+	static const char hex[] = "0123456789abcdef";
+	StringInfo	buf = w->buf;
+	const unsigned char *p = (const unsigned char *) str;
+	const unsigned char *end = p + len;
+	const unsigned char *run = p;
+	unsigned char high = 0;
+
+	appendStringInfoCharMacro(buf, '"');
+	for (; p < end; p++)
+	{
+		unsigned char c = *p;
+
+		high |= c;
+		if (c >= ' ' && c != '"' && c != '\\')
+			continue;
+		if (c == '\0')
+			break;
+		appendBinaryStringInfo(buf, (const char *) run, p - run);
+		run = p + 1;
+		switch (c)
+		{
+			case '\b':
+				APPEND_LITERAL(buf, "\\b");
+				break;
+			case '\f':
+				APPEND_LITERAL(buf, "\\f");
+				break;
+			case '\n':
+				APPEND_LITERAL(buf, "\\n");
+				break;
+			case '\r':
+				APPEND_LITERAL(buf, "\\r");
+				break;
+			case '\t':
+				APPEND_LITERAL(buf, "\\t");
+				break;
+			case '"':
+				APPEND_LITERAL(buf, "\\\"");
+				break;
+			case '\\':
+				APPEND_LITERAL(buf, "\\\\");
+				break;
+			default:
+				/* the other control characters, as "\\u%04x" */
+				APPEND_LITERAL(buf, "\\u00");
+				appendStringInfoCharMacro(buf, hex[c >> 4]);
+				appendStringInfoCharMacro(buf, hex[c & 0xF]);
+				break;
+		}
+	}
+	appendBinaryStringInfo(buf, (const char *) run, p - run);
+	appendStringInfoCharMacro(buf, '"');
+	if (IS_HIGHBIT_SET(high))
+		w->non_ascii = true;
+}
+
+/* a value of any type as a JSON string, by its output function */
+static void
+append_string_value(EventWriter *w, Datum value, Oid type)
+{
+	if (is_string_type(type))
+	{
+		text	   *t = DatumGetTextPP(value);
+
+		append_json_string(w, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		if ((Pointer) t != DatumGetPointer(value))
+			pfree(t);
+	}
+	else
+	{
+		char	   *str = output_string(value, type);
+
+		append_json_string(w, str, strlen(str));
+		pfree(str);
+	}
+}
+
+/*
+ * 2023-12-10T10:00:00Z or 2023-12-10T10:00:00.250000Z, always in UTC.  The
+ * digits are written by hand into a stack buffer: a client event has two
+ * timestamps per visit, and snprintf's format parsing was most of their
+ * cost.
+ */
 static void
 append_timestamp(StringInfo buf, TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
+
+	/* "+294276-12-31T23:59:59.999999Z", quoted, is the longest */
+	char		str[48];
+	char	   *p = str;
 
 	if (TIMESTAMP_IS_NOBEGIN(ts))
 	{
@@ -214,24 +441,50 @@ append_timestamp(StringInfo buf, TimestampTz ts)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
 
-	/* ISO 8601 years: 0000 is 1 BC, and years past 9999 carry a sign */
+	/*
+	 * ISO 8601 years: 0000 is 1 BC, and years past 9999 carry a sign.
+	 * pg_ultostr_zeropad writes at least that many digits, as %04d would.
+	 */
+	*p++ = '"';
 	if (tm.tm_year < 0)
-		appendStringInfo(buf, "\"-%04d", -tm.tm_year);
+	{
+		*p++ = '-';
+		p = pg_ultostr_zeropad(p, (uint32) -tm.tm_year, 4);
+	}
 	else if (tm.tm_year > 9999)
-		appendStringInfo(buf, "\"+%d", tm.tm_year);
+	{
+		*p++ = '+';
+		p = pg_ultostr(p, (uint32) tm.tm_year);
+	}
 	else
-		appendStringInfo(buf, "\"%04d", tm.tm_year);
-	appendStringInfo(buf, "-%02d-%02dT%02d:%02d:%02d",
-					 tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		p = pg_ultostr_zeropad(p, (uint32) tm.tm_year, 4);
+	*p++ = '-';
+	p = pg_ultostr_zeropad(p, (uint32) tm.tm_mon, 2);
+	*p++ = '-';
+	p = pg_ultostr_zeropad(p, (uint32) tm.tm_mday, 2);
+	*p++ = 'T';
+	p = pg_ultostr_zeropad(p, (uint32) tm.tm_hour, 2);
+	*p++ = ':';
+	p = pg_ultostr_zeropad(p, (uint32) tm.tm_min, 2);
+	*p++ = ':';
+	p = pg_ultostr_zeropad(p, (uint32) tm.tm_sec, 2);
+	/* timestamp2tm's fsec is in [0, 999999] */
 	if (fsec != 0)
-		appendStringInfo(buf, ".%06d", (int) fsec);
-	appendStringInfoString(buf, "Z\"");
+	{
+		*p++ = '.';
+		p = pg_ultostr_zeropad(p, (uint32) fsec, 6);
+	}
+	*p++ = 'Z';
+	*p++ = '"';
+	Assert(p - str <= sizeof(str));
+	appendBinaryStringInfo(buf, str, p - str);
 }
 
 /* a value as JSON, by its SQL type */
 static void
-append_value(StringInfo buf, Datum value, bool isnull, Oid type)
+append_value(EventWriter *w, Datum value, bool isnull, Oid type)
 {
+	StringInfo	buf = w->buf;
 	char		digits[32];
 	double		d;
 
@@ -244,13 +497,16 @@ append_value(StringInfo buf, Datum value, bool isnull, Oid type)
 	switch (type)
 	{
 		case INT2OID:
-			appendStringInfo(buf, "%d", (int) DatumGetInt16(value));
+			appendBinaryStringInfo(buf, digits,
+								   pg_itoa(DatumGetInt16(value), digits));
 			break;
 		case INT4OID:
-			appendStringInfo(buf, "%d", DatumGetInt32(value));
+			appendBinaryStringInfo(buf, digits,
+								   pg_ltoa(DatumGetInt32(value), digits));
 			break;
 		case INT8OID:
-			appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(value));
+			appendBinaryStringInfo(buf, digits,
+								   pg_lltoa(DatumGetInt64(value), digits));
 			break;
 		case FLOAT4OID:
 		case FLOAT8OID:
@@ -286,26 +542,26 @@ append_value(StringInfo buf, Datum value, bool isnull, Oid type)
 			append_timestamp(buf, DatumGetTimestampTz(value));
 			break;
 		default:
-			escape_json(buf, output_string(value, type));
+			append_string_value(w, value, type);
 			break;
 	}
 }
 
 /* "key": value, the value rendered by its type */
 static void
-append_column(EventWriter *w, const char *key, const char *column)
+append_column(EventWriter *w, const char *key, WsColumn column)
 {
 	bool		isnull;
 	Oid			type;
 	Datum		value = column_value(w, column, &isnull, &type);
 
 	append_key(w, key);
-	append_value(w->buf, value, isnull, type);
+	append_value(w, value, isnull, type);
 }
 
 /* "key": "value", a JSON string whatever the column's type */
 static void
-append_string_column(EventWriter *w, const char *key, const char *column)
+append_string_column(EventWriter *w, const char *key, WsColumn column)
 {
 	bool		isnull;
 	Oid			type;
@@ -313,9 +569,9 @@ append_string_column(EventWriter *w, const char *key, const char *column)
 
 	append_key(w, key);
 	if (isnull)
-		appendStringInfoString(w->buf, "null");
+		APPEND_LITERAL(w->buf, "null");
 	else
-		escape_json(w->buf, output_string(value, type));
+		append_string_value(w, value, type);
 }
 
 /* does str start with an RFC 3986 scheme ("data:", "file:", ...)? */
@@ -336,7 +592,7 @@ has_uri_scheme(const char *str)
  * MEDIA_URL + quote(path.replace("\\", "/").lstrip("/"), safe="/~!*()'").
  */
 static void
-append_image_column(EventWriter *w, const char *key, const char *column)
+append_image_column(EventWriter *w, const char *key, WsColumn column)
 {
 	bool		isnull;
 	Oid			type;
@@ -354,7 +610,7 @@ append_image_column(EventWriter *w, const char *key, const char *column)
 	if (pg_strncasecmp(path, "http://", 7) == 0 ||
 		pg_strncasecmp(path, "https://", 8) == 0)
 	{
-		escape_json(w->buf, path);
+		append_json_string(w, path, strlen(path));
 		return;
 	}
 	if (has_uri_scheme(path))
@@ -380,8 +636,75 @@ append_image_column(EventWriter *w, const char *key, const char *column)
 		else
 			appendStringInfo(&url, "%%%02X", c);
 	}
-	escape_json(w->buf, url.data);
+	append_json_string(w, url.data, url.len);
 	pfree(url.data);
+}
+
+/*
+ * The visit_histories query's rows arrive newest first.  Rather than have
+ * SPI copy each into a tuple table, a VisitReceiver renders each row as it
+ * arrives into rows, remembering where each ends, and
+ * append_visit_histories() copies them out in reverse, oldest first.
+ */
+typedef struct VisitReceiver
+{
+	DestReceiver pub;
+	EventWriter visit;			/* writes into rows */
+	StringInfoData rows;		/* the rendered rows, newest first */
+	int		   *ends;			/* offset in rows after each row */
+	int			nrows;
+	int			maxrows;
+} VisitReceiver;
+
+/*
+ * {"datetime": ..., "device_id": "..."}: the columns are the query's first
+ * and second, rendered as append_column and append_string_column would.
+ */
+static bool
+visit_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	VisitReceiver *r = (VisitReceiver *) self;
+	EventWriter *v = &r->visit;
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	Datum		value;
+	bool		isnull;
+
+	v->first_key = true;
+	appendStringInfoCharMacro(v->buf, '{');
+	value = slot_getattr(slot, 1, &isnull);
+	append_key(v, "datetime");
+	append_value(v, value, isnull, TupleDescAttr(desc, 0)->atttypid);
+	value = slot_getattr(slot, 2, &isnull);
+	append_key(v, "device_id");
+	if (isnull)
+		APPEND_LITERAL(v->buf, "null");
+	else
+		append_string_value(v, value, TupleDescAttr(desc, 1)->atttypid);
+	appendStringInfoCharMacro(v->buf, '}');
+
+	/* ends is the trigger context's, and repalloc keeps it there */
+	if (r->nrows == r->maxrows)
+	{
+		r->maxrows *= 2;
+		r->ends = repalloc(r->ends, r->maxrows * sizeof(int));
+	}
+	r->ends[r->nrows++] = v->buf->len;
+	return true;
+}
+
+static void
+visit_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+visit_shutdown(DestReceiver *self)
+{
+}
+
+static void
+visit_destroy(DestReceiver *self)
+{
 }
 
 /*
@@ -403,22 +726,55 @@ append_visit_histories(EventWriter *w, const char *key)
 {
 	bool		isnull;
 	Oid			argtypes[2];
-	Datum		args[2];
+	Datum		client_id;
+	ParamListInfo params;
+	SPIExecuteOptions options;
+	VisitReceiver r;
 	Oid			nsp = RelationGetNamespace(w->rel);
 	Oid			save_userid;
 	int			save_sec_context;
-	uint64		row;
+	int			rc;
+	int			row;
 
-	args[0] = column_value(w, "id", &isnull, &argtypes[0]);
-	args[1] = Int64GetDatum((int64) pgws_max_visit_histories);
+	client_id = column_value(w, COL_ID, &isnull, &argtypes[0]);
 	argtypes[1] = INT8OID;
 
 	append_key(w, key);
 	if (isnull || pgws_max_visit_histories == 0)
 	{
-		appendStringInfoString(w->buf, "[]");
+		APPEND_LITERAL(w->buf, "[]");
 		return;
 	}
+
+	/* in the trigger's context, not SPI's, which SPI_finish frees */
+	params = makeParamList(2);
+	params->params[0].value = client_id;
+	params->params[0].isnull = false;
+	params->params[0].pflags = PARAM_FLAG_CONST;
+	params->params[0].ptype = argtypes[0];
+	params->params[1].value = Int64GetDatum((int64) pgws_max_visit_histories);
+	params->params[1].isnull = false;
+	params->params[1].pflags = PARAM_FLAG_CONST;
+	params->params[1].ptype = argtypes[1];
+
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = visit_receive;
+	r.pub.rStartup = visit_startup;
+	r.pub.rShutdown = visit_shutdown;
+	r.pub.rDestroy = visit_destroy;
+	/* none of the built-in kinds; SPI reports SPI_OK_UTILITY for it */
+	r.pub.mydest = DestNone;
+	initStringInfo(&r.rows);
+	r.visit.buf = &r.rows;
+	r.visit.rel = w->rel;
+	r.maxrows = 16;
+	r.ends = palloc(r.maxrows * sizeof(int));
+
+	memset(&options, 0, sizeof(options));
+	options.params = params;
+	options.read_only = false;
+	options.tcount = 0;
+	options.dest = &r.pub;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -428,6 +784,7 @@ append_visit_histories(EventWriter *w, const char *key)
 		char	   *query;
 		SPIPlanPtr	plan;
 
+		/* visit_receive() relies on the order of the select list */
 		query = psprintf("SELECT datetime, device_id FROM %s.visit_history "
 						 "WHERE client_id OPERATOR(pg_catalog.=) $1 "
 						 "ORDER BY datetime DESC, id DESC LIMIT $2",
@@ -449,33 +806,33 @@ append_visit_histories(EventWriter *w, const char *key)
 	SetUserIdAndSecContext(w->rel->rd_rel->relowner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	if (SPI_execute_plan(visit_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+	rc = SPI_execute_plan_extended(visit_plan, &options);
+	if (rc < 0)
 		elog(ERROR, "visit_histories query failed: %s",
-			 SPI_result_code_string(SPI_result));
+			 SPI_result_code_string(rc));
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 
-	/* the rows came newest first */
-	appendStringInfoChar(w->buf, '[');
-	for (row = SPI_processed; row-- > 0;)
-	{
-		EventWriter visit = {
-			.buf = w->buf,
-			.rel = w->rel,
-			.desc = SPI_tuptable->tupdesc,
-			.tuple = SPI_tuptable->vals[row],
-			.first_key = true
-		};
-
-		if (row < SPI_processed - 1)
-			appendStringInfoString(w->buf, ", ");
-		appendStringInfoChar(w->buf, '{');
-		append_column(&visit, "datetime", "datetime");
-		append_string_column(&visit, "device_id", "device_id");
-		appendStringInfoChar(w->buf, '}');
-	}
-	appendStringInfoChar(w->buf, ']');
-
 	SPI_finish();
+
+	/* the rows came newest first */
+	appendStringInfoCharMacro(w->buf, '[');
+	enlargeStringInfo(w->buf, r.rows.len + 2 * r.nrows + 1);
+	for (row = r.nrows; row-- > 0;)
+	{
+		int			start = row > 0 ? r.ends[row - 1] : 0;
+
+		if (row < r.nrows - 1)
+			APPEND_LITERAL(w->buf, ", ");
+		appendBinaryStringInfo(w->buf, r.rows.data + start,
+							   r.ends[row] - start);
+	}
+	appendStringInfoCharMacro(w->buf, ']');
+	if (r.visit.non_ascii)
+		w->non_ascii = true;
+
+	pfree(r.rows.data);
+	pfree(r.ends);
+	pfree(params);
 }
 
 /* client_delete and employee_delete carry only the id */
@@ -483,7 +840,7 @@ static void
 render_id_only(EventWriter *w, PgWsEventKind kind)
 {
 	begin_event(w, kind);
-	append_column(w, "id", "id");
+	append_column(w, "id", COL_ID);
 	end_event(w);
 }
 
@@ -496,13 +853,13 @@ render_client(EventWriter *w, TriggerEvent op)
 		return;
 	}
 	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_CREATE : PGWS_CLIENT_UPDATE);
-	append_column(w, "id", "id");
-	append_column(w, "first_seen", "first_seen");
-	append_column(w, "last_seen", "last_seen");
-	append_column(w, "visit_count", "visit_count");
-	append_column(w, "gender", "gender");
-	append_column(w, "age", "age");
-	append_image_column(w, "image", "image");
+	append_column(w, "id", COL_ID);
+	append_column(w, "first_seen", COL_FIRST_SEEN);
+	append_column(w, "last_seen", COL_LAST_SEEN);
+	append_column(w, "visit_count", COL_VISIT_COUNT);
+	append_column(w, "gender", COL_GENDER);
+	append_column(w, "age", COL_AGE);
+	append_image_column(w, "image", COL_IMAGE);
 	append_visit_histories(w, "visit_histories");
 	end_event(w);
 }
@@ -513,9 +870,9 @@ render_visit_history(EventWriter *w, TriggerEvent op)
 	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_VISIT_CREATE :
 				TRIGGER_FIRED_BY_UPDATE(op) ? PGWS_CLIENT_VISIT_UPDATE :
 				PGWS_CLIENT_VISIT_DELETE);
-	append_column(w, "datetime", "datetime");
-	append_string_column(w, "device_id", "device_id");
-	append_column(w, "client", "client_id");
+	append_column(w, "datetime", COL_DATETIME);
+	append_string_column(w, "device_id", COL_DEVICE_ID);
+	append_column(w, "client", COL_CLIENT_ID);
 	end_event(w);
 }
 
@@ -528,13 +885,13 @@ render_employee(EventWriter *w, TriggerEvent op)
 		return;
 	}
 	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_EMPLOYEE_CREATE : PGWS_EMPLOYEE_UPDATE);
-	append_column(w, "id", "id");
-	append_column(w, "first_name", "first_name");
-	append_column(w, "last_name", "last_name");
-	append_column(w, "email", "email");
-	append_column(w, "phone_number", "phone_number");
-	append_image_column(w, "image", "image");
-	append_column(w, "working_graphic", "working_graphic_id");
+	append_column(w, "id", COL_ID);
+	append_column(w, "first_name", COL_FIRST_NAME);
+	append_column(w, "last_name", COL_LAST_NAME);
+	append_column(w, "email", COL_EMAIL);
+	append_column(w, "phone_number", COL_PHONE_NUMBER);
+	append_image_column(w, "image", COL_IMAGE);
+	append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
 	end_event(w);
 }
 
@@ -545,34 +902,23 @@ render_attendance(EventWriter *w, TriggerEvent op)
 	if (TRIGGER_FIRED_BY_INSERT(op))
 	{
 		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE);
-		append_column(w, "employee_id", "employee_id");
-		append_string_column(w, "device_id", "device_id");
-		append_image_column(w, "image", "image");
-		append_column(w, "datetime", "datetime");
-		append_column(w, "score", "score");
+		append_column(w, "employee_id", COL_EMPLOYEE_ID);
+		append_string_column(w, "device_id", COL_DEVICE_ID);
+		append_image_column(w, "image", COL_IMAGE);
+		append_column(w, "datetime", COL_DATETIME);
+		append_column(w, "score", COL_SCORE);
 		end_event(w);
 		return true;
 	}
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
 		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE_DELETE);
-		append_column(w, "employee_id", "employee_id");
-		append_column(w, "datetime", "datetime");
+		append_column(w, "employee_id", COL_EMPLOYEE_ID);
+		append_column(w, "datetime", COL_DATETIME);
 		end_event(w);
 		return true;
 	}
 	return false;
-}
-
-static bool
-is_ascii(const char *s, int len)
-{
-	int			i;
-
-	for (i = 0; i < len; i++)
-		if (IS_HIGHBIT_SET(s[i]))
-			return false;
-	return true;
 }
 
 /*
@@ -656,10 +1002,25 @@ static void
 forget_verified_relation(Datum arg, Oid relid)
 {
 	int			table;
+	RelColumns *entry;
 
 	for (table = 0; table < WS_NUM_TABLES; table++)
 		if (relid == InvalidOid || verified_relid[table] == relid)
 			verified_relid[table] = InvalidOid;
+
+	/* and its column numbers, which the change may have moved */
+	if (rel_columns == NULL)
+		return;
+	if (relid == InvalidOid)
+	{
+		HASH_SEQ_STATUS status;
+
+		hash_seq_init(&status, rel_columns);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			memset(entry->attnums, 0, sizeof(entry->attnums));
+	}
+	else if ((entry = hash_search(rel_columns, &relid, HASH_FIND, NULL)) != NULL)
+		memset(entry->attnums, 0, sizeof(entry->attnums));
 }
 
 static void
@@ -757,7 +1118,9 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	w.rel = trigdata->tg_relation;
 	w.desc = RelationGetDescr(trigdata->tg_relation);
 	w.tuple = TRIGGER_FIRED_BY_UPDATE(op) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	w.columns = relation_columns(trigdata->tg_relation);
 	w.first_key = true;
+	w.non_ascii = false;
 
 	switch (table)
 	{
@@ -775,22 +1138,25 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 			break;
 	}
 
-	if (rendered)
+	/*
+	 * Only strings can bring non-ASCII bytes, and append_json_string notes
+	 * them.  ASCII is the same in every server encoding and in UTF-8, and
+	 * the rendering holds no NUL byte, so an all-ASCII event is sent as it
+	 * is: conversion and escaping would leave it unchanged.
+	 */
+	if (rendered && !w.non_ascii)
+		pgws_pending_add(buf.data, buf.len);
+	else if (rendered)
 	{
 		/* to UTF-8 (SQL_ASCII text is validated), then to ASCII */
 		char	   *utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);
 		int			utf8_len = utf8 == buf.data ? buf.len : (int) strlen(utf8);
 		StringInfoData ascii;
 
-		if (is_ascii(utf8, utf8_len))
-			pgws_pending_add(utf8, utf8_len);
-		else
-		{
-			initStringInfo(&ascii);
-			append_ascii_escaped(&ascii, utf8, utf8_len);
-			pgws_pending_add(ascii.data, ascii.len);
-			pfree(ascii.data);
-		}
+		initStringInfo(&ascii);
+		append_ascii_escaped(&ascii, utf8, utf8_len);
+		pgws_pending_add(ascii.data, ascii.len);
+		pfree(ascii.data);
 	}
 	pfree(buf.data);
 	error_context_stack = errcallback.previous;
