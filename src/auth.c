@@ -418,11 +418,43 @@ audience_contains(struct json_object *aud, const char *want)
 }
 
 /*
- * The events claim: an array of event names (employee_create), prefixes
- * ending in '*' (client_*, which takes client_visit_* too) or "*" for
- * all.  A name of no event we know matches nothing rather than refusing
- * the token, so that a token minted for a later pg_ws with more events
- * still works here.
+ * Add to *mask the events one pattern names: an event name
+ * (employee_create), a prefix ending in '*' (client_*, which takes
+ * client_visit_* too), or "*" for all, events of unknown kind included
+ * (PGWS_PATTERN_ALL).  A '*' anywhere but at the end is malformed.  A name
+ * of no event we know adds nothing: the caller decides whether that is an
+ * error.  The token's events claim and the ?events= filter (http.c) both
+ * speak this language.
+ */
+PgWsPatternResult
+pgws_event_pattern(const char *pattern, size_t len, uint32 *mask)
+{
+	const char *star = memchr(pattern, '*', len);
+	int			kind;
+
+	if (star != NULL && star != pattern + len - 1)
+		return PGWS_PATTERN_MALFORMED;	/* only a trailing '*' */
+	if (len == 1 && star != NULL)
+	{
+		*mask |= PGWS_ALL_EVENTS;
+		return PGWS_PATTERN_ALL;
+	}
+	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
+	{
+		const char *name = pgws_event_names[kind];
+		size_t		name_len = strlen(name);
+
+		if (star ? name_len >= len - 1 && strncmp(name, pattern, len - 1) == 0 :
+			name_len == len && memcmp(name, pattern, len) == 0)
+			*mask |= 1U << kind;
+	}
+	return PGWS_PATTERN_OK;
+}
+
+/*
+ * The events claim: an array of patterns (pgws_event_pattern).  A name of
+ * no event we know matches nothing rather than refusing the token, so that
+ * a token minted for a later pg_ws with more events still works here.
  */
 static bool
 events_grant(struct json_object *events, PgWsGrant *grant)
@@ -441,29 +473,19 @@ events_grant(struct json_object *events, PgWsGrant *grant)
 	{
 		struct json_object *v = json_object_array_get_idx(events, i);
 		const char *pattern;
-		size_t		len;
-		const char *star;
-		int			kind;
 
 		if (!is_string(v))
 			return false;
 		pattern = json_object_get_string(v);
-		len = strlen(pattern);
-		star = strchr(pattern, '*');
-		if (star != NULL && star != pattern + len - 1)
-			return false;		/* only a trailing '*' */
-		if (strcmp(pattern, "*") == 0)
+		switch (pgws_event_pattern(pattern, strlen(pattern), &grant->event_mask))
 		{
-			grant->event_mask = PGWS_ALL_EVENTS;
-			grant->unrestricted = true;
-			continue;
-		}
-		for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
-		{
-			const char *name = pgws_event_names[kind];
-
-			if (star ? strncmp(name, pattern, len - 1) == 0 : strcmp(name, pattern) == 0)
-				grant->event_mask |= 1U << kind;
+			case PGWS_PATTERN_MALFORMED:
+				return false;
+			case PGWS_PATTERN_ALL:
+				grant->unrestricted = true;
+				break;
+			case PGWS_PATTERN_OK:
+				break;
 		}
 	}
 	return true;

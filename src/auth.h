@@ -78,6 +78,17 @@ extern int	pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now,
  */
 extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
 
+/* what pgws_event_pattern() made of one pattern of events */
+typedef enum PgWsPatternResult
+{
+	PGWS_PATTERN_OK,			/* its events (maybe none) were added */
+	PGWS_PATTERN_ALL,			/* "*": every event, unknown kinds too */
+	PGWS_PATTERN_MALFORMED		/* a '*' elsewhere than at the end */
+} PgWsPatternResult;
+
+extern PgWsPatternResult pgws_event_pattern(const char *pattern, size_t len,
+											uint32 *mask);
+
 /* a parameter of a request's query string, decoded (see auth.c) */
 extern char *pgws_query_param(const char *query, const char *name,
 							  bool *malformed);

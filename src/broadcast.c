@@ -7,8 +7,8 @@
  *
  * This file owns the log, the recent history kept in it, where a
  * subscriber starts (live, or resuming after a position), per-subscriber
- * progress, filtering by a subscriber's grant, culling of subscribers that
- * fall behind and freeing messages nobody needs.  It runs only in the
+ * progress, filtering by a subscriber's grant and ?events= filter, culling
+ * of subscribers that fall behind and freeing messages nobody needs.  It runs only in the
  * worker.  It must not accept connections or speak HTTP (conn.c, http.c),
  * nor know how events were rendered or queued.
  *
@@ -121,6 +121,21 @@ static uint64 log_bytes = 0;	/* heap the log holds: blocks, messages */
 /* the blocks holding frames of the log, oldest first */
 static FrameBlock *oldest_block = NULL;
 static FrameBlock *newest_block = NULL;
+
+/*
+ * May this subscriber be sent an event of this kind (-1: unknown)?  Its
+ * token's grant bounds it, and its ?events= filter narrows it further; a
+ * new token (an auth message) replaces the grant, never the filter.
+ */
+static inline bool
+subscriber_wants(const PgWsSubscriber *sub, int kind)
+{
+	if (!pgws_grant_allows(&sub->grant, kind))
+		return false;
+	return !sub->filtered ||
+		(kind >= 0 && kind < PGWS_NUM_EVENT_KINDS &&
+		 (sub->filter_mask & (1U << kind)) != 0);
+}
 
 /*
  * Every event with a position above history_floor is in the log (or yet to
@@ -727,7 +742,7 @@ catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
 
 	sub->after_seq = seq;
 	if (len == 0 || json[len - 1] != '}' ||
-		!pgws_grant_allows(&sub->grant, pgws_event_kind_of(json, len)))
+		!subscriber_wants(sub, pgws_event_kind_of(json, len)))
 		return;
 	slen = position_suffix(suffix, seq);
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len - 1 + slen);
@@ -859,7 +874,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	{
 		WsMessage  *msg = message_at(sub->next_idx);
 		bool		skip = msg->seq <= sub->after_seq ||
-			!pgws_grant_allows(&sub->grant, msg->kind);
+			!subscriber_wants(sub, msg->kind);
 
 		if (span_len > 0 &&
 			(skip || msg->frame != span + span_len ||

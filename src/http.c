@@ -16,8 +16,8 @@
  * pg_ws.handshake_timeout (conn.c), however slowly its bytes come.  Only
  * GET is served (405), only /ws/ (404), only an Upgrade to websocket with
  * version 13 (400, 426), never h2c or HTTP/2 (400, 505).  The checks run
- * in that order, then the origin (403), the subprotocol (400, only "pg_ws")
- * and the token (401).
+ * in that order, then the origin (403), the subprotocol (400, only "pg_ws"),
+ * the token (401), and the query's since/epoch and events (400).
  *
  * src/http.c
  *
@@ -32,6 +32,8 @@
 
 /* RFC 6455 4.2.2: the GUID appended to the key for Sec-WebSocket-Accept */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* more patterns than this in ?events= is not a subscription */
+#define MAX_FILTER_PATTERNS 64
 
 /* the headers pg_ws reads; lists are joined with ", ", cookies with "; " */
 typedef struct HttpRequest
@@ -386,6 +388,59 @@ read_resume(PgWsConn *conn, const char *query)
 	return true;
 }
 
+/*
+ * ?events=client_create,employee_*: the connection receives only those
+ * events (patterns as in a token's events claim, see auth.c), and never
+ * more than its grant allows.  Absent or empty: everything the grant
+ * allows.  Unlike in a token, a pattern that names no event is refused
+ * with a 400, so that a typo does not quietly subscribe to nothing.
+ */
+static bool
+read_events_filter(PgWsConn *conn, const char *query)
+{
+	static const char bad_filter[] =
+		"events must list event names or prefixes ending in '*' (as in events=client_create,employee_*), each naming at least one pg_ws event";
+	bool		malformed;
+	char	   *filter;
+	char	   *p;
+	int			npatterns = 0;
+	uint32		mask = 0;
+	bool		all = false;
+
+	conn->sub.filtered = false;
+	conn->sub.filter_mask = 0;
+	if (query == NULL)
+		return true;
+	filter = pgws_query_param(query, "events", &malformed);
+	if (!malformed && (filter == NULL || filter[0] == '\0'))
+		return true;
+	for (p = malformed ? NULL : filter; p != NULL;)
+	{
+		char	   *comma = strchr(p, ',');
+		size_t		len = comma ? (size_t) (comma - p) : strlen(p);
+		uint32		one = 0;
+		PgWsPatternResult result = pgws_event_pattern(p, len, &one);
+
+		if (result == PGWS_PATTERN_MALFORMED || one == 0 ||
+			++npatterns > MAX_FILTER_PATTERNS)
+		{
+			malformed = true;
+			break;
+		}
+		all = all || result == PGWS_PATTERN_ALL;
+		mask |= one;
+		p = comma ? comma + 1 : NULL;
+	}
+	if (malformed)
+	{
+		pgws_http_refuse(conn, 400, NULL, bad_filter);
+		return false;
+	}
+	conn->sub.filtered = !all;
+	conn->sub.filter_mask = mask;
+	return true;
+}
+
 /* route a complete request: an answer, or the upgrade of /ws/ */
 static void
 route(PgWsConn *conn, char *head)
@@ -489,7 +544,7 @@ route(PgWsConn *conn, char *head)
 	}
 	Assert(status == 0);
 
-	if (!read_resume(conn, req.query))
+	if (!read_resume(conn, req.query) || !read_events_filter(conn, req.query))
 		return;
 
 	if (!ws_accept(req.ws_key, accept, sizeof(accept)))

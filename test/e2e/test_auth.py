@@ -147,10 +147,13 @@ def token_headers(token, via):
     raise ValueError(via)
 
 
-async def subscribe(ctx, token=None, via='bearer', origin=None, headers=None):
+async def subscribe(ctx, token=None, via='bearer', origin=None, headers=None,
+                    extra_query=None):
     """A subscriber of ctx's cluster, or the websockets exception."""
     hdrs, query = token_headers(token, via)
     hdrs.update(headers or {})
+    if extra_query:
+        query += ('&' if query else '?') + extra_query
     ws = await websockets.connect(ctx.cl.url + '/ws/' + query, extra_headers=hdrs,
                                   origin=origin, ping_interval=None, max_size=None,
                                   max_queue=None, close_timeout=1, open_timeout=10)
@@ -469,7 +472,8 @@ async def test_es256(ctx):
 
 async def test_events_filter(ctx):
     """The events claim narrows what a connection receives (names,
-    prefixes, "*", nothing); an unfiltered one receives everything."""
+    prefixes, "*", nothing); an unfiltered one receives everything; a
+    ?events= filter narrows it further, never beyond the claim."""
     await cluster(ctx, 'jwt')
     conn = await ctx.aconn()
     subs = {
@@ -481,6 +485,11 @@ async def test_events_filter(ctx):
         'deletes': await subscribe(ctx, hs(events=['client_delete', 'employee_delete',
                                                   'no_such_event'])),
         'nothing': await subscribe(ctx, hs(events=[])),
+        # ?events= narrows within the claim, never beyond it
+        'claim client_*, ?events=client_delete,employee_*': await subscribe(
+            ctx, hs(events=['client_*']), extra_query='events=client_delete,employee_*'),
+        'no claim, ?events=employee_delete': await subscribe(
+            ctx, hs(), 'query', extra_query='events=employee_delete'),
     }
     await asql(conn,
                "INSERT INTO client (id, visit_count) VALUES (1401, 0)",
@@ -509,6 +518,8 @@ async def test_events_filter(ctx):
         'attendance, not its delete': ['employee_attendance'],
         'deletes': ['employee_delete', 'client_delete'],
         'nothing': [],
+        'claim client_*, ?events=client_delete,employee_*': ['client_delete'],
+        'no claim, ?events=employee_delete': ['employee_delete'],
     }
     problems = ['%s: got %s, expected %s' % (k, events_of(s), want[k])
                 for k, s in subs.items() if events_of(s) != want[k]]
@@ -737,7 +748,7 @@ TESTS = [
     ('bad tokens get a real HTTP/1.1 401 with a reason, and nothing is sent', test_refusals, 60),
     ('RS256 with a generated key is accepted', test_rs256, 20),
     ('ES256 with a generated P-256 key; no secret, no HS256', test_es256, 60),
-    ('the events claim narrows what a subscriber receives', test_events_filter, 30),
+    ('the events claim narrows what a subscriber receives; ?events= narrows within it', test_events_filter, 30),
     ('a connection is closed with 4001 when its token expires', test_live_expiry, 45),
     ('an auth message with a fresh token extends the connection', test_auth_message_extends, 45),
     ('an auth message replaces the claims (narrowing events)', test_auth_message_narrows, 45),

@@ -487,6 +487,60 @@ async def test_subprotocols(ctx):
         await ws.close()
 
 
+async def test_events_filter(ctx):
+    """?events= narrows a connection to the events it names: names and
+    prefixes ending in '*' (percent-encoded or not); "*" and an empty value
+    mean everything; a malformed pattern or one naming no event is a 400."""
+    for bad in ('nosuch', 'client_creat', 'client*x', 'client_create,', ',',
+                ','.join(['client_create'] * 65)):
+        try:
+            await ctx.sub('/ws/?events=' + bad)
+            raise Fail('?events=%s was accepted' % short(bad))
+        except websockets.InvalidStatusCode as e:
+            check(e.status_code == 400, '?events=%s: HTTP %d, expected 400'
+                  % (short(bad), e.status_code))
+    everything = await ctx.sub('/ws/')
+    star = await ctx.sub('/ws/?events=*')
+    empty = await ctx.sub('/ws/?events=')
+    some = await ctx.sub('/ws/?events=client_create,employee_*')
+    visits = await ctx.sub('/ws/?since=&events=client_visit_%2A')
+    conn = await ctx.aconn()
+    for stmt in [
+            "INSERT INTO client (id, visit_count) VALUES (3001, 0)",
+            "INSERT INTO visit_history (client_id, device_id) VALUES (3001, 'f1')",
+            "UPDATE visit_history SET device_id = 'f1b' WHERE client_id = 3001",
+            "UPDATE client SET visit_count = 1 WHERE id = 3001",
+            "INSERT INTO employee (id, first_name, last_name) VALUES (3001, 'f', 'g')",
+            "UPDATE employee SET first_name = 'h' WHERE id = 3001",
+            "INSERT INTO attendance (employee_id, device_id, datetime, score)"
+            " VALUES (3001, 'd', '2024-01-01 08:00:00+00', 1)",
+            "DELETE FROM employee WHERE id = 3001",
+            "DELETE FROM client WHERE id = 3001",
+            # last: each filtered subscriber's final event, so that nothing
+            # it should not have had can hide behind the count
+            "INSERT INTO client (id, visit_count) VALUES (3002, 0)",
+            "INSERT INTO visit_history (client_id, device_id) VALUES (3002, 'f2')"]:
+        await asql(conn, stmt)
+    all_msgs = await everything.expect(13, 15, 'unfiltered subscriber')
+    names = [json.loads(m)['event'] for m in all_msgs]
+    check(len(set(names)) == 11, 'the writes should make all eleven events: %s' % names)
+
+    def only(pred):
+        return [m for m in all_msgs if pred(json.loads(m)['event'])]
+
+    for sub, want, who in [
+            (star, all_msgs, 'events=*'),
+            (empty, all_msgs, 'events= (empty)'),
+            (some, only(lambda e: e == 'client_create' or e.startswith('employee_')),
+             'events=client_create,employee_*'),
+            (visits, only(lambda e: e.startswith('client_visit_')),
+             'events=client_visit_%2A')]:
+        got = await sub.expect(len(want), 15, who)
+        check(got == want, '%s: got %s, expected %s'
+              % (who, [json.loads(m)['event'] for m in got],
+                 [json.loads(m)['event'] for m in want]))
+
+
 TESTS = [
     ('a subscriber gets only what commits after it connects', test_only_after_connect, 20),
     ('all eleven document events arrive byte for byte', test_document_events, 30),
@@ -497,6 +551,8 @@ TESTS = [
      test_worker_restart, 45),
     ('HTTP: 400 on /ws/ without upgrade, 404 elsewhere', test_http, 20),
     ('subprotocols: 400 for one we lack, "pg_ws" accepted', test_subprotocols, 20),
+    ('?events= filters: names and prefixes, "*" and empty for all, 400 for the rest',
+     test_events_filter, 30),
 ]
 
 
