@@ -490,7 +490,8 @@ async def test_subprotocols(ctx):
 async def test_events_filter(ctx):
     """?events= narrows a connection to the events it names: names and
     prefixes ending in '*' (percent-encoded or not); "*" and an empty value
-    mean everything; a malformed pattern or one naming no event is a 400."""
+    mean everything; a malformed pattern or one naming no event is a 400;
+    a resuming connection replays only what its filter lets through."""
     for bad in ('nosuch', 'client_creat', 'client*x', 'client_create,', ',',
                 ','.join(['client_create'] * 65)):
         try:
@@ -539,6 +540,13 @@ async def test_events_filter(ctx):
         check(got == want, '%s: got %s, expected %s'
               % (who, [json.loads(m)['event'] for m in got],
                  [json.loads(m)['event'] for m in want]))
+    # resuming after the first event replays only what the filter lets
+    # through, from the worker's history
+    resumed = await ctx.sub(resume_path(all_msgs[0]) + '&events=employee_*')
+    want = only(lambda e: e.startswith('employee_'))
+    got = await resumed.expect(len(want), 15, 'resumed with events=employee_*')
+    check(got == want, 'resumed with events=employee_*: got %s, expected %s'
+          % ([json.loads(m)['event'] for m in got], [json.loads(m)['event'] for m in want]))
 
 
 TESTS = [
