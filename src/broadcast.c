@@ -8,9 +8,9 @@
  * This file owns the log, the recent history kept in it, where a
  * subscriber starts (live, or resuming after a position), per-subscriber
  * progress, filtering by a subscriber's grant and ?events= filter, culling
- * of subscribers that fall behind and freeing messages nobody needs.  It runs only in the
- * worker.  It must not accept connections or speak HTTP (conn.c, http.c),
- * nor know how events were rendered or queued.
+ * of subscribers that fall behind and freeing messages nobody needs.  It
+ * runs only in the worker.  It must not accept connections or speak HTTP
+ * (conn.c, http.c), nor know how events were rendered or queued.
  *
  * Positions.  Every event carries its position in the stream ("seq") and
  * the epoch in which positions compare (queue.c gives both); the message
