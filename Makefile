@@ -24,7 +24,8 @@ OBJS = \
 	src/worker.o
 
 EXTENSION = pg_ws
-DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.0--1.1.sql
+DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
+	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
 REGRESS = install events savepoints rendering queue security search_path visits tokens upgrade
