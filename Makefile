@@ -9,6 +9,7 @@ MODULE_big = pg_ws
 OBJS = \
 	src/pg_ws.o \
 	src/render.o \
+	src/watch.o \
 	src/pending.o \
 	src/queue.o \
 	src/stats.o \
@@ -28,7 +29,7 @@ DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
 	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue security search_path visits tokens upgrade
+REGRESS = install events savepoints rendering queue security search_path visits tokens watch upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback

@@ -6,6 +6,8 @@
  * pg_ws turns committed row changes of four tables into WebSocket events:
  *
  *	render.c	row triggers render each changed row as one JSON event
+ *	watch.c		which tables are broadcast: the extension's own and those
+ *				pg_ws_watch() attached it to (pg_ws_watched)
  *	pending.c	events wait in backend memory until the transaction commits
  *	queue.c		pre-commit appends them to a ring in shared memory and
  *				writes them to the WAL; the commit marks them visible
@@ -38,6 +40,7 @@
 #define PG_WS_H
 
 #include "postgres.h"
+#include "access/attnum.h"
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -168,6 +171,47 @@ typedef enum PgWsEventKind
 
 extern const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS];
 extern int	pgws_event_kind_of(const char *json, size_t len);
+
+/*
+ * The tables pg_ws broadcasts (watch.c): its own four, and those
+ * pg_ws_watch() attached it to, by kind.  The kind is also the argument of
+ * the trigger pg_ws_row_event().
+ */
+typedef enum PgWsTableKind
+{
+	PGWS_TABLE_CLIENT,
+	PGWS_TABLE_VISIT_HISTORY,
+	PGWS_TABLE_EMPLOYEE,
+	PGWS_TABLE_ATTENDANCE,
+	PGWS_TABLE_ROW,				/* any table: <prefix>_create/_update/_delete */
+	PGWS_NUM_TABLE_KINDS
+} PgWsTableKind;
+
+typedef struct PgWsWatchedTable
+{
+	Oid			relid;			/* hash key */
+	bool		valid;			/* false once its relcache entry is invalidated */
+	bool		watched;		/* may its rows become events at all? */
+	bool		own;			/* one of the tables CREATE EXTENSION made */
+	PgWsTableKind kind;
+	Oid			visit_relid;	/* client: where visit_histories come from */
+	char		event_prefix[NAMEDATALEN];	/* row: the events' name prefix */
+	int			ncolumns;		/* row: the columns sent; 0: all */
+	AttrNumber *columns;
+	int			nkeys;			/* row: the primary key, sent on delete */
+	AttrNumber *keys;
+} PgWsWatchedTable;
+
+extern const char *const pgws_table_kind_names[PGWS_NUM_TABLE_KINDS];
+extern int	pgws_table_kind_from_name(const char *name);
+struct RelationData;
+extern const PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
+
+/*
+ * Why an application-defined event name (pg_ws_send(), 'row' tables) is
+ * refused, or NULL when it is a valid one (watch.c).
+ */
+extern const char *pgws_event_name_problem(const char *name);
 
 /* Pending events of the current transaction (pending.c) */
 extern void pgws_pending_add(const char *json, int len);

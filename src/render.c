@@ -64,25 +64,6 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
-/* the tables whose rows become events, named by the trigger's argument */
-typedef enum WsTable
-{
-	WS_CLIENT,
-	WS_VISIT_HISTORY,
-	WS_EMPLOYEE,
-	WS_ATTENDANCE
-} WsTable;
-
-#define WS_NUM_TABLES (WS_ATTENDANCE + 1)
-
-/* each table's name: the trigger's argument and the table's own name */
-static const char *const ws_table_names[WS_NUM_TABLES] = {
-	[WS_CLIENT] = "client",
-	[WS_VISIT_HISTORY] = "visit_history",
-	[WS_EMPLOYEE] = "employee",
-	[WS_ATTENDANCE] = "attendance",
-};
-
 /*
  * The columns events read, by name.  A key of the event is not always its
  * column's name (client is client_id), so render_* name both.
@@ -133,7 +114,7 @@ static const char *const ws_column_names[WS_NUM_COLUMNS] = {
 /*
  * A relation's attribute numbers of the columns above, 0 until looked up,
  * keyed by the relation's OID (not by table kind: nothing here may assume
- * where a table keeps its columns).  forget_verified_relation() zeroes an
+ * where a table keeps its columns).  forget_relation_columns() zeroes an
  * entry when its relcache entry is invalidated (a column dropped, renamed,
  * added); entries are never removed, because a render may hold a pointer
  * to one across the visit_histories query, which can process
@@ -159,6 +140,7 @@ typedef struct EventWriter
 	TupleDesc	desc;
 	HeapTuple	tuple;
 	RelColumns *columns;
+	const PgWsWatchedTable *watch;	/* the table's watch, from watch.c */
 	bool		first_key;
 	bool		non_ascii;
 } EventWriter;
@@ -203,9 +185,14 @@ pgws_event_kind_of(const char *json, size_t len)
 	return -1;
 }
 
-/* the visit_histories query, prepared once per backend and schema */
+/*
+ * The visit_histories query, prepared once per backend for the visit table
+ * last read; visit_plan_stale when that table's relcache entry was
+ * invalidated (renamed, dropped: the query names it).
+ */
 static SPIPlanPtr visit_plan = NULL;
-static Oid	visit_plan_namespace = InvalidOid;
+static Oid	visit_plan_relid = InvalidOid;
+static bool visit_plan_stale = false;
 
 /* appends a string literal without strlen() or format parsing */
 #define APPEND_LITERAL(buf, lit) \
@@ -238,6 +225,8 @@ append_key(EventWriter *w, const char *key)
 	APPEND_LITERAL(w->buf, "\": ");
 }
 
+static void forget_relation_columns(Datum arg, Oid relid);
+
 /* the relation's entry of rel_columns, made (all unknown) on first use */
 static RelColumns *
 relation_columns(Relation rel)
@@ -255,6 +244,12 @@ relation_columns(Relation rel)
 		ctl.hcxt = CacheMemoryContext;
 		rel_columns = hash_create("pg_ws rendered columns", 8, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+		/*
+		 * On first use rather than in _PG_init, as ri_triggers.c does: the
+		 * trigger also runs where pg_ws is not preloaded.
+		 */
+		CacheRegisterRelcacheCallback(forget_relation_columns, (Datum) 0);
 	}
 	entry = hash_search(rel_columns, &relid, HASH_ENTER, &found);
 	if (!found)
@@ -480,6 +475,27 @@ append_timestamp(StringInfo buf, TimestampTz ts)
 	appendBinaryStringInfo(buf, str, p - str);
 }
 
+/*
+ * A json or jsonb value, embedded as JSON.  json is sent as it was stored
+ * (it is valid JSON); jsonb as its output function writes it, with the
+ * separators of every other event.  Either may bring non-ASCII bytes.
+ */
+static void
+append_json_value(EventWriter *w, Datum value, Oid type)
+{
+	char	   *str = output_string(value, type);
+	const char *p;
+
+	for (p = str; *p; p++)
+		if (IS_HIGHBIT_SET(*p))
+		{
+			w->non_ascii = true;
+			break;
+		}
+	appendStringInfoString(w->buf, str);
+	pfree(str);
+}
+
 /* a value as JSON, by its SQL type */
 static void
 append_value(EventWriter *w, Datum value, bool isnull, Oid type)
@@ -540,6 +556,11 @@ append_value(EventWriter *w, Datum value, bool isnull, Oid type)
 		case TIMESTAMPTZOID:
 		case TIMESTAMPOID:
 			append_timestamp(buf, DatumGetTimestampTz(value));
+			break;
+		case JSONOID:
+		case JSONBOID:
+			/* JSON already ('row' tables): as it is, jsonb in its ", " form */
+			append_json_value(w, value, type);
 			break;
 		default:
 			append_string_value(w, value, type);
@@ -730,7 +751,7 @@ append_visit_histories(EventWriter *w, const char *key)
 	ParamListInfo params;
 	SPIExecuteOptions options;
 	VisitReceiver r;
-	Oid			nsp = RelationGetNamespace(w->rel);
+	Oid			visit_relid = w->watch->visit_relid;
 	Oid			save_userid;
 	int			save_sec_context;
 	int			rc;
@@ -740,7 +761,7 @@ append_visit_histories(EventWriter *w, const char *key)
 	argtypes[1] = INT8OID;
 
 	append_key(w, key);
-	if (isnull || pgws_max_visit_histories == 0)
+	if (isnull || pgws_max_visit_histories == 0 || !OidIsValid(visit_relid))
 	{
 		APPEND_LITERAL(w->buf, "[]");
 		return;
@@ -767,6 +788,7 @@ append_visit_histories(EventWriter *w, const char *key)
 	initStringInfo(&r.rows);
 	r.visit.buf = &r.rows;
 	r.visit.rel = w->rel;
+	r.visit.watch = w->watch;
 	r.maxrows = 16;
 	r.ends = palloc(r.maxrows * sizeof(int));
 
@@ -779,16 +801,22 @@ append_visit_histories(EventWriter *w, const char *key)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (visit_plan == NULL || visit_plan_namespace != nsp)
+	if (visit_plan == NULL || visit_plan_relid != visit_relid || visit_plan_stale)
 	{
 		char	   *query;
 		SPIPlanPtr	plan;
+		char	   *relname = get_rel_name(visit_relid);
+
+		if (relname == NULL)
+			elog(ERROR, "pg_ws: visit table %u of client table \"%s\" does not exist",
+				 visit_relid, RelationGetRelationName(w->rel));
 
 		/* visit_receive() relies on the order of the select list */
-		query = psprintf("SELECT datetime, device_id FROM %s.visit_history "
+		query = psprintf("SELECT datetime, device_id FROM %s "
 						 "WHERE client_id OPERATOR(pg_catalog.=) $1 "
 						 "ORDER BY datetime DESC, id DESC LIMIT $2",
-						 quote_identifier(get_namespace_name(nsp)));
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(visit_relid)),
+													relname));
 		plan = SPI_prepare(query, 2, argtypes);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare(\"%s\") failed: %s",
@@ -798,7 +826,8 @@ append_visit_histories(EventWriter *w, const char *key)
 		if (visit_plan != NULL)
 			SPI_freeplan(visit_plan);
 		visit_plan = plan;
-		visit_plan_namespace = nsp;
+		visit_plan_relid = visit_relid;
+		visit_plan_stale = false;
 	}
 
 	/* on error, transaction abort restores the user */
@@ -921,6 +950,72 @@ render_attendance(EventWriter *w, TriggerEvent op)
 	return false;
 }
 
+/* a column name as a key: any identifier, so escaped */
+static void
+append_column_key(EventWriter *w, Form_pg_attribute att)
+{
+	if (!w->first_key)
+		APPEND_LITERAL(w->buf, ", ");
+	w->first_key = false;
+	append_json_string(w, NameStr(att->attname), strlen(NameStr(att->attname)));
+	APPEND_LITERAL(w->buf, ": ");
+}
+
+/* a column of the row by attribute number, its name as the key */
+static void
+append_attnum(EventWriter *w, AttrNumber attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(w->desc, attnum - 1);
+	bool		isnull;
+	Datum		value;
+
+	if (att->attisdropped)
+		return;
+	value = heap_getattr(w->tuple, attnum, w->desc, &isnull);
+	append_column_key(w, att);
+	append_value(w, value, isnull, att->atttypid);
+}
+
+/*
+ * A 'row' table's event: <prefix>_create and _update carry the row (its
+ * watched columns, or all), _delete its primary key.  The prefix was
+ * checked by pg_ws_watch() against the rules for event names.
+ */
+static void
+render_row(EventWriter *w, TriggerEvent op)
+{
+	const PgWsWatchedTable *watch = w->watch;
+	int			i;
+
+	APPEND_LITERAL(w->buf, EVENT_PREFIX);
+	appendStringInfoString(w->buf, watch->event_prefix);
+	if (TRIGGER_FIRED_BY_INSERT(op))
+		APPEND_LITERAL(w->buf, "_create");
+	else if (TRIGGER_FIRED_BY_UPDATE(op))
+		APPEND_LITERAL(w->buf, "_update");
+	else
+		APPEND_LITERAL(w->buf, "_delete");
+	APPEND_LITERAL(w->buf, "\", \"data\": {");
+	w->first_key = true;
+
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		for (i = 0; i < watch->nkeys; i++)
+			append_attnum(w, watch->keys[i]);
+	}
+	else if (watch->ncolumns > 0)
+	{
+		for (i = 0; i < watch->ncolumns; i++)
+			append_attnum(w, watch->columns[i]);
+	}
+	else
+	{
+		for (i = 1; i <= w->desc->natts; i++)
+			append_attnum(w, (AttrNumber) i);
+	}
+	end_event(w);
+}
+
 /*
  * Copy valid UTF-8 JSON with every non-ASCII character written as \uXXXX
  * (a surrogate pair above U+FFFF), as Python's json.dumps does by default.
@@ -954,61 +1049,76 @@ append_ascii_escaped(StringInfo out, const char *s, int len)
 	}
 }
 
-static WsTable
-trigger_table(TriggerData *trigdata)
+static PgWsTableKind
+trigger_table_kind(TriggerData *trigdata)
 {
 	Trigger    *trigger = trigdata->tg_trigger;
 	const char *name = trigger->tgnargs == 1 ? trigger->tgargs[0] : "";
-	int			table;
+	int			kind = pgws_table_kind_from_name(name);
 
-	for (table = 0; table < WS_NUM_TABLES; table++)
-		if (strcmp(name, ws_table_names[table]) == 0)
-			return (WsTable) table;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("pg_ws_row_event() needs one argument naming its table: client, visit_history, employee or attendance"),
-			 errdetail("Trigger \"%s\" on table \"%s\" passed \"%s\".",
-					   trigger->tgname,
-					   RelationGetRelationName(trigdata->tg_relation), name)));
-	pg_unreachable();
+	if (kind < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pg_ws_row_event() needs one argument naming its table's kind: client, visit_history, employee, attendance or row"),
+				 errdetail("Trigger \"%s\" on table \"%s\" passed \"%s\".",
+						   trigger->tgname,
+						   RelationGetRelationName(trigdata->tg_relation), name)));
+	return (PgWsTableKind) kind;
 }
 
 /*
- * Only the extension's own tables may produce events: every subscriber
- * trusts what it is sent, so a trigger on any other table, or on one of ours
- * but naming another kind, would forge events.  EXECUTE on pg_ws_row_event()
- * is revoked from PUBLIC, so only a superuser can create such a trigger at
- * all; this check catches the ones a superuser creates by mistake, and
- * triggers left on tables that stopped being ours.
- *
- * The trigger fires once per row on the write path, so each backend
- * remembers, per kind, the relation it last verified, and forgets it when
- * that relation's relcache entry is invalidated (it is dropped, renamed,
- * altered).  The relation cannot change while we look: the statement that
- * fires the trigger holds a lock on it.  We register the callback on first
- * use, as ri_triggers.c does, rather than in _PG_init: this check also runs
- * where pg_ws is not preloaded, and _PG_init registers callbacks only when
- * it is.
+ * Only the extension's own tables and the tables pg_ws_watch() attached it
+ * to may produce events, each as its own kind: every subscriber trusts
+ * what it is sent, so a trigger on any other table, or naming another
+ * kind, would forge events.  EXECUTE on pg_ws_row_event() is revoked from
+ * PUBLIC, so only a superuser can create such a trigger at all; this check
+ * catches the ones made by hand instead of by pg_ws_watch(), and triggers
+ * left on tables that stopped being watched.  watch.c remembers the answer
+ * per relation until the relation's relcache entry is invalidated.
  *
  * Limitation: ALTER EXTENSION pg_ws DROP TABLE (superuser only) does not
  * invalidate the table's relcache entry, so a backend that verified the
  * table before keeps accepting its trigger until something else
  * invalidates the entry; new backends refuse it at once.
  */
-static Oid	verified_relid[WS_NUM_TABLES];
-static bool verified_callback_registered = false;
-
-static void
-forget_verified_relation(Datum arg, Oid relid)
+static const PgWsWatchedTable *
+check_trigger_relation(TriggerData *trigdata, PgWsTableKind kind)
 {
-	int			table;
+	Relation	rel = trigdata->tg_relation;
+	const PgWsWatchedTable *watch = pgws_watched_table(rel);
+
+	if (!watch->watched || watch->kind != kind)
+	{
+		char	   *qualified =
+			quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+									   RelationGetRelationName(rel));
+
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s.%s\" is not watched by pg_ws as kind \"%s\"",
+						get_namespace_name(RelationGetNamespace(rel)),
+						RelationGetRelationName(rel), pgws_table_kind_names[kind]),
+				 errdetail("Trigger \"%s\" calls pg_ws_row_event('%s'), which only the tables CREATE EXTENSION pg_ws made and those pg_ws_watch() attached may do.",
+						   trigdata->tg_trigger->tgname, pgws_table_kind_names[kind]),
+				 watch->own && !watch->watched ?
+				 errhint("The table belongs to extension pg_ws, which broadcasts its own tables under their own names.") :
+				 watch->watched ?
+				 errhint("Drop the trigger: pg_ws watches this table as kind \"%s\" already.",
+						 pgws_table_kind_names[watch->kind]) :
+				 errhint("Drop the trigger, and attach pg_ws with SELECT pg_ws_watch('%s', '%s').",
+						 qualified, pgws_table_kind_names[kind])));
+	}
+	return watch;
+}
+
+/* a relation's column numbers may have moved: forget them */
+static void
+forget_relation_columns(Datum arg, Oid relid)
+{
 	RelColumns *entry;
 
-	for (table = 0; table < WS_NUM_TABLES; table++)
-		if (relid == InvalidOid || verified_relid[table] == relid)
-			verified_relid[table] = InvalidOid;
-
-	/* and its column numbers, which the change may have moved */
+	if (visit_plan != NULL && (relid == InvalidOid || relid == visit_plan_relid))
+		visit_plan_stale = true;
 	if (rel_columns == NULL)
 		return;
 	if (relid == InvalidOid)
@@ -1021,39 +1131,6 @@ forget_verified_relation(Datum arg, Oid relid)
 	}
 	else if ((entry = hash_search(rel_columns, &relid, HASH_FIND, NULL)) != NULL)
 		memset(entry->attnums, 0, sizeof(entry->attnums));
-}
-
-static void
-check_trigger_relation(TriggerData *trigdata, WsTable table)
-{
-	Relation	rel = trigdata->tg_relation;
-	Oid			relid = RelationGetRelid(rel);
-	Oid			extension;
-
-	if (verified_relid[table] == relid)
-		return;
-
-	if (!verified_callback_registered)
-	{
-		CacheRegisterRelcacheCallback(forget_verified_relation, (Datum) 0);
-		verified_callback_registered = true;
-	}
-
-	extension = get_extension_oid("pg_ws", true);
-	if (!OidIsValid(extension) ||
-		getExtensionOfObject(RelationRelationId, relid) != extension ||
-		strcmp(RelationGetRelationName(rel), ws_table_names[table]) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("table \"%s.%s\" is not the pg_ws table \"%s\"",
-						get_namespace_name(RelationGetNamespace(rel)),
-						RelationGetRelationName(rel), ws_table_names[table]),
-				 errdetail("Trigger \"%s\" calls pg_ws_row_event('%s'), which only the \"%s\" table that CREATE EXTENSION pg_ws made may do.",
-						   trigdata->tg_trigger->tgname, ws_table_names[table],
-						   ws_table_names[table]),
-				 errhint("Drop the trigger: pg_ws broadcasts the rows of its own tables only.")));
-
-	verified_relid[table] = relid;
 }
 
 /* errors while rendering say which row of which table was being sent */
@@ -1079,7 +1156,8 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TriggerEvent op;
-	WsTable		table;
+	PgWsTableKind kind;
+	const PgWsWatchedTable *watch;
 	StringInfoData buf;
 	EventWriter w;
 	bool		rendered = true;
@@ -1094,8 +1172,8 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("pg_ws_row_event() must be fired AFTER ... FOR EACH ROW")));
-	table = trigger_table(trigdata);
-	check_trigger_relation(trigdata, table);
+	kind = trigger_table_kind(trigdata);
+	watch = check_trigger_relation(trigdata, kind);
 
 	/*
 	 * Elsewhere than pg_ws.database the trigger does nothing, preloaded or
@@ -1119,22 +1197,27 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	w.desc = RelationGetDescr(trigdata->tg_relation);
 	w.tuple = TRIGGER_FIRED_BY_UPDATE(op) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	w.columns = relation_columns(trigdata->tg_relation);
+	w.watch = watch;
 	w.first_key = true;
 	w.non_ascii = false;
 
-	switch (table)
+	switch (kind)
 	{
-		case WS_CLIENT:
+		case PGWS_TABLE_CLIENT:
 			render_client(&w, op);
 			break;
-		case WS_VISIT_HISTORY:
+		case PGWS_TABLE_VISIT_HISTORY:
 			render_visit_history(&w, op);
 			break;
-		case WS_EMPLOYEE:
+		case PGWS_TABLE_EMPLOYEE:
 			render_employee(&w, op);
 			break;
-		case WS_ATTENDANCE:
+		case PGWS_TABLE_ATTENDANCE:
 			rendered = render_attendance(&w, op);
+			break;
+		case PGWS_TABLE_ROW:
+		case PGWS_NUM_TABLE_KINDS:
+			render_row(&w, op);
 			break;
 	}
 

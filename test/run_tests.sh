@@ -30,11 +30,13 @@ passed=0
 failed=0
 
 echo "== pg_regress"
-runuser -u postgres -- "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
+# from $WORK, which postgres can read: sql/watch.sql includes test/django/
+regress_tests=$(make -s print-regress)
+(cd "$WORK" && runuser -u postgres -- "$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress" \
 	--temp-instance="$WORK/tmp_check" --temp-config="$WORK/test/regress.conf" \
 	--inputdir="$WORK" --outputdir="$WORK" --bindir="$BINDIR" \
 	--dbname=contrib_regression \
-	$(make -s print-regress) > "$WORK/regress.log" 2>&1
+	$regress_tests) > "$WORK/regress.log" 2>&1
 cat "$WORK/regress.log"
 p=$(grep -cE '^(test | +)?[a-z_]+ +\.\.\. ok' "$WORK/regress.log")
 f=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$WORK/regress.log")

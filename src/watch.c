@@ -1,0 +1,956 @@
+/*-------------------------------------------------------------------------
+ *
+ * watch.c
+ *	  Which tables pg_ws broadcasts: its own four, and the tables
+ *	  pg_ws_watch() attaches it to (a Django app's tables, or any table
+ *	  with kind 'row'), kept in the catalog table pg_ws_watched; the SQL
+ *	  functions pg_ws_watch() and pg_ws_unwatch(); and the lookup
+ *	  render.c's trigger makes before it renders a row.
+ *
+ * This file owns what a table of each kind must have to be watched (its
+ * columns and their types), the trigger pg_ws attaches and the catalog
+ * rows.  It must not render anything: render.c decides what an event
+ * looks like; this file only guarantees it the columns it reads (the
+ * regression test "watch" renders every event from tables that have
+ * exactly these columns, so a column render.c reads but this file does not
+ * check fails there).
+ *
+ * Why a catalog table and a check in the trigger: subscribers trust every
+ * event, so a trigger that calls pg_ws_row_event() on a table pg_ws was
+ * not told about would forge events.  The trigger refuses to run unless
+ * its table is one of the extension's own or has a row in pg_ws_watched of
+ * the trigger's kind.  pg_ws_watched is an extension configuration table,
+ * so pg_dump dumps its rows, and the triggers on watched tables (which are
+ * not extension members) are dumped with their tables: after a restore a
+ * watched table is still watched.
+ *
+ * Each backend remembers what it looked up per relation and forgets it
+ * when the relation's relcache entry is invalidated.  pg_ws_watch() and
+ * pg_ws_unwatch() invalidate every relcache entry at commit, since a
+ * client table's visit table may be another table's watch.
+ *
+ * src/watch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "pg_ws.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/dependency.h"
+#include "catalog/catalog.h"
+#include "catalog/index.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+const char *const pgws_table_kind_names[PGWS_NUM_TABLE_KINDS] = {
+	[PGWS_TABLE_CLIENT] = "client",
+	[PGWS_TABLE_VISIT_HISTORY] = "visit_history",
+	[PGWS_TABLE_EMPLOYEE] = "employee",
+	[PGWS_TABLE_ATTENDANCE] = "attendance",
+	[PGWS_TABLE_ROW] = "row",
+};
+
+/* what a column's type may be, for render.c to write it as documented */
+typedef enum ColumnType
+{
+	TYPE_INTEGER,				/* smallint, integer, bigint */
+	TYPE_NUMBER,				/* an integer, real, double precision, numeric */
+	TYPE_TIMESTAMP,				/* timestamp with or without time zone */
+	TYPE_STRING,				/* text, varchar, char */
+	TYPE_ANY					/* written as a JSON string whatever it is */
+} ColumnType;
+
+static const char *const column_type_names[] = {
+	[TYPE_INTEGER] = "an integer type (smallint, integer or bigint)",
+	[TYPE_NUMBER] = "a number type (an integer type, real, double precision or numeric)",
+	[TYPE_TIMESTAMP] = "timestamp with time zone or timestamp",
+	[TYPE_STRING] = "a string type (text, varchar or char)",
+	[TYPE_ANY] = "any type",
+};
+
+typedef struct RequiredColumn
+{
+	PgWsTableKind kind;
+	const char *name;
+	ColumnType	type;
+} RequiredColumn;
+
+/*
+ * The columns render.c reads for each kind, with Django's names (a
+ * ForeignKey "client" is the column client_id), and the types it writes as
+ * the event document shows them.
+ */
+static const RequiredColumn required_columns[] = {
+	{PGWS_TABLE_CLIENT, "id", TYPE_INTEGER},
+	{PGWS_TABLE_CLIENT, "first_seen", TYPE_TIMESTAMP},
+	{PGWS_TABLE_CLIENT, "last_seen", TYPE_TIMESTAMP},
+	{PGWS_TABLE_CLIENT, "visit_count", TYPE_INTEGER},
+	{PGWS_TABLE_CLIENT, "gender", TYPE_STRING},
+	{PGWS_TABLE_CLIENT, "age", TYPE_INTEGER},
+	{PGWS_TABLE_CLIENT, "image", TYPE_STRING},
+	{PGWS_TABLE_VISIT_HISTORY, "id", TYPE_INTEGER},
+	{PGWS_TABLE_VISIT_HISTORY, "client_id", TYPE_INTEGER},
+	{PGWS_TABLE_VISIT_HISTORY, "datetime", TYPE_TIMESTAMP},
+	{PGWS_TABLE_VISIT_HISTORY, "device_id", TYPE_ANY},
+	{PGWS_TABLE_EMPLOYEE, "id", TYPE_INTEGER},
+	{PGWS_TABLE_EMPLOYEE, "first_name", TYPE_STRING},
+	{PGWS_TABLE_EMPLOYEE, "last_name", TYPE_STRING},
+	{PGWS_TABLE_EMPLOYEE, "email", TYPE_STRING},
+	{PGWS_TABLE_EMPLOYEE, "phone_number", TYPE_STRING},
+	{PGWS_TABLE_EMPLOYEE, "image", TYPE_STRING},
+	{PGWS_TABLE_EMPLOYEE, "working_graphic_id", TYPE_INTEGER},
+	{PGWS_TABLE_ATTENDANCE, "employee_id", TYPE_INTEGER},
+	{PGWS_TABLE_ATTENDANCE, "device_id", TYPE_ANY},
+	{PGWS_TABLE_ATTENDANCE, "image", TYPE_STRING},
+	{PGWS_TABLE_ATTENDANCE, "datetime", TYPE_TIMESTAMP},
+	{PGWS_TABLE_ATTENDANCE, "score", TYPE_NUMBER},
+};
+
+/* the suffixes of a 'row' table's events */
+static const char *const row_event_suffixes[] = {"_create", "_update", "_delete"};
+
+/* what each backend knows about a relation's watch; see the file header */
+static HTAB *watched_tables = NULL;
+
+int
+pgws_table_kind_from_name(const char *name)
+{
+	int			kind;
+
+	for (kind = 0; kind < PGWS_NUM_TABLE_KINDS; kind++)
+		if (strcmp(name, pgws_table_kind_names[kind]) == 0)
+			return kind;
+	return -1;
+}
+
+static void
+forget_watched_table(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	PgWsWatchedTable *entry;
+
+	if (watched_tables == NULL)
+		return;
+	hash_seq_init(&status, watched_tables);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || entry->relid == relid ||
+			entry->visit_relid == relid)
+			entry->valid = false;
+}
+
+static Oid
+pg_ws_extension_oid(void);
+
+/*
+ * The schema pg_ws is installed in.  PostgreSQL 15 keeps its own
+ * get_extension_schema() static, so we read pg_extension as it does.
+ */
+static Oid
+pg_ws_extension_schema(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			schema = InvalidOid;
+	Oid			extension = pg_ws_extension_oid();
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extension));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(schema))
+		elog(ERROR, "pg_ws: extension's schema not found");
+	return schema;
+}
+
+static Oid
+pg_ws_extension_oid(void)
+{
+	Oid			extension = get_extension_oid("pg_ws", true);
+
+	if (!OidIsValid(extension))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"pg_ws\" is not installed in this database")));
+	return extension;
+}
+
+/* the qualified name of pg_ws's catalog table, for queries */
+static char *
+watched_catalog_name(void)
+{
+	Oid			schema = pg_ws_extension_schema();
+
+	return psprintf("%s.pg_ws_watched",
+					quote_identifier(get_namespace_name(schema)));
+}
+
+/* is relid one of the tables CREATE EXTENSION pg_ws made? */
+static bool
+is_extension_table(Oid relid)
+{
+	Oid			extension = get_extension_oid("pg_ws", true);
+
+	return OidIsValid(extension) &&
+		getExtensionOfObject(RelationRelationId, relid) == extension;
+}
+
+/*
+ * The watched visit table of a namespace: the one row of kind
+ * visit_history among the watched tables there, InvalidOid when there is
+ * none; *count says how many there are.
+ */
+static Oid
+namespace_visit_table(Oid nsp, int *count)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	char	   *query;
+	Oid			result = InvalidOid;
+	int			rc;
+
+	args[0] = ObjectIdGetDatum(nsp);
+	query = psprintf("SELECT w.relation::pg_catalog.oid FROM %s w "
+					 "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relation::pg_catalog.oid "
+					 "WHERE w.kind OPERATOR(pg_catalog.=) 'visit_history' "
+					 "AND c.relnamespace OPERATOR(pg_catalog.=) $1",
+					 watched_catalog_name());
+	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_ws: query of watched visit tables failed: %s",
+			 SPI_result_code_string(rc));
+	*count = (int) SPI_processed;
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		result = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1,
+												&isnull));
+	}
+	return result;
+}
+
+/* attnum of a column by name, 0 when there is none */
+static AttrNumber
+column_number(TupleDesc desc, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return 0;
+}
+
+/* the primary key's columns of a relation, in key order; 0 without one */
+static int
+primary_key_columns(Relation rel, AttrNumber **keys)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	int			nkeys = 0;
+
+	*keys = NULL;
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		Form_pg_index index;
+		int			i;
+
+		if (!HeapTupleIsValid(tuple))
+			continue;
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		if (index->indisprimary)
+		{
+			nkeys = index->indnkeyatts;
+			*keys = palloc(nkeys * sizeof(AttrNumber));
+			for (i = 0; i < nkeys; i++)
+				(*keys)[i] = index->indkey.values[i];
+		}
+		ReleaseSysCache(tuple);
+		if (nkeys > 0)
+			break;
+	}
+	list_free(indexes);
+	return nkeys;
+}
+
+/*
+ * Load a relation's watch: the extension's own tables by their name, the
+ * others from pg_ws_watched.  Runs inside the trigger, which may use SPI.
+ */
+static void
+load_watched_table(Relation rel, PgWsWatchedTable *entry)
+{
+	Oid			relid = RelationGetRelid(rel);
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	char	   *query;
+	int			rc;
+	MemoryContext oldcxt;
+
+	if (entry->columns != NULL)
+		pfree(entry->columns);
+	if (entry->keys != NULL)
+		pfree(entry->keys);
+	entry->columns = NULL;
+	entry->keys = NULL;
+	entry->ncolumns = 0;
+	entry->nkeys = 0;
+	entry->watched = false;
+	entry->own = false;
+	entry->kind = PGWS_TABLE_ROW;
+	entry->visit_relid = InvalidOid;
+	entry->event_prefix[0] = '\0';
+
+	if (is_extension_table(relid))
+	{
+		int			kind = pgws_table_kind_from_name(RelationGetRelationName(rel));
+
+		entry->own = true;
+		if (kind >= 0 && kind != PGWS_TABLE_ROW)
+		{
+			entry->watched = true;
+			entry->kind = (PgWsTableKind) kind;
+			if (kind == PGWS_TABLE_CLIENT)
+				entry->visit_relid = get_relname_relid("visit_history",
+													   RelationGetNamespace(rel));
+		}
+		entry->valid = true;
+		return;
+	}
+	if (!OidIsValid(get_extension_oid("pg_ws", true)))
+	{
+		entry->valid = true;
+		return;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = ObjectIdGetDatum(relid);
+	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix "
+					 "FROM %s WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+					 watched_catalog_name());
+	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_ws: query of pg_ws_watched failed: %s",
+			 SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *kind_name = SPI_getvalue(tuple, desc, 1);
+		int			kind = kind_name ? pgws_table_kind_from_name(kind_name) : -1;
+		bool		isnull;
+		Datum		value;
+
+		if (kind < 0)
+			elog(ERROR, "pg_ws_watched names kind \"%s\" for table \"%s\"",
+				 kind_name ? kind_name : "", RelationGetRelationName(rel));
+		entry->watched = true;
+		entry->kind = (PgWsTableKind) kind;
+
+		if (kind == PGWS_TABLE_CLIENT)
+		{
+			value = SPI_getbinval(tuple, desc, 3, &isnull);
+			if (!isnull)
+				entry->visit_relid = DatumGetObjectId(value);
+		}
+		if (kind == PGWS_TABLE_ROW)
+		{
+			char	   *prefix = SPI_getvalue(tuple, desc, 4);
+			TupleDesc	reldesc = RelationGetDescr(rel);
+			AttrNumber *keys;
+			int			nkeys;
+
+			strlcpy(entry->event_prefix,
+					prefix ? prefix : RelationGetRelationName(rel),
+					sizeof(entry->event_prefix));
+			value = SPI_getbinval(tuple, desc, 2, &isnull);
+			if (!isnull)
+			{
+				Datum	   *names;
+				bool	   *nulls;
+				int			n,
+							i;
+
+				deconstruct_array(DatumGetArrayTypeP(value), NAMEOID,
+								  NAMEDATALEN, false, TYPALIGN_CHAR,
+								  &names, &nulls, &n);
+				oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+				entry->columns = palloc(Max(n, 1) * sizeof(AttrNumber));
+				MemoryContextSwitchTo(oldcxt);
+				for (i = 0; i < n; i++)
+				{
+					AttrNumber	attnum = nulls[i] ? 0 :
+						column_number(reldesc, NameStr(*DatumGetName(names[i])));
+
+					if (attnum == 0)
+						ereport(ERROR,
+								(errcode(ERRCODE_UNDEFINED_COLUMN),
+								 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
+										RelationGetRelationName(rel),
+										nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
+								 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', 'row', ...).",
+										 RelationGetRelationName(rel))));
+					entry->columns[i] = attnum;
+				}
+				entry->ncolumns = n;
+			}
+			nkeys = primary_key_columns(rel, &keys);
+			if (nkeys > 0)
+			{
+				oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+				entry->keys = palloc(nkeys * sizeof(AttrNumber));
+				MemoryContextSwitchTo(oldcxt);
+				memcpy(entry->keys, keys, nkeys * sizeof(AttrNumber));
+				entry->nkeys = nkeys;
+			}
+		}
+	}
+
+	/* a client table without its own visit table takes its schema's */
+	if (entry->watched && entry->kind == PGWS_TABLE_CLIENT &&
+		!OidIsValid(entry->visit_relid))
+	{
+		int			count;
+
+		entry->visit_relid = namespace_visit_table(RelationGetNamespace(rel),
+												   &count);
+		if (count > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("pg_ws cannot tell which visit table serves client table \"%s\"",
+							RelationGetRelationName(rel)),
+					 errdetail("Schema \"%s\" has %d watched visit_history tables.",
+							   get_namespace_name(RelationGetNamespace(rel)), count),
+					 errhint("Name it: SELECT pg_ws_watch('%s', 'client', visit_table => '...').",
+							 RelationGetRelationName(rel))));
+	}
+	SPI_finish();
+	entry->valid = true;
+}
+
+/*
+ * What pg_ws knows about a relation: whether (and as what) it is watched.
+ * The entry stays valid until the relation's relcache entry is invalidated.
+ */
+const PgWsWatchedTable *
+pgws_watched_table(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	PgWsWatchedTable *entry;
+	bool		found;
+
+	if (watched_tables == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(PgWsWatchedTable);
+		ctl.hcxt = CacheMemoryContext;
+		watched_tables = hash_create("pg_ws watched tables", 8, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+		/*
+		 * On first use rather than in _PG_init, as ri_triggers.c does: the
+		 * trigger also runs where pg_ws is not preloaded.
+		 */
+		CacheRegisterRelcacheCallback(forget_watched_table, (Datum) 0);
+	}
+	entry = hash_search(watched_tables, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) entry) + sizeof(Oid), 0,
+			   sizeof(PgWsWatchedTable) - sizeof(Oid));
+		entry->valid = false;
+	}
+	if (!entry->valid)
+		load_watched_table(rel, entry);
+	return entry;
+}
+
+/* does a column's type fit the kind of value render.c writes? */
+static bool
+column_type_fits(Oid type, ColumnType want)
+{
+	/*
+	 * render.c writes a domain's value with its output function, as a JSON
+	 * string: right for a domain over a string type only.
+	 */
+	if (want == TYPE_STRING)
+		type = getBaseType(type);
+	switch (want)
+	{
+		case TYPE_INTEGER:
+			return type == INT2OID || type == INT4OID || type == INT8OID;
+		case TYPE_NUMBER:
+			return type == INT2OID || type == INT4OID || type == INT8OID ||
+				type == FLOAT4OID || type == FLOAT8OID || type == NUMERICOID;
+		case TYPE_TIMESTAMP:
+			return type == TIMESTAMPTZOID || type == TIMESTAMPOID;
+		case TYPE_STRING:
+			return type == TEXTOID || type == VARCHAROID || type == BPCHAROID;
+		case TYPE_ANY:
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Error unless rel has every column a table of this kind needs, of a type
+ * render.c can write: one error naming every missing column and every
+ * column of the wrong type.
+ */
+static void
+check_kind_columns(Relation rel, PgWsTableKind kind, const char *role)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData missing;
+	StringInfoData wrong;
+	int			i;
+
+	initStringInfo(&missing);
+	initStringInfo(&wrong);
+	for (i = 0; i < lengthof(required_columns); i++)
+	{
+		const RequiredColumn *col = &required_columns[i];
+		AttrNumber	attnum;
+		Oid			type;
+
+		if (col->kind != kind)
+			continue;
+		attnum = column_number(desc, col->name);
+		if (attnum == 0)
+		{
+			appendStringInfo(&missing, "%s%s", missing.len ? ", " : "",
+							 col->name);
+			continue;
+		}
+		type = TupleDescAttr(desc, attnum - 1)->atttypid;
+		if (!column_type_fits(type, col->type))
+			appendStringInfo(&wrong, "%scolumn \"%s\" is %s, expected %s",
+							 wrong.len ? "; " : "", col->name,
+							 format_type_be(type), column_type_names[col->type]);
+	}
+	if (missing.len > 0 || wrong.len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" cannot be %s of kind \"%s\"",
+						RelationGetRelationName(rel), role,
+						pgws_table_kind_names[kind]),
+				 missing.len > 0 && wrong.len > 0 ?
+				 errdetail("Missing columns: %s.  Wrong types: %s.",
+						   missing.data, wrong.data) :
+				 missing.len > 0 ?
+				 errdetail("Missing columns: %s.", missing.data) :
+				 errdetail("Wrong types: %s.", wrong.data),
+				 errhint("A table of kind \"%s\" needs the columns Django's model gives it (see README.md, \"Moving from Django Channels\").",
+						 pgws_table_kind_names[kind])));
+}
+
+/*
+ * Error unless name is a valid name for an application event: what
+ * pg_ws_send() and 'row' tables may use (see pgws_check_event_name).
+ */
+static void
+check_row_event_names(Relation rel, const char *prefix)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(row_event_suffixes); i++)
+	{
+		char	   *name = psprintf("%s%s", prefix, row_event_suffixes[i]);
+		const char *problem = pgws_event_name_problem(name);
+
+		if (problem != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("table \"%s\" cannot be watched as kind \"row\": its event name \"%s\" is not allowed",
+							RelationGetRelationName(rel), name),
+					 errdetail("%s", problem),
+					 errhint("Pass another name: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
+							 RelationGetRelationName(rel))));
+	}
+}
+
+/* run a utility or DML statement through SPI, or fail */
+static void
+spi_exec(const char *query, int nargs, Oid *argtypes, Datum *args,
+		 const char *nulls, int expect)
+{
+	int			rc = nargs > 0 ?
+		SPI_execute_with_args(query, nargs, argtypes, args, nulls, false, 0) :
+		SPI_execute(query, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "pg_ws: \"%s\" failed: %s", query, SPI_result_code_string(rc));
+}
+
+/* drop the trigger pg_ws_event of a table, when it has one */
+static void
+drop_watch_trigger(Oid relid, const char *qualified)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+
+	args[0] = ObjectIdGetDatum(relid);
+	spi_exec("SELECT 1 FROM pg_catalog.pg_trigger "
+			 "WHERE tgrelid OPERATOR(pg_catalog.=) $1 AND tgname OPERATOR(pg_catalog.=) 'pg_ws_event'",
+			 1, argtypes, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		spi_exec(psprintf("DROP TRIGGER pg_ws_event ON %s", qualified),
+				 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+}
+
+/*
+ * How many client tables of a namespace take its visit table implicitly.
+ */
+static int
+implicit_client_tables(Oid nsp)
+{
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	char	   *query;
+	int			rc;
+
+	args[0] = ObjectIdGetDatum(nsp);
+	query = psprintf("SELECT 1 FROM %s w "
+					 "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relation::pg_catalog.oid "
+					 "WHERE w.kind OPERATOR(pg_catalog.=) 'client' AND w.visit_table IS NULL "
+					 "AND c.relnamespace OPERATOR(pg_catalog.=) $1",
+					 watched_catalog_name());
+	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_ws: query of watched client tables failed");
+	return (int) SPI_processed;
+}
+
+/*
+ * pg_ws_watch(tbl regclass, kind text, columns name[] DEFAULT NULL,
+ *			   visit_table regclass DEFAULT NULL,
+ *			   event_prefix text DEFAULT NULL) returns void
+ *
+ * Attach pg_ws's events to an existing table: check its columns, record it
+ * in pg_ws_watched and create the trigger pg_ws_event on it.  Watching a
+ * watched table again replaces its watch.  EXECUTE is not granted to
+ * PUBLIC, and the function needs INSERT on pg_ws_watched and EXECUTE on
+ * pg_ws_row_event(): superusers only, unless granted all three.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_watch);
+
+Datum
+pg_ws_watch(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *kind_name;
+	int			kind;
+	Relation	rel;
+	Oid			nsp;
+	Oid			visit_relid = InvalidOid;
+	char	   *prefix = NULL;
+	ArrayType  *columns = NULL;
+	Oid			extschema;
+	char	   *qualified;
+	char	   *catalog;
+	char	   *query;
+	Oid			argtypes[5] = {REGCLASSOID, TEXTOID, NAMEARRAYOID, REGCLASSOID, TEXTOID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pg_ws_watch() needs a table and a kind")));
+	relid = PG_GETARG_OID(0);
+	kind_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	kind = pgws_table_kind_from_name(kind_name);
+	if (kind < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown pg_ws table kind \"%s\"", kind_name),
+				 errhint("The kinds are client, visit_history, employee, attendance and row.")));
+	if (!PG_ARGISNULL(2))
+		columns = PG_GETARG_ARRAYTYPE_P(2);
+	if (!PG_ARGISNULL(3))
+		visit_relid = PG_GETARG_OID(3);
+	if (!PG_ARGISNULL(4))
+		prefix = text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	if (kind != PGWS_TABLE_ROW && (columns != NULL || prefix != NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("columns and event_prefix apply to kind \"row\" only"),
+				 errdetail("A table of kind \"%s\" makes the event document's events.",
+						   kind_name)));
+	if (kind != PGWS_TABLE_CLIENT && OidIsValid(visit_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("visit_table applies to kind \"client\" only")));
+
+	extschema = pg_ws_extension_schema();
+
+	/* as CREATE TRIGGER locks it: writes wait, reads go on */
+	rel = table_open(relid, ShareRowExclusiveLock);
+	nsp = RelationGetNamespace(rel);
+	qualified = quote_qualified_identifier(get_namespace_name(nsp),
+										   RelationGetRelationName(rel));
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
+				 errdetail("pg_ws watches tables and partitioned tables.")));
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP ||
+		IsCatalogRelationOid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_ws cannot watch temporary tables or system catalogs")));
+	if (is_extension_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" belongs to extension pg_ws, which always watches it",
+						RelationGetRelationName(rel))));
+
+	if (kind == PGWS_TABLE_ROW)
+	{
+		AttrNumber *keys;
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		if (primary_key_columns(rel, &keys) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("table \"%s\" cannot be watched as kind \"row\": it has no primary key",
+							RelationGetRelationName(rel)),
+					 errdetail("A %s_delete event carries the deleted row's primary key.",
+							   prefix ? prefix : RelationGetRelationName(rel)),
+					 errhint("Add a primary key to the table.")));
+		if (columns != NULL)
+		{
+			Datum	   *names;
+			bool	   *anynull;
+			int			n,
+						i;
+
+			deconstruct_array(columns, NAMEOID, NAMEDATALEN, false,
+							  TYPALIGN_CHAR, &names, &anynull, &n);
+			if (n == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("columns must name at least one column"),
+						 errhint("Pass NULL for every column.")));
+			for (i = 0; i < n; i++)
+				if (anynull[i] ||
+					column_number(desc, NameStr(*DatumGetName(names[i]))) == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_COLUMN),
+							 errmsg("column \"%s\" of table \"%s\" does not exist",
+									anynull[i] ? "NULL" : NameStr(*DatumGetName(names[i])),
+									RelationGetRelationName(rel))));
+		}
+		check_row_event_names(rel, prefix ? prefix : RelationGetRelationName(rel));
+	}
+	else
+		check_kind_columns(rel, (PgWsTableKind) kind, "watched as a table");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	catalog = watched_catalog_name();
+
+	if (kind == PGWS_TABLE_CLIENT)
+	{
+		if (OidIsValid(visit_relid))
+		{
+			Relation	visit = table_open(visit_relid, AccessShareLock);
+
+			check_kind_columns(visit, PGWS_TABLE_VISIT_HISTORY,
+							   "the visit table");
+			/* the visit_histories query runs as the client table's owner */
+			if (pg_class_aclcheck(visit_relid, rel->rd_rel->relowner,
+								  ACL_SELECT) != ACLCHECK_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("the owner of table \"%s\" may not read visit table \"%s\"",
+								RelationGetRelationName(rel),
+								RelationGetRelationName(visit)),
+						 errdetail("visit_histories is read with the client table owner's rights.")));
+			table_close(visit, AccessShareLock);
+		}
+		else
+		{
+			int			count;
+
+			(void) namespace_visit_table(nsp, &count);
+			if (count > 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("schema \"%s\" has %d watched visit_history tables",
+								get_namespace_name(nsp), count),
+						 errhint("Name the one that serves this client table: visit_table => '...'.")));
+			if (count == 0)
+				ereport(NOTICE,
+						(errmsg("client events of \"%s\" carry an empty visit_histories until a visit_history table of schema \"%s\" is watched",
+								RelationGetRelationName(rel),
+								get_namespace_name(nsp))));
+		}
+	}
+	if (kind == PGWS_TABLE_VISIT_HISTORY)
+	{
+		int			count;
+		Oid			current = namespace_visit_table(nsp, &count);
+
+		if (count > 0 && current != relid && implicit_client_tables(nsp) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("schema \"%s\" already has a watched visit_history table that its client tables read",
+							get_namespace_name(nsp)),
+					 errhint("Watch those client tables again with visit_table => '...' first.")));
+	}
+
+	/* the catalog row: replace any earlier watch */
+	args[0] = ObjectIdGetDatum(relid);
+	query = psprintf("DELETE FROM %s WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
+					 catalog);
+	spi_exec(query, 1, argtypes, args, NULL, SPI_OK_DELETE);
+	args[1] = CStringGetTextDatum(kind_name);
+	if (columns != NULL)
+	{
+		args[2] = PointerGetDatum(columns);
+		nulls[2] = ' ';
+	}
+	if (OidIsValid(visit_relid))
+	{
+		args[3] = ObjectIdGetDatum(visit_relid);
+		nulls[3] = ' ';
+	}
+	if (prefix != NULL)
+	{
+		args[4] = CStringGetTextDatum(prefix);
+		nulls[4] = ' ';
+	}
+	query = psprintf("INSERT INTO %s (relation, kind, columns, visit_table, event_prefix) "
+					 "VALUES ($1, $2, $3, $4, $5)", catalog);
+	spi_exec(query, 5, argtypes, args, nulls, SPI_OK_INSERT);
+
+	/* and the trigger: attendance updates are not in the event document */
+	drop_watch_trigger(relid, qualified);
+	query = psprintf("CREATE TRIGGER pg_ws_event AFTER INSERT OR %sDELETE ON %s "
+					 "FOR EACH ROW EXECUTE FUNCTION %s.pg_ws_row_event(%s)",
+					 kind == PGWS_TABLE_ATTENDANCE ? "" : "UPDATE OR ",
+					 qualified, quote_identifier(get_namespace_name(extschema)),
+					 quote_literal_cstr(kind_name));
+	spi_exec(query, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	SPI_finish();
+
+	table_close(rel, NoLock);
+
+	/* client tables may take their visit table from this watch */
+	CacheInvalidateRelcacheAll();
+	PG_RETURN_VOID();
+}
+
+/*
+ * pg_ws_unwatch(tbl regclass) returns boolean
+ *
+ * Detach pg_ws from a table pg_ws_watch() attached it to: drop its trigger
+ * and its catalog row.  False when the table was not watched.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_unwatch);
+
+Datum
+pg_ws_unwatch(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+	Relation	rel;
+	char	   *query;
+	bool		watched;
+
+	(void) pg_ws_extension_oid();
+	rel = table_open(relid, ShareRowExclusiveLock);
+	if (is_extension_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" belongs to extension pg_ws, which always watches it",
+						RelationGetRelationName(rel)),
+				 errhint("DROP EXTENSION pg_ws drops it.")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = ObjectIdGetDatum(relid);
+	query = psprintf("DELETE FROM %s WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.regclass",
+					 watched_catalog_name());
+	spi_exec(query, 1, argtypes, args, NULL, SPI_OK_DELETE);
+	watched = SPI_processed > 0;
+	if (watched)
+	{
+		drop_watch_trigger(relid,
+						   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													  RelationGetRelationName(rel)));
+	}
+	SPI_finish();
+	table_close(rel, NoLock);
+	CacheInvalidateRelcacheAll();
+	PG_RETURN_BOOL(watched);
+}
+
+/*
+ * The rule for names of events that are not the event document's: what a
+ * subscriber's filter and a token's claim can name, so lower-case ASCII
+ * letters, digits and underscores, starting with a letter, at most 63
+ * bytes (a PostgreSQL identifier's length: a 'row' table's name plus a
+ * suffix must fit too).  The document's eleven names are refused, since
+ * every subscriber trusts those, and so is the prefix pg_ws, kept for
+ * pg_ws's own messages.
+ */
+const char *
+pgws_event_name_problem(const char *name)
+{
+	const char *p;
+	int			kind;
+
+	if (name[0] < 'a' || name[0] > 'z')
+		return "An event name starts with a lower-case letter (a-z).";
+	for (p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			return "An event name holds lower-case letters, digits and underscores only.";
+	if (p - name > NAMEDATALEN - 1)
+		return "An event name is at most 63 bytes long.";
+	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
+		if (strcmp(name, pgws_event_names[kind]) == 0)
+			return "The event document's events are sent by pg_ws's own tables only.";
+	if (strncmp(name, "pg_ws", 5) == 0)
+		return "Names starting with \"pg_ws\" are reserved for pg_ws.";
+	return NULL;
+}
