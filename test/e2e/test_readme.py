@@ -4,7 +4,9 @@
 This file owns the check that what README.md tells a newcomer to type
 works: the five postgresql.conf lines that put pg_ws on the internet
 (wss://, tokens, origins), the SQL that mints a token for an application
-role, and the openssl one-liner that mints one without PostgreSQL.  The
+role, the openssl one-liner that mints one without PostgreSQL, and the
+configuration table, which must list every parameter the server defines
+with its built-in default and context.  The
 blocks are read from README.md itself (after their "test_readme" marker),
 so that the README and this test cannot drift apart.  The features behind
 them are tested in depth by test_tls.py and test_auth.py.
@@ -135,10 +137,77 @@ async def test_openssl_token(ctx):
     return 'token of %d characters accepted' % len(token)
 
 
+def readme_section(title):
+    """The text of the README section "## title", up to the next one."""
+    with open(README) as f:
+        text = f.read()
+    m = re.search(r'^## %s\n(.*?)(?=^## )' % re.escape(title), text, re.S | re.M)
+    if m is None:
+        raise Fail('README.md has no section "%s"' % title)
+    return m.group(1)
+
+
+def shown(boot_val, unit):
+    """A parameter's built-in default as SHOW writes it (8MB, 10s, on)."""
+    if unit in ('B', 'kB', 'MB', '8kB') and boot_val.lstrip('-').isdigit():
+        b = int(boot_val) * {'B': 1, 'kB': 1024, 'MB': 1 << 20, '8kB': 8192}[unit]
+        for name, size in (('TB', 1 << 40), ('GB', 1 << 30), ('MB', 1 << 20), ('kB', 1 << 10)):
+            if b and b % size == 0:
+                return '%d%s' % (b // size, name)
+        return '%dB' % b
+    if unit in ('s', 'ms', 'min') and boot_val.lstrip('-').isdigit():
+        ms = int(boot_val) * {'ms': 1, 's': 1000, 'min': 60000}[unit]
+        for name, size in (('d', 86400000), ('h', 3600000), ('min', 60000), ('s', 1000)):
+            if ms and ms % size == 0:
+                return '%d%s' % (ms // size, name)
+        return '%dms' % ms
+    return boot_val
+
+
+async def test_configuration_table(ctx):
+    """README's "Configuration" lists every pg_ws parameter the server
+    defines, with its built-in default and when a change takes effect."""
+    cl = ctx.use(_state['cluster'])
+    conn = await ctx.aconn()
+    rows = await asql(conn, "SELECT name, boot_val, unit, context FROM pg_settings"
+                            " WHERE name LIKE 'pg\\_ws.%' ORDER BY name")
+    documented = {}
+    for line in readme_section('Configuration').splitlines():
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) < 4 or not cells[0].startswith('`pg_ws.'):
+            continue
+        for name in re.findall(r'`(pg_ws\.[a-z_]+)`', cells[0]):
+            documented[name] = (cells[1].strip('`'), cells[2], cells[3])
+    problems = []
+    contexts = {'postmaster': 'restart', 'sighup': 'reload', 'superuser': 'superuser',
+                'user': 'user'}
+    for name, boot_val, unit, context in rows:
+        if name not in documented:
+            problems.append('%s is not in the table' % name)
+            continue
+        default, when, meaning = documented.pop(name)
+        if 'obsolete' in meaning:
+            continue
+        want = shown(boot_val or '', unit)
+        if default != want:
+            problems.append('%s: the table says default "%s", the server "%s"'
+                            % (name, default, want))
+        if contexts.get(context, context) not in when:
+            problems.append('%s: the table says "%s", the server\'s context is %s'
+                            % (name, when, context))
+    # an obsolete parameter is still accepted, but hidden from pg_settings
+    problems += ['%s is in the table but the server has no such parameter' % n
+                 for n, (_, _, meaning) in documented.items() if 'obsolete' not in meaning]
+    check(not problems, *problems)
+    return '%d parameters, each with its default and context' % len(rows)
+
+
 TESTS = [
     ('the README\'s five lines: wss://, tokens, origins', test_five_lines, 60),
     ('the README\'s GRANT lets the application role mint tokens', test_sign_token_grant, 30),
     ('the README\'s openssl one-liner mints an accepted token', test_openssl_token, 30),
+    ('the README\'s configuration table: every parameter, its default and context',
+     test_configuration_table, 30),
 ]
 
 
