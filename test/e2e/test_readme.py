@@ -6,9 +6,9 @@ works: the five postgresql.conf lines that put pg_ws on the internet
 (wss://, tokens, origins), the SQL that mints a token for an application
 role, the openssl one-liner that mints one without PostgreSQL, and the
 configuration table, which must list every parameter the server defines
-with its built-in default and context.  The
-blocks are read from README.md itself (after their "test_readme" marker),
-so that the README and this test cannot drift apart.  The features behind
+with its built-in default and context.  The blocks are read from
+README.md itself (after their "test_readme" marker), so that the README
+and this test cannot drift apart.  The features behind
 them are tested in depth by test_tls.py and test_auth.py.
 
 The five lines listen on '*' (every address of this machine) with
