@@ -122,6 +122,19 @@ ROLLBACK;
 ALTER TABLE "order" DROP COLUMN tags;
 INSERT INTO "order" (id) VALUES (8);
 
+-- a partitioned table: its partitions' rows are its events, under its name
+CREATE TABLE reading (id bigint, at date, value real, PRIMARY KEY (id, at))
+    PARTITION BY RANGE (at);
+CREATE TABLE reading_2023 PARTITION OF reading FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+SELECT pg_ws_watch('reading', 'row');
+CREATE TABLE reading_2024 PARTITION OF reading FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+BEGIN;
+INSERT INTO reading VALUES (1, '2023-05-01', 0.5), (2, '2024-05-01', 1.5);
+UPDATE reading SET at = '2024-06-01' WHERE id = 1;   -- moves to another partition
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+DROP TABLE reading;
+
 -- a dropped table is no longer watched, even when its owner (not a
 -- superuser, who may not touch pg_ws_watched) drops it
 CREATE ROLE watch_owner;

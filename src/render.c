@@ -56,6 +56,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -556,6 +557,23 @@ append_value(EventWriter *w, Datum value, bool isnull, Oid type)
 		case TIMESTAMPTZOID:
 		case TIMESTAMPOID:
 			append_timestamp(buf, DatumGetTimestampTz(value));
+			break;
+		case DATEOID:
+			/* ISO 8601 whatever DateStyle says, as to_json() writes it */
+			if (DATE_NOT_FINITE(DatumGetDateADT(value)))
+				appendStringInfoString(buf, "null");
+			else
+			{
+				struct pg_tm tm;
+				char		date[MAXDATELEN + 1];
+
+				j2date(DatumGetDateADT(value) + POSTGRES_EPOCH_JDATE,
+					   &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+				EncodeDateOnly(&tm, USE_XSD_DATES, date);
+				appendStringInfoCharMacro(buf, '"');
+				appendStringInfoString(buf, date);
+				appendStringInfoCharMacro(buf, '"');
+			}
 			break;
 		case JSONOID:
 		case JSONBOID:

@@ -44,6 +44,7 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -313,6 +314,9 @@ static void
 load_watched_table(Relation rel, PgWsWatchedTable *entry)
 {
 	Oid			relid = RelationGetRelid(rel);
+	Oid			watched_relid = relid;
+	List	   *ancestors;
+	ListCell   *ancestor;
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	char	   *query;
@@ -357,14 +361,29 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	args[0] = ObjectIdGetDatum(relid);
 	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix "
 					 "FROM %s WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 					 watched_catalog_name());
-	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_ws: query of pg_ws_watched failed: %s",
-			 SPI_result_code_string(rc));
+
+	/*
+	 * A partition's rows fire the trigger its partitioned table's watch
+	 * cloned onto it: the partition is watched as its nearest watched
+	 * ancestor, under that table's name.
+	 */
+	ancestors = rel->rd_rel->relispartition ? get_partition_ancestors(relid) : NIL;
+	ancestor = list_head(ancestors);
+	for (;;)
+	{
+		args[0] = ObjectIdGetDatum(watched_relid);
+		rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "pg_ws: query of pg_ws_watched failed: %s",
+				 SPI_result_code_string(rc));
+		if (SPI_processed > 0 || ancestor == NULL)
+			break;
+		watched_relid = lfirst_oid(ancestor);
+		ancestor = lnext(ancestors, ancestor);
+	}
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[0];
@@ -394,7 +413,7 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 			int			nkeys;
 
 			strlcpy(entry->event_prefix,
-					prefix ? prefix : RelationGetRelationName(rel),
+					prefix ? prefix : get_rel_name(watched_relid),
 					sizeof(entry->event_prefix));
 			value = SPI_getbinval(tuple, desc, 2, &isnull);
 			if (!isnull)
@@ -445,7 +464,7 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 	{
 		int			count;
 
-		entry->visit_relid = namespace_visit_table(RelationGetNamespace(rel),
+		entry->visit_relid = namespace_visit_table(get_rel_namespace(watched_relid),
 												   &count);
 		if (count > 1)
 			ereport(ERROR,
