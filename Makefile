@@ -22,11 +22,13 @@ OBJS = \
 	src/auth.o \
 	src/walread.o \
 	src/retention.o \
+	src/console.o \
 	src/worker.o
 
 EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
-	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql
+	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql \
+	console/pg_ws_console.html
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
 REGRESS = install events savepoints rendering queue security search_path visits tokens watch upgrade

@@ -13,7 +13,9 @@
  * length and Connection: close, so that any client reports what went
  * wrong.  The request head may be at most pg_ws.max_header_size bytes
  * (431 beyond); the whole request must arrive within
- * pg_ws.handshake_timeout (conn.c), however slowly its bytes come.  Only
+ * pg_ws.handshake_timeout (conn.c), however slowly its bytes come.  GET
+ * and HEAD of / are the console page while pg_ws.console serves it
+ * (console.c answers them; other methods on / get 405).  Otherwise only
  * GET is served (405), only /ws/ (404), only an Upgrade to websocket with
  * version 13 (400, 426), never h2c or HTTP/2 (400, 505).  The checks run
  * in that order, then the origin (403), the subprotocol (400, only "pg_ws"),
@@ -458,6 +460,16 @@ route(PgWsConn *conn, char *head)
 	if (status != 0)
 	{
 		pgws_http_refuse(conn, status, NULL, error);
+		return;
+	}
+	/* the console page (console.c); with pg_ws.console off, / is a 404 */
+	if (strcmp(req.path, "/") == 0 && pgws_console_served())
+	{
+		if (strcmp(req.method, "GET") == 0 || strcmp(req.method, "HEAD") == 0)
+			pgws_console_answer(conn, strcmp(req.method, "HEAD") == 0, req.host);
+		else
+			pgws_http_refuse(conn, 405, "Allow: GET, HEAD\r\n",
+							 "method not allowed: / is the pg_ws console page (GET)");
 		return;
 	}
 	if (strcmp(req.method, "GET") != 0)

@@ -47,6 +47,7 @@ int			pgws_ping_interval_s = 30;
 int			pgws_handshake_timeout_s = 10;
 int			pgws_max_header_size = 16384;
 int			pgws_max_visit_histories = 1000;
+int			pgws_console_mode = PGWS_CONSOLE_AUTO;
 
 /* GUC variables of wss:// (used by tls.c) */
 bool		pgws_ssl = false;
@@ -75,6 +76,28 @@ static const struct config_enum_entry event_loop_options[] = {
 static const struct config_enum_entry auth_mode_options[] = {
 	{"none", PGWS_AUTH_NONE, false},
 	{"jwt", PGWS_AUTH_JWT, false},
+	{NULL, 0, false}
+};
+
+/*
+ * pg_ws.console: the issue asks for "on | off, default on only on
+ * loopback".  A boolean cannot have a default that depends on where the
+ * worker listens, so it is an enum with a third value, auto, the default:
+ * the page is served while every address the worker listens on is a
+ * loopback address.  on and off say what they say (off: GET / is a 404
+ * like any other path), and the spellings PostgreSQL accepts for booleans
+ * are accepted too, hidden, as for synchronous_commit.
+ */
+static const struct config_enum_entry console_mode_options[] = {
+	{"auto", PGWS_CONSOLE_AUTO, false},
+	{"on", PGWS_CONSOLE_ON, false},
+	{"off", PGWS_CONSOLE_OFF, false},
+	{"true", PGWS_CONSOLE_ON, true},
+	{"false", PGWS_CONSOLE_OFF, true},
+	{"yes", PGWS_CONSOLE_ON, true},
+	{"no", PGWS_CONSOLE_OFF, true},
+	{"1", PGWS_CONSOLE_ON, true},
+	{"0", PGWS_CONSOLE_OFF, true},
 	{NULL, 0, false}
 };
 
@@ -254,6 +277,14 @@ define_gucs(void)
 							100, 1, 10000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("pg_ws.console",
+							 "Whether the pg_ws server serves its live console page on GET /.",
+							 "auto serves it while every address pg_ws listens on is a loopback address; off answers GET / with 404.",
+							 &pgws_console_mode,
+							 PGWS_CONSOLE_AUTO, console_mode_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	/* the transport: limits and deadlines a peer cannot exceed */
 	DefineCustomIntVariable("pg_ws.max_connections_per_address",

@@ -24,6 +24,7 @@
  *				standbys, which follow replay
  *	retention.c	the replication slot "pg_ws" that keeps that WAL for
  *				pg_ws.history_retention
+ *	console.c	the live console page the worker serves on GET /
  *
  * and who may subscribe (see auth.h):
  *
@@ -72,6 +73,16 @@ extern int	pgws_ping_interval_s;
 extern int	pgws_handshake_timeout_s;
 extern int	pgws_max_header_size;
 extern int	pgws_max_visit_histories;
+
+/* whether GET / serves the console page (pg_ws.console, console.c) */
+typedef enum PgWsConsoleMode
+{
+	PGWS_CONSOLE_AUTO,			/* while the worker listens on loopback only */
+	PGWS_CONSOLE_ON,
+	PGWS_CONSOLE_OFF
+} PgWsConsoleMode;
+
+extern int	pgws_console_mode;
 
 /*
  * GUC variables of who may subscribe (pg_ws.c; read by auth.c and jwt.c).

@@ -9,6 +9,7 @@
  *				callback, deadlines, keepalive, the polite close
  *	http.c		the HTTP/1.1 request: parsing, routing, answers, upgrade
  *	ws.c		RFC 6455 frames: reading the peer's, writing control frames
+ *	console.c	the console page answered on GET / (http.c routes to it)
  *	broadcast.c	the message log and what each subscriber is sent
  *	worker.c	the process, its listening sockets and its loop
  *
@@ -209,5 +210,13 @@ extern void pgws_broadcast_check_progress(TimestampTz now);
 
 /* worker.c: call pgws_broadcast_poll_wal() again shortly */
 extern void pgws_worker_poll_wal_soon(void);
+/* worker.c: is every socket the worker listens on a loopback address? */
+extern bool pgws_worker_listens_on_loopback_only(void);
+
+/* console.c */
+extern bool pgws_console_served(void);
+extern void pgws_console_answer(PgWsConn *conn, bool head_only, const char *host);
+extern void pgws_console_reload(void);
+extern void pgws_console_report(void);
 
 #endif							/* PG_WS_SERVER_H */

@@ -160,6 +160,8 @@ static char *bound_addresses = NULL;
 static int	bound_port = 0;
 static bool bound_loopback_only = false;	/* listening was allowed only on
 											 * loopback addresses */
+static bool listening_publicly = false; /* a listening socket is bound to an
+										 * address that is not loopback */
 
 static lws_sorted_usec_list_t listen_retry_sul;
 
@@ -246,6 +248,7 @@ adopt_watch(Watch *watch)
 
 static void close_listeners(void);
 static void open_listeners(void);
+static bool is_loopback(const struct sockaddr *sa);
 static void pause_listeners(bool pause);
 
 static void
@@ -424,6 +427,8 @@ listen_on(struct addrinfo *addr, const char *name)
 		return;					/* libwebsockets closed fd */
 	}
 	nlisten++;
+	if (!is_loopback(addr->ai_addr))
+		listening_publicly = true;
 	ereport(LOG,
 			(errmsg("pg_ws listening on %s, port %d, path /ws/", host, pgws_port),
 			 errdetail("Event loop: %s.", event_loop_name())));
@@ -566,6 +571,20 @@ open_listeners(void)
 		lws_sul_schedule(context, 0, &listen_retry_sul, listen_retry,
 						 (lws_usec_t) LISTEN_RETRY_SECONDS * LWS_US_PER_SEC);
 	}
+
+	/* with pg_ws.console = auto, where we listen decides about the page */
+	pgws_console_report();
+}
+
+/*
+ * pg_ws.console = auto serves the console page only while this holds: the
+ * page itself holds no data, but an administration page has no business
+ * on a public address unless someone asked for it.
+ */
+bool
+pgws_worker_listens_on_loopback_only(void)
+{
+	return !listening_publicly;
 }
 
 static void
@@ -578,6 +597,7 @@ close_listeners(void)
 		lws_set_timeout(listen_watches[i].wsi, PENDING_TIMEOUT_USER_OK,
 						LWS_TO_KILL_SYNC);
 	nlisten = 0;
+	listening_publicly = false;
 }
 
 /*
@@ -1053,6 +1073,7 @@ pg_ws_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			lookup_events_database();
 			server_reconfigure();
+			pgws_console_reload();
 			pgws_auth_reload();
 			pgws_conn_reauthorize();
 		}

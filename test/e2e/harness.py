@@ -76,7 +76,9 @@ class Cluster:
     conf:     extra postgresql.conf lines, written after the defaults, so
               they override them;
     database: the database pg_ws.database names, created by install() when
-              it is not 'postgres'.
+              it is not 'postgres';
+    pgbin:    the PostgreSQL binaries to run (default PGBIN), for a suite
+              that needs an installation of its own.
     Every cluster made is remembered in Cluster.instances, so that run_tap()
     and its watchdog stop and remove them whatever happens.
     """
@@ -84,8 +86,9 @@ class Cluster:
     instances = []
 
     def __init__(self, conf=(), preload=True, pgport=None, wsport=None,
-                 database='postgres', name='cluster'):
+                 database='postgres', name='cluster', pgbin=None):
         self.name = name
+        self.pgbin = pgbin or PGBIN
         self.preload = preload
         self.conf = list(conf)
         self.database = database
@@ -114,7 +117,7 @@ class Cluster:
         return r
 
     def start(self):
-        self.as_postgres(PGBIN + '/initdb', '-D', self.data, '-U', 'postgres',
+        self.as_postgres(self.pgbin + '/initdb', '-D', self.data, '-U', 'postgres',
                          '--auth=trust', '-E', 'UTF8', '--no-locale')
         lines = ['', '# pg_ws end-to-end test cluster (%s)' % self.name]
         if self.preload:
@@ -139,14 +142,14 @@ class Cluster:
             f.write('\n'.join(lines) + '\n')
         self.started = True
         limit = ['prlimit', '--nofile=%d:%d' % self.nofile, '--'] if self.nofile else []
-        self.as_postgres(*limit, PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
+        self.as_postgres(*limit, self.pgbin + '/pg_ctl', '-D', self.data, '-l', self.log,
                          '-w', '-t', '60', 'start')
 
     def stop(self):
         if self.started:
             self.started = False
             try:
-                self.as_postgres(PGBIN + '/pg_ctl', '-D', self.data,
+                self.as_postgres(self.pgbin + '/pg_ctl', '-D', self.data,
                                  '-m', 'immediate', '-w', 'stop')
             except Exception as e:          # keep cleaning up
                 print('# could not stop the cluster: %s' % e)
