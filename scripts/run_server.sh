@@ -57,6 +57,7 @@ done
 cat <<MSG
 pg_ws is running.
   WebSocket endpoint:  ws://127.0.0.1:$WSPORT/ws/   (plain HTTP GET answers 400)
+  Console:             http://127.0.0.1:$WSPORT/    (open it in a browser)
   PostgreSQL:          psql -h $SOCKDIR -p $PGPORT -U postgres postgres
   server log:          $DATA/server.log
 

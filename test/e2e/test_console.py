@@ -411,7 +411,8 @@ async def test_answer(ctx):
 async def test_setting(ctx):
     """pg_ws.console: off makes GET / a 404 (reload); auto stops serving it
     when pg_ws listens on a non-loopback address ('*'), and on serves it
-    there anyway; each change is logged."""
+    there anyway; each change is logged.  pg_ws.allowed_origins refuses
+    the console's own origin unless it is listed."""
     cl = await KINDS.get(ctx, 'console')
     conn = await ctx.aconn()
     rows = await asql(conn, "SELECT setting, context FROM pg_settings WHERE name = 'pg_ws.console'")
@@ -438,6 +439,26 @@ async def test_setting(ctx):
     finally:
         await reload_with(conn, console=None, listen_addresses=None, allow_anonymous=None)
     await wait_get(cl.wsport, 200, 20, 'the settings restored')
+
+    # pg_ws.allowed_origins applies to the console's own upgrade too
+    own = 'http://127.0.0.1:%d' % cl.wsport
+
+    def upgrade_status():
+        raw = rawws.upgrade_request(cl.wsport, extra=['Origin: ' + own])
+        return rawws.http_exchange(cl.wsport, raw, timeout=3)[0]
+    try:
+        await reload_with(conn, allowed_origins='https://app.example.com')
+        deadline = time.monotonic() + 20
+        while (status := await asyncio.to_thread(upgrade_status)) != 403:
+            check(time.monotonic() < deadline, 'the console origin was not refused: %s' % status)
+            await asyncio.sleep(0.2)
+        await reload_with(conn, allowed_origins='https://app.example.com, ' + own)
+        deadline = time.monotonic() + 20
+        while (status := await asyncio.to_thread(upgrade_status)) != 101:
+            check(time.monotonic() < deadline, 'the console origin listed, yet: %s' % status)
+            await asyncio.sleep(0.2)
+    finally:
+        await reload_with(conn, allowed_origins=None)
     lines = [x.split('LOG:  ')[-1] for x in cl.log_since(mark) if 'console page' in x]
     check(any('no longer serves its console page: pg_ws.console is off' in x for x in lines),
           'no log line about pg_ws.console = off: %s' % lines)
@@ -447,7 +468,8 @@ async def test_setting(ctx):
 async def test_missing_page(ctx):
     """Without the installed page file GET / answers 503 with a clear body,
     the log says why once, the worker keeps serving /ws/; once the file is
-    back the next GET / serves it."""
+    back the next GET / serves it, and an edited file is served after a
+    reload."""
     cl = await KINDS.get(ctx, 'nopage')
     conn = await ctx.aconn()
     pid = (await worker_row(conn))[0]
@@ -464,6 +486,21 @@ async def test_missing_page(ctx):
     os.link(cl.tree.original, cl.tree.page)
     status, _, body, line = await asyncio.to_thread(get, cl.wsport)
     check(status == 200 and body == installed_page(), 'GET / with the file back: %r' % line)
+
+    # the worker keeps what it read until a reload (the file is replaced by
+    # a rename: it is a link to the installation's own)
+    edited = installed_page().replace(b'<title>pg_ws console</title>', b'<title>edited console</title>')
+    with open(cl.tree.page + '.new', 'wb') as f:
+        f.write(edited)
+    os.chmod(cl.tree.page + '.new', 0o644)
+    os.replace(cl.tree.page + '.new', cl.tree.page)
+    status, _, body, line = await asyncio.to_thread(get, cl.wsport)
+    check(body == installed_page(), 'the worker read the file again without a reload')
+    await asql(conn, 'SELECT pg_reload_conf()')
+    deadline = time.monotonic() + 20
+    while (await asyncio.to_thread(get, cl.wsport))[2] != edited:
+        check(time.monotonic() < deadline, 'the edited file is not served after a reload')
+        await asyncio.sleep(0.2)
     return why[0].split('LOG:  ')[-1]
 
 
@@ -558,7 +595,9 @@ async def test_browser_shows_rows(ctx):
 async def test_browser_resumes(ctx):
     """The worker is terminated under the page: the page sees the close,
     reconnects by itself and resumes with since/epoch, so rows committed
-    while no worker ran appear, and no event is shown twice."""
+    while no worker ran appear, and no event is shown twice.  A position
+    the server cannot resume from gets resync_required: the tables are
+    cleared and the live stream goes on.  The log keeps the newest 200."""
     cl = await KINDS.get(ctx, 'console')
     page = await Page('http://127.0.0.1:%d/' % cl.wsport).open()
     try:
@@ -596,6 +635,23 @@ async def test_browser_resumes(ctx):
               'after the restart the log has %s' % [(e['event'], e['seq']) for e in after[:5]])
         check(any(r['key'].startswith('302|') for r in s['attendance']), 'no attendance of 302 shown')
         check((await worker_row(conn))[0] != pid, 'the worker was not restarted')
+
+        # a position the server cannot resume from (another epoch): the
+        # page gets resync_required, clears its tables, and goes on live
+        await page.evaluate("last = {seq: 1, epoch: 'another-cluster'}; socket.close(); true")
+        await page.wait(log_has_js('resync_required'), 30, 'the resync_required notice')
+        await page.wait("document.querySelectorAll('#employees tr[data-key]').length === 0", 10,
+                        'the tables cleared')
+        await asql(conn, "INSERT INTO employee (id, first_name, last_name) VALUES (304, 'after', 'resync')")
+        await page.wait(row_js('employees', 304), 20, 'employee 304, after the resync')
+
+        # the log keeps the newest 200 entries
+        await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
+                         " SELECT 1000 + i, 'bulk', i::text FROM generate_series(1, 250) i")
+        await page.wait(row_js('employees', 1250), 30, 'the last of 250 employees')
+        s = await page.state()
+        check(len(s['log']) == 200 and s['log'][0]['text'].find('"last_name":"250"') > 0,
+              'the log holds %d entries, the newest: %s' % (len(s['log']), short(s['log'][0]['text'])))
         # while the worker was down: its port refused connections
         page.check_problems(allowed_network=['ERR_CONNECTION_REFUSED'])
         return 'page state when the rows were committed: %s; %d events, none twice' % (state_then, len(after))
@@ -623,13 +679,16 @@ async def test_browser_token(ctx):
         await enter_token(page, jt.hs256({'sub': 'console', 'exp': int(time.time()) + 3}, SECRET))
         await page.wait(PROMPT_SAYS % '"token expired"', 30, 'the prompt after the token expired')
 
-        await enter_token(page, jt.hs256({'sub': 'console', 'exp': int(time.time()) + 3600}, SECRET))
+        good = jt.hs256({'sub': 'console', 'exp': int(time.time()) + 3600}, SECRET)
+        await enter_token(page, good)
         await page.wait(STATE_IS % '"connected"', 30, 'the console connected with a good token')
         conn = await ctx.aconn()
         await asql(conn, "INSERT INTO employee (id, first_name, last_name) VALUES (401, 'with', 'token')")
         await page.wait(row_js('employees', 401), 20, 'employee 401 with the token')
         s = await page.state()
         check(not s['prompt'], 'the prompt is still shown')
+        check(await page.evaluate("sessionStorage.getItem('pg_ws_console_token')") == good,
+              'the token is not kept in the tab\'s sessionStorage')
         # the refused upgrades, as the browser reports them
         page.check_problems(allowed_network=['HTTP Authentication failed'])
         return 'prompted, refused a forged token, noticed expiry, connected'

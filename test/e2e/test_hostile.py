@@ -182,7 +182,9 @@ async def test_unrouted_requests(ctx):
         ('Upgrade: h2c', b'GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n'
                          b'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n', 400),
         ('the HTTP/2 preface', b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 505),
-        ('GET /', b'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 404),
+        ('GET / (the console page, test_console.py)', b'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 200),
+        ('GET /index.html', b'GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n', 404),
+        ('PUT /', b'PUT / HTTP/1.1\r\nHost: x\r\n\r\n', 405),
         ('GET /ws/ without upgrade', b'GET /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 400),
         ('WebSocket version 8', rawws.upgrade_request(port, version='8'), 426),
         ('a malformed key', rawws.upgrade_request(port, key='short'), 400),
