@@ -49,8 +49,6 @@
 #define CONSOLE_FILE_NAME	"pg_ws_console.html"
 /* the page is a few tens of kB; anything this large is not it */
 #define CONSOLE_MAX_SIZE	(1024 * 1024)
-/* "'sha256-" + 44 base64 characters + "' " */
-#define CSP_HASH_LEN		56
 /* at most this many inline elements of each kind get a hash */
 #define MAX_INLINE_ELEMENTS 8
 
@@ -63,6 +61,8 @@ static char *style_hashes = NULL;
 
 /* the last read error logged, so that a missing file is logged once */
 static char *logged_error = NULL;
+static int	read_errno = 0;		/* errno of the last failed read, for the
+								 * log's errcode */
 
 /* what pgws_console_report() last said: -1 nothing yet, else served */
 static int	reported_served = -1;
@@ -219,15 +219,22 @@ read_page(void)
 	get_share_path(my_exec_path, share);
 	snprintf(path, sizeof(path), "%s/extension/%s", share, CONSOLE_FILE_NAME);
 
+	read_errno = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
+	{
+		read_errno = errno;
 		return psprintf("could not open file \"%s\": %m", path);
+	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONSOLE_MAX_SIZE)
 	{
 		char	   *why;
 
 		if (fstat(fd, &st) < 0)
+		{
+			read_errno = errno;
 			why = psprintf("could not stat file \"%s\": %m", path);
+		}
 		else if (!S_ISREG(st.st_mode))
 			why = psprintf("\"%s\" is not a regular file", path);
 		else
@@ -248,7 +255,10 @@ read_page(void)
 			continue;
 		if (n <= 0)
 		{
-			char	   *why = n < 0 ?
+			char	   *why;
+
+			read_errno = n < 0 ? errno : 0;
+			why = n < 0 ?
 				psprintf("could not read file \"%s\": %m", path) :
 				psprintf("file \"%s\" shrank while it was read", path);
 
@@ -304,8 +314,10 @@ pgws_console_answer(PgWsConn *conn, bool head_only, const char *host)
 		{
 			if (logged_error == NULL || strcmp(logged_error, why) != 0)
 			{
+				errno = read_errno;
 				ereport(LOG,
-						(errcode_for_file_access(),
+						(read_errno != 0 ? errcode_for_file_access() :
+						 errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("pg_ws cannot serve its console page: %s", why),
 						 errhint("The page is installed with the extension (make install); GET / answers 503 until it can be read.")));
 				if (logged_error)
