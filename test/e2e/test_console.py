@@ -518,7 +518,8 @@ async def test_browser_shows_rows(ctx):
         await asql(conn, "SET pg_ws.media_url = '%s'" % images.url,
                    "INSERT INTO client (id, first_seen, last_seen, gender, age, image) VALUES"
                    " (101, now() - interval '2 hours', now(), 'female', 31, 'client_images/101.jpg'),"
-                   " (102, now() - interval '1 day', now() - interval '3 hours', 'male', 45, 'client_images/102.jpg')",
+                   " (102, now() - interval '1 day', now() - interval '3 hours', 'male', 45,"
+                   "  'client_images/102.jpg')",
                    "INSERT INTO visit_history (client_id, datetime, device_id) VALUES (101, now(), 'gate-1')",
                    "UPDATE client SET visit_count = visit_count + 1, last_seen = now() WHERE id = 101",
                    "INSERT INTO employee (id, first_name, last_name, email, phone_number, image) VALUES"
@@ -527,7 +528,8 @@ async def test_browser_shows_rows(ctx):
                    "INSERT INTO attendance (employee_id, device_id, image, datetime, score) VALUES"
                    " (201, 'door-A', 'attendance_images/ada.jpg', now(), 97.5),"
                    " (202, 'door-B', 'attendance_images/grace.jpg', now(), 88)",
-                   "INSERT INTO client (id, gender, age, image) VALUES (103, 'female', 27, 'client_images/103.jpg')")
+                   "INSERT INTO client (id, gender, age, image)"
+                   " VALUES (103, 'female', 27, 'client_images/103.jpg')")
         await page.wait(row_js('clients', 103), 20, 'client 103 in the table')
         await page.wait(row_js('attendance', '202|', prefix=True), 20, 'the attendance of employee 202')
         s = await page.state()
