@@ -10,6 +10,7 @@ OBJS = \
 	src/pg_ws.o \
 	src/render.o \
 	src/watch.o \
+	src/eventname.o \
 	src/pending.o \
 	src/queue.o \
 	src/stats.o \

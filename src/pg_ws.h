@@ -25,6 +25,8 @@
  *	retention.c	the replication slot "pg_ws" that keeps that WAL for
  *				pg_ws.history_retention
  *	console.c	the live console page the worker serves on GET /
+ *	eventname.c	what an event may be called, and which names a pattern
+ *				of events matches
  *
  * and who may subscribe (see auth.h):
  *
@@ -218,9 +220,22 @@ extern int	pgws_table_kind_from_name(const char *name);
 struct RelationData;
 extern const PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
 
+/* every rendered event begins with these bytes, then its name and a quote */
+#define PGWS_EVENT_PREFIX "{\"event\": \""
+
 /*
- * Why an application-defined event name (pg_ws_send(), 'row' tables) is
- * refused, or NULL when it is a valid one (watch.c).
+ * Event names (eventname.c): [a-z][a-z0-9_]*, at most
+ * PGWS_EVENT_NAME_MAXLEN bytes, the length of an SQL identifier.
+ */
+#define PGWS_EVENT_NAME_MAXLEN (NAMEDATALEN - 1)
+
+extern bool pgws_event_name_valid(const char *name, size_t len);
+extern int	pgws_document_event_kind(const char *name, size_t len);
+extern void pgws_check_custom_event_name(const char *name, size_t len);
+
+/*
+ * Why a name is refused for an event that is not one of the document's
+ * (pg_ws_send()'s, a 'row' table's), as an errdetail; NULL when it may be.
  */
 extern const char *pgws_event_name_problem(const char *name);
 

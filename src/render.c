@@ -160,9 +160,6 @@ const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS] = {
 	[PGWS_EMPLOYEE_ATTENDANCE_DELETE] = "employee_attendance_delete",
 };
 
-/* every event begins with these bytes, then its name and a quote */
-#define EVENT_PREFIX "{\"event\": \""
-
 /*
  * The kind of a rendered event, read back from its first bytes; -1 when
  * they do not name one of the document's events.
@@ -170,10 +167,10 @@ const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS] = {
 int
 pgws_event_kind_of(const char *json, size_t len)
 {
-	size_t		prefix = sizeof(EVENT_PREFIX) - 1;
+	size_t		prefix = sizeof(PGWS_EVENT_PREFIX) - 1;
 	int			kind;
 
-	if (len <= prefix || memcmp(json, EVENT_PREFIX, prefix) != 0)
+	if (len <= prefix || memcmp(json, PGWS_EVENT_PREFIX, prefix) != 0)
 		return -1;
 	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
 	{
@@ -202,7 +199,7 @@ static bool visit_plan_stale = false;
 static void
 begin_event(EventWriter *w, PgWsEventKind kind)
 {
-	APPEND_LITERAL(w->buf, EVENT_PREFIX);
+	APPEND_LITERAL(w->buf, PGWS_EVENT_PREFIX);
 	appendStringInfoString(w->buf, pgws_event_names[kind]);
 	APPEND_LITERAL(w->buf, "\", \"data\": {");
 	w->first_key = true;
@@ -1005,7 +1002,7 @@ render_row(EventWriter *w, TriggerEvent op)
 	const PgWsWatchedTable *watch = w->watch;
 	int			i;
 
-	APPEND_LITERAL(w->buf, EVENT_PREFIX);
+	APPEND_LITERAL(w->buf, PGWS_EVENT_PREFIX);
 	appendStringInfoString(w->buf, watch->event_prefix);
 	if (TRIGGER_FIRED_BY_INSERT(op))
 		APPEND_LITERAL(w->buf, "_create");

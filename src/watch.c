@@ -600,7 +600,7 @@ check_kind_columns(Relation rel, PgWsTableKind kind, const char *role)
 
 /*
  * Error unless name is a valid name for an application event: what
- * pg_ws_send() and 'row' tables may use (see pgws_check_event_name).
+ * pg_ws_send() and 'row' tables may use (eventname.c).
  */
 static void
 check_row_event_names(Relation rel, const char *prefix)
@@ -942,34 +942,4 @@ pg_ws_unwatch(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);
 	CacheInvalidateRelcacheAll();
 	PG_RETURN_BOOL(watched);
-}
-
-/*
- * The rule for names of events that are not the event document's: what a
- * subscriber's filter and a token's claim can name, so lower-case ASCII
- * letters, digits and underscores, starting with a letter, at most 63
- * bytes (a PostgreSQL identifier's length: a 'row' table's name plus a
- * suffix must fit too).  The document's eleven names are refused, since
- * every subscriber trusts those, and so is the prefix pg_ws, kept for
- * pg_ws's own messages.
- */
-const char *
-pgws_event_name_problem(const char *name)
-{
-	const char *p;
-	int			kind;
-
-	if (name[0] < 'a' || name[0] > 'z')
-		return "An event name starts with a lower-case letter (a-z).";
-	for (p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
-			return "An event name holds lower-case letters, digits and underscores only.";
-	if (p - name > NAMEDATALEN - 1)
-		return "An event name is at most 63 bytes long.";
-	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
-		if (strcmp(name, pgws_event_names[kind]) == 0)
-			return "The event document's events are sent by pg_ws's own tables only.";
-	if (strncmp(name, "pg_ws", 5) == 0)
-		return "Names starting with \"pg_ws\" are reserved for pg_ws.";
-	return NULL;
 }
