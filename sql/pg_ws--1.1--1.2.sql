@@ -109,3 +109,17 @@ REVOKE ALL ON FUNCTION @extschema@.pg_ws_forget_dropped() FROM PUBLIC;
 CREATE EVENT TRIGGER pg_ws_forget_dropped ON sql_drop
 	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
 	EXECUTE FUNCTION @extschema@.pg_ws_forget_dropped();
+-- custom events (send)
+--
+-- An event the application names, queued in the current transaction and
+-- sent at commit in order with its row events: {"event": event, "data":
+-- data}.  A NULL data is sent as null.  Every subscriber trusts what it is
+-- sent, so nobody may send until a superuser grants EXECUTE to the
+-- application's role.
+CREATE FUNCTION @extschema@.pg_ws_send(event pg_catalog.text,
+									   data pg_catalog.jsonb DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'pg_ws_send'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_send(pg_catalog.text, pg_catalog.jsonb)
+	FROM PUBLIC;

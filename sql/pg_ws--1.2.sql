@@ -277,3 +277,18 @@ CREATE FUNCTION @extschema@.pg_ws_sign_token(claims pg_catalog.jsonb,
 	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 REVOKE ALL ON FUNCTION @extschema@.pg_ws_sign_token(pg_catalog.jsonb, pg_catalog.interval)
 	FROM PUBLIC;
+
+-- custom events (send)
+--
+-- An event the application names, queued in the current transaction and
+-- sent at commit in order with its row events: {"event": event, "data":
+-- data}.  A NULL data is sent as null.  Every subscriber trusts what it is
+-- sent, so nobody may send until a superuser grants EXECUTE to the
+-- application's role.
+CREATE FUNCTION @extschema@.pg_ws_send(event pg_catalog.text,
+									   data pg_catalog.jsonb DEFAULT NULL)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'pg_ws_send'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_send(pg_catalog.text, pg_catalog.jsonb)
+	FROM PUBLIC;

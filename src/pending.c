@@ -4,9 +4,11 @@
  *	  Events of the current transaction, held in backend memory until it
  *	  commits, and the transaction callbacks that hand them to the queue.
  *
- * This file owns what happens to an event between its row trigger and the
- * shared queue: savepoints, rollbacks, PREPARE, pre-commit and commit.  It
- * must not render events (render.c) nor touch the ring (queue.c).
+ * This file owns what happens to an event between its row trigger (or
+ * pg_ws_send(), send.c) and the shared queue: savepoints, rollbacks,
+ * PREPARE, pre-commit and commit.  Every event takes the same way, whoever
+ * rendered it.  It must not render events (render.c, send.c) nor touch the
+ * ring (queue.c).
  *
  * async.c keeps one list per subtransaction level and concatenates lists
  * on subcommit.  Events here only ever grow at the end of one buffer, so a
@@ -130,7 +132,7 @@ pgws_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that has queued pg_ws events"),
-						 errdetail("The transaction changed rows of tables that pg_ws broadcasts.")));
+						 errdetail("The transaction changed rows of tables that pg_ws broadcasts, or called pg_ws_send().")));
 			break;
 		case XACT_EVENT_PREPARE:
 			pending_reset();

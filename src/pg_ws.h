@@ -8,6 +8,8 @@
  *	render.c	row triggers render each changed row as one JSON event
  *	watch.c		which tables are broadcast: the extension's own and those
  *				pg_ws_watch() attached it to (pg_ws_watched)
+ *	send.c		pg_ws_send(): an event the application names, rendered
+ *				and queued like a row's
  *	pending.c	events wait in backend memory until the transaction commits
  *	queue.c		pre-commit appends them to a ring in shared memory and
  *				writes them to the WAL; the commit marks them visible
@@ -219,6 +221,9 @@ extern const char *const pgws_table_kind_names[PGWS_NUM_TABLE_KINDS];
 extern int	pgws_table_kind_from_name(const char *name);
 struct RelationData;
 extern const PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
+
+/* UTF-8 JSON with every non-ASCII character as \uXXXX (render.c) */
+extern void pgws_append_ascii_escaped(StringInfo out, const char *s, int len);
 
 /* every rendered event begins with these bytes, then its name and a quote */
 #define PGWS_EVENT_PREFIX "{\"event\": \""

@@ -1034,10 +1034,11 @@ render_row(EventWriter *w, TriggerEvent op)
 /*
  * Copy valid UTF-8 JSON with every non-ASCII character written as \uXXXX
  * (a surrogate pair above U+FFFF), as Python's json.dumps does by default.
- * Outside strings JSON is ASCII already, so no parsing is needed.
+ * Outside strings JSON is ASCII already, so no parsing is needed.  Also
+ * pg_ws_send()'s (send.c), so that every event is escaped alike.
  */
-static void
-append_ascii_escaped(StringInfo out, const char *s, int len)
+void
+pgws_append_ascii_escaped(StringInfo out, const char *s, int len)
 {
 	const unsigned char *p = (const unsigned char *) s;
 	const unsigned char *end = p + len;
@@ -1252,7 +1253,7 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 		StringInfoData ascii;
 
 		initStringInfo(&ascii);
-		append_ascii_escaped(&ascii, utf8, utf8_len);
+		pgws_append_ascii_escaped(&ascii, utf8, utf8_len);
 		pgws_pending_add(ascii.data, ascii.len);
 		pfree(ascii.data);
 	}
