@@ -418,43 +418,13 @@ audience_contains(struct json_object *aud, const char *want)
 }
 
 /*
- * Add to *mask the events one pattern names: an event name
- * (employee_create), a prefix ending in '*' (client_*, which takes
- * client_visit_* too), or "*" for all, events of unknown kind included
- * (PGWS_PATTERN_ALL).  A '*' anywhere but at the end is malformed.  A name
- * of no event we know adds nothing: the caller decides whether that is an
- * error.  The token's events claim and the ?events= filter (http.c) both
- * speak this language.
- */
-PgWsPatternResult
-pgws_event_pattern(const char *pattern, size_t len, uint32 *mask)
-{
-	const char *star = memchr(pattern, '*', len);
-	int			kind;
-
-	if (star != NULL && star != pattern + len - 1)
-		return PGWS_PATTERN_MALFORMED;	/* only a trailing '*' */
-	if (len == 1 && star != NULL)
-	{
-		*mask |= PGWS_ALL_EVENTS;
-		return PGWS_PATTERN_ALL;
-	}
-	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
-	{
-		const char *name = pgws_event_names[kind];
-		size_t		name_len = strlen(name);
-
-		if (star ? name_len >= len - 1 && strncmp(name, pattern, len - 1) == 0 :
-			name_len == len && memcmp(name, pattern, len) == 0)
-			*mask |= 1U << kind;
-	}
-	return PGWS_PATTERN_OK;
-}
-
-/*
- * The events claim: an array of patterns (pgws_event_pattern).  A name of
- * no event we know matches nothing rather than refusing the token, so that
- * a token minted for a later pg_ws with more events still works here.
+ * The events claim: an array of patterns (eventname.c): event names,
+ * prefixes ending in '*', "*".  The document's events and every other
+ * name (pg_ws_send()'s) alike: a claim that names only document events
+ * allows no other.  A pattern no event name can match (Client_Create)
+ * matches nothing rather than refusing the token, so that a token minted
+ * for another version of pg_ws still works here; a misplaced '*' is
+ * malformed.
  */
 static bool
 events_grant(struct json_object *events, PgWsGrant *grant)
@@ -467,26 +437,16 @@ events_grant(struct json_object *events, PgWsGrant *grant)
 	n = json_object_array_length(events);
 	if (n > MAX_EVENT_PATTERNS)
 		return false;
-	grant->event_mask = 0;
-	grant->unrestricted = false;
+	pgws_event_set_init(&grant->events, false);
 	for (i = 0; i < n; i++)
 	{
 		struct json_object *v = json_object_array_get_idx(events, i);
-		const char *pattern;
 
-		if (!is_string(v))
+		if (!is_string(v) ||
+			pgws_event_set_add(&grant->events, json_object_get_string(v),
+							   json_object_get_string_len(v)) ==
+			PGWS_PATTERN_MALFORMED)
 			return false;
-		pattern = json_object_get_string(v);
-		switch (pgws_event_pattern(pattern, strlen(pattern), &grant->event_mask))
-		{
-			case PGWS_PATTERN_MALFORMED:
-				return false;
-			case PGWS_PATTERN_ALL:
-				grant->unrestricted = true;
-				break;
-			case PGWS_PATTERN_OK:
-				break;
-		}
 	}
 	return true;
 }
@@ -528,8 +488,7 @@ check_claims(struct json_object *claims, int64 now, PgWsGrant *grant,
 	int64		leeway = pgws_jwt_leeway_s;
 
 	memset(grant, 0, sizeof(*grant));
-	grant->event_mask = PGWS_ALL_EVENTS;
-	grant->unrestricted = true;
+	pgws_event_set_init(&grant->events, true);
 
 	/* the types first: a malformed claim is malformed whatever the time */
 	if (!json_object_object_get_ex(claims, "exp", &v))
@@ -586,10 +545,14 @@ check_claims(struct json_object *claims, int64 now, PgWsGrant *grant,
 	return true;
 }
 
-/* verify a token and apply the policy; *grant is set only on success */
+/*
+ * Verify a token and apply the policy; *grant is set only on success, its
+ * event patterns allocated in keep (the work is done in auth_context,
+ * which is reset after every decision).
+ */
 static bool
 decide_token(const char *token, size_t len, int64 now, PgWsGrant *grant,
-			 const char **reason)
+			 MemoryContext keep, const char **reason)
 {
 	PgWsJwtKeys keys;
 	struct json_object *claims;
@@ -614,7 +577,13 @@ decide_token(const char *token, size_t len, int64 now, PgWsGrant *grant,
 	ok = check_claims(claims, now, &g, reason);
 	json_object_put(claims);
 	if (ok)
+	{
+		MemoryContext old = MemoryContextSwitchTo(keep);
+
 		*grant = g;
+		pgws_event_set_copy(&grant->events, &g.events);
+		MemoryContextSwitchTo(old);
+	}
 	return ok;
 }
 
@@ -622,8 +591,7 @@ static void
 grant_everything(PgWsGrant *grant)
 {
 	memset(grant, 0, sizeof(*grant));
-	grant->event_mask = PGWS_ALL_EVENTS;
-	grant->unrestricted = true;
+	pgws_event_set_init(&grant->events, true);
 }
 
 /* ------------------------------------------------------------- interface */
@@ -651,7 +619,8 @@ pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now, PgWsGrant *grant,
 	{
 		char	   *token = find_token(req, reason);
 
-		if (token == NULL || !decide_token(token, strlen(token), now, grant, reason))
+		if (token == NULL ||
+			!decide_token(token, strlen(token), now, grant, old, reason))
 			status = 401;
 	}
 
@@ -680,6 +649,7 @@ pgws_auth_message(const char *msg, size_t len, int64 now, PgWsGrant *grant,
 	struct json_object *obj;
 	struct json_object *token;
 	PgWsAuthMessageResult result;
+	PgWsEventSet replaced = grant->events;
 
 	if (len == 0 || len > AUTH_MESSAGE_MAX_LEN)
 		return AUTH_MSG_NOT_AUTH;
@@ -708,13 +678,17 @@ pgws_auth_message(const char *msg, size_t len, int64 now, PgWsGrant *grant,
 		result = AUTH_MSG_ACCEPTED;
 	}
 	else if (decide_token(json_object_get_string(token),
-						  json_object_get_string_len(token), now, grant, reason))
+						  json_object_get_string_len(token), now, grant, old,
+						  reason))
 		result = AUTH_MSG_ACCEPTED;
 	else
 		result = AUTH_MSG_REJECTED;
 	json_object_put(obj);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(auth_context);
+	/* the grant replaced held patterns of its own */
+	if (result == AUTH_MSG_ACCEPTED)
+		pgws_event_set_free(&replaced);
 	return result;
 }
 

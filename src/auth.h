@@ -18,6 +18,10 @@
  *	  a WWW-Authenticate header from pgws_auth_challenge(), or 403) and the
  *	  reason, and do not upgrade; on 0 keep the grant with the subscriber;
  *	- send a subscriber only the events pgws_grant_allows() for its grant;
+ *	- call pgws_auth_upgrade() and pgws_auth_message() in the memory
+ *	  context the grant is to live in (the connection's): a grant's event
+ *	  patterns are allocated there, and pgws_auth_message() frees those of
+ *	  the grant it replaces;
  *	- once pgws_grant_expired(grant, time(NULL)), send nothing more and
  *	  close with code 4001 (WS_CLOSE_TOKEN) and "token expired";
  *	- hand each complete text message from a subscriber to
@@ -55,18 +59,17 @@ typedef struct PgWsGrant
 	bool		authenticated;	/* a token was verified */
 	int64		expires_at;		/* Unix seconds after which the connection
 								 * must close (exp + leeway); 0 = never */
-	uint32		event_mask;		/* bit k = pgws_event_names[k] allowed */
-	bool		unrestricted;	/* no events claim, or "*": also events of
-								 * unknown kind */
+	PgWsEventSet events;		/* the events claim's patterns; every event
+								 * without one, or with "*" */
 	char		subject[64];	/* "sub" claim, truncated, control characters
 								 * replaced by '?'; "" when none */
 } PgWsGrant;
 
 /*
- * Decide an upgrade: 0 and *grant filled when allowed; otherwise the HTTP
- * status to refuse with (401 or 403) and *reason, a short static text safe
- * to send to the client and to log (it never contains the token).  now is
- * Unix seconds.
+ * Decide an upgrade: 0 and *grant filled when allowed (whatever it held
+ * before is ignored); otherwise the HTTP status to refuse with (401 or 403)
+ * and *reason, a short static text safe to send to the client and to log
+ * (it never contains the token).  now is Unix seconds.
  */
 extern int	pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now,
 							  PgWsGrant *grant, const char **reason);
@@ -78,17 +81,6 @@ extern int	pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now,
  */
 extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
 
-/* what pgws_event_pattern() made of one pattern of events */
-typedef enum PgWsPatternResult
-{
-	PGWS_PATTERN_OK,			/* its events (maybe none) were added */
-	PGWS_PATTERN_ALL,			/* "*": every event, unknown kinds too */
-	PGWS_PATTERN_MALFORMED		/* a '*' elsewhere than at the end */
-} PgWsPatternResult;
-
-extern PgWsPatternResult pgws_event_pattern(const char *pattern, size_t len,
-											uint32 *mask);
-
 /* a parameter of a request's query string, decoded (see auth.c) */
 extern char *pgws_query_param(const char *query, const char *name,
 							  bool *malformed);
@@ -96,7 +88,8 @@ extern char *pgws_query_param(const char *query, const char *name,
 /*
  * A text message from a subscriber.  AUTH_MSG_NOT_AUTH when it is not
  * {"type": "auth", "token": "..."}; AUTH_MSG_ACCEPTED when it is and the
- * token is valid (*grant replaced by the new token's); AUTH_MSG_REJECTED
+ * token is valid (*grant, one pgws_auth_upgrade() made, replaced by the
+ * new token's); AUTH_MSG_REJECTED
  * with *reason otherwise (the transport then closes with code 4001
  * and the reason).
  */
@@ -118,14 +111,15 @@ extern PgWsAuthMessageResult pgws_auth_message(const char *msg, size_t len,
  */
 extern bool pgws_auth_grant_current(const PgWsGrant *grant, const char **reason);
 
-/* kind from pgws_event_kind_of(), -1 for an event of unknown kind */
+/*
+ * kind from pgws_event_kind_of(); for -1 (not one of the document's
+ * events) the event's name from pgws_event_name_of(), or NULL
+ */
 static inline bool
-pgws_grant_allows(const PgWsGrant *grant, int kind)
+pgws_grant_allows(const PgWsGrant *grant, int kind, const char *name,
+				  size_t name_len)
 {
-	if (grant->unrestricted)
-		return true;
-	return kind >= 0 && kind < PGWS_NUM_EVENT_KINDS &&
-		(grant->event_mask & (1U << kind)) != 0;
+	return pgws_event_set_has(&grant->events, kind, name, name_len);
 }
 
 /* must a connection with this grant be closed at now (Unix seconds)? */

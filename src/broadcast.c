@@ -91,6 +91,8 @@ typedef struct WsMessage
 	uint64		offset;			/* bytes of all messages before this one */
 	uint32		len;			/* of the JSON as sent */
 	int			kind;			/* PgWsEventKind, or -1 */
+	uint32		name_len;		/* kind -1: its name, in the frame, to */
+	const char *name;			/* match filters with; NULL if it has none */
 	uint8	   *frame;			/* the frame, in a block: header, JSON */
 	uint32		frame_len;
 } WsMessage;
@@ -123,18 +125,18 @@ static FrameBlock *oldest_block = NULL;
 static FrameBlock *newest_block = NULL;
 
 /*
- * May this subscriber be sent an event of this kind (-1: unknown)?  Its
+ * May this subscriber be sent an event of this kind?  Events of the
+ * document are told by their kind (a bit), any other (kind -1) by its name
+ * (NULL when it has none: then only a subscriber of every event).  Its
  * token's grant bounds it, and its ?events= filter narrows it further; a
  * new token (an auth message) replaces the grant, never the filter.
  */
 static inline bool
-subscriber_wants(const PgWsSubscriber *sub, int kind)
+subscriber_wants(const PgWsSubscriber *sub, int kind, const char *name,
+				 size_t name_len)
 {
-	if (!pgws_grant_allows(&sub->grant, kind))
-		return false;
-	return !sub->filtered ||
-		(kind >= 0 && kind < PGWS_NUM_EVENT_KINDS &&
-		 (sub->filter_mask & (1U << kind)) != 0);
+	return pgws_grant_allows(&sub->grant, kind, name, name_len) &&
+		pgws_event_set_has(&sub->filter, kind, name, name_len);
 }
 
 /*
@@ -311,6 +313,20 @@ append_message(void *arg, const char *json, uint32 len, uint64 seq,
 	msg->entry_pos = entry_pos;
 	msg->len = final_len;
 	msg->kind = pgws_event_kind_of(json, len);
+	msg->name = NULL;
+	msg->name_len = 0;
+	if (msg->kind < 0)
+	{
+		size_t		name_len;
+		const char *name = pgws_event_name_of(json, len, &name_len);
+
+		/* the frame's copy, which lives as long as the message */
+		if (name != NULL)
+		{
+			msg->name = (const char *) frame + hlen + (name - json);
+			msg->name_len = (uint32) name_len;
+		}
+	}
 	msg->frame = frame;
 	msg->frame_len = hlen + final_len;
 	msg->offset = bytes_total;
@@ -739,10 +755,17 @@ catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
 	char		suffix[POSITION_ROOM + 1];
 	int			slen;
 	int			hlen;
+	int			kind;
+	const char *name = NULL;
+	size_t		name_len = 0;
 
 	sub->after_seq = seq;
-	if (len == 0 || json[len - 1] != '}' ||
-		!subscriber_wants(sub, pgws_event_kind_of(json, len)))
+	if (len == 0 || json[len - 1] != '}')
+		return;
+	kind = pgws_event_kind_of(json, len);
+	if (kind < 0)
+		name = pgws_event_name_of(json, len, &name_len);
+	if (!subscriber_wants(sub, kind, name, name_len))
 		return;
 	slen = position_suffix(suffix, seq);
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len - 1 + slen);
@@ -874,7 +897,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	{
 		WsMessage  *msg = message_at(sub->next_idx);
 		bool		skip = msg->seq <= sub->after_seq ||
-			!subscriber_wants(sub, msg->kind);
+			!subscriber_wants(sub, msg->kind, msg->name, msg->name_len);
 
 		if (span_len > 0 &&
 			(skip || msg->frame != span + span_len ||

@@ -185,3 +185,116 @@ pgws_check_custom_event_name(const char *name, size_t len)
 			break;
 	}
 }
+
+/* ------------------------------------------------------------ patterns */
+
+/* a set that takes every event (all) or none, holding no pattern */
+void
+pgws_event_set_init(PgWsEventSet *set, bool all)
+{
+	set->all = all;
+	set->mask = all ? PGWS_ALL_EVENTS : 0;
+	set->npatterns = 0;
+	set->patterns_len = 0;
+	set->patterns = NULL;
+}
+
+/*
+ * Add one pattern, pattern[0 .. len), to a set: an event name, a prefix
+ * of one followed by '*', or "*".  A '*' anywhere but at the end is
+ * malformed.  A pattern spelled so that no event name could match it
+ * (Client_*, a-b, an empty one) adds nothing: the caller decides whether
+ * that is an error (?events=, where it is surely a mistake) or not (a
+ * token's claim, which may have been minted for another version).  The
+ * patterns kept for names beyond the document's are allocated in the
+ * context of the set's first pattern, or CurrentMemoryContext.
+ */
+PgWsPatternResult
+pgws_event_set_add(PgWsEventSet *set, const char *pattern, size_t len)
+{
+	bool		prefix = len > 0 && pattern[len - 1] == '*';
+	size_t		stem = prefix ? len - 1 : len;
+	int			kind;
+
+	if (memchr(pattern, '*', stem) != NULL)
+		return PGWS_PATTERN_MALFORMED;
+	if (prefix && stem == 0)
+	{
+		set->all = true;
+		set->mask = PGWS_ALL_EVENTS;
+		return PGWS_PATTERN_ALL;
+	}
+	/* a prefix is spelled as a name is: it may be the whole name */
+	if (!pgws_event_name_valid(pattern, stem))
+		return PGWS_PATTERN_NO_NAME;
+
+	for (kind = 0; kind < PGWS_NUM_EVENT_KINDS; kind++)
+	{
+		const char *name = pgws_event_names[kind];
+		size_t		name_len = strlen(name);
+
+		if (prefix ? name_len >= stem && memcmp(name, pattern, stem) == 0 :
+			name_len == len && memcmp(name, pattern, len) == 0)
+			set->mask |= 1U << kind;
+	}
+
+	/* no other event has a document event's name: the mask says it all */
+	if (!prefix && pgws_document_event_kind(pattern, len) >= 0)
+		return PGWS_PATTERN_OK;
+
+	if (set->patterns == NULL)
+		set->patterns = palloc(len + 1);
+	else
+		set->patterns = repalloc(set->patterns, set->patterns_len + len + 1);
+	memcpy(set->patterns + set->patterns_len, pattern, len);
+	set->patterns[set->patterns_len + len] = '\0';
+	set->patterns_len += len + 1;
+	set->npatterns++;
+	return PGWS_PATTERN_OK;
+}
+
+/* *dst = *src, with dst's own copy of the patterns in CurrentMemoryContext */
+void
+pgws_event_set_copy(PgWsEventSet *dst, const PgWsEventSet *src)
+{
+	*dst = *src;
+	if (src->patterns != NULL)
+	{
+		dst->patterns = palloc(src->patterns_len);
+		memcpy(dst->patterns, src->patterns, src->patterns_len);
+	}
+}
+
+/* free what a set holds; it then takes nothing */
+void
+pgws_event_set_free(PgWsEventSet *set)
+{
+	if (set->patterns != NULL)
+		pfree(set->patterns);
+	pgws_event_set_init(set, false);
+}
+
+/*
+ * Does one of the set's patterns take the event called name[0 .. len), an
+ * event that is not one of the document's?  Any bytes may be given: a
+ * name no pattern could match is simply not taken.
+ */
+bool
+pgws_event_set_matches_name(const PgWsEventSet *set, const char *name,
+							size_t len)
+{
+	const char *p = set->patterns;
+	int			i;
+
+	for (i = 0; i < set->npatterns; i++)
+	{
+		size_t		plen = strlen(p);
+
+		if (p[plen - 1] == '*' ?
+			len >= plen - 1 && memcmp(name, p, plen - 1) == 0 :
+			len == plen && memcmp(name, p, len) == 0)
+			return true;
+		p += plen + 1;
+	}
+	return false;
+}

@@ -391,55 +391,55 @@ read_resume(PgWsConn *conn, const char *query)
 }
 
 /*
- * ?events=client_create,employee_*: the connection receives only those
- * events (patterns as in a token's events claim, see auth.c), and never
- * more than its grant allows.  Absent or empty: everything the grant
- * allows.  Unlike in a token, a pattern that names no event is refused
- * with a 400, so that a typo does not quietly subscribe to nothing.
+ * ?events=client_create,employee_*,order_*: the connection receives only
+ * those events (patterns as in a token's events claim, see eventname.c),
+ * and never more than its grant allows.  Absent or empty: everything the
+ * grant allows.  A pattern may name events pg_ws does not know yet (an
+ * application's own, pg_ws_send()'s), but one no event name could match
+ * (an empty one, Client_*, a-b) or a misplaced '*' is refused with a 400,
+ * so that a typo of that kind does not quietly subscribe to nothing.
  */
 static bool
 read_events_filter(PgWsConn *conn, const char *query)
 {
 	static const char bad_filter[] =
-		"events must list event names or prefixes ending in '*' (as in events=client_create,employee_*), each naming at least one pg_ws event";
+		"events must list at most 64 event names or prefixes ending in '*', separated by commas (as in events=client_create,employee_*); a name is a lower-case letter followed by lower-case letters, digits and underscores";
 	bool		malformed;
 	char	   *filter;
 	char	   *p;
 	int			npatterns = 0;
-	uint32		mask = 0;
-	bool		all = false;
+	PgWsEventSet set;
 
-	conn->sub.filtered = false;
-	conn->sub.filter_mask = 0;
+	/* in the connection's context: the filter lives as long as it */
+	pgws_event_set_init(&conn->sub.filter, true);
 	if (query == NULL)
 		return true;
 	filter = pgws_query_param(query, "events", &malformed);
 	if (!malformed && (filter == NULL || filter[0] == '\0'))
 		return true;
+	pgws_event_set_init(&set, false);
 	for (p = malformed ? NULL : filter; p != NULL;)
 	{
 		char	   *comma = strchr(p, ',');
 		size_t		len = comma ? (size_t) (comma - p) : strlen(p);
-		uint32		one = 0;
-		PgWsPatternResult result = pgws_event_pattern(p, len, &one);
+		PgWsPatternResult result = pgws_event_set_add(&set, p, len);
 
-		if (result == PGWS_PATTERN_MALFORMED || one == 0 ||
+		if (result == PGWS_PATTERN_MALFORMED ||
+			result == PGWS_PATTERN_NO_NAME ||
 			++npatterns > MAX_FILTER_PATTERNS)
 		{
 			malformed = true;
 			break;
 		}
-		all = all || result == PGWS_PATTERN_ALL;
-		mask |= one;
 		p = comma ? comma + 1 : NULL;
 	}
 	if (malformed)
 	{
+		pgws_event_set_free(&set);
 		pgws_http_refuse(conn, 400, NULL, bad_filter);
 		return false;
 	}
-	conn->sub.filtered = !all;
-	conn->sub.filter_mask = mask;
+	conn->sub.filter = set;
 	return true;
 }
 

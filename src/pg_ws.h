@@ -163,8 +163,9 @@ typedef struct PgWsQueueStats
 extern void pgws_queue_get_stats(PgWsQueueStats *stats);
 
 /*
- * The events of the event document, named by render.c.  A subscriber's
- * filter is a bit mask over these kinds.
+ * The events of the event document, named by render.c.  Sets of events
+ * (PgWsEventSet, below) take these by a bit mask over their kinds; any
+ * other event (pg_ws_send()'s) is of kind -1 and taken by its name.
  */
 typedef enum PgWsEventKind
 {
@@ -186,6 +187,8 @@ typedef enum PgWsEventKind
 
 extern const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS];
 extern int	pgws_event_kind_of(const char *json, size_t len);
+extern const char *pgws_event_name_of(const char *json, size_t len,
+									  size_t *name_len);
 
 /*
  * The tables pg_ws broadcasts (watch.c): its own four, and those
@@ -243,6 +246,56 @@ extern void pgws_check_custom_event_name(const char *name, size_t len);
  * (pg_ws_send()'s, a 'row' table's), as an errdetail; NULL when it may be.
  */
 extern const char *pgws_event_name_problem(const char *name);
+
+/*
+ * A set of events, as patterns (a ?events= filter, a token's events claim)
+ * select them (eventname.c): the document's events by a bit mask, so that
+ * they cost one test, and every other name by the patterns that can match
+ * it (names and prefixes ending in '*').
+ */
+typedef struct PgWsEventSet
+{
+	bool		all;			/* "*": every event, whatever its name */
+	uint32		mask;			/* bit k = pgws_event_names[k] taken */
+	int			npatterns;		/* patterns for other names ... */
+	int			patterns_len;
+	char	   *patterns;		/* ... NUL-terminated, back to back, a prefix
+								 * with its '*'; NULL when none */
+} PgWsEventSet;
+
+/* what pgws_event_set_add() made of one pattern */
+typedef enum PgWsPatternResult
+{
+	PGWS_PATTERN_OK,			/* added */
+	PGWS_PATTERN_ALL,			/* "*": the set takes every event now */
+	PGWS_PATTERN_MALFORMED,		/* a '*' elsewhere than at the end */
+	PGWS_PATTERN_NO_NAME		/* no event name can match it; not added */
+} PgWsPatternResult;
+
+extern void pgws_event_set_init(PgWsEventSet *set, bool all);
+extern PgWsPatternResult pgws_event_set_add(PgWsEventSet *set,
+											const char *pattern, size_t len);
+extern void pgws_event_set_copy(PgWsEventSet *dst, const PgWsEventSet *src);
+extern void pgws_event_set_free(PgWsEventSet *set);
+extern bool pgws_event_set_matches_name(const PgWsEventSet *set,
+										const char *name, size_t len);
+
+/*
+ * Does the set take this event?  kind from pgws_event_kind_of(); for -1,
+ * the name from pgws_event_name_of() (NULL: only a set of every event
+ * takes it).
+ */
+static inline bool
+pgws_event_set_has(const PgWsEventSet *set, int kind, const char *name,
+				   size_t name_len)
+{
+	if (set->all)
+		return true;
+	if (kind >= 0)
+		return (set->mask & (1U << kind)) != 0;
+	return set->npatterns > 0 && name != NULL &&
+		pgws_event_set_matches_name(set, name, name_len);
+}
 
 /* Pending events of the current transaction (pending.c) */
 extern void pgws_pending_add(const char *json, int len);

@@ -184,6 +184,27 @@ pgws_event_kind_of(const char *json, size_t len)
 }
 
 /*
+ * The name of a rendered event, read back from its first bytes: where it
+ * is in json, and *name_len; NULL when json does not begin as an event
+ * does, or its name holds an escape (no valid name needs one).
+ */
+const char *
+pgws_event_name_of(const char *json, size_t len, size_t *name_len)
+{
+	size_t		prefix = sizeof(PGWS_EVENT_PREFIX) - 1;
+	const char *name = json + prefix;
+	const char *quote;
+
+	if (len <= prefix || memcmp(json, PGWS_EVENT_PREFIX, prefix) != 0)
+		return NULL;
+	quote = memchr(name, '"', len - prefix);
+	if (quote == NULL || memchr(name, '\\', quote - name) != NULL)
+		return NULL;
+	*name_len = quote - name;
+	return name;
+}
+
+/*
  * The visit_histories query, prepared once per backend for the visit table
  * last read; visit_plan_stale when that table's relcache entry was
  * invalidated (renamed, dropped: the query names it).

@@ -111,8 +111,8 @@ typedef struct PgWsSubscriber
 	TimestampTz holding_since;	/* since when it holds the oldest message
 								 * while a writer waits; 0 if not */
 	PgWsGrant	grant;			/* what it may receive, until when (auth.c) */
-	bool		filtered;		/* it asked for ?events=, and it was not "*" */
-	uint32		filter_mask;	/* then, bit k = pgws_event_names[k] wanted */
+	PgWsEventSet filter;		/* its ?events=; every event without one.
+								 * Patterns in the connection's cxt */
 } PgWsSubscriber;
 
 /* One peer's socket, from accept to close: libwebsockets' per-session data */

@@ -254,9 +254,18 @@ static void
 text_message(PgWsConn *conn, const char *msg, size_t len)
 {
 	const char *reason = NULL;
+	MemoryContext old;
+	PgWsAuthMessageResult result;
 
-	/* auth.c renews the connection's grant from a valid token */
-	switch (pgws_auth_message(msg, len, (int64) time(NULL), &conn->sub.grant, &reason))
+	/*
+	 * auth.c renews the connection's grant from a valid token; the grant's
+	 * patterns live in the connection's context
+	 */
+	old = MemoryContextSwitchTo(conn->cxt);
+	result = pgws_auth_message(msg, len, (int64) time(NULL), &conn->sub.grant,
+							   &reason);
+	MemoryContextSwitchTo(old);
+	switch (result)
 	{
 		case AUTH_MSG_ACCEPTED:
 			return;

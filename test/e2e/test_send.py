@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""End-to-end tests of custom events: pg_ws_send(event, data).
+
+This file owns what a subscriber sees of events an application sends with
+pg_ws_send(): they arrive at commit, byte for byte as
+pg_ws_pending_events() showed them, in order with the row events of the
+same transaction and with positions like theirs (a transaction's events
+are at consecutive positions); nothing arrives from rolled-back work or a
+rolled-back savepoint; a subscriber that resumes with ?since= gets them
+again from the worker's memory and, after the worker restarted, from the
+WAL; ?events= takes them by name (order_*, a name pg_ws does not know).
+It does not cover what sql/send.sql covers (names, privileges, errors),
+test_e2e.py (?events= for the document's events), test_auth.py (the
+events claim, custom names included) nor test_standby.py (standbys serve
+custom events too).
+
+Run as root (PostgreSQL itself runs as the postgres user):
+
+    /usr/bin/python3 test/e2e/test_send.py
+
+Needs Debian's python3-websockets and python3-psycopg2, and pg_ws
+installed.  Output is TAP; the exit status is 0 only if every test passed.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Cluster, Ctx, Fail, asql, check, check_positions,  # noqa: E402
+                     port_open, position, resume_path, run_tap, short,
+                     without_position, worker_row)
+
+WATCHDOG_SECONDS = 200
+
+EMP = "INSERT INTO employee (id, first_name, last_name) VALUES (%d, 'e', 'send')"
+
+
+def send(event, data):
+    """pg_ws_send(event, data) as a statement; data None is SQL NULL."""
+    return ("SELECT pg_ws_send(%s, %s::jsonb)",
+            (event, None if data is None else json.dumps(data)))
+
+
+def name_of(raw):
+    return json.loads(raw)['event']
+
+
+def names(msgs):
+    return [name_of(m) for m in msgs]
+
+
+async def marker(sub, conn, i, what):
+    """Commit employee i and wait until sub has it: once it has arrived,
+    everything committed before it has too."""
+    await asql(conn, EMP % i)
+    await sub.wait_until(lambda m: any('"id": %d,' % i in x for x in m), 15, what)
+    await asyncio.sleep(0.3)
+    return list(sub.msgs)
+
+
+# ------------------------------------------------------------------ tests
+
+async def test_at_commit_in_order(ctx):
+    """1. custom events arrive at commit, byte for byte as pending, in
+    order with the row events of their transaction at consecutive
+    positions; never from a rollback or a rolled-back savepoint."""
+    sub = await ctx.sub()
+    conn = await ctx.aconn(autocommit=False)
+    pending = await asql(conn, EMP % 101,
+                         send('order_paid', {'order': 1, 'note': 'Zoë ✓ 😀'}),
+                         EMP % 102,
+                         "SAVEPOINT s", send('order_paid', {'order': 'dropped'}),
+                         "ROLLBACK TO SAVEPOINT s",
+                         send('order_shipped', None),
+                         "DELETE FROM employee WHERE id = 101",
+                         "SELECT * FROM pg_ws_pending_events()")
+    await asyncio.to_thread(conn.commit)
+    first = [r[0] for r in pending]
+    # a rolled-back transaction sends nothing, even one with only custom events
+    await asql(conn, send('order_paid', {'order': 'rolled back'}), EMP % 103)
+    await asyncio.to_thread(conn.rollback)
+    # a transaction whose only event is a custom one
+    conn.autocommit = True
+    await asql(conn, send('invoice_paid', {'n': 3}))
+    got = await marker(sub, conn, 104, 'marker 104')
+
+    check(len(first) == 5, 'pending before COMMIT: %s' % first)
+    want = first + ['{"event": "invoice_paid", "data": {"n": 3}}']
+    got_events = [without_position(m) for m in got[:-1]]
+    check(got_events == want, 'sent:', *['  ' + short(m) for m in got_events],
+          'expected:', *['  ' + short(m) for m in want])
+    check(names(got) == ['employee_create', 'order_paid', 'employee_create',
+                         'order_shipped', 'employee_delete', 'invoice_paid',
+                         'employee_create'], 'events: %s' % names(got))
+    check(all(m.isascii() for m in got), 'a frame is not ASCII')
+    paid = json.loads(got[1])
+    check(paid['data'] == {'order': 1, 'note': 'Zoë ✓ 😀'},
+          'order_paid data: %r' % (paid['data'],))
+    check(json.loads(got[3])['data'] is None, 'order_shipped data: %s' % short(got[3]))
+    check_positions(got, 'subscriber')
+    seqs = [position(m)[0] for m in got]
+    check(seqs[:5] == list(range(seqs[0], seqs[0] + 5)),
+          'the first transaction\'s events are not at consecutive positions: %s' % seqs)
+
+
+async def test_resume(ctx):
+    """2. ?since= replays custom events: from the worker's memory, and
+    after a worker restart from the WAL (the new worker has none of them
+    in memory), filtered by ?events= on both ways; what was sent while
+    the worker was down follows."""
+    conn = await ctx.aconn()
+    live = await ctx.sub()
+    before = await marker(live, conn, 200, 'marker 200')
+    start = before[-1]
+    await asql(conn, "BEGIN", EMP % 201, send('order_paid', {'order': 201}),
+               send('invoice_paid', {'invoice': 201}), "COMMIT")
+    await asql(conn, send('order_refunded', {'order': 201}))
+    got = await marker(live, conn, 202, 'marker 202')
+    events = got[len(before):]
+    check(names(events) == ['employee_create', 'order_paid', 'invoice_paid',
+                            'order_refunded', 'employee_create'],
+          'live: %s' % names(events))
+
+    # from memory: the same bytes
+    mem = await ctx.sub(resume_path(start))
+    mem_orders = await ctx.sub(resume_path(start) + '&events=order_*')
+    got = await mem.expect(len(events), 15, 'resumed from memory')
+    check(got == events, 'resumed from memory: %s' % names(got))
+    orders = [m for m in events if name_of(m).startswith('order_')]
+    got = await mem_orders.expect(len(orders), 15, 'resumed from memory, events=order_*')
+    check(got == orders, 'resumed from memory with events=order_*: %s' % names(got))
+
+    # the worker restarts: its memory is gone, the events are in the WAL
+    old = await worker_row(conn)
+    check(old is not None, 'no pg_ws worker in pg_stat_activity')
+    await asql(conn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE backend_type = 'pg_ws'")
+    await asyncio.wait_for(live.closed.wait(), 15)
+    # sent while it is down (before or after the new one starts)
+    await asql(conn, send('order_paid', {'order': 203}))
+    deadline = time.monotonic() + 30
+    while (row := await worker_row(conn)) is None or row[0] == old[0]:
+        check(time.monotonic() < deadline, 'no new pg_ws worker')
+        await asyncio.sleep(0.1)
+    await port_open(ctx.cl.wsport, 20)
+    wal = await ctx.sub(resume_path(start))
+    wal_orders = await ctx.sub(resume_path(start) + '&events=order_*')
+    got = await wal.expect(len(events) + 1, 20, 'resumed from the WAL')
+    check(got[:len(events)] == events,
+          'resumed from the WAL: %s, expected %s' % (names(got), names(events)))
+    check(json.loads(got[len(events)])['data'] == {'order': 203},
+          'after the restart: %s' % short(got[len(events)]))
+    check_positions(got, 'resumed from the WAL')
+    got = await wal_orders.expect(len(orders) + 1, 20, 'resumed from the WAL, events=order_*')
+    check(names(got) == names(orders) + ['order_paid'] and got[:len(orders)] == orders,
+          'resumed from the WAL with events=order_*: %s' % names(got))
+
+
+async def test_filters(ctx):
+    """3. ?events= takes custom events by name: order_* all order events
+    and nothing else, a name pg_ws does not know exactly that event, a
+    document name or prefix none of the application's but those whose
+    names it matches, "*" and no filter everything."""
+    conn = await ctx.aconn()
+    subs = {
+        'none': await ctx.sub('/ws/'),
+        '*': await ctx.sub('/ws/?events=*'),
+        'order_*': await ctx.sub('/ws/?events=order_*'),
+        'order_paid,invoice_*': await ctx.sub('/ws/?events=order_paid,invoice_*'),
+        'nosuch_event': await ctx.sub('/ws/?events=nosuch_event'),
+        'employee_create': await ctx.sub('/ws/?events=employee_create'),
+        'client_*': await ctx.sub('/ws/?events=client_%2A'),
+    }
+    for stmt in [EMP % 301,
+                 send('order_paid', {'order': 301}),
+                 send('order_shipped', {'order': 301}),
+                 send('invoice_paid', {'invoice': 301}),
+                 send('orders_digest', {}),
+                 send('client_note', {'client': 301}),
+                 "INSERT INTO client (id, visit_count) VALUES (301, 0)",
+                 send('nosuch_event', {'at': 'last'})]:
+        await asql(conn, stmt)
+    everything = ['employee_create', 'order_paid', 'order_shipped', 'invoice_paid',
+                  'orders_digest', 'client_note', 'client_create', 'nosuch_event']
+    all_msgs = await subs['none'].expect(len(everything), 15, 'unfiltered')
+    check(names(all_msgs) == everything, 'unfiltered: %s' % names(all_msgs))
+    want = {
+        'none': everything,
+        '*': everything,
+        'order_*': ['order_paid', 'order_shipped'],
+        'order_paid,invoice_*': ['order_paid', 'invoice_paid'],
+        'nosuch_event': ['nosuch_event'],
+        'employee_create': ['employee_create'],
+        'client_*': ['client_note', 'client_create'],
+    }
+    # the last event of the writes goes to the unfiltered ones and to
+    # nosuch_event: once they have it, every subscriber has had its own
+    await subs['nosuch_event'].wait_until(lambda m: len(m) >= 1, 15, 'nosuch_event')
+    await asyncio.sleep(0.5)
+    problems = []
+    for k, sub in subs.items():
+        expected = [m for m in all_msgs if name_of(m) in want[k]]
+        if names(sub.msgs) != want[k] or sub.msgs != expected:
+            problems.append('events=%s: got %s, expected %s' % (k, names(sub.msgs), want[k]))
+    check(not problems, *problems)
+
+
+TESTS = [
+    ('custom events at commit, in order with row events, never from rollbacks',
+     test_at_commit_in_order, 30),
+    ('since= replays custom events from memory and, after a worker restart, from the WAL',
+     test_resume, 60),
+    ('?events= takes custom events by name', test_filters, 30),
+]
+
+
+# ------------------------------------------------------------------- main
+
+def main():
+    clusters = []
+
+    async def setup():
+        cl = Cluster(name='send')
+        clusters.append(cl)
+        await asyncio.to_thread(cl.start)
+        await cl.install()
+
+    run_tap(TESTS, lambda: Ctx(clusters[0]), setup=setup,
+            watchdog_seconds=WATCHDOG_SECONDS)
+
+
+if __name__ == '__main__':
+    main()
