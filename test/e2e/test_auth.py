@@ -470,10 +470,19 @@ async def test_es256(ctx):
     check(not problems, *problems)
 
 
+def send(event, data=None):
+    """pg_ws_send(event, data) as a statement."""
+    return ("SELECT pg_ws_send(%s, %s::jsonb)",
+            (event, None if data is None else json.dumps(data)))
+
+
 async def test_events_filter(ctx):
     """The events claim narrows what a connection receives (names,
-    prefixes, "*", nothing); an unfiltered one receives everything; a
-    ?events= filter narrows it further, never beyond the claim."""
+    prefixes, "*", nothing), custom events (pg_ws_send) by their names
+    like the document's: a claim of document events only takes no custom
+    event but one its patterns match; an unfiltered one receives
+    everything; a ?events= filter narrows it further, never beyond the
+    claim."""
     await cluster(ctx, 'jwt')
     conn = await ctx.aconn()
     subs = {
@@ -490,19 +499,31 @@ async def test_events_filter(ctx):
             ctx, hs(events=['client_*']), extra_query='events=client_delete,employee_*'),
         'no claim, ?events=employee_delete': await subscribe(
             ctx, hs(), 'query', extra_query='events=employee_delete'),
+        # custom events: by name, never beyond the claim
+        'order_*': await subscribe(ctx, hs(events=['order_*'])),
+        'claim order_*, ?events=order_paid,invoice_*': await subscribe(
+            ctx, hs(events=['order_*']), extra_query='events=order_paid,invoice_*'),
+        'claim client_*, ?events=order_*': await subscribe(
+            ctx, hs(events=['client_*']), extra_query='events=order_*'),
+        'no claim, ?events=invoice_paid': await subscribe(
+            ctx, hs(), extra_query='events=invoice_paid'),
     }
     await asql(conn,
                "INSERT INTO client (id, visit_count) VALUES (1401, 0)",
+               send('order_paid', {'order': 1401}),
                "INSERT INTO visit_history (client_id, device_id) VALUES (1401, 'd1')",
                "UPDATE client SET age = 30 WHERE id = 1401",
+               send('invoice_paid', {'invoice': 1401}),
                emp(1401),
                "UPDATE employee SET first_name = 'x' WHERE id = 1401",
+               send('client_note', {'client': 1401}),
                "INSERT INTO attendance (employee_id, device_id) VALUES (1401, 'a1')",
                "DELETE FROM attendance WHERE employee_id = 1401",
                "DELETE FROM employee WHERE id = 1401",
                "DELETE FROM client WHERE id = 1401")
-    everything = ['client_create', 'client_visit_create', 'client_update', 'employee_create',
-                  'employee_update', 'employee_attendance', 'employee_attendance_delete',
+    everything = ['client_create', 'order_paid', 'client_visit_create', 'client_update',
+                  'invoice_paid', 'employee_create', 'employee_update', 'client_note',
+                  'employee_attendance', 'employee_attendance_delete',
                   'employee_delete', 'client_delete', 'client_visit_delete']
     # the marker: once the unfiltered subscribers have it, all have theirs
     await asql(conn, emp(1402))
@@ -513,13 +534,18 @@ async def test_events_filter(ctx):
         'all': everything + ['employee_create'],
         'star': everything + ['employee_create'],
         'employee_create': ['employee_create', 'employee_create'],
-        'client_*': ['client_create', 'client_visit_create', 'client_update', 'client_delete',
-                     'client_visit_delete'],
+        # a prefix takes the application's events of that prefix too
+        'client_*': ['client_create', 'client_visit_create', 'client_update', 'client_note',
+                     'client_delete', 'client_visit_delete'],
         'attendance, not its delete': ['employee_attendance'],
         'deletes': ['employee_delete', 'client_delete'],
         'nothing': [],
         'claim client_*, ?events=client_delete,employee_*': ['client_delete'],
         'no claim, ?events=employee_delete': ['employee_delete'],
+        'order_*': ['order_paid'],
+        'claim order_*, ?events=order_paid,invoice_*': ['order_paid'],
+        'claim client_*, ?events=order_*': [],
+        'no claim, ?events=invoice_paid': ['invoice_paid'],
     }
     problems = ['%s: got %s, expected %s' % (k, events_of(s), want[k])
                 for k, s in subs.items() if events_of(s) != want[k]]
@@ -592,6 +618,37 @@ async def test_auth_message_narrows(ctx):
 
 def pairs(msgs):
     return [(json.loads(m)['event'], json.loads(m)['data'].get('id')) for m in msgs]
+
+
+async def test_auth_message_custom_claims(ctx):
+    """An auth message replaces a claim of custom names by another: from
+    then on the connection takes the new names, not the old ones."""
+    await cluster(ctx, 'jwt')
+    conn = await ctx.aconn()
+    s = await subscribe(ctx, hs(events=['order_*', 'refund_issued']))
+    await asql(conn, send('order_paid', {'id': 1}), send('invoice_paid', {'id': 1}))
+    await s.wait_until(lambda m: ('order_paid', 1) in pairs(m), 15, 'order_paid 1')
+    await s.ws.send(json.dumps({'type': 'auth', 'token': hs(events=['invoice_*'])}))
+    # as in the test above: repeat until an invoice arrives without its order
+    narrowed_at = None
+    for i in range(2, 22):
+        await asql(conn, "BEGIN", send('order_paid', {'id': i}),
+                   send('invoice_paid', {'id': i}), "COMMIT")
+        # the old claim takes the order, the new one the invoice
+        await s.wait_until(lambda m: ('invoice_paid', i) in pairs(m) or
+                           ('order_paid', i) in pairs(m), 15, 'pair %d' % i)
+        if ('order_paid', i) not in pairs(s.msgs):
+            narrowed_at = len(s.msgs)
+            break
+    check(narrowed_at is not None, 'the auth message never replaced the claim',
+          *s.last_lines())
+    check(pairs(s.msgs[:1]) == [('order_paid', 1)], 'before: %s' % pairs(s.msgs))
+    await asql(conn, send('refund_issued', {'id': 50}), send('order_paid', {'id': 50}),
+               send('invoice_paid', {'id': 50}))
+    await s.wait_until(lambda m: ('invoice_paid', 50) in pairs(m), 15, 'invoice 50')
+    await asyncio.sleep(0.3)
+    after = pairs(s.msgs[narrowed_at:])
+    check(after == [('invoice_paid', 50)], 'after the auth message: %s' % after)
 
 
 async def test_auth_message_rejected(ctx):
@@ -752,6 +809,8 @@ TESTS = [
     ('a connection is closed with 4001 when its token expires', test_live_expiry, 45),
     ('an auth message with a fresh token extends the connection', test_auth_message_extends, 45),
     ('an auth message replaces the claims (narrowing events)', test_auth_message_narrows, 45),
+    ('an auth message replaces a claim of custom event names', test_auth_message_custom_claims,
+     45),
     ('an auth message with a bad token closes with 4001', test_auth_message_rejected, 30),
     ('allowed_origins: 403 for others, before the token; no Origin is fine', test_origins, 30),
     ('a token minted by pg_ws_sign_token() in SQL is accepted', test_sign_token_sql, 30),

@@ -490,9 +490,13 @@ async def test_subprotocols(ctx):
 async def test_events_filter(ctx):
     """?events= narrows a connection to the events it names: names and
     prefixes ending in '*' (percent-encoded or not); "*" and an empty value
-    mean everything; a malformed pattern or one naming no event is a 400;
-    a resuming connection replays only what its filter lets through."""
-    for bad in ('nosuch', 'client_creat', 'client*x', 'client_create,', ',',
+    mean everything; a name pg_ws does not know (a typo, or an
+    application's own event) takes only events of that name; a malformed
+    pattern (a misplaced '*', one no event name can match, an empty item,
+    more than 64) is a 400; a resuming connection replays only what its
+    filter lets through."""
+    for bad in ('client*x', '**', 'Client_create', 'client-create', '9lives', '_x',
+                'x' * 64, 'client_create,', ',', 'client_%20create',
                 ','.join(['client_create'] * 65)):
         try:
             await ctx.sub('/ws/?events=' + bad)
@@ -505,6 +509,8 @@ async def test_events_filter(ctx):
     empty = await ctx.sub('/ws/?events=')
     some = await ctx.sub('/ws/?events=client_create,employee_*')
     visits = await ctx.sub('/ws/?since=&events=client_visit_%2A')
+    # names of no document event: accepted, and they take only their own
+    typo = await ctx.sub('/ws/?events=client_creat,' + 'x' * 63)
     conn = await ctx.aconn()
     for stmt in [
             "INSERT INTO client (id, visit_count) VALUES (3001, 0)",
@@ -540,6 +546,12 @@ async def test_events_filter(ctx):
         check(got == want, '%s: got %s, expected %s'
               % (who, [json.loads(m)['event'] for m in got],
                  [json.loads(m)['event'] for m in want]))
+    # none of the document's events reached the subscriber of unknown
+    # names; an event of the name it asked for does
+    await asql(conn, "SELECT pg_ws_send('client_creat', '{\"n\": 1}')")
+    got = await typo.expect(1, 15, 'events=client_creat,xxx...')
+    check([json.loads(m)['event'] for m in got] == ['client_creat'],
+          'events=client_creat,xxx...: got %s' % [short(m, 80) for m in got])
     # resuming after the first event replays only what the filter lets
     # through, from the worker's history
     resumed = await ctx.sub(resume_path(all_msgs[0]) + '&events=employee_*')
@@ -559,8 +571,8 @@ TESTS = [
      test_worker_restart, 45),
     ('HTTP: 400 on /ws/ without upgrade, 404 elsewhere', test_http, 20),
     ('subprotocols: 400 for one we lack, "pg_ws" accepted', test_subprotocols, 20),
-    ('?events= filters: names and prefixes, "*" and empty for all, 400 for the rest',
-     test_events_filter, 30),
+    ('?events= filters: names and prefixes, "*" and empty for all, unknown names'
+     ' take only their own events, 400 for malformed patterns', test_events_filter, 30),
 ]
 
 

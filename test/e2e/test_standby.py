@@ -7,7 +7,10 @@ port, all on 127.0.0.1.
      every committed event once, in order, byte for byte the same messages
      (so equal seq and epoch for equal events); one subscriber hops from
      node to node with ?since= while the writers run and misses nothing;
-  b. the primary is stopped while writers run and a standby is promoted:
+  b. custom events (pg_ws_send on the primary) reach the standbys' subscribers
+     byte for byte as the primary's, filtered by ?events= by their names;
+     pg_ws_send on a standby is refused;
+  c. the primary is stopped while writers run and a standby is promoted:
      the writers carry on there, and subscribers of the old primary resume
      on the promoted node with their last seq and miss nothing.
 
@@ -155,8 +158,47 @@ async def test_three_nodes(ctx):
         len(ref), ' -> '.join('%s@%d' % h for h in hops))
 
 
+async def test_custom_events(ctx):
+    """b. custom events are served by the standbys like row events."""
+    p, s1, s2 = NODES['primary'], NODES['standby1'], NODES['standby2']
+    for node in (s1, s2, p):
+        ctx.use(node)
+    subs = [await ctx.sub(url=node.url) for node in (p, s1, s2)]
+    orders = await ctx.sub('/ws/?events=order_*', url=s2.url)
+    conn = p.connect()
+    try:
+        sql(conn, "BEGIN", EMP % 2000001,
+            "SELECT pg_ws_send('order_paid', '{\"order\": 1, \"who\": \"Zo\u00eb\"}')",
+            "COMMIT")
+        sql(conn, "SELECT pg_ws_send('invoice_paid', NULL)")
+        sql(conn, "SELECT pg_ws_send('order_shipped', '[1, 2]')")
+    finally:
+        conn.close()
+    for sub, who in zip(subs, ('primary', 'standby1', 'standby2')):
+        await sub.expect(4, 30, who)
+    check(subs[1].msgs == subs[0].msgs and subs[2].msgs == subs[0].msgs,
+          'the nodes sent different messages:', *[short(m) for m in subs[0].msgs],
+          *[short(m) for m in subs[1].msgs + subs[2].msgs])
+    names = [json.loads(m)['event'] for m in subs[0].msgs]
+    check(names == ['employee_create', 'order_paid', 'invoice_paid', 'order_shipped'],
+          'events: %s' % names)
+    check_positions(subs[0].msgs, 'primary')
+    got = await orders.expect(2, 30, 'standby2 ?events=order_*')
+    check(got == [subs[0].msgs[1], subs[0].msgs[3]],
+          'standby2 with ?events=order_*: %s' % [short(m) for m in got])
+    # a standby cannot send: the event would have to be written to the WAL
+    conn = s1.connect()
+    try:
+        sql(conn, "SELECT pg_ws_send('order_paid', '{}')")
+        raise Fail('pg_ws_send() worked on a standby')
+    except psycopg2.Error as e:
+        check('during recovery' in str(e), 'pg_ws_send() on a standby: %s' % e)
+    finally:
+        conn.close()
+
+
 async def test_promotion(ctx):
-    """b. the primary stops, a standby is promoted, nothing is missed."""
+    """c. the primary stops, a standby is promoted, nothing is missed."""
     p, s1 = NODES['primary'], NODES['standby1']
     ctx.use(s1)
     ctx.use(p)
@@ -208,7 +250,9 @@ async def test_promotion(ctx):
 TESTS = [
     ('(a) primary and 2 standbys: 8 writers, every event once everywhere with equal seq;'
      ' a subscriber hops between nodes with since=', test_three_nodes, 150),
-    ('(b) promotion while writers run: subscribers resume on the promoted standby'
+    ('(b) custom events: the standbys serve them byte for byte, filtered by name;'
+     ' pg_ws_send() is refused on a standby', test_custom_events, 60),
+    ('(c) promotion while writers run: subscribers resume on the promoted standby'
      ' and miss nothing', test_promotion, 120),
 ]
 
