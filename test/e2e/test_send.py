@@ -8,8 +8,9 @@ same transaction and with positions like theirs (a transaction's events
 are at consecutive positions); nothing arrives from rolled-back work or a
 rolled-back savepoint; a subscriber that resumes with ?since= gets them
 again from the worker's memory and, after the worker restarted, from the
-WAL; ?events= takes them by name (order_*, a name pg_ws does not know).
-It does not cover what sql/send.sql covers (names, privileges, errors),
+WAL; ?events= takes them by name (order_*, a name pg_ws does not know);
+and the README's example runs as written, by a role granted EXECUTE as
+the README says, and sends what the README shows.  It does not cover what sql/send.sql covers (names, privileges, errors),
 test_e2e.py (?events= for the document's events), test_auth.py (the
 events claim, custom names included) nor test_standby.py (standbys serve
 custom events too).
@@ -25,6 +26,7 @@ installed.  Output is TAP; the exit status is 0 only if every test passed.
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 
@@ -208,12 +210,52 @@ async def test_filters(ctx):
     check(not problems, *problems)
 
 
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'README.md')
+
+
+def readme_block(marker):
+    """The fenced block after <!-- test_readme: marker --> in README.md."""
+    with open(README) as f:
+        m = re.search(r'<!-- test_readme: %s -->\s*```[a-z]*\n(.*?)```' % re.escape(marker),
+                      f.read(), re.S)
+    check(m is not None, 'README.md has no block marked "test_readme: %s"' % marker)
+    return m.group(1)
+
+
+def readme_event(name):
+    """The README's example message of the event called name."""
+    with open(README) as f:
+        lines = [x for x in f.read().splitlines()
+                 if x.startswith('{"event": "%s"' % name)]
+    check(len(lines) == 1, 'README.md has %d examples of %s' % (len(lines), name))
+    return lines[0]
+
+
+async def test_readme(ctx):
+    """4. the README's example, as a role granted EXECUTE as it says:
+    the row's event, then the custom one, as the README shows it."""
+    conn = await ctx.aconn()
+    await asql(conn, "DROP ROLE IF EXISTS app", "CREATE ROLE app",
+               "GRANT SELECT, UPDATE ON employee TO app",
+               EMP.replace('%d', '1'), readme_block('pg_ws_send grant'))
+    sub = await ctx.sub()
+    app = await ctx.aconn(options='-c role=app')
+    await asql(app, *[x for x in readme_block('pg_ws_send').split(';\n') if x.strip()])
+    got = await sub.expect(2, 15, 'the README example')
+    check(names(got) == ['employee_update', 'shift_changed'], 'events: %s' % names(got))
+    check(without_position(got[1]) == without_position(readme_event('shift_changed')),
+          'sent:   ' + got[1], 'README: ' + readme_event('shift_changed'))
+    check(position(got[1])[0] == position(got[0])[0] + 1,
+          'not at consecutive positions: %s' % got)
+
+
 TESTS = [
     ('custom events at commit, in order with row events, never from rollbacks',
      test_at_commit_in_order, 30),
     ('since= replays custom events from memory and, after a worker restart, from the WAL',
      test_resume, 60),
     ('?events= takes custom events by name', test_filters, 30),
+    ("the README's example, as a role granted EXECUTE", test_readme, 30),
 ]
 
 
