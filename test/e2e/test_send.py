@@ -8,7 +8,8 @@ same transaction and with positions like theirs (a transaction's events
 are at consecutive positions); nothing arrives from rolled-back work or a
 rolled-back savepoint; a subscriber that resumes with ?since= gets them
 again from the worker's memory and, after the worker restarted, from the
-WAL; ?events= takes them by name (order_*, a name pg_ws does not know);
+WAL; ?events= takes them, and a 'row' table's events, by name (order_*,
+a name pg_ws does not know);
 and the README's example runs as written, by a role granted EXECUTE as
 the README says, and sends what the README shows.  It does not cover what sql/send.sql covers (names, privileges, errors),
 test_e2e.py (?events= for the document's events), test_auth.py (the
@@ -162,11 +163,14 @@ async def test_resume(ctx):
 
 
 async def test_filters(ctx):
-    """3. ?events= takes custom events by name: order_* all order events
-    and nothing else, a name pg_ws does not know exactly that event, a
-    document name or prefix none of the application's but those whose
-    names it matches, "*" and no filter everything."""
+    """3. ?events= takes custom events, and a 'row' table's events, by
+    name: order_* all order events and nothing else, a name pg_ws does not
+    know exactly that event, a document name or prefix none of the
+    application's but those whose names it matches, "*" and no filter
+    everything."""
     conn = await ctx.aconn()
+    await asql(conn, "CREATE TABLE invoice (id integer PRIMARY KEY, total numeric)",
+               "SELECT pg_ws_watch('invoice', 'row')")
     subs = {
         'none': await ctx.sub('/ws/'),
         '*': await ctx.sub('/ws/?events=*'),
@@ -180,20 +184,22 @@ async def test_filters(ctx):
                  send('order_paid', {'order': 301}),
                  send('order_shipped', {'order': 301}),
                  send('invoice_paid', {'invoice': 301}),
+                 "INSERT INTO invoice VALUES (301, 12.5)",
                  send('orders_digest', {}),
                  send('client_note', {'client': 301}),
                  "INSERT INTO client (id, visit_count) VALUES (301, 0)",
                  send('nosuch_event', {'at': 'last'})]:
         await asql(conn, stmt)
     everything = ['employee_create', 'order_paid', 'order_shipped', 'invoice_paid',
-                  'orders_digest', 'client_note', 'client_create', 'nosuch_event']
+                  'invoice_create', 'orders_digest', 'client_note', 'client_create',
+                  'nosuch_event']
     all_msgs = await subs['none'].expect(len(everything), 15, 'unfiltered')
     check(names(all_msgs) == everything, 'unfiltered: %s' % names(all_msgs))
     want = {
         'none': everything,
         '*': everything,
         'order_*': ['order_paid', 'order_shipped'],
-        'order_paid,invoice_*': ['order_paid', 'invoice_paid'],
+        'order_paid,invoice_*': ['order_paid', 'invoice_paid', 'invoice_create'],
         'nosuch_event': ['nosuch_event'],
         'employee_create': ['employee_create'],
         'client_*': ['client_note', 'client_create'],
@@ -254,7 +260,7 @@ TESTS = [
      test_at_commit_in_order, 30),
     ('since= replays custom events from memory and, after a worker restart, from the WAL',
      test_resume, 60),
-    ('?events= takes custom events by name', test_filters, 30),
+    ("?events= takes custom events and a 'row' table's by name", test_filters, 30),
     ("the README's example, as a role granted EXECUTE", test_readme, 30),
 ]
 
