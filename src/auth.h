@@ -89,9 +89,8 @@ extern char *pgws_query_param(const char *query, const char *name,
  * A text message from a subscriber.  AUTH_MSG_NOT_AUTH when it is not
  * {"type": "auth", "token": "..."}; AUTH_MSG_ACCEPTED when it is and the
  * token is valid (*grant, one pgws_auth_upgrade() made, replaced by the
- * new token's); AUTH_MSG_REJECTED
- * with *reason otherwise (the transport then closes with code 4001
- * and the reason).
+ * new token's); AUTH_MSG_REJECTED with *reason otherwise (the transport
+ * then closes with code 4001 and the reason).
  */
 typedef enum PgWsAuthMessageResult
 {
