@@ -120,3 +120,19 @@ RESET client_min_messages;
 SELECT pg_ws_send('order_paid', '{}');
 \c contrib_regression
 DROP DATABASE regress_pg_ws_elsewhere;
+
+-- nor the events of a watched 'row' table: subscribers trust them to be
+-- its rows' changes
+CREATE TABLE invoice (id integer PRIMARY KEY);
+CREATE TABLE shipment (id integer PRIMARY KEY);
+SELECT pg_ws_watch('invoice', 'row');
+SELECT pg_ws_watch('shipment', 'row', event_prefix => 'parcel');
+SELECT pg_ws_send('invoice_create', '{"id": 1}');
+SELECT pg_ws_send('parcel_delete', '{"id": 1}');
+BEGIN;
+SELECT pg_ws_send('shipment_create', '{"id": 1}');   -- not its events' name
+SELECT pg_ws_send('invoice_created', '{}');
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+DROP TABLE invoice, shipment;
+SELECT pg_ws_send('invoice_create', '{"id": 1}');     -- no longer watched

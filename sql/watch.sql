@@ -153,6 +153,24 @@ SELECT * FROM pg_ws_watched;
 RESET ROLE;
 DROP ROLE watch_nobody;
 
+-- a role that may write the watched tables, and nothing of pg_ws's,
+-- still makes their events (the trigger reads pg_ws_watched as its owner)
+CREATE ROLE watch_writer;
+GRANT USAGE ON SCHEMA django TO watch_writer;
+GRANT INSERT, SELECT ON django.app_client, django.app_visithistory TO watch_writer;
+\c contrib_regression
+BEGIN;
+SET LOCAL ROLE watch_writer;
+INSERT INTO django.app_visithistory (id, datetime, device_id, client_id)
+VALUES (9, '2023-12-10 10:30:00+00', '1', 5);
+INSERT INTO django.app_client (id, visit_count) VALUES (5, 1);
+RESET ROLE;
+SELECT * FROM pg_ws_pending_events();
+ROLLBACK;
+REVOKE ALL ON django.app_client, django.app_visithistory FROM watch_writer;
+REVOKE ALL ON SCHEMA django FROM watch_writer;
+DROP ROLE watch_writer;
+
 -- visit_histories: the schema's watched visit table, or one named
 CREATE SCHEMA shop;
 CREATE TABLE shop.customer (LIKE django.app_client INCLUDING ALL);

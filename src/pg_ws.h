@@ -224,6 +224,7 @@ extern const char *const pgws_table_kind_names[PGWS_NUM_TABLE_KINDS];
 extern int	pgws_table_kind_from_name(const char *name);
 struct RelationData;
 extern const PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
+extern void pgws_check_not_table_event(const char *name, int len);
 
 /* UTF-8 JSON with every non-ASCII character as \uXXXX (render.c) */
 extern void pgws_append_ascii_escaped(StringInfo out, const char *s, int len);

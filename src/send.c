@@ -83,6 +83,7 @@ pg_ws_send(PG_FUNCTION_ARGS)
 				 errhint("Call pg_ws_send() in database \"%s\", or change pg_ws.database and reload the configuration.",
 						 pgws_database)));
 	pgws_require_preload();
+	pgws_check_not_table_event(name, name_len);
 
 	/*
 	 * The event goes to the WAL with the transaction: a standby cannot write

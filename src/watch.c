@@ -221,6 +221,41 @@ is_extension_table(Oid relid)
 }
 
 /*
+ * Run a read-only query of pg_ws_watched as the catalog's owner: the
+ * trigger reads it on behalf of whichever role writes a watched table, and
+ * pg_ws_send() on behalf of the application's role, neither of which may
+ * read the catalog itself.  search_path cannot redirect the queries: they
+ * qualify every name.  An error restores the user (transaction or
+ * subtransaction abort does).
+ */
+static void
+read_catalog(const char *query, int nargs, Oid *argtypes, Datum *args,
+			 long tcount)
+{
+	Oid			catalog = get_relname_relid("pg_ws_watched", pg_ws_extension_schema());
+	HeapTuple	tuple;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(catalog));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "pg_ws: pg_ws_watched not found");
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	rc = SPI_execute_with_args(query, nargs, argtypes, args, NULL, true, tcount);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pg_ws: query of pg_ws_watched failed: %s",
+			 SPI_result_code_string(rc));
+}
+
+/*
  * The watched visit table of a namespace: the one row of kind
  * visit_history among the watched tables there, InvalidOid when there is
  * none; *count says how many there are.
@@ -232,7 +267,6 @@ namespace_visit_table(Oid nsp, int *count)
 	Datum		args[1];
 	char	   *query;
 	Oid			result = InvalidOid;
-	int			rc;
 
 	args[0] = ObjectIdGetDatum(nsp);
 	query = psprintf("SELECT w.relation::pg_catalog.oid FROM %s w "
@@ -240,10 +274,7 @@ namespace_visit_table(Oid nsp, int *count)
 					 "WHERE w.kind OPERATOR(pg_catalog.=) 'visit_history' "
 					 "AND c.relnamespace OPERATOR(pg_catalog.=) $1",
 					 watched_catalog_name());
-	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_ws: query of watched visit tables failed: %s",
-			 SPI_result_code_string(rc));
+	read_catalog(query, 1, argtypes, args, 0);
 	*count = (int) SPI_processed;
 	if (SPI_processed == 1)
 	{
@@ -320,7 +351,6 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	char	   *query;
-	int			rc;
 	MemoryContext oldcxt;
 
 	if (entry->columns != NULL)
@@ -375,10 +405,7 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 	for (;;)
 	{
 		args[0] = ObjectIdGetDatum(watched_relid);
-		rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "pg_ws: query of pg_ws_watched failed: %s",
-				 SPI_result_code_string(rc));
+		read_catalog(query, 1, argtypes, args, 0);
 		if (SPI_processed > 0 || ancestor == NULL)
 			break;
 		watched_relid = lfirst_oid(ancestor);
@@ -661,7 +688,6 @@ implicit_client_tables(Oid nsp)
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	char	   *query;
-	int			rc;
 
 	args[0] = ObjectIdGetDatum(nsp);
 	query = psprintf("SELECT 1 FROM %s w "
@@ -669,9 +695,7 @@ implicit_client_tables(Oid nsp)
 					 "WHERE w.kind OPERATOR(pg_catalog.=) 'client' AND w.visit_table IS NULL "
 					 "AND c.relnamespace OPERATOR(pg_catalog.=) $1",
 					 watched_catalog_name());
-	rc = SPI_execute_with_args(query, 1, argtypes, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pg_ws: query of watched client tables failed");
+	read_catalog(query, 1, argtypes, args, 0);
 	return (int) SPI_processed;
 }
 
@@ -942,4 +966,42 @@ pg_ws_unwatch(PG_FUNCTION_ARGS)
 	table_close(rel, NoLock);
 	CacheInvalidateRelcacheAll();
 	PG_RETURN_BOOL(watched);
+}
+
+/*
+ * Error if a watched 'row' table makes events of this name: whoever may
+ * call pg_ws_send() may send application events, not forge a table's.
+ * pg_ws_send() calls this; it reads pg_ws_watched once per call.
+ */
+void
+pgws_check_not_table_event(const char *name, int len)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	char	   *query;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = PointerGetDatum(cstring_to_text_with_len(name, len));
+	query = psprintf("SELECT w.relation::pg_catalog.text FROM %s w "
+					 "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relation::pg_catalog.oid "
+					 "WHERE w.kind OPERATOR(pg_catalog.=) 'row' AND $1 OPERATOR(pg_catalog.=) ANY "
+					 "(ARRAY[pg_catalog.concat(COALESCE(w.event_prefix, c.relname::pg_catalog.text), '_create'), "
+					 "pg_catalog.concat(COALESCE(w.event_prefix, c.relname::pg_catalog.text), '_update'), "
+					 "pg_catalog.concat(COALESCE(w.event_prefix, c.relname::pg_catalog.text), '_delete')])",
+					 watched_catalog_name());
+	read_catalog(query, 1, argtypes, args, 1);
+	if (SPI_processed > 0)
+	{
+		char	   *table = pstrdup(SPI_getvalue(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1));
+
+		SPI_finish();
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("pg_ws event name \"%.*s\" is the watched table %s's", len, name, table),
+				 errdetail("Subscribers trust a table's events to be its rows' changes."),
+				 errhint("Choose another name for the application's event.")));
+	}
+	SPI_finish();
 }
