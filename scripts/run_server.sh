@@ -25,7 +25,8 @@ echo "pg_ws: installing into $("$BIN/pg_config" --pkglibdir)"
 make -s -C "$ROOT" PG_CONFIG="$BIN/pg_config" install >/dev/null
 
 mkdir -p "$SOCKDIR" && chown postgres: "$SOCKDIR"
-as_pg() { runuser -u postgres -- "$@"; }
+# from /: postgres may not enter the clone's directory (under /root, say)
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
 
 if [ ! -s "$DATA/PG_VERSION" ]; then
 	echo "pg_ws: creating the cluster in $DATA"
