@@ -101,7 +101,6 @@ if DEST is None and __name__ == '__main__':
     sys.exit(0)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
 from harness import Cluster, Ctx, Fail, asql, check, run_tap, short, worker_row  # noqa: E402
 
 
@@ -248,8 +247,7 @@ async def test_e2e(ctx):
     """From the installed files: preload, CREATE EXTENSION, a subscriber,
     INSERT INTO client, client_create."""
     check('version' in _state, 'no package: make deb failed')
-    harness.PGBIN = (DEST or '') + SYSTEM_BIN
-    cl = ctx.use(Cluster(name='deb'))
+    cl = ctx.use(Cluster(name='deb', pgbin=(DEST or '') + SYSTEM_BIN))
     await asyncio.to_thread(cl.start)
     await cl.install()
     conn = await ctx.aconn()
