@@ -19,7 +19,8 @@ installs with apt and works by itself:
      as packaged;
   3. from those installed files: a new cluster with pg_ws preloaded,
      CREATE EXTENSION, a subscriber on /ws/, an INSERT INTO client, and
-     its client_create event; the worker has the packaged pg_ws.so mapped.
+     its client_create event; the worker has the packaged pg_ws.so mapped,
+     and GET / serves the console, an installed DATA file.
 
 It installs into Debian's PostgreSQL (/usr/lib/postgresql/15), so
 test/run_tests.sh runs it last, and leaves the package installed: the same
@@ -40,6 +41,7 @@ Run as root: /usr/bin/python3 test/e2e/test_deb.py   (TAP output)
 
 import asyncio
 import glob
+import http.client
 import json
 import os
 import re
@@ -271,14 +273,30 @@ async def test_e2e(ctx):
                 return True
         return False
     await sub.wait_until(created, 15, 'client_create of client %d' % cid)
-    return 'client_create of client %d from %s' % (cid, short(want))
+    # the console, a DATA file, is served from the installed files too
+    status, ctype, body = await asyncio.to_thread(http_get, cl.wsport, '/')
+    check(status == 200 and ctype.startswith('text/html') and b'<html' in body.lower(),
+          'GET /: %s %s, %d bytes' % (status, ctype, len(body)))
+    return 'client_create of client %d from %s; GET / served the console (%d bytes)' % (
+        cid, short(want), len(body))
+
+
+def http_get(port, path):
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    try:
+        conn.request('GET', path)
+        r = conn.getresponse()
+        return r.status, r.getheader('Content-Type', ''), r.read()
+    finally:
+        conn.close()
 
 
 TESTS = [
     ('make deb builds %s_VERSION_ARCH.deb: control, Depends, modes' % PKG, test_build, 600),
     ('%s: the package installs; it lists pg_ws.so, pg_ws.control and every DATA file' % HOW,
      test_install, 600),
-    ('from the installed files (%s): CREATE EXTENSION, /ws/ gets client_create' % HOW,
+    ('from the installed files (%s): CREATE EXTENSION, /ws/ gets client_create, GET / the console'
+     % HOW,
      test_e2e, 120),
 ]
 
