@@ -49,3 +49,15 @@ include $(PGXS)
 # the pg_regress test names, for test/run_tests.sh
 print-regress:
 	@echo $(REGRESS)
+
+# the files make install puts in sharedir/extension besides pg_ws.control,
+# for test/e2e/test_deb.py
+print-data:
+	@echo $(DATA)
+
+# postgresql-15-pg-ws_VERSION_ARCH.deb for Debian 12's PostgreSQL 15, built
+# from a clean copy of this tree (scripts/build_deb.sh says how)
+deb:
+	@bash scripts/build_deb.sh
+
+.PHONY: print-regress print-data deb

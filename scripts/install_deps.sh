@@ -1,30 +1,119 @@
 #!/usr/bin/env bash
-# Install, from Debian 12's apt, what building, running and testing pg_ws
-# needs.  Run as root.  Installs only what is missing, so it is cheap to
-# run again; --always updates and installs (upgrades) them all, as CI does.
+# Install, from Debian 12's apt, what pg_ws needs.  Run as root.
+#
+#   install_deps.sh            building, running and testing pg_ws: the
+#                              server's packages and the test tools
+#                              (test/run_tests.sh, .ci/run)
+#   install_deps.sh --server   building and running it only, without
+#                              recommended packages (scripts/run_server.sh)
+#   --always                   update and install (upgrade) them all, as CI
+#                              does; otherwise only what is missing
+#   --print                    print the mode's packages, one per line, and
+#                              install nothing
+#   --simulate-fresh           print, one per line, every package apt would
+#                              install for the mode on a machine that has
+#                              none yet (apt-get -s against an empty dpkg
+#                              status, from the local package lists: no
+#                              network), and install nothing
+#                              (test/e2e/test_deps.py)
+#
+# While apt works it prints its progress, a line every few per cent of the
+# download and of the installation, so that a plain pipe (CI's log) shows it
+# too; apt's own output goes to a log that is shown if apt fails.
 set -euo pipefail
 
-PACKAGES=(
-	build-essential pkg-config
+# building and running pg_ws (and `make deb`: dpkg-deb, and dpkg-shlibdeps
+# from dpkg-dev, which build-essential depends on)
+SERVER=(
+	build-essential
 	postgresql-15 postgresql-server-dev-15	# the server and PGXS
 	libwebsockets-dev libjson-c-dev			# the worker's server; tokens' JSON
 	libev-dev								# pg_ws.event_loop = libev (epoll)
 	libssl-dev								# tokens' signatures (OpenSSL 3)
+)
+# testing it, on top of those
+TEST_TOOLS=(
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
 	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation
 	chromium								# the browser end-to-end test
 	iproute2								# ss: the keepalive test looks at sockets
 	curl									# watching /ws/ by hand
+	pkg-config								# bench/Makefile's clients
 )
+
+mode=all always= print= simulate=
+for arg in "$@"; do
+	case "$arg" in
+		--server) mode=server ;;
+		--always) always=1 ;;
+		--print) print=1 ;;
+		--simulate-fresh) simulate=1 ;;
+		*) echo "usage: $0 [--server] [--always] [--print | --simulate-fresh]" >&2; exit 2 ;;
+	esac
+done
+PACKAGES=("${SERVER[@]}")
+apt_opts=()
+if [ "$mode" = server ]; then
+	apt_opts+=(--no-install-recommends)
+else
+	PACKAGES+=("${TEST_TOOLS[@]}")
+fi
+if [ -n "$print" ]; then
+	printf '%s\n' "${PACKAGES[@]}"
+	exit 0
+fi
+if [ -n "$simulate" ]; then
+	apt-get install -s "${apt_opts[@]}" -o Dir::State::status=/dev/null "${PACKAGES[@]}" |
+		awk '$1 == "Inst" { print $2 }'
+	exit "${PIPESTATUS[0]}"
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ "${1:-}" = "--always" ] && missing=("${PACKAGES[@]}")
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "pg_ws: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+[ -n "$always" ] && missing=("${PACKAGES[@]}")
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+export DEBIAN_FRONTEND=noninteractive
+LOG=$(mktemp /tmp/pg_ws_apt.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
+# wait for another apt (unattended-upgrades on a new machine) rather than fail
+apt_opts+=(-y -o DPkg::Lock::Timeout=600 -o Dpkg::Use-Pty=0)
+
+# apt's output on failure
+failed() {
+	echo "pg_ws: $1 failed; its last lines:" >&2
+	tail -n 30 "$LOG" >&2
+	exit 1
+}
+
+echo "pg_ws: apt-get update"
+apt-get update -q -o DPkg::Lock::Timeout=600 >"$LOG" 2>&1 || failed "apt-get update"
+
+n=$(apt-get install -s "${apt_opts[@]}" "${missing[@]}" 2>/dev/null | grep -c '^Inst ' || true)
+echo "pg_ws: installing ${missing[*]}: $n packages (this can take a few minutes)"
+
+# APT::Status-Fd reports "dlstatus:FILE:PERCENT:WHAT" while downloading and
+# "pmstatus:PACKAGE[:ARCH]:PERCENT:WHAT" while installing: print a line each
+# time the percentage passes the next multiple of 5
+set +e
+apt-get install "${apt_opts[@]}" -o APT::Status-Fd=3 "${missing[@]}" 3>&1 >"$LOG" 2>&1 |
+	awk -F: '
+		$1 == "dlstatus" { phase = "downloading"; i = 3 }
+		$1 == "pmstatus" { phase = "installing"; for (i = 3; i < NF && $i !~ /^[0-9.]+$/; i++) ; }
+		$1 != "dlstatus" && $1 != "pmstatus" { next }
+		{
+			pct = int($i); what = $(i + 1)
+			for (k = i + 2; k <= NF; k++) what = what ":" $k
+			step = int(pct / 5)
+			if (phase != last || step > shown) {
+				printf "pg_ws:   %s %3d%%  %s\n", phase, pct, what
+				fflush()
+				last = phase; shown = step
+			}
+		}'
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" -eq 0 ] || failed "apt-get install"
+echo "pg_ws: installed"

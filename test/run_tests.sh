@@ -4,10 +4,16 @@
 #      pg_ws preloaded (settings in test/regress.conf);
 #   2. the end-to-end suites (test/e2e/*.py): real WebSocket clients
 #      against a running server; four of them once more with
-#      pg_ws.event_loop = libev.
+#      pg_ws.event_loop = libev;
+#   3. last, test/e2e/test_deb.py: `make deb`, the package installed with
+#      apt into Debian's PostgreSQL (left installed: the same files make
+#      install put there), and an event from the installed files.  Skipped
+#      with PG_WS_SKIP_DEB=1; with a relocated PG_CONFIG it unpacks the
+#      package into that copy instead (see the test).
 # Run as root from anywhere: PostgreSQL's own processes run as postgres.
-# Ends with one line "N passed, M failed" over all suites and exits non-zero
-# if anything failed.
+# Ends with one line "N passed, M failed" over all suites (a test that
+# reports "ok ... # skip" is neither, and counted on the line before) and
+# exits non-zero if anything failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +34,7 @@ trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 
 passed=0
 failed=0
+skipped=0
 
 echo "== pg_regress"
 # from $WORK, which postgres can read: sql/watch.sql includes test/django/
@@ -45,23 +52,30 @@ if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi	# pg_regress did not run
 passed=$((passed + p)); failed=$((failed + f))
 
 shopt -s nullglob
-e2e=(test/e2e/test_*.py)
+e2e=()
+for t in test/e2e/test_*.py; do
+	[ "$t" = test/e2e/test_deb.py ] || e2e+=("$t")
+done
 # and again on the libev (epoll) event loop: delivery, hostile peers,
 # operations and standbys
 libev=(test/e2e/test_e2e.py test/e2e/test_hostile.py test/e2e/test_operations.py
 	test/e2e/test_standby.py)
-[ -n "${SKIP_E2E:-}" ] && e2e=() && libev=()	# for quick runs while developing
-for t in "${e2e[@]}" "${libev[@]/#/libev:}"; do
+# the package last: it installs into Debian's PostgreSQL
+last=(test/e2e/test_deb.py)
+[ -n "${SKIP_E2E:-}" ] && e2e=() && libev=() && last=()	# for quick runs while developing
+for t in "${e2e[@]}" "${libev[@]/#/libev:}" "${last[@]}"; do
 	loop=
 	case "$t" in libev:*) loop=libev; t=${t#libev:} ;; esac
 	echo "== $t${loop:+ (pg_ws.event_loop = $loop)}"
 	PG_WS_E2E_EVENT_LOOP=$loop /usr/bin/python3 "$t" 2>&1 | tee "$WORK/e2e.log"
 	rc=${PIPESTATUS[0]}
-	p=$(grep -cE '^ok ' "$WORK/e2e.log")
+	p=$(grep -E '^ok ' "$WORK/e2e.log" | grep -cviE ' # skip( |$)')
+	s=$(grep -E '^ok ' "$WORK/e2e.log" | grep -ciE ' # skip( |$)')
 	f=$(grep -cE '^not ok ' "$WORK/e2e.log")
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi	# died before reporting
-	passed=$((passed + p)); failed=$((failed + f))
+	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
 done
 
+[ "$skipped" -gt 0 ] && echo "($skipped skipped)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -47,6 +47,11 @@ class Fail(Exception):
         super().__init__('\n'.join(lines))
 
 
+class Skip(Exception):
+    """A test that cannot run here: reported as "ok N - name # skip why",
+    which test/run_tests.sh counts as skipped, neither passed nor failed."""
+
+
 def check(cond, *lines):
     if not cond:
         raise Fail(*lines)
@@ -506,9 +511,11 @@ async def _run_tests(tests, make_ctx, failed_clusters):
     failed = 0
     for k, (name, fn, timeout) in enumerate(tests, 1):
         ctx = make_ctx()
-        diag, note = [], None
+        diag, note, skip = [], None, None
         try:
             note = await asyncio.wait_for(fn(ctx), timeout)
+        except Skip as e:
+            skip = str(e)
         except Fail as e:
             diag = str(e).splitlines()
         except asyncio.TimeoutError:
@@ -520,7 +527,8 @@ async def _run_tests(tests, make_ctx, failed_clusters):
         if diag:
             failed += 1
             failed_clusters.extend(c for c in ctx.clusters if c not in failed_clusters)
-        print('%s %d - %s' % ('not ok' if diag else 'ok', k, name))
+        print('%s %d - %s%s' % ('not ok' if diag else 'ok', k, name,
+                                ' # skip ' + skip if skip else ''))
         for line in diag or ([note] if note else []):
             print('# ' + line)
         sys.stdout.flush()

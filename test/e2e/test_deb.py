@@ -1,0 +1,304 @@
+#!/usr/bin/python3
+"""The Debian package: `make deb`, installed with apt, run from its files.
+
+This file owns the check that postgresql-15-pg-ws, as `make deb` builds it,
+installs with apt and works by itself:
+
+  1. `make deb` builds postgresql-15-pg-ws_VERSION_ARCH.deb (VERSION from
+     pg_ws.control's default_version) whose control file names the
+     package, section and priority, and whose Depends names postgresql-15,
+     libwebsockets-evlib-ev (dlopen()ed for pg_ws.event_loop = libev) and
+     the package of every library pg_ws.so links against, found here with
+     dpkg -S, independently of the dpkg-shlibdeps the build uses; every
+     file owned by root, directories 0755, files 0644;
+  2. pg_ws's files that an earlier `make install` left are removed (and the
+     package, if installed), so that the package alone must provide them,
+     as on a machine where make install never ran; then `apt-get install
+     ./postgresql-15-pg-ws_*.deb`; `dpkg -L` lists pg_ws.so, pg_ws.control
+     and every file of the Makefile's DATA, and `dpkg --verify` finds them
+     as packaged;
+  3. from those installed files: a new cluster with pg_ws preloaded,
+     CREATE EXTENSION, a subscriber on /ws/, an INSERT INTO client, and
+     its client_create event; the worker has the packaged pg_ws.so mapped,
+     and GET / serves the console, an installed DATA file.
+
+It installs into Debian's PostgreSQL (/usr/lib/postgresql/15), so
+test/run_tests.sh runs it last, and leaves the package installed: the same
+files make install put there, now owned by the package (`apt-get remove
+postgresql-15-pg-ws` removes them).  It is skipped (`ok 1 # skip`) when
+not run as root or when PG_WS_SKIP_DEB=1.
+
+A development run leaves the system alone: with PG_WS_DEB_ROOT=DIR, or when
+PG_WS_PGBIN (which test/run_tests.sh sets from its PG_CONFIG) is a
+relocated copy of PostgreSQL, DIR/usr/lib/postgresql/15/bin, the package
+is unpacked into DIR with dpkg -x instead of apt, its files listed with
+dpkg-deb -c and checked against its md5sums, and the cluster run from DIR.
+That checks the package's files, not apt's installation of it: the test
+names say which of the two ran.
+
+Run as root: /usr/bin/python3 test/e2e/test_deb.py   (TAP output)
+"""
+
+import asyncio
+import glob
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+PKG = 'postgresql-15-pg-ws'
+SYSTEM_BIN = '/usr/lib/postgresql/15/bin'
+PKGLIBDIR = '/usr/lib/postgresql/15/lib'
+EXTDIR = '/usr/share/postgresql/15/extension'
+WATCHDOG_SECONDS = 900      # a clean build with bitcode, apt, one cluster
+
+_state = {}
+
+
+def run(*args, check_rc=True, env=None, timeout=600):
+    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       cwd=ROOT, env=env, timeout=timeout)
+    if check_rc and r.returncode != 0:
+        raise Fail('%s failed (%d):' % (' '.join(args), r.returncode),
+                   *r.stdout.splitlines()[-20:])
+    return r.stdout
+
+
+def where():
+    """(None, why) to skip; ('', None) for apt into the system; (DIR, None)
+    for a development run into DIR."""
+    if os.environ.get('PG_WS_SKIP_DEB'):
+        return None, 'PG_WS_SKIP_DEB is set'
+    if os.geteuid() != 0:
+        return None, 'not root: apt cannot install the package'
+    root = os.environ.get('PG_WS_DEB_ROOT', '')
+    if not root:
+        pgbin = os.path.realpath(os.environ.get('PG_WS_PGBIN', SYSTEM_BIN))
+        if pgbin != SYSTEM_BIN:
+            if not pgbin.endswith(SYSTEM_BIN):
+                return None, ('PG_WS_PGBIN=%s is neither Debian\'s PostgreSQL nor a '
+                              'relocated copy of it (DIR%s)' % (pgbin, SYSTEM_BIN))
+            root = pgbin[:-len(SYSTEM_BIN)]
+    if root:
+        root = os.path.realpath(root)
+        if root == '/':
+            return '', None
+        if not os.path.isdir(root + PKGLIBDIR):
+            return None, 'PG_WS_DEB_ROOT=%s has no %s' % (root, PKGLIBDIR)
+    return root, None
+
+
+DEST, SKIP = where()
+HOW = ('dpkg -x into %s (a development run, not apt)' % DEST) if DEST else 'apt'
+if DEST is None and __name__ == '__main__':
+    # before the harness's imports, which a skipped run does not need
+    print('1..1')
+    print('ok 1 - the Debian package # skip %s' % SKIP)
+    sys.exit(0)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, Ctx, Fail, asql, check, run_tap, short, worker_row  # noqa: E402
+
+
+def data_files():
+    """The Makefile's DATA: what make install puts beside pg_ws.control."""
+    return [os.path.basename(f) for f in run('make', '-s', 'print-data').split()]
+
+
+def default_version():
+    with open(os.path.join(ROOT, 'pg_ws.control')) as f:
+        m = re.search(r"^default_version\s*=\s*'([^']+)'", f.read(), re.M)
+    check(m is not None, 'no default_version in pg_ws.control')
+    return m.group(1)
+
+
+def needed_packages(so):
+    """{soname: the package that provides it here} for each library so
+    links against (its NEEDED entries; ldd for their paths, dpkg -S for
+    their packages)."""
+    needed = re.findall(r'\(NEEDED\)\s+Shared library: \[([^\]]+)\]',
+                        run('readelf', '-d', so))
+    paths = dict(re.findall(r'^\s*(\S+) => (/\S+)', run('ldd', so), re.M))
+    out = {}
+    for soname in needed:
+        check(soname in paths, 'ldd does not resolve %s' % soname)
+        p = paths[soname]
+        alt = p[4:] if p.startswith('/usr/') else '/usr' + p     # merged /usr
+        r = None
+        for cand in (p, alt, os.path.realpath(p)):
+            r = subprocess.run(['dpkg', '-S', cand], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+            if r.returncode == 0:
+                break
+        check(r.returncode == 0, 'no package owns %s (%s)' % (soname, p))
+        out[soname] = r.stdout.split(':')[0].strip()
+    return out
+
+
+async def test_build(ctx):
+    """make deb; its name, control fields, Depends and file modes."""
+    work = tempfile.mkdtemp(prefix='pg_ws_deb.')
+    _state['work'] = work
+    env = dict(os.environ, DEB_OUT_DIR=work, DEB_BUILD_DIR=os.path.join(work, 'build'))
+    t0 = time.monotonic()
+    out = await asyncio.to_thread(run, 'make', '-s', 'deb', env=env)
+    took = time.monotonic() - t0
+    deb = out.strip().splitlines()[-1]
+    arch = run('dpkg', '--print-architecture').strip()
+    version = default_version() + '-1'
+    check(deb == os.path.join(work, '%s_%s_%s.deb' % (PKG, version, arch)) and os.path.isfile(deb),
+          'make deb made %r, expected %s_%s_%s.deb' % (deb, PKG, version, arch))
+    f = dict(re.findall(r'^(\S+): (.*)$', run('dpkg-deb', '-f', deb), re.M))
+    for k, want in (('Package', PKG), ('Version', version), ('Architecture', arch),
+                    ('Section', 'database'), ('Priority', 'optional')):
+        check(f.get(k) == want, '%s: %r, expected %r' % (k, f.get(k), want))
+    check(re.match(r'.+ <[^@ ]+@[^> ]+>$', f.get('Maintainer', '')),
+          'Maintainer: %r' % f.get('Maintainer'))
+    check(f.get('Description'), 'no Description')
+    depends = {d.strip().split()[0] for d in f.get('Depends', '').split(',') if d.strip()}
+    so = os.path.join(work, 'build', 'debian', PKG) + PKGLIBDIR + '/pg_ws.so'
+    libs = needed_packages(so)
+    want = {'postgresql-15', 'libwebsockets-evlib-ev'} | set(libs.values())
+    check(want <= depends, 'Depends: %s' % f.get('Depends'),
+          'misses %s (pg_ws.so needs %s)' % (sorted(want - depends), libs))
+    bad = []
+    for line in run('dpkg-deb', '-c', deb).splitlines():
+        mode, owner, _, _, _, name = line.split(None, 5)
+        ok = owner == 'root/root' and (mode == 'drwxr-xr-x' if mode[0] == 'd'
+                                       else mode == '-rw-r--r--')
+        if not ok:
+            bad.append(line)
+    check(not bad, 'files not owned by root or with other modes:', *bad[:5])
+    names = run('dpkg-deb', '-c', deb)
+    for doc in ('copyright', 'changelog.Debian.gz'):
+        check('/usr/share/doc/%s/%s' % (PKG, doc) in names, 'no /usr/share/doc/%s/%s' % (PKG, doc))
+    _state['deb'] = deb
+    _state['version'] = version
+    return '%s in %.0f s; Depends: %s' % (os.path.basename(deb), took, f['Depends'])
+
+
+def pg_ws_files(prefix):
+    """pg_ws's files that a make install or the package put under prefix."""
+    data = [os.path.join(prefix + EXTDIR, f) for f in data_files()]
+    return sorted(set(
+        [prefix + PKGLIBDIR + '/pg_ws.so', prefix + PKGLIBDIR + '/bitcode/pg_ws.index.bc',
+         prefix + PKGLIBDIR + '/bitcode/pg_ws', prefix + EXTDIR + '/pg_ws.control']
+        + glob.glob(prefix + EXTDIR + '/pg_ws--*.sql') + data))
+
+
+def remove(paths):
+    for p in paths:
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            os.unlink(p)
+
+
+async def test_install(ctx):
+    """Remove pg_ws's files, install the package, and list its files."""
+    try:
+        check('deb' in _state, 'no package: make deb failed')
+        deb = _state['deb']
+        expected = [PKGLIBDIR + '/pg_ws.so', EXTDIR + '/pg_ws.control'] + \
+            [EXTDIR + '/' + f for f in data_files()]
+        if DEST:
+            remove(pg_ws_files(DEST))
+            run('dpkg', '-x', deb, DEST)
+            listed = {n[1:].rstrip('/') for n in
+                      (line.split(None, 5)[5] for line in run('dpkg-deb', '-c', deb).splitlines())}
+            sums = run('dpkg-deb', '--info', deb, 'md5sums')
+            changed = []
+            for line in sums.splitlines():
+                digest, name = line.split(None, 1)
+                r = subprocess.run(['md5sum', os.path.join(DEST, name)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+                if r.stdout.split()[:1] != [digest]:
+                    changed.append('/' + name)
+            check(not changed, 'files not as packaged:', *changed[:5])
+        else:
+            if subprocess.run(['dpkg', '-s', PKG], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0:
+                await asyncio.to_thread(run, 'dpkg', '-r', PKG)
+            remove(pg_ws_files(''))
+            env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+            await asyncio.to_thread(run, 'apt-get', 'install', '-y', '-q',
+                                    '-o', 'DPkg::Lock::Timeout=300', deb, env=env)
+            status = run('dpkg-query', '-W', '-f', '${Status} ${Version}', PKG)
+            check(status == 'install ok installed %s' % _state['version'],
+                  'dpkg-query: %r' % status)
+            listed = set(run('dpkg', '-L', PKG).splitlines())
+            verify = run('dpkg', '--verify', PKG, check_rc=False)
+            check(not verify.strip(), 'dpkg --verify %s:' % PKG, *verify.splitlines()[:5])
+        missing = [p for p in expected if p not in listed]
+        check(not missing, 'the package does not list:', *missing)
+        absent = [p for p in expected if not os.path.isfile((DEST or '') + p)]
+        check(not absent, 'not installed:', *absent)
+        return '%d files' % len([n for n in listed if os.path.isfile((DEST or '') + n)])
+    finally:
+        if 'work' in _state and not os.environ.get('KEEP_WORK'):
+            shutil.rmtree(_state['work'], ignore_errors=True)
+
+
+async def test_e2e(ctx):
+    """From the installed files: preload, CREATE EXTENSION, a subscriber,
+    INSERT INTO client, client_create."""
+    check('version' in _state, 'no package: make deb failed')
+    cl = ctx.use(Cluster(name='deb', pgbin=(DEST or '') + SYSTEM_BIN))
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    conn = await ctx.aconn()
+    rows = await asql(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_ws'")
+    check(rows == [(default_version(),)], 'extversion: %s' % rows)
+    pid, _ = await worker_row(conn)
+    with open('/proc/%d/maps' % pid) as f:
+        mapped = {line.split(None, 5)[5].strip() for line in f
+                  if line.rstrip().endswith('/pg_ws.so')}
+    want = (DEST or '') + PKGLIBDIR + '/pg_ws.so'
+    check(mapped == {want}, 'the worker maps %s, expected %s' % (sorted(mapped), want))
+    sub = await ctx.sub()
+    rows = await asql(conn, "INSERT INTO client (gender, age, image) VALUES "
+                            "('female', 31, 'client_images/deb.jpg') RETURNING id")
+    cid = rows[0][0]
+
+    def created(msgs):
+        for m in msgs:
+            j = json.loads(m)
+            if j['event'] == 'client_create' and j['data']['id'] == cid:
+                return True
+        return False
+    await sub.wait_until(created, 15, 'client_create of client %d' % cid)
+    # the console, a DATA file, is served from the installed files too
+    status, ctype, body = await asyncio.to_thread(http_get, cl.wsport, '/')
+    check(status == 200 and ctype.startswith('text/html') and b'<html' in body.lower(),
+          'GET /: %s %s, %d bytes' % (status, ctype, len(body)))
+    return 'client_create of client %d from %s; GET / served the console (%d bytes)' % (
+        cid, short(want), len(body))
+
+
+def http_get(port, path):
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+    try:
+        conn.request('GET', path)
+        r = conn.getresponse()
+        return r.status, r.getheader('Content-Type', ''), r.read()
+    finally:
+        conn.close()
+
+
+TESTS = [
+    ('make deb builds %s_VERSION_ARCH.deb: control, Depends, modes' % PKG, test_build, 600),
+    ('%s: the package installs; it lists pg_ws.so, pg_ws.control and every DATA file' % HOW,
+     test_install, 600),
+    ('from the installed files (%s): CREATE EXTENSION, /ws/ gets client_create, GET / the console'
+     % HOW,
+     test_e2e, 120),
+]
+
+if __name__ == '__main__':
+    run_tap(TESTS, Ctx, watchdog_seconds=WATCHDOG_SECONDS)
