@@ -15,9 +15,11 @@ OBJS = \
 	src/pending.o \
 	src/queue.o \
 	src/stats.o \
+	src/connections.o \
 	src/broadcast.o \
 	src/conn.o \
 	src/http.o \
+	src/metrics.o \
 	src/ws.o \
 	src/tls.o \
 	src/jwt.o \

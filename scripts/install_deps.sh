@@ -35,6 +35,7 @@ SERVER=(
 TEST_TOOLS=(
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
 	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation
+	python3-prometheus-client				# test_observe.py: parses /metrics
 	chromium								# the browser end-to-end test
 	iproute2								# ss: the keepalive test looks at sockets
 	curl									# watching /ws/ by hand

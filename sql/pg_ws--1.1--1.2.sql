@@ -123,3 +123,81 @@ CREATE FUNCTION @extschema@.pg_ws_send(event pg_catalog.text,
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION @extschema@.pg_ws_send(pg_catalog.text, pg_catalog.jsonb)
 	FROM PUBLIC;
+
+-- monitoring (observe): pg_ws_stats has new columns, so the view and the
+-- function are made again
+DROP VIEW @extschema@.pg_ws_stats;
+DROP FUNCTION @extschema@.pg_ws_stats();
+
+-- monitoring (observe): pg_ws_stats, pg_ws_connections, pg_ws_disconnect
+--
+-- What pg_ws is doing, one row: the worker, its connections, the queue,
+-- what was sent, refused and dropped, and where subscribers can resume.
+CREATE FUNCTION @extschema@.pg_ws_stats(
+	OUT worker_pid integer,
+	OUT worker_started pg_catalog.timestamptz,
+	OUT worker_memory_bytes bigint,
+	OUT connections integer,
+	OUT subscribers integer,
+	OUT connections_total bigint,
+	OUT queue_bytes_used bigint,
+	OUT queue_bytes_capacity bigint,
+	OUT writers_waiting integer,
+	OUT oldest_unsent_age pg_catalog.interval,
+	OUT events_queued bigint,
+	OUT events_sent bigint,
+	OUT messages_sent bigint,
+	OUT bytes_sent bigint,
+	OUT refusals pg_catalog.jsonb,
+	OUT drops pg_catalog.jsonb,
+	OUT history_first_position bigint,
+	OUT history_last_position bigint,
+	OUT history_in_wal boolean)
+	RETURNS record
+	AS 'MODULE_PATHNAME', 'pg_ws_stats'
+	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
+
+CREATE VIEW @extschema@.pg_ws_stats AS
+	SELECT * FROM @extschema@.pg_ws_stats();
+
+-- One row per socket the worker holds: subscribers and connections still
+-- in their handshake, with the token's subject (never the token).
+CREATE FUNCTION @extschema@.pg_ws_connections(
+	OUT id bigint,
+	OUT state pg_catalog.text,
+	OUT peer pg_catalog.inet,
+	OUT peer_port integer,
+	OUT tls boolean,
+	OUT connected_since pg_catalog.timestamptz,
+	OUT subject pg_catalog.text,
+	OUT token_expires pg_catalog.timestamptz,
+	OUT filter pg_catalog.text[],
+	OUT messages_sent bigint,
+	OUT bytes_sent bigint,
+	OUT bytes_pending bigint)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'pg_ws_connections'
+	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+CREATE VIEW @extschema@.pg_ws_connections AS
+	SELECT * FROM @extschema@.pg_ws_connections();
+
+-- Close one connection (a subscriber gets close code 1008 first); true
+-- when a connection with that id existed.
+CREATE FUNCTION @extschema@.pg_ws_disconnect(id bigint)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'pg_ws_disconnect'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+
+-- for superusers and pg_monitor members only, as PostgreSQL's own
+-- monitoring functions
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pg_ws_stats() TO pg_monitor;
+REVOKE ALL ON @extschema@.pg_ws_stats FROM PUBLIC;
+GRANT SELECT ON @extschema@.pg_ws_stats TO pg_monitor;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_connections() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pg_ws_connections() TO pg_monitor;
+REVOKE ALL ON @extschema@.pg_ws_connections FROM PUBLIC;
+GRANT SELECT ON @extschema@.pg_ws_connections TO pg_monitor;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_disconnect(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.pg_ws_disconnect(bigint) TO pg_monitor;

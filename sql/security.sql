@@ -1,7 +1,8 @@
 --
 -- Who may make events and who may read them: only the extension's own
--- tables produce events, whoever may write them; pg_ws_pending_events()
--- and pg_ws_stats are for pg_monitor.
+-- tables produce events, whoever may write them; pg_ws_pending_events(),
+-- pg_ws_stats, pg_ws_connections and pg_ws_disconnect() are for
+-- pg_monitor.
 --
 TRUNCATE client, employee CASCADE;
 CREATE ROLE regress_pg_ws_writer;
@@ -29,6 +30,10 @@ SELECT * FROM pg_ws_pending_events();
 ROLLBACK;
 SELECT * FROM pg_ws_stats;
 SELECT * FROM pg_ws_stats();
+-- nor the connections, nor end one
+SELECT * FROM pg_ws_connections;
+SELECT * FROM pg_ws_connections();
+SELECT pg_ws_disconnect(1);
 DROP TABLE forged;
 RESET ROLE;
 
@@ -41,6 +46,34 @@ SELECT worker_pid = (SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_w
 FROM pg_ws_stats;
 SELECT (SELECT count(*) FROM pg_ws_stats()) AS rows,
        (SELECT count(*) FROM pg_ws_pending_events()) AS pending;
+-- the worker's figures: its start, counters that agree with each other,
+-- every reason of a refusal or a drop, where subscribers can resume
+SELECT worker_started <= now() AS started_before_now,
+       connections BETWEEN 0 AND connections_total AS connections_counted,
+       subscribers BETWEEN 0 AND connections AS subscribers_counted,
+       events_sent <= events_queued AS sent_after_queued,
+       messages_sent >= 0 AND bytes_sent >= 0 AS sent_counted,
+       oldest_unsent_age IS NULL OR oldest_unsent_age >= '0' AS age_ok,
+       history_first_position <= history_last_position AS history_in_order,
+       history_in_wal
+FROM pg_ws_stats;
+SELECT 'refusal' AS kind, key FROM pg_ws_stats, jsonb_object_keys(refusals) key
+UNION ALL
+SELECT 'drop', key FROM pg_ws_stats, jsonb_object_keys(drops) key
+ORDER BY 1, 2;
+SELECT (SELECT jsonb_typeof(refusals) FROM pg_ws_stats) AS refusals,
+       (SELECT bool_and(jsonb_typeof(value) = 'number')
+        FROM pg_ws_stats, jsonb_each(refusals || drops)) AS all_numbers;
+-- pg_ws_connections' columns, and what it shows (nobody is connected to
+-- this worker: whatever another server does on its port)
+SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = 'pg_ws_connections'::regclass AND a.attnum > 0
+ORDER BY a.attnum;
+SELECT count(*) >= 0 AS answered FROM pg_ws_connections;
+-- ids are positive and never reused: an unknown one is no connection
+SELECT pg_ws_disconnect(0) AS zero, pg_ws_disconnect(-1) AS negative,
+       pg_ws_disconnect(9223372036854775807) AS unknown;
 RESET ROLE;
 
 -- triggers a superuser adds by mistake fail, with a clear error: on a table
@@ -98,7 +131,7 @@ SELECT c.oid::regclass AS view, a.privilege_type,
             WHEN a.grantee = c.relowner THEN 'owner'
             ELSE pg_get_userbyid(a.grantee) END AS grantee
 FROM pg_class c, aclexplode(c.relacl) a
-WHERE c.relname = 'pg_ws_stats' AND a.grantee <> c.relowner
+WHERE c.relname IN ('pg_ws_stats', 'pg_ws_connections') AND a.grantee <> c.relowner
 ORDER BY 1, 3;
 
 TRUNCATE client CASCADE;

@@ -53,6 +53,12 @@
  * bytes: it is sent a whole span with one write, and a message its grant
  * filters out only ends the span.
  *
+ * What is counted for pg_ws_stats (pgws_worker_stats): an event is sent
+ * once the queue's room for it is freed, that is once every subscriber
+ * then connected has been sent it (or none was connected); a message is
+ * sent, to one subscriber, when its frame is handed to libwebsockets, with
+ * the frame's bytes.  Counting costs an increment per message of a span.
+ *
  * src/broadcast.c
  *
  *-------------------------------------------------------------------------
@@ -362,6 +368,7 @@ trim_log(void)
 
 	/* a subscriber replaying history does not hold the queue */
 	release_idx = Max(min_queue_idx, released_idx);
+	pgws_worker_stats.events_sent += release_idx - released_idx;
 	if (follower != NULL)
 		;						/* a standby's queue is never written */
 	else if (release_idx < next_idx)
@@ -413,7 +420,7 @@ queue_lag(PgWsSubscriber *sub)
 static void
 cull(PgWsConn *conn, uint64 lag, const char *why)
 {
-	if (pgws_peer_log_allowed(PEER_LOG_CULLED))
+	if (pgws_conn_dropped(PGWS_DROP_LAGGING))
 		ereport(LOG,
 				(errmsg("pg_ws is disconnecting a subscriber that fell %llu bytes behind",
 						(unsigned long long) lag),
@@ -607,6 +614,44 @@ pgws_subscriber_count(void)
 }
 
 /*
+ * Bytes of events this subscriber has not been sent yet, whether or not
+ * its filter wants them: what pg_ws.max_subscriber_lag is compared with.
+ */
+uint64
+pgws_subscriber_pending_bytes(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+
+	if (!sub->subscribed)
+		return 0;
+	if (sub->catchup != NULL)
+		return sub->sent_idx < next_idx ?
+			bytes_total - message_at(sub->sent_idx)->offset : 0;
+	return queue_lag(sub);
+}
+
+/* the database whose events the WAL holds; InvalidOid if it does not exist */
+Oid
+pgws_broadcast_database(void)
+{
+	return events_database;
+}
+
+/*
+ * Where subscribers can resume, for pg_ws_stats: every event after *floor
+ * is in the log, *last is the newest one's position (the floor while the
+ * log is empty), and with *in_wal older ones are read back from the WAL
+ * (the oldest WAL left is looked up by whoever shows it: stats.c).
+ */
+void
+pgws_broadcast_history(uint64 *floor, uint64 *last, bool *in_wal)
+{
+	*floor = history_floor;
+	*last = next_idx > first_idx ? message_at(next_idx - 1)->seq : history_floor;
+	*in_wal = pgws_wal || follower != NULL;
+}
+
+/*
  * The oldest position a subscriber can resume after: the history floor, or
  * with the events in the WAL, the oldest WAL still in pg_wal.
  */
@@ -772,6 +817,17 @@ catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
 	appendBinaryStringInfo(out, (char *) header, hlen);
 	appendBinaryStringInfo(out, json, len - 1);
 	appendBinaryStringInfo(out, suffix, slen);
+	sub->catchup_count++;
+}
+
+/* msgs messages of len bytes in all were handed to this subscriber */
+static inline void
+count_sent(PgWsSubscriber *sub, uint64 msgs, uint64 len)
+{
+	sub->messages_sent += msgs;
+	sub->bytes_sent += len;
+	pgws_worker_stats.messages_sent += msgs;
+	pgws_worker_stats.bytes_sent += len;
 }
 
 static void
@@ -797,6 +853,7 @@ catch_up(PgWsConn *conn)
 	PgWsWalStatus status;
 
 	resetStringInfo(sub->catchup_frames);
+	sub->catchup_count = 0;
 	status = pgws_walread_next(sub->catchup, CATCHUP_EVENTS, catchup_sink, sub);
 	if (sub->catchup_frames->len > 0)
 	{
@@ -804,6 +861,7 @@ catch_up(PgWsConn *conn)
 					  sub->catchup_frames->len, LWS_WRITE_RAW) <
 			sub->catchup_frames->len)
 			return -1;
+		count_sent(sub, sub->catchup_count, sub->catchup_frames->len);
 		sub->progress_at = GetCurrentTimestamp();
 	}
 	switch (status)
@@ -861,6 +919,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	uint64		written = 0;
 	uint8	   *span = NULL;
 	uint32		span_len = 0;
+	uint32		span_msgs = 0;
 
 	if (!sub->subscribed)
 		return 0;
@@ -874,6 +933,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 		if (lws_write(conn->wsi, sub->notice, sub->notice_len,
 					  LWS_WRITE_RAW) < sub->notice_len)
 			return -1;
+		count_sent(sub, 1, sub->notice_len);
 		pfree(sub->notice);
 		sub->notice = NULL;
 		if (lws_partial_buffered(conn->wsi))
@@ -907,8 +967,10 @@ pgws_subscriber_writable(PgWsConn *conn)
 
 			if (rc < 0)
 				return -1;
+			count_sent(sub, span_msgs, span_len);
 			written += span_len;
 			span_len = 0;
+			span_msgs = 0;
 			if (rc > 0)
 				break;
 			sub->sent_idx = sub->next_idx;
@@ -924,6 +986,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 		if (span_len == 0)
 			span = msg->frame;
 		span_len += msg->frame_len;
+		span_msgs++;
 	}
 	if (span_len > 0)
 	{
@@ -931,6 +994,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 
 		if (rc < 0)
 			return -1;
+		count_sent(sub, span_msgs, span_len);
 		if (rc == 0)
 			sub->sent_idx = sub->next_idx;
 	}

@@ -25,8 +25,19 @@
  * short linger, reading and discarding what the peer still sends, so that
  * the peer reads our answer instead of a reset.
  *
- * Log lines a peer can cause go through pgws_peer_log_allowed(kind), which
- * lets a burst of each kind through and then counts what it suppressed.
+ * Refusals and drops are counted by reason (pgws_conn_refused,
+ * pgws_conn_dropped) for pg_ws_stats and /metrics, and the log lines they
+ * cause are rate-limited per reason: a burst of PEER_LOG_BURST lines per
+ * PEER_LOG_WINDOW_MS for each, then one line saying how many more were
+ * suppressed, so that a flood of one kind neither fills the log nor hides
+ * the others.  Other lines a peer can cause go through
+ * pgws_peer_log_allowed(kind), limited the same way.  Opening and closing
+ * are logged at DEBUG1.  No line carries a token: reasons are static texts
+ * and subjects are printable ASCII (auth.c).
+ *
+ * For pg_ws_connections and pg_ws_disconnect (connections.c), every
+ * connection has an id that is never reused, and pgws_conn_snapshot()
+ * describes them all.
  *
  * src/conn.c
  *
@@ -49,9 +60,14 @@
 /* after the half-close, how long we read and discard */
 #define LINGER_MS			2000
 
-/* log lines peers can cause: this many per window, then counted */
+/* log lines peers can cause: this many per window and reason, then counted */
 #define PEER_LOG_WINDOW_MS	10000
 #define PEER_LOG_BURST		20
+
+/* what is rate-limited on its own: the kinds, then refusals, then drops */
+#define PEER_LOG_TOPICS		(PEER_LOG_KINDS + PGWS_NUM_REFUSALS + PGWS_NUM_DROPS)
+#define REFUSAL_TOPIC(r)	(PEER_LOG_KINDS + (int) (r))
+#define DROP_TOPIC(d)		(PEER_LOG_KINDS + PGWS_NUM_REFUSALS + (int) (d))
 
 typedef struct PeerCount
 {
@@ -65,19 +81,17 @@ static int	nconns = 0;			/* sockets held, every state */
 static int	nrefusing = 0;		/* of them, in a refusal slot */
 static HTAB *peer_counts = NULL;
 
-/* per kind of line: when its window began, lines written, lines not */
+/* per topic: when its window began, lines written, lines not */
 static struct
 {
 	TimestampTz window;
 	int			lines;
 	int			suppressed;
-}			peer_log[PEER_LOG_KINDS];
+}			peer_log[PEER_LOG_TOPICS];
 
 static const char *const peer_log_what[PEER_LOG_KINDS] = {
-	[PEER_LOG_REFUSED] = "refused requests",
-	[PEER_LOG_CLOSED] = "closed connections",
-	[PEER_LOG_DROPPED] = "dropped connections",
-	[PEER_LOG_CULLED] = "disconnected subscribers",
+	[PEER_LOG_REFUSED] = "not accepting connections",
+	[PEER_LOG_DROPPED] = "connections that could not be accepted",
 };
 
 void
@@ -140,51 +154,93 @@ pgws_conn_decide(PgWsAccept *acc)
 		acc->refusal = "too many connections from this address: pg_ws.max_connections_per_address reached";
 	if (acc->refusal == NULL)
 		return true;
-	if (pgws_peer_log_allowed(PEER_LOG_REFUSED))
+	if (pgws_conn_refused(nconns - nrefusing >= pgws_max_connections ?
+						  PGWS_REFUSAL_MAX_CONNECTIONS :
+						  PGWS_REFUSAL_MAX_PER_ADDRESS))
 		ereport(LOG,
 				(errmsg("pg_ws refused a connection from %s: %s",
 						acc->peer, acc->refusal)));
 	return nrefusing < PGWS_REFUSAL_SLOTS;
 }
 
-/* a window of this kind of line is over: say how many were suppressed */
-static bool
-peer_log_window_over(PgWsPeerLog kind, TimestampTz now)
+/* what a topic's summary line says its lines were about */
+static void
+peer_log_topic_name(int topic, char *buf, size_t size)
 {
-	if (now - peer_log[kind].window < (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
+	if (topic < PEER_LOG_KINDS)
+		strlcpy(buf, peer_log_what[topic], size);
+	else if (topic < PEER_LOG_KINDS + PGWS_NUM_REFUSALS)
+		snprintf(buf, size, "refused requests (%s)",
+				 pgws_refusal_names[topic - PEER_LOG_KINDS]);
+	else
+		snprintf(buf, size, "dropped connections (%s)",
+				 pgws_drop_names[topic - PEER_LOG_KINDS - PGWS_NUM_REFUSALS]);
+}
+
+/* a window of this topic is over: say how many lines were suppressed */
+static bool
+peer_log_window_over(int topic, TimestampTz now)
+{
+	char		what[96];
+
+	if (now - peer_log[topic].window < (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
 		return false;
-	if (peer_log[kind].suppressed > 0)
+	if (peer_log[topic].suppressed > 0)
+	{
+		peer_log_topic_name(topic, what, sizeof(what));
 		ereport(LOG,
 				(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
-						peer_log[kind].suppressed, peer_log_what[kind],
+						peer_log[topic].suppressed, what,
 						PEER_LOG_WINDOW_MS / 1000)));
-	peer_log[kind].suppressed = 0;
+	}
+	peer_log[topic].suppressed = 0;
 	return true;
 }
 
 /*
- * May a log line a peer caused be written now?  Lets PEER_LOG_BURST lines
- * of each kind through per PEER_LOG_WINDOW_MS, counts the rest, and says
- * how many were suppressed once the window is over, so that a flood of one
- * kind neither fills the log nor hides the other kinds.
+ * May a log line of this topic be written now?  Lets PEER_LOG_BURST lines
+ * through per PEER_LOG_WINDOW_MS, counts the rest, and says how many were
+ * suppressed once the window is over.
  */
-bool
-pgws_peer_log_allowed(PgWsPeerLog kind)
+static bool
+peer_log_topic_allowed(int topic)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (peer_log_window_over(kind, now))
+	if (peer_log_window_over(topic, now))
 	{
-		peer_log[kind].window = now;
-		peer_log[kind].lines = 0;
+		peer_log[topic].window = now;
+		peer_log[topic].lines = 0;
 	}
-	if (peer_log[kind].lines >= PEER_LOG_BURST)
+	if (peer_log[topic].lines >= PEER_LOG_BURST)
 	{
-		peer_log[kind].suppressed++;
+		peer_log[topic].suppressed++;
 		return false;
 	}
-	peer_log[kind].lines++;
+	peer_log[topic].lines++;
 	return true;
+}
+
+bool
+pgws_peer_log_allowed(PgWsPeerLog kind)
+{
+	return peer_log_topic_allowed((int) kind);
+}
+
+/* a connection was refused for reason: count it; may its line be logged? */
+bool
+pgws_conn_refused(PgWsRefusal reason)
+{
+	pgws_worker_stats.refusals[reason]++;
+	return peer_log_topic_allowed(REFUSAL_TOPIC(reason));
+}
+
+/* a connection is dropped for reason: count it; may its line be logged? */
+bool
+pgws_conn_dropped(PgWsDrop reason)
+{
+	pgws_worker_stats.drops[reason]++;
+	return peer_log_topic_allowed(DROP_TOPIC(reason));
 }
 
 /*
@@ -194,11 +250,11 @@ pgws_peer_log_allowed(PgWsPeerLog kind)
 static void
 peer_log_summaries(TimestampTz now)
 {
-	int			kind;
+	int			topic;
 
-	for (kind = 0; kind < PEER_LOG_KINDS; kind++)
-		if (peer_log[kind].suppressed > 0)
-			(void) peer_log_window_over(kind, now);
+	for (topic = 0; topic < PEER_LOG_TOPICS; topic++)
+		if (peer_log[topic].suppressed > 0)
+			(void) peer_log_window_over(topic, now);
 }
 
 static void
@@ -209,8 +265,15 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 
 	conn->wsi = wsi;
 	conn->state = CONN_REQUEST;
+	conn->id = pgws_mailbox_next_conn_id();
+	conn->connected_since = GetCurrentTimestamp();
+	conn->tls = lws_is_ssl(wsi) != 0;
 	conn->key = acc->key;
 	strlcpy(conn->peer, acc->peer, sizeof(conn->peer));
+	conn->peer_port = acc->port;
+	conn->sub.filter_text = NULL;
+	conn->sub.messages_sent = 0;
+	conn->sub.bytes_sent = 0;
 	conn->refusal = acc->refusal;
 	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 acc->refusal ? REFUSAL_WAIT_MS :
@@ -224,6 +287,11 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 	pc = hash_search(peer_counts, &conn->key, HASH_ENTER, &found);
 	pc->count = found ? pc->count + 1 : 1;
 	conn->adopted = true;
+	pgws_worker_stats.connections_total++;
+	ereport(DEBUG1,
+			(errmsg_internal("pg_ws connection %llu from %s, port %d%s",
+							 (unsigned long long) conn->id, conn->peer,
+							 conn->peer_port, conn->tls ? ", TLS" : "")));
 }
 
 static void
@@ -245,7 +313,8 @@ conn_release(PgWsConn *conn)
 	conn->request = NULL;
 	conn->reader.message = NULL;
 	ereport(DEBUG1,
-			(errmsg_internal("pg_ws connection from %s closed", conn->peer)));
+			(errmsg_internal("pg_ws connection %llu from %s closed",
+							 (unsigned long long) conn->id, conn->peer)));
 }
 
 /* close the socket at once (at the next turn of the loop) */
@@ -314,7 +383,8 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)
 		conn->request = NULL;
 	}
 	ereport(DEBUG1,
-			(errmsg_internal("pg_ws subscriber connected from %s", conn->peer)));
+			(errmsg_internal("pg_ws connection %llu from %s subscribed",
+							 (unsigned long long) conn->id, conn->peer)));
 	pgws_subscriber_open(conn);
 }
 
@@ -375,7 +445,7 @@ pgws_conn_housekeeping(TimestampTz now)
 		if (conn->deadline != 0 && now >= conn->deadline)
 		{
 			if (conn->state == CONN_REQUEST && conn->refusal == NULL &&
-				pgws_peer_log_allowed(PEER_LOG_DROPPED))
+				pgws_conn_dropped(PGWS_DROP_HANDSHAKE_TIMEOUT))
 				ereport(LOG,
 						(errmsg("pg_ws dropped a connection from %s: no complete request within pg_ws.handshake_timeout",
 								conn->peer)));
@@ -387,7 +457,7 @@ pgws_conn_housekeeping(TimestampTz now)
 
 		if (pgws_grant_expired(&conn->sub.grant, now_unix))
 		{
-			if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
+			if (pgws_conn_dropped(PGWS_DROP_TOKEN_EXPIRED))
 				ereport(LOG,
 						(errmsg("pg_ws is closing the connection of %s: its token expired",
 								conn->peer),
@@ -404,7 +474,7 @@ pgws_conn_housekeeping(TimestampTz now)
 		{
 			if ((now - conn->ping_sent_at) / 1000 >= ping_ms)
 			{
-				if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
+				if (pgws_conn_dropped(PGWS_DROP_PING_TIMEOUT))
 					ereport(LOG,
 							(errmsg("pg_ws dropped the connection of %s: no answer to a ping within pg_ws.ping_interval",
 									conn->peer)));
@@ -439,13 +509,107 @@ pgws_conn_reauthorize(void)
 			continue;
 		if (!pgws_auth_grant_current(&conn->sub.grant, &reason))
 		{
-			if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
+			if (pgws_conn_dropped(PGWS_DROP_AUTH_REQUIRED))
 				ereport(LOG,
 						(errmsg("pg_ws is closing the connection of %s: %s",
 								conn->peer, reason)));
 			pgws_conn_close(conn, WS_CLOSE_TOKEN, reason);
 		}
 	}
+}
+
+/* where a connection is, as pg_ws_connections shows it */
+static PgWsConnInfoState
+info_state(const PgWsConn *conn)
+{
+	switch (conn->state)
+	{
+		case CONN_REQUEST:
+			return conn->refusal ? PGWS_CONN_INFO_REFUSED : PGWS_CONN_INFO_HANDSHAKE;
+		case CONN_OPEN:
+			return conn->close_due ? PGWS_CONN_INFO_CLOSING : PGWS_CONN_INFO_SUBSCRIBED;
+		case CONN_ANSWERED:
+		case CONN_LINGER:
+			break;
+	}
+	return PGWS_CONN_INFO_CLOSING;
+}
+
+/*
+ * Describe every connection into out, as rows PgWsConnInfo each followed
+ * by its ?events= patterns and padded to MAXALIGN (connections.c reads
+ * them).  Returns the number of rows.  Costs nothing until asked.
+ */
+int
+pgws_conn_snapshot(StringInfo out)
+{
+	dlist_iter	iter;
+	int			n = 0;
+
+	dlist_foreach(iter, &all_conns)
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+		PgWsConnInfo info;
+		bool		open = conn->state == CONN_OPEN;
+		const char *filter = open ? conn->sub.filter_text : NULL;
+		static const char zeros[MAXIMUM_ALIGNOF];
+		int			len;
+
+		memset(&info, 0, sizeof(info));
+		info.id = conn->id;
+		info.state = info_state(conn);
+		info.tls = conn->tls;
+		strlcpy(info.peer, conn->peer, sizeof(info.peer));
+		info.peer_port = conn->peer_port;
+		info.connected_since = conn->connected_since;
+		if (open)
+		{
+			/* never the token: its subject and expiry only */
+			strlcpy(info.subject, conn->sub.grant.subject, sizeof(info.subject));
+			info.token_expires = conn->sub.grant.expires_at;
+			info.filtered = filter != NULL;
+			info.messages_sent = conn->sub.messages_sent;
+			info.bytes_sent = conn->sub.bytes_sent;
+			info.bytes_pending = pgws_subscriber_pending_bytes(conn);
+		}
+		info.filter_len = filter ? strlen(filter) : 0;
+		appendBinaryStringInfo(out, (const char *) &info, sizeof(info));
+		if (filter)
+			appendBinaryStringInfo(out, filter, info.filter_len);
+		len = sizeof(info) + info.filter_len;
+		appendBinaryStringInfo(out, zeros, MAXALIGN(len) - len);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * pg_ws_disconnect(): close connection id, a subscriber with a close frame
+ * first.  Returns whether it existed.
+ */
+bool
+pgws_conn_disconnect_id(uint64 id)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &all_conns)
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+
+		if (conn->id != id)
+			continue;
+		if (pgws_conn_dropped(PGWS_DROP_DISCONNECTED))
+			ereport(LOG,
+					(errmsg("pg_ws is closing the connection of %s: pg_ws_disconnect(%llu) was called",
+							conn->peer, (unsigned long long) id)));
+		if (conn->state == CONN_OPEN && !conn->close_due)
+			pgws_conn_close(conn, WS_CLOSE_POLICY, "disconnected by an administrator");
+		else if (conn->state == CONN_REQUEST)
+			conn_kill(conn);
+		/* an answer or a close frame already on its way finishes as it is */
+		return true;
+	}
+	return false;
 }
 
 /* libwebsockets' callback for every connection of the public vhost */

@@ -19,7 +19,9 @@
  * GET is served (405), only /ws/ (404), only an Upgrade to websocket with
  * version 13 (400, 426), never h2c or HTTP/2 (400, 505).  The checks run
  * in that order, then the origin (403), the subprotocol (400, only "pg_ws"),
- * the token (401), and the query's since/epoch and events (400).
+ * the token (401), and the query's since/epoch and events (400).  GET
+ * /health and GET /metrics are metrics.c's.  Every refusal is counted and
+ * logged by its reason, rate-limited (conn.c).
  *
  * src/http.c
  *
@@ -108,6 +110,32 @@ status_text(int status)
 	return "Error";
 }
 
+/* the reason a refusal with this status is counted under */
+static PgWsRefusal
+refusal_reason(int status)
+{
+	switch (status)
+	{
+		case 400:
+			return PGWS_REFUSAL_BAD_REQUEST;
+		case 401:
+			return PGWS_REFUSAL_UNAUTHORIZED;
+		case 403:
+			return PGWS_REFUSAL_FORBIDDEN;
+		case 404:
+			return PGWS_REFUSAL_NOT_FOUND;
+		case 405:
+			return PGWS_REFUSAL_METHOD;
+		case 426:
+			return PGWS_REFUSAL_WS_VERSION;
+		case 431:
+			return PGWS_REFUSAL_HEADER_TOO_LARGE;
+		case 505:
+			return PGWS_REFUSAL_HTTP_VERSION;
+	}
+	return PGWS_REFUSAL_OTHER;
+}
+
 /*
  * Answer with status and a one-line body, and close.  extra_headers, if
  * any, are whole header lines ending in CRLF.
@@ -131,8 +159,8 @@ pgws_http_refuse(PgWsConn *conn, int status, const char *extra_headers,
 				 extra_headers ? extra_headers : "", body);
 	if (n >= (int) (sizeof(buf) - LWS_PRE))
 		n = sizeof(buf) - LWS_PRE - 1;	/* bodies are short: never */
-	/* a refusal at accept (503) was logged when it was decided */
-	if (conn->refusal == NULL && pgws_peer_log_allowed(PEER_LOG_REFUSED))
+	/* a refusal at accept (503) was counted and logged when it was decided */
+	if (conn->refusal == NULL && pgws_conn_refused(refusal_reason(status)))
 		ereport(LOG,
 				(errmsg("pg_ws refused a request from %s: %d %s: %s",
 						conn->peer, status, status_text(status), body)));
@@ -412,6 +440,7 @@ read_events_filter(PgWsConn *conn, const char *query)
 
 	/* in the connection's context: the filter lives as long as it */
 	pgws_event_set_init(&conn->sub.filter, true);
+	conn->sub.filter_text = NULL;
 	if (query == NULL)
 		return true;
 	filter = pgws_query_param(query, "events", &malformed);
@@ -440,6 +469,8 @@ read_events_filter(PgWsConn *conn, const char *query)
 		return false;
 	}
 	conn->sub.filter = set;
+	/* for pg_ws_connections; in the connection's context, as filter is */
+	conn->sub.filter_text = set.all ? NULL : filter;
 	return true;
 }
 
@@ -478,6 +509,8 @@ route(PgWsConn *conn, char *head)
 						 "method not allowed: pg_ws serves GET /ws/ (a WebSocket upgrade)");
 		return;
 	}
+	if (pgws_metrics_route(conn, req.path))
+		return;
 	if (strcmp(req.path, "/ws/") != 0)
 	{
 		pgws_http_refuse(conn, 404, NULL, "not found: the pg_ws endpoint is /ws/");

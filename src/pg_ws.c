@@ -48,6 +48,7 @@ int			pgws_handshake_timeout_s = 10;
 int			pgws_max_header_size = 16384;
 int			pgws_max_visit_histories = 1000;
 int			pgws_console_mode = PGWS_CONSOLE_AUTO;
+int			pgws_monitoring = PGWS_MONITORING_LOCAL;
 
 /* GUC variables of wss:// (used by tls.c) */
 bool		pgws_ssl = false;
@@ -70,6 +71,13 @@ char	   *pgws_allowed_origins = NULL;
 static const struct config_enum_entry event_loop_options[] = {
 	{"poll", PGWS_EVENT_LOOP_POLL, false},
 	{"libev", PGWS_EVENT_LOOP_LIBEV, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry monitoring_options[] = {
+	{"off", PGWS_MONITORING_OFF, false},
+	{"local", PGWS_MONITORING_LOCAL, false},
+	{"on", PGWS_MONITORING_ON, false},
 	{NULL, 0, false}
 };
 
@@ -118,6 +126,7 @@ pgws_shmem_request(void)
 		prev_shmem_request_hook();
 	pgws_queue_request_shmem();
 	pgws_stats_request_shmem();
+	pgws_mailbox_request_shmem();
 }
 
 static void
@@ -127,6 +136,7 @@ pgws_shmem_startup(void)
 		prev_shmem_startup_hook();
 	pgws_queue_startup();
 	pgws_stats_startup();
+	pgws_mailbox_startup();
 }
 
 /* pg_ws.listen_addresses: a comma-separated list of host names or addresses */
@@ -355,6 +365,19 @@ define_gucs(void)
 							   "/media/",
 							   PGC_SUSET, 0,
 							   check_media_url, NULL, NULL);
+
+	/*
+	 * GET /health and GET /metrics (metrics.c): operational figures only,
+	 * but figures about an application's activity, so by default only for
+	 * peers on this machine.
+	 */
+	DefineCustomEnumVariable("pg_ws.monitoring",
+							 "Who may read /health and /metrics on the pg_ws port.",
+							 "off: nobody (404); local: loopback peers only, others get 403; on: every peer that reaches the port.",
+							 &pgws_monitoring,
+							 PGWS_MONITORING_LOCAL, monitoring_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	/* the database side: what client events carry */
 	DefineCustomIntVariable("pg_ws.max_visit_histories",

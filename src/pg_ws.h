@@ -19,6 +19,10 @@
  *				messages, rendered once, sent to every /ws/ subscriber
  *	pg_ws.c		_PG_init, the GUCs and the worker's registration
  *	stats.c		pg_ws_stats(): the queue's and the worker's figures for SQL
+ *	connections.c	pg_ws_connections() and pg_ws_disconnect(): what the
+ *				worker's connections are, asked of the worker through a
+ *				mailbox in shared memory
+ *	metrics.c	GET /health and GET /metrics (Prometheus), in the worker
  *	tls.c		wss://: the certificate the worker serves, reloaded on
  *				SIGHUP, and the OpenSSL settings of its SSL_CTX
  *	walread.c	pg_ws's events read back from the WAL: for subscribers
@@ -47,6 +51,7 @@
 #include "postgres.h"
 #include "access/attnum.h"
 
+#include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 
@@ -87,6 +92,16 @@ typedef enum PgWsConsoleMode
 } PgWsConsoleMode;
 
 extern int	pgws_console_mode;
+
+/* who may read /health and /metrics (pg_ws.monitoring, metrics.c) */
+typedef enum PgWsMonitoring
+{
+	PGWS_MONITORING_OFF,		/* nobody: 404, as any unknown path */
+	PGWS_MONITORING_LOCAL,		/* loopback peers only; others get 403 */
+	PGWS_MONITORING_ON			/* every peer that reaches the port */
+} PgWsMonitoring;
+
+extern int	pgws_monitoring;
 
 /*
  * GUC variables of who may subscribe (pg_ws.c; read by auth.c and jwt.c).
@@ -159,6 +174,10 @@ typedef struct PgWsQueueStats
 	uint64		bytes_used;		/* entries not yet released by the worker */
 	uint64		bytes_capacity; /* the ring's size */
 	uint32		writers_waiting;	/* committing backends waiting for room */
+	uint64		events_queued;	/* events of committed transactions put in
+								 * the queue since shared memory was set up */
+	TimestampTz oldest_queued_at;	/* when the oldest entry still in the
+									 * queue was appended; 0 if none */
 } PgWsQueueStats;
 extern void pgws_queue_get_stats(PgWsQueueStats *stats);
 
@@ -312,21 +331,146 @@ extern bool pgws_broadcast_poll_wal(void);
 extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_shutdown(void);
 extern int	pgws_subscriber_count(void);
+extern void pgws_broadcast_history(uint64 *floor, uint64 *last, bool *in_wal);
+extern Oid	pgws_broadcast_database(void);
 
 /*
- * Shared statistics (stats.c), shown by pg_ws_stats().  The worker
- * publishes what only it knows with pgws_stats_publish_worker().
+ * Why the worker refused a connection before it became a subscriber (an
+ * HTTP error answer, or a socket closed at accept), and why it ended one
+ * (a drop).  Counted by reason in pg_ws_stats and /metrics, and logged
+ * rate-limited per reason; the names (stats.c) are the keys and labels.
+ */
+typedef enum PgWsRefusal
+{
+	PGWS_REFUSAL_BAD_REQUEST,	/* 400 */
+	PGWS_REFUSAL_UNAUTHORIZED,	/* 401: no valid token */
+	PGWS_REFUSAL_FORBIDDEN,		/* 403: the origin, or pg_ws.monitoring */
+	PGWS_REFUSAL_NOT_FOUND,		/* 404 */
+	PGWS_REFUSAL_METHOD,		/* 405 */
+	PGWS_REFUSAL_WS_VERSION,	/* 426 */
+	PGWS_REFUSAL_HEADER_TOO_LARGE,	/* 431 */
+	PGWS_REFUSAL_HTTP_VERSION,	/* 505 */
+	PGWS_REFUSAL_MAX_CONNECTIONS,	/* 503, or closed: no slot left */
+	PGWS_REFUSAL_MAX_PER_ADDRESS,	/* the same, per address */
+	PGWS_REFUSAL_DESCRIPTOR_LIMIT,	/* closed: descriptor beyond the table */
+	PGWS_REFUSAL_TLS,			/* closed: TLS handshake failed or TLS
+								 * unusable */
+	PGWS_REFUSAL_OTHER,			/* another HTTP error */
+	PGWS_NUM_REFUSALS
+} PgWsRefusal;
+
+typedef enum PgWsDrop
+{
+	PGWS_DROP_HANDSHAKE_TIMEOUT,	/* no complete request in time */
+	PGWS_DROP_PING_TIMEOUT,		/* no answer to a ping */
+	PGWS_DROP_LAGGING,			/* fell too far behind (1008) */
+	PGWS_DROP_PROTOCOL_ERROR,	/* 1002 */
+	PGWS_DROP_UNSUPPORTED_DATA, /* 1003: binary messages */
+	PGWS_DROP_INVALID_DATA,		/* 1007: text that is not UTF-8 */
+	PGWS_DROP_POLICY,			/* 1008: messages other than auth */
+	PGWS_DROP_MESSAGE_TOO_BIG,	/* 1009 */
+	PGWS_DROP_TOKEN_EXPIRED,	/* 4001 at the token's exp */
+	PGWS_DROP_TOKEN_REJECTED,	/* 4001: an auth message's bad token */
+	PGWS_DROP_AUTH_REQUIRED,	/* 4001: a reload made tokens required */
+	PGWS_DROP_DISCONNECTED,		/* pg_ws_disconnect() */
+	PGWS_NUM_DROPS
+} PgWsDrop;
+
+extern const char *const pgws_refusal_names[PGWS_NUM_REFUSALS];
+extern const char *const pgws_drop_names[PGWS_NUM_DROPS];
+
+/*
+ * Shared statistics (stats.c), shown by pg_ws_stats() and /metrics.  The
+ * worker keeps what only it knows in pgws_worker_stats and publishes a copy
+ * with pgws_stats_publish_worker().  The counters are totals since shared
+ * memory was set up: a new worker starts from what the last one published
+ * (pgws_stats_restore_counters), and every worker publishes before it
+ * exits, so they only ever grow.
  */
 typedef struct PgWsWorkerStats
 {
+	/* figures of now, meaningless while no worker runs */
 	int32		connections;	/* sockets peers hold, every state */
 	int32		subscribers;	/* of them, /ws/ subscribers */
 	uint64		memory_bytes;	/* what the worker's heap holds */
+	TimestampTz started_at;		/* when the worker started */
+	uint64		history_floor;	/* the log has every event after this */
+	uint64		history_last;	/* position of the newest event (or the
+								 * floor) */
+	bool		history_in_wal; /* older positions are read from the WAL */
+
+	/* counters */
+	uint64		connections_total;	/* sockets accepted and served */
+	uint64		events_sent;	/* events sent to every subscriber then
+								 * connected: freed from the queue */
+	uint64		messages_sent;	/* messages written to subscribers */
+	uint64		bytes_sent;		/* bytes of their frames */
+	uint64		refusals[PGWS_NUM_REFUSALS];
+	uint64		drops[PGWS_NUM_DROPS];
 } PgWsWorkerStats;
+
+/* the worker's own live figures; no other process uses this */
+extern PgWsWorkerStats pgws_worker_stats;
 
 extern void pgws_stats_request_shmem(void);
 extern void pgws_stats_startup(void);
 extern void pgws_stats_publish_worker(const PgWsWorkerStats *worker);
+extern void pgws_stats_restore_counters(PgWsWorkerStats *worker);
+
+/* everything pg_ws_stats shows, as one consistent look (stats.c) */
+typedef struct PgWsStatsSnapshot
+{
+	PgWsQueueStats queue;
+	PgWsWorkerStats worker;		/* as last published */
+	uint64		history_first;	/* the oldest position one can resume
+								 * after */
+	TimestampTz now;
+} PgWsStatsSnapshot;
+
+extern void pgws_stats_snapshot(PgWsStatsSnapshot *snap);
+
+/*
+ * pg_ws_connections() and pg_ws_disconnect() (connections.c): a backend
+ * posts a request in a mailbox in shared memory and wakes the worker,
+ * which answers from its loop (pgws_mailbox_serve).  A snapshot of the
+ * connections travels in a DSM segment the backend makes, as rows
+ * PgWsConnInfo, each followed by filter_len bytes of ?events= patterns
+ * and padded to MAXALIGN.
+ */
+typedef enum PgWsConnInfoState
+{
+	PGWS_CONN_INFO_HANDSHAKE,	/* its HTTP request is being read */
+	PGWS_CONN_INFO_REFUSED,		/* over a limit, being answered 503 */
+	PGWS_CONN_INFO_SUBSCRIBED,	/* a /ws/ subscriber */
+	PGWS_CONN_INFO_CLOSING		/* answered, or its close frame sent */
+} PgWsConnInfoState;
+
+typedef struct PgWsConnInfo
+{
+	uint64		id;				/* unique while shared memory lives */
+	int32		state;			/* PgWsConnInfoState */
+	bool		tls;
+	bool		filtered;		/* it asked for ?events= (not "*") */
+	int32		peer_port;
+	char		peer[64];		/* the address, as text */
+	TimestampTz connected_since;
+	char		subject[64];	/* the token's sub; "" when none */
+	int64		token_expires;	/* Unix seconds; 0: no expiry */
+	uint64		messages_sent;
+	uint64		bytes_sent;
+	uint64		bytes_pending;	/* of events it still has to be sent */
+	uint32		filter_len;		/* bytes of patterns after this row */
+} PgWsConnInfo;
+
+extern void pgws_mailbox_request_shmem(void);
+extern void pgws_mailbox_startup(void);
+extern uint64 pgws_mailbox_next_conn_id(void);
+extern void pgws_mailbox_serve(void);
+extern void pgws_mailbox_worker_exit(void);
+
+/* conn.c, in the worker: what the mailbox's requests need */
+extern int	pgws_conn_snapshot(StringInfo out);
+extern bool pgws_conn_disconnect_id(uint64 id);
 
 /*
  * wss:// (tls.c), in the worker only.  The GUCs live in pg_ws.c.

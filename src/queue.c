@@ -80,8 +80,10 @@
 #define ENTRY_ABORTED	2
 
 /*
- * Every entry starts at a multiple of 8 in a ring whose size is a multiple
- * of 8, so this 16-byte header never wraps; the payload after it may.
+ * Every entry starts at a multiple of 16 in a ring whose size is a multiple
+ * of 16, so this 16-byte header never wraps.  After it comes the time the
+ * entry was appended (8 bytes, which never straddle the end of the ring
+ * either, but may be at its start), then the payload, which may wrap.
  */
 typedef struct QueueEntryHeader
 {
@@ -90,7 +92,9 @@ typedef struct QueueEntryHeader
 	uint64		first_seq;		/* position of its first event */
 } QueueEntryHeader;
 
-#define ENTRY_ALIGN 8
+#define ENTRY_ALIGN 16
+#define ENTRY_STAMP_SIZE sizeof(TimestampTz)
+#define ENTRY_PAYLOAD_OFFSET (sizeof(QueueEntryHeader) + ENTRY_STAMP_SIZE)
 
 /* while the queue is full, how often a waiting writer wakes the worker */
 #define QUEUE_FULL_REWAKE_MS 100
@@ -115,6 +119,8 @@ typedef struct PgWsQueue
 	bool		released_valid; /* released_through is known */
 	uint64		released_through;	/* every event up to this position has
 									 * been released by a worker */
+	pg_atomic_uint64 events_queued; /* events of committed entries, for
+									 * pg_ws_stats */
 } PgWsQueue;
 
 #define RING_OFFSET		MAXALIGN(sizeof(PgWsQueue))
@@ -127,6 +133,7 @@ static int	wakeup_fd = -1;
 /* this backend's entry, appended at pre-commit and not yet finished */
 static bool entry_appended = false;
 static uint64 entry_pos = 0;
+static int	entry_nevents = 0;
 
 static inline char *
 ring_base(void)
@@ -177,6 +184,7 @@ pgws_queue_startup(void)
 		queue->created_at = GetCurrentTimestamp();
 		queue->released_valid = false;
 		queue->released_through = 0;
+		pg_atomic_init_u64(&queue->events_queued, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 
@@ -202,13 +210,21 @@ pgws_queue_capacity(void)
 uint64
 pgws_queue_entry_size(uint64 payload_len)
 {
-	return sizeof(QueueEntryHeader) + TYPEALIGN(ENTRY_ALIGN, payload_len);
+	return TYPEALIGN(ENTRY_ALIGN, ENTRY_PAYLOAD_OFFSET + payload_len);
 }
 
 static inline QueueEntryHeader *
 entry_header(uint64 pos)
 {
 	return (QueueEntryHeader *) (ring_base() + pos % queue->size);
+}
+
+/* when the entry at pos was appended */
+static inline TimestampTz *
+entry_stamp(uint64 pos)
+{
+	return (TimestampTz *) (ring_base() +
+							(pos + sizeof(QueueEntryHeader)) % queue->size);
 }
 
 /* copy n bytes into the ring at logical offset pos, wrapping at the end */
@@ -295,6 +311,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 {
 	uint64		need = pgws_queue_entry_size(len);
 	TimestampTz deadline = 0;
+	TimestampTz appended_at;
 	uint64		pos;
 	QueueEntryHeader *hdr;
 
@@ -307,6 +324,8 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 	 */
 	if (pgws_wal)
 		(void) GetCurrentTransactionId();
+	/* for pg_ws_stats' oldest_unsent_age; read outside the lock */
+	appended_at = GetCurrentTimestamp();
 
 	if (need > queue->size)
 		ereport(ERROR,
@@ -347,6 +366,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			pg_atomic_init_u32(&hdr->state, ENTRY_PENDING);
 			hdr->payload_len = len;
 			hdr->first_seq = first_seq;
+			*entry_stamp(pos) = appended_at;
 			queue->head += need;
 			LWLockRelease(queue->lock);
 			break;
@@ -389,8 +409,9 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 	 * The worker will not read past a PENDING header, so the payload can be
 	 * copied without the lock.
 	 */
-	ring_write(pos + sizeof(QueueEntryHeader), payload, len);
+	ring_write(pos + ENTRY_PAYLOAD_OFFSET, payload, len);
 	entry_pos = pos;
+	entry_nevents = nevents;
 	entry_appended = true;
 }
 
@@ -413,6 +434,8 @@ pgws_queue_finish(bool committed)
 	hdr = entry_header(entry_pos);
 	pg_write_barrier();			/* payload before state */
 	pg_atomic_write_u32(&hdr->state, committed ? ENTRY_COMMITTED : ENTRY_ABORTED);
+	if (committed)
+		pg_atomic_fetch_add_u64(&queue->events_queued, entry_nevents);
 
 	/*
 	 * With nobody to send to, the worker need not look at every commit:
@@ -582,7 +605,7 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 
 			resetStringInfo(drain_buffer);
 			enlargeStringInfo(drain_buffer, hdr->payload_len);
-			ring_read(read_pos + sizeof(QueueEntryHeader), drain_buffer->data,
+			ring_read(read_pos + ENTRY_PAYLOAD_OFFSET, drain_buffer->data,
 					  hdr->payload_len);
 			line = drain_buffer->data;
 			end = line + hdr->payload_len;
@@ -620,8 +643,12 @@ pgws_queue_get_stats(PgWsQueueStats *stats)
 	stats->worker_pid = queue->worker_pid;
 	stats->bytes_used = queue->head - queue->tail;
 	stats->bytes_capacity = queue->size;
+	/* the stamp is written with the header, under the lock held exclusively */
+	stats->oldest_queued_at = queue->head > queue->tail ?
+		*entry_stamp(queue->tail) : 0;
 	LWLockRelease(queue->lock);
 	stats->writers_waiting = pg_atomic_read_u32(&queue->writers_waiting);
+	stats->events_queued = pg_atomic_read_u64(&queue->events_queued);
 }
 
 /* where the next entry the worker has not read yet starts */

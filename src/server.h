@@ -53,6 +53,7 @@ typedef struct PgWsAccept
 {
 	PgWsPeerKey key;
 	char		peer[64];		/* the address as text, for the log */
+	int			port;			/* the peer's port */
 	const char *refusal;		/* over a limit: answer 503 with this */
 } PgWsAccept;
 
@@ -106,6 +107,7 @@ typedef struct PgWsSubscriber
 									 * before it joins the log */
 	bool		catchup_waiting;	/* at the end of readable WAL */
 	StringInfo	catchup_frames; /* frames read from the WAL, to write */
+	uint64		catchup_count;	/* how many */
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
 	TimestampTz holding_since;	/* since when it holds the oldest message
@@ -113,6 +115,9 @@ typedef struct PgWsSubscriber
 	PgWsGrant	grant;			/* what it may receive, until when (auth.c) */
 	PgWsEventSet filter;		/* its ?events=; every event without one.
 								 * Patterns in the connection's cxt */
+	char	   *filter_text;	/* its ?events= as given, unless "*" (conn->cxt) */
+	uint64		messages_sent;	/* messages handed to its socket */
+	uint64		bytes_sent;		/* bytes of their frames */
 } PgWsSubscriber;
 
 /* One peer's socket, from accept to close: libwebsockets' per-session data */
@@ -122,8 +127,12 @@ typedef struct PgWsConn
 	bool		adopted;		/* set up by conn.c (not all closes are) */
 	struct lws *wsi;
 	PgWsConnState state;
+	uint64		id;				/* pg_ws_connections' id, never reused */
+	TimestampTz connected_since;
+	bool		tls;
 	PgWsPeerKey key;
 	char		peer[64];
+	int			peer_port;
 	const char *refusal;		/* over a limit: answer 503 */
 	TimestampTz deadline;		/* of the request, the linger; 0 = none */
 	MemoryContext cxt;			/* everything this connection allocates */
@@ -160,17 +169,23 @@ extern void pgws_conn_close_all(uint16 code, const char *reason);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
 extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len);
 extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
-/* kinds of log lines a peer can cause; each has its own rate limit */
+
+/*
+ * Log lines a peer can cause are rate-limited (conn.c), each reason of a
+ * refusal or a drop on its own, and these other kinds on their own too.
+ * pgws_conn_refused() and pgws_conn_dropped() also count the refusal or
+ * drop (pg_ws_stats, /metrics), every time, and say whether to log it.
+ */
 typedef enum PgWsPeerLog
 {
-	PEER_LOG_REFUSED,			/* requests answered with an HTTP error */
-	PEER_LOG_CLOSED,			/* subscribers closed for what they sent */
-	PEER_LOG_DROPPED,			/* connections dropped at a deadline */
-	PEER_LOG_CULLED,			/* subscribers that fell too far behind */
+	PEER_LOG_REFUSED,			/* not accepting connections at all */
+	PEER_LOG_DROPPED,			/* sockets that could not be taken over */
 	PEER_LOG_KINDS
 } PgWsPeerLog;
 
 extern bool pgws_peer_log_allowed(PgWsPeerLog kind);
+extern bool pgws_conn_refused(PgWsRefusal reason);
+extern bool pgws_conn_dropped(PgWsDrop reason);
 extern size_t pgws_conn_size(void);
 
 extern void pgws_conn_reauthorize(void);
@@ -206,7 +221,11 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 extern void pgws_subscriber_open(PgWsConn *conn);
 extern int	pgws_subscriber_writable(PgWsConn *conn);
 extern void pgws_subscriber_close(PgWsConn *conn);
+extern uint64 pgws_subscriber_pending_bytes(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
+
+/* metrics.c: GET /health and GET /metrics; false for any other path */
+extern bool pgws_metrics_route(PgWsConn *conn, const char *path);
 
 /* worker.c: call pgws_broadcast_poll_wal() again shortly */
 extern void pgws_worker_poll_wal_soon(void);
@@ -218,5 +237,10 @@ extern bool pgws_console_served(void);
 extern void pgws_console_answer(PgWsConn *conn, bool head_only, const char *host);
 extern void pgws_console_reload(void);
 extern void pgws_console_report(void);
+
+/* worker.c: publish pgws_worker_stats now (pg_ws_stats, /metrics) */
+extern void pgws_worker_publish_stats(void);
+/* worker.c: is this peer a loopback address? */
+extern bool pgws_peer_is_loopback(const PgWsPeerKey *key);
 
 #endif							/* PG_WS_SERVER_H */

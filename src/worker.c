@@ -269,20 +269,24 @@ listen_retry(lws_sorted_usec_list_t *sul)
 static lws_sorted_usec_list_t housekeeping_sul;
 
 /*
- * What only the worker knows, for pg_ws_stats.  The heap figure is what
- * malloc holds in use (palloc, libwebsockets and OpenSSL all allocate
- * there), so a leak shows in it whoever made it.
+ * What only the worker knows, for pg_ws_stats and /metrics: the counters
+ * the other files keep in pgws_worker_stats, and the figures of now taken
+ * here.  The heap figure is what malloc holds in use (palloc,
+ * libwebsockets and OpenSSL all allocate there), so a leak shows in it
+ * whoever made it.
  */
-static void
-publish_stats(void)
+void
+pgws_worker_publish_stats(void)
 {
-	PgWsWorkerStats stats;
+	PgWsWorkerStats *stats = &pgws_worker_stats;
 	struct mallinfo2 heap = mallinfo2();
 
-	stats.connections = pgws_conn_count();
-	stats.subscribers = pgws_subscriber_count();
-	stats.memory_bytes = heap.uordblks + heap.hblkhd;
-	pgws_stats_publish_worker(&stats);
+	stats->connections = pgws_conn_count();
+	stats->subscribers = pgws_subscriber_count();
+	stats->memory_bytes = heap.uordblks + heap.hblkhd;
+	pgws_broadcast_history(&stats->history_floor, &stats->history_last,
+						   &stats->history_in_wal);
+	pgws_stats_publish_worker(stats);
 }
 
 /*
@@ -372,7 +376,8 @@ housekeeping(lws_sorted_usec_list_t *sul)
 	pgws_conn_housekeeping(now);
 	pgws_broadcast_check_progress(now);
 	pgws_retention_tick(now, pgws_wal || following);
-	publish_stats();
+	pgws_mailbox_serve();
+	pgws_worker_publish_stats();
 	lws_sul_schedule(context, 0, &housekeeping_sul, housekeeping,
 					 (lws_usec_t) HOUSEKEEPING_SECONDS * LWS_US_PER_SEC);
 }
@@ -443,6 +448,21 @@ static bool
 loopback_only_required(void)
 {
 	return pgws_auth_mode == PGWS_AUTH_NONE && !pgws_allow_anonymous;
+}
+
+/* a peer's address, as conn.c keeps it, is loopback (metrics.c asks) */
+bool
+pgws_peer_is_loopback(const PgWsPeerKey *key)
+{
+	static const uint8 v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8 v6loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+	if (key->family == AF_INET)
+		return key->addr[0] == 127;
+	if (key->family == AF_INET6)
+		return memcmp(key->addr, v6loopback, 16) == 0 ||
+			(memcmp(key->addr, v4mapped, 12) == 0 && key->addr[12] == 127);
+	return false;
 }
 
 static bool
@@ -639,6 +659,7 @@ describe_peer(const struct sockaddr_storage *addr, PgWsAccept *acc)
 
 		memcpy(acc->key.addr, &in4->sin_addr, 4);
 		inet_ntop(AF_INET, &in4->sin_addr, acc->peer, sizeof(acc->peer));
+		acc->port = ntohs(in4->sin_port);
 	}
 	else if (addr->ss_family == AF_INET6)
 	{
@@ -646,9 +667,14 @@ describe_peer(const struct sockaddr_storage *addr, PgWsAccept *acc)
 
 		memcpy(acc->key.addr, &in6->sin6_addr, 16);
 		inet_ntop(AF_INET6, &in6->sin6_addr, acc->peer, sizeof(acc->peer));
+		acc->port = ntohs(in6->sin6_port);
 	}
 	else
-		strlcpy(acc->peer, "(unknown)", sizeof(acc->peer));
+	{
+		/* pg_ws_connections shows it as an inet: one that parses */
+		strlcpy(acc->peer, "0.0.0.0", sizeof(acc->peer));
+		acc->port = 0;
+	}
 }
 
 /* keepalive finds peers that vanished while nothing is being sent */
@@ -710,7 +736,7 @@ accept_connections(Watch *watch)
 		/* libwebsockets indexes its tables by descriptor number */
 		if (fd >= fd_table_size)
 		{
-			if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
+			if (pgws_conn_refused(PGWS_REFUSAL_DESCRIPTOR_LIMIT))
 				ereport(LOG,
 						(errmsg("pg_ws refused a connection from %s: descriptor %d is beyond its table of %d",
 								acc.peer, fd, fd_table_size)));
@@ -721,6 +747,7 @@ accept_connections(Watch *watch)
 		/* wss:// glue: TLS asked for but unusable means refused, never ws:// */
 		if ((desc.vh = connection_vhost()) == NULL)
 		{
+			(void) pgws_conn_refused(PGWS_REFUSAL_TLS);	/* tls.c says why */
 			close(fd);
 			continue;
 		}
@@ -743,8 +770,11 @@ accept_connections(Watch *watch)
 			 * ws://): the peer's mistake, not ours.
 			 */
 			if (desc.vh == tls_vhost)
+			{
+				(void) pgws_conn_refused(PGWS_REFUSAL_TLS);
 				ereport(DEBUG1,
 						(errmsg_internal("pg_ws: TLS handshake with %s failed", acc.peer)));
+			}
 			else if (pgws_peer_log_allowed(PEER_LOG_DROPPED))
 				ereport(LOG,
 						(errmsg("pg_ws could not take over a connection from %s", acc.peer)));
@@ -772,7 +802,11 @@ callback_fd(struct lws *wsi, enum lws_callback_reasons reason,
 	{
 		case WATCH_WAKEUP:
 			if (reason == LWS_CALLBACK_RAW_RX_FILE)
+			{
+				/* the drain clears the wake-up first: see connections.c */
 				pgws_broadcast_drain_queue();
+				pgws_mailbox_serve();
+			}
 			break;
 		case WATCH_POSTMASTER:
 			if (!PostmasterIsAlive())
@@ -1021,13 +1055,21 @@ close_subscribers(void)
 		service_once();
 }
 
+/*
+ * The counters as they are at the end, for the next worker to go on from;
+ * the figures of now mean nothing without a worker.
+ */
 static void
 worker_shmem_exit(int code, Datum arg)
 {
-	PgWsWorkerStats none;
+	PgWsWorkerStats last = pgws_worker_stats;
 
-	memset(&none, 0, sizeof(none));
-	pgws_stats_publish_worker(&none);
+	last.connections = 0;
+	last.subscribers = 0;
+	last.memory_bytes = 0;
+	last.started_at = 0;
+	pgws_stats_publish_worker(&last);
+	pgws_mailbox_worker_exit();
 	pgws_queue_worker_detach();
 }
 
@@ -1047,6 +1089,10 @@ pg_ws_worker_main(Datum main_arg)
 	/* no database: this makes us visible in pg_stat_activity */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
+	/* published before worker_pid is: its start shows with it */
+	pgws_stats_restore_counters(&pgws_worker_stats);
+	pgws_worker_stats.started_at = MyStartTimestamp;
+	pgws_stats_publish_worker(&pgws_worker_stats);
 	history_floor = pgws_queue_worker_attach(&restart);
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 

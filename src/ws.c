@@ -35,11 +35,32 @@
 /* an auth message carries a token, which may be as large as a header */
 #define AUTH_MESSAGE_MAX		16384
 
+/* the reason a close code gives a drop, for pg_ws_stats and the log */
+static PgWsDrop
+drop_reason(uint16 code)
+{
+	switch (code)
+	{
+		case WS_CLOSE_UNSUPPORTED:
+			return PGWS_DROP_UNSUPPORTED_DATA;
+		case WS_CLOSE_INVALID_DATA:
+			return PGWS_DROP_INVALID_DATA;
+		case WS_CLOSE_POLICY:
+			return PGWS_DROP_POLICY;
+		case WS_CLOSE_TOO_BIG:
+			return PGWS_DROP_MESSAGE_TOO_BIG;
+		case WS_CLOSE_TOKEN:
+			return PGWS_DROP_TOKEN_REJECTED;
+		default:
+			return PGWS_DROP_PROTOCOL_ERROR;
+	}
+}
+
 /* fail the connection for something the peer did, and say so in the log */
 static void
 ws_fail(PgWsConn *conn, uint16 code, const char *reason)
 {
-	if (pgws_peer_log_allowed(PEER_LOG_CLOSED))
+	if (pgws_conn_dropped(drop_reason(code)))
 		ereport(LOG,
 				(errmsg("pg_ws is closing the connection of %s with code %d: %s",
 						conn->peer, code, reason)));

@@ -1,0 +1,218 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics.c
+ *	  GET /health and GET /metrics on the worker's port: whether pg_ws
+ *	  serves, for load balancers, and its figures in the Prometheus text
+ *	  format, for scrapers.
+ *
+ * This file owns what those two answers say.  It must not parse requests
+ * or keep connections (http.c routes here, conn.c sends the bytes), nor
+ * keep figures of its own: it shows pg_ws_stats' (stats.c), published
+ * fresh by the worker just before, so that a scrape and the SQL view agree.
+ *
+ * /health answers 200 with a small JSON object while the worker serves and
+ * the queue drains, and 503 with the reason otherwise:
+ *	- pg_ws.database names no database, so no event can ever be queued
+ *	  (the worker serves again once it exists and the configuration is
+ *	  reloaded);
+ *	- committing transactions wait for room in the queue: it does not
+ *	  drain as fast as it fills.
+ * The worker itself not running needs no answer: nothing listens then.
+ *
+ * Who may read them is pg_ws.monitoring: off (404, as for any other path),
+ * local (loopback peers; 403 for others) or on.  They show operational
+ * figures only, never rows, tokens or subjects; but how many people are
+ * connected and how many events flow is the application's business, so
+ * the default is local.
+ *
+ * src/metrics.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "server.h"
+
+#include "access/xlog.h"
+#include "utils/json.h"
+
+/* a complete answer: status line, headers, body; then the connection ends */
+static void
+answer(PgWsConn *conn, int status, const char *content_type, StringInfo body)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfoSpaces(&out, LWS_PRE);
+	appendStringInfo(&out,
+					 "HTTP/1.1 %d %s\r\n"
+					 "Content-Type: %s\r\n"
+					 "Content-Length: %d\r\n"
+					 "Cache-Control: no-store\r\n"
+					 "Connection: close\r\n"
+					 "\r\n",
+					 status, status == 200 ? "OK" : "Service Unavailable",
+					 content_type, body->len);
+	appendBinaryStringInfo(&out, body->data, body->len);
+	pgws_conn_finish(conn, (uint8 *) out.data + LWS_PRE, out.len - LWS_PRE);
+}
+
+/* why pg_ws does not serve now, or NULL */
+static char *
+unavailable_reason(const PgWsStatsSnapshot *snap)
+{
+	if (!OidIsValid(pgws_broadcast_database()))
+		return psprintf("pg_ws.database \"%s\" does not exist", pgws_database);
+	if (snap->queue.writers_waiting > 0)
+		return psprintf("%u committing transactions are waiting for room in the queue",
+						snap->queue.writers_waiting);
+	return NULL;
+}
+
+static void
+health(PgWsConn *conn)
+{
+	PgWsStatsSnapshot snap;
+	StringInfoData body;
+	char	   *reason;
+
+	pgws_worker_publish_stats();
+	pgws_stats_snapshot(&snap);
+	reason = unavailable_reason(&snap);
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"status\": \"%s\"", reason ? "unavailable" : "ok");
+	if (reason)
+	{
+		appendStringInfoString(&body, ", \"reason\": ");
+		escape_json(&body, reason);
+	}
+	appendStringInfo(&body,
+					 ", \"role\": \"%s\", \"connections\": %d, \"subscribers\": %d"
+					 ", \"queue_bytes_used\": " UINT64_FORMAT
+					 ", \"queue_bytes_capacity\": " UINT64_FORMAT
+					 ", \"writers_waiting\": %u}\n",
+					 RecoveryInProgress() ? "standby" : "primary",
+					 snap.worker.connections, snap.worker.subscribers,
+					 snap.queue.bytes_used, snap.queue.bytes_capacity,
+					 snap.queue.writers_waiting);
+	answer(conn, reason ? 503 : 200, "application/json", &body);
+}
+
+/* one metric without labels: HELP, TYPE and its sample */
+static void
+metric(StringInfo out, const char *name, const char *type, const char *help,
+	   const char *value)
+{
+	appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n%s %s\n",
+					 name, help, name, type, name, value);
+}
+
+static void
+metric_u64(StringInfo out, const char *name, const char *type, const char *help,
+		   uint64 value)
+{
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), UINT64_FORMAT, value);
+	metric(out, name, type, help, buf);
+}
+
+/* a counter with a reason label, every reason listed (zeros too) */
+static void
+metric_reasons(StringInfo out, const char *name, const char *help,
+			   const char *const *names, const uint64 *counts, int n)
+{
+	int			i;
+
+	appendStringInfo(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (i = 0; i < n; i++)
+		appendStringInfo(out, "%s{reason=\"%s\"} " UINT64_FORMAT "\n",
+						 name, names[i], counts[i]);
+}
+
+/*
+ * The Prometheus text exposition format, version 0.0.4: the figures of
+ * pg_ws_stats, counters with _total, reasons as labels.
+ */
+static void
+metrics(PgWsConn *conn)
+{
+	PgWsStatsSnapshot snap;
+	PgWsWorkerStats *w = &snap.worker;
+	StringInfoData out;
+	char		buf[64];
+
+	pgws_worker_publish_stats();
+	pgws_stats_snapshot(&snap);
+	initStringInfo(&out);
+
+	snprintf(buf, sizeof(buf), "%.6f",
+			 (double) timestamptz_to_time_t(w->started_at) +
+			 (double) (w->started_at % USECS_PER_SEC) / USECS_PER_SEC);
+	metric(&out, "pg_ws_worker_start_time_seconds", "gauge",
+		   "When the pg_ws worker started, in seconds since the Unix epoch.", buf);
+	metric_u64(&out, "pg_ws_worker_memory_bytes", "gauge",
+			   "Bytes the pg_ws worker's heap holds.", w->memory_bytes);
+	metric_u64(&out, "pg_ws_connections", "gauge",
+			   "Sockets peers hold now, in every state.", (uint64) w->connections);
+	metric_u64(&out, "pg_ws_subscribers", "gauge",
+			   "Of them, /ws/ subscribers.", (uint64) w->subscribers);
+	metric_u64(&out, "pg_ws_connections_accepted_total", "counter",
+			   "Sockets accepted and served.", w->connections_total);
+	metric_u64(&out, "pg_ws_queue_used_bytes", "gauge",
+			   "Bytes of the queue holding events not yet sent to every subscriber.",
+			   snap.queue.bytes_used);
+	metric_u64(&out, "pg_ws_queue_capacity_bytes", "gauge",
+			   "Size of the queue (pg_ws.queue_size).", snap.queue.bytes_capacity);
+	metric_u64(&out, "pg_ws_queue_writers_waiting", "gauge",
+			   "Committing transactions waiting for room in the queue.",
+			   (uint64) snap.queue.writers_waiting);
+	snprintf(buf, sizeof(buf), "%.6f", snap.queue.oldest_queued_at == 0 ? 0.0 :
+			 (double) Max(snap.now - snap.queue.oldest_queued_at, 0) / USECS_PER_SEC);
+	metric(&out, "pg_ws_queue_oldest_unsent_age_seconds", "gauge",
+		   "How long the oldest entry still in the queue has waited; 0 when none.", buf);
+	metric_u64(&out, "pg_ws_events_queued_total", "counter",
+			   "Events of committed transactions put in the queue.",
+			   snap.queue.events_queued);
+	metric_u64(&out, "pg_ws_events_sent_total", "counter",
+			   "Events sent to every subscriber connected at the time.", w->events_sent);
+	metric_u64(&out, "pg_ws_messages_sent_total", "counter",
+			   "Messages written to subscribers (one per event per subscriber).",
+			   w->messages_sent);
+	metric_u64(&out, "pg_ws_sent_bytes_total", "counter",
+			   "Bytes of the WebSocket frames of those messages.", w->bytes_sent);
+	metric_reasons(&out, "pg_ws_refusals_total",
+				   "Connections refused before they subscribed, by reason.",
+				   pgws_refusal_names, w->refusals, PGWS_NUM_REFUSALS);
+	metric_reasons(&out, "pg_ws_drops_total",
+				   "Connections pg_ws ended, by reason.",
+				   pgws_drop_names, w->drops, PGWS_NUM_DROPS);
+	metric_u64(&out, "pg_ws_history_first_position", "gauge",
+			   "The oldest position (seq) a subscriber can resume after.",
+			   snap.history_first);
+	metric_u64(&out, "pg_ws_history_last_position", "gauge",
+			   "The position (seq) of the newest event.", w->history_last);
+	answer(conn, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
+}
+
+bool
+pgws_metrics_route(PgWsConn *conn, const char *path)
+{
+	bool		is_health = strcmp(path, "/health") == 0;
+
+	if (!is_health && strcmp(path, "/metrics") != 0)
+		return false;
+	if (pgws_monitoring == PGWS_MONITORING_OFF)
+		return false;			/* not found, like any other path */
+	if (pgws_monitoring == PGWS_MONITORING_LOCAL &&
+		!pgws_peer_is_loopback(&conn->key))
+	{
+		pgws_http_refuse(conn, 403, NULL,
+						 "forbidden: /health and /metrics are served to loopback peers only (pg_ws.monitoring = local)");
+		return true;
+	}
+	if (is_health)
+		health(conn);
+	else
+		metrics(conn);
+	return true;
+}
