@@ -62,7 +62,7 @@ unavailable_reason(const PgWsStatsSnapshot *snap)
 	if (!OidIsValid(pgws_broadcast_database()))
 		return psprintf("pg_ws.database \"%s\" does not exist", pgws_database);
 	if (snap->queue.writers_waiting > 0)
-		return psprintf("%u committing transactions are waiting for room in the queue",
+		return psprintf("committing transactions are waiting for room in the queue (%u)",
 						snap->queue.writers_waiting);
 	return NULL;
 }
