@@ -307,6 +307,23 @@ async def test_disconnect(ctx):
                                                       after['drops']['disconnected']))
     logged = log_lines(cl, mark, 'pg_ws_disconnect(%d) was called' % victim, '127.0.0.1')
     check(logged, 'the disconnect was not logged with the peer')
+
+    # a connection still in its handshake (it sent nothing) is closed at once
+    silent = await asyncio.to_thread(rawws.connect, cl.wsport)
+    try:
+        port = silent.getsockname()[1]
+
+        async def handshaking():
+            rows = await connections(conn)
+            return [r for r in rows if r['peer_port'] == port and r['state'] == 'handshake']
+        row = (await wait_until('the silent connection in its handshake', handshaking))[0]
+        r = await asql(conn, ('SELECT pg_ws_disconnect(%s)', (row['id'],)))
+        data, closed = await asyncio.to_thread(rawws.read_until_closed, silent, 10)
+        check(r == [(True,)] and closed and data == b'',
+              'the silent connection: pg_ws_disconnect returned %s, closed %s, sent %r'
+              % (r, closed, data))
+    finally:
+        silent.close()
     return logged[0].split('LOG:  ')[-1]
 
 
@@ -345,6 +362,48 @@ async def test_counters_exact(ctx):
     check(after['subscribers'] == k_subs and after['connections'] == k_subs,
           'subscribers %s, connections %s' % (after['subscribers'], after['connections']))
     return ', '.join('%s +%d' % kv for kv in got.items())
+
+
+async def test_counted_resync_and_wal(ctx):
+    """Every message a subscriber is written counts, however it was made: a
+    resync_required notice, and events read back from the WAL by a
+    subscriber resuming from before the worker's memory."""
+    cl = await cluster(ctx, 'plain')
+    conn = await ctx.aconn()
+    await asql(conn, "ALTER SYSTEM SET pg_ws.history_size = 0", 'SELECT pg_reload_conf()')
+    try:
+        await wait_until('the reload', lambda: _setting(conn, 'pg_ws.history_size', '0'))
+        live = await ctx.sub()
+        await wait_until('a subscriber', lambda: _n_subscribed(conn, 1))
+        for i in range(5):
+            await asql(conn, emp(7000 + i, 'resumed'))
+        await live.wait_until(lambda m: len(m) >= 5, 15, 'the live subscriber')
+        first = json.loads(live.msgs[0])
+        await live.close()
+        # once its last subscriber is gone the worker, keeping no history,
+        # has freed them: those five are only in the WAL now
+        before = await quiet(conn)
+        resumer = await ctx.sub('/ws/?since=%d&epoch=%s' % (first['seq'] - 1, first['epoch']))
+        stranger = await ctx.sub('/ws/?since=1&epoch=not-this-cluster')
+        await resumer.wait_until(lambda m: len(m) >= 5, 15, 'the resuming subscriber')
+        await stranger.wait_until(lambda m: len(m) >= 1, 15, 'the resync notice')
+        await asyncio.sleep(0.3)
+        check([json.loads(m)['data']['id'] for m in resumer.msgs] == list(range(7000, 7005)),
+              'the resuming subscriber got %s' % [short(m, 60) for m in resumer.msgs])
+        check(json.loads(stranger.msgs[0])['event'] == 'resync_required' and
+              len(stranger.msgs) == 1, 'the stranger got %s' % stranger.msgs)
+        frames = sum(frame_bytes(m) for m in resumer.msgs + stranger.msgs)
+        after = await wait_stats(conn, 'the figures published',
+                                 lambda s: delta(s, before, 'messages_sent') >= 6)
+        got = (delta(after, before, 'messages_sent'), delta(after, before, 'bytes_sent'))
+        check(got == (6, frames), 'messages and bytes moved by %s, expected %s'
+              % (got, (6, frames)))
+        rows = {r['peer_port']: r for r in await connections(conn)}
+        mine = rows[resumer.ws.local_address[1]]
+        check(mine['messages_sent'] == 5, 'the resuming row: %s' % mine)
+    finally:
+        await asql(conn, 'ALTER SYSTEM RESET pg_ws.history_size', 'SELECT pg_reload_conf()')
+    return '5 events from the WAL and 1 resync notice: +6 messages, +%d bytes' % frames
 
 
 async def test_counters_survive_worker_restart(ctx):
@@ -746,6 +805,8 @@ TESTS = [
      test_disconnect, 60),
     ('N events to K subscribers move the counters by exactly N, N*K and the frames\' bytes',
      test_counters_exact, 60),
+    ('resync notices and events read back from the WAL are counted too',
+     test_counted_resync_and_wal, 60),
     ('the counters go on across a restart of the worker', test_counters_survive_worker_restart, 60),
     ('drops are counted by reason, exactly', test_drops_by_reason, 45),
     ('refusals are logged with peer and reason, rate-limited per reason, counted exactly',
