@@ -8,6 +8,7 @@
  *	conn.c		a connection's life: accounting and limits, the protocol
  *				callback, deadlines, keepalive, the polite close
  *	http.c		the HTTP/1.1 request: parsing, routing, answers, upgrade
+ *	metrics.c	GET /health and GET /metrics
  *	ws.c		RFC 6455 frames: reading the peer's, writing control frames
  *	console.c	the console page answered on GET / (http.c routes to it)
  *	broadcast.c	the message log and what each subscriber is sent

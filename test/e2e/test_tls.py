@@ -457,6 +457,11 @@ async def test_wss_events(ctx):
         status, body = await asyncio.to_thread(https_get, cl.wsport, path)
         check(status in (400, 404) and body, 'GET %s over TLS: %s %r' % (path, status, body))
         answers.append('GET %s: %d' % (path, status))
+    # pg_ws_connections says they came over wss://, and /health answers over TLS
+    rows = await asql(conn, "SELECT tls FROM pg_ws_connections WHERE state = 'subscribed'")
+    check(rows == [(True,), (True,)], 'pg_ws_connections.tls of the wss:// subscribers: %s' % rows)
+    status, body = await asyncio.to_thread(https_get, cl.wsport, '/health')
+    check(status == 200 and b'"status": "ok"' in body, 'GET /health over TLS: %s %r' % (status, body))
     r = await handshake(cl.wsport, client_ctx())
     check(isinstance(r, dict), 'TLS handshake failed: %s' % short(r))
     return '3 events to both wss:// subscribers (%s, %s); %s; ws:// refused (%s)' % (
