@@ -228,7 +228,7 @@ CREATE FUNCTION @extschema@.pg_ws_pending_events() RETURNS SETOF text
 	AS 'MODULE_PATHNAME', 'pg_ws_pending_events'
 	LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
--- privileges, statistics (db)
+-- privileges (db)
 --
 -- Only the extension's own triggers may call pg_ws_row_event(): CREATE
 -- TRIGGER needs EXECUTE on it, firing a trigger does not, so every role
