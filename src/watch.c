@@ -342,7 +342,7 @@ primary_key_columns(Relation rel, AttrNumber **keys)
  * others from pg_ws_watched.  Runs inside the trigger, which may use SPI.
  */
 static void
-load_watched_table(Relation rel, PgWsWatchedTable *entry)
+load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 {
 	Oid			relid = RelationGetRelid(rel);
 	Oid			watched_relid = relid;
@@ -380,14 +380,10 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 				entry->visit_relid = get_relname_relid("visit_history",
 													   RelationGetNamespace(rel));
 		}
-		entry->valid = true;
 		return;
 	}
 	if (!OidIsValid(get_extension_oid("pg_ws", true)))
-	{
-		entry->valid = true;
 		return;
-	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -504,7 +500,28 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
 							 RelationGetRelationName(rel))));
 	}
 	SPI_finish();
+}
+
+/*
+ * Load an entry, valid from the start: an invalidation that arrives while
+ * the queries run (they may process invalidations) clears it again, so the
+ * next trigger loads afresh instead of trusting what may be stale.  An
+ * error leaves it invalid, never half loaded.
+ */
+static void
+load_watched_table(Relation rel, PgWsWatchedTable *entry)
+{
 	entry->valid = true;
+	PG_TRY();
+	{
+		load_watched_table_guts(rel, entry);
+	}
+	PG_CATCH();
+	{
+		entry->valid = false;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*
