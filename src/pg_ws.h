@@ -224,6 +224,9 @@ typedef enum PgWsTableKind
 	PGWS_NUM_TABLE_KINDS
 } PgWsTableKind;
 
+/* how many columns render.c reads by name (its WsColumn) */
+#define PGWS_RENDER_COLUMNS 17
+
 typedef struct PgWsWatchedTable
 {
 	Oid			relid;			/* hash key */
@@ -237,12 +240,18 @@ typedef struct PgWsWatchedTable
 	AttrNumber *columns;
 	int			nkeys;			/* row: the primary key, sent on delete */
 	AttrNumber *keys;
+
+	/*
+	 * render.c's attribute numbers of the columns it reads, 0 until it
+	 * looks one up; zeroed at each load, so after every invalidation.
+	 */
+	AttrNumber	render_attnums[PGWS_RENDER_COLUMNS];
 } PgWsWatchedTable;
 
 extern const char *const pgws_table_kind_names[PGWS_NUM_TABLE_KINDS];
 extern int	pgws_table_kind_from_name(const char *name);
 struct RelationData;
-extern const PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
+extern PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
 extern void pgws_check_not_table_event(const char *name, int len);
 
 /* UTF-8 JSON with every non-ASCII character as \uXXXX (render.c) */

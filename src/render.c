@@ -113,22 +113,16 @@ static const char *const ws_column_names[WS_NUM_COLUMNS] = {
 };
 
 /*
- * A relation's attribute numbers of the columns above, 0 until looked up,
- * keyed by the relation's OID (not by table kind: nothing here may assume
- * where a table keeps its columns).  forget_relation_columns() zeroes an
- * entry when its relcache entry is invalidated (a column dropped, renamed,
- * added); entries are never removed, because a render may hold a pointer
- * to one across the visit_histories query, which can process
- * invalidations.  There is one entry per relation a trigger ever fired on
- * in this backend: a handful.
+ * A relation's attribute numbers of the columns above live in its watch
+ * (watch.c's per-relation cache, render_attnums), looked up by name on
+ * first use: nothing here may assume where a table keeps its columns.
+ * watch.c zeroes them whenever it reloads the watch, which it does after
+ * every invalidation of the relation's relcache entry (a column dropped,
+ * renamed, added).  Entries are never freed, so a render may hold its
+ * watch across the visit_histories query.
  */
-typedef struct RelColumns
-{
-	Oid			relid;			/* hash key */
-	AttrNumber	attnums[WS_NUM_COLUMNS];
-} RelColumns;
-
-static HTAB *rel_columns = NULL;
+StaticAssertDecl(WS_NUM_COLUMNS == PGWS_RENDER_COLUMNS,
+				 "PGWS_RENDER_COLUMNS must count render.c's columns");
 
 /*
  * An event being written: the buffer, the row, whether a key came yet, and
@@ -140,8 +134,7 @@ typedef struct EventWriter
 	Relation	rel;
 	TupleDesc	desc;
 	HeapTuple	tuple;
-	RelColumns *columns;
-	const PgWsWatchedTable *watch;	/* the table's watch, from watch.c */
+	PgWsWatchedTable *watch;	/* the table's watch, from watch.c */
 	bool		first_key;
 	bool		non_ascii;
 } EventWriter;
@@ -212,6 +205,9 @@ pgws_event_name_of(const char *json, size_t len, size_t *name_len)
 static SPIPlanPtr visit_plan = NULL;
 static Oid	visit_plan_relid = InvalidOid;
 static bool visit_plan_stale = false;
+static bool visit_plan_callback_registered = false;
+
+static void forget_visit_plan(Datum arg, Oid relid);
 
 /* appends a string literal without strlen() or format parsing */
 #define APPEND_LITERAL(buf, lit) \
@@ -244,38 +240,6 @@ append_key(EventWriter *w, const char *key)
 	APPEND_LITERAL(w->buf, "\": ");
 }
 
-static void forget_relation_columns(Datum arg, Oid relid);
-
-/* the relation's entry of rel_columns, made (all unknown) on first use */
-static RelColumns *
-relation_columns(Relation rel)
-{
-	Oid			relid = RelationGetRelid(rel);
-	RelColumns *entry;
-	bool		found;
-
-	if (rel_columns == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(RelColumns);
-		ctl.hcxt = CacheMemoryContext;
-		rel_columns = hash_create("pg_ws rendered columns", 8, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-		/*
-		 * On first use rather than in _PG_init, as ri_triggers.c does: the
-		 * trigger also runs where pg_ws is not preloaded.
-		 */
-		CacheRegisterRelcacheCallback(forget_relation_columns, (Datum) 0);
-	}
-	entry = hash_search(rel_columns, &relid, HASH_ENTER, &found);
-	if (!found)
-		memset(entry->attnums, 0, sizeof(entry->attnums));
-	return entry;
-}
-
 /*
  * Attribute number of a column the event needs, or a clear error.  A
  * missing column is not remembered, so the error comes again (only) when
@@ -284,7 +248,7 @@ relation_columns(Relation rel)
 static int
 column_attnum(EventWriter *w, WsColumn column)
 {
-	AttrNumber *attnum = &w->columns->attnums[column];
+	AttrNumber *attnum = &w->watch->render_attnums[column];
 
 	if (*attnum == 0)
 	{
@@ -864,6 +828,16 @@ append_visit_histories(EventWriter *w, const char *key)
 		visit_plan = plan;
 		visit_plan_relid = visit_relid;
 		visit_plan_stale = false;
+
+		/*
+		 * On first use rather than in _PG_init, as ri_triggers.c does: the
+		 * trigger also runs where pg_ws is not preloaded.
+		 */
+		if (!visit_plan_callback_registered)
+		{
+			CacheRegisterRelcacheCallback(forget_visit_plan, (Datum) 0);
+			visit_plan_callback_registered = true;
+		}
 	}
 
 	/* on error, transaction abort restores the user */
@@ -1118,11 +1092,11 @@ trigger_table_kind(TriggerData *trigdata)
  * table before keeps accepting its trigger until something else
  * invalidates the entry; new backends refuse it at once.
  */
-static const PgWsWatchedTable *
+static PgWsWatchedTable *
 check_trigger_relation(TriggerData *trigdata, PgWsTableKind kind)
 {
 	Relation	rel = trigdata->tg_relation;
-	const PgWsWatchedTable *watch = pgws_watched_table(rel);
+	PgWsWatchedTable *watch = pgws_watched_table(rel);
 
 	if (!watch->watched || watch->kind != kind)
 	{
@@ -1148,26 +1122,12 @@ check_trigger_relation(TriggerData *trigdata, PgWsTableKind kind)
 	return watch;
 }
 
-/* a relation's column numbers may have moved: forget them */
+/* the visit table the plan names was altered, renamed or dropped */
 static void
-forget_relation_columns(Datum arg, Oid relid)
+forget_visit_plan(Datum arg, Oid relid)
 {
-	RelColumns *entry;
-
 	if (visit_plan != NULL && (relid == InvalidOid || relid == visit_plan_relid))
 		visit_plan_stale = true;
-	if (rel_columns == NULL)
-		return;
-	if (relid == InvalidOid)
-	{
-		HASH_SEQ_STATUS status;
-
-		hash_seq_init(&status, rel_columns);
-		while ((entry = hash_seq_search(&status)) != NULL)
-			memset(entry->attnums, 0, sizeof(entry->attnums));
-	}
-	else if ((entry = hash_search(rel_columns, &relid, HASH_FIND, NULL)) != NULL)
-		memset(entry->attnums, 0, sizeof(entry->attnums));
 }
 
 /* errors while rendering say which row of which table was being sent */
@@ -1194,7 +1154,7 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	TriggerEvent op;
 	PgWsTableKind kind;
-	const PgWsWatchedTable *watch;
+	PgWsWatchedTable *watch;
 	StringInfoData buf;
 	EventWriter w;
 	bool		rendered = true;
@@ -1233,7 +1193,6 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	w.rel = trigdata->tg_relation;
 	w.desc = RelationGetDescr(trigdata->tg_relation);
 	w.tuple = TRIGGER_FIRED_BY_UPDATE(op) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	w.columns = relation_columns(trigdata->tg_relation);
 	w.watch = watch;
 	w.first_key = true;
 	w.non_ascii = false;

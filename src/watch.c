@@ -366,6 +366,7 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 	entry->kind = PGWS_TABLE_ROW;
 	entry->visit_relid = InvalidOid;
 	entry->event_prefix[0] = '\0';
+	memset(entry->render_attnums, 0, sizeof(entry->render_attnums));
 
 	if (is_extension_table(relid))
 	{
@@ -528,7 +529,7 @@ load_watched_table(Relation rel, PgWsWatchedTable *entry)
  * What pg_ws knows about a relation: whether (and as what) it is watched.
  * The entry stays valid until the relation's relcache entry is invalidated.
  */
-const PgWsWatchedTable *
+PgWsWatchedTable *
 pgws_watched_table(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
