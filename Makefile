@@ -17,6 +17,7 @@ OBJS = \
 	src/stats.o \
 	src/connections.o \
 	src/broadcast.o \
+	src/loglimit.o \
 	src/conn.o \
 	src/http.o \
 	src/metrics.o \
@@ -24,6 +25,7 @@ OBJS = \
 	src/tls.o \
 	src/jwt.o \
 	src/auth.o \
+	src/walrecord.o \
 	src/walread.o \
 	src/retention.o \
 	src/console.o \

@@ -291,6 +291,7 @@ CREATE FUNCTION @extschema@.pg_ws_stats(
 	OUT bytes_sent bigint,
 	OUT refusals pg_catalog.jsonb,
 	OUT drops pg_catalog.jsonb,
+	OUT ignored_records pg_catalog.jsonb,
 	OUT history_first_position bigint,
 	OUT history_last_position bigint,
 	OUT history_in_wal boolean)

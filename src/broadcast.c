@@ -162,8 +162,14 @@ static bool shutting_down = false;
 /* the database whose events are in the WAL (pg_ws.database) */
 static Oid	events_database = InvalidOid;
 
+/* the queue's first committed entry waits for its commit to be flushed */
+static bool queue_waits_for_flush = false;
+
 /* on a hot standby: the reader that follows replay */
 static PgWsWalReader *follower = NULL;
+
+static bool beyond_history(uint64 seq);
+static void go_live(PgWsConn *conn, bool resync);
 
 /* events a catching-up subscriber reads from the WAL per writable call */
 #define CATCHUP_EVENTS 256
@@ -195,7 +201,7 @@ pgws_broadcast_init(uint64 floor)
 	message_log = MemoryContextAllocZero(broadcast_context,
 										 log_cap * sizeof(WsMessage *));
 	history_floor = floor;
-	pgws_queue_epoch(epoch, sizeof(epoch));
+	pgws_queue_epoch(epoch, sizeof(epoch), InvalidOid);
 }
 
 /*
@@ -210,17 +216,25 @@ pgws_broadcast_follow(uint64 floor)
 	MemoryContext old = MemoryContextSwitchTo(broadcast_context);
 
 	history_floor = floor;
-	snprintf(epoch, sizeof(epoch), UINT64_FORMAT, GetSystemIdentifier());
 	follower = pgws_walread_begin(events_database, floor, PG_UINT64_MAX);
 	MemoryContextSwitchTo(old);
 }
 
-/* pg_ws.database's OID, for reading its events back from the WAL */
+/*
+ * pg_ws.database's OID: whose events are taken from the queue and the WAL,
+ * and part of the epoch.  Set at start, and once more if the database did
+ * not exist then and is made later; a worker whose database changes
+ * otherwise restarts (worker.c).
+ */
 void
 pgws_broadcast_set_database(Oid database)
 {
 	events_database = database;
+	pgws_queue_epoch(epoch, sizeof(epoch), database);
+	if (follower != NULL)
+		pgws_walread_set_database(follower, database);
 }
+
 
 /* the epoch of our positions, as subscribers give it back */
 const char *
@@ -457,6 +471,19 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		bool		stalled;
 		uint64		lag;
 
+		if (sub->future_until != 0)
+		{
+			/* replay has reached its position, or it waited long enough */
+			if (!beyond_history(sub->since))
+				sub->future_until = 0;
+			else if (now >= sub->future_until)
+			{
+				sub->future_until = 0;
+				go_live(conn, true);
+				lws_callback_on_writable(conn->wsi);
+				continue;
+			}
+		}
 		if (sub->catchup != NULL)
 		{
 			/*
@@ -510,7 +537,30 @@ uint64
 pgws_broadcast_drain_queue(void)
 {
 	uint64		arrived_idx = next_idx;
-	uint64		n = pgws_queue_drain(append_message, NULL);
+	uint64		n = 0;
+
+	/*
+	 * Events of another database: pg_ws.database may name a database made
+	 * anew (the worker then ends, and the next one sends them under a new
+	 * epoch), or the backend had not reloaded a change of pg_ws.database
+	 * yet (they are not ours: skipped, counted).
+	 */
+	for (;;)
+	{
+		Oid			other_database;
+
+		n += pgws_queue_drain(append_message, NULL, events_database,
+							  &queue_waits_for_flush, &other_database);
+		if (!OidIsValid(other_database) || pgws_worker_database_moved())
+			break;
+		if (other_database == events_database)
+			continue;			/* the database we now know it by */
+		pgws_queue_skip_entry();
+		pgws_worker_stats.ignored[PGWS_IGNORED_OTHER_DATABASE]++;
+	}
+	/* an asynchronous commit: look again once the WAL writer has flushed */
+	if (queue_waits_for_flush)
+		pgws_worker_poll_wal_soon();
 
 	if (n > 0 || pgws_queue_writers_waiting())
 		check_progress(GetCurrentTimestamp(), arrived_idx);
@@ -540,6 +590,9 @@ pgws_broadcast_follow_wal(void)
 	if (follower == NULL)
 		return false;
 	status = pgws_walread_next(follower, 4096, follow_sink, NULL);
+	/* events of another database: is pg_ws.database one made anew? */
+	if (pgws_walread_other_database_seen(follower))
+		(void) pgws_worker_database_moved();
 	if (status == PGWS_WAL_GONE)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -568,18 +621,22 @@ catchup_waiting(void)
 }
 
 /*
- * Look at the WAL again: follow replay, and wake subscribers whose
- * catching up had reached the end of readable WAL.  Returns true when it
- * wants to be called again soon.
+ * Look at the WAL again: follow replay, drain the queue when its next entry
+ * waited for its commit to be flushed, and wake subscribers whose catching
+ * up had reached the end of readable WAL.  Returns true when it wants to
+ * be called again soon.
  */
 bool
 pgws_broadcast_poll_wal(void)
 {
 	bool		more = pgws_broadcast_follow_wal();
 
+	if (queue_waits_for_flush)
+		pgws_broadcast_drain_queue();
 	if (catchup_waiting())
 		check_progress(GetCurrentTimestamp(), next_idx);
-	return more || follower != NULL || catchup_waiting();
+	return more || follower != NULL || catchup_waiting() ||
+		queue_waits_for_flush;
 }
 
 /*
@@ -660,7 +717,7 @@ oldest_resumable(void)
 {
 	if (!pgws_wal && follower == NULL)
 		return history_floor;
-	return Min(history_floor, pgws_walread_oldest());
+	return Min(history_floor, pgws_walread_oldest_resumable());
 }
 
 /*
@@ -687,6 +744,30 @@ prepare_resync(PgWsConn *conn, uint64 continue_after)
 	memcpy(sub->notice, header, hlen);
 	memcpy(sub->notice + hlen, json, len);
 	sub->notice_len = hlen + len;
+}
+
+/*
+ * A standby waits this long for replay to reach a position it has not
+ * replayed yet (one a subscriber got from a node ahead of it) before it
+ * says resync_required.
+ */
+#define FUTURE_WAIT_MS 10000
+
+/*
+ * Is seq at or past the end of this node's history, so that no event it
+ * has sent or will send for the WAL it has can be there?  On a primary an
+ * event goes out only once its commit is flushed (queue.c), so every event
+ * sent lies below the flushed end of the WAL (without the WAL, below the
+ * counter's next position); on a standby, below the end of replay.
+ */
+static bool
+beyond_history(uint64 seq)
+{
+	if (follower != NULL)
+		return seq >= pgws_walread_end_of_wal();
+	if (pgws_wal)
+		return seq >= GetFlushRecPtr(NULL);
+	return seq >= pgws_queue_next_counter_position();
 }
 
 /*
@@ -750,6 +831,7 @@ pgws_subscriber_open(PgWsConn *conn)
 	sub->notice_len = 0;
 	sub->catchup = NULL;
 	sub->catchup_waiting = false;
+	sub->future_until = 0;
 	if (!sub->resume)
 		go_live(conn, false);
 	else if (!sub->epoch_matches ||
@@ -770,14 +852,27 @@ pgws_subscriber_open(PgWsConn *conn)
 		sub->next_idx = first_after(history_floor);
 		sub->after_seq = sub->since;
 	}
+	else if (beyond_history(sub->since) && follower == NULL)
+	{
+		/*
+		 * A position this primary never gave: from before a crash that
+		 * took back events pg_ws 1.2 had sent, or from another history.
+		 * Nothing we send could follow it without a gap it cannot see.
+		 */
+		go_live(conn, true);
+	}
 	else
 	{
 		/*
-		 * A position we have not reached yet (one from a node ahead of us)
-		 * is waited for: after_seq keeps what it has from being sent again.
+		 * A standby waits a while for a position it has not replayed yet
+		 * (one from a node ahead of it); after_seq keeps what it has from
+		 * being sent again.
 		 */
 		sub->next_idx = first_after(sub->since);
 		sub->after_seq = sub->since;
+		if (beyond_history(sub->since))
+			sub->future_until =
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), FUTURE_WAIT_MS);
 	}
 	sub->sent_idx = sub->next_idx;
 	sub->progress_at = GetCurrentTimestamp();

@@ -27,12 +27,9 @@
  *
  * Refusals and drops are counted by reason (pgws_conn_refused,
  * pgws_conn_dropped) for pg_ws_stats and /metrics, and the log lines they
- * cause are rate-limited per reason: a burst of PEER_LOG_BURST lines per
- * PEER_LOG_WINDOW_MS for each, then one line saying how many more were
- * suppressed, so that a flood of one kind neither fills the log nor hides
- * the others.  Other lines a peer can cause go through
- * pgws_peer_log_allowed(kind), limited the same way.  Opening and closing
- * are logged at DEBUG1.  No line carries a token: reasons are static texts
+ * cause are rate-limited per reason (loglimit.c).  Other lines a peer can
+ * cause go through pgws_peer_log_allowed(kind), limited the same way.
+ * Opening and closing are logged at DEBUG1.  No line carries a token: reasons are static texts
  * and subjects are printable ASCII (auth.c).
  *
  * For pg_ws_connections and pg_ws_disconnect (connections.c), every
@@ -60,10 +57,6 @@
 /* after the half-close, how long we read and discard */
 #define LINGER_MS			2000
 
-/* log lines peers can cause: this many per window and reason, then counted */
-#define PEER_LOG_WINDOW_MS	10000
-#define PEER_LOG_BURST		20
-
 /* what is rate-limited on its own: the kinds, then refusals, then drops */
 #define PEER_LOG_TOPICS		(PEER_LOG_KINDS + PGWS_NUM_REFUSALS + PGWS_NUM_DROPS)
 #define REFUSAL_TOPIC(r)	(PEER_LOG_KINDS + (int) (r))
@@ -81,13 +74,8 @@ static int	nconns = 0;			/* sockets held, every state */
 static int	nrefusing = 0;		/* of them, in a refusal slot */
 static HTAB *peer_counts = NULL;
 
-/* per topic: when its window began, lines written, lines not */
-static struct
-{
-	TimestampTz window;
-	int			lines;
-	int			suppressed;
-}			peer_log[PEER_LOG_TOPICS];
+/* the log lines of each topic (loglimit.c) */
+static PgWsLogLimit peer_log[PEER_LOG_TOPICS];
 
 static const char *const peer_log_what[PEER_LOG_KINDS] = {
 	[PEER_LOG_REFUSED] = "not accepting connections",
@@ -177,48 +165,14 @@ peer_log_topic_name(int topic, char *buf, size_t size)
 				 pgws_drop_names[topic - PEER_LOG_KINDS - PGWS_NUM_REFUSALS]);
 }
 
-/* a window of this topic is over: say how many lines were suppressed */
-static bool
-peer_log_window_over(int topic, TimestampTz now)
-{
-	char		what[96];
-
-	if (now - peer_log[topic].window < (TimestampTz) PEER_LOG_WINDOW_MS * 1000)
-		return false;
-	if (peer_log[topic].suppressed > 0)
-	{
-		peer_log_topic_name(topic, what, sizeof(what));
-		ereport(LOG,
-				(errmsg("pg_ws suppressed %d log lines about %s in the last %d seconds",
-						peer_log[topic].suppressed, what,
-						PEER_LOG_WINDOW_MS / 1000)));
-	}
-	peer_log[topic].suppressed = 0;
-	return true;
-}
-
-/*
- * May a log line of this topic be written now?  Lets PEER_LOG_BURST lines
- * through per PEER_LOG_WINDOW_MS, counts the rest, and says how many were
- * suppressed once the window is over.
- */
+/* may a log line of this topic be written now? */
 static bool
 peer_log_topic_allowed(int topic)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	char		what[96];
 
-	if (peer_log_window_over(topic, now))
-	{
-		peer_log[topic].window = now;
-		peer_log[topic].lines = 0;
-	}
-	if (peer_log[topic].lines >= PEER_LOG_BURST)
-	{
-		peer_log[topic].suppressed++;
-		return false;
-	}
-	peer_log[topic].lines++;
-	return true;
+	peer_log_topic_name(topic, what, sizeof(what));
+	return pgws_log_limit_allowed(&peer_log[topic], what);
 }
 
 bool
@@ -243,10 +197,7 @@ pgws_conn_dropped(PgWsDrop reason)
 	return peer_log_topic_allowed(DROP_TOPIC(reason));
 }
 
-/*
- * The summary of a window that ended, written without waiting for the next
- * line (the window itself starts again at that line).
- */
+/* the summaries of windows that ended, without waiting for their topics */
 static void
 peer_log_summaries(TimestampTz now)
 {
@@ -254,7 +205,12 @@ peer_log_summaries(TimestampTz now)
 
 	for (topic = 0; topic < PEER_LOG_TOPICS; topic++)
 		if (peer_log[topic].suppressed > 0)
-			(void) peer_log_window_over(topic, now);
+		{
+			char		what[96];
+
+			peer_log_topic_name(topic, what, sizeof(what));
+			pgws_log_limit_summary(&peer_log[topic], what, now);
+		}
 }
 
 static void

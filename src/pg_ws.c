@@ -559,6 +559,8 @@ _PG_init(void)
 		return;
 	pgws_preloaded = true;
 
+	/* before recovery can meet a pg_ws record: see walrecord.c */
+	pgws_wal_register_rmgr();
 	pgws_register_xact_callbacks();
 
 	prev_shmem_request_hook = shmem_request_hook;

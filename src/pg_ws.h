@@ -25,9 +25,12 @@
  *	metrics.c	GET /health and GET /metrics (Prometheus), in the worker
  *	tls.c		wss://: the certificate the worker serves, reloaded on
  *				SIGHUP, and the OpenSSL settings of its SSL_CTX
+ *	walrecord.c	pg_ws's own WAL resource manager and the record of a
+ *				transaction's events, which nothing but pg_ws can write
  *	walread.c	pg_ws's events read back from the WAL: for subscribers
  *				that resume from before the worker's history, and on hot
  *				standbys, which follow replay
+ *	loglimit.c	the rate limit of log lines others can cause
  *	retention.c	the replication slot "pg_ws" that keeps that WAL for
  *				pg_ws.history_retention
  *	console.c	the live console page the worker serves on GET /
@@ -135,12 +138,11 @@ extern bool pgws_is_broadcast_database(void);
  *
  * One queue entry holds all events of one committing transaction as JSON
  * Lines: each event's UTF-8 JSON followed by a newline.  The same bytes are
- * the payload of the transaction's WAL message (prefix PGWS_WAL_PREFIX).
- * Every event has a position (seq): with pg_ws.wal = on, the message
- * record's LSN plus the event's index in it.
+ * the payload of the transaction's WAL record (walrecord.c).  Every event
+ * has a position (seq): with pg_ws.wal = on, the record's LSN plus the
+ * event's index in it.
  */
-#define PGWS_WAL_PREFIX "pg_ws"
-#define PGWS_EPOCH_LEN 48
+#define PGWS_EPOCH_LEN 64
 
 extern void pgws_queue_request_shmem(void);
 extern void pgws_queue_startup(void);
@@ -153,7 +155,7 @@ extern void pgws_queue_wake_worker(void);
 extern int	pgws_queue_wakeup_fd(void);
 extern uint64 pgws_queue_worker_attach(bool *restart);
 extern void pgws_queue_worker_detach(void);
-extern void pgws_queue_epoch(char *buf, size_t size);
+extern void pgws_queue_epoch(char *buf, size_t size, Oid database);
 
 /*
  * pgws_queue_drain hands each committed event to the worker through this
@@ -162,8 +164,11 @@ extern void pgws_queue_epoch(char *buf, size_t size);
  */
 typedef void (*pgws_event_sink) (void *arg, const char *json, uint32 len,
 								 uint64 seq, uint64 entry_pos);
-extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg);
+extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
+							   bool *waits_for_flush, Oid *other_database);
+extern void pgws_queue_skip_entry(void);
 extern uint64 pgws_queue_read_pos(void);
+extern uint64 pgws_queue_next_counter_position(void);
 extern bool pgws_queue_writers_waiting(void);
 extern void pgws_queue_release(uint64 pos);
 
@@ -385,8 +390,38 @@ typedef enum PgWsDrop
 	PGWS_NUM_DROPS
 } PgWsDrop;
 
+/*
+ * Why the WAL reader passed over a record it might have taken for events
+ * (walread.c), counted once per record.
+ */
+typedef enum PgWsIgnored
+{
+	PGWS_IGNORED_LOGICAL_MESSAGE,	/* a logical message with prefix
+									 * "pg_ws": 1.2's, or forged */
+	PGWS_IGNORED_MALFORMED,		/* a pg_ws record that does not parse */
+	PGWS_IGNORED_OTHER_DATABASE,	/* events of another database than
+									 * pg_ws.database (also from the queue) */
+	PGWS_NUM_IGNORED
+} PgWsIgnored;
+
 extern const char *const pgws_refusal_names[PGWS_NUM_REFUSALS];
 extern const char *const pgws_drop_names[PGWS_NUM_DROPS];
+extern const char *const pgws_ignored_names[PGWS_NUM_IGNORED];
+
+/*
+ * Log lines others can cause, limited per topic (loglimit.c): a burst per
+ * window, then one line saying how many were suppressed.
+ */
+typedef struct PgWsLogLimit
+{
+	TimestampTz window;			/* when the current window began */
+	int			lines;			/* lines written in it */
+	int			suppressed;		/* lines not written in it */
+} PgWsLogLimit;
+
+extern bool pgws_log_limit_allowed(PgWsLogLimit *limit, const char *about);
+extern void pgws_log_limit_summary(PgWsLogLimit *limit, const char *about,
+								   TimestampTz now);
 
 /*
  * Shared statistics (stats.c), shown by pg_ws_stats() and /metrics.  The
@@ -416,6 +451,7 @@ typedef struct PgWsWorkerStats
 	uint64		bytes_sent;		/* bytes of their frames */
 	uint64		refusals[PGWS_NUM_REFUSALS];
 	uint64		drops[PGWS_NUM_DROPS];
+	uint64		ignored[PGWS_NUM_IGNORED];
 } PgWsWorkerStats;
 
 /* the worker's own live figures; no other process uses this */

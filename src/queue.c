@@ -57,6 +57,7 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
+#include "walread.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -65,7 +66,6 @@
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "replication/message.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
@@ -81,9 +81,9 @@
 
 /*
  * Every entry starts at a multiple of 16 in a ring whose size is a multiple
- * of 16, so this 16-byte header never wraps.  After it comes the time the
- * entry was appended (8 bytes, which never straddle the end of the ring
- * either, but may be at its start), then the payload, which may wrap.
+ * of 16, so each 16-byte part of its header below is whole at its place
+ * (though a later part may be at the ring's start); the payload after them
+ * may wrap.
  */
 typedef struct QueueEntryHeader
 {
@@ -92,9 +92,31 @@ typedef struct QueueEntryHeader
 	uint64		first_seq;		/* position of its first event */
 } QueueEntryHeader;
 
+/* bytes 16-31: when it was appended, and where its commit record ends */
+typedef struct QueueEntryTimes
+{
+	TimestampTz appended_at;	/* for pg_ws_stats' oldest_unsent_age */
+	XLogRecPtr	commit_end;		/* set before the state says COMMITTED;
+								 * invalid when no commit record was
+								 * written (no xid) */
+} QueueEntryTimes;
+
+/* bytes 32-47: whose events they are */
+typedef struct QueueEntryOrigin
+{
+	Oid			database;		/* the backend's database */
+	uint32		unused;
+	uint64		unused2;
+} QueueEntryOrigin;
+
 #define ENTRY_ALIGN 16
-#define ENTRY_STAMP_SIZE sizeof(TimestampTz)
-#define ENTRY_PAYLOAD_OFFSET (sizeof(QueueEntryHeader) + ENTRY_STAMP_SIZE)
+#define ENTRY_PAYLOAD_OFFSET (sizeof(QueueEntryHeader) + \
+							  sizeof(QueueEntryTimes) + sizeof(QueueEntryOrigin))
+
+StaticAssertDecl(sizeof(QueueEntryHeader) == ENTRY_ALIGN &&
+				 sizeof(QueueEntryTimes) == ENTRY_ALIGN &&
+				 sizeof(QueueEntryOrigin) == ENTRY_ALIGN,
+				 "each part of a queue entry's header must be one aligned block");
 
 /* while the queue is full, how often a waiting writer wakes the worker */
 #define QUEUE_FULL_REWAKE_MS 100
@@ -134,6 +156,7 @@ static int	wakeup_fd = -1;
 static bool entry_appended = false;
 static uint64 entry_pos = 0;
 static int	entry_nevents = 0;
+static bool entry_has_xid = false;	/* so its commit writes a record */
 
 static inline char *
 ring_base(void)
@@ -219,12 +242,19 @@ entry_header(uint64 pos)
 	return (QueueEntryHeader *) (ring_base() + pos % queue->size);
 }
 
-/* when the entry at pos was appended */
-static inline TimestampTz *
-entry_stamp(uint64 pos)
+static inline QueueEntryTimes *
+entry_times(uint64 pos)
 {
-	return (TimestampTz *) (ring_base() +
-							(pos + sizeof(QueueEntryHeader)) % queue->size);
+	return (QueueEntryTimes *) (ring_base() +
+								(pos + sizeof(QueueEntryHeader)) % queue->size);
+}
+
+static inline QueueEntryOrigin *
+entry_origin(uint64 pos)
+{
+	return (QueueEntryOrigin *) (ring_base() +
+								 (pos + sizeof(QueueEntryHeader) +
+								  sizeof(QueueEntryTimes)) % queue->size);
 }
 
 /* copy n bytes into the ring at logical offset pos, wrapping at the end */
@@ -319,11 +349,14 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 	Assert(!entry_appended);
 
 	/*
-	 * The WAL message belongs to the transaction: make sure it has an xid
-	 * now, outside the critical section (this can wait, or fail).
+	 * The WAL record belongs to the transaction: make sure it has an xid
+	 * now, outside the critical section (this can wait, or fail).  Without
+	 * the WAL a transaction that changed no row (pg_ws_send() alone) has
+	 * none, and then writes no commit record to wait for.
 	 */
 	if (pgws_wal)
 		(void) GetCurrentTransactionId();
+	entry_has_xid = TransactionIdIsValid(GetTopTransactionIdIfAny());
 	/* for pg_ws_stats' oldest_unsent_age; read outside the lock */
 	appended_at = GetCurrentTimestamp();
 
@@ -352,10 +385,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			 * queue untouched, and the transaction aborts.
 			 */
 			if (pgws_wal)
-			{
-				(void) LogLogicalMessage(PGWS_WAL_PREFIX, payload, len, true);
-				first_seq = ProcLastRecPtr;
-			}
+				first_seq = pgws_wal_log_events(payload, len, nevents);
 			else
 			{
 				first_seq = queue->next_counter_seq;
@@ -366,7 +396,9 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			pg_atomic_init_u32(&hdr->state, ENTRY_PENDING);
 			hdr->payload_len = len;
 			hdr->first_seq = first_seq;
-			*entry_stamp(pos) = appended_at;
+			entry_times(pos)->appended_at = appended_at;
+			entry_times(pos)->commit_end = InvalidXLogRecPtr;
+			entry_origin(pos)->database = MyDatabaseId;
 			queue->head += need;
 			LWLockRelease(queue->lock);
 			break;
@@ -432,7 +464,15 @@ pgws_queue_finish(bool committed)
 	entry_appended = false;
 
 	hdr = entry_header(entry_pos);
-	pg_write_barrier();			/* payload before state */
+
+	/*
+	 * Where our commit record ends: the worker sends nothing before the WAL
+	 * is flushed that far (see pgws_queue_drain).  XactLastCommitEnd is
+	 * that of this transaction, which wrote one since it has an xid.
+	 */
+	if (committed && entry_has_xid)
+		entry_times(entry_pos)->commit_end = XactLastCommitEnd;
+	pg_write_barrier();			/* payload and commit_end before state */
 	pg_atomic_write_u32(&hdr->state, committed ? ENTRY_COMMITTED : ENTRY_ABORTED);
 	if (committed)
 		pg_atomic_fetch_add_u64(&queue->events_queued, entry_nevents);
@@ -549,35 +589,58 @@ pgws_queue_worker_detach(void)
 }
 
 /*
- * The epoch of this queue's positions: the system identifier, which every
- * node of a replication cluster shares and initdb changes; with pg_ws.wal =
- * off also this life of shared memory, since the counter starts again.
+ * The epoch of this queue's positions for the events of database: the
+ * system identifier, which every node of a replication cluster shares and
+ * initdb changes, and the database's OID, since a position means the
+ * events of one database (pg_ws.database names it, and a reload may name
+ * another); with pg_ws.wal = off also this life of shared memory, since
+ * the counter starts again.
  */
 void
-pgws_queue_epoch(char *buf, size_t size)
+pgws_queue_epoch(char *buf, size_t size, Oid database)
 {
 	uint64		sysid = GetSystemIdentifier();
 
-	if (pgws_wal)
-		snprintf(buf, size, UINT64_FORMAT, sysid);
+	if (pgws_wal || RecoveryInProgress())
+		snprintf(buf, size, UINT64_FORMAT "-%u", sysid, database);
 	else
-		snprintf(buf, size, UINT64_FORMAT "-m" INT64_FORMAT, sysid,
-				 (int64) queue->created_at);
+		snprintf(buf, size, UINT64_FORMAT "-%u-m" INT64_FORMAT, sysid,
+				 database, (int64) queue->created_at);
 }
 
 /*
  * Hand every event of every committed entry past read_pos, in queue order,
- * to the sink, up to the first entry still in progress.  Clears the wake-up
- * first, so that a commit racing with this drain wakes the worker again.
- * Returns the number of events handed over.
+ * to the sink, up to the first entry still in progress, or whose commit
+ * record is not yet flushed, or that holds events of another database than
+ * database.
+ *
+ * An event is sent only once its transaction is durable, even when it
+ * committed with synchronous_commit off, so that a crash never takes back
+ * an event a subscriber has seen and positions never go backwards (the WAL
+ * writer flushes such commits within wal_writer_delay; *waits_for_flush
+ * asks the caller to look again soon).
+ *
+ * An entry of another database (a backend whose pg_ws.database was not yet
+ * reloaded, or a database dropped and made again under the name) stops
+ * the drain with *other_database set to its database: the caller decides
+ * whether it is ours after all (then a new worker serves it) or is to be
+ * skipped (pgws_queue_skip_entry).
+ *
+ * Clears the wake-up first, so that a commit racing with this drain wakes
+ * the worker again.  Returns the number of events handed over.
  */
 uint64
-pgws_queue_drain(pgws_event_sink sink, void *arg)
+pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
+				 bool *waits_for_flush, Oid *other_database)
 {
 	uint64		head;
 	uint64		nevents = 0;
 	uint64		counter;
+	XLogRecPtr	flushed = InvalidXLogRecPtr;
 	ssize_t		rc;
+
+	*waits_for_flush = false;
+	*other_database = InvalidOid;
 
 	/* reset the eventfd; EAGAIN just means nobody wrote since last time */
 	rc = read(wakeup_fd, &counter, sizeof(counter));
@@ -596,12 +659,27 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 
 		if (state == ENTRY_PENDING)
 			break;
-		pg_read_barrier();		/* state before payload */
+		pg_read_barrier();		/* state before payload and commit_end */
 
 		if (state == ENTRY_COMMITTED)
 		{
+			XLogRecPtr	commit_end = entry_times(read_pos)->commit_end;
 			char	   *line;
 			char	   *end;
+
+			/* the flush position, read again only when it matters */
+			if (commit_end > flushed)
+				flushed = GetFlushRecPtr(NULL);
+			if (commit_end > flushed)
+			{
+				*waits_for_flush = true;
+				break;
+			}
+			if (entry_origin(read_pos)->database != database)
+			{
+				*other_database = entry_origin(read_pos)->database;
+				break;
+			}
 
 			resetStringInfo(drain_buffer);
 			enlargeStringInfo(drain_buffer, hdr->payload_len);
@@ -627,6 +705,19 @@ pgws_queue_drain(pgws_event_sink sink, void *arg)
 	return nevents;
 }
 
+/*
+ * Pass over the committed entry pgws_queue_drain stopped at for holding
+ * another database's events: none of them is sent.
+ */
+void
+pgws_queue_skip_entry(void)
+{
+	QueueEntryHeader *hdr = entry_header(read_pos);
+
+	read_through = hdr->first_seq;
+	read_pos += pgws_queue_entry_size(hdr->payload_len);
+}
+
 /* is a committing backend waiting for the worker to free room? */
 bool
 pgws_queue_writers_waiting(void)
@@ -645,10 +736,22 @@ pgws_queue_get_stats(PgWsQueueStats *stats)
 	stats->bytes_capacity = queue->size;
 	/* the stamp is written with the header, under the lock held exclusively */
 	stats->oldest_queued_at = queue->head > queue->tail ?
-		*entry_stamp(queue->tail) : 0;
+		entry_times(queue->tail)->appended_at : 0;
 	LWLockRelease(queue->lock);
 	stats->writers_waiting = pg_atomic_read_u32(&queue->writers_waiting);
 	stats->events_queued = pg_atomic_read_u64(&queue->events_queued);
+}
+
+/* pg_ws.wal = off: the position the next event will have */
+uint64
+pgws_queue_next_counter_position(void)
+{
+	uint64		next;
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	next = queue->next_counter_seq;
+	LWLockRelease(queue->lock);
+	return next;
 }
 
 /* where the next entry the worker has not read yet starts */

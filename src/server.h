@@ -100,6 +100,8 @@ typedef struct PgWsSubscriber
 								 * libwebsockets' buffer */
 	uint64		after_seq;		/* it has every event up to this position */
 	bool		resume;			/* it asked for ?since=&epoch= */
+	TimestampTz future_until;	/* a standby waits for replay to reach
+								 * since until then; 0 if not */
 	bool		epoch_matches;	/* and the epoch was ours */
 	uint64		since;			/* the position it asked for */
 	uint8	   *notice;			/* resync_required frame, sent first */
@@ -227,6 +229,12 @@ extern void pgws_broadcast_check_progress(TimestampTz now);
 
 /* metrics.c: GET /health and GET /metrics; false for any other path */
 extern bool pgws_metrics_route(PgWsConn *conn, const char *path);
+
+/*
+ * worker.c: does pg_ws.database name another database than the one served
+ * now?  Then the worker is ending (true).
+ */
+extern bool pgws_worker_database_moved(void);
 
 /* worker.c: call pgws_broadcast_poll_wal() again shortly */
 extern void pgws_worker_poll_wal_soon(void);

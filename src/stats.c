@@ -72,6 +72,12 @@ const char *const pgws_drop_names[PGWS_NUM_DROPS] = {
 	[PGWS_DROP_DISCONNECTED] = "disconnected",
 };
 
+const char *const pgws_ignored_names[PGWS_NUM_IGNORED] = {
+	[PGWS_IGNORED_LOGICAL_MESSAGE] = "logical_message",
+	[PGWS_IGNORED_MALFORMED] = "malformed",
+	[PGWS_IGNORED_OTHER_DATABASE] = "other_database",
+};
+
 PgWsWorkerStats pgws_worker_stats;
 
 typedef struct PgWsStatsShared
@@ -137,13 +143,15 @@ pgws_stats_restore_counters(PgWsWorkerStats *worker)
 	worker->bytes_sent = last.bytes_sent;
 	memcpy(worker->refusals, last.refusals, sizeof(worker->refusals));
 	memcpy(worker->drops, last.drops, sizeof(worker->drops));
+	memcpy(worker->ignored, last.ignored, sizeof(worker->ignored));
 }
 
 /*
  * Everything pg_ws_stats shows, at one moment.  The oldest position one
  * can resume after is the worker's history floor or, when older events are
- * read back from the WAL, the oldest WAL still in pg_wal, which any process
- * can look up (a directory read, so only here and not every second).
+ * read back from the WAL, the first record still in pg_wal, which any
+ * process can look up (a directory read and a page of WAL, so only here
+ * and not every second).
  */
 void
 pgws_stats_snapshot(PgWsStatsSnapshot *snap)
@@ -158,7 +166,7 @@ pgws_stats_snapshot(PgWsStatsSnapshot *snap)
 	snap->history_first = snap->worker.history_floor;
 	if (snap->queue.worker_pid != 0 && snap->worker.history_in_wal)
 		snap->history_first = Min(snap->history_first,
-								  (uint64) pgws_walread_oldest());
+								  pgws_walread_oldest_resumable());
 }
 
 /* {"reason": count, ...} for every reason, in the order of the enum */
@@ -193,7 +201,7 @@ counts_jsonb(const char *const *names, const uint64 *counts, int n)
  * README's "Monitoring" for what each means.  The worker's figures of now
  * are NULL while no worker runs; its counters are not.
  */
-#define PG_WS_STATS_COLS 19
+#define PG_WS_STATS_COLS 20
 
 PG_FUNCTION_INFO_V1(pg_ws_stats);
 
@@ -264,6 +272,7 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	/* what was refused or dropped, by reason */
 	values[i++] = counts_jsonb(pgws_refusal_names, w->refusals, PGWS_NUM_REFUSALS);
 	values[i++] = counts_jsonb(pgws_drop_names, w->drops, PGWS_NUM_DROPS);
+	values[i++] = counts_jsonb(pgws_ignored_names, w->ignored, PGWS_NUM_IGNORED);
 
 	/* where subscribers can resume */
 	nulls[i] = !running;

@@ -17,25 +17,43 @@
  * instead of ereport()ing the way xlogutils.c's read_local_xlog_page and
  * wal_segment_open do, and the caller is told GONE or WAIT.
  *
- * What is read.  At pre-commit a transaction with events writes one
- * transactional logical message, prefix "pg_ws", whose payload is its
- * events as JSON lines.  Line i (from 0) of the message whose record
- * starts at LSN L is the event with seq L + i.  A message is only worth
- * handing over once its transaction's commit record has been read; an
- * abort record drops it.  Events go out in seq order, that is in message
- * order rather than commit order, so a committed message waits behind an
- * earlier one that is not yet resolved.  A transaction that ends without
- * any record of it (the server crashed) is known to be over when a
- * shutdown checkpoint (which is also what crash recovery ends with) or an
- * end-of-recovery record is read, or when a running-xacts record's
- * oldestRunningXid has passed it: a transaction leaves the ProcArray only
- * after its commit record is in the WAL, so a running-xacts record always
- * follows the commit record of every transaction it shows as finished.
+ * What is read.  At pre-commit a transaction with events writes one pg_ws
+ * record (walrecord.c: a resource manager of pg_ws's own, which nothing but
+ * pg_ws can write) whose payload is its events as JSON lines.  Line i
+ * (from 0) of the record that starts at LSN L is the event with seq L + i.
+ * A record is only worth handing over once its transaction's commit
+ * record has been read, and on a primary once the transaction has also
+ * left the ProcArray, as the live path waits for it to (queue.c): until
+ * then it is not visible, and with synchronous replication not confirmed
+ * by the synchronous standbys either.  An abort record drops it.  Events
+ * go out in seq order, that is in record order rather than commit order,
+ * so a committed record waits behind an earlier one that is not yet
+ * resolved.  A transaction that ends without any record of it (the server
+ * crashed) is known to be over when a shutdown checkpoint (which is also
+ * what crash recovery ends with) or an end-of-recovery record is read, or
+ * when a running-xacts record's oldestRunningXid has passed it: a
+ * transaction leaves the ProcArray only after its commit record is in the
+ * WAL, so a running-xacts record always follows the commit record of every
+ * transaction it shows as finished.  A prepared transaction is not over at
+ * a shutdown: its record waits for COMMIT PREPARED or ROLLBACK PREPARED
+ * (pg_ws refuses to PREPARE a transaction with events, so this is defence).
  *
- * Messages carry the xid of the (sub)transaction that wrote them: pre-
- * commit writes them at top level, but pg_logical_emit_message() in a
- * savepoint carries a subxid, so commits and aborts are matched against
- * their subxact lists too; that costs nothing while no message is pending.
+ * What is not read.  Logical messages with pg_ws's old prefix "pg_ws"
+ * (what pg_ws wrote up to 1.2, and what pg_logical_emit_message() lets
+ * any role that may call it write), pg_ws records of another database and
+ * pg_ws records that do not parse are ignored: counted by reason for
+ * pg_ws_stats, once each however many readers pass them, and logged
+ * rate-limited.
+ *
+ * Memory.  The xlogreader's buffer for records that span pages is given
+ * back after a record larger than READER_KEPT_RECORD_BUF.  Records wait in
+ * the reader until they can be handed over.  Their
+ * payloads are kept up to READER_PAYLOAD_BUDGET bytes; past it only where
+ * each record starts is kept, and its payload is read again from the WAL
+ * when its turn comes.  And past READER_MAX_HELD waiting records the
+ * reader keeps only those up to the first unresolved one, reads on only to
+ * learn how that one ends, and then reads the WAL after it again: what one
+ * reader holds is bounded, however long a transaction takes to end.
  *
  * src/walread.c
  *
@@ -60,12 +78,13 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "replication/message.h"
+#include "storage/procarray.h"
 #include "storage/fd.h"
 #include "storage/standbydefs.h"
 #include "utils/memutils.h"
 
-/* the prefix of pg_ws's logical messages, with its NUL as WAL holds it */
-#define PGWS_MESSAGE_PREFIX "pg_ws"
+/* the prefix of pg_ws's logical messages up to 1.2, with its NUL */
+#define PGWS_OLD_MESSAGE_PREFIX "pg_ws"
 
 /*
  * Records read by one pgws_walread_next at most, so that a stretch of WAL
@@ -74,16 +93,32 @@
  */
 #define RECORDS_PER_CALL 10000
 
-/* one pg_ws message whose events are not all handed over yet */
+/* payload bytes one reader keeps of the records it waits to hand over */
+#define READER_PAYLOAD_BUDGET (8 * 1024 * 1024)
+
+/* records one reader keeps waiting before it reads the WAL again instead */
+#define READER_MAX_HELD 10000
+
+/*
+ * The xlogreader assembles a record that spans pages in a buffer it keeps,
+ * as large as the largest record read so far: a reader keeps it only up to
+ * this size, so that one huge record (anybody's: a logical message can be
+ * a gigabyte) is not held for as long as the reader lives.
+ */
+#define READER_KEPT_RECORD_BUF (1024 * 1024)
+
+/* one pg_ws record whose events are not all handed over yet */
 typedef struct WalMessage
 {
 	dlist_node	node;
-	TransactionId xid;			/* of the (sub)transaction that wrote it */
-	bool		committed;
+	TransactionId xid;			/* of the transaction that wrote it */
+	XLogRecPtr	lsn;			/* where the record starts: seq of line 0 */
+	bool		committed;		/* its commit record was read */
+	bool		prepared;		/* its PREPARE TRANSACTION was read */
 	uint64		next_seq;		/* seq of the line at data + off */
 	uint32		off;
-	uint32		len;
-	char		data[FLEXIBLE_ARRAY_MEMBER];
+	uint32		len;			/* payload bytes, held or not */
+	char	   *data;			/* the payload; NULL: read again at lsn */
 } WalMessage;
 
 struct PgWsWalReader
@@ -100,6 +135,16 @@ struct PgWsWalReader
 	XLogRecPtr	next_lsn;		/* where the next record starts */
 
 	dlist_head	messages;		/* WalMessage, in record order */
+	int			nheld;			/* how many */
+	uint64		held_bytes;		/* of their payloads kept in memory */
+	bool		skimming;		/* READER_MAX_HELD reached: reading only to
+								 * resolve what is held ... */
+	XLogRecPtr	rescan_lsn;		/* ... then reading again from here */
+	XLogReaderState *rexlr;		/* reads a record's payload again */
+	TransactionId horizon;		/* on a primary: xids before it have left
+								 * the ProcArray (this call's look) */
+	bool		other_database_seen;	/* a record of another database
+										 * since last asked */
 
 	/* what the callbacks saw during the last read */
 	bool		end_of_wal;		/* asked for WAL not yet flushed/replayed */
@@ -115,6 +160,8 @@ static int	walread_page_read(XLogReaderState *xlr, XLogRecPtr page,
 static void walread_segment_open(XLogReaderState *xlr, XLogSegNo segno,
 								 TimeLineID *tli_p);
 static void walread_segment_close(XLogReaderState *xlr);
+static void walread_clear_flags(PgWsWalReader *r);
+static void walread_trim_record_buffer(XLogReaderState *xlr);
 
 /* XLogReaderAllocate copies it */
 static XLogReaderRoutine walread_routine = {
@@ -168,6 +215,39 @@ pgws_walread_oldest(void)
 		oldest = removed + 1;
 	XLogSegNoOffsetToRecPtr(oldest, 0, wal_segment_size, result);
 	return result;
+}
+
+/*
+ * The oldest position one can resume after: every s at or above it works,
+ * because the first record that starts in the oldest segment still in
+ * pg_wal, R, can be read and no event of an earlier record has a position
+ * above R - 1 (see walread_position).  0 while the cluster's first segment
+ * is still there.  Reading R's position costs a page or two of WAL, so it
+ * is remembered for as long as the oldest segment stays the same.
+ */
+uint64
+pgws_walread_oldest_resumable(void)
+{
+	static XLogRecPtr cached_oldest = InvalidXLogRecPtr;
+	static uint64 cached_result = 0;
+	XLogRecPtr	oldest = pgws_walread_oldest();
+	PgWsWalReader *r;
+	XLogRecPtr	found;
+
+	if (oldest <= first_wal_position())
+		return 0;
+	if (oldest == cached_oldest)
+		return cached_result;
+
+	r = pgws_walread_begin(InvalidOid, 0, 0);
+	walread_clear_flags(r);
+	found = XLogFindNextRecord(r->xlr, oldest);
+	pgws_walread_end(r);
+	if (XLogRecPtrIsInvalid(found))
+		return oldest;			/* nothing readable yet: no promise below it */
+	cached_oldest = oldest;
+	cached_result = found - 1;
+	return cached_result;
 }
 
 XLogRecPtr
@@ -350,17 +430,18 @@ walread_broken(PgWsWalReader *r, XLogRecPtr at, const char *errormsg)
 }
 
 /*
- * Find a record that starts at or before after_seq, and position the
- * reader there.  XLogFindNextRecord(P) gives the first record starting at
- * or after P; we step back from after_seq's page, doubling the step, until
- * that record starts at or before after_seq.  The record holding after_seq
- * then starts at or after it (two records never overlap), so reading from
- * it misses nothing after after_seq.
+ * Find a record to start reading from for the events after after_seq, and
+ * position the reader there.  Any record that starts at or before
+ * after_seq + 1 will do: the events of an earlier record have positions
+ * below its end, which is at or before where the next record starts, so
+ * none of them is after after_seq.  XLogFindNextRecord(P) gives the first
+ * record starting at or after P; we step back from after_seq's page,
+ * doubling the step, until that record starts early enough.
  *
  * If we have to go below the oldest segment in pg_wal without finding
  * such a record, some event after after_seq may be in WAL that is gone:
  * GONE, unless the oldest segment is the cluster's first, which nothing
- * precedes.
+ * precedes.  pgws_walread_oldest_resumable() says where that line is.
  */
 static PgWsWalStatus
 walread_position(PgWsWalReader *r)
@@ -407,7 +488,7 @@ walread_position(PgWsWalReader *r)
 				return r->end_of_wal ? PGWS_WAL_WAIT :
 					walread_broken(r, from, NULL);
 		}
-		else if (found <= r->after_seq ||
+		else if (found <= r->after_seq + 1 ||
 				 (at_oldest && oldest == first_wal_position()))
 		{
 			r->positioned = true;
@@ -428,33 +509,166 @@ walread_position(PgWsWalReader *r)
 }
 
 /*
- * A pg_ws message: keep its events after after_seq and before stop_seq
+ * What the readers ignored, counted for pg_ws_stats once per record
+ * however many readers pass it: the worker's readers all read forward, so
+ * a record at or before the last one counted was counted already (or is
+ * older than anything this worker counted, which is as good).
+ */
+static XLogRecPtr ignored_counted_through = InvalidXLogRecPtr;
+
+/* log lines about ignored records, limited per reason */
+static PgWsLogLimit ignored_log_limit[PGWS_NUM_IGNORED];
+
+/* what the summary of suppressed lines calls a reason's lines */
+static void
+ignored_topic(PgWsIgnored reason, char *buf, size_t size)
+{
+	snprintf(buf, size, "ignored WAL records (%s)", pgws_ignored_names[reason]);
+}
+
+static void
+walread_ignore(XLogReaderState *xlr, PgWsIgnored reason, const char *why)
+{
+	XLogRecPtr	lsn = xlr->ReadRecPtr;
+	char		topic[64];
+
+	if (lsn <= ignored_counted_through)
+		return;
+	ignored_counted_through = lsn;
+	pgws_worker_stats.ignored[reason]++;
+	ignored_topic(reason, topic, sizeof(topic));
+	if (pgws_log_limit_allowed(&ignored_log_limit[reason], topic))
+		ereport(LOG,
+				(errmsg("pg_ws ignored the WAL record at %X/%X: %s",
+						LSN_FORMAT_ARGS(lsn), why),
+				 errdetail("Its content is never sent to subscribers.")));
+}
+
+void
+pgws_walread_log_summaries(TimestampTz now)
+{
+	int			i;
+
+	for (i = 0; i < PGWS_NUM_IGNORED; i++)
+		if (ignored_log_limit[i].suppressed > 0)
+		{
+			char		topic[64];
+
+			ignored_topic((PgWsIgnored) i, topic, sizeof(topic));
+			pgws_log_limit_summary(&ignored_log_limit[i], topic, now);
+		}
+}
+
+/*
+ * A logical message: ignored, but one with pg_ws's old prefix is counted,
+ * since it is what pg_ws wrote up to 1.2 (WAL of before an upgrade) or
+ * what pg_logical_emit_message() writes for whoever may call it (a
+ * forgery).
+ */
+static void
+walread_logical_message(PgWsWalReader *r, XLogReaderState *xlr)
+{
+	xl_logical_message *msg = (xl_logical_message *) XLogRecGetData(xlr);
+	uint32		data_len = XLogRecGetDataLen(xlr);
+
+	if (data_len >= SizeOfLogicalMessage &&
+		msg->prefix_size == sizeof(PGWS_OLD_MESSAGE_PREFIX) &&
+		msg->prefix_size <= data_len - SizeOfLogicalMessage &&
+		memcmp(msg->message, PGWS_OLD_MESSAGE_PREFIX,
+			   sizeof(PGWS_OLD_MESSAGE_PREFIX)) == 0)
+		walread_ignore(xlr, PGWS_IGNORED_LOGICAL_MESSAGE,
+					   "a logical message with prefix \"pg_ws\", which pg_ws does not write since 1.2.1 (pg_logical_emit_message() writes them)");
+}
+
+/* keep a record's payload in memory, or note that it is to be read again */
+static void
+walread_hold_payload(PgWsWalReader *r, WalMessage *m, const char *payload)
+{
+	if (r->held_bytes + m->len > READER_PAYLOAD_BUDGET && r->nheld > 0)
+	{
+		m->data = NULL;
+		return;
+	}
+	m->data = MemoryContextAllocHuge(r->cxt, Max(m->len, 1));
+	memcpy(m->data, payload, m->len);
+	r->held_bytes += m->len;
+}
+
+static void
+walread_forget(PgWsWalReader *r, WalMessage *m)
+{
+	dlist_delete(&m->node);
+	r->nheld--;
+	if (m->data != NULL)
+	{
+		r->held_bytes -= m->len;
+		pfree(m->data);
+	}
+	pfree(m);
+}
+
+/*
+ * Too many records wait behind one that is not resolved: keep them up to
+ * the first unresolved one, and read the WAL after it again once it is
+ * (see the file header).
+ */
+static void
+walread_start_skimming(PgWsWalReader *r)
+{
+	dlist_mutable_iter iter;
+	bool		unresolved_seen = false;
+
+	dlist_foreach_modify(iter, &r->messages)
+	{
+		WalMessage *m = dlist_container(WalMessage, node, iter.cur);
+
+		if (unresolved_seen)
+		{
+			if (!r->skimming)
+			{
+				r->skimming = true;
+				r->rescan_lsn = m->lsn;
+			}
+			walread_forget(r, m);
+		}
+		else if (!m->committed)
+			unresolved_seen = true;
+	}
+}
+
+/*
+ * A pg_ws record: keep its events after after_seq and before stop_seq
  * until its transaction ends.
  */
 static void
 walread_message(PgWsWalReader *r, XLogReaderState *xlr)
 {
-	xl_logical_message *msg = (xl_logical_message *) XLogRecGetData(xlr);
-	uint32		data_len = XLogRecGetDataLen(xlr);
+	PgWsWalEvents events;
 	XLogRecPtr	lsn = xlr->ReadRecPtr;
 	const char *payload;
 	uint64		len;
 	uint64		seq = lsn;
 	WalMessage *m;
 
-	if (data_len < SizeOfLogicalMessage ||
-		!msg->transactional ||
-		msg->dbId != r->database ||
-		msg->prefix_size != sizeof(PGWS_MESSAGE_PREFIX) ||
-		memcmp(msg->message, PGWS_MESSAGE_PREFIX,
-			   sizeof(PGWS_MESSAGE_PREFIX)) != 0 ||
-		msg->message_size > data_len - SizeOfLogicalMessage - msg->prefix_size ||
-		!TransactionIdIsValid(XLogRecGetXid(xlr)) ||
+	if (!pgws_wal_record_events(xlr, &events))
+	{
+		walread_ignore(xlr, PGWS_IGNORED_MALFORMED,
+					   "a pg_ws record this release cannot read");
+		return;
+	}
+	if (events.database != r->database)
+	{
+		walread_ignore(xlr, PGWS_IGNORED_OTHER_DATABASE,
+					   "pg_ws events of another database than pg_ws.database");
+		r->other_database_seen = true;
+		return;
+	}
+	if (r->skimming || !TransactionIdIsValid(XLogRecGetXid(xlr)) ||
 		lsn >= r->stop_seq)
 		return;
 
-	payload = msg->message + msg->prefix_size;
-	len = msg->message_size;
+	payload = events.payload;
+	len = events.len;
 
 	/* lines already handed over: only where the reader started */
 	while (seq <= r->after_seq && len > 0)
@@ -469,14 +683,19 @@ walread_message(PgWsWalReader *r, XLogReaderState *xlr)
 	if (len == 0)
 		return;
 
-	m = MemoryContextAlloc(r->cxt, offsetof(WalMessage, data) + len);
+	m = MemoryContextAlloc(r->cxt, sizeof(WalMessage));
 	m->xid = XLogRecGetXid(xlr);
+	m->lsn = lsn;
 	m->committed = false;
+	m->prepared = false;
 	m->next_seq = seq;
 	m->off = 0;
 	m->len = (uint32) len;
-	memcpy(m->data, payload, len);
+	walread_hold_payload(r, m, payload);
 	dlist_push_tail(&r->messages, &m->node);
+	r->nheld++;
+	if (r->nheld > READER_MAX_HELD)
+		walread_start_skimming(r);
 }
 
 /* does the transaction ending as xid with these subxacts own m? */
@@ -494,18 +713,22 @@ walread_owns(WalMessage *m, TransactionId xid, int nsubxacts,
 	return false;
 }
 
-/* a commit or abort record (prepared ones never carry pg_ws events) */
+/*
+ * A commit, abort or prepare record; COMMIT PREPARED and ROLLBACK PREPARED
+ * name the prepared transaction they end.
+ */
 static void
 walread_xact(PgWsWalReader *r, XLogReaderState *xlr)
 {
 	uint8		info = XLogRecGetInfo(xlr) & XLOG_XACT_OPMASK;
 	TransactionId xid = XLogRecGetXid(xlr);
-	int			nsubxacts;
-	TransactionId *subxacts;
+	int			nsubxacts = 0;
+	TransactionId *subxacts = NULL;
 	bool		committed;
+	bool		prepared = false;
 	dlist_mutable_iter iter;
 
-	if (info == XLOG_XACT_COMMIT)
+	if (info == XLOG_XACT_COMMIT || info == XLOG_XACT_COMMIT_PREPARED)
 	{
 		xl_xact_parsed_commit parsed;
 
@@ -513,9 +736,11 @@ walread_xact(PgWsWalReader *r, XLogReaderState *xlr)
 						  (xl_xact_commit *) XLogRecGetData(xlr), &parsed);
 		nsubxacts = parsed.nsubxacts;
 		subxacts = parsed.subxacts;
+		if (info == XLOG_XACT_COMMIT_PREPARED)
+			xid = parsed.twophase_xid;
 		committed = true;
 	}
-	else if (info == XLOG_XACT_ABORT)
+	else if (info == XLOG_XACT_ABORT || info == XLOG_XACT_ABORT_PREPARED)
 	{
 		xl_xact_parsed_abort parsed;
 
@@ -523,7 +748,14 @@ walread_xact(PgWsWalReader *r, XLogReaderState *xlr)
 						 (xl_xact_abort *) XLogRecGetData(xlr), &parsed);
 		nsubxacts = parsed.nsubxacts;
 		subxacts = parsed.subxacts;
+		if (info == XLOG_XACT_ABORT_PREPARED)
+			xid = parsed.twophase_xid;
 		committed = false;
+	}
+	else if (info == XLOG_XACT_PREPARE)
+	{
+		committed = false;
+		prepared = true;
 	}
 	else
 		return;
@@ -534,20 +766,19 @@ walread_xact(PgWsWalReader *r, XLogReaderState *xlr)
 
 		if (m->committed || !walread_owns(m, xid, nsubxacts, subxacts))
 			continue;
-		if (committed)
+		if (prepared)
+			m->prepared = true;
+		else if (committed)
 			m->committed = true;
 		else
-		{
-			dlist_delete(&m->node);
-			pfree(m);
-		}
+			walread_forget(r, m);
 	}
 }
 
 /*
- * Drop the unresolved messages of transactions known to be over without a
+ * Drop the unresolved records of transactions known to be over without a
  * record: all of them (oldest_running invalid), or those of xids before
- * oldest_running.
+ * oldest_running; a prepared transaction survives both.
  */
 static void
 walread_drop_unfinished(PgWsWalReader *r, TransactionId oldest_running)
@@ -558,13 +789,12 @@ walread_drop_unfinished(PgWsWalReader *r, TransactionId oldest_running)
 	{
 		WalMessage *m = dlist_container(WalMessage, node, iter.cur);
 
-		if (m->committed)
+		if (m->committed || m->prepared)
 			continue;
 		if (TransactionIdIsValid(oldest_running) &&
 			!TransactionIdPrecedes(m->xid, oldest_running))
 			continue;
-		dlist_delete(&m->node);
-		pfree(m);
+		walread_forget(r, m);
 	}
 }
 
@@ -575,9 +805,12 @@ walread_record(PgWsWalReader *r, XLogReaderState *xlr)
 
 	switch (XLogRecGetRmid(xlr))
 	{
+		case PGWS_RMGR_ID:
+			walread_message(r, xlr);
+			break;
 		case RM_LOGICALMSG_ID:
 			if (info == XLOG_LOGICAL_MESSAGE)
-				walread_message(r, xlr);
+				walread_logical_message(r, xlr);
 			break;
 		case RM_XACT_ID:
 			if (!dlist_is_empty(&r->messages))
@@ -605,8 +838,74 @@ walread_record(PgWsWalReader *r, XLogReaderState *xlr)
 }
 
 /*
- * Hand over committed events from the head of the list, up to max; stop
- * at the first message whose transaction has not ended yet.
+ * May m's events go out?  Its commit record was read; on a primary its
+ * transaction must also have left the ProcArray, as the live path's
+ * entries do before they are sent (see the file header).  On a standby
+ * replay of the commit record is what makes it visible there.
+ */
+static bool
+walread_visible(PgWsWalReader *r, WalMessage *m)
+{
+	if (!m->committed)
+		return false;
+	if (!TransactionIdIsValid(r->horizon) ||
+		TransactionIdPrecedes(m->xid, r->horizon))
+		return true;
+	return !TransactionIdIsInProgress(m->xid);
+}
+
+/*
+ * A record whose payload was not kept: read it again.  False when that
+ * fails (the WAL was removed meanwhile).
+ */
+static bool
+walread_reload(PgWsWalReader *r, WalMessage *m)
+{
+	PgWsWalEvents events;
+	XLogRecord *record;
+	char	   *errormsg = NULL;
+	uint64		skip;
+	const char *payload;
+	uint32		len;
+
+	if (r->rexlr == NULL)
+	{
+		r->rexlr = XLogReaderAllocate(wal_segment_size, NULL,
+									  &walread_routine, r);
+		if (r->rexlr == NULL)
+			return false;
+	}
+	walread_clear_flags(r);
+	XLogBeginRead(r->rexlr, m->lsn);
+	record = XLogReadRecord(r->rexlr, &errormsg);
+	if (record == NULL || r->rexlr->ReadRecPtr != m->lsn ||
+		!pgws_wal_record_events(r->rexlr, &events))
+		return false;
+
+	/* the lines before next_seq were skipped when it was first read */
+	payload = events.payload;
+	len = events.len;
+	for (skip = m->next_seq - m->lsn; skip > 0 && len > 0; skip--)
+	{
+		const char *nl = memchr(payload, '\n', len);
+		uint32		line = nl ? (uint32) (nl - payload) + 1 : len;
+
+		payload += line;
+		len -= line;
+	}
+	if (len < m->len - m->off)
+		return false;
+	m->data = MemoryContextAllocHuge(r->cxt, Max(m->len, 1));
+	memcpy(m->data + m->off, payload, m->len - m->off);
+	r->held_bytes += m->len;
+	walread_trim_record_buffer(r->rexlr);
+	return true;
+}
+
+/*
+ * Hand over visible events from the head of the list, up to max; stop at
+ * the first record whose transaction has not ended (or is not visible)
+ * yet.  -1 when a record could not be read again.
  */
 static int
 walread_deliver(PgWsWalReader *r, int max, pgws_wal_event_sink sink,
@@ -618,8 +917,10 @@ walread_deliver(PgWsWalReader *r, int max, pgws_wal_event_sink sink,
 	{
 		WalMessage *m = dlist_head_element(WalMessage, node, &r->messages);
 
-		if (!m->committed)
+		if (!walread_visible(r, m))
 			break;
+		if (m->data == NULL && !walread_reload(r, m))
+			return -1;
 		while (n < max && m->off < m->len && m->next_seq < r->stop_seq)
 		{
 			const char *line = m->data + m->off;
@@ -638,9 +939,16 @@ walread_deliver(PgWsWalReader *r, int max, pgws_wal_event_sink sink,
 			}
 		}
 		if (m->off < m->len && m->next_seq < r->stop_seq)
-			break;				/* max reached inside this message */
-		dlist_delete(&m->node);
-		pfree(m);
+			break;				/* max reached inside this record */
+		walread_forget(r, m);
+	}
+
+	/* what was held up to the first unresolved record is out: read on */
+	if (r->skimming && dlist_is_empty(&r->messages))
+	{
+		r->skimming = false;
+		r->next_lsn = r->rescan_lsn;
+		r->reposition = true;
 	}
 	return n;
 }
@@ -650,7 +958,25 @@ static bool
 walread_done(PgWsWalReader *r)
 {
 	return r->positioned && r->stop_seq != PG_UINT64_MAX &&
-		r->next_lsn >= r->stop_seq && dlist_is_empty(&r->messages);
+		r->next_lsn >= r->stop_seq && dlist_is_empty(&r->messages) &&
+		!r->skimming;
+}
+
+/*
+ * Nothing to read on for: the first record waiting is committed but not
+ * visible yet (a primary's transaction between its commit record and its
+ * leaving the ProcArray, such as one waiting for a synchronous standby).
+ * Reading further would only hold more records behind it.
+ */
+static bool
+walread_waits_for_visibility(PgWsWalReader *r)
+{
+	WalMessage *m;
+
+	if (dlist_is_empty(&r->messages))
+		return false;
+	m = dlist_head_element(WalMessage, node, &r->messages);
+	return m->committed && !walread_visible(r, m);
 }
 
 /* a position XLogBeginRead accepts: past the header of a page start */
@@ -662,6 +988,24 @@ walread_record_start(XLogRecPtr lsn)
 	if (lsn % XLOG_BLCKSZ == 0)
 		return lsn + SizeOfXLogShortPHD;
 	return lsn;
+}
+
+/*
+ * Give back the buffer a large record was assembled in (see
+ * READER_KEPT_RECORD_BUF) for one of the size XLogReaderAllocate gives it:
+ * the xlogreader counts on room for a couple of pages there, and the
+ * decoded record does not point into it.  Runs in the reader's context.
+ */
+static void
+walread_trim_record_buffer(XLogReaderState *xlr)
+{
+	uint32		initial = 5 * Max(BLCKSZ, XLOG_BLCKSZ);
+
+	if (xlr->readRecordBufSize <= READER_KEPT_RECORD_BUF)
+		return;
+	pfree(xlr->readRecordBuf);
+	xlr->readRecordBuf = palloc(initial);
+	xlr->readRecordBufSize = initial;
 }
 
 /* read the next record into the reader; MORE if one was read */
@@ -687,6 +1031,7 @@ walread_read_one(PgWsWalReader *r)
 	}
 	r->next_lsn = r->xlr->EndRecPtr;
 	walread_record(r, r->xlr);
+	walread_trim_record_buffer(r->xlr);
 	return PGWS_WAL_MORE;
 }
 
@@ -768,13 +1113,27 @@ pgws_walread_next(PgWsWalReader *r, int max_events,
 	if (r->gone)
 		return PGWS_WAL_GONE;
 
+	/*
+	 * On a primary, which transactions may still be in the ProcArray: one
+	 * look per call, so that most records need no look of their own.
+	 */
+	r->horizon = RecoveryInProgress() ? InvalidTransactionId :
+		GetOldestActiveTransactionId();
+
 	/* what the xlogreader allocates as it reads is the reader's too */
 	old = MemoryContextSwitchTo(r->cxt);
 	if (!r->positioned)
 		status = walread_step(r, true);
 	while (status == PGWS_WAL_MORE)
 	{
-		handed += walread_deliver(r, max_events - handed, sink, arg);
+		int			n = walread_deliver(r, max_events - handed, sink, arg);
+
+		if (n < 0)
+		{
+			status = walread_broken(r, r->next_lsn, NULL);
+			break;
+		}
+		handed += n;
 		if (handed >= max_events)
 		{
 			status = PGWS_WAL_MORE;
@@ -783,6 +1142,11 @@ pgws_walread_next(PgWsWalReader *r, int max_events,
 		if (walread_done(r))
 		{
 			status = PGWS_WAL_DONE;
+			break;
+		}
+		if (walread_waits_for_visibility(r))
+		{
+			status = PGWS_WAL_WAIT;
 			break;
 		}
 		if (records++ >= RECORDS_PER_CALL)
@@ -796,6 +1160,27 @@ pgws_walread_next(PgWsWalReader *r, int max_events,
 	return status;
 }
 
+/* the database made since the reader began: its events from now on */
+void
+pgws_walread_set_database(PgWsWalReader *r, Oid database)
+{
+	r->database = database;
+}
+
+/*
+ * Did the reader pass a record of another database since last asked?  A
+ * standby's worker then looks pg_ws.database up again: the database may
+ * have been made anew on the primary.
+ */
+bool
+pgws_walread_other_database_seen(PgWsWalReader *r)
+{
+	bool		seen = r->other_database_seen;
+
+	r->other_database_seen = false;
+	return seen;
+}
+
 void
 pgws_walread_end(PgWsWalReader *r)
 {
@@ -803,5 +1188,7 @@ pgws_walread_end(PgWsWalReader *r)
 		return;
 	/* closes the segment through our callback */
 	XLogReaderFree(r->xlr);
+	if (r->rexlr != NULL)
+		XLogReaderFree(r->rexlr);
 	MemoryContextDelete(r->cxt);
 }

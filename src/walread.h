@@ -1,10 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * walread.h
- *	  Reading pg_ws's events back from pg_wal (walread.c), and the
- *	  replication slot that keeps that WAL around (retention.c).
+ *	  pg_ws's events in the WAL: the record that holds them (walrecord.c),
+ *	  reading them back from pg_wal (walread.c), and the replication slot
+ *	  that keeps that WAL around (retention.c).
  *
- * Both run in the background worker only.  Neither raises an ERROR for
+ * Records are written by committing backends; reading and the slot run in
+ * the background worker only.  Neither raises an ERROR for
  * WAL that is missing or unreadable, nor for a slot that cannot be made:
  * they say so in their result, or log a WARNING, and the worker carries on.
  *
@@ -18,8 +20,31 @@
 #include "postgres.h"
 
 #include "access/xlogdefs.h"
+#include "access/xlogreader.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+
+/*
+ * pg_ws's custom WAL resource manager (walrecord.c): its id may never
+ * change, since WAL written with it must stay readable.
+ */
+#define PGWS_RMGR_ID	155
+#define PGWS_RMGR_NAME	"pg_ws"
+
+/* what a pg_ws record holds */
+typedef struct PgWsWalEvents
+{
+	Oid			database;		/* whose rows the events are */
+	uint32		nevents;
+	const char *payload;		/* the events as JSON Lines */
+	uint32		len;			/* bytes of payload */
+} PgWsWalEvents;
+
+extern void pgws_wal_register_rmgr(void);
+extern XLogRecPtr pgws_wal_log_events(const char *payload, uint32 len,
+									  int nevents);
+extern bool pgws_wal_record_events(XLogReaderState *record,
+								   PgWsWalEvents *events);
 
 /*
  * A position in the stream of events ("seq"): event i (from 0) of the
@@ -57,9 +82,17 @@ extern PgWsWalReader *pgws_walread_begin(Oid database, uint64 after_seq,
 extern PgWsWalStatus pgws_walread_next(PgWsWalReader *r, int max_events,
 									   pgws_wal_event_sink sink, void *arg);
 extern void pgws_walread_end(PgWsWalReader *r);
+extern bool pgws_walread_other_database_seen(PgWsWalReader *r);
+extern void pgws_walread_set_database(PgWsWalReader *r, Oid database);
 
 /* the oldest LSN whose WAL is still in pg_wal */
 extern XLogRecPtr pgws_walread_oldest(void);
+
+/* the oldest position a reader can resume after (see walread.c) */
+extern uint64 pgws_walread_oldest_resumable(void);
+
+/* the summaries of log lines about ignored records (worker housekeeping) */
+extern void pgws_walread_log_summaries(TimestampTz now);
 
 /* the end of readable WAL: flushed on a primary, replayed in recovery */
 extern XLogRecPtr pgws_walread_end_of_wal(void);

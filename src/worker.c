@@ -331,10 +331,11 @@ pgws_worker_poll_wal_soon(void)
 }
 
 /*
- * pg_ws.database's OID, whose events the WAL holds; read from the shared
- * catalog pg_database, since the worker is connected to no database.
+ * pg_ws.database's OID, whose events the WAL holds, or InvalidOid when no
+ * database has that name; read from the shared catalog pg_database, since
+ * the worker is connected to no database.
  */
-static void
+static Oid
 lookup_events_database(void)
 {
 	Oid			database = InvalidOid;
@@ -363,7 +364,47 @@ lookup_events_database(void)
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
-	pgws_broadcast_set_database(database);
+	return database;
+}
+
+/*
+ * After a reload, or when events of another database turn up, or while
+ * the database does not exist: does pg_ws.database still name the
+ * database we serve?  Positions are those of one database's events (the
+ * epoch names it), so when it names another one now (a reload changed it,
+ * or it was dropped and made again) this worker ends, and the next one
+ * serves the new database under a new epoch: subscribers resume there and
+ * are told resync_required, never fed another database's events as if
+ * they followed theirs.  A database that did not exist had no events, so
+ * once it is made it is simply served from then on.
+ */
+bool
+pgws_worker_database_moved(void)
+{
+	static bool moved = false;
+	Oid			database;
+	Oid			served = pgws_broadcast_database();
+
+	if (moved)
+		return true;			/* ending already */
+	database = lookup_events_database();
+	if (database == served)
+		return false;
+	if (!OidIsValid(served))
+	{
+		ereport(LOG,
+				(errmsg("pg_ws.database \"%s\" exists now: pg_ws broadcasts its events",
+						pgws_database)));
+		pgws_broadcast_set_database(database);
+		return false;
+	}
+	ereport(LOG,
+			(errmsg("pg_ws worker restarting: pg_ws.database \"%s\" is now database %u, was %u",
+					pgws_database, database, served),
+			 errdetail("Positions of one database's events mean nothing in another; subscribers resume under a new epoch and are told resync_required.")));
+	moved = true;
+	got_sigterm = true;
+	return true;
 }
 
 static void
@@ -374,7 +415,11 @@ housekeeping(lws_sorted_usec_list_t *sul)
 	if (!PostmasterIsAlive())
 		proc_exit(1);
 	pgws_conn_housekeeping(now);
+	/* a pg_ws.database that did not exist: made since? */
+	if (!OidIsValid(pgws_broadcast_database()))
+		(void) pgws_worker_database_moved();
 	pgws_broadcast_check_progress(now);
+	pgws_walread_log_summaries(now);
 	pgws_retention_tick(now, pgws_wal || following);
 	pgws_mailbox_serve();
 	pgws_worker_publish_stats();
@@ -1097,7 +1142,7 @@ pg_ws_worker_main(Datum main_arg)
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 
 	pgws_broadcast_init(history_floor);
-	lookup_events_database();
+	pgws_broadcast_set_database(lookup_events_database());
 	following = RecoveryInProgress();
 	if (following)
 		pgws_broadcast_follow(GetXLogReplayRecPtr(NULL) - 1);
@@ -1117,7 +1162,7 @@ pg_ws_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			lookup_events_database();
+			(void) pgws_worker_database_moved();
 			server_reconfigure();
 			pgws_console_reload();
 			pgws_auth_reload();

@@ -26,14 +26,14 @@
 Clusters (harness.Cluster), started on first use on free ports, all with
 fsync and synchronous_commit on:
 
-    logical   wal_level logical (for test_decoding)                 (a, g)
+    logical   wal_level logical                                     (a)
     small     pg_ws.history_size 0: every resume reads the WAL      (b)
     big       the default history: resumes come from memory; the
               obsolete pg_ws.reconnect_grace set, as a 1.1
               configuration has it                                  (b, c, d, e)
     retain    small WAL (min_wal_size 32MB, max_wal_size 64MB), so
               that checkpoints remove it                            (f)
-    memonly   pg_ws.wal off, wal_level logical                      (g)
+    memonly   pg_ws.wal off                                         (g)
 
 Run as root (PostgreSQL itself runs as the postgres user):
 
@@ -68,7 +68,10 @@ CLUSTERS = {
     'retain': dict(conf=["pg_ws.history_size = 0",
                          "min_wal_size = '32MB'", "max_wal_size = '64MB'",
                          "checkpoint_timeout = '1h'"]),
-    'memonly': dict(conf=['pg_ws.wal = off', 'wal_level = logical']),
+    'memonly': dict(conf=['pg_ws.wal = off']),
+    # asynchronous commits stay unflushed for up to 10 s (wal_writer_delay)
+    'async': dict(conf=["wal_writer_delay = '10s'"]),
+    'twodb': dict(database='db_a'),
 }
 
 _kinds = ClusterKinds(lambda kind: Cluster(name=kind, **CLUSTERS[kind]))
@@ -96,48 +99,97 @@ async def marker(ctx, conn, ident):
     return got[0]
 
 
+PGWS_RMGR = 'custom155'     # pg_ws's WAL resource manager, as pg_waldump names it
+WAL_PAGE = 8192
+WAL_SEGMENT = 16 << 20
+
+
+def lsn_int(text):
+    hi, lo = text.split('/')
+    return int(hi, 16) << 32 | int(lo, 16)
+
+
+def wal_record_data(cl, lsn):
+    """The main data of the WAL record at lsn, read from pg_wal's segment
+    file byte by byte (record header, block headers, page headers of the
+    pages it crosses): what the record really holds, not what any pg_ws
+    code says it holds."""
+    segno = lsn // WAL_SEGMENT
+    name = '%08X%08X%08X' % (1, segno // 0x100, segno % 0x100)   # timeline 1
+    path = os.path.join(cl.data, 'pg_wal', name)
+    with open(path, 'rb') as f:
+        seg = f.read()
+    off = lsn % WAL_SEGMENT
+    total = int.from_bytes(seg[off:off + 4], 'little')
+    rec = b''
+    while len(rec) < total:
+        if off % WAL_PAGE == 0:
+            off += 40 if off == 0 else 24          # long or short page header
+        take = min(total - len(rec), WAL_PAGE - off % WAL_PAGE)
+        rec += seg[off:off + take]
+        off += take
+    rmid = rec[17]
+    pos = 24                                        # SizeOfXLogRecord
+    while True:
+        block = rec[pos]
+        if block == 255:                            # XLR_BLOCK_ID_DATA_SHORT
+            length = rec[pos + 1]
+            pos += 2
+            break
+        if block == 254:                            # XLR_BLOCK_ID_DATA_LONG
+            length = int.from_bytes(rec[pos + 1:pos + 5], 'little')
+            pos += 5
+            break
+        if block == 253:                            # XLR_BLOCK_ID_ORIGIN
+            pos += 3
+        elif block == 252:                          # XLR_BLOCK_ID_TOPLEVEL_XID
+            pos += 5
+        else:
+            raise Fail('the record at %X/%X has block references' % (lsn >> 32, lsn & 0xffffffff))
+    return rmid, rec[pos:pos + length]
+
+
 async def test_positions_are_wal(ctx):
-    """a. seq = the LSN of the transaction's pg_ws message + index."""
+    """a. seq = the LSN of the transaction's pg_ws record + index."""
     cl = await cluster(ctx, 'logical')
     conn = await ctx.aconn()
-    await asql(conn, "SELECT pg_create_logical_replication_slot('h_a', 'test_decoding')")
     start = (await asql(conn, "SELECT pg_current_wal_insert_lsn()::text"))[0][0]
-    try:
-        sub = await ctx.sub()
-        await asql(conn, EMP % 100)
-        await asql(conn, "BEGIN", EMP % 101, EMP % 102, EMP % 103, "COMMIT")
-        await asql(conn, "BEGIN", EMP % 104, "SAVEPOINT s", EMP % 105,
-                   "ROLLBACK TO s", EMP % 106, "COMMIT")
-        got = await sub.expect(6, 15, 'subscriber')
-        check([emp_id(m) for m in got] == [100, 101, 102, 103, 104, 106],
-              'events: %s' % [emp_id(m) for m in got])
-        check_positions(got, 'subscriber')
-        rows = await asql(conn, "SELECT data FROM pg_logical_slot_peek_changes("
-                                "'h_a', NULL, NULL) WHERE data LIKE 'message:%'")
-        end = (await asql(conn, "SELECT pg_current_wal_flush_lsn()::text"))[0][0]
-    finally:
-        await asql(conn, "SELECT pg_drop_replication_slot('h_a')")
-    # where each message's record starts, as pg_waldump reads it
+    oid = (await asql(conn, "SELECT oid FROM pg_database WHERE datname = current_database()"))[0][0]
+    sub = await ctx.sub()
+    await asql(conn, EMP % 100)
+    await asql(conn, "BEGIN", EMP % 101, EMP % 102, EMP % 103, "COMMIT")
+    await asql(conn, "BEGIN", EMP % 104, "SAVEPOINT s", EMP % 105,
+               "ROLLBACK TO s", EMP % 106, "COMMIT")
+    got = await sub.expect(6, 15, 'subscriber')
+    check([emp_id(m) for m in got] == [100, 101, 102, 103, 104, 106],
+          'events: %s' % [emp_id(m) for m in got])
+    check_positions(got, 'subscriber')
+    end = (await asql(conn, "SELECT pg_current_wal_flush_lsn()::text"))[0][0]
+    # where each record of pg_ws's resource manager starts, as pg_waldump reads it
     dump = await asyncio.to_thread(
         cl.as_postgres, PGBIN + '/pg_waldump', '-p', os.path.join(cl.data, 'pg_wal'),
-        '-s', start, '-e', end, '-r', 'LogicalMessage')
-    starts = [int(m.group(1), 16) << 32 | int(m.group(2), 16)
-              for m in re.finditer(r'lsn: ([0-9A-F]+)/([0-9A-F]+),.*prefix "pg_ws"',
-                                   dump.stdout)]
-    check(len(rows) == 3 and len(starts) == 3,
-          'expected 3 pg_ws messages in the WAL, decoded %d, pg_waldump %d: %s'
-          % (len(rows), len(starts), [short(r[0], 100) for r in rows]))
+        '-s', start, '-e', end, '-r', PGWS_RMGR)
+    starts = [lsn_int(m.group(1)) for m in
+              re.finditer(r'rmgr: %s .* lsn: ([0-9A-F]+/[0-9A-F]+),' % PGWS_RMGR, dump.stdout)]
+    check(len(starts) == 3, 'expected 3 pg_ws records in the WAL, pg_waldump shows %d:\n%s'
+          % (len(starts), short(dump.stdout, 600)))
     expected = []
-    for start, (data,) in zip(starts, rows):
-        check('transactional: 1 prefix: pg_ws,' in data, 'message: ' + short(data))
-        lines = data.split('content:', 1)[1].split('\n')
-        check(lines[-1] == '', 'the payload does not end with a newline: ' + short(data))
-        expected += [(start + i, line) for i, line in enumerate(lines[:-1])]
+    for lsn in starts:
+        rmid, data = wal_record_data(cl, lsn)
+        check(rmid == 155, 'the record at %x is of resource manager %d' % (lsn, rmid))
+        database = int.from_bytes(data[0:4], 'little')
+        nevents = int.from_bytes(data[4:8], 'little')
+        payload = data[8:].decode()
+        lines = payload.split('\n')
+        check(database == oid and nevents == len(lines) - 1 and lines[-1] == '',
+              'record at %x: database %d (expected %d), %d events, payload %s'
+              % (lsn, database, oid, nevents, short(payload)))
+        expected += [(lsn + i, line) for i, line in enumerate(lines[:-1])]
     got_pairs = [(position(m)[0], without_position(m)) for m in got]
     check(got_pairs == expected, 'the messages are not the WAL\'s events at their LSNs',
           *['  got %s, WAL %s' % (g[0], w[0]) for g, w in zip(got_pairs, expected)
             if g != w][:4])
-    return 'seq of 6 events = LSN of 3 messages + index; payload = the same JSON Lines'
+    return 'seq of 6 events = LSN of 3 pg_ws records + index; payload = the same JSON Lines'
 
 
 async def resume_under_writers(ctx, kind):
@@ -206,6 +258,15 @@ async def test_resume_from_memory(ctx):
     return await resume_under_writers(ctx, 'big')
 
 
+async def wait_for_wait(conn, pid, event, timeout=30):
+    """Until backend pid waits on wait_event event."""
+    deadline = time.monotonic() + timeout
+    while not await asql(conn, "SELECT 1 FROM pg_stat_activity WHERE pid = %d"
+                               " AND wait_event = '%s'" % (pid, event)):
+        check(time.monotonic() < deadline, 'backend %d does not wait on %s' % (pid, event))
+        await asyncio.sleep(0.05)
+
+
 async def test_crash_restart(ctx):
     """c. a crash restart loses nothing and replays nothing twice."""
     cl = await cluster(ctx, 'big')
@@ -214,20 +275,48 @@ async def test_crash_restart(ctx):
     # committed while nobody listens, before the crash
     await asql(conn, "BEGIN", EMP % 500001, EMP % 500002, "COMMIT")
     await asql(conn, EMP % 500003)
-    # a transaction cut short: its pg_ws message is in the WAL already (as a
-    # pre-commit that the crash interrupts would leave it), its commit never
-    victim = await asyncio.to_thread(cl.connect, autocommit=False)
-    await asql(victim, EMP % 500900,
-               "SELECT pg_logical_emit_message(true, 'pg_ws', "
-               "'{\"event\": \"employee_create\", \"data\": {\"id\": 500901}}' || E'\\n')",
-               "SELECT pg_current_wal_flush_lsn()")
-    pid = (await asql(victim, "SELECT pg_backend_pid()"))[0][0]
-    mark = cl.log_size()
-    os.kill(pid, 9)
-    deadline = time.monotonic() + 60
-    while 'database system is ready to accept connections' not in '\n'.join(cl.log_since(mark)):
-        check(time.monotonic() < deadline, 'the server did not restart after the crash')
-        await asyncio.sleep(0.1)
+    # a transaction cut short between its pg_ws record and its commit
+    # record: after its pre-commit wrote the record it waits for the NOTIFY
+    # lock, which a transaction waiting for a synchronous standby that never
+    # comes holds; the crash ends it there
+    await asql(conn, "CREATE TABLE IF NOT EXISTS holder (x int)",
+               "ALTER SYSTEM SET synchronous_standby_names = 'nobody'",
+               "SELECT pg_reload_conf()")
+    try:
+        # the checkpointer applies the setting a moment after the reload:
+        # until a commit waits, try again
+        for attempt in range(20):
+            holder = await asyncio.to_thread(cl.connect, autocommit=False)
+            holder_pid = (await asql(holder, "SELECT pg_backend_pid()"))[0][0]
+            # (a commit waits for the standby only if it wrote WAL)
+            await asql(holder, "INSERT INTO holder VALUES (1)", "NOTIFY pg_ws_test")
+            holding = asyncio.ensure_future(asql(holder, "COMMIT"))
+            try:
+                await wait_for_wait(conn, holder_pid, 'SyncRep', timeout=2)
+                break
+            except Fail:
+                check(holding.done() and attempt < 19,
+                      'the COMMIT waits, but not for the synchronous standby')
+        victim = await asyncio.to_thread(cl.connect, autocommit=False)
+        pid = (await asql(victim, "SELECT pg_backend_pid()"))[0][0]
+        await asql(victim, "SET synchronous_commit = local", EMP % 500900,
+                   "SELECT pg_ws_send('cut_short')", "NOTIFY pg_ws_test")
+        cut = asyncio.ensure_future(asql(victim, "COMMIT"))
+        await wait_for_wait(conn, pid, 'object')
+        mark = cl.log_size()
+        os.kill(pid, 9)
+        for task in (holding, cut):
+            try:
+                await task
+            except psycopg2.Error:
+                pass            # the crash ended both sessions
+        deadline = time.monotonic() + 60
+        while 'database system is ready to accept connections' not in '\n'.join(cl.log_since(mark)):
+            check(time.monotonic() < deadline, 'the server did not restart after the crash')
+            await asyncio.sleep(0.1)
+    finally:
+        conn = await ctx.aconn(options='-c synchronous_commit=local')
+        await asql(conn, "ALTER SYSTEM RESET synchronous_standby_names", "SELECT pg_reload_conf()")
     await cl.wait_listening(cl.wsport, 30, since=mark)
     conn = await ctx.aconn()
     await asql(conn, EMP % 500004)
@@ -370,17 +459,20 @@ async def test_wal_off(ctx):
     epoch after a restart."""
     cl = await cluster(ctx, 'memonly')
     conn = await ctx.aconn()
-    await asql(conn, "SELECT pg_create_logical_replication_slot('h_g', 'test_decoding')")
+    start = (await asql(conn, "SELECT pg_current_wal_insert_lsn()::text"))[0][0]
     ref = await marker(ctx, conn, 900000)
     sub = await ctx.sub(resume_path(ref))
     await asql(conn, "BEGIN", EMP % 900001, EMP % 900002, "COMMIT")
     got = await sub.expect(2, 15, 'resume from memory')
     check([emp_id(m) for m in got] == [900001, 900002], 'resumed: %s' % got)
     check_positions([ref] + got, 'wal off')
-    rows = await asql(conn, "SELECT count(*) FROM pg_logical_slot_get_changes('h_g', NULL, NULL)"
-                            " WHERE data LIKE 'message:%'")
-    await asql(conn, "SELECT pg_drop_replication_slot('h_g')")
-    check(rows[0][0] == 0, '%d pg_ws messages in the WAL with pg_ws.wal = off' % rows[0][0])
+    end = (await asql(conn, "SELECT pg_current_wal_flush_lsn()::text"))[0][0]
+    dump = await asyncio.to_thread(
+        cl.as_postgres, PGBIN + '/pg_waldump', '-p', os.path.join(cl.data, 'pg_wal'),
+        '-s', start, '-e', end, check=False)
+    check('rmgr: Transaction' in dump.stdout and PGWS_RMGR not in dump.stdout,
+          'pg_ws records in the WAL with pg_ws.wal = off (or no WAL read):\n%s'
+          % short(dump.stdout, 600))
     seq, epoch = position(ref)
     mark = cl.log_size()
     await asyncio.to_thread(cl.as_postgres, PGBIN + '/pg_ctl', '-D', cl.data, '-l', cl.log,
@@ -393,6 +485,260 @@ async def test_wal_off(ctx):
     check(first['event'] == 'resync_required' and first['epoch'] != epoch,
           'after a restart with pg_ws.wal = off: %s' % short(after.msgs[0]))
     return 'epoch %s, then %s after the restart' % (epoch, first['epoch'])
+
+
+async def stats_row(conn, cols):
+    return (await asql(conn, "SELECT %s FROM pg_ws_stats" % cols))[0]
+
+
+async def wait_stats(conn, cols, pred, timeout, what):
+    """pg_ws_stats' cols until pred(row) (the worker publishes once a
+    second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = await stats_row(conn, cols)
+        if pred(row):
+            return row
+        check(time.monotonic() < deadline, '%s: pg_ws_stats %s = %s' % (what, cols, row))
+        await asyncio.sleep(0.2)
+
+
+FORGERIES = [
+    "pg_logical_emit_message(true, 'pg_ws', '{\"event\": \"client_delete\", \"data\": {\"id\": 1}}' || E'\\n')",
+    "pg_logical_emit_message(true, 'pg_ws', '{\"event\": \"resync_required\", \"data\": "
+    "{\"since\": 1, \"oldest\": 1, \"epoch\": \"x\"}}' || E'\\n')",
+    "pg_logical_emit_message(true, 'pg_ws', E'not json\\n')",
+    "pg_logical_emit_message(true, 'pg_ws', '\\xff7b226576656e74223a20226a756e6b227d0a'::bytea)",
+    "pg_logical_emit_message(false, 'pg_ws', '{\"event\": \"employee_attendance\", \"data\": {}}' || E'\\n')",
+]
+
+
+async def test_forged_messages(ctx):
+    """h. a role that may only log in writes logical messages with pg_ws's
+    old prefix between real events: resuming from the WAL gets the real
+    events only, byte for byte the live ones, and is not closed; the
+    messages are counted once in pg_ws_stats and logged."""
+    cl = await cluster(ctx, 'small')
+    conn = await ctx.aconn()
+    await asql(conn, "DROP ROLE IF EXISTS forger", "CREATE ROLE forger LOGIN")
+    forger = await asyncio.to_thread(
+        psycopg2.connect, host=cl.dir, port=cl.pgport, user='forger', dbname='postgres')
+    ctx.conns.append(forger)
+    forger.autocommit = True
+    before = (await stats_row(conn, "(ignored_records->>'logical_message')::int"))[0]
+    first = await marker(ctx, conn, 1000000)
+    live = await ctx.sub()
+    mark = cl.log_size()
+    await asql(forger, "BEGIN", *["SELECT %s" % f for f in FORGERIES[:2]], "COMMIT")
+    await asql(conn, EMP % 1000001)
+    await asql(forger, *["SELECT %s" % f for f in FORGERIES[2:]])
+    await asql(conn, EMP % 1000002)
+    got = await live.expect(2, 15, 'live')
+    # with nobody left to send to, the worker's history (none: history_size
+    # is 0) ends after the second event, so resuming reads all of it from
+    # the WAL, forgeries included
+    await live.close()
+    deadline = time.monotonic() + 10
+    while (await asql(conn, "SELECT count(*) FROM pg_ws_connections"))[0][0] > 0:
+        check(time.monotonic() < deadline, 'the worker still has the live subscriber')
+        await asyncio.sleep(0.05)
+    resumed = []
+    for k in range(2):
+        sub = await ctx.sub(resume_path(first))
+        resumed.append(sub)
+        back = await sub.expect(2, 15, 'resumed from the WAL (%d)' % k, settle=0.5)
+        check(back == got, 'resumed %d: %s, live %s' % (k, [short(m, 80) for m in back],
+                                                      [short(m, 80) for m in got]))
+    await asql(conn, EMP % 1000003)
+    for k, sub in enumerate(resumed):
+        more = await sub.expect(3, 15, 'resumed (%d), still open' % k)
+        check(emp_id(more[2]) == 1000003 and sub.close_info is None,
+              'resumed %d after the forgeries: %s, closed %s'
+              % (k, short(more[2]), sub.close_info))
+    row = await wait_stats(conn, "(ignored_records->>'logical_message')::int",
+                           lambda r: r[0] >= before + len(FORGERIES), 10, 'counted')
+    await asyncio.sleep(1.5)    # another second's publication: counted once
+    row = await stats_row(conn, "(ignored_records->>'logical_message')::int")
+    check(row[0] == before + len(FORGERIES),
+          'ignored_records.logical_message = %d after two resumes, expected %d'
+          % (row[0], before + len(FORGERIES)))
+    logged = [line for line in cl.log_since(mark) if 'pg_ws ignored the WAL record at' in line]
+    check(len(logged) == len(FORGERIES), 'log lines about ignored records: %s' % logged[:6])
+    return '%d forged messages ignored, counted once and logged; resumes got the 2 real events' % (
+        len(FORGERIES))
+
+
+async def test_async_commit(ctx):
+    """i. synchronous_commit = off: an event is sent only once its commit is
+    flushed, so a crash never takes back an event a subscriber saw and
+    positions never go backwards."""
+    cl = await cluster(ctx, 'async')
+    conn = await ctx.aconn()
+    last = await marker(ctx, conn, 1100000)
+    live = await ctx.sub()
+    lazy = await ctx.aconn(options='-c synchronous_commit=off')
+    unflushed = None
+    for attempt in range(5):
+        n = 1100001 + attempt
+        rows = await asql(lazy, EMP % n, "SELECT pg_current_wal_insert_lsn() > pg_current_wal_flush_lsn(),"
+                                         " pg_current_wal_insert_lsn()::text")
+        if not rows[0][0]:
+            continue            # something flushed it already: try again
+        await asyncio.sleep(1.5)
+        still = (await asql(conn, "SELECT '%s'::pg_lsn > pg_current_wal_flush_lsn()" % rows[0][1]))[0][0]
+        check(not live.msgs, 'an event whose commit was not flushed was sent: %s'
+              % short(live.msgs[:1]))
+        if still:
+            unflushed = n
+            break
+    check(unflushed is not None, 'the WAL writer flushed every try within 1.5 s')
+    # a crash before the WAL writer flushes takes the row back, and its event
+    mark = cl.log_size()
+    await asyncio.to_thread(cl.as_postgres, PGBIN + '/pg_ctl', '-D', cl.data, '-m', 'immediate',
+                            '-w', 'stop')
+    await asyncio.wait_for(live.closed.wait(), 15)
+    check(not live.msgs, 'the subscriber was sent %s before the crash' % short(live.msgs[:1]))
+    await asyncio.to_thread(cl.as_postgres, PGBIN + '/pg_ctl', '-D', cl.data, '-l', cl.log,
+                            '-w', '-t', '60', 'start')
+    await cl.wait_listening(cl.wsport, 30, since=mark)
+    conn = await ctx.aconn()
+    gone = (await asql(conn, "SELECT count(*) FROM employee WHERE id = %d" % unflushed))[0][0]
+    check(gone == 0, 'the row of the unflushed commit survived the crash')
+    back = await ctx.sub(resume_path(last))
+    await asql(conn, EMP % 1100010)
+    got = await back.expect(1, 15, 'resumed after the crash', settle=0.5)
+    check([emp_id(m) for m in got] == [1100010], 'after the crash: %s' % [short(m, 80) for m in got])
+    check(position(got[0])[0] > position(last)[0], 'positions went backwards: %s after %s'
+          % (position(got[0])[0], position(last)[0]))
+    # and an asynchronous commit's event goes out once something flushes it
+    lazy = await ctx.aconn(options='-c synchronous_commit=off')
+    await asql(lazy, EMP % 1100011)
+    await asql(conn, "CREATE TABLE IF NOT EXISTS flusher (x int)", "INSERT INTO flusher VALUES (1)")
+    got = await back.expect(2, 15, 'the asynchronous commit, once flushed')
+    check(emp_id(got[1]) == 1100011, 'after the flush: %s' % short(got[1]))
+    return 'unflushed commit %d not sent, gone after the crash; resumed with higher positions' % unflushed
+
+
+async def first_message(ctx, path, what):
+    sub = await ctx.sub(path)
+    await sub.wait_until(lambda m: len(m) >= 1, 15, what)
+    return sub, json.loads(sub.msgs[0])
+
+
+async def test_future_since(ctx):
+    """j. a since past the end of this primary's history (the flushed WAL)
+    gets resync_required at once, never silence."""
+    cl = await cluster(ctx, 'big')
+    conn = await ctx.aconn()
+    ref = await marker(ctx, conn, 1200000)
+    seq, epoch = position(ref)
+    flush = (await asql(conn, "SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn"))[0][0]
+    notes = []
+    for what, since in (('the flushed end of the WAL', int(flush)),
+                        ('a year of WAL ahead', int(flush) + (1 << 40))):
+        sub, first = await first_message(ctx, '/ws/?since=%d&epoch=%s' % (since, epoch), what)
+        check(first['event'] == 'resync_required' and first['data']['since'] == since and
+              first['seq'] < since, '%s: first message %s' % (what, short(sub.msgs[0])))
+        notes.append(what)
+    # a position that is ours (after the newest event, below the end) resumes
+    sub = await ctx.sub(resume_path(ref))
+    await asql(conn, EMP % 1200001)
+    got = await sub.expect(1, 15, 'resumed after the newest event')
+    check(emp_id(got[0]) == 1200001, 'resumed: %s' % short(got[0]))
+    return 'resync_required for %s; the newest event\'s position resumes' % ' and '.join(notes)
+
+
+async def test_oldest_is_resumable(ctx):
+    """k. the oldest position pg_ws_stats and resync_required report can be
+    resumed after, and so can the one above it; the one below cannot."""
+    cl = await cluster(ctx, 'retain')
+    conn = await ctx.aconn()
+    await churn_wal(conn)
+    await asql(conn, "BEGIN", EMP % 1300001, EMP % 1300002, "COMMIT")
+    ref = await marker(ctx, conn, 1300003)
+    seq, epoch = position(ref)
+    # once the worker has published what it has now
+    first = (await wait_stats(conn, 'history_first_position, history_last_position',
+                              lambda r: r[1] is not None and r[1] >= seq, 10,
+                              'history_last_position'))[0]
+    oldest = await oldest_wal_lsn(conn)
+    check(oldest < first < seq and first - oldest < 16 << 20,
+          'history_first_position %d is not in the oldest segment (%d) before the events (%d)'
+          % (first, oldest, seq))
+    # what resync_required says is the same
+    sub, notice = await first_message(ctx, '/ws/?since=1&epoch=%s' % epoch, 'since=1')
+    check(notice['event'] == 'resync_required' and notice['data']['oldest'] == first,
+          'resync_required from 1: %s, pg_ws_stats says %d' % (short(sub.msgs[0]), first))
+    for at in (first, first + 1):
+        sub = await ctx.sub('/ws/?since=%d&epoch=%s' % (at, epoch))
+        got = await sub.wait_until(lambda m: any(emp_id(x) == 1300003 for x in m
+                                                 if '"employee_create"' in x) or
+                                   any('resync_required' in x for x in m), 15,
+                                   'resume after %d' % at)
+        check(not any('resync_required' in x for x in sub.msgs),
+              'resuming after %d (history_first_position%s) got %s'
+              % (at, '' if at == first else ' + 1', short(sub.msgs[0])))
+        ids = [emp_id(x) for x in sub.msgs]
+        check(ids[-3:] == [1300001, 1300002, 1300003],
+              'resuming after %d: %s' % (at, ids[-6:]))
+    sub, below = await first_message(ctx, '/ws/?since=%d&epoch=%s' % (first - 1, epoch),
+                                     'below the oldest')
+    check(below['event'] == 'resync_required' and below['data']['oldest'] == first,
+          'resuming after %d (one below): %s' % (first - 1, short(sub.msgs[0])))
+    return 'oldest %d (segment at %d): resumable, +1 too, -1 resync_required' % (first, oldest)
+
+
+async def test_database_change(ctx):
+    """l. a reload that points pg_ws.database at another database, and a
+    database dropped and made again under the name, change the epoch: a
+    subscriber resuming across either is told resync_required."""
+    cl = await cluster(ctx, 'twodb')
+    a = await ctx.aconn()
+    admin = await ctx.aconn(dbname='postgres')
+    await asql(admin, 'CREATE DATABASE db_b')
+    b = await ctx.aconn(dbname='db_b')
+    await asql(b, 'SET client_min_messages = error', 'CREATE EXTENSION pg_ws')
+    ref = await marker(ctx, a, 1400000)
+    seq, epoch_a = position(ref)
+    live = await ctx.sub()
+    await asql(b, EMP % 1400001)                    # not broadcast
+    await asql(a, EMP % 1400002)
+    got = await live.expect(1, 15, 'db_a live')
+    check(emp_id(got[0]) == 1400002, 'db_a: %s' % short(got[0]))
+    # a transaction of db_a that commits after the change: not db_b's events
+    late = await ctx.aconn(autocommit=False)
+    await asql(late, EMP % 1400009)
+    mark = cl.log_size()
+    await asql(admin, "ALTER SYSTEM SET pg_ws.database = 'db_b'", "SELECT pg_reload_conf()")
+    await asyncio.wait_for(live.closed.wait(), 15)
+    check(live.ws.close_code == 1001, 'closed with %s' % live.ws.close_code)
+    await cl.wait_listening(cl.wsport, 30, since=mark)
+    check(any('pg_ws worker restarting: pg_ws.database "db_b"' in line
+              for line in cl.log_since(mark)), 'no log line about the change')
+    sub, first = await first_message(ctx, resume_path(got[0]), 'resumed across the change')
+    epoch_b = first['epoch']
+    check(first['event'] == 'resync_required' and epoch_b != epoch_a,
+          'after the change: %s' % short(sub.msgs[0]))
+    await asql(late, "COMMIT")
+    await asql(b, EMP % 1400003)
+    more = await sub.expect(2, 15, 'db_b live')
+    check(len(more) == 2 and emp_id(more[1]) == 1400003 and position(more[1])[1] == epoch_b,
+          'db_b: %s' % [short(m, 80) for m in more[1:]])
+    await wait_stats(b, "(ignored_records->>'other_database')::int", lambda r: r[0] == 1,
+                     10, "db_a's late transaction")
+    # db_b dropped and made again: another OID, another epoch
+    b.close()
+    mark = cl.log_size()
+    await asql(admin, 'DROP DATABASE db_b WITH (FORCE)', 'CREATE DATABASE db_b')
+    b = await ctx.aconn(dbname='db_b')
+    await asql(b, 'SET client_min_messages = error', 'CREATE EXTENSION pg_ws')
+    await asql(b, EMP % 1400004)
+    await cl.wait_listening(cl.wsport, 30, since=mark)
+    sub2, again = await first_message(ctx, resume_path(more[1]), 'resumed across the new db_b')
+    check(again['event'] == 'resync_required' and again['epoch'] not in (epoch_a, epoch_b),
+          'after db_b was made again: %s' % short(sub2.msgs[0]))
+    await asql(admin, "ALTER SYSTEM RESET pg_ws.database", "SELECT pg_reload_conf()")
+    return 'epochs %s, %s, %s' % (epoch_a, epoch_b, again['epoch'])
 
 
 TESTS = [
@@ -409,8 +755,17 @@ TESTS = [
     ('(e) malformed since/epoch: 400; empty values start live', test_bad_since, 60),
     ('(f) pg_ws.history_retention keeps the WAL with the slot pg_ws, and drops it',
      test_retention, 120),
-    ('(g) pg_ws.wal = off: no WAL message, positions in memory, new epoch on restart',
+    ('(g) pg_ws.wal = off: no WAL record, positions in memory, new epoch on restart',
      test_wal_off, 90),
+    ('(h) logical messages with prefix pg_ws by a LOGIN-only role: never sent, counted once',
+     test_forged_messages, 90),
+    ('(i) synchronous_commit = off: sent only once flushed; a crash takes back nothing sent',
+     test_async_commit, 120),
+    ('(j) a since past the flushed end of the WAL gets resync_required', test_future_since, 60),
+    ('(k) history_first_position and resync_required\'s oldest are resumable; below is not',
+     test_oldest_is_resumable, 90),
+    ('(l) pg_ws.database changed or made again: new epoch, resync_required across it',
+     test_database_change, 90),
 ]
 
 

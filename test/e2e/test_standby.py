@@ -12,7 +12,15 @@ port, all on 127.0.0.1.
      pg_ws_send on a standby is refused;
   c. the primary is stopped while writers run and a standby is promoted:
      the writers carry on there, and subscribers of the old primary resume
-     on the promoted node with their last seq and miss nothing.
+     on the promoted node with their last seq and miss nothing;
+  d. a role that may only log in writes logical messages with prefix
+     pg_ws on the primary (60 MB of them in a transaction it keeps open):
+     the standbys never send them, keep serving the events committed
+     meanwhile, count them, and their workers' heaps stay flat;
+  e. a standby waits for a position it has not replayed yet (from a node
+     ahead of it) and resumes exactly there; one that no node reaches gets
+     resync_required within 10 seconds.
+  (c runs last: it stops the primary.)
 
 Run as root (PostgreSQL itself runs as the postgres user):
 
@@ -34,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (PGBIN, Cluster, Ctx, Fail, check, check_positions,  # noqa: E402
                      free_port, position, run_tap, short, sql)
 
-WATCHDOG_SECONDS = 300
+WATCHDOG_SECONDS = 420
 
 EMP = "INSERT INTO employee (id, first_name, last_name) VALUES (%d, 's', 's')"
 
@@ -247,11 +255,117 @@ async def test_promotion(ctx):
     return '%d events; %d before the switch on the old primary' % (len(rows), len(on_p.msgs))
 
 
+def stats(node, cols):
+    conn = node.connect()
+    try:
+        return sql(conn, "SELECT %s FROM pg_ws_stats" % cols)[0]
+    finally:
+        conn.close()
+
+
+async def wait_replayed(node, lsn, timeout=30):
+    """Until the standby has replayed the WAL up to lsn (text)."""
+    deadline = time.monotonic() + timeout
+    conn = node.connect()
+    try:
+        while not sql(conn, "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn)[0][0]:
+            check(time.monotonic() < deadline, '%s has not replayed %s' % (node.name, lsn))
+            await asyncio.sleep(0.05)
+    finally:
+        conn.close()
+
+
+FORGED = ("SELECT pg_logical_emit_message(%s, 'pg_ws', '{\"event\": \"client_delete\", "
+          "\"data\": {\"id\": 1}}' || E'\\n' || repeat('x', %d) || E'\\n')")
+
+
+async def test_forged(ctx):
+    """d. a role that may only log in writes logical messages with pg_ws's
+    old prefix on the primary, 60 MB of them in a transaction it keeps
+    open: the standbys never send them, keep sending the real events
+    committed meanwhile, and their workers' heaps do not grow by them."""
+    p, s1 = NODES['primary'], NODES['standby1']
+    ctx.use(s1)
+    ctx.use(p)
+    admin = p.connect()
+    sql(admin, "DROP ROLE IF EXISTS forger", "CREATE ROLE forger LOGIN")
+    forger = psycopg2.connect(host=p.dir, port=p.pgport, user='forger', dbname='postgres')
+    ctx.conns += [admin, forger]
+    on_p = await ctx.sub(url=p.url)
+    on_s1 = await ctx.sub(url=s1.url)
+    sql(admin, EMP % 4000001)
+    await on_s1.expect(1, 30, 'standby1, before')
+    heap_before = stats(s1, 'worker_memory_bytes')[0]
+    ignored_before = stats(s1, "(ignored_records->>'logical_message')::int")[0]
+    # the open transaction, with three 20 MB messages
+    await asyncio.to_thread(sql, forger, *[FORGED % ('true', 20 << 20)] * 3)
+    await asyncio.to_thread(sql, forger, FORGED % ('false', 100))
+    sql(admin, EMP % 4000002)
+    lsn = sql(admin, "SELECT pg_current_wal_flush_lsn()::text")[0][0]
+    await wait_replayed(s1, lsn)
+    got = await on_s1.expect(2, 30, 'standby1, a real event after the open transaction\'s messages')
+    check(ids_of(got) == [4000001, 4000002], 'standby1: %s' % [short(m, 80) for m in got])
+    await asyncio.sleep(1.2)        # the worker's figures, published again
+    heap_open = stats(s1, 'worker_memory_bytes')[0]
+    await asyncio.to_thread(sql, forger, "COMMIT")
+    sql(admin, EMP % 4000003)
+    for sub, who in ((on_p, 'primary'), (on_s1, 'standby1')):
+        got = await sub.expect(3, 30, who, settle=0.5)
+        check(ids_of(got) == [4000001, 4000002, 4000003], '%s: %s' % (who, [short(m, 80) for m in got]))
+    check(on_s1.msgs == on_p.msgs, 'standby1 and the primary sent different messages')
+    check(heap_open - heap_before < 10 << 20,
+          'standby1\'s worker heap grew by %d bytes with 60 MB of forged messages in an open'
+          ' transaction' % (heap_open - heap_before))
+    await asyncio.sleep(1.2)
+    ignored = stats(s1, "(ignored_records->>'logical_message')::int")[0]
+    check(ignored == ignored_before + 4, 'standby1 ignored_records.logical_message: %d, expected %d'
+          % (ignored, ignored_before + 4))
+    return 'real events only, heap +%d bytes while 60 MB of messages stayed open; %d ignored' % (
+        heap_open - heap_before, ignored - ignored_before)
+
+
+async def test_future_position(ctx):
+    """e. a standby waits for a position it has not replayed yet and
+    resumes there once replay reaches it; a position no node has reached
+    gets resync_required within 10 seconds, never silence."""
+    p, s2 = NODES['primary'], NODES['standby2']
+    ctx.use(s2)
+    ctx.use(p)
+    on_p = await ctx.sub(url=p.url)
+    admin = p.connect()
+    st = s2.connect()
+    ctx.conns += [admin, st]
+    sql(st, "SELECT pg_wal_replay_pause()")
+    sql(admin, EMP % 4100001)
+    sql(admin, EMP % 4100002)
+    got = await on_p.expect(2, 30, 'primary')
+    seq, epoch = position(got[0])
+    ahead = await ctx.sub('/ws/?since=%d&epoch=%s' % (seq, epoch), url=s2.url)
+    await asyncio.sleep(1.0)
+    check(not ahead.msgs, 'standby2 sent %s before replaying' % short(ahead.msgs[:1]))
+    sql(st, "SELECT pg_wal_replay_resume()")
+    back = await ahead.expect(1, 30, 'standby2 after replay resumed', settle=0.5)
+    check(back == got[1:], 'standby2: %s' % [short(m, 80) for m in back])
+    future = seq + (1 << 40)
+    t0 = time.monotonic()
+    far = await ctx.sub('/ws/?since=%d&epoch=%s' % (future, epoch), url=s2.url)
+    await far.wait_until(lambda m: len(m) >= 1, 30, 'a position far ahead')
+    first = json.loads(far.msgs[0])
+    check(first['event'] == 'resync_required' and first['data']['since'] == future,
+          'far ahead: %s' % short(far.msgs[0]))
+    return 'waited for replay, then resumed; far ahead: resync_required after %.1f s' % (
+        time.monotonic() - t0)
+
+
 TESTS = [
     ('(a) primary and 2 standbys: 8 writers, every event once everywhere with equal seq;'
      ' a subscriber hops between nodes with since=', test_three_nodes, 150),
     ('(b) custom events: the standbys serve them byte for byte, filtered by name;'
      ' pg_ws_send() is refused on a standby', test_custom_events, 60),
+    ('(d) logical messages with prefix pg_ws, 60 MB in an open transaction: never sent,'
+     ' delivery goes on, the standby\'s heap stays flat', test_forged, 90),
+    ('(e) a standby waits for a position it has not replayed; one no node has reached'
+     ' gets resync_required', test_future_position, 60),
     ('(c) promotion while writers run: subscribers resume on the promoted standby'
      ' and miss nothing', test_promotion, 120),
 ]
