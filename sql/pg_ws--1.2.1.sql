@@ -97,7 +97,7 @@ BEGIN
 						 AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
 						 AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
 						 AND d.objid = NEW.relation::pg_catalog.oid) THEN
-			RAISE EXCEPTION 'table % is not one of pg_ws''s own tables', NEW.relation
+			RAISE EXCEPTION 'table "%" is not one of pg_ws''s own tables', NEW.relation
 				USING ERRCODE = 'invalid_parameter_value',
 					  HINT = 'Watch it with pg_ws_watch(), which records it in pg_ws_watched.';
 		END IF;
@@ -473,12 +473,12 @@ BEGIN
 			WHERE c.oid = s.relation::pg_catalog.oid;
 			IF s.own AND (cls.relname::pg_catalog.text <> s.kind
 						  OR cls.relnamespace <> '@extschema@'::pg_catalog.regnamespace::pg_catalog.oid) THEN
-				RAISE EXCEPTION 'table % belongs to extension pg_ws and keeps its name and schema', s.relation
+				RAISE EXCEPTION 'table "%" belongs to extension pg_ws and keeps its name and schema', s.relation
 					USING ERRCODE = 'object_not_in_prerequisite_state',
 						  DETAIL = pg_catalog.format('pg_ws broadcasts its own table of kind "%s" as %s.%I.',
 													 s.kind, '@extschema@'::pg_catalog.regnamespace, s.kind);
 			ELSIF TG_TAG IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND s.trigger_enabled IS NULL THEN
-				RAISE EXCEPTION 'table % must keep pg_ws''s trigger pg_ws_event', s.relation
+				RAISE EXCEPTION 'table "%" must keep pg_ws''s trigger "pg_ws_event"', s.relation
 					USING ERRCODE = 'invalid_object_definition',
 						  DETAIL = pg_catalog.format('%s%s.', pg_catalog.upper(pg_catalog.left(s.problem, 1)),
 													 pg_catalog.substr(s.problem, 2)),
@@ -486,7 +486,7 @@ BEGIN
 									  ELSE pg_catalog.format('SELECT pg_ws_unwatch(%L) stops broadcasting the table and drops its trigger.',
 															 s.relation::pg_catalog.text) END;
 			ELSIF s.trigger_enabled IS NOT NULL AND s.problem IS NOT NULL THEN
-				RAISE WARNING 'trigger pg_ws_event of table % does not fire as pg_ws_watch() set it', s.relation
+				RAISE WARNING 'trigger "pg_ws_event" of table "%" does not fire as pg_ws_watch() set it', s.relation
 					USING DETAIL = pg_catalog.format('%s%s.', pg_catalog.upper(pg_catalog.left(s.problem, 1)),
 													 pg_catalog.substr(s.problem, 2)),
 						  HINT = CASE WHEN NOT s.replicated AND s.trigger_enabled = 'always'
@@ -525,7 +525,7 @@ BEGIN
 					   pg_catalog.to_regclass(pg_catalog.format('%I.%I', dropped.address_names[1],
 																dropped.address_names[2]))::pg_catalog.oid
 		LOOP
-			RAISE EXCEPTION 'cannot drop trigger pg_ws_event on table %', s.relation
+			RAISE EXCEPTION 'cannot drop trigger "pg_ws_event" of table "%"', s.relation
 				USING ERRCODE = 'dependent_objects_still_exist',
 					  DETAIL = 'pg_ws broadcasts the table''s changes through it.',
 					  HINT = CASE WHEN s.own THEN 'pg_ws always broadcasts its own tables; DROP EXTENSION pg_ws drops them.'
