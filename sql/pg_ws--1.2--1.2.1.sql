@@ -25,7 +25,7 @@ BEGIN
 			   AND c.relname !~ '^pg_ws')
 	LIMIT 1;
 	IF FOUND THEN
-		RAISE EXCEPTION 'the events of table % cannot keep the table''s name "%"', bad.relation, bad.relname
+		RAISE EXCEPTION 'the events of table "%" cannot keep the table''s name', bad.relname
 			USING ERRCODE = 'invalid_name',
 				  DETAIL = 'pg_ws 1.2.1 fixes the name of a ''row'' table''s events when the table is watched, and this name does not make valid event names.',
 				  HINT = 'Before updating, rename the table, or watch it again with a name of your own: SELECT pg_ws_watch(''...'', ''row'', event_prefix => ''...'') (with its columns, if it has a list).';
@@ -65,11 +65,12 @@ CREATE TRIGGER pg_ws_fill_prefix
 	BEFORE INSERT OR UPDATE ON @extschema@.pg_ws_watched
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_watched_fill_prefix();
 
--- pg_ws's own four tables whose replicated rows are broadcast too
--- (pg_ws_watch(..., replicated => true) on one of them).  pg_dump does not
--- dump the triggers of an extension's tables, so this catalog keeps the
--- choice: its rows are dumped, and its trigger sets pg_ws_event's firing
--- from them when they are written, as pg_restore does.
+-- Whether the replicated rows of pg_ws's own four tables are broadcast
+-- too, as pg_ws_watch(..., replicated => ...) on one of them set it (no
+-- row: they are not).  pg_dump does not dump the triggers of an
+-- extension's tables, so this catalog keeps the choice: its rows are
+-- dumped, and its trigger sets pg_ws_event's firing from them whenever
+-- they are written, pg_restore's COPY included.
 CREATE TABLE @extschema@.pg_ws_own_tables (
 	relation pg_catalog.regclass PRIMARY KEY,
 	replicated boolean NOT NULL

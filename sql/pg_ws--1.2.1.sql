@@ -69,11 +69,12 @@ CREATE TRIGGER pg_ws_fill_prefix
 	BEFORE INSERT OR UPDATE ON @extschema@.pg_ws_watched
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_watched_fill_prefix();
 
--- pg_ws's own four tables whose replicated rows are broadcast too
--- (pg_ws_watch(..., replicated => true) on one of them).  pg_dump does not
--- dump the triggers of an extension's tables, so this catalog keeps the
--- choice: its rows are dumped, and its trigger sets pg_ws_event's firing
--- from them when they are written, as pg_restore does.
+-- Whether the replicated rows of pg_ws's own four tables are broadcast
+-- too, as pg_ws_watch(..., replicated => ...) on one of them set it (no
+-- row: they are not).  pg_dump does not dump the triggers of an
+-- extension's tables, so this catalog keeps the choice: its rows are
+-- dumped, and its trigger sets pg_ws_event's firing from them whenever
+-- they are written, pg_restore's COPY included.
 CREATE TABLE @extschema@.pg_ws_own_tables (
 	relation pg_catalog.regclass PRIMARY KEY,
 	replicated boolean NOT NULL
