@@ -252,15 +252,27 @@ CROSS JOIN LATERAL (SELECT b.own AND (cls.relname::pg_catalog.text IS DISTINCT F
 REVOKE ALL ON @extschema@.pg_ws_watch_status FROM PUBLIC;
 GRANT SELECT ON @extschema@.pg_ws_watch_status TO pg_monitor;
 
+-- Whether an ALTER TABLE's command enables or disables pg_ws_event (by
+-- name, or all or the user triggers of the table), run by a role that is
+-- not a superuser (watch.c).
+CREATE FUNCTION @extschema@.pg_ws_role_changes_trigger(cmd pg_catalog.pg_ddl_command)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'pg_ws_role_changes_trigger'
+	LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_role_changes_trigger(pg_catalog.pg_ddl_command) FROM PUBLIC;
+
 -- pg_ws's trigger on a table it broadcasts cannot be dropped, renamed or
 -- replaced by one that is not pg_ws's (whoever owns the table could do
--- that, silencing its events); pg_ws_unwatch() drops it.  Disabling it
--- (ALTER TABLE ... DISABLE TRIGGER, which pg_restore --disable-triggers
--- does around the rows it loads), making it fire otherwise than
--- pg_ws_watch() set, or a partition's, warns, and pg_ws_watch_status shows
--- it for as long as it lasts.  pg_ws's own tables keep their names and
--- their schema.  An ALTER TABLE of a table whose trigger is missing says
--- nothing: pg_restore alters tables before it creates their triggers.
+-- that, silencing its events); pg_ws_unwatch() drops it.  Its owner may
+-- not make it broadcast less than the watch asks (disable it, ENABLE
+-- REPLICA, or ENABLE when replicated rows are asked for) either; a
+-- superuser may (pg_restore --disable-triggers, which needs one, disables
+-- triggers around the rows it loads), with a WARNING, and any other ALTER
+-- TABLE of a table whose trigger fires otherwise than pg_ws_watch() set it
+-- warns too; pg_ws_watch_status shows it for as long as it lasts.  pg_ws's
+-- own tables keep their names and their schema.  An ALTER TABLE of a table
+-- whose trigger is missing says nothing: pg_restore alters tables before it
+-- creates their triggers.
 CREATE FUNCTION @extschema@.pg_ws_check_trigger_change() RETURNS event_trigger
 	LANGUAGE plpgsql
 	-- the table's owner runs the command; pg_ws_watch_status is pg_ws's
@@ -276,7 +288,10 @@ BEGIN
 	IF pg_catalog.to_regclass('@extschema@.pg_ws_watch_status') IS NULL THEN
 		RETURN;
 	END IF;
-	FOR cmd IN SELECT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c LOOP
+	FOR cmd IN SELECT c.classid, c.objid,
+					  @extschema@.pg_ws_role_changes_trigger(c.command) AS by_role
+			   FROM pg_catalog.pg_event_trigger_ddl_commands() c
+	LOOP
 		rel := NULL;
 		IF cmd.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND TG_TAG = 'ALTER TABLE' THEN
 			rel := cmd.objid;
@@ -309,6 +324,14 @@ BEGIN
 									  ELSE pg_catalog.format('SELECT pg_ws_unwatch(%L) stops broadcasting the table and drops its trigger.',
 															 s.relation::pg_catalog.text) END;
 			ELSIF s.trigger_enabled IS NOT NULL AND s.problem IS NOT NULL THEN
+				IF cmd.by_role AND (NOT s.fires OR (s.replicated AND NOT s.fires_replicated)) THEN
+					RAISE EXCEPTION 'permission denied to change how trigger "pg_ws_event" of table "%" fires', s.relation
+						USING ERRCODE = 'insufficient_privilege',
+							  DETAIL = pg_catalog.format('%s%s.', pg_catalog.upper(pg_catalog.left(s.problem, 1)),
+														 pg_catalog.substr(s.problem, 2)),
+							  HINT = pg_catalog.format('pg_ws broadcasts the table''s changes through it: only a superuser may make it broadcast less (pg_restore --disable-triggers runs as one); SELECT pg_ws_unwatch(%L) stops broadcasting the table.',
+													   s.relation::pg_catalog.text);
+				END IF;
 				RAISE WARNING 'trigger "pg_ws_event" of table "%" does not fire as pg_ws_watch() set it', s.relation
 					USING DETAIL = pg_catalog.format('%s%s.', pg_catalog.upper(pg_catalog.left(s.problem, 1)),
 													 pg_catalog.substr(s.problem, 2)),

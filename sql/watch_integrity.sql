@@ -204,12 +204,23 @@ SELECT pg_ws_watch('s.parcel', 'row');
 SELECT pg_ws_unwatch('s.parcel');
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 's.parcel'::regclass;
 
---
--- ... but may disable it, as pg_restore --disable-triggers does: a WARNING,
--- and pg_ws_watch_status shows it for as long as it lasts
---
+-- nor make it broadcast less than the watch asks
 SET ROLE regress_watch_owner;
 ALTER TABLE s.orders DISABLE TRIGGER pg_ws_event;
+ALTER TABLE s.orders DISABLE TRIGGER USER;
+ALTER TABLE s.orders DISABLE TRIGGER ALL;
+ALTER TABLE s.orders ENABLE REPLICA TRIGGER pg_ws_event;
+ALTER TABLE s.orders ENABLE TRIGGER pg_ws_event;     -- replicated => true
+RESET ROLE;
+
+--
+-- ... but a superuser may disable it, as pg_restore --disable-triggers
+-- does: a WARNING, and pg_ws_watch_status shows it for as long as it lasts
+--
+ALTER TABLE s.orders DISABLE TRIGGER pg_ws_event;
+-- the owner's other changes to the table go on, with the WARNING
+SET ROLE regress_watch_owner;
+ALTER TABLE s.orders ADD COLUMN note text;
 RESET ROLE;
 BEGIN;
 INSERT INTO s.orders VALUES (5, 'lost');

@@ -66,6 +66,8 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/deparse_utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -1171,4 +1173,55 @@ pgws_check_not_table_event(const char *name, int len)
 				 errhint("Choose another name for the application's event.")));
 	}
 	SPI_finish();
+}
+
+/*
+ * pg_ws_role_changes_trigger(cmd pg_ddl_command) returns boolean
+ *
+ * For pg_ws's event trigger (pg_ws--1.2.1.sql, pg_ws_check_trigger_change):
+ * whether cmd, one of the commands an ALTER TABLE ran, enables or disables
+ * the trigger pg_ws_event (by its name, or all the table's triggers, or its
+ * user triggers), and the role that ran it is not a superuser.  A table's
+ * owner may not make pg_ws's trigger broadcast less than its watch asks; a
+ * superuser may (pg_restore --disable-triggers, which needs one, disables
+ * triggers around the rows it loads).  The role is the outer one (SET ROLE
+ * counts), since the event trigger runs as SECURITY DEFINER.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_role_changes_trigger);
+
+Datum
+pg_ws_role_changes_trigger(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	ListCell   *lc;
+
+	if (cmd == NULL || cmd->type != SCT_AlterTable ||
+		superuser_arg(GetOuterUserId()))
+		PG_RETURN_BOOL(false);
+	foreach(lc, cmd->d.alterTable.subcmds)
+	{
+		CollectedATSubcmd *sub = (CollectedATSubcmd *) lfirst(lc);
+		AlterTableCmd *at = (AlterTableCmd *) sub->parsetree;
+
+		if (!IsA(at, AlterTableCmd))
+			continue;
+		switch (at->subtype)
+		{
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+				if (at->name != NULL && strcmp(at->name, "pg_ws_event") == 0)
+					PG_RETURN_BOOL(true);
+				break;
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				PG_RETURN_BOOL(true);
+			default:
+				break;
+		}
+	}
+	PG_RETURN_BOOL(false);
 }
