@@ -12,7 +12,10 @@ subscribers see it (README.md, "Watching tables you already have"):
       this cluster to another database of it);
   (d) pg_dump/pg_restore keep the choice: the restored database's triggers
       fire for replicated rows where the original's did, and it broadcasts
-      them once it is pg_ws.database.
+      them once it is pg_ws.database;
+  (e) a data-only pg_restore --disable-triggers works, and says (and
+      pg_ws_watch_status shows) which tables' triggers it left firing for
+      ordinary writes only.
 
 Run by test/run_tests.sh; prints TAP.
 """
@@ -269,6 +272,49 @@ async def test_dump_restore(ctx):
         ', '.join('%s %s' % e for e in got)
 
 
+async def test_data_only_restore(ctx):
+    """(e) a data-only restore with --disable-triggers, as a superuser: it
+    succeeds, warns that the tables watched with replicated => true fire
+    for ordinary writes only afterwards (ENABLE TRIGGER ALL), and
+    pg_ws_watch_status shows them until ENABLE ALWAYS mends them."""
+    cl = await watch_cluster(ctx)
+    conn = await ctx.aconn()
+    await replicated_tables(conn)
+    dump = os.path.join(cl.dir, 'watchapp.dump')
+    if not os.path.exists(dump):
+        r = await asyncio.to_thread(cl.as_postgres, PGBIN + '/pg_dump', '-Fc', '-h', cl.dir,
+                                    '-p', str(cl.pgport), '-U', 'postgres', '-d', 'watchapp',
+                                    '-f', dump, check=False)
+        check(r.returncode == 0, 'pg_dump failed: %s' % short(r.stdout, 1000))
+    admin = await ctx.aconn(dbname='postgres')
+    await asql(admin, "CREATE DATABASE data_only")
+    restore = [PGBIN + '/pg_restore', '--exit-on-error', '-h', cl.dir, '-p', str(cl.pgport),
+               '-U', 'postgres', '-d', 'data_only']
+    r = await asyncio.to_thread(cl.as_postgres, *restore, '--schema-only', dump, check=False)
+    check(r.returncode == 0, 'pg_restore --schema-only failed: %s' % short(r.stdout, 2000))
+    # --verbose: pg_restore shows the server's notices only then
+    r = await asyncio.to_thread(cl.as_postgres, *restore, '--data-only', '--disable-triggers',
+                                '--verbose', dump, check=False)
+    check(r.returncode == 0, 'pg_restore --data-only --disable-triggers failed: %s'
+          % short(r.stdout, 2000))
+    warned = sorted({line.split('of table ')[1].split(' ')[0].strip('"')
+                     for line in r.stdout.splitlines()
+                     if 'does not fire as pg_ws_watch() set it' in line})
+    check('s.mirror' in warned and 'public.client' in warned,
+          'pg_restore warned about %s' % warned, *r.stdout.splitlines()[-20:])
+    dst = await ctx.aconn(dbname='data_only')
+    problems = await asql(dst, "SELECT relation::text, fires_replicated, problem FROM pg_ws_watch_status"
+                               " WHERE problem IS NOT NULL ORDER BY 1")
+    check([p[:2] for p in problems] == [('client', False), ('s.mirror', False)]
+          and all(p[2].startswith('replicated rows are asked for') for p in problems),
+          'pg_ws_watch_status after the data-only restore: %r' % (problems,))
+    await asql(dst, "ALTER TABLE client ENABLE ALWAYS TRIGGER pg_ws_event",
+               "ALTER TABLE s.mirror ENABLE ALWAYS TRIGGER pg_ws_event")
+    left = await asql(dst, "SELECT count(*) FROM pg_ws_watch_status WHERE problem IS NOT NULL")
+    check(left[0][0] == 0, '%d problems left after ENABLE ALWAYS' % left[0][0])
+    return 'warned about %s; shown, then mended' % ', '.join(warned)
+
+
 TESTS = [
     ('(a) a watched table renamed by its owner, to client and to JSON, keeps its events\' name',
      test_rename, 60),
@@ -278,6 +324,8 @@ TESTS = [
      test_logical_replication, 90),
     ('(d) pg_dump/pg_restore keep replicated => true, for watched and for pg_ws\'s own tables',
      test_dump_restore, 120),
+    ('(e) pg_restore --data-only --disable-triggers: restored, warned, shown in pg_ws_watch_status',
+     test_data_only_restore, 120),
 ]
 
 
