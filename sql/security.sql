@@ -106,10 +106,15 @@ INSERT INTO visit_history (id, client_id, datetime, device_id)
 SELECT * FROM pg_ws_pending_events();
 ROLLBACK;
 
--- a renamed table is no longer the one its trigger names, even in a
--- backend that has already seen it under its name (its relcache entry is
+-- pg_ws's own tables keep their names and their schema (an event trigger
+-- refuses the rename) ...
+ALTER TABLE client RENAME TO client_renamed;
+-- ... and one renamed all the same, by a superuser who disabled that
+-- event trigger, is no longer the one its trigger names, even in a backend
+-- that has already seen it under its name (its relcache entry is
 -- invalidated, and with it what the backend remembered)
 BEGIN;
+ALTER EVENT TRIGGER pg_ws_check_trigger_change DISABLE;
 ALTER TABLE client RENAME TO client_renamed;
 UPDATE client_renamed SET age = 30 WHERE id = 1;
 ROLLBACK;
@@ -131,7 +136,7 @@ SELECT c.oid::regclass AS view, a.privilege_type,
             WHEN a.grantee = c.relowner THEN 'owner'
             ELSE pg_get_userbyid(a.grantee) END AS grantee
 FROM pg_class c, aclexplode(c.relacl) a
-WHERE c.relname IN ('pg_ws_stats', 'pg_ws_connections') AND a.grantee <> c.relowner
+WHERE c.relname IN ('pg_ws_stats', 'pg_ws_connections', 'pg_ws_watch_status') AND a.grantee <> c.relowner
 ORDER BY 1, 3;
 
 TRUNCATE client CASCADE;

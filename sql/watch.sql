@@ -59,8 +59,10 @@ CREATE TABLE staff (id integer PRIMARY KEY, first_name text, last_name text,
 SELECT pg_ws_watch('staff', 'employee');
 CREATE VIEW staff_view AS SELECT * FROM staff;
 SELECT pg_ws_watch('staff_view', 'employee');
--- pg_ws's own tables are always watched
+-- pg_ws's own tables are always watched, as their kind: pg_ws_watch() sets
+-- only whether their replicated rows are broadcast (watch_integrity)
 SELECT pg_ws_watch('client', 'client');
+SELECT pg_ws_watch('client', 'employee');
 SELECT pg_ws_unwatch('client');
 
 -- a trigger made by hand, not by pg_ws_watch(), is refused when it fires

@@ -240,7 +240,9 @@ typedef struct PgWsWatchedTable
 	bool		own;			/* one of the tables CREATE EXTENSION made */
 	PgWsTableKind kind;
 	Oid			visit_relid;	/* client: where visit_histories come from */
-	char		event_prefix[NAMEDATALEN];	/* row: the events' name prefix */
+	char		event_prefix[NAMEDATALEN];	/* row: the events' name prefix, as
+												 * stored when the table was
+												 * watched and checked */
 	int			ncolumns;		/* row: the columns sent; 0: all */
 	AttrNumber *columns;
 	int			nkeys;			/* row: the primary key, sent on delete */

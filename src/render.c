@@ -988,24 +988,31 @@ append_attnum(EventWriter *w, AttrNumber attnum)
 
 /*
  * A 'row' table's event: <prefix>_create and _update carry the row (its
- * watched columns, or all), _delete its primary key.  The prefix was
- * checked by pg_ws_watch() against the rules for event names.
+ * watched columns, or all), _delete its primary key.  The prefix is the
+ * one stored when the table was watched, never the table's current name,
+ * and watch.c checked it against the rules for event names when it loaded
+ * the watch; it is written as a JSON string all the same, so that nothing
+ * a catalog holds can ever end the name early.
  */
 static void
 render_row(EventWriter *w, TriggerEvent op)
 {
 	const PgWsWatchedTable *watch = w->watch;
+	const char *suffix;
+	char		name[NAMEDATALEN + sizeof("_create")];
+	int			len;
 	int			i;
 
-	APPEND_LITERAL(w->buf, PGWS_EVENT_PREFIX);
-	appendStringInfoString(w->buf, watch->event_prefix);
 	if (TRIGGER_FIRED_BY_INSERT(op))
-		APPEND_LITERAL(w->buf, "_create");
+		suffix = "_create";
 	else if (TRIGGER_FIRED_BY_UPDATE(op))
-		APPEND_LITERAL(w->buf, "_update");
+		suffix = "_update";
 	else
-		APPEND_LITERAL(w->buf, "_delete");
-	APPEND_LITERAL(w->buf, "\", \"data\": {");
+		suffix = "_delete";
+	len = snprintf(name, sizeof(name), "%s%s", watch->event_prefix, suffix);
+	APPEND_LITERAL(w->buf, "{\"event\": ");
+	append_json_string(w, name, Min(len, (int) sizeof(name) - 1));
+	APPEND_LITERAL(w->buf, ", \"data\": {");
 	w->first_key = true;
 
 	if (TRIGGER_FIRED_BY_DELETE(op))

@@ -24,6 +24,21 @@
  * not extension members) are dumped with their tables: after a restore a
  * watched table is still watched.
  *
+ * A 'row' table's event names are fixed when it is watched: pg_ws_watch()
+ * always stores the prefix (the table's name at that moment unless one is
+ * given), and the trigger never looks at the table's current name, so that
+ * whoever owns the table cannot rename it into another table's events or
+ * into JSON.  The prefix is checked against the rules for event names
+ * when it is stored, by pg_ws_watched's CHECK, and again here whenever a
+ * watch is loaded; render.c writes it escaped all the same.
+ *
+ * pg_ws's own four tables are broadcast as the kind their name says (and
+ * an event trigger of pg_ws--1.2.1.sql keeps them from being renamed or
+ * moved); a client table's visit table is the visit_history table of its
+ * schema only when that is pg_ws's own or a watched one.  pg_ws_watch() on
+ * one of them sets only whether its replicated rows are broadcast
+ * (pg_ws_own_tables).
+ *
  * Each backend remembers what it looked up per relation and forgets it
  * when the relation's relcache entry is invalidated.  pg_ws_watch() and
  * pg_ws_unwatch() invalidate every relcache entry at commit, since a
@@ -51,6 +66,8 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/deparse_utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -338,11 +355,76 @@ primary_key_columns(Relation rel, AttrNumber **keys)
 }
 
 /*
- * Load a relation's watch: the extension's own tables by their name, the
- * others from pg_ws_watched.  Runs inside the trigger, which may use SPI.
+ * The watch of one of pg_ws's own tables: the kind its name says (a table
+ * renamed to something else is no kind, so its trigger refuses to run).
+ * A client table's visit table is its schema's visit_history when that is
+ * pg_ws's own too; otherwise the caller looks for the schema's watched one.
  */
 static void
-load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
+load_own_watch(Relation rel, PgWsWatchedTable *entry)
+{
+	int			kind = pgws_table_kind_from_name(RelationGetRelationName(rel));
+	Oid			visit;
+
+	entry->own = true;
+	if (kind < 0 || kind == PGWS_TABLE_ROW)
+		return;
+	entry->watched = true;
+	entry->kind = (PgWsTableKind) kind;
+	if (kind != PGWS_TABLE_CLIENT)
+		return;
+
+	/*
+	 * Not a table someone made under that name after a superuser renamed
+	 * pg_ws's away.
+	 */
+	visit = get_relname_relid("visit_history", RelationGetNamespace(rel));
+	if (OidIsValid(visit) && is_extension_table(visit))
+		entry->visit_relid = visit;
+}
+
+/*
+ * Error unless <prefix>_create, _update and _delete are valid names for
+ * application events (eventname.c): pg_ws_watch() refuses such a prefix,
+ * and a stored one that is not (stored) makes the trigger refuse to render.
+ */
+static void
+check_row_event_names(Relation rel, const char *prefix, bool stored)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(row_event_suffixes); i++)
+	{
+		char	   *name = psprintf("%s%s", prefix, row_event_suffixes[i]);
+		const char *problem = pgws_event_name_problem(name);
+
+		if (problem == NULL)
+			continue;
+		if (stored)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("pg_ws cannot send the events of table \"%s\": its event name \"%s\" is not allowed",
+							RelationGetRelationName(rel), name),
+					 errdetail("%s", problem),
+					 errhint("Watch the table again with a valid name: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
+							 RelationGetRelationName(rel))));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table \"%s\" cannot be watched as kind \"row\": its event name \"%s\" is not allowed",
+						RelationGetRelationName(rel), name),
+				 errdetail("%s", problem),
+				 errhint("Pass another name: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
+						 RelationGetRelationName(rel))));
+	}
+}
+
+/*
+ * The watch pg_ws_watched records for a relation, or for its nearest
+ * watched ancestor when it is a partition; returns the relation whose row
+ * it is.  SPI must be connected.
+ */
+static Oid
+load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 {
 	Oid			relid = RelationGetRelid(rel);
 	Oid			watched_relid = relid;
@@ -353,41 +435,6 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 	char	   *query;
 	MemoryContext oldcxt;
 
-	if (entry->columns != NULL)
-		pfree(entry->columns);
-	if (entry->keys != NULL)
-		pfree(entry->keys);
-	entry->columns = NULL;
-	entry->keys = NULL;
-	entry->ncolumns = 0;
-	entry->nkeys = 0;
-	entry->watched = false;
-	entry->own = false;
-	entry->kind = PGWS_TABLE_ROW;
-	entry->visit_relid = InvalidOid;
-	entry->event_prefix[0] = '\0';
-	memset(entry->render_attnums, 0, sizeof(entry->render_attnums));
-
-	if (is_extension_table(relid))
-	{
-		int			kind = pgws_table_kind_from_name(RelationGetRelationName(rel));
-
-		entry->own = true;
-		if (kind >= 0 && kind != PGWS_TABLE_ROW)
-		{
-			entry->watched = true;
-			entry->kind = (PgWsTableKind) kind;
-			if (kind == PGWS_TABLE_CLIENT)
-				entry->visit_relid = get_relname_relid("visit_history",
-													   RelationGetNamespace(rel));
-		}
-		return;
-	}
-	if (!OidIsValid(get_extension_oid("pg_ws", true)))
-		return;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix "
 					 "FROM %s WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
 					 watched_catalog_name());
@@ -395,7 +442,7 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 	/*
 	 * A partition's rows fire the trigger its partitioned table's watch
 	 * cloned onto it: the partition is watched as its nearest watched
-	 * ancestor, under that table's name.
+	 * ancestor, with that table's event names.
 	 */
 	ancestors = rel->rd_rel->relispartition ? get_partition_ancestors(relid) : NIL;
 	ancestor = list_head(ancestors);
@@ -436,9 +483,20 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 			AttrNumber *keys;
 			int			nkeys;
 
-			strlcpy(entry->event_prefix,
-					prefix ? prefix : get_rel_name(watched_relid),
-					sizeof(entry->event_prefix));
+			/*
+			 * Stored by pg_ws_watch() and checked by pg_ws_watched's CHECK;
+			 * checked once more, since every subscriber trusts it.
+			 */
+			if (prefix == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("pg_ws cannot send the events of table \"%s\": its watch names no events",
+								RelationGetRelationName(rel)),
+						 errdetail("pg_ws 1.2 named them after the table's current name; pg_ws 1.2.1 stores the name."),
+						 errhint("ALTER EXTENSION pg_ws UPDATE stores the table's name, or watch the table again: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
+								 RelationGetRelationName(rel))));
+			check_row_event_names(rel, prefix, true);
+			strlcpy(entry->event_prefix, prefix, sizeof(entry->event_prefix));
 			value = SPI_getbinval(tuple, desc, 2, &isnull);
 			if (!isnull)
 			{
@@ -482,12 +540,55 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 		}
 	}
 
+	return watched_relid;
+}
+
+/*
+ * Load a relation's watch: the extension's own tables by their name, the
+ * others from pg_ws_watched.  Runs inside the trigger, which may use SPI.
+ */
+static void
+load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
+{
+	Oid			watched_relid = RelationGetRelid(rel);
+	bool		connected = false;
+
+	if (entry->columns != NULL)
+		pfree(entry->columns);
+	if (entry->keys != NULL)
+		pfree(entry->keys);
+	entry->columns = NULL;
+	entry->keys = NULL;
+	entry->ncolumns = 0;
+	entry->nkeys = 0;
+	entry->watched = false;
+	entry->own = false;
+	entry->kind = PGWS_TABLE_ROW;
+	entry->visit_relid = InvalidOid;
+	entry->event_prefix[0] = '\0';
+	memset(entry->render_attnums, 0, sizeof(entry->render_attnums));
+
+	if (is_extension_table(watched_relid))
+		load_own_watch(rel, entry);
+	else
+	{
+		if (!OidIsValid(get_extension_oid("pg_ws", true)))
+			return;
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		connected = true;
+		watched_relid = load_catalog_watch(rel, entry);
+	}
+
 	/* a client table without its own visit table takes its schema's */
 	if (entry->watched && entry->kind == PGWS_TABLE_CLIENT &&
 		!OidIsValid(entry->visit_relid))
 	{
 		int			count;
 
+		if (!connected && SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		connected = true;
 		entry->visit_relid = namespace_visit_table(get_rel_namespace(watched_relid),
 												   &count);
 		if (count > 1)
@@ -500,7 +601,8 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 					 errhint("Name it: SELECT pg_ws_watch('%s', 'client', visit_table => '...').",
 							 RelationGetRelationName(rel))));
 	}
-	SPI_finish();
+	if (connected)
+		SPI_finish();
 }
 
 /*
@@ -643,31 +745,6 @@ check_kind_columns(Relation rel, PgWsTableKind kind, const char *role)
 						 pgws_table_kind_names[kind])));
 }
 
-/*
- * Error unless name is a valid name for an application event: what
- * pg_ws_send() and 'row' tables may use (eventname.c).
- */
-static void
-check_row_event_names(Relation rel, const char *prefix)
-{
-	int			i;
-
-	for (i = 0; i < lengthof(row_event_suffixes); i++)
-	{
-		char	   *name = psprintf("%s%s", prefix, row_event_suffixes[i]);
-		const char *problem = pgws_event_name_problem(name);
-
-		if (problem != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("table \"%s\" cannot be watched as kind \"row\": its event name \"%s\" is not allowed",
-							RelationGetRelationName(rel), name),
-					 errdetail("%s", problem),
-					 errhint("Pass another name: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
-							 RelationGetRelationName(rel))));
-	}
-}
-
 /* run a utility or DML statement through SPI, or fail */
 static void
 spi_exec(const char *query, int nargs, Oid *argtypes, Datum *args,
@@ -718,15 +795,54 @@ implicit_client_tables(Oid nsp)
 }
 
 /*
+ * pg_ws_watch() on one of pg_ws's own tables: only whether its replicated
+ * rows are broadcast may be set.  pg_ws_own_tables records it, and its
+ * trigger makes pg_ws_event ENABLE ALWAYS or ENABLE (pg_ws--1.2.1.sql).
+ */
+static void
+watch_own_table(Relation rel, int kind, bool other_options, bool replicated)
+{
+	Oid			relid = RelationGetRelid(rel);
+	Oid			argtypes[2] = {REGCLASSOID, BOOLOID};
+	Datum		args[2];
+	int			own_kind = pgws_table_kind_from_name(RelationGetRelationName(rel));
+
+	if (kind != own_kind || other_options)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" belongs to extension pg_ws, which always watches it",
+						RelationGetRelationName(rel)),
+				 own_kind >= 0 ?
+				 errhint("Only whether its replicated rows are broadcast may be set: SELECT pg_ws_watch('%s', '%s', replicated => true).",
+						 RelationGetRelationName(rel), pgws_table_kind_names[own_kind]) : 0));
+
+	/* ALTER TABLE refuses a table this backend holds open; the lock stays */
+	table_close(rel, NoLock);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = BoolGetDatum(replicated);
+	spi_exec(psprintf("INSERT INTO %s.pg_ws_own_tables (relation, replicated) VALUES ($1, $2) "
+					  "ON CONFLICT (relation) DO UPDATE SET replicated = EXCLUDED.replicated",
+					  quote_identifier(get_namespace_name(pg_ws_extension_schema()))),
+			 2, argtypes, args, NULL, SPI_OK_INSERT);
+	SPI_finish();
+}
+
+/*
  * pg_ws_watch(tbl regclass, kind text, columns name[] DEFAULT NULL,
  *			   visit_table regclass DEFAULT NULL,
- *			   event_prefix text DEFAULT NULL) returns void
+ *			   event_prefix text DEFAULT NULL,
+ *			   replicated boolean DEFAULT false) returns void
  *
  * Attach pg_ws's events to an existing table: check its columns, record it
- * in pg_ws_watched and create the trigger pg_ws_event on it.  Watching a
- * watched table again replaces its watch.  EXECUTE is not granted to
- * PUBLIC, and the function needs INSERT on pg_ws_watched and EXECUTE on
- * pg_ws_row_event(): superusers only, unless granted all three.
+ * in pg_ws_watched and create the trigger pg_ws_event on it, ENABLE ALWAYS
+ * when replicated rows are to be broadcast too.  A 'row' table's events
+ * are named after event_prefix, or the table's name now: either is stored,
+ * so that a later rename changes nothing.  Watching a watched table again
+ * replaces its watch.  EXECUTE is not granted to PUBLIC, and the function
+ * needs INSERT on pg_ws_watched and EXECUTE on pg_ws_row_event():
+ * superusers only, unless granted all three.
  */
 PG_FUNCTION_INFO_V1(pg_ws_watch);
 
@@ -741,13 +857,15 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 	Oid			visit_relid = InvalidOid;
 	char	   *prefix = NULL;
 	ArrayType  *columns = NULL;
+	bool		replicated;
+	bool		catalog_1_2_1;
 	Oid			extschema;
 	char	   *qualified;
 	char	   *catalog;
 	char	   *query;
-	Oid			argtypes[5] = {REGCLASSOID, TEXTOID, NAMEARRAYOID, REGCLASSOID, TEXTOID};
-	Datum		args[5];
-	char		nulls[5] = {' ', ' ', 'n', 'n', 'n'};
+	Oid			argtypes[6] = {REGCLASSOID, TEXTOID, NAMEARRAYOID, REGCLASSOID, TEXTOID, BOOLOID};
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', 'n', 'n', 'n', ' '};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -767,6 +885,18 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 		visit_relid = PG_GETARG_OID(3);
 	if (!PG_ARGISNULL(4))
 		prefix = text_to_cstring(PG_GETARG_TEXT_PP(4));
+
+	/*
+	 * pg_ws 1.2's pg_ws_watch() has no replicated, nor its pg_ws_watched
+	 * the column: a database not yet updated (ALTER EXTENSION pg_ws UPDATE)
+	 * is watched as 1.2 did, but for the event names, stored all the same.
+	 */
+	catalog_1_2_1 = PG_NARGS() > 5;
+	if (catalog_1_2_1 && PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("replicated must be true or false, not NULL")));
+	replicated = catalog_1_2_1 && PG_GETARG_BOOL(5);
 
 	if (kind != PGWS_TABLE_ROW && (columns != NULL || prefix != NULL))
 		ereport(ERROR,
@@ -797,6 +927,13 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pg_ws cannot watch temporary tables or system catalogs")));
+	if (is_extension_table(relid) && catalog_1_2_1)
+	{
+		watch_own_table(rel, kind,
+						columns != NULL || prefix != NULL || OidIsValid(visit_relid),
+						replicated);
+		PG_RETURN_VOID();
+	}
 	if (is_extension_table(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -839,7 +976,10 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 									anynull[i] ? "NULL" : NameStr(*DatumGetName(names[i])),
 									RelationGetRelationName(rel))));
 		}
-		check_row_event_names(rel, prefix ? prefix : RelationGetRelationName(rel));
+		/* the name it has now, kept whatever it is renamed to later */
+		if (prefix == NULL)
+			prefix = pstrdup(RelationGetRelationName(rel));
+		check_row_event_names(rel, prefix, false);
 	}
 	else
 		check_kind_columns(rel, (PgWsTableKind) kind, "watched as a table");
@@ -898,11 +1038,31 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 					 errhint("Watch those client tables again with visit_table => '...' first.")));
 	}
 
-	/* the catalog row: replace any earlier watch */
+	/*
+	 * Replace any earlier watch: its catalog row, then its trigger, then
+	 * the new trigger (attendance updates are not in the event document)
+	 * and last the new row, so that pg_ws's event trigger, which guards the
+	 * trigger of a table pg_ws_watched lists, never sees the table between
+	 * the two (pg_ws--1.2.1.sql, pg_ws_check_trigger_change).  ALTER TABLE
+	 * refuses a table this backend holds open: close it, keeping the lock.
+	 */
+	table_close(rel, NoLock);
 	args[0] = ObjectIdGetDatum(relid);
 	query = psprintf("DELETE FROM %s WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass",
 					 catalog);
 	spi_exec(query, 1, argtypes, args, NULL, SPI_OK_DELETE);
+	drop_watch_trigger(relid, qualified);
+	query = psprintf("CREATE TRIGGER pg_ws_event AFTER INSERT OR %sDELETE ON %s "
+					 "FOR EACH ROW EXECUTE FUNCTION %s.pg_ws_row_event(%s)",
+					 kind == PGWS_TABLE_ATTENDANCE ? "" : "UPDATE OR ",
+					 qualified, quote_identifier(get_namespace_name(extschema)),
+					 quote_literal_cstr(kind_name));
+	spi_exec(query, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	/* replicated rows too; a partitioned table's partitions follow it */
+	if (replicated)
+		spi_exec(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER pg_ws_event", qualified),
+				 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+
 	args[1] = CStringGetTextDatum(kind_name);
 	if (columns != NULL)
 	{
@@ -919,21 +1079,12 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 		args[4] = CStringGetTextDatum(prefix);
 		nulls[4] = ' ';
 	}
-	query = psprintf("INSERT INTO %s (relation, kind, columns, visit_table, event_prefix) "
-					 "VALUES ($1, $2, $3, $4, $5)", catalog);
-	spi_exec(query, 5, argtypes, args, nulls, SPI_OK_INSERT);
-
-	/* and the trigger: attendance updates are not in the event document */
-	drop_watch_trigger(relid, qualified);
-	query = psprintf("CREATE TRIGGER pg_ws_event AFTER INSERT OR %sDELETE ON %s "
-					 "FOR EACH ROW EXECUTE FUNCTION %s.pg_ws_row_event(%s)",
-					 kind == PGWS_TABLE_ATTENDANCE ? "" : "UPDATE OR ",
-					 qualified, quote_identifier(get_namespace_name(extschema)),
-					 quote_literal_cstr(kind_name));
-	spi_exec(query, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	args[5] = BoolGetDatum(replicated);
+	query = psprintf("INSERT INTO %s (relation, kind, columns, visit_table, event_prefix%s) "
+					 "VALUES ($1, $2, $3, $4, $5%s)", catalog,
+					 catalog_1_2_1 ? ", replicated" : "", catalog_1_2_1 ? ", $6" : "");
+	spi_exec(query, catalog_1_2_1 ? 6 : 5, argtypes, args, nulls, SPI_OK_INSERT);
 	SPI_finish();
-
-	table_close(rel, NoLock);
 
 	/* client tables may take their visit table from this watch */
 	CacheInvalidateRelcacheAll();
@@ -989,6 +1140,7 @@ pg_ws_unwatch(PG_FUNCTION_ARGS)
 /*
  * Error if a watched 'row' table makes events of this name: whoever may
  * call pg_ws_send() may send application events, not forge a table's.
+ * The names are the stored ones, which a rename does not change.
  * pg_ws_send() calls this; it reads pg_ws_watched once per call.
  */
 void
@@ -1002,11 +1154,10 @@ pgws_check_not_table_event(const char *name, int len)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = PointerGetDatum(cstring_to_text_with_len(name, len));
 	query = psprintf("SELECT w.relation::pg_catalog.text FROM %s w "
-					 "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) w.relation::pg_catalog.oid "
 					 "WHERE w.kind OPERATOR(pg_catalog.=) 'row' AND $1 OPERATOR(pg_catalog.=) ANY "
-					 "(ARRAY[pg_catalog.concat(COALESCE(w.event_prefix, c.relname::pg_catalog.text), '_create'), "
-					 "pg_catalog.concat(COALESCE(w.event_prefix, c.relname::pg_catalog.text), '_update'), "
-					 "pg_catalog.concat(COALESCE(w.event_prefix, c.relname::pg_catalog.text), '_delete')])",
+					 "(ARRAY[pg_catalog.concat(w.event_prefix, '_create'), "
+					 "pg_catalog.concat(w.event_prefix, '_update'), "
+					 "pg_catalog.concat(w.event_prefix, '_delete')])",
 					 watched_catalog_name());
 	read_catalog(query, 1, argtypes, args, 1);
 	if (SPI_processed > 0)
@@ -1022,4 +1173,55 @@ pgws_check_not_table_event(const char *name, int len)
 				 errhint("Choose another name for the application's event.")));
 	}
 	SPI_finish();
+}
+
+/*
+ * pg_ws_role_changes_trigger(cmd pg_ddl_command) returns boolean
+ *
+ * For pg_ws's event trigger (pg_ws--1.2.1.sql, pg_ws_check_trigger_change):
+ * whether cmd, one of the commands an ALTER TABLE ran, enables or disables
+ * the trigger pg_ws_event (by its name, or all the table's triggers, or its
+ * user triggers), and the role that ran it is not a superuser.  A table's
+ * owner may not make pg_ws's trigger broadcast less than its watch asks; a
+ * superuser may (pg_restore --disable-triggers, which needs one, disables
+ * triggers around the rows it loads).  The role is the outer one (SET ROLE
+ * counts), since the event trigger runs as SECURITY DEFINER.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_role_changes_trigger);
+
+Datum
+pg_ws_role_changes_trigger(PG_FUNCTION_ARGS)
+{
+	CollectedCommand *cmd = (CollectedCommand *) PG_GETARG_POINTER(0);
+	ListCell   *lc;
+
+	if (cmd == NULL || cmd->type != SCT_AlterTable ||
+		superuser_arg(GetOuterUserId()))
+		PG_RETURN_BOOL(false);
+	foreach(lc, cmd->d.alterTable.subcmds)
+	{
+		CollectedATSubcmd *sub = (CollectedATSubcmd *) lfirst(lc);
+		AlterTableCmd *at = (AlterTableCmd *) sub->parsetree;
+
+		if (!IsA(at, AlterTableCmd))
+			continue;
+		switch (at->subtype)
+		{
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+				if (at->name != NULL && strcmp(at->name, "pg_ws_event") == 0)
+					PG_RETURN_BOOL(true);
+				break;
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				PG_RETURN_BOOL(true);
+			default:
+				break;
+		}
+	}
+	PG_RETURN_BOOL(false);
 }
