@@ -64,6 +64,11 @@ unavailable_reason(const PgWsStatsSnapshot *snap)
 	if (snap->queue.writers_waiting > 0)
 		return psprintf("committing transactions are waiting for room in the queue (%u)",
 						snap->queue.writers_waiting);
+	if (snap->worker.blocked_since != 0 &&
+		snap->now - snap->worker.blocked_since >
+		(TimestampTz) pgws_queue_full_timeout_ms * 1000)
+		return psprintf("events have waited %.0f s behind a transaction that is still committing (for a synchronous standby?)",
+						(double) (snap->now - snap->worker.blocked_since) / USECS_PER_SEC);
 	return NULL;
 }
 

@@ -167,6 +167,8 @@ typedef void (*pgws_event_sink) (void *arg, const char *json, uint32 len,
 extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 							   bool *waits_for_flush, Oid *other_database);
 extern void pgws_queue_skip_entry(void);
+extern TimestampTz pgws_queue_parked_since(uint64 *count,
+											TimestampTz *blocked_since);
 extern uint64 pgws_queue_read_pos(void);
 extern uint64 pgws_queue_next_counter_position(void);
 extern bool pgws_queue_writers_waiting(void);
@@ -444,6 +446,11 @@ typedef struct PgWsWorkerStats
 	uint64		history_last;	/* position of the newest event (or the
 								 * floor) */
 	bool		history_in_wal; /* older positions are read from the WAL */
+	TimestampTz parked_since;	/* the oldest parked entry's append time
+								 * (queue.c), or 0 */
+	uint64		parked_entries; /* entries parked out of the queue */
+	TimestampTz blocked_since;	/* since when the next entry to send is in
+								 * progress, holding up the rest; 0 if not */
 
 	/* counters */
 	uint64		connections_total;	/* sockets accepted and served */

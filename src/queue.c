@@ -25,14 +25,40 @@
  * only after the other ended; both happen after the other's pre-commit, so
  * the dependent transaction always appends, and is sent, later.
  *
- * Flipping the state after commit only stores one word and writes to an
- * eventfd: nothing that can fail or allocate runs after the commit record.
+ * Flipping the state after commit only stores a few words under the
+ * backend's slot spinlock and writes to an eventfd: nothing that can fail
+ * or allocate runs after the commit record.  A COMMITTED entry also says
+ * where its commit record ends, and the worker sends it only once the WAL
+ * is flushed that far: with synchronous_commit = off that is when the WAL
+ * writer flushes it, so a crash never takes back an event that was sent.
+ *
+ * Synchronous replication.  A transaction that waits for a synchronous
+ * standby stays PENDING while it waits: it has not left the ProcArray, no
+ * other session sees its rows, and a failover to that standby would take
+ * it back.  Everything appended after it waits behind it, whatever the
+ * other sessions' synchronous_commit: sending them first would put higher
+ * positions before lower ones, and a subscriber that resumed after the
+ * higher one would never get the lower one.  What a waiting transaction
+ * must not do is hold up the writers after it: see "Parking".
+ *
+ * Parking.  When writers wait for room and the worker cannot read on
+ * because the next entry is still PENDING, the worker takes the entries
+ * from there on out of the ring, into its own memory (park_entries), and
+ * frees their room.  A PENDING entry's backend would later write its
+ * outcome into room that may hold other entries by then, so each backend
+ * has a slot in shared memory: the worker marks the entry parked there
+ * under the slot's spinlock, and the backend, under the same lock, writes
+ * its outcome to the slot instead of the ring.  Payloads are kept up to a
+ * bound and read back from the WAL past it.  Parked entries are sent, in
+ * order, before anything still in the ring.  A worker that dies with
+ * entries parked leaves its successor a history floor below them, which
+ * then reads them from the WAL.
  *
  * Positions.  In the same critical section that reserves the entry, the
- * transaction's events are written to the WAL as one transactional logical
- * message (prefix "pg_ws", the events as JSON Lines), so that queue order
- * is WAL order: the n events of an entry are at positions (seq) start,
- * start + 1, ... start + n - 1, where start is the message record's LSN.
+ * transaction's events are written to the WAL as one pg_ws record
+ * (walrecord.c: the events as JSON Lines), so that queue order is WAL
+ * order: the n events of an entry are at positions (seq) start, start + 1,
+ * ... start + n - 1, where start is the record's LSN.
  * A record is longer than its number of events, so positions never
  * collide, and they mean the same on every node that replays this WAL.
  * With pg_ws.wal = off a counter in shared memory stands in for the LSN,
@@ -70,7 +96,9 @@
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -105,9 +133,25 @@ typedef struct QueueEntryTimes
 typedef struct QueueEntryOrigin
 {
 	Oid			database;		/* the backend's database */
+	int32		procno;			/* the backend's PGPROC number, its slot */
+	pg_atomic_uint32 written;	/* the payload is all in the ring: until
+								 * then the entry may not be parked */
 	uint32		unused;
-	uint64		unused2;
 } QueueEntryOrigin;
+
+/*
+ * A backend's slot (see "Parking" in the file header): where it writes the
+ * outcome of its entry once the worker has parked it, the ring's room
+ * being given to others meanwhile.
+ */
+typedef struct QueueSlot
+{
+	slock_t		mutex;			/* the backend's finish against parking */
+	bool		parked;			/* the entry at parked_pos is parked */
+	uint64		parked_pos;
+	uint32		parked_state;	/* its state, once the backend finished */
+	XLogRecPtr	parked_commit_end;
+} QueueSlot;
 
 #define ENTRY_ALIGN 16
 #define ENTRY_PAYLOAD_OFFSET (sizeof(QueueEntryHeader) + \
@@ -143,11 +187,15 @@ typedef struct PgWsQueue
 									 * been released by a worker */
 	pg_atomic_uint64 events_queued; /* events of committed entries, for
 									 * pg_ws_stats */
+	int			nslots;			/* MaxBackends */
+	QueueSlot	slots[FLEXIBLE_ARRAY_MEMBER];	/* by PGPROC number */
 } PgWsQueue;
 
-#define RING_OFFSET		MAXALIGN(sizeof(PgWsQueue))
+#define RING_OFFSET(nslots) \
+	MAXALIGN(offsetof(PgWsQueue, slots) + (nslots) * sizeof(QueueSlot))
 
 static PgWsQueue *queue = NULL;
+static Size ring_offset = 0;	/* RING_OFFSET(queue->nslots) */
 
 /* inherited from the postmaster; the same number in every process */
 static int	wakeup_fd = -1;
@@ -161,7 +209,7 @@ static bool entry_has_xid = false;	/* so its commit writes a record */
 static inline char *
 ring_base(void)
 {
-	return (char *) queue + RING_OFFSET;
+	return (char *) queue + ring_offset;
 }
 
 static Size
@@ -169,7 +217,8 @@ queue_shmem_size(void)
 {
 	Size		ring = (Size) pgws_queue_size_kb * 1024;
 
-	return add_size(RING_OFFSET, TYPEALIGN(ENTRY_ALIGN, ring));
+	/* a slot for each backend: MaxBackends is known by now */
+	return add_size(RING_OFFSET(MaxBackends), TYPEALIGN(ENTRY_ALIGN, ring));
 }
 
 void
@@ -208,8 +257,15 @@ pgws_queue_startup(void)
 		queue->released_valid = false;
 		queue->released_through = 0;
 		pg_atomic_init_u64(&queue->events_queued, 0);
+		queue->nslots = MaxBackends;
+		for (int i = 0; i < MaxBackends; i++)
+		{
+			SpinLockInit(&queue->slots[i].mutex);
+			queue->slots[i].parked = false;
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
+	ring_offset = RING_OFFSET(queue->nslots);
 
 	if (!IsUnderPostmaster)
 	{
@@ -234,6 +290,16 @@ uint64
 pgws_queue_entry_size(uint64 payload_len)
 {
 	return TYPEALIGN(ENTRY_ALIGN, ENTRY_PAYLOAD_OFFSET + payload_len);
+}
+
+/* this backend's slot; NULL for a process without one (never a backend) */
+static inline QueueSlot *
+my_slot(void)
+{
+	if (MyProc == NULL || MyProc->pgprocno < 0 ||
+		MyProc->pgprocno >= queue->nslots)
+		return NULL;
+	return &queue->slots[MyProc->pgprocno];
 }
 
 static inline QueueEntryHeader *
@@ -399,6 +465,8 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			entry_times(pos)->appended_at = appended_at;
 			entry_times(pos)->commit_end = InvalidXLogRecPtr;
 			entry_origin(pos)->database = MyDatabaseId;
+			entry_origin(pos)->procno = MyProc->pgprocno;
+			pg_atomic_init_u32(&entry_origin(pos)->written, 0);
 			queue->head += need;
 			LWLockRelease(queue->lock);
 			break;
@@ -438,10 +506,12 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 	stop_waiting();
 
 	/*
-	 * The worker will not read past a PENDING header, so the payload can be
-	 * copied without the lock.
+	 * The worker will not read past a PENDING header, nor park an entry
+	 * before it is written, so the payload can be copied without the lock.
 	 */
 	ring_write(pos + ENTRY_PAYLOAD_OFFSET, payload, len);
+	pg_write_barrier();
+	pg_atomic_write_u32(&entry_origin(pos)->written, 1);
 	entry_pos = pos;
 	entry_nevents = nevents;
 	entry_appended = true;
@@ -457,6 +527,9 @@ void
 pgws_queue_finish(bool committed)
 {
 	QueueEntryHeader *hdr;
+	QueueSlot  *slot;
+	uint32		state;
+	XLogRecPtr	commit_end = InvalidXLogRecPtr;
 
 	stop_waiting();
 	if (!entry_appended)
@@ -464,6 +537,7 @@ pgws_queue_finish(bool committed)
 	entry_appended = false;
 
 	hdr = entry_header(entry_pos);
+	state = committed ? ENTRY_COMMITTED : ENTRY_ABORTED;
 
 	/*
 	 * Where our commit record ends: the worker sends nothing before the WAL
@@ -471,9 +545,29 @@ pgws_queue_finish(bool committed)
 	 * that of this transaction, which wrote one since it has an xid.
 	 */
 	if (committed && entry_has_xid)
-		entry_times(entry_pos)->commit_end = XactLastCommitEnd;
-	pg_write_barrier();			/* payload and commit_end before state */
-	pg_atomic_write_u32(&hdr->state, committed ? ENTRY_COMMITTED : ENTRY_ABORTED);
+		commit_end = XactLastCommitEnd;
+
+	/*
+	 * If the worker parked our entry, its room in the ring may hold others'
+	 * entries now: the outcome goes to our slot instead.  The slot's lock
+	 * makes parking and this one or the other.
+	 */
+	slot = my_slot();
+	if (slot != NULL)
+		SpinLockAcquire(&slot->mutex);
+	if (slot != NULL && slot->parked && slot->parked_pos == entry_pos)
+	{
+		slot->parked_commit_end = commit_end;
+		slot->parked_state = state;
+	}
+	else
+	{
+		entry_times(entry_pos)->commit_end = commit_end;
+		pg_write_barrier();		/* payload and commit_end before state */
+		pg_atomic_write_u32(&hdr->state, state);
+	}
+	if (slot != NULL)
+		SpinLockRelease(&slot->mutex);
 	if (committed)
 		pg_atomic_fetch_add_u64(&queue->events_queued, entry_nevents);
 
@@ -540,6 +634,53 @@ static uint64 read_through = 0;	/* highest position read so far */
 static StringInfo drain_buffer = NULL;	/* one entry's payload, copied out */
 
 /*
+ * Entries taken out of the ring before they could be sent (see "Parking"
+ * in the file header), in ring order: their events, or where the WAL has
+ * them, and for one still in progress its slot, where its backend writes
+ * the outcome.
+ */
+typedef struct ParkedEntry
+{
+	struct ParkedEntry *next;
+	uint64		pos;			/* where it was in the ring: its slot's key */
+	int32		procno;			/* its backend's slot */
+	uint32		state;
+	XLogRecPtr	commit_end;
+	uint64		first_seq;
+	Oid			database;
+	TimestampTz appended_at;
+	uint32		payload_len;
+	char	   *payload;		/* NULL: read again from the WAL */
+} ParkedEntry;
+
+/*
+ * Parked entries at most, and how many times pg_ws.queue_size their kept
+ * payloads may take
+ */
+#define PARKED_MAX 1000000
+#define PARKED_PAYLOAD_QUEUES 4
+
+/*
+ * How long the next entry must have been in progress before what follows
+ * it is parked (at most a quarter of pg_ws.queue_full_timeout, so that
+ * writers are let in long before they would fail)
+ */
+#define PARK_AFTER_MS 1000
+
+static MemoryContext parked_context = NULL;
+static ParkedEntry *parked_head = NULL;
+static ParkedEntry *parked_tail = NULL;
+static uint64 nparked = 0;
+static uint64 parked_bytes = 0;	/* of the payloads kept */
+static ParkedEntry **parked_pending = NULL;	/* by slot: its entry in
+											 * progress, if parked */
+
+/* since the parked list was last empty, for the log */
+static TimestampTz stall_began = 0;
+static uint64 stall_entries = 0;	/* parked */
+static uint64 stall_from_wal = 0;	/* of them, sent from the WAL */
+
+/*
  * Attach as the queue's worker.  Returns the history floor: every event
  * with a position above it is still in the queue or yet to come, and the
  * events at or below it were released by an earlier worker (sent to every
@@ -557,6 +698,10 @@ pgws_queue_worker_attach(bool *restart)
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
 		drain_buffer = makeStringInfo();
+		parked_context = AllocSetContextCreate(TopMemoryContext,
+											   "pg_ws parked entries",
+											   ALLOCSET_DEFAULT_SIZES);
+		parked_pending = palloc0(queue->nslots * sizeof(ParkedEntry *));
 		MemoryContextSwitchTo(old);
 	}
 
@@ -609,10 +754,183 @@ pgws_queue_epoch(char *buf, size_t size, Oid database)
 }
 
 /*
- * Hand every event of every committed entry past read_pos, in queue order,
- * to the sink, up to the first entry still in progress, or whose commit
- * record is not yet flushed, or that holds events of another database than
- * database.
+ * A parked entry still in progress: has its backend written the outcome to
+ * its slot meanwhile?
+ */
+static void
+parked_resolve(ParkedEntry *e)
+{
+	QueueSlot  *slot = &queue->slots[e->procno];
+
+	SpinLockAcquire(&slot->mutex);
+	if (slot->parked && slot->parked_pos == e->pos &&
+		slot->parked_state != ENTRY_PENDING)
+	{
+		e->state = slot->parked_state;
+		e->commit_end = slot->parked_commit_end;
+	}
+	SpinLockRelease(&slot->mutex);
+	if (e->state != ENTRY_PENDING && parked_pending[e->procno] == e)
+		parked_pending[e->procno] = NULL;
+}
+
+static void
+parked_pop(void)
+{
+	ParkedEntry *e = parked_head;
+
+	parked_head = e->next;
+	if (parked_head == NULL)
+		parked_tail = NULL;
+	if (parked_pending[e->procno] == e)
+		parked_pending[e->procno] = NULL;
+	nparked--;
+	if (e->payload != NULL)
+	{
+		parked_bytes -= e->payload_len;
+		pfree(e->payload);
+	}
+	pfree(e);
+}
+
+/*
+ * Writers wait for room, and the next entry to send is still in progress
+ * (its backend waits for a synchronous standby, say): take the entries from
+ * read_pos on out of the ring, into the worker's memory, so that their room
+ * is freed.  Their payloads are kept up to PARKED_PAYLOAD_QUEUES times
+ * pg_ws.queue_size bytes; past that, with pg_ws.wal = on, where the WAL
+ * has them (without the WAL, the rest stays in the ring, and writers wait
+ * as for a full queue); and at most PARKED_MAX entries.  An entry in progress is marked parked in its
+ * backend's slot, under the slot's lock, so that its backend writes the
+ * outcome there from then on (pgws_queue_finish).  Aborted entries need
+ * no place.
+ */
+static void
+park_entries(uint64 head)
+{
+	MemoryContext old = MemoryContextSwitchTo(parked_context);
+
+	if (parked_head == NULL && read_pos < head)
+	{
+		stall_began = GetCurrentTimestamp();
+		stall_entries = stall_from_wal = 0;
+		ereport(LOG,
+				(errmsg("pg_ws is parking queued events out of the queue: a transaction before them is still committing, and writers wait for room"),
+				 errdetail("A transaction that waits for a synchronous standby holds back the events committed after it; they are sent in order once it ends.")));
+	}
+	while (read_pos < head && nparked < PARKED_MAX)
+	{
+		QueueEntryHeader *hdr = entry_header(read_pos);
+		QueueEntryOrigin *origin = entry_origin(read_pos);
+		uint32		state = pg_atomic_read_u32(&hdr->state);
+		bool		keep = parked_bytes + hdr->payload_len <=
+			PARKED_PAYLOAD_QUEUES * queue->size;
+		ParkedEntry *e;
+
+		if (!keep && !pgws_wal)
+			break;
+		if (state == ENTRY_PENDING)
+		{
+			QueueSlot  *slot;
+			ParkedEntry *before;
+
+			/* its backend may still be copying the payload into its room */
+			if (pg_atomic_read_u32(&origin->written) == 0)
+				break;
+			if (origin->procno < 0 || origin->procno >= queue->nslots)
+				break;			/* no slot: it stays */
+			slot = &queue->slots[origin->procno];
+			before = parked_pending[origin->procno];
+
+			/*
+			 * The backend finished its entry parked before (it could not
+			 * have appended this one otherwise): that outcome is in the
+			 * slot, which this entry takes over.
+			 */
+			if (before != NULL)
+				parked_resolve(before);
+			if (parked_pending[origin->procno] != NULL)
+			{
+				Assert(false);
+				break;			/* its outcome would be lost: it stays */
+			}
+			SpinLockAcquire(&slot->mutex);
+			state = pg_atomic_read_u32(&hdr->state);
+			if (state == ENTRY_PENDING)
+			{
+				slot->parked = true;
+				slot->parked_pos = read_pos;
+				slot->parked_state = ENTRY_PENDING;
+			}
+			SpinLockRelease(&slot->mutex);
+		}
+		pg_read_barrier();		/* state before payload and commit_end */
+
+		if (state != ENTRY_ABORTED)
+		{
+			e = palloc(sizeof(ParkedEntry));
+			e->next = NULL;
+			e->pos = read_pos;
+			e->procno = origin->procno;
+			e->state = state;
+			e->commit_end = state == ENTRY_COMMITTED ?
+				entry_times(read_pos)->commit_end : InvalidXLogRecPtr;
+			e->first_seq = hdr->first_seq;
+			e->database = origin->database;
+			e->appended_at = entry_times(read_pos)->appended_at;
+			e->payload_len = hdr->payload_len;
+			e->payload = NULL;
+			if (keep)
+			{
+				e->payload = MemoryContextAllocHuge(parked_context,
+													Max(e->payload_len, 1));
+				ring_read(read_pos + ENTRY_PAYLOAD_OFFSET, e->payload,
+						  e->payload_len);
+				parked_bytes += e->payload_len;
+			}
+			if (parked_tail != NULL)
+				parked_tail->next = e;
+			else
+				parked_head = e;
+			parked_tail = e;
+			nparked++;
+			stall_entries++;
+			if (state == ENTRY_PENDING)
+				parked_pending[e->procno] = e;
+		}
+		read_through = hdr->first_seq;
+		read_pos += pgws_queue_entry_size(hdr->payload_len);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* hand a payload's events to the sink; returns how many */
+static uint64
+drain_payload(pgws_event_sink sink, void *arg, char *payload, uint32 len,
+			  uint64 seq, uint64 entry_pos)
+{
+	char	   *line = payload;
+	char	   *end = payload + len;
+	uint64		n = 0;
+
+	while (line < end)
+	{
+		char	   *nl = memchr(line, '\n', end - line);
+		uint32		line_len = (nl ? nl : end) - line;
+
+		sink(arg, line, line_len, seq, entry_pos);
+		line += line_len + 1;
+		seq++;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Hand every event of every committed entry past read_pos (the parked ones
+ * first), in queue order, to the sink, up to the first entry still in
+ * progress, or whose commit record is not yet flushed, or that holds
+ * events of another database than database.
  *
  * An event is sent only once its transaction is durable, even when it
  * committed with synchronous_commit off, so that a crash never takes back
@@ -626,6 +944,9 @@ pgws_queue_epoch(char *buf, size_t size, Oid database)
  * whether it is ours after all (then a new worker serves it) or is to be
  * skipped (pgws_queue_skip_entry).
  *
+ * When the drain stops at an entry in progress while writers wait for
+ * room, the entries from read_pos on are parked (park_entries).
+ *
  * Clears the wake-up first, so that a commit racing with this drain wakes
  * the worker again.  Returns the number of events handed over.
  */
@@ -637,6 +958,7 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 	uint64		nevents = 0;
 	uint64		counter;
 	XLogRecPtr	flushed = InvalidXLogRecPtr;
+	bool		in_progress = false;
 	ssize_t		rc;
 
 	*waits_for_flush = false;
@@ -651,21 +973,81 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 	head = queue->head;
 	LWLockRelease(queue->lock);
 
-	while (read_pos < head)
+	/* the parked entries come first: they were the ring's oldest */
+	while (parked_head != NULL)
+	{
+		ParkedEntry *e = parked_head;
+		uint64		n;
+
+		if (e->state == ENTRY_PENDING)
+			parked_resolve(e);
+		if (e->state == ENTRY_PENDING)
+		{
+			in_progress = true;
+			break;
+		}
+		if (e->state == ENTRY_COMMITTED)
+		{
+			if (e->commit_end > flushed)
+				flushed = GetFlushRecPtr(NULL);
+			if (e->commit_end > flushed)
+			{
+				*waits_for_flush = true;
+				break;
+			}
+			if (e->database != database)
+			{
+				*other_database = e->database;
+				break;
+			}
+			resetStringInfo(drain_buffer);
+			if (e->payload != NULL)
+				appendBinaryStringInfo(drain_buffer, e->payload, e->payload_len);
+			else if (pgws_walread_record_payload(e->first_seq, drain_buffer))
+				stall_from_wal++;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("pg_ws could not read back the events at %X/%X from the WAL",
+								LSN_FORMAT_ARGS(e->first_seq)),
+						 errdetail("They were parked out of the queue while a transaction before them was still committing, and their WAL is gone."),
+						 errhint("The worker restarts; subscribers resume and are told resync_required.")));
+
+			/*
+			 * Their room in the ring is free already: the messages hold
+			 * the ring from read_pos on, as the next entry's would.
+			 */
+			n = drain_payload(sink, arg, drain_buffer->data,
+							  drain_buffer->len, e->first_seq, read_pos);
+			nevents += n;
+			read_through = Max(read_through, e->first_seq + n - 1);
+		}
+		parked_pop();
+		if (parked_head == NULL)
+			ereport(LOG,
+					(errmsg("pg_ws sent the events of %llu transactions that were parked out of the queue for %.1f s, %llu of them read back from the WAL",
+							(unsigned long long) stall_entries,
+							(double) (GetCurrentTimestamp() - stall_began) / USECS_PER_SEC,
+							(unsigned long long) stall_from_wal)));
+	}
+
+	while (parked_head == NULL && read_pos < head)
 	{
 		QueueEntryHeader *hdr = entry_header(read_pos);
 		uint32		state = pg_atomic_read_u32(&hdr->state);
 		uint64		seq = hdr->first_seq;
 
 		if (state == ENTRY_PENDING)
+		{
+			in_progress = true;
 			break;
+		}
 		pg_read_barrier();		/* state before payload and commit_end */
 
 		if (state == ENTRY_COMMITTED)
 		{
 			XLogRecPtr	commit_end = entry_times(read_pos)->commit_end;
-			char	   *line;
-			char	   *end;
+			uint64		n;
 
 			/* the flush position, read again only when it matters */
 			if (commit_end > flushed)
@@ -685,23 +1067,27 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 			enlargeStringInfo(drain_buffer, hdr->payload_len);
 			ring_read(read_pos + ENTRY_PAYLOAD_OFFSET, drain_buffer->data,
 					  hdr->payload_len);
-			line = drain_buffer->data;
-			end = line + hdr->payload_len;
-			while (line < end)
-			{
-				char	   *nl = memchr(line, '\n', end - line);
-				uint32		len = (nl ? nl : end) - line;
-
-				sink(arg, line, len, seq, read_pos);
-				line += len + 1;
-				read_through = seq++;
-				nevents++;
-			}
+			n = drain_payload(sink, arg, drain_buffer->data,
+							  hdr->payload_len, seq, read_pos);
+			nevents += n;
+			read_through = seq + n - 1;
 		}
 		else
-			read_through = seq;	/* an aborted entry: no event has it */
+			read_through = seq; /* an aborted entry: no event has it */
 		read_pos += pgws_queue_entry_size(hdr->payload_len);
 	}
+
+	/*
+	 * Park only behind an entry that has been in progress for a while: most
+	 * end within a commit's flush, and parking is for the ones that wait
+	 * for something else (a synchronous standby); once some are parked,
+	 * what comes after them is parked at once.
+	 */
+	if (in_progress && pgws_queue_writers_waiting() &&
+		(parked_head != NULL ||
+		 GetCurrentTimestamp() - entry_times(read_pos)->appended_at >=
+		 (TimestampTz) Min(PARK_AFTER_MS, pgws_queue_full_timeout_ms / 4) * 1000))
+		park_entries(head);
 	return nevents;
 }
 
@@ -712,10 +1098,36 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 void
 pgws_queue_skip_entry(void)
 {
-	QueueEntryHeader *hdr = entry_header(read_pos);
+	QueueEntryHeader *hdr;
 
+	if (parked_head != NULL)
+	{
+		parked_pop();
+		return;
+	}
+	hdr = entry_header(read_pos);
 	read_through = hdr->first_seq;
 	read_pos += pgws_queue_entry_size(hdr->payload_len);
+}
+
+/*
+ * How many parked entries wait, and since when the oldest does (0 when
+ * none), for pg_ws_stats' oldest_unsent_age: their room in the ring is
+ * free, but their events are not sent yet.  And since when the next entry
+ * to send has been in progress, holding up every one after it (0 when it
+ * is not), for /health.
+ */
+TimestampTz
+pgws_queue_parked_since(uint64 *count, TimestampTz *blocked_since)
+{
+	*count = nparked;
+	*blocked_since = 0;
+	if (parked_head != NULL && parked_head->state == ENTRY_PENDING)
+		*blocked_since = parked_head->appended_at;
+	else if (parked_head == NULL && read_pos < queue->head &&
+			 pg_atomic_read_u32(&entry_header(read_pos)->state) == ENTRY_PENDING)
+		*blocked_since = entry_times(read_pos)->appended_at;
+	return parked_head != NULL ? parked_head->appended_at : 0;
 }
 
 /* is a committing backend waiting for the worker to free room? */
@@ -775,6 +1187,14 @@ pgws_queue_release(uint64 pos)
 		return;
 	/* what the next worker will not find in the queue */
 	through = pos < read_pos ? entry_header(pos)->first_seq - 1 : read_through;
+
+	/*
+	 * Parked entries die with this worker: with the WAL the next one reads
+	 * them there (its floor is below them); without, a subscriber that
+	 * lacks them is told resync_required (its position is below the floor).
+	 */
+	if (parked_head != NULL && pgws_wal)
+		through = Min(through, parked_head->first_seq - 1);
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->tail = released_pos = pos;
 	queue->released_through = through;

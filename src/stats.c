@@ -163,6 +163,15 @@ pgws_stats_snapshot(PgWsStatsSnapshot *snap)
 	SpinLockRelease(&stats->mutex);
 	snap->now = GetCurrentTimestamp();
 
+	/*
+	 * Entries parked out of the queue (queue.c) are unsent events too:
+	 * the oldest of them may be older than the queue's oldest.
+	 */
+	if (snap->queue.worker_pid != 0 && snap->worker.parked_since != 0 &&
+		(snap->queue.oldest_queued_at == 0 ||
+		 snap->worker.parked_since < snap->queue.oldest_queued_at))
+		snap->queue.oldest_queued_at = snap->worker.parked_since;
+
 	snap->history_first = snap->worker.history_floor;
 	if (snap->queue.worker_pid != 0 && snap->worker.history_in_wal)
 		snap->history_first = Min(snap->history_first,

@@ -217,6 +217,35 @@ pgws_walread_oldest(void)
 	return result;
 }
 
+bool
+pgws_walread_record_payload(XLogRecPtr lsn, StringInfo out)
+{
+	static PgWsWalReader *r = NULL;
+	PgWsWalEvents events;
+	XLogRecord *record;
+	char	   *errormsg = NULL;
+	MemoryContext old;
+	bool		ok;
+
+	if (r == NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		r = pgws_walread_begin(InvalidOid, 0, 0);
+		MemoryContextSwitchTo(old);
+	}
+	old = MemoryContextSwitchTo(r->cxt);
+	walread_clear_flags(r);
+	XLogBeginRead(r->xlr, lsn);
+	record = XLogReadRecord(r->xlr, &errormsg);
+	ok = record != NULL && r->xlr->ReadRecPtr == lsn &&
+		pgws_wal_record_events(r->xlr, &events);
+	if (ok)
+		appendBinaryStringInfo(out, events.payload, events.len);
+	walread_trim_record_buffer(r->xlr);
+	MemoryContextSwitchTo(old);
+	return ok;
+}
+
 /*
  * The oldest position one can resume after: every s at or above it works,
  * because the first record that starts in the oldest segment still in

@@ -85,6 +85,13 @@ extern void pgws_walread_end(PgWsWalReader *r);
 extern bool pgws_walread_other_database_seen(PgWsWalReader *r);
 extern void pgws_walread_set_database(PgWsWalReader *r, Oid database);
 
+/*
+ * Append the events of the pg_ws record at lsn to out (the worker's queue
+ * reads back what it parked without its payload); false when it cannot be
+ * read.
+ */
+extern bool pgws_walread_record_payload(XLogRecPtr lsn, StringInfo out);
+
 /* the oldest LSN whose WAL is still in pg_wal */
 extern XLogRecPtr pgws_walread_oldest(void);
 

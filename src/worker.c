@@ -286,6 +286,8 @@ pgws_worker_publish_stats(void)
 	stats->memory_bytes = heap.uordblks + heap.hblkhd;
 	pgws_broadcast_history(&stats->history_floor, &stats->history_last,
 						   &stats->history_in_wal);
+	stats->parked_since = pgws_queue_parked_since(&stats->parked_entries,
+												  &stats->blocked_since);
 	pgws_stats_publish_worker(stats);
 }
 

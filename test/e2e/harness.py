@@ -253,6 +253,28 @@ class Cluster:
         await port_open(port, max(1.0, deadline - time.monotonic()))
 
 
+class Standby(Cluster):
+    """A streaming standby of primary, made with pg_basebackup -R.  Its
+    cluster_name is its name, which is also the application_name it
+    connects to the primary with (synchronous_standby_names can name it)."""
+
+    def __init__(self, primary, name):
+        super().__init__(name=name)
+        self.primary = primary
+
+    def start(self):
+        self.as_postgres(self.pgbin + '/pg_basebackup', '-D', self.data, '-R', '-X', 'stream',
+                         '-c', 'fast', '-d', 'host=%s port=%d user=postgres'
+                         % (self.primary.dir, self.primary.pgport))
+        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
+            f.write('\n# standby %s\nport = %d\nunix_socket_directories = \'%s\'\n'
+                    'pg_ws.port = %d\nhot_standby_feedback = on\ncluster_name = \'%s\'\n'
+                    % (self.name, self.pgport, self.dir, self.wsport, self.name))
+        self.started = True
+        self.as_postgres(self.pgbin + '/pg_ctl', '-D', self.data, '-l', self.log,
+                         '-w', '-t', '60', 'start')
+
+
 class ClusterKinds:
     """Clusters of named kinds for one suite: each is made by make(kind)
     and started (pg_ws installed when preloaded) on its first use, then

@@ -47,7 +47,11 @@ from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # no
 WATCHDOG_SECONDS = 200          # the whole run, setup and clean-up included
 
 CLUSTERS = {
+    # a full queue behind a commit that waits for a standby: without the
+    # WAL the worker parks only four queues' worth out of it (queue.c),
+    # and past that writers wait for room
     'queue': dict(conf=["pg_ws.queue_size = '64kB'",
+                        "pg_ws.wal = off",
                         "synchronous_standby_names = 'nonexistent'",
                         # durable locally; only the session that must wait
                         # for the standby that never comes sets it to on
@@ -113,7 +117,8 @@ def in_thread(fn):
 async def hold_queue(ctx, mon):
     """A synchronous commit that waits for a standby that never comes: its
     queue entry stays in progress and the worker cannot pass it, so
-    everything committed after it stays in the queue.  Returns A's pid."""
+    everything committed after it stays in the queue (or parked in the
+    worker, four queues' worth at most without the WAL).  Returns A's pid."""
     a = await ctx.aconn(autocommit=False)
     a_pid = a.get_backend_pid()
     await asql(a, "SET synchronous_commit = on",

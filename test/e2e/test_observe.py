@@ -73,7 +73,10 @@ CLUSTERS = {
     'plain': dict(),
     'auth': dict(conf=["pg_ws.auth = 'jwt'", "pg_ws.jwt_secret = '%s'" % SECRET]),
     'nodb': dict(database='pg_ws_later'),
+    # without the WAL, what is parked out of the queue stays in the worker's
+    # memory, up to 4 queues' worth: past it writers wait for room
     'stuck': dict(conf=["pg_ws.queue_size = '64kB'",
+                        "pg_ws.wal = off",
                         "pg_ws.queue_full_timeout = '60s'",
                         "synchronous_standby_names = 'nonexistent'",
                         "synchronous_commit = local"]),
@@ -546,9 +549,11 @@ async def test_health_no_database(ctx):
 
 async def test_health_writers_waiting(ctx):
     """A commit that holds the queue's head (waiting for a synchronous
-    standby) keeps the queue from draining: oldest_unsent_age grows, the
-    next writers wait for room, /health says 503 and /metrics shows them;
-    once the commit ends, /health is 200 again and the age is NULL."""
+    standby) keeps the queue from draining: oldest_unsent_age grows, and
+    once the writers after it have filled the queue and what the worker
+    parks in its memory (pg_ws.wal = off: no WAL to read back from), they
+    wait for room, /health says 503 and /metrics shows them; once the
+    commit ends, /health is 200 again and the age is NULL."""
     cl = await cluster(ctx, 'stuck')
     mon = await ctx.aconn()
     await wait_stats(mon, 'an empty queue', lambda s: s['oldest_unsent_age'] is None and
@@ -571,12 +576,12 @@ async def test_health_writers_waiting(ctx):
     writer = await ctx.aconn(autocommit=False)
 
     def fill():
-        for k in range(40):
+        for k in range(200):
             with writer.cursor() as cur:
                 cur.execute("INSERT INTO employee (id, first_name, last_name)"
                             " VALUES (%s, %s, 'fill')", (100 + k, 'f' * 3000))
             writer.commit()
-        return 40
+        return 200
     threading.Thread(target=run, args=('writer', fill), daemon=True).start()
     await wait_stats(mon, 'a writer waiting for room', lambda s: s['writers_waiting'] >= 1)
     status, _, body = await aget(cl.wsport, '/health')
@@ -597,7 +602,7 @@ async def test_health_writers_waiting(ctx):
         st, _, b = await aget(cl.wsport, '/health')
         return st == 200 and 'writer' in done
     await wait_until('/health 200 once the holder committed', recovered, timeout=40)
-    check(done.get('writer') == 40, 'the writer: %s' % (done.get('writer'),))
+    check(done.get('writer') == 200, 'the writer: %s' % (done.get('writer'),))
     await wait_stats(mon, 'the queue empty again', lambda s: s['oldest_unsent_age'] is None)
     return '503 "%s"; oldest unsent %.1f s in /metrics' % (doc['reason'], age)
 

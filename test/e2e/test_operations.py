@@ -59,8 +59,12 @@ WATCHDOG_SECONDS = 400          # the whole run, setup and clean-up included
 
 CLUSTERS = {
     'plain': dict(preload=False),
+    # a full queue behind a commit that waits for a standby: without the
+    # WAL the worker parks only four queues' worth out of it (queue.c),
+    # and past that writers wait for room
     'queue': dict(conf=["pg_ws.queue_size = '64kB'",
                         "pg_ws.queue_full_timeout = '1s'",
+                        "pg_ws.wal = off",
                         "synchronous_standby_names = 'nonexistent'",
                         # durable locally; only the session that must wait
                         # for the standby that never comes sets it to on

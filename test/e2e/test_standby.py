@@ -39,32 +39,12 @@ import time
 import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (PGBIN, Cluster, Ctx, Fail, check, check_positions,  # noqa: E402
-                     free_port, position, run_tap, short, sql)
+from harness import (PGBIN, Cluster, Ctx, Fail, Standby, check,  # noqa: E402
+                     check_positions, free_port, position, run_tap, short, sql)
 
 WATCHDOG_SECONDS = 420
 
 EMP = "INSERT INTO employee (id, first_name, last_name) VALUES (%d, 's', 's')"
-
-
-class Standby(Cluster):
-    """A streaming standby of primary, made with pg_basebackup -R."""
-
-    def __init__(self, primary, name):
-        super().__init__(name=name)
-        self.primary = primary
-
-    def start(self):
-        self.as_postgres(PGBIN + '/pg_basebackup', '-D', self.data, '-R', '-X', 'stream',
-                         '-c', 'fast', '-d', 'host=%s port=%d user=postgres'
-                         % (self.primary.dir, self.primary.pgport))
-        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
-            f.write('\n# standby %s\nport = %d\nunix_socket_directories = \'%s\'\n'
-                    'pg_ws.port = %d\nhot_standby_feedback = on\n'
-                    % (self.name, self.pgport, self.dir, self.wsport))
-        self.started = True
-        self.as_postgres(PGBIN + '/pg_ctl', '-D', self.data, '-l', self.log,
-                         '-w', '-t', '60', 'start')
 
 
 NODES = {}
