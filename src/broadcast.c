@@ -235,7 +235,6 @@ pgws_broadcast_set_database(Oid database)
 		pgws_walread_set_database(follower, database);
 }
 
-
 /* the epoch of our positions, as subscribers give it back */
 const char *
 pgws_broadcast_epoch(void)

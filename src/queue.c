@@ -51,8 +51,10 @@
  * its outcome to the slot instead of the ring.  Payloads are kept up to a
  * bound and read back from the WAL past it.  Parked entries are sent, in
  * order, before anything still in the ring.  A worker that dies with
- * entries parked leaves its successor a history floor below them, which
- * then reads them from the WAL.
+ * entries parked leaves its successor a history floor past their events,
+ * so that a subscriber still lacking them resumes from the WAL (or, without
+ * it, is told resync_required); whatever worker finds a PENDING header in
+ * the ring looks at its slot, where an earlier worker may have parked it.
  *
  * Positions.  In the same critical section that reserves the entry, the
  * transaction's events are written to the WAL as one pg_ws record
@@ -136,7 +138,7 @@ typedef struct QueueEntryOrigin
 	int32		procno;			/* the backend's PGPROC number, its slot */
 	pg_atomic_uint32 written;	/* the payload is all in the ring: until
 								 * then the entry may not be parked */
-	uint32		unused;
+	uint32		nevents;		/* lines of the payload */
 } QueueEntryOrigin;
 
 /*
@@ -467,6 +469,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			entry_origin(pos)->database = MyDatabaseId;
 			entry_origin(pos)->procno = MyProc->pgprocno;
 			pg_atomic_init_u32(&entry_origin(pos)->written, 0);
+			entry_origin(pos)->nevents = (uint32) nevents;
 			queue->head += need;
 			LWLockRelease(queue->lock);
 			break;
@@ -754,6 +757,32 @@ pgws_queue_epoch(char *buf, size_t size, Oid database)
 }
 
 /*
+ * The state of the ring entry at pos, whose header says PENDING.  If this
+ * worker or an earlier one parked it, its backend writes the outcome to its
+ * slot instead of the header: take it from there (and its commit_end).
+ * Call with the slot's lock held.
+ */
+static uint32
+slot_state(QueueSlot *slot, uint64 pos, XLogRecPtr *commit_end)
+{
+	if (!slot->parked || slot->parked_pos != pos)
+		return ENTRY_PENDING;
+	*commit_end = slot->parked_commit_end;
+	return slot->parked_state;
+}
+
+/* the slot of the entry at pos, NULL when it has none */
+static QueueSlot *
+entry_slot(uint64 pos)
+{
+	int32		procno = entry_origin(pos)->procno;
+
+	if (procno < 0 || procno >= queue->nslots)
+		return NULL;
+	return &queue->slots[procno];
+}
+
+/*
  * A parked entry still in progress: has its backend written the outcome to
  * its slot meanwhile?
  */
@@ -763,12 +792,7 @@ parked_resolve(ParkedEntry *e)
 	QueueSlot  *slot = &queue->slots[e->procno];
 
 	SpinLockAcquire(&slot->mutex);
-	if (slot->parked && slot->parked_pos == e->pos &&
-		slot->parked_state != ENTRY_PENDING)
-	{
-		e->state = slot->parked_state;
-		e->commit_end = slot->parked_commit_end;
-	}
+	e->state = slot_state(slot, e->pos, &e->commit_end);
 	SpinLockRelease(&slot->mutex);
 	if (e->state != ENTRY_PENDING && parked_pending[e->procno] == e)
 		parked_pending[e->procno] = NULL;
@@ -825,21 +849,20 @@ park_entries(uint64 head)
 		uint32		state = pg_atomic_read_u32(&hdr->state);
 		bool		keep = parked_bytes + hdr->payload_len <=
 			PARKED_PAYLOAD_QUEUES * queue->size;
+		XLogRecPtr	commit_end = InvalidXLogRecPtr;
+		bool		in_slot = false;	/* state and commit_end from its slot */
 		ParkedEntry *e;
 
 		if (!keep && !pgws_wal)
 			break;
 		if (state == ENTRY_PENDING)
 		{
-			QueueSlot  *slot;
+			QueueSlot  *slot = entry_slot(read_pos);
 			ParkedEntry *before;
 
 			/* its backend may still be copying the payload into its room */
-			if (pg_atomic_read_u32(&origin->written) == 0)
+			if (slot == NULL || pg_atomic_read_u32(&origin->written) == 0)
 				break;
-			if (origin->procno < 0 || origin->procno >= queue->nslots)
-				break;			/* no slot: it stays */
-			slot = &queue->slots[origin->procno];
 			before = parked_pending[origin->procno];
 
 			/*
@@ -858,13 +881,21 @@ park_entries(uint64 head)
 			state = pg_atomic_read_u32(&hdr->state);
 			if (state == ENTRY_PENDING)
 			{
-				slot->parked = true;
-				slot->parked_pos = read_pos;
-				slot->parked_state = ENTRY_PENDING;
+				/* parked by an earlier worker already: its outcome may be there */
+				state = slot_state(slot, read_pos, &commit_end);
+				in_slot = true;
+				if (!slot->parked || slot->parked_pos != read_pos)
+				{
+					slot->parked = true;
+					slot->parked_pos = read_pos;
+					slot->parked_state = ENTRY_PENDING;
+				}
 			}
 			SpinLockRelease(&slot->mutex);
 		}
 		pg_read_barrier();		/* state before payload and commit_end */
+		if (state == ENTRY_COMMITTED && !in_slot)
+			commit_end = entry_times(read_pos)->commit_end;
 
 		if (state != ENTRY_ABORTED)
 		{
@@ -873,8 +904,7 @@ park_entries(uint64 head)
 			e->pos = read_pos;
 			e->procno = origin->procno;
 			e->state = state;
-			e->commit_end = state == ENTRY_COMMITTED ?
-				entry_times(read_pos)->commit_end : InvalidXLogRecPtr;
+			e->commit_end = commit_end;
 			e->first_seq = hdr->first_seq;
 			e->database = origin->database;
 			e->appended_at = entry_times(read_pos)->appended_at;
@@ -898,7 +928,8 @@ park_entries(uint64 head)
 			if (state == ENTRY_PENDING)
 				parked_pending[e->procno] = e;
 		}
-		read_through = hdr->first_seq;
+		/* its events are past what a new worker would find in the queue */
+		read_through = hdr->first_seq + origin->nevents - 1;
 		read_pos += pgws_queue_entry_size(hdr->payload_len);
 	}
 	MemoryContextSwitchTo(old);
@@ -1036,17 +1067,33 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 		QueueEntryHeader *hdr = entry_header(read_pos);
 		uint32		state = pg_atomic_read_u32(&hdr->state);
 		uint64		seq = hdr->first_seq;
+		XLogRecPtr	commit_end = InvalidXLogRecPtr;
 
 		if (state == ENTRY_PENDING)
 		{
-			in_progress = true;
-			break;
+			/* an earlier worker may have parked it: see slot_state */
+			QueueSlot  *slot = entry_slot(read_pos);
+
+			if (slot != NULL)
+			{
+				SpinLockAcquire(&slot->mutex);
+				state = slot_state(slot, read_pos, &commit_end);
+				SpinLockRelease(&slot->mutex);
+			}
+			if (state == ENTRY_PENDING)
+			{
+				in_progress = true;
+				break;
+			}
 		}
-		pg_read_barrier();		/* state before payload and commit_end */
+		else
+		{
+			pg_read_barrier();	/* state before payload and commit_end */
+			commit_end = entry_times(read_pos)->commit_end;
+		}
 
 		if (state == ENTRY_COMMITTED)
 		{
-			XLogRecPtr	commit_end = entry_times(read_pos)->commit_end;
 			uint64		n;
 
 			/* the flush position, read again only when it matters */
@@ -1188,13 +1235,14 @@ pgws_queue_release(uint64 pos)
 	/* what the next worker will not find in the queue */
 	through = pos < read_pos ? entry_header(pos)->first_seq - 1 : read_through;
 
+
 	/*
-	 * Parked entries die with this worker: with the WAL the next one reads
-	 * them there (its floor is below them); without, a subscriber that
-	 * lacks them is told resync_required (its position is below the floor).
+	 * Parked entries die with this worker: read_through is past their
+	 * events, so that a subscriber still lacking them resumes from below
+	 * the next worker's floor, which reads them from the WAL (without the
+	 * WAL, tells it resync_required).  Those whose room is not freed yet
+	 * the next worker finds in the ring, their outcome in their slots.
 	 */
-	if (parked_head != NULL && pgws_wal)
-		through = Min(through, parked_head->first_seq - 1);
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	queue->tail = released_pos = pos;
 	queue->released_through = through;

@@ -47,10 +47,9 @@
  *
  * Memory.  The xlogreader's buffer for records that span pages is given
  * back after a record larger than READER_KEPT_RECORD_BUF.  Records wait in
- * the reader until they can be handed over.  Their
- * payloads are kept up to READER_PAYLOAD_BUDGET bytes; past it only where
- * each record starts is kept, and its payload is read again from the WAL
- * when its turn comes.  And past READER_MAX_HELD waiting records the
+ * the reader until they can be handed over; their payloads are kept up to
+ * READER_PAYLOAD_BUDGET bytes, and past it only where each record starts
+ * is kept, its payload read again from the WAL when its turn comes.  And past READER_MAX_HELD waiting records the
  * reader keeps only those up to the first unresolved one, reads on only to
  * learn how that one ends, and then reads the WAL after it again: what one
  * reader holds is bounded, however long a transaction takes to end.
@@ -217,13 +216,27 @@ pgws_walread_oldest(void)
 	return result;
 }
 
+/*
+ * Read the pg_ws record at lsn with xlr (one of r's): false when it cannot
+ * be read or is not one.  events points into xlr's decoded record.
+ */
+static bool
+walread_record_at(PgWsWalReader *r, XLogReaderState *xlr, XLogRecPtr lsn,
+				  PgWsWalEvents *events)
+{
+	char	   *errormsg = NULL;
+
+	walread_clear_flags(r);
+	XLogBeginRead(xlr, lsn);
+	return XLogReadRecord(xlr, &errormsg) != NULL && xlr->ReadRecPtr == lsn &&
+		pgws_wal_record_events(xlr, events);
+}
+
 bool
 pgws_walread_record_payload(XLogRecPtr lsn, StringInfo out)
 {
 	static PgWsWalReader *r = NULL;
 	PgWsWalEvents events;
-	XLogRecord *record;
-	char	   *errormsg = NULL;
 	MemoryContext old;
 	bool		ok;
 
@@ -234,11 +247,7 @@ pgws_walread_record_payload(XLogRecPtr lsn, StringInfo out)
 		MemoryContextSwitchTo(old);
 	}
 	old = MemoryContextSwitchTo(r->cxt);
-	walread_clear_flags(r);
-	XLogBeginRead(r->xlr, lsn);
-	record = XLogReadRecord(r->xlr, &errormsg);
-	ok = record != NULL && r->xlr->ReadRecPtr == lsn &&
-		pgws_wal_record_events(r->xlr, &events);
+	ok = walread_record_at(r, r->xlr, lsn, &events);
 	if (ok)
 		appendBinaryStringInfo(out, events.payload, events.len);
 	walread_trim_record_buffer(r->xlr);
@@ -891,8 +900,6 @@ static bool
 walread_reload(PgWsWalReader *r, WalMessage *m)
 {
 	PgWsWalEvents events;
-	XLogRecord *record;
-	char	   *errormsg = NULL;
 	uint64		skip;
 	const char *payload;
 	uint32		len;
@@ -904,11 +911,7 @@ walread_reload(PgWsWalReader *r, WalMessage *m)
 		if (r->rexlr == NULL)
 			return false;
 	}
-	walread_clear_flags(r);
-	XLogBeginRead(r->rexlr, m->lsn);
-	record = XLogReadRecord(r->rexlr, &errormsg);
-	if (record == NULL || r->rexlr->ReadRecPtr != m->lsn ||
-		!pgws_wal_record_events(r->rexlr, &events))
+	if (!walread_record_at(r, r->rexlr, m->lsn, &events))
 		return false;
 
 	/* the lines before next_seq were skipped when it was first read */

@@ -303,6 +303,18 @@ class ClusterKinds:
         return ctx.use(cl)
 
 
+async def poll(what, probe, timeout=30, every=0.1):
+    """Await probe() until it returns something true, and return that;
+    Fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        check(time.monotonic() < deadline, '%s: not after %d s' % (what, timeout))
+        await asyncio.sleep(every)
+
+
 def sql(conn, *stmts):
     """Run statements on conn (blocking); return the last one's rows, if any."""
     rows = None

@@ -35,14 +35,13 @@ import asyncio
 import os
 import sys
 import threading
-import time
 
 import psycopg2
 import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
-                     compare_idents, run_tap, short, worker_row)
+                     compare_idents, poll, run_tap, short, worker_row)
 
 WATCHDOG_SECONDS = 200          # the whole run, setup and clean-up included
 
@@ -84,18 +83,6 @@ async def stats(conn):
     return dict(zip(('worker_pid', 'used', 'capacity', 'writers_waiting'), rows[0]))
 
 
-async def wait_for(what, timeout, probe):
-    """Poll the async probe() until it returns something true; Fail with
-    its last value after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        check(time.monotonic() < deadline, '%s: not after %d s' % (what, timeout))
-        await asyncio.sleep(0.05)
-
-
 def in_thread(fn):
     """Run fn() in a thread; a dict that gets 'ok' (its result) or 'error'."""
     result = {}
@@ -132,7 +119,7 @@ async def hold_queue(ctx, mon):
         rows = await asql(mon, ("SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
                                 (a_pid,)))
         return rows == [('SyncRep',)]
-    await wait_for('A waiting for synchronous replication', 30, a_waits)
+    await poll('A waiting for synchronous replication', timeout=30, probe=a_waits)
     return a_pid, a_commit
 
 
@@ -169,7 +156,7 @@ async def waiting_writer(ctx, mon, timeout_setting, first_id, observe=True):
         rows = await asql(mon, ("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
                                 (pid,)))
         return s if s['writers_waiting'] == 1 and rows == [('Extension',)] else None
-    s = await wait_for('pg_ws_stats counting the waiting writer', 60, counted)
+    s = await poll('pg_ws_stats counting the waiting writer', timeout=60, probe=counted)
     check(s['used'] > s['capacity'] - 8192,
           'a writer of ~4 kB waits, but pg_ws_stats says %d of %d bytes are used'
           % (s['used'], s['capacity']))
@@ -198,7 +185,7 @@ async def test_writers_waiting(ctx):
     async def gone():
         rows = await asql(mon, ("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)))
         return rows == [(0,)]
-    await wait_for('the terminated writer leaving pg_stat_activity', 30, gone)
+    await poll('the terminated writer leaving pg_stat_activity', timeout=30, probe=gone)
     s = await stats(mon)
     check(s['writers_waiting'] == 0,
           'after the waiting writer was terminated, pg_ws_stats.writers_waiting is %d'
@@ -241,7 +228,7 @@ async def test_writers_waiting(ctx):
     async def drained():
         s = await stats(mon)
         return s if s['used'] == 0 else None
-    await wait_for('the queue drained after A committed', 30, drained)
+    await poll('the queue drained after A committed', timeout=30, probe=drained)
     return '; '.join(notes) + '; the queue drained to 0 bytes'
 
 

@@ -629,7 +629,7 @@ async def first_message(ctx, path, what):
 async def test_future_since(ctx):
     """j. a since past the end of this primary's history (the flushed WAL)
     gets resync_required at once, never silence."""
-    cl = await cluster(ctx, 'big')
+    await cluster(ctx, 'big')
     conn = await ctx.aconn()
     ref = await marker(ctx, conn, 1200000)
     seq, epoch = position(ref)
@@ -652,7 +652,7 @@ async def test_future_since(ctx):
 async def test_oldest_is_resumable(ctx):
     """k. the oldest position pg_ws_stats and resync_required report can be
     resumed after, and so can the one above it; the one below cannot."""
-    cl = await cluster(ctx, 'retain')
+    await cluster(ctx, 'retain')
     conn = await ctx.aconn()
     await churn_wal(conn)
     await asql(conn, "BEGIN", EMP % 1300001, EMP % 1300002, "COMMIT")
@@ -672,10 +672,10 @@ async def test_oldest_is_resumable(ctx):
           'resync_required from 1: %s, pg_ws_stats says %d' % (short(sub.msgs[0]), first))
     for at in (first, first + 1):
         sub = await ctx.sub('/ws/?since=%d&epoch=%s' % (at, epoch))
-        got = await sub.wait_until(lambda m: any(emp_id(x) == 1300003 for x in m
-                                                 if '"employee_create"' in x) or
-                                   any('resync_required' in x for x in m), 15,
-                                   'resume after %d' % at)
+        await sub.wait_until(lambda m: any(emp_id(x) == 1300003 for x in m
+                                           if '"employee_create"' in x) or
+                             any('resync_required' in x for x in m), 15,
+                             'resume after %d' % at)
         check(not any('resync_required' in x for x in sub.msgs),
               'resuming after %d (history_first_position%s) got %s'
               % (at, '' if at == first else ' + 1', short(sub.msgs[0])))

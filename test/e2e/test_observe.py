@@ -46,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
-                     run_tap, short)
+                     poll, run_tap, short)
 import jwt_tools as jt  # noqa: E402
 import rawws  # noqa: E402
 from rawws import OP_BINARY, OP_TEXT, RawWs  # noqa: E402
@@ -152,16 +152,6 @@ async def wait_stats(conn, what, pred, timeout=30):
         await asyncio.sleep(0.1)
 
 
-async def wait_until(what, probe, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        check(time.monotonic() < deadline, '%s: not after %d s' % (what, timeout))
-        await asyncio.sleep(0.1)
-
-
 def frame_bytes(text):
     """Bytes of the server's (unmasked) text frame carrying text."""
     n = len(text.encode())
@@ -224,7 +214,7 @@ async def test_connections_rows(ctx):
         if len(mine) == 2 and all(r['bytes_pending'] == 0 for r in mine.values()):
             return rows, mine
         return None
-    rows, mine = await wait_until('alice and bob in pg_ws_connections', rows_settled)
+    rows, mine = await poll('alice and bob in pg_ws_connections', rows_settled)
     ports = {'alice': alice.ws.local_address[1], 'bob': bob.ws.local_address[1]}
     for who, sub, filt in (('alice', alice, ['employee_*', 'client_create']), ('bob', bob, None)):
         r = mine[who]
@@ -255,12 +245,12 @@ async def test_ids_never_reused(ctx):
     await cluster(ctx, 'plain')
     conn = await ctx.aconn()
     first = await ctx.sub()
-    rows = await wait_until('the first subscriber', lambda: connections(conn))
+    rows = await poll('the first subscriber', lambda: connections(conn))
     id1 = max(r['id'] for r in rows)
     await first.close()
-    await wait_until('the first subscriber gone', lambda: _gone(conn, id1))
+    await poll('the first subscriber gone', lambda: _gone(conn, id1))
     second = await ctx.sub()
-    rows = await wait_until('the second subscriber', lambda: _present(conn))
+    rows = await poll('the second subscriber', lambda: _present(conn))
     id2 = max(r['id'] for r in rows)
     check(id2 > id1, 'the second connection has id %d, the first had %d' % (id2, id1))
     await second.close()
@@ -284,7 +274,7 @@ async def test_disconnect(ctx):
     conn = await ctx.aconn()
     before = await quiet(conn)
     subs = [await ctx.sub() for _ in range(3)]
-    rows = await wait_until('three subscribers', lambda: _n_subscribed(conn, 3))
+    rows = await poll('three subscribers', lambda: _n_subscribed(conn, 3))
     by_port = {r['peer_port']: r['id'] for r in rows}
     victim = by_port[subs[1].ws.local_address[1]]
     mark = cl.log_size()
@@ -298,7 +288,7 @@ async def test_disconnect(ctx):
     await asql(conn, emp(100))
     for k in (0, 2):
         await subs[k].wait_until(lambda m: len(m) >= 1, 15, 'subscriber %d after the disconnect' % k)
-    await wait_until('the disconnected connection gone', lambda: _gone(conn, victim))
+    await poll('the disconnected connection gone', lambda: _gone(conn, victim))
     again = await asql(conn, ('SELECT pg_ws_disconnect(%s)', (victim,)))
     unknown = await asql(conn, ('SELECT pg_ws_disconnect(%s)', (max(by_port.values()) + 1000,)))
     check(again == [(False,)] and unknown == [(False,)],
@@ -319,7 +309,7 @@ async def test_disconnect(ctx):
         async def handshaking():
             rows = await connections(conn)
             return [r for r in rows if r['peer_port'] == port and r['state'] == 'handshake']
-        row = (await wait_until('the silent connection in its handshake', handshaking))[0]
+        row = (await poll('the silent connection in its handshake', handshaking))[0]
         r = await asql(conn, ('SELECT pg_ws_disconnect(%s)', (row['id'],)))
         data, closed = await asyncio.to_thread(rawws.read_until_closed, silent, 10)
         check(r == [(True,)] and closed and data == b'',
@@ -344,7 +334,7 @@ async def test_counters_exact(ctx):
     before = await quiet(conn)
     k_subs, n_events = 3, 20
     subs = [await ctx.sub() for _ in range(k_subs)]
-    await wait_until('the subscribers', lambda: _n_subscribed(conn, k_subs))
+    await poll('the subscribers', lambda: _n_subscribed(conn, k_subs))
     for t in range(4):                   # 4 transactions of 5 events
         await asql(conn, ("INSERT INTO employee (id, first_name, last_name)"
                           " SELECT g, 'n' || g, 'counted' FROM generate_series(%s, %s) g",
@@ -375,9 +365,9 @@ async def test_counted_resync_and_wal(ctx):
     conn = await ctx.aconn()
     await asql(conn, "ALTER SYSTEM SET pg_ws.history_size = 0", 'SELECT pg_reload_conf()')
     try:
-        await wait_until('the reload', lambda: _setting(conn, 'pg_ws.history_size', '0'))
+        await poll('the reload', lambda: _setting(conn, 'pg_ws.history_size', '0'))
         live = await ctx.sub()
-        await wait_until('a subscriber', lambda: _n_subscribed(conn, 1))
+        await poll('a subscriber', lambda: _n_subscribed(conn, 1))
         for i in range(5):
             await asql(conn, emp(7000 + i, 'resumed'))
         await live.wait_until(lambda m: len(m) >= 5, 15, 'the live subscriber')
@@ -415,7 +405,7 @@ async def test_counters_survive_worker_restart(ctx):
     cl = await cluster(ctx, 'plain')
     conn = await ctx.aconn()
     sub = await ctx.sub()
-    await wait_until('a subscriber', lambda: _n_subscribed(conn, 1))
+    await poll('a subscriber', lambda: _n_subscribed(conn, 1))
     await asql(conn, emp(6000, 'before', 'restart'))
     await sub.wait_until(lambda m: len(m) >= 1, 15, 'the event')
     await sub.close()
@@ -488,7 +478,7 @@ async def test_refusals_rate_limited(ctx):
         lines = log_lines(cl, mark, 'pg_ws refused a request from 127.0.0.1: 405')
         suppressed = sum(int(x.split('pg_ws suppressed ')[1].split()[0]) for x in found)
         return (lines, found) if found and len(lines) + suppressed >= n else None
-    lines, found = await wait_until('the "suppressed" line', summaries, timeout=40)
+    lines, found = await poll('the "suppressed" line', summaries, timeout=40)
     suppressed = sum(int(x.split('pg_ws suppressed ')[1].split()[0]) for x in found)
     check(len(lines) + suppressed == n, '%d lines and %d suppressed for %d refusals'
           % (len(lines), suppressed, n), *found)
@@ -543,7 +533,7 @@ async def test_health_no_database(ctx):
         except OSError:
             return None         # between the two workers
         return (s, b) if s == 200 else None
-    s, b = await wait_until('/health 200 after CREATE DATABASE', healthy)
+    s, b = await poll('/health 200 after CREATE DATABASE', healthy)
     return '503 %s, then 200' % doc['reason']
 
 
@@ -601,7 +591,7 @@ async def test_health_writers_waiting(ctx):
     async def recovered():
         st, _, b = await aget(cl.wsport, '/health')
         return st == 200 and 'writer' in done
-    await wait_until('/health 200 once the holder committed', recovered, timeout=40)
+    await poll('/health 200 once the holder committed', recovered, timeout=40)
     check(done.get('writer') == 200, 'the writer: %s' % (done.get('writer'),))
     await wait_stats(mon, 'the queue empty again', lambda s: s['oldest_unsent_age'] is None)
     return '503 "%s"; oldest unsent %.1f s in /metrics' % (doc['reason'], age)
@@ -615,7 +605,7 @@ async def test_metrics_scrape(ctx):
     conn = await ctx.aconn()
     await quiet(conn)
     sub = await ctx.sub()
-    await wait_until('a subscriber', lambda: _n_subscribed(conn, 1))
+    await poll('a subscriber', lambda: _n_subscribed(conn, 1))
     await asql(conn, emp(5000, 'scraped'))
     await sub.wait_until(lambda m: len(m) >= 1, 15, 'the event')
     await wait_stats(conn, 'the event sent', lambda s: s['events_sent'] == s['events_queued'])
@@ -692,7 +682,7 @@ async def test_monitoring_access(ctx):
         async def probe():
             st, _, _ = await aget(port, path, host=host)
             return st == want
-        await wait_until('%s %s with pg_ws.monitoring = %s' % (host, path, setting), probe)
+        await poll('%s %s with pg_ws.monitoring = %s' % (host, path, setting), probe)
     await asql(conn, "ALTER SYSTEM SET pg_ws.monitoring = 'on'", 'SELECT pg_reload_conf()')
     await status_after('on', PUBLIC, '/metrics', 200)
     await asql(conn, "ALTER SYSTEM SET pg_ws.monitoring = 'off'", 'SELECT pg_reload_conf()')
@@ -711,11 +701,11 @@ async def test_open_close_debug1(ctx):
           'openings or closings logged at LOG: %s' % log_lines(cl, 0, 'pg_ws connection ')[:2])
     await asql(conn, "ALTER SYSTEM SET log_min_messages = 'debug1'", 'SELECT pg_reload_conf()')
     try:
-        await wait_until('the reload', lambda: _setting(conn, 'log_min_messages', 'debug1'))
+        await poll('the reload', lambda: _setting(conn, 'log_min_messages', 'debug1'))
         mark = cl.log_size()
         sub = await ctx.sub()
         port = sub.ws.local_address[1]
-        rows = await wait_until('the subscriber', lambda: _n_subscribed(conn, 1))
+        rows = await poll('the subscriber', lambda: _n_subscribed(conn, 1))
         cid = rows[0]['id']
         await sub.close()
 
@@ -724,7 +714,7 @@ async def test_open_close_debug1(ctx):
                                % (cid, port))
             closed = log_lines(cl, mark, 'DEBUG:', 'pg_ws connection %d from 127.0.0.1 closed' % cid)
             return (opened, closed) if opened and closed else None
-        opened, closed = await wait_until('the DEBUG1 lines', both)
+        opened, closed = await poll('the DEBUG1 lines', both)
     finally:
         await asql(conn, 'ALTER SYSTEM RESET log_min_messages', 'SELECT pg_reload_conf()')
     return '%s | %s' % (opened[0].split('DEBUG:  ')[-1], closed[0].split('DEBUG:  ')[-1])
@@ -757,9 +747,9 @@ async def test_no_token_in_log(ctx):
             answers.append(st)
     check(answers == [401] * 6, 'answers: %s' % answers)
     s = await token_sub(ctx, good, '/ws/?token=' + good)
-    await wait_until('carol subscribed', lambda: _n_subscribed(conn, 1))
+    await poll('carol subscribed', lambda: _n_subscribed(conn, 1))
     rows = await connections(conn)
-    lines = await wait_until('the refusals logged', lambda: _refusals_logged(cl, mark, 6))
+    lines = await poll('the refusals logged', lambda: _refusals_logged(cl, mark, 6))
     text = '\n'.join(cl.log_since(0)) + repr(rows)
     leaked = [t for t in (bad_sig, garbage, expired, good)
               if t in text or t.split('.')[-1] in text]

@@ -40,7 +40,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (PGBIN, Cluster, Ctx, Fail, Standby, check,  # noqa: E402
-                     check_positions, free_port, position, run_tap, short, sql)
+                     check_positions, position, run_tap, short, sql)
 
 WATCHDOG_SECONDS = 420
 

@@ -17,7 +17,10 @@ standby stopped.
      once each, in order;
   b. the same with pg_ws.queue_size so small that the parked events do
      not fit in the worker's memory either: the rest is read back from the
-     WAL, exactly.
+     WAL, exactly;
+  c. the worker is terminated while events are parked: subscribers that
+     resume (from before all of them) get every event once, in order, when
+     the standby is back.
 
 Run as root (PostgreSQL itself runs as the postgres user):
 
@@ -37,7 +40,7 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (PGBIN, Cluster, Ctx, Standby, check, check_positions,  # noqa: E402
-                     position, resume_path, run_tap, short, sql)
+                     poll, resume_path, run_tap, short, sql)
 import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 300
@@ -78,17 +81,7 @@ async def health(port):
     return status, body.decode(errors="replace") if isinstance(body, bytes) else body
 
 
-async def wait_for(what, probe, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        check(time.monotonic() < deadline, '%s: not after %d s' % (what, timeout))
-        await asyncio.sleep(0.1)
-
-
-async def stopped_standby(ctx, name, conf, base, writes, size, from_wal):
+async def stopped_standby(ctx, name, conf, base, writes, size, from_wal, restart=False):
     primary, standby, conn = await make_pair(ctx, name, conf)
     mark = primary.log_size()
     # a position before everything, to resume from the WAL later
@@ -116,7 +109,7 @@ async def stopped_standby(ctx, name, conf, base, writes, size, from_wal):
         except Exception as e:
             done['holder'] = e
     threading.Thread(target=commit, daemon=True).start()
-    await wait_for('the commit waits for the standby', lambda: asyncio.to_thread(
+    await poll('the commit waits for the standby', lambda: asyncio.to_thread(
         sql, conn, "SELECT 1 FROM pg_stat_activity WHERE pid = %d AND wait_event = 'SyncRep'"
         % holder_pid))
 
@@ -144,13 +137,27 @@ async def stopped_standby(ctx, name, conf, base, writes, size, from_wal):
     check(done.get('holder') is None, 'the synchronous commit ended: %s' % done.get('holder'))
     stats = sql(conn, "SELECT writers_waiting, queue_bytes_capacity FROM pg_ws_stats")[0]
 
+    if restart:
+        # the worker ends with everything parked: the next one finds the
+        # events in the WAL, and the outcomes in the backends' slots
+        mark = primary.log_size()
+        sql(conn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE backend_type = 'pg_ws'")
+        await asyncio.wait_for(live.closed.wait(), 15)
+        await primary.wait_listening(primary.wsport, 30, since=mark)
+        live = await ctx.sub(resume_path(first))
+
     # nothing is sent while the first transaction waits: not live, not from the WAL
     resumed = await ctx.sub(resume_path(first))
-    status, body = await wait_for('/health 503', lambda: _health_503(primary.wsport))
-    check('behind a transaction that is still committing' in body,
-          '/health while the events wait: %s' % body)
-    age = sql(conn, "SELECT extract(epoch FROM oldest_unsent_age) FROM pg_ws_stats")[0][0]
-    check(age is not None and age >= 2, 'oldest_unsent_age %s' % age)
+    if not restart:
+        # (a new worker does not know what its predecessor parked)
+        status, body = await poll('/health 503', lambda: _health_503(primary.wsport))
+        check('behind a transaction that is still committing' in body,
+              '/health while the events wait: %s' % body)
+        age = sql(conn, "SELECT extract(epoch FROM oldest_unsent_age) FROM pg_ws_stats")[0][0]
+        check(age is not None and age >= 2, 'oldest_unsent_age %s' % age)
+    else:
+        await asyncio.sleep(1)
     check(not live.msgs and not resumed.msgs,
           'sent while the first transaction waits for the standby: live %s, resumed %s'
           % ([short(m, 60) for m in live.msgs[:2]], [short(m, 60) for m in resumed.msgs[:2]]))
@@ -159,7 +166,7 @@ async def stopped_standby(ctx, name, conf, base, writes, size, from_wal):
     await asyncio.to_thread(standby.as_postgres, PGBIN + '/pg_ctl', '-D', standby.data,
                             '-l', standby.log, '-w', '-t', '60', 'start')
     standby.started = True
-    await wait_for('the synchronous commit ends', lambda: asyncio.sleep(0, done.get('holder')))
+    await poll('the synchronous commit ends', lambda: asyncio.sleep(0, done.get('holder')))
     check(done['holder'] is True, 'the synchronous commit: %s' % done['holder'])
     expected = [base + 1] + [base + 2 + k for k in range(writes)]
     for sub, who in ((live, 'live'), (resumed, 'resumed from the WAL')):
@@ -169,12 +176,19 @@ async def stopped_standby(ctx, name, conf, base, writes, size, from_wal):
         check_positions(got, who)
     check(resumed.msgs == live.msgs, 'the resumed subscriber got other messages than the live one')
     log = primary.log_since(mark)
+    if restart:
+        # the events came to both subscribers from the WAL; a worker that
+        # meets an entry parked by its predecessor, in the ring still, sends
+        # it from there, its outcome taken from the backend's slot
+        return '%d writers after the waiting commit committed in %.1f s; the worker was' \
+            ' terminated with them parked; all %d events sent once, in order, after it' % (
+                writes, took, len(expected))
     parked = [line for line in log if 'pg_ws is parking queued events' in line]
     sent = [line for line in log if 'that were parked out of the queue' in line]
     check(len(parked) == 1 and len(sent) == 1, 'the log about parking: %s' % (parked + sent))
     n_wal = int(sent[0].split(' of them read back')[0].rsplit(', ', 1)[1])
     check((n_wal > 0) == from_wal, 'parked events read back from the WAL: %s' % sent[0])
-    await wait_for('/health 200 again', lambda: _health_200(primary.wsport))
+    await poll('/health 200 again', lambda: _health_200(primary.wsport))
     age = sql(conn, "SELECT oldest_unsent_age FROM pg_ws_stats")[0][0]
     check(age is None, 'oldest_unsent_age after all was sent: %s' % age)
     return '%d writers after the waiting commit committed in %.1f s (queue %d bytes, %d waiting' \
@@ -204,12 +218,20 @@ async def test_parked_from_wal(ctx):
                                  200000, 300, 3000, True)
 
 
+async def test_worker_restart_parked(ctx):
+    """c. the worker ends while events are parked."""
+    return await stopped_standby(ctx, 'sync_c', ["pg_ws.queue_size = '64kB'"],
+                                 300000, 200, 1000, False, restart=True)
+
+
 TESTS = [
     ('(a) a stopped synchronous standby holds the events after the commit that waits for it;'
      ' the writers after it neither wait nor fail; all sent in order once it is back',
      test_stopped_standby, 120),
     ('(b) the same past the worker\'s memory for parked events: read back from the WAL',
      test_parked_from_wal, 120),
+    ('(c) the worker ends while events are parked: subscribers that resume get all of them,'
+     ' once, in order, when the standby is back', test_worker_restart_parked, 120),
 ]
 
 
