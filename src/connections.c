@@ -22,10 +22,11 @@
  * (its own resource owner frees it, whatever happens): the worker attaches
  * to it, writes the rows if they fit, says how many bytes they need, and
  * detaches.  Rows that did not fit are asked for again in a segment of the
- * size needed.  A backend that gives up (timeout, cancel) takes its request
- * back if the worker has not taken it yet, and otherwise marks it
- * abandoned for the worker to free; a worker that exits with a request
- * taken answers it as failed.
+ * size needed.  A backend that gives up (timeout, cancel, or being
+ * terminated: a FATAL unwinds to no PG_CATCH, so a before_shmem_exit
+ * callback gives the slot back then) takes its request back if the worker
+ * has not taken it yet, and otherwise marks it abandoned for the worker to
+ * free; a worker that exits with a request taken answers it as failed.
  *
  * Connection ids come from a counter here, so they are unique while shared
  * memory lives, across restarts of the worker, and never reused.
@@ -254,6 +255,36 @@ pgws_mailbox_worker_exit(void)
 
 /* ----------------------------------------------------------- a backend */
 
+/* the slot this backend's request is in, -1 when none */
+static int	my_slot = -1;
+static bool exit_callback_registered = false;
+
+/*
+ * Give this backend's slot back: a request the worker has taken is marked
+ * abandoned (the worker frees it), any other is free at once.
+ */
+static void
+give_back_slot(void)
+{
+	MailboxSlot *slot;
+
+	if (my_slot < 0)
+		return;
+	slot = &mailbox->slots[my_slot];
+	SpinLockAcquire(&mailbox->mutex);
+	slot->state = slot->state == SLOT_TAKEN ? SLOT_ABANDONED : SLOT_FREE;
+	SpinLockRelease(&mailbox->mutex);
+	my_slot = -1;
+	ConditionVariableBroadcast(&mailbox->changed);
+}
+
+/* a backend terminated while it waits must not keep its slot */
+static void
+give_back_slot_at_exit(int code, Datum arg)
+{
+	give_back_slot();
+}
+
 static void
 timed_out(const char *what)
 {
@@ -273,12 +304,18 @@ take_slot(TimestampTz deadline, const char *what)
 		int			i;
 		long		left;
 
+		if (!exit_callback_registered)
+		{
+			before_shmem_exit(give_back_slot_at_exit, (Datum) 0);
+			exit_callback_registered = true;
+		}
 		SpinLockAcquire(&mailbox->mutex);
 		for (i = 0; i < MAILBOX_SLOTS; i++)
 			if (mailbox->slots[i].state == SLOT_FREE)
 			{
 				memset(&mailbox->slots[i], 0, sizeof(MailboxSlot));
 				mailbox->slots[i].state = SLOT_FILLING;
+				my_slot = i;
 				SpinLockRelease(&mailbox->mutex);
 				ConditionVariableCancelSleep();
 				return i;
@@ -341,10 +378,7 @@ ask_worker(int i, TimestampTz deadline, const char *what, MailboxSlot *answer)
 	}
 	PG_CATCH();
 	{
-		SpinLockAcquire(&mailbox->mutex);
-		slot->state = slot->state == SLOT_TAKEN ? SLOT_ABANDONED : SLOT_FREE;
-		SpinLockRelease(&mailbox->mutex);
-		ConditionVariableBroadcast(&mailbox->changed);
+		give_back_slot();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -356,9 +390,8 @@ ask_worker(int i, TimestampTz deadline, const char *what, MailboxSlot *answer)
 		*answer = *slot;
 		answered = true;
 	}
-	slot->state = slot->state == SLOT_TAKEN ? SLOT_ABANDONED : SLOT_FREE;
 	SpinLockRelease(&mailbox->mutex);
-	ConditionVariableBroadcast(&mailbox->changed);
+	give_back_slot();
 	if (!answered)
 		timed_out(what);
 	if (answer->failed)

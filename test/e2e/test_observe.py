@@ -796,6 +796,63 @@ async def test_stopped_worker(ctx):
     return '%s (after %.1f s); then %d rows' % (errors[0][1], errors[0][2], len(rows))
 
 
+async def test_terminated_askers(ctx):
+    """Backends terminated while they wait for the worker's answer (8 of
+    them, as many as the mailbox has slots, the worker stopped meanwhile)
+    give their slots back: once the worker runs again, pg_ws_connections
+    and pg_ws_disconnect answer at once, not after 10 seconds of waiting
+    for a slot that never frees."""
+    import signal
+    cl = await cluster(ctx, 'plain')
+    conn = await ctx.aconn()
+    pid = (await stats(conn))['worker_pid']
+    askers = [cl.connect() for _ in range(8)]
+    pids = [a.get_backend_pid() for a in askers]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=lambda a=a: _ignore(sql_quiet, a,
+                   'SELECT count(*) FROM pg_ws_connections'), daemon=True) for a in askers]
+        for t in threads:
+            t.start()
+        await poll('8 backends waiting for the worker', lambda: _count_waiting(conn, pids),
+                   timeout=20)
+        await asql(conn, ('SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid',
+                          (pids,)))
+        await poll('the terminated backends gone', lambda: _all_gone(conn, pids), timeout=20)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t = time.monotonic()
+    rows = await connections(conn)
+    r = await asql(conn, 'SELECT pg_ws_disconnect(9223372036854775807)')
+    took = time.monotonic() - t
+    check(r == [(False,)], 'pg_ws_disconnect after the terminated askers: %s' % r)
+    return '8 askers terminated; then %d rows and a disconnect in %.2f s' % (len(rows), took)
+
+
+def sql_quiet(conn, q):
+    with conn.cursor() as cur:
+        cur.execute(q)
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        pass                    # terminated: that is the test
+
+
+async def _count_waiting(conn, pids):
+    rows = await asql(conn, ("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)"
+                             " AND wait_event_type = 'Extension'", (pids,)))
+    return rows[0][0] == len(pids)
+
+
+async def _all_gone(conn, pids):
+    rows = await asql(conn, ("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                             (pids,)))
+    return rows[0][0] == 0
+
+
 TESTS = [
     ('pg_ws_connections: peer, port, subject, expiry, filter, messages and bytes sent',
      test_connections_rows, 60),
@@ -821,6 +878,8 @@ TESTS = [
     ('no token reaches the log or pg_ws_connections', test_no_token_in_log, 45),
     ('a stopped worker makes pg_ws_connections and pg_ws_disconnect fail in 10 s, not hang',
      test_stopped_worker, 60),
+    ('backends terminated while they wait for the worker give their mailbox slots back',
+     test_terminated_askers, 60),
 ]
 
 
