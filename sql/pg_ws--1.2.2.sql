@@ -641,6 +641,7 @@ CREATE FUNCTION @extschema@.pg_ws_stats(
 	OUT refusals pg_catalog.jsonb,
 	OUT drops pg_catalog.jsonb,
 	OUT ignored_records pg_catalog.jsonb,
+	OUT resumes_waited bigint,
 	OUT history_first_position bigint,
 	OUT history_last_position bigint,
 	OUT history_in_wal boolean)

@@ -27,7 +27,11 @@
  * history floor first reads its events from the WAL with a reader of its
  * own ("catching up"), framed for it alone, then joins the log where the
  * floor was; that reader pins the log's messages from there on, and not
- * the shared queue.
+ * the shared queue.  Readers hold memory (a transaction's events, up to
+ * pg_ws.queue_size, while they hand them over), so only as many catch up at
+ * once as pg_ws.catchup_memory holds at twice pg_ws.queue_size each; the
+ * others wait in line, holding nothing, and a catching-up subscriber that
+ * makes no progress for CATCHUP_STALL_MS while others wait is culled.
  *
  * A message keeps its space in the shared queue until every subscriber has
  * been sent it (see queue.c), and "sent" means it has left libwebsockets'
@@ -156,7 +160,17 @@ static char epoch[PGWS_EPOCH_LEN];
 static uint64 released_idx = 0;
 
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
-static int	nsubscribers = 0;
+static int	nsubscribers = 0;	/* those waiting to catch up too */
+
+/* subscribers waiting for catch-up memory, first come first served */
+static dlist_head waiting_resumers = DLIST_STATIC_INIT(waiting_resumers);
+static int	ncatchups = 0;		/* reading the WAL now */
+
+/*
+ * A catching-up subscriber that makes no progress for this long while
+ * others wait to catch up gives its place to them
+ */
+#define CATCHUP_STALL_MS 1000
 static bool shutting_down = false;
 
 /* the database whose events are in the WAL (pg_ws.database) */
@@ -170,6 +184,7 @@ static PgWsWalReader *follower = NULL;
 
 static bool beyond_history(uint64 seq);
 static void go_live(PgWsConn *conn, bool resync);
+static void place_subscriber(PgWsConn *conn);
 
 /* events a catching-up subscriber reads from the WAL per writable call */
 #define CATCHUP_EVENTS 256
@@ -486,14 +501,19 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		if (sub->catchup != NULL)
 		{
 			/*
-			 * It holds the log, not the queue: what it holds is the lag.
-			 * One waiting for more WAL to be readable is looked at again.
+			 * It holds the log, not the queue, and its reader: what they
+			 * hold is the lag.  One waiting for more WAL to be readable is
+			 * looked at again.
 			 */
-			lag = sub->sent_idx < next_idx ?
-				bytes_total - message_at(sub->sent_idx)->offset : 0;
+			lag = (sub->sent_idx < next_idx ?
+				   bytes_total - message_at(sub->sent_idx)->offset : 0) +
+				pgws_walread_memory(sub->catchup);
 			if (now - sub->progress_at >= (TimestampTz) STALL_MS * 1000 &&
 				lag > max_lag)
 				cull(conn, lag, "stopped reading while catching up and exceeded pg_ws.max_subscriber_lag");
+			else if (now - sub->progress_at >= (TimestampTz) CATCHUP_STALL_MS * 1000 &&
+					 !dlist_is_empty(&waiting_resumers))
+				cull(conn, lag, "stopped reading while catching up, and others waited to resume");
 			else if (sub->catchup_waiting)
 			{
 				sub->catchup_waiting = false;
@@ -568,10 +588,11 @@ pgws_broadcast_drain_queue(void)
 }
 
 /* the follower's sink: a replayed event at the end of the log */
-static void
+static bool
 follow_sink(void *arg, uint64 seq, const char *json, uint32 len)
 {
 	append_message(arg, json, len, seq, 0);
+	return true;
 }
 
 /*
@@ -830,12 +851,52 @@ pgws_subscriber_open(PgWsConn *conn)
 	sub->notice_len = 0;
 	sub->catchup = NULL;
 	sub->catchup_waiting = false;
+	sub->catchup_queued = false;
 	sub->future_until = 0;
+	sub->culled = false;
+	sub->subscribed = true;
+	nsubscribers++;
+	place_subscriber(conn);
+}
+
+/*
+ * How many subscribers may read the WAL at once: a reader holds up to a
+ * transaction's events (at most pg_ws.queue_size) and about as much again
+ * while it decodes a record, and a little more.
+ */
+static int
+max_catchups(void)
+{
+	uint64		each = 2 * (uint64) pgws_queue_size_kb * 1024 + 2 * 1024 * 1024;
+
+	return (int) Max(1, (uint64) pgws_catchup_memory_kb * 1024 / each);
+}
+
+/*
+ * Where the subscriber starts: the live stream or, when it asked with
+ * ?since=, the first event after that position, from the log or, for one
+ * from before the log's history floor, from the WAL first, when there is
+ * memory for one more reader (otherwise it waits in line, holding
+ * nothing, until there is).
+ */
+static void
+place_subscriber(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+
 	if (!sub->resume)
 		go_live(conn, false);
 	else if (!sub->epoch_matches ||
 			 (sub->since < history_floor && !pgws_wal && follower == NULL))
 		go_live(conn, true);
+	else if (sub->since < history_floor && ncatchups >= max_catchups())
+	{
+		if (!sub->catchup_queued)
+			pgws_worker_stats.resumes_waited++;
+		sub->catchup_queued = true;
+		dlist_push_tail(&waiting_resumers, &sub->node);
+		return;
+	}
 	else if (sub->since < history_floor)
 	{
 		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
@@ -848,6 +909,7 @@ pgws_subscriber_open(PgWsConn *conn)
 										  history_floor + 1);
 		sub->catchup_frames = makeStringInfo();
 		MemoryContextSwitchTo(old);
+		ncatchups++;
 		sub->next_idx = first_after(history_floor);
 		sub->after_seq = sub->since;
 	}
@@ -873,19 +935,33 @@ pgws_subscriber_open(PgWsConn *conn)
 			sub->future_until =
 				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), FUTURE_WAIT_MS);
 	}
+	sub->catchup_queued = false;
 	sub->sent_idx = sub->next_idx;
 	sub->progress_at = GetCurrentTimestamp();
 	sub->holding_since = 0;
-	sub->culled = false;
-	sub->subscribed = true;
 	dlist_push_tail(&subscribers, &sub->node);
-	nsubscribers++;
 	if (sub->next_idx < next_idx || sub->notice != NULL || sub->catchup != NULL)
 		lws_callback_on_writable(conn->wsi);
 }
 
-/* a catching-up subscriber's sink: frame the event for it alone */
+/* a reader ended: subscribers waiting in line start theirs */
 static void
+start_waiting_resumers(void)
+{
+	while (!shutting_down && !dlist_is_empty(&waiting_resumers) &&
+		   ncatchups < max_catchups())
+	{
+		dlist_node *node = dlist_pop_head_node(&waiting_resumers);
+
+		place_subscriber(subscriber_conn(node));
+	}
+}
+
+/*
+ * A catching-up subscriber's sink: frame the event for it alone; enough
+ * for one write once BYTES_PER_WRITABLE are framed.
+ */
+static bool
 catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
 {
 	PgWsSubscriber *sub = (PgWsSubscriber *) arg;
@@ -900,18 +976,19 @@ catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
 
 	sub->after_seq = seq;
 	if (len == 0 || json[len - 1] != '}')
-		return;
+		return true;
 	kind = pgws_event_kind_of(json, len);
 	if (kind < 0)
 		name = pgws_event_name_of(json, len, &name_len);
 	if (!subscriber_wants(sub, kind, name, name_len))
-		return;
+		return true;
 	slen = position_suffix(suffix, seq);
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len - 1 + slen);
 	appendBinaryStringInfo(out, (char *) header, hlen);
 	appendBinaryStringInfo(out, json, len - 1);
 	appendBinaryStringInfo(out, suffix, slen);
 	sub->catchup_count++;
+	return out->len < BYTES_PER_WRITABLE;
 }
 
 /* msgs messages of len bytes in all were handed to this subscriber */
@@ -933,6 +1010,8 @@ end_catchup(PgWsSubscriber *sub)
 	pfree(sub->catchup_frames->data);
 	pfree(sub->catchup_frames);
 	sub->catchup_frames = NULL;
+	ncatchups--;
+	start_waiting_resumers();
 }
 
 /*
@@ -1015,7 +1094,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	uint32		span_len = 0;
 	uint32		span_msgs = 0;
 
-	if (!sub->subscribed)
+	if (!sub->subscribed || sub->catchup_queued)
 		return 0;
 	sub->sent_idx = sub->next_idx;
 	/* past its token's end it gets nothing; conn.c closes it within a second */
@@ -1110,9 +1189,10 @@ pgws_subscriber_close(PgWsConn *conn)
 {
 	if (!conn->sub.subscribed)
 		return;
+	dlist_delete(&conn->sub.node);	/* from the subscribers or the line */
 	if (conn->sub.catchup != NULL)
 		end_catchup(&conn->sub);
-	dlist_delete(&conn->sub.node);
+	conn->sub.catchup_queued = false;
 	nsubscribers--;
 	if (nsubscribers == 0)
 		pgws_queue_want_wakeups(false);

@@ -483,7 +483,9 @@ info_state(const PgWsConn *conn)
 		case CONN_REQUEST:
 			return conn->refusal ? PGWS_CONN_INFO_REFUSED : PGWS_CONN_INFO_HANDSHAKE;
 		case CONN_OPEN:
-			return conn->close_due ? PGWS_CONN_INFO_CLOSING : PGWS_CONN_INFO_SUBSCRIBED;
+			return conn->close_due ? PGWS_CONN_INFO_CLOSING :
+				conn->sub.catchup_queued ? PGWS_CONN_INFO_WAITING :
+				PGWS_CONN_INFO_SUBSCRIBED;
 		case CONN_ANSWERED:
 		case CONN_LINGER:
 			break;

@@ -421,6 +421,8 @@ state_name(int32 state)
 			return "refused";
 		case PGWS_CONN_INFO_SUBSCRIBED:
 			return "subscribed";
+		case PGWS_CONN_INFO_WAITING:
+			return "waiting";
 		case PGWS_CONN_INFO_CLOSING:
 			return "closing";
 	}

@@ -194,6 +194,9 @@ metrics(PgWsConn *conn)
 	metric_reasons(&out, "pg_ws_ignored_total",
 				   "Records that looked like events but were not sent, by reason.",
 				   pgws_ignored_names, w->ignored, PGWS_NUM_IGNORED);
+	metric_u64(&out, "pg_ws_resumes_waited_total", "counter",
+			   "Subscribers that waited for catch-up memory before resuming from the WAL.",
+			   w->resumes_waited);
 	metric_u64(&out, "pg_ws_history_first_position", "gauge",
 			   "The oldest position (seq) a subscriber can resume after.",
 			   snap.history_first);

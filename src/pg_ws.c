@@ -38,6 +38,7 @@ int			pgws_max_connections = 100;
 int			pgws_max_subscriber_lag_kb = 16384;
 int			pgws_reconnect_grace_ms = 0;	/* obsolete since 1.2, ignored */
 int			pgws_history_size_kb = 8192;
+int			pgws_catchup_memory_kb = 262144;
 bool		pgws_wal = true;
 char	   *pgws_history_retention = NULL;
 int			pgws_event_loop = PGWS_EVENT_LOOP_POLL;
@@ -356,6 +357,13 @@ define_gucs(void)
 							"Older positions are read back from the WAL.",
 							&pgws_history_size_kb,
 							8192, 0, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.catchup_memory",
+							"Memory the subscribers that resume from the WAL may hold together.",
+							"Each holds up to about twice pg_ws.queue_size; past this, a new resume waits for one to finish.",
+							&pgws_catchup_memory_kb,
+							262144, 1024, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("pg_ws.media_url",

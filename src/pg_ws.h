@@ -68,6 +68,7 @@ extern int	pgws_max_connections;
 extern int	pgws_max_subscriber_lag_kb;
 extern int	pgws_reconnect_grace_ms;
 extern int	pgws_history_size_kb;
+extern int	pgws_catchup_memory_kb;
 extern bool pgws_wal;
 extern char *pgws_history_retention;
 
@@ -461,6 +462,7 @@ typedef struct PgWsWorkerStats
 	uint64		refusals[PGWS_NUM_REFUSALS];
 	uint64		drops[PGWS_NUM_DROPS];
 	uint64		ignored[PGWS_NUM_IGNORED];
+	uint64		resumes_waited; /* resumes that waited for catch-up memory */
 } PgWsWorkerStats;
 
 /* the worker's own live figures; no other process uses this */
@@ -496,6 +498,8 @@ typedef enum PgWsConnInfoState
 	PGWS_CONN_INFO_HANDSHAKE,	/* its HTTP request is being read */
 	PGWS_CONN_INFO_REFUSED,		/* over a limit, being answered 503 */
 	PGWS_CONN_INFO_SUBSCRIBED,	/* a /ws/ subscriber */
+	PGWS_CONN_INFO_WAITING,		/* a subscriber that waits to resume from
+								 * the WAL (pg_ws.catchup_memory) */
 	PGWS_CONN_INFO_CLOSING		/* answered, or its close frame sent */
 } PgWsConnInfoState;
 

@@ -108,6 +108,8 @@ typedef struct PgWsSubscriber
 	int			notice_len;
 	struct PgWsWalReader *catchup;	/* reading its events from the WAL,
 									 * before it joins the log */
+	bool		catchup_queued; /* waits for catch-up memory to read them
+								 * (in broadcast.c's list of those) */
 	bool		catchup_waiting;	/* at the end of readable WAL */
 	StringInfo	catchup_frames; /* frames read from the WAL, to write */
 	uint64		catchup_count;	/* how many */

@@ -144,6 +144,7 @@ pgws_stats_restore_counters(PgWsWorkerStats *worker)
 	memcpy(worker->refusals, last.refusals, sizeof(worker->refusals));
 	memcpy(worker->drops, last.drops, sizeof(worker->drops));
 	memcpy(worker->ignored, last.ignored, sizeof(worker->ignored));
+	worker->resumes_waited = last.resumes_waited;
 }
 
 /*
@@ -210,7 +211,7 @@ counts_jsonb(const char *const *names, const uint64 *counts, int n)
  * README's "Monitoring" for what each means.  The worker's figures of now
  * are NULL while no worker runs; its counters are not.
  */
-#define PG_WS_STATS_COLS 20
+#define PG_WS_STATS_COLS 21
 
 PG_FUNCTION_INFO_V1(pg_ws_stats);
 
@@ -282,6 +283,7 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	values[i++] = counts_jsonb(pgws_refusal_names, w->refusals, PGWS_NUM_REFUSALS);
 	values[i++] = counts_jsonb(pgws_drop_names, w->drops, PGWS_NUM_DROPS);
 	values[i++] = counts_jsonb(pgws_ignored_names, w->ignored, PGWS_NUM_IGNORED);
+	values[i++] = Int64GetDatum((int64) w->resumes_waited);
 
 	/* where subscribers can resume */
 	nulls[i] = !running;

@@ -92,8 +92,11 @@
  */
 #define RECORDS_PER_CALL 10000
 
-/* payload bytes one reader keeps of the records it waits to hand over */
-#define READER_PAYLOAD_BUDGET (8 * 1024 * 1024)
+/*
+ * Payload bytes one reader keeps of the records it waits to hand over,
+ * besides the one it is handing over
+ */
+#define READER_PAYLOAD_BUDGET (1024 * 1024)
 
 /* records one reader keeps waiting before it reads the WAL again instead */
 #define READER_MAX_HELD 10000
@@ -250,6 +253,7 @@ pgws_walread_record_payload(XLogRecPtr lsn, StringInfo out)
 	ok = walread_record_at(r, r->xlr, lsn, &events);
 	if (ok)
 		appendBinaryStringInfo(out, events.payload, events.len);
+	(void) XLogReleasePreviousRecord(r->xlr);
 	walread_trim_record_buffer(r->xlr);
 	MemoryContextSwitchTo(old);
 	return ok;
@@ -930,6 +934,7 @@ walread_reload(PgWsWalReader *r, WalMessage *m)
 	m->data = MemoryContextAllocHuge(r->cxt, Max(m->len, 1));
 	memcpy(m->data + m->off, payload, m->len - m->off);
 	r->held_bytes += m->len;
+	(void) XLogReleasePreviousRecord(r->rexlr);
 	walread_trim_record_buffer(r->rexlr);
 	return true;
 }
@@ -966,8 +971,9 @@ walread_deliver(PgWsWalReader *r, int max, pgws_wal_event_sink sink,
 			/* an empty line holds a position but no event */
 			if (line_len > 0)
 			{
-				sink(arg, seq, line, line_len);
 				n++;
+				if (!sink(arg, seq, line, line_len))
+					max = n;	/* the sink has enough for now */
 			}
 		}
 		if (m->off < m->len && m->next_seq < r->stop_seq)
@@ -1063,6 +1069,8 @@ walread_read_one(PgWsWalReader *r)
 	}
 	r->next_lsn = r->xlr->EndRecPtr;
 	walread_record(r, r->xlr);
+	/* nothing points into the decoded record any more: free it now */
+	(void) XLogReleasePreviousRecord(r->xlr);
 	walread_trim_record_buffer(r->xlr);
 	return PGWS_WAL_MORE;
 }
@@ -1211,6 +1219,25 @@ pgws_walread_other_database_seen(PgWsWalReader *r)
 
 	r->other_database_seen = false;
 	return seen;
+}
+
+/*
+ * The heap this reader holds: the payloads of the records it waits to hand
+ * over, and its xlogreaders' buffers (a page, the assembly buffer, the
+ * decode buffer).  A record being decoded may take its own size more for
+ * a moment.
+ */
+uint64
+pgws_walread_memory(PgWsWalReader *r)
+{
+	uint64		bytes = r->held_bytes + sizeof(PgWsWalReader);
+	XLogReaderState *readers[2] = {r->xlr, r->rexlr};
+
+	for (int i = 0; i < 2; i++)
+		if (readers[i] != NULL)
+			bytes += XLOG_BLCKSZ + readers[i]->readRecordBufSize +
+				readers[i]->decode_buffer_size;
+	return bytes;
 }
 
 void

@@ -54,8 +54,11 @@ extern bool pgws_wal_record_events(XLogReaderState *record,
 
 typedef struct PgWsWalReader PgWsWalReader;
 
-/* one committed event: its seq and its JSON (not NUL-terminated, no '\n') */
-typedef void (*pgws_wal_event_sink) (void *arg, uint64 seq,
+/*
+ * One committed event: its seq and its JSON (not NUL-terminated, no '\n');
+ * the sink returns false to have no more handed over in this call.
+ */
+typedef bool (*pgws_wal_event_sink) (void *arg, uint64 seq,
 									 const char *json, uint32 len);
 
 typedef enum PgWsWalStatus
@@ -82,6 +85,7 @@ extern PgWsWalReader *pgws_walread_begin(Oid database, uint64 after_seq,
 extern PgWsWalStatus pgws_walread_next(PgWsWalReader *r, int max_events,
 									   pgws_wal_event_sink sink, void *arg);
 extern void pgws_walread_end(PgWsWalReader *r);
+extern uint64 pgws_walread_memory(PgWsWalReader *r);
 extern bool pgws_walread_other_database_seen(PgWsWalReader *r);
 extern void pgws_walread_set_database(PgWsWalReader *r, Oid database);
 
