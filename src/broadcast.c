@@ -699,8 +699,8 @@ pgws_subscriber_pending_bytes(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
 
-	if (!sub->subscribed)
-		return 0;
+	if (!sub->subscribed || sub->catchup_queued)
+		return 0;				/* waiting in line holds nothing */
 	if (sub->catchup != NULL)
 		return sub->sent_idx < next_idx ?
 			bytes_total - message_at(sub->sent_idx)->offset : 0;
