@@ -419,6 +419,134 @@ check_row_event_names(Relation rel, const char *prefix, bool stored)
 }
 
 /*
+ * The attribute number in rel of the column called name, which rel must
+ * have: a partition has every column of its partitioned table, by name.
+ */
+static AttrNumber
+partition_column(Relation rel, const char *name)
+{
+	AttrNumber	attnum = column_number(RelationGetDescr(rel), name);
+
+	if (attnum == 0)
+		elog(ERROR, "pg_ws: partition \"%s\" has no column \"%s\" of its watched table",
+			 RelationGetRelationName(rel), name);
+	return attnum;
+}
+
+/*
+ * A 'row' watch from its pg_ws_watched row (tuple, desc: the query of
+ * load_catalog_watch): the event prefix, the columns sent and the key a
+ * _delete carries, as attribute numbers of rel, the table whose trigger
+ * fires.
+ *
+ * When rel is a partition of the watched table (watched_relid), the
+ * columns and the key are the watched table's, mapped to rel by name:
+ * a partition made apart and attached (ATTACH PARTITION) may keep its
+ * columns in another order or at other attribute numbers (dropped
+ * columns), and its own index of the key is a UNIQUE index, not a primary
+ * key, so rel's own primary key says nothing.  Every partition's rows are
+ * thus sent alike: the watched table's key on delete, and, when the watch
+ * lists no columns, all the watched table's columns in its order.
+ */
+static void
+load_row_watch(Relation rel, Oid watched_relid, HeapTuple tuple,
+			   TupleDesc desc, PgWsWatchedTable *entry)
+{
+	char	   *prefix = SPI_getvalue(tuple, desc, 4);
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	Relation	watched = rel;
+	TupleDesc	watched_desc;
+	AttrNumber *keys;
+	int			nkeys;
+	bool		isnull;
+	Datum		value;
+	MemoryContext oldcxt;
+	int			i;
+
+	/*
+	 * Stored by pg_ws_watch() and checked by pg_ws_watched's CHECK; checked
+	 * once more, since every subscriber trusts it.
+	 */
+	if (prefix == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_ws cannot send the events of table \"%s\": its watch names no events",
+						RelationGetRelationName(rel)),
+				 errdetail("pg_ws 1.2 named them after the table's current name; pg_ws 1.2.1 stores the name."),
+				 errhint("ALTER EXTENSION pg_ws UPDATE stores the table's name, or watch the table again: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
+						 RelationGetRelationName(rel))));
+	check_row_event_names(rel, prefix, true);
+	strlcpy(entry->event_prefix, prefix, sizeof(entry->event_prefix));
+
+	/* as the executor holds its partitioned tables: until the end */
+	if (watched_relid != RelationGetRelid(rel))
+		watched = table_open(watched_relid, AccessShareLock);
+	watched_desc = RelationGetDescr(watched);
+
+	value = SPI_getbinval(tuple, desc, 2, &isnull);
+	if (!isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(value), NAMEOID,
+						  NAMEDATALEN, false, TYPALIGN_CHAR,
+						  &names, &nulls, &n);
+		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+		entry->columns = palloc(Max(n, 1) * sizeof(AttrNumber));
+		MemoryContextSwitchTo(oldcxt);
+		for (i = 0; i < n; i++)
+		{
+			AttrNumber	attnum = nulls[i] ? 0 :
+				column_number(reldesc, NameStr(*DatumGetName(names[i])));
+
+			if (attnum == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
+								RelationGetRelationName(rel),
+								nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
+						 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', 'row', ...).",
+								 RelationGetRelationName(watched))));
+			entry->columns[i] = attnum;
+		}
+		entry->ncolumns = n;
+	}
+	else if (watched != rel)
+	{
+		/* all the watched table's columns, in its order */
+		int			n = 0;
+
+		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+		entry->columns = palloc(Max(watched_desc->natts, 1) * sizeof(AttrNumber));
+		MemoryContextSwitchTo(oldcxt);
+		for (i = 0; i < watched_desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(watched_desc, i);
+
+			if (!att->attisdropped)
+				entry->columns[n++] = partition_column(rel, NameStr(att->attname));
+		}
+		entry->ncolumns = n;
+	}
+
+	nkeys = primary_key_columns(watched, &keys);
+	if (nkeys > 0)
+	{
+		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+		entry->keys = palloc(nkeys * sizeof(AttrNumber));
+		MemoryContextSwitchTo(oldcxt);
+		for (i = 0; i < nkeys; i++)
+			entry->keys[i] = watched == rel ? keys[i] :
+				partition_column(rel, NameStr(TupleDescAttr(watched_desc, keys[i] - 1)->attname));
+		entry->nkeys = nkeys;
+	}
+	if (watched != rel)
+		table_close(watched, NoLock);
+}
+
+/*
  * The watch pg_ws_watched records for a relation, or for its nearest
  * watched ancestor when it is a partition; returns the relation whose row
  * it is.  SPI must be connected.
@@ -433,7 +561,6 @@ load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	char	   *query;
-	MemoryContext oldcxt;
 
 	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix "
 					 "FROM %s WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
@@ -477,67 +604,7 @@ load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 				entry->visit_relid = DatumGetObjectId(value);
 		}
 		if (kind == PGWS_TABLE_ROW)
-		{
-			char	   *prefix = SPI_getvalue(tuple, desc, 4);
-			TupleDesc	reldesc = RelationGetDescr(rel);
-			AttrNumber *keys;
-			int			nkeys;
-
-			/*
-			 * Stored by pg_ws_watch() and checked by pg_ws_watched's CHECK;
-			 * checked once more, since every subscriber trusts it.
-			 */
-			if (prefix == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("pg_ws cannot send the events of table \"%s\": its watch names no events",
-								RelationGetRelationName(rel)),
-						 errdetail("pg_ws 1.2 named them after the table's current name; pg_ws 1.2.1 stores the name."),
-						 errhint("ALTER EXTENSION pg_ws UPDATE stores the table's name, or watch the table again: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
-								 RelationGetRelationName(rel))));
-			check_row_event_names(rel, prefix, true);
-			strlcpy(entry->event_prefix, prefix, sizeof(entry->event_prefix));
-			value = SPI_getbinval(tuple, desc, 2, &isnull);
-			if (!isnull)
-			{
-				Datum	   *names;
-				bool	   *nulls;
-				int			n,
-							i;
-
-				deconstruct_array(DatumGetArrayTypeP(value), NAMEOID,
-								  NAMEDATALEN, false, TYPALIGN_CHAR,
-								  &names, &nulls, &n);
-				oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
-				entry->columns = palloc(Max(n, 1) * sizeof(AttrNumber));
-				MemoryContextSwitchTo(oldcxt);
-				for (i = 0; i < n; i++)
-				{
-					AttrNumber	attnum = nulls[i] ? 0 :
-						column_number(reldesc, NameStr(*DatumGetName(names[i])));
-
-					if (attnum == 0)
-						ereport(ERROR,
-								(errcode(ERRCODE_UNDEFINED_COLUMN),
-								 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
-										RelationGetRelationName(rel),
-										nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
-								 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', 'row', ...).",
-										 RelationGetRelationName(rel))));
-					entry->columns[i] = attnum;
-				}
-				entry->ncolumns = n;
-			}
-			nkeys = primary_key_columns(rel, &keys);
-			if (nkeys > 0)
-			{
-				oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
-				entry->keys = palloc(nkeys * sizeof(AttrNumber));
-				MemoryContextSwitchTo(oldcxt);
-				memcpy(entry->keys, keys, nkeys * sizeof(AttrNumber));
-				entry->nkeys = nkeys;
-			}
-		}
+			load_row_watch(rel, watched_relid, tuple, desc, entry);
 	}
 
 	return watched_relid;
