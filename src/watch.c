@@ -52,6 +52,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/catalog.h"
@@ -1291,4 +1292,199 @@ pg_ws_role_changes_trigger(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_BOOL(false);
+}
+
+/*
+ * The error of pg_ws_check_columns() for a table of the event document's
+ * kinds (pg_ws's own or a watched one) that lost a column render.c reads,
+ * or whose column's type it can no longer write; nothing when it has them
+ * all.
+ */
+static void
+check_kind_columns_kept(Relation rel, PgWsTableKind kind, bool own)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *table = RelationGetRelationName(rel);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													   table);
+	int			i;
+
+	for (i = 0; i < lengthof(required_columns); i++)
+	{
+		const RequiredColumn *col = &required_columns[i];
+		AttrNumber	attnum;
+		Oid			type;
+
+		if (col->kind != kind)
+			continue;
+		attnum = column_number(desc, col->name);
+		if (attnum == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop or rename column \"%s\" of table \"%s\"",
+							col->name, table),
+					 errdetail("pg_ws broadcasts %s \"%s\" as kind \"%s\", whose events are rendered from its column \"%s\".",
+							   own ? "its own table" : "table", table,
+							   pgws_table_kind_names[kind], col->name),
+					 own ?
+					 errhint("pg_ws's own tables keep the columns CREATE EXTENSION pg_ws made them with.") :
+					 errhint("Stop broadcasting the table first: SELECT pg_ws_unwatch('%s').",
+							 qualified)));
+		type = TupleDescAttr(desc, attnum - 1)->atttypid;
+		if (!column_type_fits(type, col->type))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("cannot change the type of column \"%s\" of table \"%s\" to %s",
+							col->name, table, format_type_be(type)),
+					 errdetail("pg_ws broadcasts %s \"%s\" as kind \"%s\", whose column \"%s\" must be %s.",
+							   own ? "its own table" : "table", table,
+							   pgws_table_kind_names[kind], col->name,
+							   column_type_names[col->type]),
+					 own ?
+					 errhint("pg_ws's own tables keep the columns CREATE EXTENSION pg_ws made them with.") :
+					 errhint("Stop broadcasting the table first: SELECT pg_ws_unwatch('%s').",
+							 qualified)));
+	}
+}
+
+/*
+ * The same for a 'row' table: every column its watch lists (pg_ws_watched
+ * .columns, by name) is still there, and, when need_key, it still has a
+ * primary key, whose columns its _delete events carry.  The hint is the
+ * call that watches the table without the missing columns.
+ */
+static void
+check_row_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc,
+					   bool need_key)
+{
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	const char *table = RelationGetRelationName(rel);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													   table);
+	char	   *prefix = SPI_getvalue(tuple, desc, 3);
+	bool		isnull;
+	bool		replicated = DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull)) && !isnull;
+	Datum		value = SPI_getbinval(tuple, desc, 2, &isnull);
+	AttrNumber *keys;
+
+	if (prefix == NULL)
+		prefix = pstrdup(table);
+	if (!isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n,
+					i;
+		const char *missing = NULL;
+		StringInfoData kept;
+
+		deconstruct_array(DatumGetArrayTypeP(value), NAMEOID, NAMEDATALEN,
+						  false, TYPALIGN_CHAR, &names, &nulls, &n);
+		initStringInfo(&kept);
+		for (i = 0; i < n; i++)
+		{
+			const char *name = nulls[i] ? "" : NameStr(*DatumGetName(names[i]));
+
+			if (column_number(reldesc, name) == 0)
+			{
+				if (missing == NULL)
+					missing = name;
+				continue;
+			}
+			appendStringInfo(&kept, "%s%s", kept.len > 0 ? "," : "",
+							 quote_identifier(name));
+		}
+		if (missing != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop or rename column \"%s\" of table \"%s\"",
+							missing, table),
+					 errdetail("pg_ws's watch of table \"%s\" (pg_ws_watched) lists the column among those its events %s_create and %s_update send.",
+							   table, prefix, prefix),
+					 kept.len > 0 ?
+					 errhint("Watch the table again without it first, and after a rename again with its new name, in the same transaction: SELECT pg_ws_watch('%s', 'row', columns => '{%s}', event_prefix => '%s'%s).",
+							 qualified, kept.data, prefix,
+							 replicated ? ", replicated => true" : "") :
+					 errhint("Watch the table again with other columns first, or stop broadcasting it: SELECT pg_ws_unwatch('%s').",
+							 qualified)));
+	}
+	if (need_key && primary_key_columns(rel, &keys) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop the primary key of table \"%s\"", table),
+				 errdetail("pg_ws's watch of table \"%s\" (pg_ws_watched) sends the primary key in its %s_delete events.",
+						   table, prefix),
+				 errhint("Replace the key in the same command (ALTER TABLE ... DROP CONSTRAINT ..., ADD PRIMARY KEY (...)), or stop broadcasting the table first: SELECT pg_ws_unwatch('%s').",
+						 qualified)));
+}
+
+/*
+ * pg_ws_check_columns(tbl oid, need_key boolean) returns void
+ *
+ * For pg_ws's event triggers (pg_ws--1.2.2.sql, pg_ws_refuse_column_change):
+ * error unless the table, if pg_ws broadcasts it as its own table or as a
+ * watched one, still has every column its events are rendered from (the
+ * event document's kinds: those render.c reads, of types it can write; a
+ * 'row' table: the columns its watch lists), and, when need_key, a 'row'
+ * table its primary key.  Without them every later write to the table
+ * would fail (column "x" does not exist) until the table is watched again,
+ * so the command that drops, renames or retypes them is refused instead.
+ * A table that does not exist (dropped by the same command), that pg_ws
+ * does not broadcast, or a partition (whose columns and key are its
+ * partitioned table's) passes.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_check_columns);
+
+Datum
+pg_ws_check_columns(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	bool		need_key = PG_GETARG_BOOL(1);
+	Relation	rel;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		PG_RETURN_VOID();
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+	{
+		relation_close(rel, AccessShareLock);
+		PG_RETURN_VOID();
+	}
+
+	if (is_extension_table(relid))
+	{
+		int			kind = pgws_table_kind_from_name(RelationGetRelationName(rel));
+
+		/* one renamed away is pg_ws_check_trigger_change's to refuse */
+		if (kind >= 0 && kind != PGWS_TABLE_ROW)
+			check_kind_columns_kept(rel, (PgWsTableKind) kind, true);
+		relation_close(rel, AccessShareLock);
+		PG_RETURN_VOID();
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = ObjectIdGetDatum(relid);
+	read_catalog(psprintf("SELECT kind, columns, event_prefix, replicated FROM %s "
+						  "WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+						  watched_catalog_name()),
+				 1, argtypes, args, 1);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *kind_name = SPI_getvalue(tuple, desc, 1);
+		int			kind = kind_name ? pgws_table_kind_from_name(kind_name) : -1;
+
+		if (kind == PGWS_TABLE_ROW)
+			check_row_columns_kept(rel, tuple, desc, need_key);
+		else if (kind >= 0)
+			check_kind_columns_kept(rel, (PgWsTableKind) kind, false);
+	}
+	SPI_finish();
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_VOID();
 }
