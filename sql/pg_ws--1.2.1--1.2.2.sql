@@ -3,6 +3,44 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "ALTER EXTENSION pg_ws UPDATE TO '1.2.2'" to load this file. \quit
 
+-- operations: restoring a dump into the broadcast database (issue 15,
+-- item 7)
+--
+-- Rows a restore loads are not broadcast (render.c), and the foreign keys
+-- of pg_ws's own visit_history and attendance are not checked while a
+-- restore loads them: pg_restore --jobs loads the data of an extension's
+-- tables in any order.  The triggers that do it on those two tables, when
+-- they are pg_ws's own (not a Django app's tables of those names, which
+-- pg_ws watches and pg_dump dumps with their foreign keys after their
+-- rows).
+CREATE FUNCTION @extschema@.pg_ws_restore_statement() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pg_ws_restore_statement' LANGUAGE C;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_restore_statement() FROM PUBLIC;
+DO $restore$
+DECLARE
+	tbl pg_catalog.regclass;
+BEGIN
+	FOR tbl IN SELECT c.oid::pg_catalog.regclass
+			   FROM pg_catalog.pg_depend d
+			   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+			   JOIN pg_catalog.pg_class c ON c.oid = d.objid
+			   WHERE e.extname = 'pg_ws' AND d.deptype = 'e'
+				 AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+				 AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+				 AND c.relnamespace = '@extschema@'::pg_catalog.regnamespace
+				 AND c.relname IN ('visit_history', 'attendance')
+			   ORDER BY c.relname DESC
+	LOOP
+		EXECUTE pg_catalog.format('CREATE TRIGGER pg_ws_restore_start BEFORE INSERT ON %s '
+								  'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement()', tbl);
+		EXECUTE pg_catalog.format('CREATE TRIGGER pg_ws_restore_end AFTER INSERT ON %s '
+								  'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement()', tbl);
+		EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pg_ws_restore_start, '
+								  'ENABLE ALWAYS TRIGGER pg_ws_restore_end', tbl);
+	END LOOP;
+END
+$restore$;
+
 -- operations: DDL that would break a watch is refused (issue 15, item 9)
 --
 -- Dropping, renaming or retyping a column a broadcast table's events are

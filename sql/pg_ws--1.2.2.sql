@@ -15,6 +15,14 @@ DROP FUNCTION @extschema@.pg_ws_check_install();
 CREATE FUNCTION @extschema@.pg_ws_row_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pg_ws_row_event' LANGUAGE C;
 
+-- While a restore loads the rows of pg_ws's own tables that reference
+-- another (visit_history, attendance), their foreign keys are not checked
+-- (render.c): pg_restore --jobs loads the data of an extension's tables in
+-- any order.  BEFORE and AFTER INSERT FOR EACH STATEMENT, ENABLE ALWAYS.
+CREATE FUNCTION @extschema@.pg_ws_restore_statement() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pg_ws_restore_statement' LANGUAGE C;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_restore_statement() FROM PUBLIC;
+
 -- watched tables (watch)
 --
 -- Tables pg_ws broadcasts besides its own: a Django app's tables, attached
@@ -252,6 +260,14 @@ IF pg_catalog.to_regclass('@extschema@.visit_history') IS NULL THEN
 	CREATE TRIGGER pg_ws_event
 		AFTER INSERT OR UPDATE OR DELETE ON @extschema@.visit_history
 		FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_row_event('visit_history');
+	CREATE TRIGGER pg_ws_restore_start
+		BEFORE INSERT ON @extschema@.visit_history
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	CREATE TRIGGER pg_ws_restore_end
+		AFTER INSERT ON @extschema@.visit_history
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	ALTER TABLE @extschema@.visit_history ENABLE ALWAYS TRIGGER pg_ws_restore_start,
+		ENABLE ALWAYS TRIGGER pg_ws_restore_end;
 ELSE
 	PERFORM @extschema@.pg_ws_watch('@extschema@.visit_history', 'visit_history');
 END IF;
@@ -298,6 +314,14 @@ IF pg_catalog.to_regclass('@extschema@.attendance') IS NULL THEN
 	CREATE TRIGGER pg_ws_event
 		AFTER INSERT OR DELETE ON @extschema@.attendance
 		FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_row_event('attendance');
+	CREATE TRIGGER pg_ws_restore_start
+		BEFORE INSERT ON @extschema@.attendance
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	CREATE TRIGGER pg_ws_restore_end
+		AFTER INSERT ON @extschema@.attendance
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	ALTER TABLE @extschema@.attendance ENABLE ALWAYS TRIGGER pg_ws_restore_start,
+		ENABLE ALWAYS TRIGGER pg_ws_restore_end;
 ELSE
 	PERFORM @extschema@.pg_ws_watch('@extschema@.attendance', 'attendance');
 END IF;

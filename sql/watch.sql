@@ -255,6 +255,6 @@ SELECT pg_describe_object(classid, objid, 0) AS member
 FROM pg_depend WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_ws')
   AND deptype = 'e' AND classid = 'pg_class'::regclass
 ORDER BY 1;
-SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1;
+SELECT tgrelid::regclass, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2;
 \c contrib_regression
 DROP DATABASE pg_ws_django;
