@@ -5,8 +5,8 @@ holds:
   (a) pg_restore -d of a custom-format dump;
   (b) pg_restore -j 4, the data loaded by parallel connections;
   (c) psql -f of a plain dump;
-      each into a new database that pg_ws.database names while it is
-      restored: the restore succeeds, every row is there, no restored row
+      each into database app of a new cluster, the database pg_ws.database
+      names, made empty: the restore succeeds, every row is there, no restored row
       is sent (pg_ws_stats.events_queued does not move, a subscriber
       connected throughout gets nothing), the server log says which
       tables' rows were not broadcast, and afterwards writes to pg_ws's own
@@ -32,7 +32,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, asql, check,  # noqa: E402
-                     poll, port_open, run_tap, short)
+                     run_tap, short)
 
 WATCHDOG_SECONDS = 420
 
@@ -64,7 +64,7 @@ async def source(ctx):
     (custom dump, plain dump).  The rows are written with
     session_replication_role = replica, which pg_ws's triggers do not fire
     for, so that making them costs no events."""
-    cl = await _kinds.get(ctx, 'restore')
+    cl = await _kinds.get(ctx, 'source')
     custom = os.path.join(cl.dir, 'app.dump')
     plain = os.path.join(cl.dir, 'app.sql')
     if os.path.exists(plain):
@@ -103,31 +103,16 @@ async def source(ctx):
     return cl, custom, plain
 
 
-async def broadcast(cl, admin, dbname):
-    """Make dbname the database pg_ws broadcasts (None: back to app), and
-    wait for the worker that serves it: the reload makes the worker restart
-    under the new database, and the next one listen."""
-    since = cl.log_size()
-    if dbname is None:
-        await asql(admin, "ALTER SYSTEM RESET pg_ws.database", "SELECT pg_reload_conf()")
-        dbname = 'app'
-    else:
-        await asql(admin, "ALTER SYSTEM SET pg_ws.database = '%s'" % dbname,
-                   "SELECT pg_reload_conf()")
-    restart = 'pg_ws worker restarting: pg_ws.database "%s" is now database' % dbname
-    listening = 'pg_ws listening on 127.0.0.1, port %d,' % cl.wsport
-
-    async def served():
-        lines = cl.log_since(since)
-        at = next((i for i, line in enumerate(lines) if restart in line), None)
-        return at is not None and any(listening in line for line in lines[at:])
-    await poll('the worker serving database %s' % dbname, served, 60)
-    await port_open(cl.wsport, 30)
-
-
-async def events_queued(admin):
-    """pg_ws_stats.events_queued, read from database app (pg_ws is there)."""
-    return (await asql(admin, "SELECT events_queued FROM pg_ws_stats"))[0][0]
+async def target(ctx, kind):
+    """A new cluster for one restore: pg_ws preloaded, pg_ws.database app,
+    which is made empty (the restore creates the extension in it), and its
+    worker listening."""
+    cl = ctx.use(Cluster(name=kind, database='app', conf=['pg_ws.queue_size = 64kB']))
+    await asyncio.to_thread(cl.start)
+    postgres = await ctx.aconn(dbname='postgres')
+    await asql(postgres, 'CREATE DATABASE app')
+    await cl.wait_listening(cl.wsport, 60)
+    return cl
 
 
 def ident(raw):
@@ -135,79 +120,78 @@ def ident(raw):
     return (m['event'], m['data'].get('id'))
 
 
-async def restore_into_broadcast_db(ctx, dbname, command):
-    """Restore with command (a list, the database and dump given) into a
-    new database dbname that pg_ws broadcasts; check what the docstring of
-    this file says for (a) to (c)."""
-    cl, custom, plain = await source(ctx)
-    app = await ctx.aconn()
-    postgres = await ctx.aconn(dbname='postgres')
-    await asql(postgres, 'CREATE DATABASE "%s"' % dbname)
+async def restore_into_broadcast_db(ctx, kind, command):
+    """Restore with command (a list, given the target cluster and the
+    dumps) into database app of a new cluster, the database pg_ws
+    broadcasts; check what the docstring of this file says for (a) to (c)."""
+    src, custom, plain = await source(ctx)
+    cl = await target(ctx, kind)
     try:
-        await broadcast(cl, app, dbname)
-        sub = await ctx.sub()
-        before = await events_queued(app)
-        since = cl.log_size()
-        args = command(cl, dbname, custom, plain)
-        r = await asyncio.to_thread(cl.as_postgres, *args, timeout=240, check=False)
-        check(r.returncode == 0, '%s failed (%d): %s' % (os.path.basename(args[0]),
-                                                         r.returncode, short(r.stdout, 2000)))
-        after = await events_queued(app)
-        dst = await ctx.aconn(dbname=dbname)
-        counts = {t: (await asql(dst, "SELECT count(*) FROM %s" % t))[0][0] for t in TABLES}
-        check(counts == TABLES, 'rows after the restore: %s, expected %s' % (counts, TABLES))
-        check(after == before, 'the restore queued %d events' % (after - before))
-        logged = sorted({line.split('into table ')[1].strip('"')
-                         for line in cl.log_since(since)
-                         if 'pg_ws does not broadcast the rows a restore loads' in line})
-        check(logged == ['attendance', 'client', 'employee', 'visit_history'],
-              'the log names the tables %s' % logged)
-        unchecked = sorted({line.split('into table ')[1].strip('"')
-                            for line in cl.log_since(since)
-                            if 'pg_ws does not check the foreign keys of the rows' in line})
-        check(unchecked == ['attendance', 'visit_history'],
-              'the log names the tables whose foreign keys were not checked: %s' % unchecked)
-        await asyncio.sleep(0.5)
-        check(not sub.msgs, 'a subscriber was sent %d restored rows' % len(sub.msgs),
-              *sub.last_lines(3))
-
-        # afterwards writes are events again, the first ones sent
-        await asql(dst, *[w for w, _ in MARKERS])
-        msgs = await sub.expect(len(MARKERS), 30, 'events after the restore')
-        got = [ident(m) for m in msgs]
-        check(got == [e for _, e in MARKERS], 'after the restore: %s' % got)
-        return ('%d rows restored (%s), %d events queued by the restore, then %s'
-                % (sum(counts.values()), os.path.basename(args[0]), after - before,
-                   ', '.join(e for e, _ in got)))
+        return await restore_and_check(ctx, cl, command(cl, custom, plain))
     finally:
-        await broadcast(cl, app, None)
+        await ctx.cleanup()         # its connections, before the server stops
+        await asyncio.to_thread(cl.stop)
+
+
+async def restore_and_check(ctx, cl, args):
+    sub = await ctx.sub()
+    r = await asyncio.to_thread(cl.as_postgres, *args, timeout=240, check=False)
+    check(r.returncode == 0, '%s failed (%d): %s' % (os.path.basename(args[0]),
+                                                     r.returncode, short(r.stdout, 2000)))
+    dst = await ctx.aconn()
+    queued = (await asql(dst, "SELECT events_queued FROM pg_ws_stats"))[0][0]
+    counts = {t: (await asql(dst, "SELECT count(*) FROM %s" % t))[0][0] for t in TABLES}
+    check(counts == TABLES, 'rows after the restore: %s, expected %s' % (counts, TABLES))
+    check(queued == 0, 'the restore queued %d events' % queued)
+    logged = sorted({line.split('into table ')[1].strip('"')
+                     for line in cl.log_since(0)
+                     if 'pg_ws does not broadcast the rows a restore loads' in line})
+    check(logged == ['attendance', 'client', 'employee', 'visit_history'],
+          'the log names the tables %s' % logged)
+    unchecked = sorted({line.split('into table ')[1].strip('"')
+                        for line in cl.log_since(0)
+                        if 'pg_ws does not check the foreign keys of the rows' in line})
+    check(unchecked == ['attendance', 'visit_history'],
+          'the log names the tables whose foreign keys were not checked: %s' % unchecked)
+    await asyncio.sleep(0.5)
+    check(not sub.msgs, 'a subscriber was sent %d restored rows' % len(sub.msgs),
+          *sub.last_lines(3))
+
+    # afterwards writes are events again, the first ones sent
+    await asql(dst, *[w for w, _ in MARKERS])
+    msgs = await sub.expect(len(MARKERS), 30, 'events after the restore')
+    got = [ident(m) for m in msgs]
+    check(got == [e for _, e in MARKERS], 'after the restore: %s' % got)
+    return ('%d rows restored (%s), no event queued by the restore, then %s'
+            % (sum(counts.values()), os.path.basename(args[0]),
+               ', '.join(e for e, _ in got)))
 
 
 def pg_restore(jobs):
-    def command(cl, dbname, custom, plain):
+    def command(cl, custom, plain):
         return [PGBIN + '/pg_restore', '--exit-on-error', *jobs, '-h', cl.dir,
-                '-p', str(cl.pgport), '-U', 'postgres', '-d', dbname, custom]
+                '-p', str(cl.pgport), '-U', 'postgres', '-d', 'app', custom]
     return command
 
 
-def psql_f(cl, dbname, custom, plain):
+def psql_f(cl, custom, plain):
     return [PGBIN + '/psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', cl.dir,
-            '-p', str(cl.pgport), '-U', 'postgres', '-d', dbname, '-f', plain]
+            '-p', str(cl.pgport), '-U', 'postgres', '-d', 'app', '-f', plain]
 
 
 async def test_pg_restore(ctx):
     """(a) pg_restore -d of a custom-format dump."""
-    return await restore_into_broadcast_db(ctx, 'restored_a', pg_restore([]))
+    return await restore_into_broadcast_db(ctx, 'restore_a', pg_restore([]))
 
 
 async def test_pg_restore_jobs(ctx):
     """(b) pg_restore -j 4."""
-    return await restore_into_broadcast_db(ctx, 'restored_b', pg_restore(['-j', '4']))
+    return await restore_into_broadcast_db(ctx, 'restore_b', pg_restore(['-j', '4']))
 
 
 async def test_psql_plain(ctx):
     """(c) psql -f of a plain dump."""
-    return await restore_into_broadcast_db(ctx, 'restored_c', psql_f)
+    return await restore_into_broadcast_db(ctx, 'restore_c', psql_f)
 
 
 async def test_application_copy(ctx):
