@@ -199,7 +199,9 @@ pgws_check_custom_event_name(const char *name, size_t len)
  * extension of p, so it differs from p, and so from the name, at a byte
  * below p's length, where it is greater), so p is that greatest one.
  * Matching costs about 2 log2(n) comparisons of at most 63 bytes instead
- * of n: with 64 long patterns, 12 instead of 64 (bench/filter_bench.c).
+ * of n: with 64 long patterns, about 12 instead of 64, 25 ns per event and
+ * subscriber instead of 300 (bench/filter_bench.c).  The slots cost a
+ * filter of 64 patterns 4 kB, about what 1.2's strings did for long ones.
  */
 
 /* a pattern's text against name[0 .. len), bytewise, the shorter first */
