@@ -14,7 +14,9 @@
  * pg_ws's own tables, whose triggers CREATE EXTENSION makes before the
  * restore loads them (a watched table's trigger comes after its rows):
  * broadcasting them would send every restored row again, and a table
- * larger than the queue would fail the restore.  See loaded_by_restore().
+ * larger than the queue would fail the restore.  See loaded_by_restore(),
+ * and pg_ws_restore_statement(), which lets a restore load pg_ws's own
+ * tables in the order pg_restore --jobs takes them.
  *
  * Events are rendered here, once, in the writing backend, so the worker
  * only ever copies bytes.  We render into a StringInfo rather than building

@@ -39,6 +39,17 @@
  * one of them sets only whether its replicated rows are broadcast
  * (pg_ws_own_tables).
  *
+ * A partition's rows fire the trigger its watched ancestor's watch cloned
+ * onto it, and are sent as that table's: with its event names, its
+ * primary key on delete and its columns, mapped to the partition's by
+ * name (load_row_watch).
+ *
+ * While a table is broadcast, the columns its events are rendered from
+ * stay: pg_ws_check_columns(), which pg_ws's event triggers call after
+ * every ALTER TABLE and every command that drops a column or a constraint
+ * (pg_ws--1.2.2.sql), refuses the command that would make the table's
+ * writes fail.  It checks what this file checks when a table is watched.
+ *
  * Each backend remembers what it looked up per relation and forgets it
  * when the relation's relcache entry is invalidated.  pg_ws_watch() and
  * pg_ws_unwatch() invalidate every relcache entry at commit, since a
