@@ -66,7 +66,7 @@ pg_ws_send(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	/*
-	 * In the leader too, as PostgreSQL's "cannot insert tuples during a
+	 * In the leader too, as PostgreSQL's "cannot execute INSERT during a
 	 * parallel operation": whether a worker or the leader evaluates the
 	 * call is the planner's choice, and the answer must not depend on it.
 	 */
