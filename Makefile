@@ -39,7 +39,7 @@ DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
 	console/pg_ws_console.html
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue security search_path visits tokens watch watch_integrity send upgrade
+REGRESS = install events savepoints rendering queue security search_path visits tokens watch watch_integrity watch_partitions watch_columns send send_parallel restore upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback

@@ -15,6 +15,14 @@ DROP FUNCTION @extschema@.pg_ws_check_install();
 CREATE FUNCTION @extschema@.pg_ws_row_event() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'pg_ws_row_event' LANGUAGE C;
 
+-- While a restore loads the rows of pg_ws's own tables that reference
+-- another (visit_history, attendance), their foreign keys are not checked
+-- (render.c): pg_restore --jobs loads the data of an extension's tables in
+-- any order.  BEFORE and AFTER INSERT FOR EACH STATEMENT, ENABLE ALWAYS.
+CREATE FUNCTION @extschema@.pg_ws_restore_statement() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'pg_ws_restore_statement' LANGUAGE C;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_restore_statement() FROM PUBLIC;
+
 -- watched tables (watch)
 --
 -- Tables pg_ws broadcasts besides its own: a Django app's tables, attached
@@ -252,6 +260,14 @@ IF pg_catalog.to_regclass('@extschema@.visit_history') IS NULL THEN
 	CREATE TRIGGER pg_ws_event
 		AFTER INSERT OR UPDATE OR DELETE ON @extschema@.visit_history
 		FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_row_event('visit_history');
+	CREATE TRIGGER pg_ws_restore_start
+		BEFORE INSERT ON @extschema@.visit_history
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	CREATE TRIGGER pg_ws_restore_end
+		AFTER INSERT ON @extschema@.visit_history
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	ALTER TABLE @extschema@.visit_history ENABLE ALWAYS TRIGGER pg_ws_restore_start,
+		ENABLE ALWAYS TRIGGER pg_ws_restore_end;
 ELSE
 	PERFORM @extschema@.pg_ws_watch('@extschema@.visit_history', 'visit_history');
 END IF;
@@ -298,6 +314,14 @@ IF pg_catalog.to_regclass('@extschema@.attendance') IS NULL THEN
 	CREATE TRIGGER pg_ws_event
 		AFTER INSERT OR DELETE ON @extschema@.attendance
 		FOR EACH ROW EXECUTE FUNCTION @extschema@.pg_ws_row_event('attendance');
+	CREATE TRIGGER pg_ws_restore_start
+		BEFORE INSERT ON @extschema@.attendance
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	CREATE TRIGGER pg_ws_restore_end
+		AFTER INSERT ON @extschema@.attendance
+		FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.pg_ws_restore_statement();
+	ALTER TABLE @extschema@.attendance ENABLE ALWAYS TRIGGER pg_ws_restore_start,
+		ENABLE ALWAYS TRIGGER pg_ws_restore_end;
 ELSE
 	PERFORM @extschema@.pg_ws_watch('@extschema@.attendance', 'attendance');
 END IF;
@@ -568,6 +592,70 @@ CREATE EVENT TRIGGER pg_ws_refuse_trigger_drop ON sql_drop
 ALTER EVENT TRIGGER pg_ws_forget_dropped ENABLE ALWAYS;
 ALTER EVENT TRIGGER pg_ws_check_trigger_change ENABLE ALWAYS;
 ALTER EVENT TRIGGER pg_ws_refuse_trigger_drop ENABLE ALWAYS;
+
+-- operations: DDL that would break a watch is refused (issue 15, item 9)
+--
+-- Dropping, renaming or retyping a column a broadcast table's events are
+-- rendered from (a 'row' watch's listed columns; the columns of the event
+-- document's kinds, pg_ws's own tables included), or dropping a 'row'
+-- table's primary key, would make every later write to the table fail
+-- until it is watched again.  The command is refused instead, naming the
+-- watch and the call that changes it first.  ddl_command_end sees ALTER
+-- TABLE's renames and type changes; sql_drop sees the columns and keys
+-- any command drops (ALTER TABLE, DROP TYPE ... CASCADE, ...), and only it
+-- checks the key: pg_restore alters a table before it adds its primary
+-- key.
+CREATE FUNCTION @extschema@.pg_ws_check_columns(tbl pg_catalog.oid, need_key boolean)
+	RETURNS void
+	AS 'MODULE_PATHNAME', 'pg_ws_check_columns'
+	LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_check_columns(pg_catalog.oid, boolean) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.pg_ws_refuse_column_change() RETURNS event_trigger
+	LANGUAGE plpgsql
+	-- the table's owner runs the command; pg_ws_watched is pg_ws's
+	SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS $body$
+DECLARE
+	rel pg_catalog.oid;
+BEGIN
+	-- DROP EXTENSION pg_ws drops the catalog too
+	IF pg_catalog.to_regclass('@extschema@.pg_ws_watched') IS NULL THEN
+		RETURN;
+	END IF;
+	IF TG_EVENT = 'ddl_command_end' THEN
+		FOR rel IN SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+				   WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		LOOP
+			PERFORM @extschema@.pg_ws_check_columns(rel, false);
+		END LOOP;
+	ELSE
+		-- the tables whose columns or constraints were dropped
+		FOR rel IN SELECT DISTINCT t.relid
+				   FROM pg_catalog.pg_event_trigger_dropped_objects() d
+				   CROSS JOIN LATERAL (SELECT CASE
+						WHEN d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid <> 0
+							THEN d.objid
+						WHEN d.object_type = 'table constraint'
+							THEN pg_catalog.to_regclass(pg_catalog.format('%I.%I', d.address_names[1],
+																		  d.address_names[2]))::pg_catalog.oid
+						END AS relid) t
+				   WHERE t.relid IS NOT NULL
+		LOOP
+			PERFORM @extschema@.pg_ws_check_columns(rel, true);
+		END LOOP;
+	END IF;
+END
+$body$;
+REVOKE ALL ON FUNCTION @extschema@.pg_ws_refuse_column_change() FROM PUBLIC;
+CREATE EVENT TRIGGER pg_ws_refuse_column_change ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION @extschema@.pg_ws_refuse_column_change();
+CREATE EVENT TRIGGER pg_ws_refuse_column_drop ON sql_drop
+	EXECUTE FUNCTION @extschema@.pg_ws_refuse_column_change();
+ALTER EVENT TRIGGER pg_ws_refuse_column_change ENABLE ALWAYS;
+ALTER EVENT TRIGGER pg_ws_refuse_column_drop ENABLE ALWAYS;
 
 -- The events the current transaction has queued so far, exactly as they
 -- will be sent if it commits.

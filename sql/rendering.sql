@@ -175,18 +175,15 @@ SELECT * FROM pg_ws_pending_events();
 ROLLBACK;
 DROP DOMAIN regress_text;
 
--- a column dropped and added back moves: events find it where it is now
+-- a column dropped and added back (in one command: pg_ws refuses to let
+-- its own tables lose a column) moves: events find it where it is now
 BEGIN;
 INSERT INTO employee (id, first_name, last_name, email) VALUES (1, 'a', 'b', 'old');
-ALTER TABLE employee DROP COLUMN email;
+ALTER TABLE employee DROP COLUMN email, ADD COLUMN email text;
 DELETE FROM employee WHERE id = 1;
-ALTER TABLE employee ADD COLUMN email text;
 INSERT INTO employee (id, first_name, last_name, email) VALUES (2, 'a', 'b', 'moved');
 SELECT * FROM pg_ws_pending_events();
 ROLLBACK;
 
--- a column pg_ws needs has been dropped: a clear error, and no write
-BEGIN;
+-- a column pg_ws needs cannot be dropped (more in watch_columns)
 ALTER TABLE employee DROP COLUMN phone_number;
-INSERT INTO employee (id, first_name, last_name) VALUES (1, 'a', 'b');
-ROLLBACK;

@@ -188,6 +188,154 @@ pgws_check_custom_event_name(const char *name, size_t len)
 
 /* ------------------------------------------------------------ patterns */
 
+/*
+ * How a set keeps the patterns for names beyond the document's: in one
+ * array, the names sorted first, then the prefixes sorted, each a fixed
+ * slot of 64 bytes, with nothing that another pattern already covers (a
+ * name or a prefix a shorter prefix takes).  A name is then taken when it
+ * is among the names, found by binary search, or when the greatest prefix
+ * not above it is a prefix of it: if any prefix p of the name is in the
+ * set, no prefix q of the set lies between p and the name (q is no
+ * extension of p, so it differs from p, and so from the name, at a byte
+ * below p's length, where it is greater), so p is that greatest one.
+ * Matching costs about 2 log2(n) comparisons of at most 63 bytes instead
+ * of n: with 64 long patterns, about 12 instead of 64, 25 ns per event and
+ * subscriber instead of 300 (bench/filter_bench.c).  The slots cost a
+ * filter of 64 patterns 4 kB, about what 1.2's strings did for long ones.
+ */
+
+/* a pattern's text against name[0 .. len), bytewise, the shorter first */
+static inline int
+pattern_cmp(const PgWsEventPattern *p, const char *name, size_t len)
+{
+	int			r;
+
+	/* most differ at the first byte: no call for them */
+	if (p->len > 0 && len > 0 && p->text[0] != name[0])
+		return (unsigned char) p->text[0] - (unsigned char) name[0];
+	r = memcmp(p->text, name, Min((size_t) p->len, len));
+	if (r != 0)
+		return r;
+	return (p->len > len) - (p->len < len);
+}
+
+/* is the pattern's text a prefix of name[0 .. len)? */
+static inline bool
+pattern_prefixes(const PgWsEventPattern *p, const char *name, size_t len)
+{
+	return p->len <= len && memcmp(p->text, name, p->len) == 0;
+}
+
+/* the first of patterns [lo, hi) whose text is above name (upper bound) */
+static int
+pattern_upper(const PgWsEventPattern *patterns, int lo, int hi,
+			  const char *name, size_t len)
+{
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (pattern_cmp(&patterns[mid], name, len) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Is name[0 .. len) one of the names, or does one of the prefixes take it?
+ * Two binary searches, one comparison (at most one memcmp) a step.  The
+ * prefix search looks for the greatest prefix not above the name, which
+ * it compares on its way; it can stop at the first prefix it meets that
+ * is the name's (the only one: no prefix of the set is another's).
+ */
+static bool
+set_takes(const PgWsEventSet *set, const char *name, size_t len)
+{
+	const PgWsEventPattern *patterns = set->patterns;
+	int			lo = 0;
+	int			hi = set->nnames;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		int			r = pattern_cmp(&patterns[mid], name, len);
+
+		if (r == 0)
+			return true;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+
+	lo = set->nnames;
+	hi = set->npatterns;
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		const PgWsEventPattern *p = &patterns[mid];
+		int			r;
+
+		if (p->len > 0 && len > 0 && p->text[0] != name[0])
+			r = (unsigned char) p->text[0] - (unsigned char) name[0];
+		else if ((r = memcmp(p->text, name, Min((size_t) p->len, len))) == 0)
+		{
+			if (p->len <= len)
+				return true;	/* the name begins with the prefix */
+			r = 1;				/* the prefix is the longer: above */
+		}
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* insert text[0 .. len) at position at of the set's array */
+static void
+set_insert(PgWsEventSet *set, int at, const char *text, size_t len)
+{
+	PgWsEventPattern *p;
+
+	if (set->npatterns == set->capacity)
+	{
+		set->capacity = set->capacity == 0 ? 4 : set->capacity * 2;
+		set->patterns = set->patterns == NULL ?
+			palloc(set->capacity * sizeof(PgWsEventPattern)) :
+			repalloc(set->patterns, set->capacity * sizeof(PgWsEventPattern));
+	}
+	p = &set->patterns[at];
+	memmove(p + 1, p, (set->npatterns - at) * sizeof(PgWsEventPattern));
+	p->len = (uint8) len;
+	memcpy(p->text, text, len);
+	set->npatterns++;
+}
+
+/* remove the patterns of [lo, hi) that the prefix stem[0 .. len) takes */
+static int
+set_remove_taken(PgWsEventSet *set, int lo, int hi, const char *stem, size_t len)
+{
+	int			kept = lo;
+	int			removed;
+	int			i;
+
+	for (i = lo; i < hi; i++)
+	{
+		const PgWsEventPattern *p = &set->patterns[i];
+
+		if (p->len < len || memcmp(p->text, stem, len) != 0)
+			set->patterns[kept++] = *p;
+	}
+	removed = hi - kept;
+	memmove(&set->patterns[kept], &set->patterns[hi],
+			(set->npatterns - hi) * sizeof(PgWsEventPattern));
+	set->npatterns -= removed;
+	return removed;
+}
+
 /* a set that takes every event (all) or none, holding no pattern */
 void
 pgws_event_set_init(PgWsEventSet *set, bool all)
@@ -195,7 +343,8 @@ pgws_event_set_init(PgWsEventSet *set, bool all)
 	set->all = all;
 	set->mask = all ? PGWS_ALL_EVENTS : 0;
 	set->npatterns = 0;
-	set->patterns_len = 0;
+	set->nnames = 0;
+	set->capacity = 0;
 	set->patterns = NULL;
 }
 
@@ -205,7 +354,9 @@ pgws_event_set_init(PgWsEventSet *set, bool all)
  * malformed.  A pattern spelled so that no event name could match it
  * (Client_*, a-b, an empty one) adds nothing: the caller decides whether
  * that is an error (?events=, where it is surely a mistake) or not (a
- * token's claim, which may have been minted for another version).  The
+ * token's claim, which may have been minted for another version).  A
+ * pattern the set takes already adds nothing either, and a prefix drops
+ * the patterns it takes: the set takes the same names either way.  The
  * patterns kept for names beyond the document's are allocated in the
  * context of the set's first pattern, or CurrentMemoryContext.
  */
@@ -215,6 +366,7 @@ pgws_event_set_add(PgWsEventSet *set, const char *pattern, size_t len)
 	bool		prefix = len > 0 && pattern[len - 1] == '*';
 	size_t		stem = prefix ? len - 1 : len;
 	int			kind;
+	int			at;
 
 	if (memchr(pattern, '*', stem) != NULL)
 		return PGWS_PATTERN_MALFORMED;
@@ -242,14 +394,25 @@ pgws_event_set_add(PgWsEventSet *set, const char *pattern, size_t len)
 	if (!prefix && pgws_document_event_kind(pattern, len) >= 0)
 		return PGWS_PATTERN_OK;
 
-	if (set->patterns == NULL)
-		set->patterns = palloc(len + 1);
-	else
-		set->patterns = repalloc(set->patterns, set->patterns_len + len + 1);
-	memcpy(set->patterns + set->patterns_len, pattern, len);
-	set->patterns[set->patterns_len + len] = '\0';
-	set->patterns_len += len + 1;
-	set->npatterns++;
+	/* taken already: a name of the set, or a prefix of the set takes it */
+	at = pattern_upper(set->patterns, set->nnames, set->npatterns, pattern, stem);
+	if (at > set->nnames && pattern_prefixes(&set->patterns[at - 1], pattern, stem))
+		return PGWS_PATTERN_OK;
+	if (!prefix)
+	{
+		at = pattern_upper(set->patterns, 0, set->nnames, pattern, len);
+		if (at > 0 && pattern_cmp(&set->patterns[at - 1], pattern, len) == 0)
+			return PGWS_PATTERN_OK;
+		set_insert(set, at, pattern, len);
+		set->nnames++;
+		return PGWS_PATTERN_OK;
+	}
+
+	/* a new prefix: the names and prefixes it takes go */
+	set->nnames -= set_remove_taken(set, 0, set->nnames, pattern, stem);
+	(void) set_remove_taken(set, set->nnames, set->npatterns, pattern, stem);
+	at = pattern_upper(set->patterns, set->nnames, set->npatterns, pattern, stem);
+	set_insert(set, at, pattern, stem);
 	return PGWS_PATTERN_OK;
 }
 
@@ -258,10 +421,13 @@ void
 pgws_event_set_copy(PgWsEventSet *dst, const PgWsEventSet *src)
 {
 	*dst = *src;
-	if (src->patterns != NULL)
+	dst->capacity = src->npatterns;
+	dst->patterns = NULL;
+	if (src->npatterns > 0)
 	{
-		dst->patterns = palloc(src->patterns_len);
-		memcpy(dst->patterns, src->patterns, src->patterns_len);
+		dst->patterns = palloc(src->npatterns * sizeof(PgWsEventPattern));
+		memcpy(dst->patterns, src->patterns,
+			   src->npatterns * sizeof(PgWsEventPattern));
 	}
 }
 
@@ -283,18 +449,5 @@ bool
 pgws_event_set_matches_name(const PgWsEventSet *set, const char *name,
 							size_t len)
 {
-	const char *p = set->patterns;
-	int			i;
-
-	for (i = 0; i < set->npatterns; i++)
-	{
-		size_t		plen = strlen(p);
-
-		if (p[plen - 1] == '*' ?
-			len >= plen - 1 && memcmp(name, p, plen - 1) == 0 :
-			len == plen && memcmp(name, p, len) == 0)
-			return true;
-		p += plen + 1;
-	}
-	return false;
+	return set->npatterns > 0 && set_takes(set, name, len);
 }

@@ -69,6 +69,18 @@ pgws_pending_add(const char *json, int len)
 	int			level = GetCurrentTransactionNestLevel();
 	uint64		payload;
 
+	/*
+	 * A parallel worker's events would be discarded with its transaction:
+	 * only the leader's commit queues anything.  pg_ws_send() says so in
+	 * its own words; row triggers never fire there (PostgreSQL refuses
+	 * writes in parallel mode before any trigger runs), so this is the
+	 * guard for whatever else may ever call us there.
+	 */
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot queue pg_ws events during a parallel operation")));
+
 	if (pending_events == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
@@ -140,7 +152,12 @@ pgws_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* row triggers never fire in parallel workers */
+			/*
+			 * A parallel worker never has events: row triggers do not fire
+			 * there, and pgws_pending_add() refuses in parallel mode.
+			 */
+			Assert(pending_count == 0);
+			pending_reset();
 			break;
 	}
 }

@@ -290,16 +290,27 @@ extern const char *pgws_event_name_problem(const char *name);
  * A set of events, as patterns (a ?events= filter, a token's events claim)
  * select them (eventname.c): the document's events by a bit mask, so that
  * they cost one test, and every other name by the patterns that can match
- * it (names and prefixes ending in '*').
+ * it (names and prefixes ending in '*'), kept sorted so that a name is
+ * looked up in as many comparisons as the log of their number, however
+ * many and long they are.
  */
+typedef struct PgWsEventPattern
+{
+	uint8		len;
+	char		text[PGWS_EVENT_NAME_MAXLEN];	/* a name, or a prefix without
+												 * its '*'; no NUL */
+} PgWsEventPattern;
+
 typedef struct PgWsEventSet
 {
 	bool		all;			/* "*": every event, whatever its name */
 	uint32		mask;			/* bit k = pgws_event_names[k] taken */
-	int			npatterns;		/* patterns for other names ... */
-	int			patterns_len;
-	char	   *patterns;		/* ... NUL-terminated, back to back, a prefix
-								 * with its '*'; NULL when none */
+	int			npatterns;		/* patterns for other names: */
+	int			nnames;			/* [0, nnames) names, sorted, and
+								 * [nnames, npatterns) prefixes, sorted, none
+								 * a prefix of another nor of a name */
+	int			capacity;
+	PgWsEventPattern *patterns; /* NULL when none */
 } PgWsEventSet;
 
 /* what pgws_event_set_add() made of one pattern */

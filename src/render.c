@@ -10,6 +10,14 @@
  * under its own name.  It hands the finished bytes to pending.c and must
  * not know what happens to them afterwards.
  *
+ * Rows a restore loads are not events.  pg_dump dumps the rows of
+ * pg_ws's own tables, whose triggers CREATE EXTENSION makes before the
+ * restore loads them (a watched table's trigger comes after its rows):
+ * broadcasting them would send every restored row again, and a table
+ * larger than the queue would fail the restore.  See loaded_by_restore(),
+ * and pg_ws_restore_statement(), which lets a restore load pg_ws's own
+ * tables in the order pg_restore --jobs takes them.
+ *
  * Events are rendered here, once, in the writing backend, so the worker
  * only ever copies bytes.  We render into a StringInfo rather than building
  * a json-c object tree: everything is palloc'd in the trigger's memory
@@ -47,6 +55,8 @@
 #include <math.h>
 
 #include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -55,9 +65,13 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -1129,6 +1143,140 @@ check_trigger_relation(TriggerData *trigdata, PgWsTableKind kind)
 	return watch;
 }
 
+/*
+ * Is the row that fired the trigger one a restore loads?  That is, is the
+ * statement running now a COPY ... FROM STDIN into the trigger's table
+ * (or a partitioned table it is a partition of: pg_dump
+ * --load-via-partition-root), run by a superuser in a session set up the
+ * way every pg_dump script and every pg_restore connection sets it up:
+ * search_path empty and check_function_bodies off (pg_dump's
+ * _doSetFixedOutputState; psql -f of a plain dump runs the same SET
+ * lines)?  Then it sends no event.
+ *
+ * Why these signs: COPY FROM STDIN is how pg_restore and psql load a
+ * dump's rows, and how applications bulk-load too, so COPY alone must not
+ * be enough.  No application runs with an empty search_path and
+ * check_function_bodies off by accident; a superuser who sets both
+ * impersonates a restore, and may silence pg_ws anyway (ALTER TABLE ...
+ * DISABLE TRIGGER).  A role that is not a superuser cannot skip events
+ * this way, as it cannot disable pg_ws's trigger.  session_replication_role
+ * is no sign: a plain restore does not set it.  Rows a restore writes with
+ * INSERT (pg_dump --inserts) are not recognized: they are events, each
+ * transaction a few rows.
+ *
+ * Ordinary writes pay one test of a bool.  The server log says once per
+ * table and transaction that rows were not broadcast, so that an operator
+ * who wonders can find out.
+ */
+static bool
+loaded_by_restore(Relation rel)
+{
+	static LocalTransactionId logged_lxid = InvalidLocalTransactionId;
+	static Oid	logged_relid = InvalidOid;
+	PlannedStmt *stmt;
+	CopyStmt   *copy;
+	Oid			target;
+
+	if (check_function_bodies || namespace_search_path == NULL ||
+		namespace_search_path[0] != '\0' || ActivePortal == NULL)
+		return false;
+	stmt = PortalGetPrimaryStmt(ActivePortal);
+	if (stmt == NULL || stmt->commandType != CMD_UTILITY ||
+		stmt->utilityStmt == NULL || !IsA(stmt->utilityStmt, CopyStmt))
+		return false;
+	copy = (CopyStmt *) stmt->utilityStmt;
+	if (!copy->is_from || copy->is_program || copy->filename != NULL ||
+		copy->relation == NULL || !superuser())
+		return false;
+
+	/* COPY holds its table locked: no lock to take */
+	target = RangeVarGetRelid(copy->relation, NoLock, true);
+	if (target != RelationGetRelid(rel) &&
+		!(rel->rd_rel->relispartition &&
+		  list_member_oid(get_partition_ancestors(RelationGetRelid(rel)), target)))
+		return false;
+
+	if ((logged_lxid != MyProc->lxid || logged_relid != RelationGetRelid(rel)) &&
+		pgws_is_broadcast_database())
+	{
+		logged_lxid = MyProc->lxid;
+		logged_relid = RelationGetRelid(rel);
+		ereport(LOG,
+				(errmsg("pg_ws does not broadcast the rows a restore loads into table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("They are loaded by COPY ... FROM stdin in a session with pg_dump's settings (search_path '' and check_function_bodies off), run by superuser \"%s\".",
+						   GetUserNameFromId(GetUserId(), false))));
+	}
+	return true;
+}
+
+/*
+ * pg_ws_restore_statement() returns trigger
+ *
+ * BEFORE and AFTER INSERT FOR EACH STATEMENT on pg_ws's own tables that
+ * reference another (visit_history, attendance): while a restore loads
+ * their rows (loaded_by_restore), their foreign keys are not checked, as
+ * pg_restore --disable-triggers would not check them.  pg_dump orders the
+ * data of an extension's tables by their foreign keys, but records no
+ * such order in the archive, so pg_restore --jobs loads visit_history
+ * while client is still being loaded, and its check of the first row
+ * fails the restore.  The rows come from a consistent dump.
+ *
+ * The means is PostgreSQL's own: session_replication_role = replica, under
+ * which the foreign keys' triggers do not fire, set LOCAL before the COPY's
+ * first row and set back after its last (this trigger is ENABLE ALWAYS),
+ * or by the abort of its transaction.  pg_ws's own triggers fire or not as
+ * usual under it: either way the restored rows are not sent.
+ */
+static LocalTransactionId restore_role_lxid = InvalidLocalTransactionId;
+static Oid	restore_role_relid = InvalidOid;
+static int	restore_role_saved = SESSION_REPLICATION_ROLE_ORIGIN;
+
+PG_FUNCTION_INFO_V1(pg_ws_restore_statement);
+
+Datum
+pg_ws_restore_statement(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pg_ws_restore_statement() must be fired FOR EACH STATEMENT")));
+	rel = trigdata->tg_relation;
+
+	if (TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+	{
+		if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA ||
+			!loaded_by_restore(rel))
+			return PointerGetDatum(NULL);
+		restore_role_saved = SessionReplicationRole;
+		restore_role_lxid = MyProc->lxid;
+		restore_role_relid = RelationGetRelid(rel);
+		(void) set_config_option("session_replication_role", "replica",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+		ereport(LOG,
+				(errmsg("pg_ws does not check the foreign keys of the rows a restore loads into table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("pg_restore --jobs may load them before the rows they reference: pg_dump records no order between the data of an extension's tables.")));
+	}
+	else if (restore_role_lxid == MyProc->lxid &&
+			 restore_role_relid == RelationGetRelid(rel))
+	{
+		restore_role_lxid = InvalidLocalTransactionId;
+		restore_role_relid = InvalidOid;
+		(void) set_config_option("session_replication_role",
+								 restore_role_saved == SESSION_REPLICATION_ROLE_LOCAL ?
+								 "local" : "origin",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+								 true, 0, false);
+	}
+	return PointerGetDatum(NULL);
+}
+
 /* the visit table the plan names was altered, renamed or dropped */
 static void
 forget_visit_plan(Datum arg, Oid relid)
@@ -1189,6 +1337,8 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	if (!pgws_is_broadcast_database())
 		return PointerGetDatum(NULL);
 	pgws_require_preload();
+	if (loaded_by_restore(trigdata->tg_relation))
+		return PointerGetDatum(NULL);
 
 	errcallback.callback = render_error_context;
 	errcallback.arg = trigdata;

@@ -15,12 +15,19 @@
  * Who may send: EXECUTE is revoked from PUBLIC, because every subscriber
  * trusts what it is sent; a superuser grants it to the application's role.
  *
+ * Where: not in parallel mode.  pg_ws_send() is PARALLEL UNSAFE, but a
+ * function that calls it may be mislabelled PARALLEL SAFE and run in a
+ * parallel worker, whose events would die with the worker's transaction
+ * (only the leader commits): it is refused there, as PostgreSQL refuses
+ * writes, rather than dropped without a word.
+ *
  * src/send.c
  *
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
 
+#include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -58,6 +65,17 @@ pg_ws_send(PG_FUNCTION_ARGS)
 	int			name_len;
 	StringInfoData buf;
 
+	/*
+	 * In the leader too, as PostgreSQL's "cannot execute INSERT during a
+	 * parallel operation": whether a worker or the leader evaluates the
+	 * call is the planner's choice, and the answer must not depend on it.
+	 */
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot call pg_ws_send() during a parallel operation"),
+				 errdetail("The event of a parallel worker would be lost with the worker's transaction."),
+				 errhint("Mark the function that calls pg_ws_send() PARALLEL UNSAFE.")));
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -39,6 +39,17 @@
  * one of them sets only whether its replicated rows are broadcast
  * (pg_ws_own_tables).
  *
+ * A partition's rows fire the trigger its watched ancestor's watch cloned
+ * onto it, and are sent as that table's: with its event names, its
+ * primary key on delete and its columns, mapped to the partition's by
+ * name (load_row_watch).
+ *
+ * While a table is broadcast, the columns its events are rendered from
+ * stay: pg_ws_check_columns(), which pg_ws's event triggers call after
+ * every ALTER TABLE and every command that drops a column or a constraint
+ * (pg_ws--1.2.2.sql), refuses the command that would make the table's
+ * writes fail.  It checks what this file checks when a table is watched.
+ *
  * Each backend remembers what it looked up per relation and forgets it
  * when the relation's relcache entry is invalidated.  pg_ws_watch() and
  * pg_ws_unwatch() invalidate every relcache entry at commit, since a
@@ -52,6 +63,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/catalog.h"
@@ -419,6 +431,134 @@ check_row_event_names(Relation rel, const char *prefix, bool stored)
 }
 
 /*
+ * The attribute number in rel of the column called name, which rel must
+ * have: a partition has every column of its partitioned table, by name.
+ */
+static AttrNumber
+partition_column(Relation rel, const char *name)
+{
+	AttrNumber	attnum = column_number(RelationGetDescr(rel), name);
+
+	if (attnum == 0)
+		elog(ERROR, "pg_ws: partition \"%s\" has no column \"%s\" of its watched table",
+			 RelationGetRelationName(rel), name);
+	return attnum;
+}
+
+/*
+ * A 'row' watch from its pg_ws_watched row (tuple, desc: the query of
+ * load_catalog_watch): the event prefix, the columns sent and the key a
+ * _delete carries, as attribute numbers of rel, the table whose trigger
+ * fires.
+ *
+ * When rel is a partition of the watched table (watched_relid), the
+ * columns and the key are the watched table's, mapped to rel by name:
+ * a partition made apart and attached (ATTACH PARTITION) may keep its
+ * columns in another order or at other attribute numbers (dropped
+ * columns), and its own index of the key is a UNIQUE index, not a primary
+ * key, so rel's own primary key says nothing.  Every partition's rows are
+ * thus sent alike: the watched table's key on delete, and, when the watch
+ * lists no columns, all the watched table's columns in its order.
+ */
+static void
+load_row_watch(Relation rel, Oid watched_relid, HeapTuple tuple,
+			   TupleDesc desc, PgWsWatchedTable *entry)
+{
+	char	   *prefix = SPI_getvalue(tuple, desc, 4);
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	Relation	watched = rel;
+	TupleDesc	watched_desc;
+	AttrNumber *keys;
+	int			nkeys;
+	bool		isnull;
+	Datum		value;
+	MemoryContext oldcxt;
+	int			i;
+
+	/*
+	 * Stored by pg_ws_watch() and checked by pg_ws_watched's CHECK; checked
+	 * once more, since every subscriber trusts it.
+	 */
+	if (prefix == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_ws cannot send the events of table \"%s\": its watch names no events",
+						RelationGetRelationName(rel)),
+				 errdetail("pg_ws 1.2 named them after the table's current name; pg_ws 1.2.1 stores the name."),
+				 errhint("ALTER EXTENSION pg_ws UPDATE stores the table's name, or watch the table again: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
+						 RelationGetRelationName(rel))));
+	check_row_event_names(rel, prefix, true);
+	strlcpy(entry->event_prefix, prefix, sizeof(entry->event_prefix));
+
+	/* as the executor holds its partitioned tables: until the end */
+	if (watched_relid != RelationGetRelid(rel))
+		watched = table_open(watched_relid, AccessShareLock);
+	watched_desc = RelationGetDescr(watched);
+
+	value = SPI_getbinval(tuple, desc, 2, &isnull);
+	if (!isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(value), NAMEOID,
+						  NAMEDATALEN, false, TYPALIGN_CHAR,
+						  &names, &nulls, &n);
+		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+		entry->columns = palloc(Max(n, 1) * sizeof(AttrNumber));
+		MemoryContextSwitchTo(oldcxt);
+		for (i = 0; i < n; i++)
+		{
+			AttrNumber	attnum = nulls[i] ? 0 :
+				column_number(reldesc, NameStr(*DatumGetName(names[i])));
+
+			if (attnum == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
+								RelationGetRelationName(rel),
+								nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
+						 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', 'row', ...).",
+								 RelationGetRelationName(watched))));
+			entry->columns[i] = attnum;
+		}
+		entry->ncolumns = n;
+	}
+	else if (watched != rel)
+	{
+		/* all the watched table's columns, in its order */
+		int			n = 0;
+
+		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+		entry->columns = palloc(Max(watched_desc->natts, 1) * sizeof(AttrNumber));
+		MemoryContextSwitchTo(oldcxt);
+		for (i = 0; i < watched_desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(watched_desc, i);
+
+			if (!att->attisdropped)
+				entry->columns[n++] = partition_column(rel, NameStr(att->attname));
+		}
+		entry->ncolumns = n;
+	}
+
+	nkeys = primary_key_columns(watched, &keys);
+	if (nkeys > 0)
+	{
+		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+		entry->keys = palloc(nkeys * sizeof(AttrNumber));
+		MemoryContextSwitchTo(oldcxt);
+		for (i = 0; i < nkeys; i++)
+			entry->keys[i] = watched == rel ? keys[i] :
+				partition_column(rel, NameStr(TupleDescAttr(watched_desc, keys[i] - 1)->attname));
+		entry->nkeys = nkeys;
+	}
+	if (watched != rel)
+		table_close(watched, NoLock);
+}
+
+/*
  * The watch pg_ws_watched records for a relation, or for its nearest
  * watched ancestor when it is a partition; returns the relation whose row
  * it is.  SPI must be connected.
@@ -433,7 +573,6 @@ load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	char	   *query;
-	MemoryContext oldcxt;
 
 	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix "
 					 "FROM %s WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
@@ -477,67 +616,7 @@ load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 				entry->visit_relid = DatumGetObjectId(value);
 		}
 		if (kind == PGWS_TABLE_ROW)
-		{
-			char	   *prefix = SPI_getvalue(tuple, desc, 4);
-			TupleDesc	reldesc = RelationGetDescr(rel);
-			AttrNumber *keys;
-			int			nkeys;
-
-			/*
-			 * Stored by pg_ws_watch() and checked by pg_ws_watched's CHECK;
-			 * checked once more, since every subscriber trusts it.
-			 */
-			if (prefix == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("pg_ws cannot send the events of table \"%s\": its watch names no events",
-								RelationGetRelationName(rel)),
-						 errdetail("pg_ws 1.2 named them after the table's current name; pg_ws 1.2.1 stores the name."),
-						 errhint("ALTER EXTENSION pg_ws UPDATE stores the table's name, or watch the table again: SELECT pg_ws_watch('%s', 'row', event_prefix => '...').",
-								 RelationGetRelationName(rel))));
-			check_row_event_names(rel, prefix, true);
-			strlcpy(entry->event_prefix, prefix, sizeof(entry->event_prefix));
-			value = SPI_getbinval(tuple, desc, 2, &isnull);
-			if (!isnull)
-			{
-				Datum	   *names;
-				bool	   *nulls;
-				int			n,
-							i;
-
-				deconstruct_array(DatumGetArrayTypeP(value), NAMEOID,
-								  NAMEDATALEN, false, TYPALIGN_CHAR,
-								  &names, &nulls, &n);
-				oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
-				entry->columns = palloc(Max(n, 1) * sizeof(AttrNumber));
-				MemoryContextSwitchTo(oldcxt);
-				for (i = 0; i < n; i++)
-				{
-					AttrNumber	attnum = nulls[i] ? 0 :
-						column_number(reldesc, NameStr(*DatumGetName(names[i])));
-
-					if (attnum == 0)
-						ereport(ERROR,
-								(errcode(ERRCODE_UNDEFINED_COLUMN),
-								 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
-										RelationGetRelationName(rel),
-										nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
-								 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', 'row', ...).",
-										 RelationGetRelationName(rel))));
-					entry->columns[i] = attnum;
-				}
-				entry->ncolumns = n;
-			}
-			nkeys = primary_key_columns(rel, &keys);
-			if (nkeys > 0)
-			{
-				oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
-				entry->keys = palloc(nkeys * sizeof(AttrNumber));
-				MemoryContextSwitchTo(oldcxt);
-				memcpy(entry->keys, keys, nkeys * sizeof(AttrNumber));
-				entry->nkeys = nkeys;
-			}
-		}
+			load_row_watch(rel, watched_relid, tuple, desc, entry);
 	}
 
 	return watched_relid;
@@ -1224,4 +1303,199 @@ pg_ws_role_changes_trigger(PG_FUNCTION_ARGS)
 		}
 	}
 	PG_RETURN_BOOL(false);
+}
+
+/*
+ * The error of pg_ws_check_columns() for a table of the event document's
+ * kinds (pg_ws's own or a watched one) that lost a column render.c reads,
+ * or whose column's type it can no longer write; nothing when it has them
+ * all.
+ */
+static void
+check_kind_columns_kept(Relation rel, PgWsTableKind kind, bool own)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *table = RelationGetRelationName(rel);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													   table);
+	int			i;
+
+	for (i = 0; i < lengthof(required_columns); i++)
+	{
+		const RequiredColumn *col = &required_columns[i];
+		AttrNumber	attnum;
+		Oid			type;
+
+		if (col->kind != kind)
+			continue;
+		attnum = column_number(desc, col->name);
+		if (attnum == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop or rename column \"%s\" of table \"%s\"",
+							col->name, table),
+					 errdetail("pg_ws broadcasts %s \"%s\" as kind \"%s\", whose events are rendered from its column \"%s\".",
+							   own ? "its own table" : "table", table,
+							   pgws_table_kind_names[kind], col->name),
+					 own ?
+					 errhint("pg_ws's own tables keep the columns CREATE EXTENSION pg_ws made them with.") :
+					 errhint("Stop broadcasting the table first: SELECT pg_ws_unwatch('%s').",
+							 qualified)));
+		type = TupleDescAttr(desc, attnum - 1)->atttypid;
+		if (!column_type_fits(type, col->type))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("cannot change the type of column \"%s\" of table \"%s\" to %s",
+							col->name, table, format_type_be(type)),
+					 errdetail("pg_ws broadcasts %s \"%s\" as kind \"%s\", whose column \"%s\" must be %s.",
+							   own ? "its own table" : "table", table,
+							   pgws_table_kind_names[kind], col->name,
+							   column_type_names[col->type]),
+					 own ?
+					 errhint("pg_ws's own tables keep the columns CREATE EXTENSION pg_ws made them with.") :
+					 errhint("Stop broadcasting the table first: SELECT pg_ws_unwatch('%s').",
+							 qualified)));
+	}
+}
+
+/*
+ * The same for a 'row' table: every column its watch lists (pg_ws_watched
+ * .columns, by name) is still there, and, when need_key, it still has a
+ * primary key, whose columns its _delete events carry.  The hint is the
+ * call that watches the table without the missing columns.
+ */
+static void
+check_row_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc,
+					   bool need_key)
+{
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	const char *table = RelationGetRelationName(rel);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													   table);
+	char	   *prefix = SPI_getvalue(tuple, desc, 3);
+	bool		isnull;
+	bool		replicated = DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull)) && !isnull;
+	Datum		value = SPI_getbinval(tuple, desc, 2, &isnull);
+	AttrNumber *keys;
+
+	if (prefix == NULL)
+		prefix = pstrdup(table);
+	if (!isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n,
+					i;
+		const char *missing = NULL;
+		StringInfoData kept;
+
+		deconstruct_array(DatumGetArrayTypeP(value), NAMEOID, NAMEDATALEN,
+						  false, TYPALIGN_CHAR, &names, &nulls, &n);
+		initStringInfo(&kept);
+		for (i = 0; i < n; i++)
+		{
+			const char *name = nulls[i] ? "" : NameStr(*DatumGetName(names[i]));
+
+			if (column_number(reldesc, name) == 0)
+			{
+				if (missing == NULL)
+					missing = name;
+				continue;
+			}
+			appendStringInfo(&kept, "%s%s", kept.len > 0 ? "," : "",
+							 quote_identifier(name));
+		}
+		if (missing != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop or rename column \"%s\" of table \"%s\"",
+							missing, table),
+					 errdetail("pg_ws's watch of table \"%s\" (pg_ws_watched) lists the column among those its events %s_create and %s_update send.",
+							   table, prefix, prefix),
+					 kept.len > 0 ?
+					 errhint("Watch the table again without it first, and after a rename again with its new name, in the same transaction: SELECT pg_ws_watch('%s', 'row', columns => '{%s}', event_prefix => '%s'%s).",
+							 qualified, kept.data, prefix,
+							 replicated ? ", replicated => true" : "") :
+					 errhint("Watch the table again with other columns first, or stop broadcasting it: SELECT pg_ws_unwatch('%s').",
+							 qualified)));
+	}
+	if (need_key && primary_key_columns(rel, &keys) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop the primary key of table \"%s\"", table),
+				 errdetail("pg_ws's watch of table \"%s\" (pg_ws_watched) sends the primary key in its %s_delete events.",
+						   table, prefix),
+				 errhint("Replace the key in the same command (ALTER TABLE ... DROP CONSTRAINT ..., ADD PRIMARY KEY (...)), or stop broadcasting the table first: SELECT pg_ws_unwatch('%s').",
+						 qualified)));
+}
+
+/*
+ * pg_ws_check_columns(tbl oid, need_key boolean) returns void
+ *
+ * For pg_ws's event triggers (pg_ws--1.2.2.sql, pg_ws_refuse_column_change):
+ * error unless the table, if pg_ws broadcasts it as its own table or as a
+ * watched one, still has every column its events are rendered from (the
+ * event document's kinds: those render.c reads, of types it can write; a
+ * 'row' table: the columns its watch lists), and, when need_key, a 'row'
+ * table its primary key.  Without them every later write to the table
+ * would fail (column "x" does not exist) until the table is watched again,
+ * so the command that drops, renames or retypes them is refused instead.
+ * A table that does not exist (dropped by the same command), that pg_ws
+ * does not broadcast, or a partition (whose columns and key are its
+ * partitioned table's) passes.
+ */
+PG_FUNCTION_INFO_V1(pg_ws_check_columns);
+
+Datum
+pg_ws_check_columns(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	bool		need_key = PG_GETARG_BOOL(1);
+	Relation	rel;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		args[1];
+
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		PG_RETURN_VOID();
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+	{
+		relation_close(rel, AccessShareLock);
+		PG_RETURN_VOID();
+	}
+
+	if (is_extension_table(relid))
+	{
+		int			kind = pgws_table_kind_from_name(RelationGetRelationName(rel));
+
+		/* one renamed away is pg_ws_check_trigger_change's to refuse */
+		if (kind >= 0 && kind != PGWS_TABLE_ROW)
+			check_kind_columns_kept(rel, (PgWsTableKind) kind, true);
+		relation_close(rel, AccessShareLock);
+		PG_RETURN_VOID();
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = ObjectIdGetDatum(relid);
+	read_catalog(psprintf("SELECT kind, columns, event_prefix, replicated FROM %s "
+						  "WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+						  watched_catalog_name()),
+				 1, argtypes, args, 1);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *kind_name = SPI_getvalue(tuple, desc, 1);
+		int			kind = kind_name ? pgws_table_kind_from_name(kind_name) : -1;
+
+		if (kind == PGWS_TABLE_ROW)
+			check_row_columns_kept(rel, tuple, desc, need_key);
+		else if (kind >= 0)
+			check_kind_columns_kept(rel, (PgWsTableKind) kind, false);
+	}
+	SPI_finish();
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_VOID();
 }

@@ -6,7 +6,10 @@ Channels"), end to end:
       tables send for the same writes, in the same order;
   (b) kind 'row': any table's changes as <table>_create/_update/_delete;
   (c) pg_dump and pg_restore keep the watch: a restored database, once it
-      is the one broadcast, sends the same events.
+      is the one broadcast, sends the same events;
+  (d) the columns pg_ws renders stay: dropping or renaming the client
+      table's visit_count (or a 'row' table's listed column) is refused,
+      and the tables go on sending their events.
 
 Run by test/run_tests.sh; prints TAP.
 """
@@ -15,9 +18,11 @@ import json
 import os
 import sys
 
+import psycopg2
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, asql, check,  # noqa: E402
-                     run_tap, short, worker_row)
+                     poll, port_open, run_tap, short, worker_row)
 
 WATCHDOG_SECONDS = 240
 
@@ -182,8 +187,72 @@ async def test_dump_restore(ctx):
           and got['data']['visit_histories'] == [{'datetime': '2023-12-11T08:00:00Z',
                                                   'device_id': 'D1'}],
           'from the restored database: %s' % short(msgs[0]))
+    since = cl.log_size()
     await asql(admin, "ALTER SYSTEM RESET pg_ws.database", "SELECT pg_reload_conf()")
+    await worker_back(cl, since, 'djangoapp')
     return 'restored: 4 tables watched, client_update with its visit sent'
+
+
+async def worker_back(cl, since, dbname):
+    """After a reload that points pg_ws.database back at dbname: the worker
+    restarts under it (since 1.2.1; 1.2's went on), wait until the next one
+    listens, so that the next test's subscribers find it."""
+    restart = 'pg_ws worker restarting: pg_ws.database "%s"' % dbname
+    listening = 'pg_ws listening on 127.0.0.1, port %d,' % cl.wsport
+    deadline = asyncio.get_running_loop().time() + 5
+    while asyncio.get_running_loop().time() < deadline:
+        lines = cl.log_since(since)
+        at = next((i for i, line in enumerate(lines) if restart in line), None)
+        if at is not None:
+            async def listens():
+                return any(listening in line for line in cl.log_since(since)[at:])
+            await poll('the worker back on %s' % dbname, listens, 60)
+            break
+        await asyncio.sleep(0.1)
+    await port_open(cl.wsport, 30)
+
+
+async def test_columns_stay(ctx):
+    """(d) the columns pg_ws renders stay while it watches the tables:
+    dropping or renaming app_client.visit_count, or a 'row' table's listed
+    column, is refused with SQLSTATE 2BP01 naming the watch, and the
+    tables go on sending their events (1.2 let the DDL through, and every
+    later write to the table failed)."""
+    cl = await django_cluster(ctx)
+    conn = await ctx.aconn()
+    await asql(conn, "CREATE TABLE app_gate (id integer PRIMARY KEY, name text, secret text)",
+               "SELECT pg_ws_watch('app_gate', 'row', columns => '{id,name}')")
+    refused = []
+    for ddl in ["ALTER TABLE app_client DROP COLUMN visit_count",
+                "ALTER TABLE app_client RENAME COLUMN visit_count TO visits",
+                "ALTER TABLE app_visithistory DROP COLUMN device_id",
+                "ALTER TABLE app_gate DROP COLUMN name",
+                "ALTER TABLE app_gate RENAME COLUMN name TO label"]:
+        try:
+            await asql(conn, ddl)
+            refused.append('%s: not refused' % ddl)
+        except psycopg2.Error as e:
+            if e.pgcode != '2BP01' or 'pg_ws' not in (e.diag.message_detail or ''):
+                refused.append('%s: %s %s / %s' % (ddl, e.pgcode, e.pgerror.strip(),
+                                                   e.diag.message_detail))
+    check(not refused, *refused)
+    # an unlisted column may go
+    await asql(conn, "ALTER TABLE app_gate DROP COLUMN secret")
+    sub = await ctx.sub()
+    await asql(conn, "INSERT INTO app_client (id, visit_count) VALUES (60, 3)",
+               "INSERT INTO app_visithistory (datetime, device_id, client_id)"
+               " VALUES ('2023-12-12 08:00:00+00', 'G1', 60)",
+               "INSERT INTO app_gate VALUES (1, 'north')")
+    msgs = await sub.expect(3, 30, 'events after the refused DDL')
+    got = [event_and_data(m) for m in msgs]
+    check([g['event'] for g in got] == ['client_create', 'client_visit_create', 'app_gate_create']
+          and got[0]['data']['visit_count'] == 3
+          and got[2]['data'] == {'id': 1, 'name': 'north'},
+          'after the refused DDL: %s' % short(json.dumps(got)))
+    await asql(conn, "DELETE FROM app_visithistory WHERE client_id = 60",
+               "DELETE FROM app_client WHERE id = 60",
+               "SELECT pg_ws_unwatch('app_gate')", "DROP TABLE app_gate")
+    return 'refused with 2BP01: %d commands; then %s' % (5, ', '.join(g['event'] for g in got))
 
 
 TESTS = [
@@ -193,6 +262,8 @@ TESTS = [
      test_row_tables, 40),
     ('(c) pg_dump/pg_restore keep the watch: the restored database sends the same events',
      test_dump_restore, 90),
+    ('(d) columns pg_ws renders cannot be dropped or renamed while watched; events go on',
+     test_columns_stay, 40),
 ]
 
 

@@ -9,7 +9,8 @@ are at consecutive positions); nothing arrives from rolled-back work or a
 rolled-back savepoint; a subscriber that resumes with ?since= gets them
 again from the worker's memory and, after the worker restarted, from the
 WAL; ?events= takes them, and a 'row' table's events, by name (order_*,
-a name pg_ws does not know);
+a name pg_ws does not know), 64 long patterns and overlapping ones exactly
+as a pattern-by-pattern reading of them does;
 and the README's example runs as written, by a role granted EXECUTE as
 the README says, and sends what the README shows.  It does not cover what sql/send.sql covers (names, privileges, errors),
 test_e2e.py (?events= for the document's events), test_auth.py (the
@@ -36,7 +37,7 @@ from harness import (Cluster, Ctx, Fail, asql, check, check_positions,  # noqa: 
                      port_open, position, resume_path, run_tap, short,
                      without_position, worker_row)
 
-WATCHDOG_SECONDS = 200
+WATCHDOG_SECONDS = 240
 
 EMP = "INSERT INTO employee (id, first_name, last_name) VALUES (%d, 'e', 'send')"
 
@@ -216,6 +217,79 @@ async def test_filters(ctx):
     check(not problems, *problems)
 
 
+def reference_takes(patterns, name):
+    """Whether ?events= patterns take a name: pg_ws 1.2's reading, one
+    pattern after the other (a prefix ending in '*', or the whole name)."""
+    return any(name.startswith(p[:-1]) if p.endswith('*') else name == p
+               for p in patterns)
+
+
+def near_names(stem):
+    """Names around a pattern's stem in every direction a sorted matcher
+    could get wrong: the stem, one byte shorter, longer, and one byte above
+    or below at its end (all valid names of at most 63 bytes)."""
+    alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789_'
+    out = {stem, stem[:-1], stem + 'a', stem + '_z', stem + '0'}
+    last = alphabet.index(stem[-1]) if stem[-1] in alphabet else 0
+    for k in (last - 1, last + 1):
+        if 0 <= k < len(alphabet):
+            out.add(stem[:-1] + alphabet[k])
+            out.add(stem[:-1] + alphabet[k] + 'tail')
+    return {n for n in out if re.fullmatch(r'[a-z][a-z0-9_]{0,62}', n)}
+
+
+async def test_many_patterns(ctx):
+    """5. filters of up to 64 long, overlapping patterns take exactly the
+    custom events a pattern-by-pattern reading takes (1.2's matcher): the
+    same events pass whatever order the patterns come in, however they
+    cover each other (a name a prefix takes, a prefix a shorter one
+    takes, duplicates), and near their edges in sort order."""
+    stem = 'tenant_0042_region_europe_west_orders_'       # 38 bytes
+    long64 = ([stem + 'status_changed_%02d_x' % i for i in range(0, 64, 2)]
+              + [stem + 'shipment_%02d_*' % i for i in range(1, 64, 2)])
+    filters = {
+        '64 long': long64,
+        '64 long, reversed': list(reversed(long64)),
+        'overlapping': ['order_paid', 'order_*', 'order_pa*', 'order_paid_late',
+                        'invoice_x', 'invoice_x*', 'invoice_*', 'invoice_x_y',
+                        'a_b*', 'a_b', 'a_bc', 'a_*', 'zeta*', 'zeta', 'zeta*',
+                        'client_*', 'employee_create', 'b_c_d_e_f_g_h*', 'b_c_d*'],
+        'adjacent': ['m_a*', 'm_b', 'm_ab*', 'm_c*', 'm_b_*', 'm_bb', 'm_a_z',
+                     'm_az', 'm_b0*', 'm_b9', 'm__*'],
+    }
+    names_sent = set()
+    for patterns in filters.values():
+        for p in patterns:
+            names_sent |= near_names(p.rstrip('*'))
+    names_sent |= {'order_paid_%d' % i for i in range(5)} | {'unrelated', 'client_note'}
+    names_sent = sorted(n for n in names_sent if not re.match(
+        r'^(client_(create|update|delete|visit_(create|update|delete))|employee_(create|update|'
+        r'delete|attendance|attendance_delete)|resync_required|pg_ws.*)$', n))
+
+    subs = {}
+    for k, patterns in filters.items():
+        check(len(patterns) <= 64, '%s: %d patterns' % (k, len(patterns)))
+        subs[k] = await ctx.sub('/ws/?events=' + ','.join(patterns))
+    everyone = await ctx.sub('/ws/')
+    conn = await ctx.aconn()
+    await asql(conn, "BEGIN", *[send(n, {'n': i}) for i, n in enumerate(names_sent)],
+               send('zz_last', None), "COMMIT")
+    await everyone.wait_until(lambda m: len(m) >= len(names_sent) + 1, 30, 'every event')
+    await asyncio.sleep(0.5)
+    check(names(everyone.msgs)[:-1] == names_sent, 'unfiltered: %d events' % len(everyone.msgs))
+    problems = []
+    for k, patterns in filters.items():
+        want = [n for n in names_sent if reference_takes(patterns, n)]
+        got = names(subs[k].msgs)
+        if got != want:
+            problems.append('%s: %d events, expected %d; extra %s, missing %s'
+                            % (k, len(got), len(want), sorted(set(got) - set(want))[:5],
+                               sorted(set(want) - set(got))[:5]))
+    check(not problems, *problems)
+    return '%d names, %s taken' % (len(names_sent), ', '.join(
+        '%s %d' % (k, len(subs[k].msgs)) for k in filters))
+
+
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'README.md')
 
 
@@ -262,6 +336,8 @@ TESTS = [
      test_resume, 60),
     ("?events= takes custom events and a 'row' table's by name", test_filters, 30),
     ("the README's example, as a role granted EXECUTE", test_readme, 30),
+    ('?events= of 64 long, overlapping patterns takes what a pattern-by-pattern reading takes',
+     test_many_patterns, 40),
 ]
 
 
