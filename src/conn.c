@@ -267,6 +267,8 @@ conn_release(PgWsConn *conn)
 	MemoryContextDelete(conn->cxt);
 	conn->cxt = NULL;
 	conn->request = NULL;
+	conn->request_len = 0;
+	conn->request_cap = 0;
 	conn->reader.message = NULL;
 	ereport(DEBUG1,
 			(errmsg_internal("pg_ws connection %llu from %s closed",
@@ -320,10 +322,17 @@ half_close(PgWsConn *conn)
 												 LINGER_MS);
 }
 
-/* the 101 answer: from now on the connection is a subscriber */
+/*
+ * The 101 answer: from now on the connection is a subscriber.  What the
+ * upgrade decided is copied into the connection's context, the only
+ * memory of the request it keeps (http.c frees the rest).
+ */
 void
-pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)
+pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
+				  const PgWsUpgrade *up)
 {
+	MemoryContext old;
+
 	if (lws_write(conn->wsi, (uint8 *) answer, len, LWS_WRITE_RAW) != len)
 	{
 		conn_kill(conn);
@@ -332,16 +341,20 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)
 	conn->state = CONN_OPEN;
 	conn->deadline = 0;
 	conn->last_heard = GetCurrentTimestamp();
-	if (conn->request)
-	{
-		pfree(conn->request->data);
-		pfree(conn->request);
-		conn->request = NULL;
-	}
+
+	old = MemoryContextSwitchTo(conn->cxt);
+	conn->sub.grant = up->grant;
+	pgws_event_set_copy(&conn->sub.grant.events, &up->grant.events);
+	pgws_event_set_copy(&conn->sub.filter, &up->filter);
+	conn->sub.filter_text = up->filter_text ? pstrdup(up->filter_text) : NULL;
+	conn->sub.resume = up->resume;
+	conn->sub.since = up->since;
+	conn->sub.epoch_matches = up->epoch_matches;
 	ereport(DEBUG1,
 			(errmsg_internal("pg_ws connection %llu from %s subscribed",
 							 (unsigned long long) conn->id, conn->peer)));
 	pgws_subscriber_open(conn);
+	MemoryContextSwitchTo(old);
 }
 
 /*
