@@ -955,8 +955,12 @@ pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 	take = old_len >= limit ? 0 : (int) Min(len, (size_t) (limit - old_len));
 	request_append(conn, data, take, limit);
 
-	/* the blank line ending the head: CRLF CRLF or, leniently, LF LF */
-	search_from = Max(old_len - 3, 0);
+	/*
+	 * The empty line ending the head: CRLF, or LF alone, right after the
+	 * last header line's own CRLF or LF (RFC 9112 2.2 lets a recipient take
+	 * a lone LF for a line's end; then it does so everywhere).
+	 */
+	search_from = Max(old_len - 2, 0);
 	for (i = search_from; i < conn->request_len; i++)
 	{
 		const char *r = conn->request;
@@ -964,7 +968,7 @@ pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 		if (r[i] != '\n')
 			continue;
 		if ((i >= 1 && r[i - 1] == '\n') ||
-			(i >= 3 && r[i - 1] == '\r' && r[i - 2] == '\n' && r[i - 3] == '\r'))
+			(i >= 2 && r[i - 1] == '\r' && r[i - 2] == '\n'))
 		{
 			end = i + 1;
 			break;
