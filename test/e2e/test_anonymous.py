@@ -104,7 +104,12 @@ async def statuses(port, cases):
     return wrong
 
 
-async def forbidden_count(conn):
+async def forbidden_count(conn, port=None):
+    """refusals.forbidden; as of now when port is given (a /health request
+    makes the worker publish its figures)."""
+    if port is not None:
+        status, _ = await asyncio.to_thread(request, port, path='/health')
+        check(status == 200, '/health: %s' % status)
     return (await asql(conn, "SELECT refusals->>'forbidden' FROM pg_ws_stats"))[0][0]
 
 
@@ -130,7 +135,7 @@ async def test_host(ctx):
     cl = await KINDS.get(ctx, 'none')
     conn = await ctx.aconn()
     port = cl.wsport
-    before = await forbidden_count(conn)
+    before = await forbidden_count(conn, port)
     refused = []
     for path in ('/ws/', '/', '/health', '/metrics'):
         for host in ('%s:%d' % (EVIL, port), EVIL, '0.0.0.0:%d' % port,
@@ -293,7 +298,7 @@ async def test_chromium(ctx):
     notes = []
 
     # another origin: the page of 127.0.0.2:X
-    before = int(await forbidden_count(conn))
+    before = int(await forbidden_count(conn, port))
     server = PageServer(host='127.0.0.2', port=0)
     browser = Browser('http://127.0.0.2:%d/?ws=ws://127.0.0.1:%d/ws/' % (server.port, port))
     try:
