@@ -32,6 +32,12 @@
  * Opening and closing are logged at DEBUG1.  No line carries a token: reasons are static texts
  * and subjects are printable ASCII (auth.c).
  *
+ * Each connection has a memory context for what it keeps: its request head
+ * while it arrives (http.c frees it once answered, whatever the answer),
+ * and a subscriber's grant and filter, which pgws_conn_upgrade copies in
+ * from the request's own memory.  A connection that lingers after its
+ * answer keeps nothing of its request.
+ *
  * For pg_ws_connections and pg_ws_disconnect (connections.c), every
  * connection has an id that is never reused, and pgws_conn_snapshot()
  * describes them all.
