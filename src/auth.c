@@ -1,10 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * auth.c
- *	  Who may subscribe: pg_ws.allowed_origins, pg_ws.auth and the token
- *	  policy (where a token travels, exp with leeway, nbf, aud, iss, and
- *	  the events claim that narrows what a subscriber receives).  Runs in
- *	  the worker only; see auth.h for what the transport must do.
+ *	  Who may subscribe: the anonymous default (which hosts and origins a
+ *	  request without a token may come with), pg_ws.allowed_origins,
+ *	  pg_ws.auth and the token policy (where a token travels, exp with
+ *	  leeway, nbf, aud, iss, and the events claim that narrows what a
+ *	  subscriber receives).  Runs in the worker only; see auth.h for what
+ *	  the transport must do.
  *
  * This file owns decisions and the worker's copy of the keys.  It must not
  * touch sockets, parse HTTP or libwebsockets (the transport hands it
@@ -25,7 +27,9 @@
 #include "auth.h"
 #include "jwt.h"
 
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 
 #include <json-c/json.h>
 
@@ -49,6 +53,8 @@ static const char reason_not_yet[] = "token is not yet valid";
 static const char reason_audience[] = "token audience is not accepted";
 static const char reason_issuer[] = "token issuer is not accepted";
 static const char reason_origin[] = "origin is not allowed";
+static const char reason_own_origin[] = "origin is not allowed: without a token only pg_ws's own pages may subscribe (list other origins in pg_ws.allowed_origins)";
+static const char reason_host[] = "host is not allowed: without a token pg_ws answers only requests for localhost, 127.x.x.x or [::1] (see pg_ws.allow_anonymous)";
 
 /* the keys, as pgws_auth_reload() last read them */
 static bool loaded = false;
@@ -150,16 +156,114 @@ pgws_auth_reload(void)
 	loaded = true;
 }
 
-/* ------------------------------------------------------------------ origins */
+/* ------------------------------------------------------- hosts, origins */
+
+/*
+ * Is authority (host[:port], syntax checked by the transport) a loopback
+ * name?  Literal addresses as browsers write them (127.0.0.1, [::1]; any
+ * 127.x.x.x, and IPv4-mapped ones), "localhost" (with or without its
+ * final dot: RFC 6761 6.3 keeps it off DNS, so no other site can take
+ * it), and, when listen_names, the names of pg_ws.listen_addresses (the
+ * worker listens there only because they resolve to loopback addresses;
+ * a site of someone else's cannot be one of them).
+ */
+static bool
+host_is_loopback(const char *authority, bool listen_names)
+{
+	char		name[256];
+	size_t		len;
+
+	if (authority[0] == '[')
+	{
+		const char *close = strchr(authority, ']');
+		struct in6_addr a6;
+
+		if (close == NULL || (len = close - authority - 1) >= sizeof(name))
+			return false;
+		memcpy(name, authority + 1, len);
+		name[len] = '\0';
+		if (inet_pton(AF_INET6, name, &a6) != 1)
+			return false;
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+			(IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	}
+	len = strcspn(authority, ":");
+	if (len == 0 || len >= sizeof(name))
+		return false;
+	memcpy(name, authority, len);
+	name[len] = '\0';
+	{
+		struct in_addr a4;
+
+		if (inet_pton(AF_INET, name, &a4) == 1)
+			return (ntohl(a4.s_addr) >> 24) == 127;
+	}
+	if (name[len - 1] == '.')
+		name[--len] = '\0';
+	if (pg_strcasecmp(name, "localhost") == 0)
+		return true;
+	if (listen_names && len > 0)
+	{
+		char	   *raw = pstrdup(pgws_listen_addresses);
+		List	   *list;
+		ListCell   *lc;
+		bool		found = false;
+
+		if (SplitGUCList(raw, ',', &list))
+			foreach(lc, list)
+			{
+				const char *listen = (const char *) lfirst(lc);
+
+				if (strcmp(listen, "*") != 0 && pg_strcasecmp(listen, name) == 0)
+				{
+					found = true;
+					break;
+				}
+			}
+		list_free(list);
+		pfree(raw);
+		return found;
+	}
+	return false;
+}
+
+/*
+ * No name at all (HTTP/1.0) is not a browser, whose requests a web page
+ * can make, and so asks for this machine as much as a loopback name does.
+ */
+bool
+pgws_auth_local_host(const PgWsAuthRequest *req)
+{
+	return req->host == NULL ||
+		host_is_loopback(req->host, req->listen_names_are_loopback);
+}
+
+bool
+pgws_auth_anonymous_host(const PgWsAuthRequest *req, const char **reason)
+{
+	/* with tokens, or anonymous by choice, any name may be asked for */
+	if (pgws_auth_mode != PGWS_AUTH_NONE || pgws_allow_anonymous)
+		return true;
+	if (pgws_auth_local_host(req))
+		return true;
+	*reason = reason_host;
+	return false;
+}
 
 /*
  * May a browser on this origin subscribe?  Origins are compared whole and
  * case-insensitively (scheme and host are case-insensitive; browsers send
  * them lower case anyway).  The Origin header is what stops another web
- * site from subscribing with the cookies of a user who visits it.
+ * site from subscribing with the cookies of a user who visits it, and,
+ * without a token, from reading every event through the user's browser.
+ *
+ * pg_ws.allowed_origins, when set, lists them.  Otherwise, without tokens,
+ * only the server's own origin: a page pg_ws served (the console) or one
+ * served from the very host and port the request is for, which is pg_ws
+ * or the proxy in front of it; with tokens, any origin (the token decides).
  */
 static bool
-origin_allowed(const char *origin)
+origin_allowed(const char *origin, const char *host)
 {
 	char	   *raw;
 	List	   *list;
@@ -167,13 +271,29 @@ origin_allowed(const char *origin)
 	bool		found = false;
 	size_t		len;
 
-	if (pgws_allowed_origins[0] == '\0')
-		return true;
 	while (*origin == ' ' || *origin == '\t')
 		origin++;
 	len = strlen(origin);
 	while (len > 0 && (origin[len - 1] == ' ' || origin[len - 1] == '\t'))
 		len--;
+
+	if (pgws_allowed_origins[0] == '\0')
+	{
+		size_t		scheme;
+
+		if (pgws_auth_mode != PGWS_AUTH_NONE)
+			return true;
+		if (host == NULL)
+			return false;
+		if (pg_strncasecmp(origin, "http://", 7) == 0)
+			scheme = 7;
+		else if (pg_strncasecmp(origin, "https://", 8) == 0)
+			scheme = 8;
+		else
+			return false;		/* "null" too: a sandboxed or file: page */
+		return len - scheme == strlen(host) &&
+			pg_strncasecmp(origin + scheme, host, len - scheme) == 0;
+	}
 
 	raw = pstrdup(pgws_allowed_origins);
 	if (!SplitGUCList(raw, ',', &list))
@@ -608,9 +728,11 @@ pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now, PgWsGrant *grant,
 	old = MemoryContextSwitchTo(auth_context);
 
 	/* before the token: a page on a foreign site is refused outright */
-	if (req->origin != NULL && !origin_allowed(req->origin))
+	if (!pgws_auth_anonymous_host(req, reason))
+		status = 403;
+	else if (req->origin != NULL && !origin_allowed(req->origin, req->host))
 	{
-		*reason = reason_origin;
+		*reason = pgws_allowed_origins[0] == '\0' ? reason_own_origin : reason_origin;
 		status = 403;
 	}
 	else if (pgws_auth_mode == PGWS_AUTH_NONE)

@@ -17,6 +17,9 @@
  *	  pgws_auth_upgrade(); on non-zero, answer with that status (401 with
  *	  a WWW-Authenticate header from pgws_auth_challenge(), or 403) and the
  *	  reason, and do not upgrade; on 0 keep the grant with the subscriber;
+ *	- before answering any other request that serves something (a page,
+ *	  figures), ask pgws_auth_anonymous_host() and answer 403 with the
+ *	  reason when it says no;
  *	- send a subscriber only the events pgws_grant_allows() for its grant;
  *	- call pgws_auth_upgrade() and pgws_auth_message() in the memory
  *	  context the grant is to live in (the connection's): a grant's event
@@ -43,7 +46,7 @@
 
 #include "pg_ws.h"
 
-/* what an upgrade request carries; NULL when absent */
+/* what a request carries; NULL when absent */
 typedef struct PgWsAuthRequest
 {
 	const char *authorization;	/* Authorization header value */
@@ -51,6 +54,13 @@ typedef struct PgWsAuthRequest
 	const char *query;			/* the request target's query string
 								 * without '?', still percent-encoded */
 	const char *origin;			/* Origin header */
+	const char *host;			/* the authority the request is for, as
+								 * host[:port] (Host, or an absolute-form
+								 * target's), already checked for syntax;
+								 * NULL when it names none (HTTP/1.0) */
+	bool		listen_names_are_loopback;	/* the names in
+											 * pg_ws.listen_addresses resolve
+											 * to loopback addresses only */
 } PgWsAuthRequest;
 
 /* who a subscriber is and what it may receive */
@@ -70,9 +80,33 @@ typedef struct PgWsGrant
  * before is ignored); otherwise the HTTP status to refuse with (401 or 403)
  * and *reason, a short static text safe to send to the client and to log
  * (it never contains the token).  now is Unix seconds.
+ *
+ * 403 when the Host is refused (pgws_auth_anonymous_host), or the Origin:
+ * with pg_ws.allowed_origins set, an origin it does not list; without
+ * it, under pg_ws.auth = none, any origin but the server's own
+ * (http://HOST or https://HOST, HOST the request's); with tokens, none.
  */
 extern int	pgws_auth_upgrade(const PgWsAuthRequest *req, int64 now,
 							  PgWsGrant *grant, const char **reason);
+
+/*
+ * The anonymous default: with pg_ws.auth = none and pg_ws.allow_anonymous
+ * off, a request may be served only when it asks for this machine
+ * (pgws_auth_local_host); false, with *reason, when not.
+ * Browsers send the name of the page's site: this is what keeps a page of
+ * another site, whose name a DNS rebinding made 127.0.0.1, from reading.
+ * Always true with tokens, or with pg_ws.allow_anonymous = on.
+ */
+extern bool pgws_auth_anonymous_host(const PgWsAuthRequest *req,
+									 const char **reason);
+
+/*
+ * Does the request ask for this machine: a loopback name (localhost,
+ * 127.x.x.x, [::1], any port, or a name of pg_ws.listen_addresses when
+ * those resolve to loopback addresses only), or no name at all (HTTP/1.0
+ * without Host: no browser sends that)?
+ */
+extern bool pgws_auth_local_host(const PgWsAuthRequest *req);
 
 /*
  * Write into buf the value of the WWW-Authenticate header of a 401 refused

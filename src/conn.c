@@ -32,6 +32,12 @@
  * Opening and closing are logged at DEBUG1.  No line carries a token: reasons are static texts
  * and subjects are printable ASCII (auth.c).
  *
+ * Each connection has a memory context for what it keeps: its request head
+ * while it arrives (http.c frees it once answered, whatever the answer),
+ * and a subscriber's grant and filter, which pgws_conn_upgrade copies in
+ * from the request's own memory.  A connection that lingers after its
+ * answer keeps nothing of its request.
+ *
  * For pg_ws_connections and pg_ws_disconnect (connections.c), every
  * connection has an id that is never reused, and pgws_conn_snapshot()
  * describes them all.
@@ -267,6 +273,8 @@ conn_release(PgWsConn *conn)
 	MemoryContextDelete(conn->cxt);
 	conn->cxt = NULL;
 	conn->request = NULL;
+	conn->request_len = 0;
+	conn->request_cap = 0;
 	conn->reader.message = NULL;
 	ereport(DEBUG1,
 			(errmsg_internal("pg_ws connection %llu from %s closed",
@@ -320,10 +328,17 @@ half_close(PgWsConn *conn)
 												 LINGER_MS);
 }
 
-/* the 101 answer: from now on the connection is a subscriber */
+/*
+ * The 101 answer: from now on the connection is a subscriber.  What the
+ * upgrade decided is copied into the connection's context, the only
+ * memory of the request it keeps (http.c frees the rest).
+ */
 void
-pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)
+pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
+				  const PgWsUpgrade *up)
 {
+	MemoryContext old;
+
 	if (lws_write(conn->wsi, (uint8 *) answer, len, LWS_WRITE_RAW) != len)
 	{
 		conn_kill(conn);
@@ -332,16 +347,20 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len)
 	conn->state = CONN_OPEN;
 	conn->deadline = 0;
 	conn->last_heard = GetCurrentTimestamp();
-	if (conn->request)
-	{
-		pfree(conn->request->data);
-		pfree(conn->request);
-		conn->request = NULL;
-	}
+
+	old = MemoryContextSwitchTo(conn->cxt);
+	conn->sub.grant = up->grant;
+	pgws_event_set_copy(&conn->sub.grant.events, &up->grant.events);
+	pgws_event_set_copy(&conn->sub.filter, &up->filter);
+	conn->sub.filter_text = up->filter_text ? pstrdup(up->filter_text) : NULL;
+	conn->sub.resume = up->resume;
+	conn->sub.since = up->since;
+	conn->sub.epoch_matches = up->epoch_matches;
 	ereport(DEBUG1,
 			(errmsg_internal("pg_ws connection %llu from %s subscribed",
 							 (unsigned long long) conn->id, conn->peer)));
 	pgws_subscriber_open(conn);
+	MemoryContextSwitchTo(old);
 }
 
 /*

@@ -452,6 +452,29 @@ filter_array(const char *text, uint32 len)
 
 #define PG_WS_CONNECTIONS_COLS 12
 
+/*
+ * A token's expiry, Unix seconds (auth.c clamps exp to 2^60), as
+ * timestamptz.  time_t_to_timestamptz() multiplies without a check, so a
+ * far exp (1e13, year 318857) wrapped around to a date in 1970: past what
+ * timestamptz holds (the year 294276) it is 'infinity', which is what
+ * such a token means.
+ */
+static Datum
+expiry_datum(int64 unix_seconds)
+{
+	int64		pg_seconds = unix_seconds -
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+	TimestampTz ts;
+
+	if (pg_seconds >= END_TIMESTAMP / USECS_PER_SEC)
+		TIMESTAMP_NOEND(ts);
+	else if (pg_seconds < MIN_TIMESTAMP / USECS_PER_SEC)
+		TIMESTAMP_NOBEGIN(ts);
+	else
+		ts = pg_seconds * USECS_PER_SEC;
+	return TimestampTzGetDatum(ts);
+}
+
 /* one row of the snapshot into the tuplestore */
 static void
 put_row(ReturnSetInfo *rsinfo, const PgWsConnInfo *c, const char *filter)
@@ -471,7 +494,7 @@ put_row(ReturnSetInfo *rsinfo, const PgWsConnInfo *c, const char *filter)
 	nulls[i] = c->subject[0] == '\0';
 	values[i++] = CStringGetTextDatum(c->subject);
 	nulls[i] = c->token_expires == 0;
-	values[i++] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) c->token_expires));
+	values[i++] = expiry_datum(c->token_expires);
 	nulls[i] = !c->filtered;
 	values[i++] = c->filtered ? filter_array(filter, c->filter_len) : (Datum) 0;
 	values[i++] = Int64GetDatum((int64) c->messages_sent);

@@ -6,7 +6,8 @@
  *
  * This file owns the page and its answer.  It must not route requests
  * (http.c does, and hands GET / and HEAD / here only while
- * pgws_console_served()), keep connections (conn.c: the answer goes
+ * pgws_console_served() and, without tokens, only for a loopback Host, as
+ * auth.c decides), keep connections (conn.c: the answer goes
  * through pgws_conn_finish), or decide who may subscribe: the page is
  * static and holds no data; it subscribes to /ws/ like any other client,
  * with a token when pg_ws.auth asks for one (auth.c decides).

@@ -6,8 +6,11 @@
  *	  of /ws/.
  *
  * This file owns what pg_ws says over HTTP.  It must not keep connections
- * (conn.c does: the bytes it answers with go through pgws_conn_finish) nor
- * decide who may subscribe (it asks auth.c).
+ * (conn.c does: the bytes it answers with go through pgws_conn_finish, an
+ * upgrade through pgws_conn_upgrade) nor decide who may be served (it asks
+ * auth.c).  A request goes one way: its head is read (bounded), parsed,
+ * routed to an endpoint (the console, /health and /metrics, /ws/), the
+ * endpoint decides, and the connection acts on the answer.
  *
  * Every request gets a real HTTP/1.1 answer: a status line, a content
  * length and Connection: close, so that any client reports what went
@@ -17,11 +20,27 @@
  * and HEAD of / are the console page while pg_ws.console serves it
  * (console.c answers them; other methods on / get 405).  Otherwise only
  * GET is served (405), only /ws/ (404), only an Upgrade to websocket with
- * version 13 (400, 426), never h2c or HTTP/2 (400, 505).  The checks run
- * in that order, then the origin (403), the subprotocol (400, only "pg_ws"),
- * the token (401), and the query's since/epoch and events (400).  GET
- * /health and GET /metrics are metrics.c's.  Every refusal is counted and
- * logged by its reason, rate-limited (conn.c).
+ * version 13 (400, 426), never h2c or HTTP/2 (400, 505), and never with a
+ * body (400).  The checks run in that order, then the Host and the origin
+ * (403), the subprotocol (400, only "pg_ws"), the token (401), and the
+ * query's since/epoch and events (400).  GET /health and GET /metrics are
+ * metrics.c's.  Every refusal is counted and logged by its reason,
+ * rate-limited (conn.c).
+ *
+ * The parse follows RFC 9112 where a lenient reading would let a peer slip
+ * something past a check: a NUL anywhere in the head, a missing or
+ * repeated Host, a malformed Host, Content-Length or Transfer-Encoding
+ * where no body may be are 400s; empty lines before the request line are
+ * ignored (2.2); an absolute-form target (http://host/ws/) is routed by
+ * its path and its authority stands for the Host (3.2.2).
+ *
+ * Memory: a connection holds at most pg_ws.max_header_size bytes of its
+ * head while it arrives.  Everything parsing and deciding allocates goes
+ * to one context reset as soon as the answer is queued, and repeated
+ * headers are joined by appending, each into one buffer, so a request
+ * costs a small multiple of its head while it is handled and nothing once
+ * answered: a refused connection lingers with no trace of its request, and
+ * a subscriber keeps only its grant and its filter (conn.c copies them).
  *
  * src/http.c
  *
@@ -38,6 +57,15 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /* more patterns than this in ?events= is not a subscription */
 #define MAX_FILTER_PATTERNS 64
+/* the first allocation of a request head; it grows to max_header_size */
+#define REQUEST_INITIAL_SIZE 1024
+
+/*
+ * Where parsing and deciding a request allocate: reset once it is answered
+ * (pgws_http_request), so that nothing of a request outlives its answer
+ * but what pgws_conn_upgrade copies into a subscriber's own context.
+ */
+static MemoryContext request_context = NULL;
 
 /* the headers pg_ws reads; lists are joined with ", ", cookies with "; " */
 typedef struct HttpRequest
@@ -47,6 +75,9 @@ typedef struct HttpRequest
 	char	   *version;
 	char	   *path;
 	char	   *query;			/* after '?', or NULL */
+	char	   *authority;		/* what the request is for: an absolute-form
+								 * target's authority, else Host (NULL
+								 * without one, in HTTP/1.0 only) */
 	char	   *host;
 	char	   *upgrade;
 	char	   *connection;
@@ -56,6 +87,8 @@ typedef struct HttpRequest
 	char	   *origin;
 	char	   *authorization;
 	char	   *cookie;
+	char	   *content_length;
+	char	   *transfer_encoding;
 } HttpRequest;
 
 typedef enum HeaderKind
@@ -65,6 +98,14 @@ typedef enum HeaderKind
 	HEADER_COOKIE				/* may repeat, joined with "; " */
 } HeaderKind;
 
+/*
+ * What RFC 9110 says of each when repeated: Host (RFC 9112 3.2), Origin
+ * (RFC 6454 7.3), Content-Length (RFC 9112 6.3) and the WebSocket key and
+ * version are single values; Upgrade, Connection, Transfer-Encoding and
+ * Sec-WebSocket-Protocol are lists (5.3), so repeats join with ", ";
+ * cookies join with "; " (RFC 6265 5.4).  Authorization is single too:
+ * two credentials are two answers to one question.
+ */
 static const struct
 {
 	const char *name;
@@ -81,6 +122,8 @@ static const struct
 	{"origin", offsetof(HttpRequest, origin), HEADER_SINGLE},
 	{"authorization", offsetof(HttpRequest, authorization), HEADER_SINGLE},
 	{"cookie", offsetof(HttpRequest, cookie), HEADER_COOKIE},
+	{"content-length", offsetof(HttpRequest, content_length), HEADER_SINGLE},
+	{"transfer-encoding", offsetof(HttpRequest, transfer_encoding), HEADER_LIST},
 };
 
 static const char *
@@ -226,21 +269,110 @@ next_line(char **cursor)
 }
 
 /*
- * Parse the request head (NUL-terminated, without its final empty line).
- * Returns 0, or the status to refuse with and *error.
+ * Is s[0..len) an authority as Host carries it (RFC 9110 7.2, RFC 3986
+ * 3.2.2): a host (a reg-name, an IPv4 address or a bracketed IPv6 one),
+ * not empty, and an optional port of digits?  No userinfo.
+ */
+static bool
+authority_valid(const char *s, size_t len)
+{
+	const char *p = s;
+	const char *end = s + len;
+
+	if (len == 0 || len > 255)
+		return false;
+	if (*p == '[')
+	{
+		for (p++; p < end && *p != ']'; p++)
+			if (!isxdigit((unsigned char) *p) && *p != ':' && *p != '.')
+				return false;
+		if (p >= end || p == s + 1)
+			return false;
+		p++;
+	}
+	else
+	{
+		const char *host = p;
+
+		for (; p < end && *p != ':'; p++)
+			if (!isalnum((unsigned char) *p) && strchr("-._~%!$&'()*+,;=", *p) == NULL)
+				return false;
+		if (p == host)
+			return false;
+	}
+	if (p < end)
+	{
+		if (*p++ != ':' || end - p > 5)
+			return false;
+		for (; p < end; p++)
+			if (!isdigit((unsigned char) *p))
+				return false;
+	}
+	return true;
+}
+
+/*
+ * An absolute-form request target (RFC 9112 3.2.2), http://host[:port]
+ * followed by the path and query: its authority stands for the Host, and
+ * the rest is routed as an origin-form target would be.  Returns false
+ * for a target of another scheme or with a malformed authority.
+ */
+static bool
+split_absolute_target(HttpRequest *req)
+{
+	char	   *t = req->target;
+	char	   *authority;
+	char	   *rest;
+
+	if (pg_strncasecmp(t, "http://", 7) == 0)
+		authority = t + 7;
+	else if (pg_strncasecmp(t, "https://", 8) == 0)
+		authority = t + 8;
+	else
+		return false;
+	rest = authority + strcspn(authority, "/?#");
+	if (!authority_valid(authority, rest - authority))
+		return false;
+	req->authority = pnstrdup(authority, rest - authority);
+	/* an empty path is "/" (RFC 9112 3.2.1) */
+	req->target = *rest == '/' ? rest : psprintf("/%s", rest);
+	return true;
+}
+
+/*
+ * Parse the request head (head_len bytes, without its final empty line,
+ * NUL-terminated) in place.  Returns 0, or the status to refuse with and
+ * *error.  Allocates in the current memory context (request_context), a
+ * bounded amount: repeated headers are appended each to one buffer, never
+ * copied per occurrence.
  */
 static int
-parse_request(char *head, HttpRequest *req, const char **error)
+parse_request(char *head, size_t head_len, HttpRequest *req, const char **error)
 {
 	char	   *cursor = head;
-	char	   *line = next_line(&cursor);
+	char	   *line;
 	char	   *sp1;
 	char	   *sp2;
 	char	   *p;
+	StringInfoData joined[lengthof(known_headers)];
+	bool		repeated[lengthof(known_headers)];
+	int			i;
 
 	memset(req, 0, sizeof(*req));
+	memset(repeated, 0, sizeof(repeated));
+
+	/*
+	 * Lines are C strings from here on: a NUL in the head would end one
+	 * early and hide whatever follows it from every check.
+	 */
+	if (memchr(head, '\0', head_len) != NULL)
+	{
+		*error = "NUL byte in the request head";
+		return 400;
+	}
 
 	/* request-line = method SP request-target SP HTTP-version */
+	line = next_line(&cursor);
 	sp1 = strchr(line, ' ');
 	sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
 	if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL ||
@@ -284,7 +416,6 @@ parse_request(char *head, HttpRequest *req, const char **error)
 		char	   *colon = strchr(line, ':');
 		char	   *value;
 		char	   *end;
-		int			i;
 
 		if (colon == NULL || colon == line)
 		{
@@ -323,17 +454,68 @@ parse_request(char *head, HttpRequest *req, const char **error)
 				*field = value;
 			else if (known_headers[i].kind == HEADER_SINGLE)
 			{
-				*error = "a header that may appear once appears twice";
+				*error = pg_strcasecmp(line, "host") == 0 ?
+					"more than one Host header" :
+					"a header that may appear once appears twice";
 				return 400;
 			}
 			else
-				*field = psprintf("%s%s%s", *field,
-								  known_headers[i].kind == HEADER_COOKIE ? "; " : ", ",
-								  value);
+			{
+				/* one buffer per header, appended to: linear in the head */
+				if (!repeated[i])
+				{
+					initStringInfo(&joined[i]);
+					appendStringInfoString(&joined[i], *field);
+					repeated[i] = true;
+				}
+				appendStringInfoString(&joined[i],
+									   known_headers[i].kind == HEADER_COOKIE ? "; " : ", ");
+				appendStringInfoString(&joined[i], value);
+				*field = joined[i].data;
+			}
 			break;
 		}
 	}
 
+	/*
+	 * RFC 9112 3.2: an HTTP/1.1 request without Host, or with a malformed
+	 * one, is a 400; Host says which server the request is for, and the
+	 * anonymous default (auth.c) decides by it.
+	 */
+	if (req->host == NULL && strcmp(req->version, "HTTP/1.1") == 0)
+	{
+		*error = "an HTTP/1.1 request needs a Host header";
+		return 400;
+	}
+	if (req->host != NULL && !authority_valid(req->host, strlen(req->host)))
+	{
+		*error = "malformed Host header";
+		return 400;
+	}
+	req->authority = req->host;
+
+	/* RFC 9112 6.3: a Content-Length that is not a number cannot be read */
+	if (req->content_length != NULL &&
+		(req->content_length[0] == '\0' ||
+		 strspn(req->content_length, "0123456789") != strlen(req->content_length)))
+	{
+		*error = "malformed Content-Length";
+		return 400;
+	}
+	/* both at once is how requests are smuggled past proxies (6.1) */
+	if (req->content_length != NULL && req->transfer_encoding != NULL)
+	{
+		*error = "Content-Length and Transfer-Encoding together";
+		return 400;
+	}
+
+	/* origin-form, or absolute-form: its authority stands for the Host */
+	if (req->target[0] != '/' && strstr(req->target, "://") != NULL &&
+		!split_absolute_target(req))
+	{
+		*error = "malformed request target: pg_ws serves http:// and https:// targets only";
+		return 400;
+	}
 	req->path = req->target;
 	p = strchr(req->target, '?');
 	if (p)
@@ -380,7 +562,7 @@ ws_accept(const char *key, char *accept, size_t size)
  * Returns false, having refused the request, when they make no sense.
  */
 static bool
-read_resume(PgWsConn *conn, const char *query)
+read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 {
 	char	   *since;
 	char	   *epoch;
@@ -389,7 +571,7 @@ read_resume(PgWsConn *conn, const char *query)
 	char	   *end;
 	uint64		value;
 
-	conn->sub.resume = false;
+	up->resume = false;
 	if (query == NULL)
 		return true;
 	since = pgws_query_param(query, "since", &bad_since);
@@ -412,9 +594,9 @@ read_resume(PgWsConn *conn, const char *query)
 						 "since needs the epoch of the event it was taken from (&epoch=)");
 		return false;
 	}
-	conn->sub.resume = true;
-	conn->sub.since = value;
-	conn->sub.epoch_matches = strcmp(epoch, pgws_broadcast_epoch()) == 0;
+	up->resume = true;
+	up->since = value;
+	up->epoch_matches = strcmp(epoch, pgws_broadcast_epoch()) == 0;
 	return true;
 }
 
@@ -428,7 +610,7 @@ read_resume(PgWsConn *conn, const char *query)
  * so that a typo of that kind does not quietly subscribe to nothing.
  */
 static bool
-read_events_filter(PgWsConn *conn, const char *query)
+read_events_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 {
 	static const char bad_filter[] =
 		"events must list at most 64 event names or prefixes ending in '*', separated by commas (as in events=client_create,employee_*); a name is a lower-case letter followed by lower-case letters, digits and underscores";
@@ -438,9 +620,9 @@ read_events_filter(PgWsConn *conn, const char *query)
 	int			npatterns = 0;
 	PgWsEventSet set;
 
-	/* in the connection's context: the filter lives as long as it */
-	pgws_event_set_init(&conn->sub.filter, true);
-	conn->sub.filter_text = NULL;
+	/* in the request's memory: pgws_conn_upgrade copies what it keeps */
+	pgws_event_set_init(&up->filter, true);
+	up->filter_text = NULL;
 	if (query == NULL)
 		return true;
 	filter = pgws_query_param(query, "events", &malformed);
@@ -468,98 +650,115 @@ read_events_filter(PgWsConn *conn, const char *query)
 		pgws_http_refuse(conn, 400, NULL, bad_filter);
 		return false;
 	}
-	conn->sub.filter = set;
-	/* for pg_ws_connections; in the connection's context, as filter is */
-	conn->sub.filter_text = set.all ? NULL : filter;
+	up->filter = set;
+	/* for pg_ws_connections */
+	up->filter_text = set.all ? NULL : filter;
 	return true;
 }
 
-/* route a complete request: an answer, or the upgrade of /ws/ */
+/*
+ * The request's parts auth.c decides by.  The names in
+ * pg_ws.listen_addresses count as loopback names only while the worker
+ * listens on loopback addresses alone (it checked what they resolve to).
+ */
 static void
-route(PgWsConn *conn, char *head)
+auth_request(const HttpRequest *req, PgWsAuthRequest *areq)
 {
-	HttpRequest req;
+	areq->origin = req->origin;
+	areq->authorization = req->authorization;
+	areq->cookie = req->cookie;
+	areq->query = req->query;
+	areq->host = req->authority;
+	areq->listen_names_are_loopback = pgws_worker_listens_on_loopback_only();
+}
+
+/*
+ * An endpoint other than /ws/ under the anonymous default: the Host must be
+ * a loopback name (auth.c), so that a page of another site that a DNS
+ * rebinding pointed at 127.0.0.1 reads nothing.  Returns false, having
+ * refused the request, when it is not.
+ */
+static bool
+host_allowed(PgWsConn *conn, const HttpRequest *req)
+{
+	PgWsAuthRequest areq;
+	const char *reason;
+
+	auth_request(req, &areq);
+	if (pgws_auth_anonymous_host(&areq, &reason))
+		return true;
+	pgws_http_refuse(conn, 403, NULL, reason);
+	return false;
+}
+
+/* GET /ws/: the WebSocket upgrade, or why not */
+static void
+upgrade(PgWsConn *conn, const HttpRequest *req)
+{
 	const char *error = NULL;
 	int			status;
 	char		accept[64];
 	char		buf[LWS_PRE + 512];
 	bool		with_protocol;
 	PgWsAuthRequest areq;
+	PgWsUpgrade up;
 	int			n;
 
-	status = parse_request(head, &req, &error);
-	if (status != 0)
-	{
-		pgws_http_refuse(conn, status, NULL, error);
-		return;
-	}
-	/* the console page (console.c); with pg_ws.console off, / is a 404 */
-	if (strcmp(req.path, "/") == 0 && pgws_console_served())
-	{
-		if (strcmp(req.method, "GET") == 0 || strcmp(req.method, "HEAD") == 0)
-			pgws_console_answer(conn, strcmp(req.method, "HEAD") == 0, req.host);
-		else
-			pgws_http_refuse(conn, 405, "Allow: GET, HEAD\r\n",
-							 "method not allowed: / is the pg_ws console page (GET)");
-		return;
-	}
-	if (strcmp(req.method, "GET") != 0)
-	{
-		pgws_http_refuse(conn, 405, "Allow: GET\r\n",
-						 "method not allowed: pg_ws serves GET /ws/ (a WebSocket upgrade)");
-		return;
-	}
-	if (pgws_metrics_route(conn, req.path))
-		return;
-	if (strcmp(req.path, "/ws/") != 0)
-	{
-		pgws_http_refuse(conn, 404, NULL, "not found: the pg_ws endpoint is /ws/");
-		return;
-	}
-	if (req.upgrade == NULL)
+	if (req->upgrade == NULL)
 	{
 		pgws_http_refuse(conn, 400, NULL,
 						 "/ws/ is a WebSocket endpoint: connect with a WebSocket client");
 		return;
 	}
-	if (!list_has_token(req.upgrade, "websocket", true))
+	if (!list_has_token(req->upgrade, "websocket", true))
 	{
 		pgws_http_refuse(conn, 400, NULL,
 						 "pg_ws upgrades only to websocket (Upgrade: websocket)");
 		return;
 	}
-	if (strcmp(req.version, "HTTP/1.1") != 0)
+	if (strcmp(req->version, "HTTP/1.1") != 0)
 	{
 		pgws_http_refuse(conn, 400, NULL, "a WebSocket upgrade needs HTTP/1.1");
 		return;
 	}
-	if (req.connection == NULL || !list_has_token(req.connection, "upgrade", true))
+	if (req->connection == NULL || !list_has_token(req->connection, "upgrade", true))
 	{
 		pgws_http_refuse(conn, 400, NULL,
 						 "a WebSocket upgrade needs Connection: Upgrade");
 		return;
 	}
-	if (req.ws_version == NULL || strcmp(req.ws_version, "13") != 0)
+	if (req->ws_version == NULL || strcmp(req->ws_version, "13") != 0)
 	{
 		pgws_http_refuse(conn, 426, "Sec-WebSocket-Version: 13\r\n",
 						 "pg_ws speaks WebSocket version 13 (RFC 6455)");
 		return;
 	}
-	if (req.ws_key == NULL || !ws_key_valid(req.ws_key))
+	if (req->ws_key == NULL || !ws_key_valid(req->ws_key))
 	{
 		pgws_http_refuse(conn, 400, NULL, "missing or malformed Sec-WebSocket-Key");
 		return;
 	}
 
 	/*
-	 * Who may subscribe (auth.c): the origin (403), then the token (401).
-	 * The grant it makes goes with the connection.
+	 * Bytes after the head are WebSocket frames once upgraded: a body
+	 * announced with the upgrade would be read as frames (RFC 6455 4.1: the
+	 * handshake is a GET without one).
 	 */
-	areq.origin = req.origin;
-	areq.authorization = req.authorization;
-	areq.cookie = req.cookie;
-	areq.query = req.query;
-	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &conn->sub.grant, &error);
+	if (req->transfer_encoding != NULL ||
+		(req->content_length != NULL &&
+		 strspn(req->content_length, "0") != strlen(req->content_length)))
+	{
+		pgws_http_refuse(conn, 400, NULL,
+						 "a WebSocket upgrade has no body (no Content-Length or Transfer-Encoding)");
+		return;
+	}
+
+	/*
+	 * Who may subscribe (auth.c): the Host and the origin (403), then the
+	 * token (401).  The grant it makes goes with the connection.
+	 */
+	auth_request(req, &areq);
+	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &up.grant, &error);
 	if (status == 403)
 	{
 		pgws_http_refuse(conn, 403, NULL, error);
@@ -570,8 +769,8 @@ route(PgWsConn *conn, char *head)
 	 * Only "pg_ws" may be selected.  libwebsockets dropped connections
 	 * asking for others; we say why instead.
 	 */
-	with_protocol = req.ws_protocol != NULL;
-	if (with_protocol && !list_has_token(req.ws_protocol, "pg_ws", false))
+	with_protocol = req->ws_protocol != NULL;
+	if (with_protocol && !list_has_token(req->ws_protocol, "pg_ws", false))
 	{
 		pgws_http_refuse(conn, 400, NULL,
 						 "unsupported WebSocket subprotocol: connect without Sec-WebSocket-Protocol, or ask for \"pg_ws\"");
@@ -589,10 +788,11 @@ route(PgWsConn *conn, char *head)
 	}
 	Assert(status == 0);
 
-	if (!read_resume(conn, req.query) || !read_events_filter(conn, req.query))
+	if (!read_resume(conn, req->query, &up) ||
+		!read_events_filter(conn, req->query, &up))
 		return;
 
-	if (!ws_accept(req.ws_key, accept, sizeof(accept)))
+	if (!ws_accept(req->ws_key, accept, sizeof(accept)))
 	{
 		pgws_http_refuse(conn, 400, NULL, "could not compute Sec-WebSocket-Accept");
 		return;
@@ -605,83 +805,209 @@ route(PgWsConn *conn, char *head)
 				 "%s"
 				 "\r\n",
 				 accept, with_protocol ? "Sec-WebSocket-Protocol: pg_ws\r\n" : "");
-	pgws_conn_upgrade(conn, (uint8 *) buf + LWS_PRE, n);
+	pgws_conn_upgrade(conn, (uint8 *) buf + LWS_PRE, n, &up);
+}
+
+/* route a parsed request to its endpoint, which answers or upgrades */
+static void
+route(PgWsConn *conn, const HttpRequest *req)
+{
+	/* the console page (console.c); with pg_ws.console off, / is a 404 */
+	if (strcmp(req->path, "/") == 0 && pgws_console_served())
+	{
+		if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+			pgws_http_refuse(conn, 405, "Allow: GET, HEAD\r\n",
+							 "method not allowed: / is the pg_ws console page (GET)");
+		else if (host_allowed(conn, req))
+			pgws_console_answer(conn, strcmp(req->method, "HEAD") == 0,
+								req->authority);
+		return;
+	}
+	if (strcmp(req->method, "GET") != 0)
+	{
+		pgws_http_refuse(conn, 405, "Allow: GET\r\n",
+						 "method not allowed: pg_ws serves GET /ws/ (a WebSocket upgrade)");
+		return;
+	}
+	if (pgws_metrics_path(req->path))
+	{
+		if (host_allowed(conn, req))
+		{
+			PgWsAuthRequest areq;
+
+			auth_request(req, &areq);
+			pgws_metrics_answer(conn, req->path, &areq);
+		}
+		return;
+	}
+	if (strcmp(req->path, "/ws/") != 0)
+	{
+		pgws_http_refuse(conn, 404, NULL, "not found: the pg_ws endpoint is /ws/");
+		return;
+	}
+	upgrade(conn, req);
 }
 
 /*
- * Bytes of a connection still reading its request.  The request is kept
- * until its head is complete (or too large), then routed; bytes after the
- * head go to the WebSocket reader once upgraded.
+ * RFC 9112 2.2: empty lines before the request line are ignored.  Returns
+ * how many bytes of data start with them (and drops a CR the previous
+ * chunk ended with, when this one brings its LF).  Skipped bytes are never
+ * kept, so a peer that sends nothing else holds no memory, only its socket
+ * until pg_ws.handshake_timeout.
+ */
+static size_t
+skip_empty_lines(PgWsConn *conn, const uint8 *data, size_t len)
+{
+	size_t		i = 0;
+
+	if (conn->request_len == 1 && conn->request[0] == '\r' && len > 0 &&
+		data[0] == '\n')
+	{
+		conn->request_len = 0;
+		i = 1;
+	}
+	if (conn->request_len != 0)
+		return i;
+	while (i < len)
+	{
+		if (data[i] == '\n')
+			i++;
+		else if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n')
+			i += 2;
+		else
+			break;
+	}
+	return i;
+}
+
+/*
+ * Keep n more bytes of the head, in the connection's context.  The buffer
+ * grows by doubling up to limit bytes, never beyond, so that a connection
+ * reading its request holds at most pg_ws.max_header_size and a little.
+ */
+static void
+request_append(PgWsConn *conn, const uint8 *data, int n, int limit)
+{
+	if (conn->request_len + n > conn->request_cap)
+	{
+		int			cap = Max(conn->request_cap, REQUEST_INITIAL_SIZE);
+
+		while (cap < conn->request_len + n)
+			cap *= 2;
+		cap = Min(cap, limit);
+		if (conn->request == NULL)
+			conn->request = MemoryContextAlloc(conn->cxt, cap);
+		else
+			conn->request = repalloc(conn->request, cap);
+		conn->request_cap = cap;
+	}
+	memcpy(conn->request + conn->request_len, data, n);
+	conn->request_len += n;
+}
+
+/* the head has been answered: nothing of it stays with the connection */
+static void
+request_done(PgWsConn *conn)
+{
+	if (conn->request != NULL)
+		pfree(conn->request);
+	conn->request = NULL;
+	conn->request_len = 0;
+	conn->request_cap = 0;
+	MemoryContextReset(request_context);
+}
+
+/*
+ * Bytes of a connection still reading its request.  The head is kept
+ * until it is complete (or too large), then parsed, routed and answered;
+ * bytes after the head go to the WebSocket reader once upgraded.
  */
 void
 pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 {
-	StringInfo	req;
-	int			old_len;
-	int			search_from;
 	int			max_head = pgws_max_header_size;
-	char	   *end = NULL;
-	int			head_len;
+	int			limit = max_head + 4;	/* the head and its blank line */
+	int			old_len;
+	int			take;
+	int			search_from;
+	int			end = -1;
+	int			i;
+	size_t		skipped;
+	size_t		rest;
+	HttpRequest req;
+	const char *error = NULL;
+	int			status;
 	MemoryContext old;
 
-	old = MemoryContextSwitchTo(conn->cxt);
-	if (conn->request == NULL)
-		conn->request = makeStringInfo();
-	req = conn->request;
+	if (request_context == NULL)
+		request_context = AllocSetContextCreate(TopMemoryContext,
+												"pg_ws request",
+												ALLOCSET_DEFAULT_SIZES);
+
+	skipped = skip_empty_lines(conn, data, len);
+	data += skipped;
+	len -= skipped;
+	if (len == 0)
+		return;
 
 	/* never keep more than the largest head allowed, and its blank line */
-	old_len = req->len;
-	appendBinaryStringInfo(req, (const char *) data,
-						   (int) Min(len, (size_t) (max_head + 4 - old_len)));
+	old_len = conn->request_len;
+	take = old_len >= limit ? 0 : (int) Min(len, (size_t) (limit - old_len));
+	request_append(conn, data, take, limit);
 
-	/* the blank line ending the head: CRLF CRLF or, leniently, LF LF */
-	search_from = Max(old_len - 3, 0);
-	for (head_len = search_from; head_len < req->len; head_len++)
+	/*
+	 * The empty line ending the head: CRLF, or LF alone, right after the
+	 * last header line's own CRLF or LF (RFC 9112 2.2 lets a recipient take
+	 * a lone LF for a line's end; then it does so everywhere).
+	 */
+	search_from = Max(old_len - 2, 0);
+	for (i = search_from; i < conn->request_len; i++)
 	{
-		char		c = req->data[head_len];
+		const char *r = conn->request;
 
-		if (c != '\n')
+		if (r[i] != '\n')
 			continue;
-		if (head_len >= 1 && req->data[head_len - 1] == '\n')
+		if ((i >= 1 && r[i - 1] == '\n') ||
+			(i >= 2 && r[i - 1] == '\r' && r[i - 2] == '\n'))
 		{
-			end = req->data + head_len + 1;
-			break;
-		}
-		if (head_len >= 3 && req->data[head_len - 1] == '\r' &&
-			req->data[head_len - 2] == '\n' && req->data[head_len - 3] == '\r')
-		{
-			end = req->data + head_len + 1;
+			end = i + 1;
 			break;
 		}
 	}
 
-	if (end == NULL || end - req->data > max_head)
+	if (end < 0 || end > max_head)
 	{
-		if (req->len > max_head)
+		if (end > max_head || conn->request_len > max_head)
+		{
 			pgws_http_refuse(conn, 431, NULL,
 							 "request header fields too large: pg_ws.max_header_size exceeded");
-		MemoryContextSwitchTo(old);
+			request_done(conn);
+		}
 		return;
 	}
 
-	{
-		char	   *head = req->data;
-		/* the bytes of this chunk after the head: frames sent eagerly */
-		size_t		rest = len - ((end - req->data) - old_len);
+	/* the bytes of this chunk after the head: frames sent eagerly */
+	rest = len - (size_t) (end - old_len);
 
-		/* cut the final empty line; skip empty lines before the request */
-		head_len = end - req->data;
+	/* parse, route and decide in the request's memory */
+	old = MemoryContextSwitchTo(request_context);
+	{
+		char	   *head = conn->request;
+		int			head_len = end;
+
+		/* cut the final empty line */
 		while (head_len > 0 && (head[head_len - 1] == '\n' || head[head_len - 1] == '\r'))
 			head_len--;
-		while (head_len > 0 && (*head == '\r' || *head == '\n'))
-		{
-			head++;
-			head_len--;
-		}
 		head[head_len] = '\0';
-		route(conn, head);
-		if (conn->state == CONN_OPEN && rest > 0)
-			pgws_ws_read(conn, data + len - rest, rest);
+		status = parse_request(head, head_len, &req, &error);
+		if (status != 0)
+			pgws_http_refuse(conn, status, NULL, error);
+		else
+			route(conn, &req);
 	}
 	MemoryContextSwitchTo(old);
+	request_done(conn);
+
+	if (conn->state == CONN_OPEN && rest > 0)
+		pgws_ws_read(conn, data + len - rest, rest);
 }

@@ -20,7 +20,9 @@
  * The worker itself not running needs no answer: nothing listens then.
  *
  * Who may read them is pg_ws.monitoring: off (404, as for any other path),
- * local (loopback peers; 403 for others) or on.  They show operational
+ * local (loopback peers asking for a loopback Host; 403 for others) or on.
+ * Under the anonymous default (auth.c) a Host that is not loopback is
+ * refused before it gets here, whatever pg_ws.monitoring says.  They show operational
  * figures only, never rows, tokens or subjects; but how many people are
  * connected and how many events flow is the application's business, so
  * the default is local.
@@ -206,24 +208,32 @@ metrics(PgWsConn *conn)
 }
 
 bool
-pgws_metrics_route(PgWsConn *conn, const char *path)
+pgws_metrics_path(const char *path)
 {
-	bool		is_health = strcmp(path, "/health") == 0;
-
-	if (!is_health && strcmp(path, "/metrics") != 0)
+	if (strcmp(path, "/health") != 0 && strcmp(path, "/metrics") != 0)
 		return false;
-	if (pgws_monitoring == PGWS_MONITORING_OFF)
-		return false;			/* not found, like any other path */
+	/* off: not found, like any other path */
+	return pgws_monitoring != PGWS_MONITORING_OFF;
+}
+
+void
+pgws_metrics_answer(PgWsConn *conn, const char *path, const PgWsAuthRequest *areq)
+{
+	/*
+	 * local: this machine's peers, asking for a loopback name.  A browser on
+	 * this machine is a loopback peer too, and a page of another site can
+	 * make it ask for its own name resolved to 127.0.0.1 (DNS rebinding):
+	 * the Host tells those apart.
+	 */
 	if (pgws_monitoring == PGWS_MONITORING_LOCAL &&
-		!pgws_peer_is_loopback(&conn->key))
+		(!pgws_peer_is_loopback(&conn->key) || !pgws_auth_local_host(areq)))
 	{
 		pgws_http_refuse(conn, 403, NULL,
-						 "forbidden: /health and /metrics are served to loopback peers only (pg_ws.monitoring = local)");
-		return true;
+						 "forbidden: /health and /metrics are served to loopback peers asking for a loopback host name only (pg_ws.monitoring = local)");
+		return;
 	}
-	if (is_health)
+	if (strcmp(path, "/health") == 0)
 		health(conn);
 	else
 		metrics(conn);
-	return true;
 }

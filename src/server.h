@@ -140,8 +140,12 @@ typedef struct PgWsConn
 	int			peer_port;
 	const char *refusal;		/* over a limit: answer 503 */
 	TimestampTz deadline;		/* of the request, the linger; 0 = none */
-	MemoryContext cxt;			/* everything this connection allocates */
-	StringInfo	request;		/* the HTTP request, while it arrives */
+	MemoryContext cxt;			/* everything this connection keeps */
+	char	   *request;		/* the HTTP request head while it arrives
+								 * (in cxt, at most pg_ws.max_header_size
+								 * and its blank line); NULL once answered */
+	int			request_len;
+	int			request_cap;
 
 	/* WebSocket, once upgraded */
 	PgWsFrameReader reader;
@@ -159,6 +163,22 @@ typedef struct PgWsConn
 	PgWsSubscriber sub;
 } PgWsConn;
 
+/*
+ * What an accepted upgrade hands to its connection: http.c decides,
+ * pgws_conn_upgrade acts.  The grant's and the filter's patterns and
+ * filter_text are in the request's memory, which is reset once the
+ * request is answered: conn.c copies them into the connection's.
+ */
+typedef struct PgWsUpgrade
+{
+	PgWsGrant	grant;			/* what its token allows (auth.c) */
+	PgWsEventSet filter;		/* its ?events=; every event without one */
+	const char *filter_text;	/* ?events= as given; NULL without one */
+	bool		resume;			/* ?since=&epoch= */
+	uint64		since;
+	bool		epoch_matches;
+} PgWsUpgrade;
+
 /* conn.c */
 extern void pgws_conn_init(void);
 /* beyond the limits, sockets accepted only to be answered 503 */
@@ -172,7 +192,8 @@ extern int	pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 extern void pgws_conn_housekeeping(TimestampTz now);
 extern void pgws_conn_close_all(uint16 code, const char *reason);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
-extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len);
+extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
+							  const PgWsUpgrade *up);
 extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
 
 /*
@@ -229,8 +250,14 @@ extern void pgws_subscriber_close(PgWsConn *conn);
 extern uint64 pgws_subscriber_pending_bytes(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
 
-/* metrics.c: GET /health and GET /metrics; false for any other path */
-extern bool pgws_metrics_route(PgWsConn *conn, const char *path);
+/*
+ * metrics.c: is path /health or /metrics, served while pg_ws.monitoring
+ * is not off?  Then pgws_metrics_answer() answers it (or refuses it,
+ * pg_ws.monitoring = local, to a peer or a Host that is not loopback).
+ */
+extern bool pgws_metrics_path(const char *path);
+extern void pgws_metrics_answer(PgWsConn *conn, const char *path,
+								const PgWsAuthRequest *areq);
 
 /*
  * worker.c: does pg_ws.database name another database than the one served

@@ -736,6 +736,34 @@ async def test_sign_token_sql(ctx):
     check(events_of(s) == ['employee_create'], 'got %s' % events_of(s))
 
 
+async def test_token_expires_far(ctx):
+    """pg_ws_connections.token_expires is exp plus pg_ws.jwt_leeway for
+    every exp a token may carry: the right date as far as timestamptz
+    goes (the year 294276), 'infinity' past it.  (1.2 multiplied without
+    a check, and exp 1e13 showed a date in 1970.)"""
+    await cluster(ctx, 'jwt')
+    conn = await ctx.aconn(timezone='UTC')
+    # the last minute timestamptz holds, as Unix seconds
+    edge = int((await asql(conn, "SELECT extract(epoch FROM '294276-12-31 23:59:00+00'::timestamptz)"))[0][0])
+    cases = [
+        ('exp 2100', 4102444800, '2100-01-01 00:00:10+00'),
+        ('exp 1e11', 10 ** 11, '5138-11-16 09:46:50+00'),
+        ('exp at the edge', edge - LEEWAY, '294276-12-31 23:59:00+00'),
+        ('exp past the edge', edge + 60, 'infinity'),
+        ('exp 1e13', 10 ** 13, 'infinity'),
+        ('exp 2^62', 2 ** 62, 'infinity'),
+        ('exp 1e300, a float', 1e300, 'infinity'),
+    ]
+    for k, (what, exp, _) in enumerate(cases):
+        await subscribe(ctx, hs(exp=exp, sub='far-%d' % k))
+    rows = dict(await asql(conn, "SELECT subject, token_expires::text FROM pg_ws_connections"
+                                 " WHERE subject LIKE 'far-%'"))
+    wrong = ['%s: token_expires %r, expected %r' % (what, rows.get('far-%d' % k), want)
+             for k, (what, exp, want) in enumerate(cases) if rows.get('far-%d' % k) != want]
+    check(not wrong, *wrong)
+    return ', '.join('%s: %s' % (what, want) for what, _, want in cases[2:5])
+
+
 async def test_reload_turns_auth_on(ctx):
     """With pg_ws.auth none everyone may subscribe (origins still apply);
     a reload to jwt closes those without a token (4001), refuses new ones
@@ -814,6 +842,8 @@ TESTS = [
     ('an auth message with a bad token closes with 4001', test_auth_message_rejected, 30),
     ('allowed_origins: 403 for others, before the token; no Origin is fine', test_origins, 30),
     ('a token minted by pg_ws_sign_token() in SQL is accepted', test_sign_token_sql, 30),
+    ('pg_ws_connections.token_expires: far exp values, then infinity past timestamptz',
+     test_token_expires_far, 30),
     ('a reload to pg_ws.auth jwt closes and refuses subscribers without a token',
      test_reload_turns_auth_on, 60),
     ('the secrets and the tokens never reach the server log', test_no_secrets_in_log, 20),

@@ -8,6 +8,13 @@ JSON.parse and posts it back to a small HTTP server run by this script.
 The browser must see the same frames, in the same order, as a Python
 subscriber connected at the same time, and nothing of rolled-back work.
 
+The page comes from another origin than pg_ws's (another port), which
+pg_ws lets subscribe only when pg_ws.allowed_origins names it (issue 15):
+its port is chosen before the cluster starts (PAGE_PORT), and the cluster
+lists PAGE_ORIGIN.  test_tls.py uses the same page, server and origin;
+test_anonymous.py checks that a page of an origin not listed cannot
+subscribe.
+
 Run as root: /usr/bin/python3 test/e2e/test_browser.py   (TAP output)
 """
 
@@ -24,9 +31,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Ctx, Fail, asql, check, run_tap, short  # noqa: E402
+from harness import Cluster, Ctx, Fail, asql, check, free_port, run_tap, short  # noqa: E402
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
+
+# where PageServer serves the page unless told otherwise, and so the origin
+# a cluster lists in pg_ws.allowed_origins for it
+PAGE_PORT = free_port()
+PAGE_ORIGIN = 'http://127.0.0.1:%d' % PAGE_PORT
 
 # The page: connect, then report every frame (with its index, since the
 # POSTs themselves may arrive in any order) and how the socket ends.
@@ -47,9 +59,10 @@ ws.onclose = (e) => report('close', String(e.code));
 
 
 class PageServer:
-    """Serves PAGE and collects what the page posts, in a queue."""
+    """Serves PAGE (on host:port, by default PAGE_ORIGIN's) and collects
+    what the page posts, in a queue."""
 
-    def __init__(self):
+    def __init__(self, host='127.0.0.1', port=None):
         self.posts = queue.Queue()
         posts = self.posts
 
@@ -71,7 +84,8 @@ class PageServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(
+            (host, PAGE_PORT if port is None else port), Handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -178,7 +192,7 @@ def main():
     clusters = []
 
     async def setup():
-        cl = Cluster(name='browser')
+        cl = Cluster(name='browser', conf=["pg_ws.allowed_origins = '%s'" % PAGE_ORIGIN])
         clusters.append(cl)
         cl.start()
         await cl.install()

@@ -104,10 +104,11 @@ class Page:
     what the browser logged as errors (a CSP violation, a failed script, a
     refused connection) and the page's uncaught exceptions."""
 
-    def __init__(self, url):
+    def __init__(self, url, extra_args=()):
         self.url = url
         self.browser = Browser('about:blank', ['--remote-debugging-port=0',
-                                               '--window-size=1280,800', '--hide-scrollbars'])
+                                               '--window-size=1280,800', '--hide-scrollbars',
+                                               *extra_args])
         self.ws = None
         self.reader = None
         self.next_id = 0
@@ -389,11 +390,19 @@ async def test_answer(ctx):
     check(not re.search(rb'(src|href)\s*=\s*["\']?(https?:)?//', page),
           'the page refers to an external URL')
 
-    # a Host that is not a plain host:port is left out of the policy
-    _, h2, _, _ = await asyncio.to_thread(get, cl.wsport, host="evil'; script-src *")
-    check('evil' not in h2.get('content-security-policy', '') and
+    # a Host that is not a host and port is a 400; without a token one that
+    # is not loopback is a 403 (test_anonymous.py).  Where the page is
+    # served for any Host (with tokens), one that is not a plain host:port
+    # is left out of the policy
+    status, _, _, line = await asyncio.to_thread(get, cl.wsport, host="evil'; script-src *")
+    check(status == 400, 'GET / with Host "evil\'; script-src *": %r' % line)
+    status, _, _, line = await asyncio.to_thread(get, cl.wsport, host="evil';script-src")
+    check(status == 403, 'GET / with Host "evil\';script-src" and no token: %r' % line)
+    jwt = await KINDS.get(ctx, 'jwt')
+    status, h2, _, line = await asyncio.to_thread(get, jwt.wsport, host="evil';script-src")
+    check(status == 200 and 'evil' not in h2.get('content-security-policy', '') and
           "connect-src 'self';" in h2.get('content-security-policy', ''),
-          'a strange Host reached the CSP: %s' % h2.get('content-security-policy'))
+          'a strange Host reached the CSP: %r %s' % (line, h2.get('content-security-policy')))
 
     status, hh, body, line = await asyncio.to_thread(get, cl.wsport, method='HEAD')
     check(status == 200 and body == b'' and hh == h, 'HEAD /: %r, body %d bytes, headers %s'

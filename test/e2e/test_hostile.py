@@ -2,10 +2,13 @@
 """End-to-end tests of pg_ws against hostile peers.
 
 This file owns the hostile-peer suite: requests the server does not route,
-peers that send nothing or a byte at a time, connection limits, keepalive,
-and every kind of broken WebSocket frame, each sent by an independent
-raw-socket client (rawws.py, no libwebsockets) that checks the exact HTTP
-status or close code.  After every test a fresh subscriber must still be
+request heads framed to slip past a check (a NUL, no Host, a body on an
+upgrade) and the ones RFC 9112 says to serve (absolute-form targets,
+leading empty lines), heads of repeated headers and what they cost the
+worker held open and over a thousand rounds, peers that send nothing or a
+byte at a time, connection limits, keepalive, and every kind of broken
+WebSocket frame, each sent by an independent raw-socket client (rawws.py,
+no libwebsockets) that checks the exact HTTP status or close code.  After every test a fresh subscriber must still be
 served, and the worker's memory (pg_ws_stats.worker_memory_bytes, what its
 malloc heap holds) must come back to the baseline its cluster measured
 after a warm-up (take_baseline).  Each test repeats its attack many times, and the flood test
@@ -16,8 +19,9 @@ It does not cover tokens and origins (test_auth.py) or TLS (test_tls.py).
 
 One cluster, on 127.0.0.1 with short deadlines so that the bounds are
 quick to reach: pg_ws.handshake_timeout 2s, pg_ws.ping_interval 2s,
-pg_ws.max_header_size 16kB.  The limit tests get clusters of their own,
-each with its own baseline.
+pg_ws.max_header_size 16kB.  The limit tests, and the one that holds a
+hundred connections open, get clusters of their own, each with its own
+baseline.
 
 Run as root: /usr/bin/python3 test/e2e/test_hostile.py   (TAP output)
 """
@@ -33,12 +37,12 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Ctx, Fail, asql, check, run_tap, short  # noqa: E402
+from harness import Cluster, Ctx, Fail, asql, check, poll, run_tap, short  # noqa: E402
 import rawws  # noqa: E402
 from rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,  # noqa: E402
                    OP_TEXT, RawWs, Rejected)
 
-WATCHDOG_SECONDS = 400
+WATCHDOG_SECONDS = 900
 
 HANDSHAKE_TIMEOUT_S = 2
 PING_INTERVAL_S = 2
@@ -126,7 +130,8 @@ async def take_baseline(ctx, sockets):
     come back to."""
     cl = ctx.cl
     port = cl.wsport
-    await asyncio.to_thread(exchange_many, port, b'GET / HTTP/1.1\r\n\r\n', 5)
+    await asyncio.to_thread(exchange_many, port,
+                            b'GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n' % port, 5)
     for _, act, _ in FRAME_CASES[:3]:
         await asyncio.to_thread(frame_case, port, act)
     conn = await ctx.aconn()
@@ -182,7 +187,8 @@ async def test_unrouted_requests(ctx):
         ('Upgrade: h2c', b'GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n'
                          b'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n', 400),
         ('the HTTP/2 preface', b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 505),
-        ('GET / (the console page, test_console.py)', b'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 200),
+        ('GET / (the console page, test_console.py)',
+         b'GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n' % port, 200),
         ('GET /index.html', b'GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n', 404),
         ('PUT /', b'PUT / HTTP/1.1\r\nHost: x\r\n\r\n', 405),
         ('GET /ws/ without upgrade', b'GET /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 400),
@@ -483,7 +489,7 @@ async def test_log_rate_limit(ctx):
     window logs again."""
     port = ctx.cl.wsport
     mark = ctx.cl.log_size()
-    await asyncio.to_thread(exchange_many, port, b'BREW /ws/ HTTP/1.1\r\n\r\n', 200)
+    await asyncio.to_thread(exchange_many, port, b'BREW /ws/ HTTP/1.1\r\nHost: x\r\n\r\n', 200)
     # the summary is written once the window is over (housekeeping)
     deadline = time.monotonic() + 30
     while True:
@@ -499,7 +505,7 @@ async def test_log_rate_limit(ctx):
     check(len(brews) <= 40, '%d refusal lines for 200 bad requests' % len(brews))
     # a new window: the next refusal is logged again
     mark2 = ctx.cl.log_size()
-    await asyncio.to_thread(exchange_many, port, b'GET /after-the-flood HTTP/1.1\r\n\r\n', 1)
+    await asyncio.to_thread(exchange_many, port, b'GET /after-the-flood HTTP/1.1\r\nHost: x\r\n\r\n', 1)
     deadline = time.monotonic() + 10
     while not any('/after' in x or '404' in x for x in ctx.cl.log_since(mark2)):
         check(time.monotonic() < deadline, 'the first refusal of a new window was not logged')
@@ -513,7 +519,7 @@ async def test_mixed_flood(ctx):
     """Hundreds of hostile connections of every kind, then the worker's
     heap is back at its baseline and a subscriber is served."""
     port = ctx.cl.wsport
-    attacks = [lambda: rawws.http_exchange(port, b'CONNECT x:1 HTTP/1.1\r\n\r\n'),
+    attacks = [lambda: rawws.http_exchange(port, b'CONNECT x:1 HTTP/1.1\r\nHost: x:1\r\n\r\n'),
                lambda: rawws.http_exchange(port, rawws.upgrade_request(port, extra=['Cookie: ' + 'z' * 20000])),
                lambda: frame_case(port, lambda w: w.send_frame(OP_TEXT, b'x', mask=False)),
                lambda: frame_case(port, lambda w: w.send_text('{"type": "hello", "pad": "%s"}' % ('x' * 300))),
@@ -531,6 +537,289 @@ async def test_mixed_flood(ctx):
     grown = await still_serving(ctx, 'a flood of hostile connections')
     return '%d hostile connections in %.1f s; heap %+d bytes over the baseline' % (
         FLOOD, took, grown or 0)
+
+
+# ------------------------------------------------- request heads (issue 15)
+
+# Issue 15 item 1: repeated headers were joined into the connection's
+# memory with one new copy per occurrence, kept until the connection
+# closed: the issue's head of 1,340 "Cookie:xxxx" lines (16,080 bytes, LF
+# line ends, under the 16 kB pg_ws.max_header_size) cost 5.26 MB.  Now a
+# request may cost at most a small multiple of pg_ws.max_header_size while
+# it is read and parsed, and nothing once it is answered.
+MAX_HEADER = 16384
+# what each connection held open may add to the worker's heap: its head
+# while it arrives (at most max_header_size and its blank line) plus what
+# every connection costs (libwebsockets' and pg_ws's own, under 3 kB)
+HELD_BOUND = MAX_HEADER + 4096
+HELD = 100
+ROUNDS = 1000
+# what the worker's resident memory may grow by, at its peak, over a
+# thousand such requests: parsing one costs a small multiple of
+# max_header_size, given back at once (1.2's grew by megabytes)
+RSS_SLACK = 1024 * 1024
+
+# (header, value): each repeated until the head is as large as allowed;
+# Cookie joins with "; ", the lists with ", "
+REPEATED = [('Cookie', 'xxxx'), ('Connection', 'Upgrade'), ('Upgrade', 'websocket'),
+            ('Sec-WebSocket-Protocol', 'pg_ws')]
+
+
+def repeated_head(port, name, value, path='/ws/', count=None):
+    """An upgrade request whose head repeats name: value (LF-terminated,
+    as many times as fit in MAX_HEADER, or count), and its count."""
+    base = rawws.upgrade_request(port, path=path)[:-2]      # without the blank line
+    line = ('%s:%s\n' % (name, value)).encode()
+    n = count if count is not None else (MAX_HEADER - len(base) - 1) // len(line)
+    raw = base + line * n + b'\n'
+    assert len(raw) <= MAX_HEADER, len(raw)
+    return raw, n
+
+
+def send_head(port, raw, keep=False, timeout=10):
+    """Send raw; the answer's status line (101: read up to its head, else
+    until the server closes), and the socket if keep (else closed)."""
+    s = rawws.connect(port, timeout=timeout)
+    try:
+        s.sendall(raw)
+        data = b''
+        while b'\r\n\r\n' not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        line = data.split(b'\r\n', 1)[0].decode('latin-1')
+        if not line.startswith('HTTP/1.1 101 '):
+            more, _ = rawws.read_until_closed(s, timeout)
+            data += more
+        if keep:
+            return line, data, s
+        s.close()
+        return line, data, None
+    except BaseException:
+        s.close()
+        raise
+
+
+def heap_now(port):
+    """The worker's heap as /metrics publishes it, fresh for the scrape."""
+    raw = b'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n' % port
+    status, _, body, line, _ = rawws.http_exchange(port, raw)
+    check(status == 200, '/metrics: %r' % line)
+    for x in body.decode().splitlines():
+        if x.startswith('pg_ws_worker_memory_bytes '):
+            return int(x.split()[1])
+    raise Fail('/metrics has no pg_ws_worker_memory_bytes')
+
+
+async def test_repeated_headers_held(ctx):
+    """A hundred connections held open at once, each with a head of
+    repeated headers (the issue's 1,340 Cookie lines, and Connection,
+    Upgrade and Sec-WebSocket-Protocol repeated as often as fit): as
+    subscribers, then refused (a malformed ?events=, answered only after
+    everything is parsed) and lingering, then still reading their heads
+    (all but the blank line sent).  While they are held the worker's heap
+    grows by at most pg_ws.max_header_size (and what any connection
+    costs) per connection, measured every ten connections; once they are
+    gone it is back at its baseline."""
+    cl = await limits_cluster(ctx, 'heads', ['pg_ws.max_connections = 150',
+                                             "pg_ws.handshake_timeout = '30s'",
+                                             'pg_ws.ping_interval = 0'], warm=120)
+    conn = await ctx.aconn()
+    port = cl.wsport
+    baseline = _baselines[cl]
+    notes = []
+    for mode, path, want in (('subscribed', '/ws/', 'HTTP/1.1 101 '),
+                             ('refused', '/ws/?events=Bad', 'HTTP/1.1 400 '),
+                             ('reading', '/ws/', None)):
+        held = []
+        peak = 0
+        try:
+            for i in range(HELD):
+                name, value = REPEATED[i % len(REPEATED)]
+                raw, _ = repeated_head(port, name, value, path)
+                if want is None:
+                    # the head without its blank line: the worker keeps it
+                    sock = await asyncio.to_thread(rawws.connect, port)
+                    held.append(sock)
+                    await asyncio.to_thread(sock.sendall, raw[:-1])
+                    if (i + 1) % 10 == 0:
+                        await asyncio.sleep(0.3)    # for the worker to read them
+                else:
+                    line, data, sock = await asyncio.to_thread(send_head, port, raw, True)
+                    held.append(sock)
+                    check(line.startswith(want), '%s, %s repeated: %r %s'
+                          % (mode, name, line, short(data)))
+                if (i + 1) % 10 == 0:
+                    mem = await asyncio.to_thread(heap_now, port)
+                    peak = max(peak, mem)
+                    check(mem - baseline <= (i + 1) * HELD_BOUND,
+                          'with %d %s connections held the worker\'s heap is %d bytes over its'
+                          ' baseline %d: more than %d (pg_ws.max_header_size) per connection'
+                          % (i + 1, mode, mem - baseline, baseline, HELD_BOUND))
+            if want is None:
+                # the heads are held indeed: the test measures what it says
+                check(peak - baseline >= HELD * (MAX_HEADER - 1024),
+                      'with %d heads of %d bytes being read the heap is only %d bytes over'
+                      ' its baseline' % (HELD, MAX_HEADER, peak - baseline))
+        finally:
+            for sock in held:
+                sock.close()
+        await connections_gone(conn)
+        after = await settle_memory(conn, baseline + MEMORY_SLACK)
+        check(after <= baseline + MEMORY_SLACK,
+              'after the %s connections closed the worker holds %d bytes, baseline %d'
+              ' (+%d allowed)' % (mode, after, baseline, MEMORY_SLACK))
+        notes.append('%d %s: baseline %d, peak %+d (%d per connection), after %+d'
+                     % (HELD, mode, baseline, peak - baseline, (peak - baseline) // HELD,
+                        after - baseline))
+    await still_serving(ctx, 'connections with repeated headers')
+    return '; '.join(notes)
+
+
+def worker_rss(pid):
+    """(VmRSS, VmHWM) of a process, in bytes: its resident memory now and
+    at its peak since the peak was last reset."""
+    got = {}
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            name, _, value = line.partition(':')
+            if name in ('VmRSS', 'VmHWM'):
+                got[name] = int(value.split()[0]) * 1024
+    return got['VmRSS'], got['VmHWM']
+
+
+async def test_repeated_headers_rounds(ctx):
+    """A thousand connections in turn, each with a head of repeated
+    headers, subscribed or refused: the worker's resident memory did not
+    grow by more than RSS_SLACK even at its peak (reset before, read from
+    /proc after), and its heap is back at its baseline."""
+    port = ctx.cl.wsport
+    conn = await ctx.aconn()
+    pid = (await asql(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'"))[0][0]
+    heads = []
+    for name, value in REPEATED:
+        for path, want in (('/ws/', 'HTTP/1.1 101 '), ('/ws/?events=Bad', 'HTTP/1.1 400 ')):
+            raw, n = repeated_head(port, name, value, path)
+            heads.append((name, n, raw, want))
+
+    def rounds():
+        for i in range(ROUNDS):
+            name, n, raw, want = heads[i % len(heads)]
+            line, data, _ = send_head(port, raw)
+            if not line.startswith(want):
+                return '%s repeated %d times: %r %s' % (name, n, line, short(data))
+        return None
+
+    # the peak resident memory starts from now (proc(5): clear_refs)
+    with open('/proc/%d/clear_refs' % pid, 'w') as f:
+        f.write('5')
+    rss0, _ = worker_rss(pid)
+    t0 = time.monotonic()
+    problem = await asyncio.to_thread(rounds)
+    check(problem is None, problem)
+    took = time.monotonic() - t0
+    rss1, peak = worker_rss(pid)
+    check(peak - rss0 <= RSS_SLACK,
+          'over %d heads of repeated headers the worker\'s resident memory peaked %d bytes'
+          ' over where it was (%d), and is %+d now: more than %d'
+          % (ROUNDS, peak - rss0, rss0, rss1 - rss0, RSS_SLACK))
+    grown = await still_serving(ctx, '%d heads of repeated headers' % ROUNDS)
+    return '%d connections in %.1f s (%s); resident memory %d, peak %+d, after %+d;' \
+        ' heap %+d bytes over the baseline' % (
+            ROUNDS, took, ', '.join('%s x%d' % (h[0], h[1]) for h in heads[::2]),
+            rss0, peak - rss0, rss1 - rss0, grown or 0)
+
+
+async def test_request_framing(ctx):
+    """Issue 15 item 5, checked by the raw-socket client: a NUL byte in the
+    head, a missing, repeated or malformed Host, a body announced on an
+    upgrade (Content-Length twice or above 0, Transfer-Encoding) are 400s;
+    an absolute-form target is routed by its path (and its authority
+    stands for the Host); empty lines before the request line are ignored.
+    Each 400 is counted as bad_request and logged."""
+    port = ctx.cl.wsport
+    conn = await ctx.aconn()
+    host = 'Host: 127.0.0.1:%d' % port
+
+    def up(path='/ws/', extra=(), drop_host=False, prefix=b'', body=b''):
+        raw = rawws.upgrade_request(port, path=path, extra=extra)
+        if drop_host:
+            raw = raw.replace((host + '\r\n').encode(), b'')
+        return prefix + raw + body
+
+    cases = [
+        # the Origin after the NUL was never checked: 1.2 answered 101
+        ('a NUL byte in a header, an Origin after it',
+         up(extra=['X: a\x00', 'Origin: https://evil.example']), 400),
+        ('a NUL byte at the end of the request line',
+         up().replace(b' HTTP/1.1\r\n', b' HTTP/1.1\x00\r\n', 1), 400),
+        ('no Host', up(drop_host=True), 400),
+        ('two Host headers', up(extra=[host]), 400),
+        ('a Host with a path', up(drop_host=True, extra=['Host: 127.0.0.1:%d/ws/' % port]), 400),
+        ('an empty Host', up(drop_host=True, extra=['Host:']), 400),
+        ('Content-Length twice', up(extra=['Content-Length: 0', 'Content-Length: 0']), 400),
+        ('Content-Length: 5 and a body', up(extra=['Content-Length: 5'], body=b'\x81\x85abcd'), 400),
+        ('a malformed Content-Length', up(extra=['Content-Length: 1x']), 400),
+        ('Transfer-Encoding: chunked', up(extra=['Transfer-Encoding: chunked'], body=b'0\r\n\r\n'), 400),
+        ('Content-Length and Transfer-Encoding',
+         up(extra=['Content-Length: 0', 'Transfer-Encoding: chunked']), 400),
+        ('an absolute-form target of another scheme', up(path='ftp://127.0.0.1:%d/ws/' % port), 400),
+        ('an absolute-form target with userinfo', up(path='http://u@127.0.0.1:%d/ws/' % port), 400),
+        ('Content-Length: 0 on an upgrade', up(extra=['Content-Length: 0']), 101),
+        ('an absolute-form target', up(path='http://127.0.0.1:%d/ws/' % port), 101),
+        ('an absolute-form target with a query',
+         up(path='HTTP://127.0.0.1:%d/ws/?events=client_*' % port), 101),
+        ('an absolute-form target for another host (its authority is the Host)',
+         up(path='http://evil.example:%d/ws/' % port), 403),
+        ('an absolute-form GET of the console',
+         b'GET http://localhost:%d HTTP/1.1\r\n%s\r\n\r\n' % (port, host.encode()), 200),
+        ('two empty lines before the request line', up(prefix=b'\r\n\r\n'), 101),
+        ('an LF and a CRLF before the request line', up(prefix=b'\n\r\n'), 101),
+        ('a CR alone before the request line', up(prefix=b'\r'), 400),
+    ]
+    # a scrape publishes the worker's figures: the count starts from now
+    await asyncio.to_thread(heap_now, port)
+    before = (await asql(conn, "SELECT refusals FROM pg_ws_stats"))[0][0]
+    problems = []
+    n400 = 0
+    for what, raw, want in cases:
+        for _ in range(3):
+            line, data, _ = await asyncio.to_thread(send_head, port, raw)
+            if not line.startswith('HTTP/1.1 %d ' % want):
+                problems.append('%s: %r %s, expected %d' % (what, line, short(data, 120), want))
+                break
+            n400 += want == 400
+    check(not problems, *problems)
+
+    # the empty lines may come in pieces: a CR at the end of one write
+    def split_crlf():
+        s = rawws.connect(port)
+        try:
+            s.sendall(b'\r')
+            time.sleep(0.2)
+            s.sendall(b'\n\r\n' + up())
+            return s.recv(4096).split(b'\r\n', 1)[0]
+        finally:
+            s.close()
+    line = await asyncio.to_thread(split_crlf)
+    check(line.startswith(b'HTTP/1.1 101 '), 'empty lines in two writes: %r' % line)
+
+    async def counted():
+        after = (await asql(conn, "SELECT refusals FROM pg_ws_stats"))[0][0]
+        return after['bad_request'] - before['bad_request'] >= n400 and after
+    after = await poll('the 400s counted', counted, timeout=10)
+    check(after['bad_request'] - before['bad_request'] == n400,
+          'bad_request grew by %d, expected %d' % (after['bad_request'] - before['bad_request'], n400))
+
+    # logged too, rate-limited with the other 400s: within a window or two
+    async def logged():
+        await asyncio.to_thread(send_head, port, cases[0][1])
+        return [x for x in ctx.cl.log_since(0)
+                if '400 Bad Request: NUL byte in the request head' in x]
+    said = await poll('a log line saying why the NUL was refused', logged, timeout=25, every=1)
+    await still_serving(ctx, 'requests framed to slip past checks')
+    return '%d kinds, 3 times each; %s' % (len(cases), said[0].split('LOG:  ')[-1])
 
 
 # ----------------------------------------------------------- limit tests
@@ -712,6 +1001,12 @@ TESTS = [
     ('log lines a peer can cause are rate-limited', test_log_rate_limit, 60),
     ('a flood of hostile connections leaves the worker at its memory baseline',
      test_mixed_flood, 180),
+    ('repeated headers: 100 connections held cost at most max_header_size each, then nothing',
+     test_repeated_headers_held, 240),
+    ('repeated headers: 1,000 connections peak within 1 MB of resident memory and leave the heap'
+     ' at its baseline', test_repeated_headers_rounds, 180),
+    ('a NUL, no Host, bodies on upgrades are 400s; absolute-form targets and leading empty lines'
+     ' are served', test_request_framing, 90),
     ('pg_ws.max_connections counts handshakes; the next socket gets a clean 503',
      test_max_connections_counts_handshakes, 60),
     ('pg_ws.max_connections_per_address refuses a third from one address, not another peer',

@@ -398,7 +398,9 @@ async def cluster(ctx, kind):
 
 def make_cluster(kind):
     if kind == 'tls':
-        cl = TlsCluster(name=kind, conf=["pg_ws.handshake_timeout = '2s'"])
+        # test_browser's page comes from another origin: listed (issue 15)
+        cl = TlsCluster(name=kind, conf=["pg_ws.handshake_timeout = '2s'",
+                                         "pg_ws.allowed_origins = '%s'" % browser_suite.PAGE_ORIGIN])
         cl.tls = Tls(cl.dir)
         cl.tls.deploy(*PKI.server())
         cl.conf += _tls_conf(cl.tls)
