@@ -374,7 +374,8 @@ typedef enum PgWsRefusal
 {
 	PGWS_REFUSAL_BAD_REQUEST,	/* 400 */
 	PGWS_REFUSAL_UNAUTHORIZED,	/* 401: no valid token */
-	PGWS_REFUSAL_FORBIDDEN,		/* 403: the origin, or pg_ws.monitoring */
+	PGWS_REFUSAL_FORBIDDEN,		/* 403: the origin, a Host not served
+								 * without a token, or pg_ws.monitoring */
 	PGWS_REFUSAL_NOT_FOUND,		/* 404 */
 	PGWS_REFUSAL_METHOD,		/* 405 */
 	PGWS_REFUSAL_WS_VERSION,	/* 426 */
