@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Install, from Debian 12's apt, what pg_ws needs.  Run as root.
+# Install, from Debian's apt, what pg_ws needs.  Run as root.  The
+# release decides the PostgreSQL: Debian 12 (bookworm) 15, Debian 13
+# (trixie) 17, testing (forky) 18; PG_WS_PG_MAJOR=N chooses another one
+# its apt has (postgresql-N, postgresql-server-dev-N).
 #
 #   install_deps.sh            building, running and testing pg_ws: the
 #                              server's packages and the test tools
@@ -10,6 +13,9 @@
 #                              does; otherwise only what is missing
 #   --print                    print the mode's packages, one per line, and
 #                              install nothing
+#   --pg-major                 print the PostgreSQL major version this
+#                              release builds and tests pg_ws against
+#                              (test/run_tests.sh), and install nothing
 #   --simulate-fresh           print, one per line, every package apt would
 #                              install for the mode on a machine that has
 #                              none yet (apt-get -s against an empty dpkg
@@ -22,11 +28,24 @@
 # too; apt's own output goes to a log that is shown if apt fails.
 set -euo pipefail
 
+# the release's PostgreSQL
+pg_major() {
+	local codename=
+	[ -r /etc/os-release ] && codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	case "$codename" in
+		bookworm) echo 15 ;;
+		trixie) echo 17 ;;
+		forky|sid|"") echo 18 ;;	# testing's os-release may carry no codename
+		*) echo 18 ;;
+	esac
+}
+PG_MAJOR=${PG_WS_PG_MAJOR:-$(pg_major)}
+
 # building and running pg_ws (and `make deb`: dpkg-deb, and dpkg-shlibdeps
 # from dpkg-dev, which build-essential depends on)
 SERVER=(
 	build-essential
-	postgresql-15 postgresql-server-dev-15	# the server and PGXS
+	postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR	# the server and PGXS
 	libwebsockets-dev libjson-c-dev			# the worker's server; tokens' JSON
 	libev-dev								# pg_ws.event_loop = libev (epoll)
 	libssl-dev								# tokens' signatures (OpenSSL 3)
@@ -48,8 +67,9 @@ for arg in "$@"; do
 		--server) mode=server ;;
 		--always) always=1 ;;
 		--print) print=1 ;;
+		--pg-major) echo "$PG_MAJOR"; exit 0 ;;
 		--simulate-fresh) simulate=1 ;;
-		*) echo "usage: $0 [--server] [--always] [--print | --simulate-fresh]" >&2; exit 2 ;;
+		*) echo "usage: $0 [--server] [--always] [--print | --simulate-fresh | --pg-major]" >&2; exit 2 ;;
 	esac
 done
 PACKAGES=("${SERVER[@]}")

@@ -132,7 +132,8 @@ CREATE FUNCTION @extschema@.pg_ws_stats(
 	OUT resumes_waited bigint,
 	OUT history_first_position bigint,
 	OUT history_last_position bigint,
-	OUT history_in_wal boolean)
+	OUT history_in_wal boolean,
+	OUT history_slot_invalidations bigint)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'pg_ws_stats'
 	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;

@@ -187,7 +187,7 @@ inline_hashes(const char *tag)
 				appendStringInfoChar(&normal, *q);
 		}
 		if (EVP_Digest(normal.data, normal.len, digest, &dlen, EVP_sha256(), NULL) &&
-			(blen = pg_b64_encode((char *) digest, (int) dlen, b64, sizeof(b64) - 1)) > 0)
+			(blen = pg_b64_encode((pgws_b64_byte *) digest, (int) dlen, b64, sizeof(b64) - 1)) > 0)
 		{
 			b64[blen] = '\0';
 			appendStringInfo(&out, "%s'sha256-%s'", n > 0 ? " " : "", b64);

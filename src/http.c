@@ -530,7 +530,7 @@ parse_request(char *head, size_t head_len, HttpRequest *req, const char **error)
 static bool
 ws_key_valid(const char *key)
 {
-	char		raw[32];
+	pgws_b64_byte raw[32];
 	int			keylen = strlen(key);
 
 	if (keylen != 24)
@@ -549,7 +549,7 @@ ws_accept(const char *key, char *accept, size_t size)
 
 	if (!EVP_Digest(input, strlen(input), digest, &dlen, EVP_sha1(), NULL))
 		return false;
-	n = pg_b64_encode((char *) digest, (int) dlen, accept, (int) size - 1);
+	n = pg_b64_encode((pgws_b64_byte *) digest, (int) dlen, accept, (int) size - 1);
 	if (n < 0)
 		return false;
 	accept[n] = '\0';

@@ -52,6 +52,7 @@
 #define PG_WS_H
 
 #include "postgres.h"
+#include "compat.h"
 #include "access/attnum.h"
 
 #include "datatype/timestamp.h"
@@ -475,6 +476,8 @@ typedef struct PgWsWorkerStats
 	uint64		drops[PGWS_NUM_DROPS];
 	uint64		ignored[PGWS_NUM_IGNORED];
 	uint64		resumes_waited; /* resumes that waited for catch-up memory */
+	uint64		slot_invalidations; /* times the "pg_ws" slot was found
+									 * invalidated, and dropped */
 } PgWsWorkerStats;
 
 /* the worker's own live figures; no other process uses this */

@@ -135,8 +135,8 @@ pgws_check_history_retention(char **newval, void **extra, GucSource source)
 		return false;
 	}
 
-	/* GUC frees extra with free(); PostgreSQL 15 does not export guc_malloc */
-	result = malloc(sizeof(RetentionSetting));
+	/* PostgreSQL frees extra itself, so it comes from its allocator */
+	result = pgws_guc_extra_alloc(sizeof(RetentionSetting));
 	if (result == NULL)
 		return false;
 	*result = parsed;
@@ -232,7 +232,7 @@ retention_create_slot(void)
 
 	PG_TRY();
 	{
-		ReplicationSlotCreate(PGWS_SLOT_NAME, false, RS_PERSISTENT, false);
+		pgws_slot_create_physical(PGWS_SLOT_NAME);
 		ReplicationSlotReserveWal();
 		ReplicationSlotMarkDirty();
 		ReplicationSlotSave();
@@ -276,7 +276,7 @@ retention_advance(XLogRecPtr target)
 
 	PG_TRY();
 	{
-		ReplicationSlotAcquire(PGWS_SLOT_NAME, true);
+		pgws_slot_acquire(PGWS_SLOT_NAME);
 		SpinLockAcquire(&MyReplicationSlot->mutex);
 		if (MyReplicationSlot->data.restart_lsn < target)
 			MyReplicationSlot->data.restart_lsn = target;
@@ -351,13 +351,13 @@ typedef enum SlotState
 {
 	SLOT_ABSENT,
 	SLOT_OURS,					/* physical, idle, holding WAL */
-	SLOT_INVALIDATED,			/* max_slot_wal_keep_size took its WAL */
+	SLOT_INVALIDATED,			/* PostgreSQL invalidated it: it holds nothing */
 	SLOT_BUSY,					/* someone streams from it */
 	SLOT_LOGICAL				/* someone else's slot of that name */
 } SlotState;
 
 static SlotState
-retention_slot_state(XLogRecPtr *restart_lsn)
+retention_slot_state(XLogRecPtr *restart_lsn, const char **cause)
 {
 	ReplicationSlot *slot;
 	SlotState	state = SLOT_ABSENT;
@@ -376,8 +376,11 @@ retention_slot_state(XLogRecPtr *restart_lsn)
 			state = SLOT_LOGICAL;
 		else if (slot->active_pid != 0 && slot->active_pid != MyProcPid)
 			state = SLOT_BUSY;
-		else if (XLogRecPtrIsInvalid(slot->data.restart_lsn))
+		else if (pgws_slot_invalidated(slot))
+		{
 			state = SLOT_INVALIDATED;
+			*cause = pgws_slot_invalidation_cause(slot);
+		}
 		else
 			state = SLOT_OURS;
 		SpinLockRelease(&slot->mutex);
@@ -393,12 +396,13 @@ pgws_retention_tick(TimestampTz now, bool wal_on)
 	XLogRecPtr	restart_lsn;
 	XLogRecPtr	end;
 	XLogRecPtr	target = InvalidXLogRecPtr;
+	const char *cause = NULL;
 
 	if (now < next_housekeeping)
 		return;
 	next_housekeeping = now + HOUSEKEEPING_INTERVAL_MS * (int64) 1000;
 
-	switch (retention_slot_state(&restart_lsn))
+	switch (retention_slot_state(&restart_lsn, &cause))
 	{
 		case SLOT_ABSENT:
 			floor_lsn = InvalidXLogRecPtr;
@@ -421,11 +425,15 @@ pgws_retention_tick(TimestampTz now, bool wal_on)
 							   errhint("Replication slot \"%s\" belongs to pg_ws; do not stream from it.", PGWS_SLOT_NAME)));
 			return;
 		case SLOT_INVALIDATED:
-			if (wanted)
-				ereport(WARNING,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("WAL kept for pg_ws.history_retention was removed because of max_slot_wal_keep_size"),
-						 errhint("Increase max_slot_wal_keep_size or lower pg_ws.history_retention.")));
+			/* it holds no WAL, whatever its restart_lsn says */
+			floor_lsn = InvalidXLogRecPtr;
+			pgws_worker_stats.slot_invalidations++;
+			ereport(WARNING,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("replication slot \"%s\" that keeps WAL for pg_ws.history_retention was invalidated (%s)",
+							PGWS_SLOT_NAME, cause),
+					 errdetail("Events older than the end of WAL at that moment may no longer be readable; subscribers resuming from before it are told resync_required."),
+					 errhint("Increase max_slot_wal_keep_size (and idle_replication_slot_timeout, where set), or lower pg_ws.history_retention.")));
 			retention_drop_slot();
 			if (wanted)
 				retention_create_slot();

@@ -145,6 +145,7 @@ pgws_stats_restore_counters(PgWsWorkerStats *worker)
 	memcpy(worker->drops, last.drops, sizeof(worker->drops));
 	memcpy(worker->ignored, last.ignored, sizeof(worker->ignored));
 	worker->resumes_waited = last.resumes_waited;
+	worker->slot_invalidations = last.slot_invalidations;
 }
 
 /*
@@ -211,7 +212,7 @@ counts_jsonb(const char *const *names, const uint64 *counts, int n)
  * README's "Monitoring" for what each means.  The worker's figures of now
  * are NULL while no worker runs; its counters are not.
  */
-#define PG_WS_STATS_COLS 21
+#define PG_WS_STATS_COLS 22
 
 PG_FUNCTION_INFO_V1(pg_ws_stats);
 
@@ -292,6 +293,7 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) w->history_last);
 	nulls[i] = !running;
 	values[i++] = BoolGetDatum(w->history_in_wal);
+	values[i++] = Int64GetDatum((int64) w->slot_invalidations);
 
 	Assert(i == PG_WS_STATS_COLS);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

@@ -18,6 +18,7 @@
 #define PG_WS_WALREAD_H
 
 #include "postgres.h"
+#include "compat.h"
 
 #include "access/xlogdefs.h"
 #include "access/xlogreader.h"

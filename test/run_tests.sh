@@ -20,7 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 "$ROOT/scripts/install_deps.sh" || exit 1
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$("$ROOT/scripts/install_deps.sh" --pg-major)/bin/pg_config}
 BINDIR=$("$PG_CONFIG" --bindir)
 export PG_WS_PGBIN="$BINDIR"	# the end-to-end suites use the same PostgreSQL
 make -s PG_CONFIG="$PG_CONFIG" >/dev/null && make -s PG_CONFIG="$PG_CONFIG" install >/dev/null || {

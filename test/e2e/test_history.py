@@ -742,6 +742,79 @@ async def test_database_change(ctx):
     return 'epochs %s, %s, %s' % (epoch_a, epoch_b, again['epoch'])
 
 
+async def slot_invalidations(conn):
+    return (await asql(conn, "SELECT history_slot_invalidations FROM pg_ws_stats"))[0][0]
+
+
+async def wait_invalidated_and_made_anew(ctx, cl, conn, before, mark, cause):
+    """The worker saw the slot invalidated, counted and logged it with its
+    cause, and the slot pg_ws is there again, holding WAL."""
+    deadline = time.monotonic() + 60
+    while True:
+        n = await slot_invalidations(conn)
+        fresh = await asql(conn, "SELECT wal_status FROM pg_replication_slots"
+                                 " WHERE slot_name = 'pg_ws' AND restart_lsn IS NOT NULL"
+                                 " AND wal_status IN ('reserved', 'extended')")
+        log = cl.log_since(mark)
+        if n > before and fresh and 'was invalidated (%s)' % cause in log:
+            return n
+        check(time.monotonic() < deadline,
+              'after 60 s: history_slot_invalidations %d (was %d), slot %s, log: %s'
+              % (n, before, await asql(conn, "SELECT * FROM pg_replication_slots"),
+                 short(log[-600:], 600)))
+        await asyncio.sleep(0.3)
+
+
+async def test_slot_invalidated(ctx):
+    """m. PostgreSQL invalidates the slot pg_ws: the worker says so (log,
+    pg_ws_stats), drops it and makes it anew, and a subscriber resuming from
+    before is told resync_required; on 18 also when the slot is invalidated
+    for being idle, which keeps its restart_lsn."""
+    cl = await cluster(ctx, 'retain')
+    conn = await ctx.aconn()
+    version = int((await asql(conn, "SHOW server_version_num"))[0][0])
+    before = await slot_invalidations(conn)
+    await asql(conn, "ALTER SYSTEM SET pg_ws.history_retention = '1GB'",
+               "SELECT pg_reload_conf()")
+    await wait_slot(conn, True)
+    kept = await marker(ctx, conn, 1500000)
+    mark = cl.log_size()
+    # the slot may keep at most 1 MB: the checkpoints take its WAL
+    await asql(conn, "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'",
+               "SELECT pg_reload_conf()")
+    await churn_wal(conn)
+    await asql(conn, "ALTER SYSTEM RESET max_slot_wal_keep_size", "SELECT pg_reload_conf()")
+    after = await wait_invalidated_and_made_anew(ctx, cl, conn, before, mark, 'wal_removed')
+    sub = await ctx.sub(resume_path(kept))
+    await sub.wait_until(lambda m: len(m) >= 1, 15, 'resume across the invalidation')
+    notice = json.loads(sub.msgs[0])
+    check(notice['event'] == 'resync_required', 'resumed across it: %s' % short(sub.msgs[0]))
+    await sub.close()
+    what = 'wal_removed: counted %d -> %d, logged, made anew, resync_required' % (before, after)
+
+    if version >= 180000:
+        # idle_replication_slot_timeout invalidates at a checkpoint a slot
+        # nobody acquired for that long, and leaves its restart_lsn
+        mark = cl.log_size()
+        await asql(conn, "ALTER SYSTEM SET idle_replication_slot_timeout = '1s'",
+                   "SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 60
+        while await slot_invalidations(conn) == after:
+            check(time.monotonic() < deadline, 'the idle slot was not invalidated in 60 s')
+            await asyncio.sleep(1.5)
+            await asql(conn, "CHECKPOINT")
+        await asql(conn, "ALTER SYSTEM RESET idle_replication_slot_timeout",
+                   "SELECT pg_reload_conf()")
+        again = await wait_invalidated_and_made_anew(ctx, cl, conn, after, mark, 'idle_timeout')
+        what += '; idle_timeout: counted %d -> %d, logged, made anew' % (after, again)
+    else:
+        what += '; no idle_replication_slot_timeout before 18'
+
+    await asql(conn, "ALTER SYSTEM RESET pg_ws.history_retention", "SELECT pg_reload_conf()")
+    await wait_slot(conn, False)
+    return what
+
+
 TESTS = [
     ('(a) seq is the WAL position of the event\'s pg_ws message plus its index',
      test_positions_are_wal, 60),
@@ -767,6 +840,8 @@ TESTS = [
      test_oldest_is_resumable, 90),
     ('(l) pg_ws.database changed or made again: new epoch, resync_required across it',
      test_database_change, 90),
+    ('(m) an invalidated slot pg_ws is logged, counted and made anew; resume gets resync_required',
+     test_slot_invalidated, 150),
 ]
 
 
