@@ -204,7 +204,7 @@ handle_sigusr1(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
-	procsignal_sigusr1_handler(postgres_signal_arg);
+	procsignal_sigusr1_handler(PGWS_SIGNAL_ARGS_PASS);
 	wake_self();
 	errno = save_errno;
 }
@@ -1162,7 +1162,7 @@ pg_ws_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, handle_sighup);
 	pqsignal(SIGUSR1, handle_sigusr1);
 	/* there is no query to cancel: pg_cancel_backend() must not stop us */
-	pqsignal(SIGINT, SIG_IGN);
+	pqsignal(SIGINT, PGWS_SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	/* no database: this makes us visible in pg_stat_activity */
