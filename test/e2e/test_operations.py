@@ -16,7 +16,8 @@ started on first use on free ports and listening on 127.0.0.1 only:
     queue   pg_ws.queue_size 64kB, pg_ws.queue_full_timeout 1s,
             synchronous_standby_names naming a standby that never
             connects, so that a synchronous commit stays in progress (b, c)
-    reload  defaults                                              (d, n)
+    reload  defaults                                              (d)
+    reloads defaults                                              (n)
     conns   pg_ws.max_connections 2                               (e, f, i)
     appdb   pg_ws.database 'appdb', pg_ws.queue_size 256kB,
             pg_ws.queue_full_timeout 2s                           (g, h)
@@ -70,6 +71,8 @@ CLUSTERS = {
                         # for the standby that never comes sets it to on
                         "synchronous_commit = local"]),
     'reload': dict(),
+    # (d) moves reload's listener: the reloads of (n) get one of their own
+    'reloads': dict(),
     'conns': dict(conf=['pg_ws.max_connections = 2']),
     # history large enough that resuming needs no WAL
     'inflight': dict(conf=["pg_ws.queue_size = '64MB'",
@@ -841,7 +844,7 @@ async def test_retention_reloads(ctx):
     postmaster and the worker keep running, with flat memory, and events
     still arrive.  (On 16 and later PostgreSQL frees a GUC's extra with
     guc_free(): extra from malloc() corrupts memory at the next change.)"""
-    cl = await cluster(ctx, 'reload')
+    cl = await cluster(ctx, 'reloads')
     conn = await ctx.aconn()
     with open(os.path.join(cl.data, 'postmaster.pid')) as f:
         postmaster = int(f.readline())
