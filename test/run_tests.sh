@@ -45,8 +45,10 @@ regress_tests=$(make -s print-regress)
 	--dbname=contrib_regression \
 	$regress_tests) > "$WORK/regress.log" 2>&1
 cat "$WORK/regress.log"
-p=$(grep -cE '^(test | +)?[a-z_]+ +\.\.\. ok' "$WORK/regress.log")
-f=$(grep -cE '\.\.\. FAILED|\.\.\. failed' "$WORK/regress.log")
+# 15 prints "test name ... ok" / "... FAILED"; 16 and later print TAP,
+# "ok 1 - name" / "not ok 2 - name"
+p=$(grep -cE '^(test | +)?[a-z_]+ +\.\.\. ok|^ok [0-9]+ +(- )?[a-z_]' "$WORK/regress.log")
+f=$(grep -cE '\.\.\. FAILED|\.\.\. failed|^not ok [0-9]+ ' "$WORK/regress.log")
 if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; fi	# pg_regress did not run
 [ -f "$WORK/regression.diffs" ] && cat "$WORK/regression.diffs"
 passed=$((passed + p)); failed=$((failed + f))
