@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the server needs (not the test tools), build and install
-# pg_ws, and start a local PostgreSQL 15 with pg_ws preloaded, leaving
+# pg_ws, and start a local PostgreSQL (the release's: 15 on Debian 12, 17 on
+# Debian 13, 18 on testing) with pg_ws preloaded, leaving
 # http://127.0.0.1:8765/ (the console) and ws://127.0.0.1:8765/ws/ running.
 # Run as root; the server runs as the postgres user.  Running it again
 # rebuilds and restarts the same server, keeping its data.  It ends by
@@ -15,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${PGWS_DATA:-/var/lib/postgresql/pg_ws}
 PGPORT=${PGWS_PGPORT:-5433}
 WSPORT=${PGWS_WSPORT:-8765}
-BIN=/usr/lib/postgresql/15/bin
+BIN=/usr/lib/postgresql/$("$ROOT/scripts/install_deps.sh" --pg-major)/bin
 SOCKDIR=/var/run/postgresql
 
 "$ROOT/scripts/install_deps.sh" --server

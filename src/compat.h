@@ -32,6 +32,27 @@
 #include "utils/wait_event.h"
 
 /*
+ * This backend's local transaction id: 17 moved PGPROC.lxid into
+ * PGPROC.vxid.lxid.
+ */
+#if PG_VERSION_NUM >= 170000
+#define PGWS_MY_LXID	(MyProc->vxid.lxid)
+#else
+#define PGWS_MY_LXID	(MyProc->lxid)
+#endif
+
+/*
+ * This process's index in ProcGlobal->allProcs (backends first, so below
+ * MaxBackends for a backend): PGPROC.pgprocno up to 16, replaced in 17 by
+ * the global MyProcNumber.
+ */
+#if PG_VERSION_NUM >= 170000
+#define PGWS_MY_PROCNO	((int) MyProcNumber)
+#else
+#define PGWS_MY_PROCNO	(MyProc->pgprocno)
+#endif
+
+/*
  * A GUC check hook's *extra is freed by PostgreSQL: with free() up to 15,
  * with guc_free() (a pfree() in GUC's memory context) from 16, which also
  * exports guc_malloc() for it.  malloc()ed extra on 16 and later corrupts

@@ -298,10 +298,10 @@ pgws_queue_entry_size(uint64 payload_len)
 static inline QueueSlot *
 my_slot(void)
 {
-	if (MyProc == NULL || MyProc->pgprocno < 0 ||
-		MyProc->pgprocno >= queue->nslots)
+	if (MyProc == NULL || PGWS_MY_PROCNO < 0 ||
+		PGWS_MY_PROCNO >= queue->nslots)
 		return NULL;
-	return &queue->slots[MyProc->pgprocno];
+	return &queue->slots[PGWS_MY_PROCNO];
 }
 
 static inline QueueEntryHeader *
@@ -467,7 +467,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			entry_times(pos)->appended_at = appended_at;
 			entry_times(pos)->commit_end = InvalidXLogRecPtr;
 			entry_origin(pos)->database = MyDatabaseId;
-			entry_origin(pos)->procno = MyProc->pgprocno;
+			entry_origin(pos)->procno = PGWS_MY_PROCNO;
 			pg_atomic_init_u32(&entry_origin(pos)->written, 0);
 			entry_origin(pos)->nevents = (uint32) nevents;
 			queue->head += need;

@@ -1196,10 +1196,10 @@ loaded_by_restore(Relation rel)
 		  list_member_oid(get_partition_ancestors(RelationGetRelid(rel)), target)))
 		return false;
 
-	if ((logged_lxid != MyProc->lxid || logged_relid != RelationGetRelid(rel)) &&
+	if ((logged_lxid != PGWS_MY_LXID || logged_relid != RelationGetRelid(rel)) &&
 		pgws_is_broadcast_database())
 	{
-		logged_lxid = MyProc->lxid;
+		logged_lxid = PGWS_MY_LXID;
 		logged_relid = RelationGetRelid(rel);
 		ereport(LOG,
 				(errmsg("pg_ws does not broadcast the rows a restore loads into table \"%s\"",
@@ -1253,7 +1253,7 @@ pg_ws_restore_statement(PG_FUNCTION_ARGS)
 			!loaded_by_restore(rel))
 			return PointerGetDatum(NULL);
 		restore_role_saved = SessionReplicationRole;
-		restore_role_lxid = MyProc->lxid;
+		restore_role_lxid = PGWS_MY_LXID;
 		restore_role_relid = RelationGetRelid(rel);
 		(void) set_config_option("session_replication_role", "replica",
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
@@ -1263,7 +1263,7 @@ pg_ws_restore_statement(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel)),
 				 errdetail("pg_restore --jobs may load them before the rows they reference: pg_dump records no order between the data of an extension's tables.")));
 	}
-	else if (restore_role_lxid == MyProc->lxid &&
+	else if (restore_role_lxid == PGWS_MY_LXID &&
 			 restore_role_relid == RelationGetRelid(rel))
 	{
 		restore_role_lxid = InvalidLocalTransactionId;

@@ -37,6 +37,10 @@
 # "N passed, M failed", and the exit status is the test command's.
 set -uo pipefail
 
+# the whole script is read before any of it runs: editing this file while a
+# platform runs (they take minutes) must not change what that run does
+main() {
+
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MIRROR=${PG_WS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE=${PG_WS_CHROOT_DIR:-/var/tmp/pg_ws-chroots}
@@ -144,3 +148,6 @@ unshare --net -- chroot "$DIR" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bi
 	HOME=/root LANG=C.UTF-8 TERM=dumb PG_WS_PLATFORM="$SUITE" "${pass[@]}" \
 	bash -c 'ip link set lo up 2>/dev/null || { echo "platform: no loopback" >&2; exit 1; }; cd /pg_ws && exec "$@"' \
 	bash "$@"
+}
+
+main "$@"

@@ -40,12 +40,40 @@ DEPS = os.path.join(ROOT, 'scripts', 'install_deps.sh')
 # if one of them moves into the server's list by mistake
 KNOWN_TEST_TOOLS = {'python3-websockets', 'python3-psycopg2', 'python3-cryptography',
                     'python3-openssl', 'chromium', 'curl', 'iproute2'}
-# what building and running the server needs, as apt names it: the compiler,
-# clang for PGXS's bitcode, the server and psql, the libraries pg_ws.so
-# links against and the libev plugin of libwebsockets
-SERVER_NEEDS = {'gcc', 'make', 'clang-14', 'postgresql-15', 'postgresql-client-15',
-                'postgresql-server-dev-15', 'libwebsockets17', 'libwebsockets-evlib-ev',
-                'libev4', 'libjson-c5', 'libssl3', 'dpkg-dev'}
+# what building and running the server needs, as apt names it on this
+# release: the compiler, the clang PGXS builds bitcode with, the server and
+# psql of the release's PostgreSQL, the packages of the libraries pg_ws.so
+# links against and the libev plugin of libwebsockets (server_needs())
+FIXED_NEEDS = {'gcc', 'make', 'libwebsockets-evlib-ev', 'dpkg-dev'}
+LINKED = ('libwebsockets', 'libev', 'libjson-c', 'libssl')
+
+
+def server_needs():
+    """FIXED_NEEDS and what differs by release, found here: the release's
+    PostgreSQL major, the clang its PGXS names, and the packages owning the
+    libraries the built pg_ws.so links against (libwebsockets17 on Debian
+    12, libwebsockets19t64 on 13, ...)."""
+    major = deps('--pg-major')[0]
+    pg_config = '/usr/lib/postgresql/%s/bin/pg_config' % major
+    needs = FIXED_NEEDS | {'postgresql-' + major, 'postgresql-client-' + major,
+                           'postgresql-server-dev-' + major}
+    pgxs = subprocess.run([pg_config, '--pgxs'], stdout=subprocess.PIPE, text=True,
+                          check=True).stdout.strip()
+    with open(os.path.join(os.path.dirname(pgxs), '..', 'Makefile.global')) as f:
+        clang = re.search(r'^CLANG\s*=\s*(\S+)', f.read(), re.M)
+    if clang:
+        needs.add(os.path.basename(clang.group(1)))
+    so = os.path.join(ROOT, 'pg_ws.so')
+    if not os.path.exists(so):
+        raise Fail('pg_ws.so is not built in %s (test/run_tests.sh builds it first)' % ROOT)
+    ldd = subprocess.run(['ldd', so], stdout=subprocess.PIPE, text=True, check=True).stdout
+    for lib in LINKED:
+        m = re.search(r'^\s*%s\.so\S* => (\S+)' % re.escape(lib), ldd, re.M)
+        check(m, 'pg_ws.so does not link against %s: %s' % (lib, ldd))
+        owner = subprocess.run(['dpkg', '-S', os.path.realpath(m.group(1))],
+                               stdout=subprocess.PIPE, text=True, check=True).stdout
+        needs.add(owner.split(':')[0])
+    return needs
 
 
 def deps(*args):
@@ -100,7 +128,8 @@ async def test_scripts(ctx):
 async def test_simulated(ctx):
     """apt-get -s on an empty machine: --server pulls in no test tool and
     everything the server needs; the full list pulls them in."""
-    r = subprocess.run(['apt-cache', 'policy', 'postgresql-15'], stdout=subprocess.PIPE,
+    r = subprocess.run(['apt-cache', 'policy', 'postgresql-' + deps('--pg-major')[0]],
+                       stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     if not re.search(r'Candidate: (?!\(none\))', r.stdout):
         raise Skip('no apt package lists here (apt-get update has not run)')
@@ -110,8 +139,9 @@ async def test_simulated(ctx):
     full = set(await asyncio.to_thread(deps, '--simulate-fresh'))
     check(not (server & tools), 'install_deps.sh --server would install test tools: %s'
           % sorted(server & tools))
-    check(SERVER_NEEDS <= server, 'install_deps.sh --server would not install %s'
-          % sorted(SERVER_NEEDS - server))
+    needs = server_needs()
+    check(needs <= server, 'install_deps.sh --server would not install %s'
+          % sorted(needs - server))
     check(tools <= full, 'the simulation of the full list lacks %s: it shows nothing'
           % sorted(tools - full))
     return ('on an empty machine --server installs %d packages, none of the %d test tools; '
