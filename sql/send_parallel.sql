@@ -1,9 +1,9 @@
 --
 -- pg_ws_send() in parallel mode (issue 15, item 10): a function that calls
 -- it, mislabelled PARALLEL SAFE, runs in a parallel worker under
--- force_parallel_mode; the worker's transaction never commits, so its
--- event would be lost.  pg_ws_send() refuses there, as PostgreSQL refuses
--- writes.
+-- force_parallel_mode (16 renamed it debug_parallel_query); the worker's
+-- transaction never commits, so its event would be lost.  pg_ws_send()
+-- refuses there, as PostgreSQL refuses writes.
 --
 CREATE FUNCTION send_from(n integer) RETURNS integer
 	LANGUAGE plpgsql PARALLEL SAFE AS $$
@@ -12,7 +12,9 @@ BEGIN
 	RETURN n;
 END $$;
 
-SET force_parallel_mode = on;
+SELECT CASE WHEN current_setting('server_version_num')::integer >= 160000
+			THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END AS parallel_guc \gset
+SELECT set_config(:'parallel_guc', 'on', false);
 SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 SET max_parallel_workers_per_gather = 2;
@@ -51,7 +53,7 @@ SELECT send_from(4);
 SELECT * FROM pg_ws_pending_events();
 ROLLBACK;
 
-RESET force_parallel_mode;
+SELECT set_config(:'parallel_guc', 'off', false);
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET max_parallel_workers_per_gather;

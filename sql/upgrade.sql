@@ -28,6 +28,13 @@ WITH ext AS (
   UNION ALL
     SELECT 'member', pg_catalog.pg_describe_object(m.classid, m.objid, 0), '', NULL
     FROM members m
+    -- 17 also lists the row types of the extension's relations and their
+    -- arrays, which come and go with the relations themselves
+    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_type ty
+                      LEFT JOIN pg_catalog.pg_type el ON el.oid = ty.typelem
+                      WHERE m.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                        AND ty.oid = m.objid
+                        AND (ty.typrelid <> 0 OR el.typrelid <> 0))
   UNION ALL
     SELECT 'function', p.oid::pg_catalog.regprocedure::text,
            pg_catalog.format('returns %s; language %s, volatile %s, parallel %s, strict %s, security definer %s, config %s, source %s',
@@ -43,8 +50,13 @@ WITH ext AS (
     SELECT 'relation', t.oid::pg_catalog.regclass::text, 'relkind ' || t.relkind::text, c.relacl
     FROM tables t JOIN pg_catalog.pg_class c ON c.oid = t.oid
   UNION ALL
-    SELECT 'view', t.oid::pg_catalog.regclass::text, pg_catalog.pg_get_viewdef(t.oid), NULL
-    FROM tables t WHERE t.relkind = 'v'
+    -- on one line, and without the column qualifiers 15 writes and 16 leaves
+    -- out when the view reads one relation
+    SELECT 'view', t.oid::pg_catalog.regclass::text,
+           pg_catalog.btrim(pg_catalog.regexp_replace(
+               pg_catalog.regexp_replace(pg_catalog.pg_get_viewdef(t.oid), '\s+', ' ', 'g'),
+               '([ (,])' || c.relname || '\.', '\1', 'g')), NULL
+    FROM tables t JOIN pg_catalog.pg_class c ON c.oid = t.oid WHERE t.relkind = 'v'
   UNION ALL
     SELECT 'column', pg_catalog.format('%s.%s', t.oid::pg_catalog.regclass, a.attname),
            pg_catalog.concat_ws(' ',
@@ -92,6 +104,8 @@ SELECT o.kind, o.name, o.detail,
                      pg_catalog.string_agg(a.privilege_type, ','
                                            ORDER BY a.privilege_type) AS privileges
               FROM pg_catalog.aclexplode(o.acl) a, ext
+              -- 17's MAINTAIN, which every owner has and pg_ws never grants
+              WHERE a.privilege_type <> 'MAINTAIN'
               GROUP BY 1) r) END AS privileges
 FROM objects o
 $describe$ AS describe \gset

@@ -63,6 +63,12 @@ DIR=$BASE/$SUITE
 log() { echo "platform $SUITE: $*"; }
 fail() { log "$*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
+# one run per chroot at a time: another's cleanup would kill this one's
+# processes and undo its mounts
+mkdir -p "$BASE"
+exec 9>"$BASE/$SUITE.lock"
+flock -n 9 || { log "another run is using $DIR (see fuser $BASE/$SUITE.lock)" >&2; exit 2; }
+
 mounts=()
 cleanup() {
 	local pid root i
@@ -83,7 +89,8 @@ cleanup() {
 	done
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 mnt() {	# mnt TARGET ARGS...: mount, remembering it for cleanup
 	local target=$DIR/$1; shift
@@ -144,10 +151,13 @@ for v in PG_WS_SKIP_DEB SKIP_E2E KEEP_WORK PG_WS_E2E_ONLY; do
 done
 [ $# -gt 0 ] || set -- bash /pg_ws/test/run_tests.sh
 log "running: $*"
+# in the background, so that a signal to this script is handled (and the
+# chroot's processes killed) at once, not when the tests end
 unshare --net -- chroot "$DIR" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 	HOME=/root LANG=C.UTF-8 TERM=dumb PG_WS_PLATFORM="$SUITE" "${pass[@]}" \
 	bash -c 'ip link set lo up 2>/dev/null || { echo "platform: no loopback" >&2; exit 1; }; cd /pg_ws && exec "$@"' \
-	bash "$@"
+	bash "$@" &
+wait $!
 }
 
 main "$@"

@@ -2,7 +2,7 @@
 
 Not a test itself (test/run_tests.sh runs test_*.py only).  It provides:
 
-  - Cluster: a throw-away PostgreSQL 15 cluster run by the postgres user on
+  - Cluster: a throw-away PostgreSQL cluster (PG_WS_PGBIN's) run by the postgres user on
     free ports, with pg_ws preloaded or not and extra postgresql.conf
     lines, and install() to create the extension and wait for the worker;
   - ClusterKinds: a suite's clusters by kind, each started on first use;
@@ -32,12 +32,32 @@ import threading
 import time
 import traceback
 
+import warnings
+
 import psycopg2
-import websockets
+
+# websockets 14 made a new implementation websockets.connect and deprecated
+# the one these suites are written against (extra_headers=,
+# InvalidStatusCode, response_headers); Debian 12's 10.4 and Debian 13's
+# 15 and testing's 17 all still have it as websockets.legacy.client, so
+# every suite connects with ws_connect, that one, and its deprecation
+# warnings are not printed into the TAP output
+warnings.filterwarnings('ignore', category=DeprecationWarning, message=r'.*websockets')
+import websockets  # noqa: E402
+from websockets.legacy.client import connect as ws_connect  # noqa: E402,F401
 
 # the PostgreSQL binaries: test/run_tests.sh passes those of its PG_CONFIG,
-# so that a relocated copy of PostgreSQL (a sandbox) can be tested too
-PGBIN = os.environ.get('PG_WS_PGBIN', '/usr/lib/postgresql/15/bin')
+# so that a relocated copy of PostgreSQL (a sandbox) can be tested too; run
+# by hand, the release's own (scripts/install_deps.sh --pg-major)
+def _release_pgbin():
+    deps = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                        'scripts', 'install_deps.sh')
+    major = subprocess.run(['bash', deps, '--pg-major'], stdout=subprocess.PIPE,
+                           text=True, check=True).stdout.strip()
+    return '/usr/lib/postgresql/%s/bin' % major
+
+
+PGBIN = os.environ.get('PG_WS_PGBIN') or _release_pgbin()
 
 
 class Fail(Exception):
@@ -360,7 +380,7 @@ class Subscriber:
     @classmethod
     async def connect(cls, url, path='/ws/'):
         # no pings: the test measures pg_ws, not keepalive timing
-        ws = await websockets.connect(url + path, ping_interval=None,
+        ws = await ws_connect(url + path, ping_interval=None,
                                       max_size=None, max_queue=None,
                                       close_timeout=1, open_timeout=10)
         return cls(ws)

@@ -50,6 +50,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jwt_tools as jt  # noqa: E402
+from harness import ws_connect  # noqa: E402
 from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
                      run_tap, short)
 
@@ -154,7 +155,7 @@ async def subscribe(ctx, token=None, via='bearer', origin=None, headers=None,
     hdrs.update(headers or {})
     if extra_query:
         query += ('&' if query else '?') + extra_query
-    ws = await websockets.connect(ctx.cl.url + '/ws/' + query, extra_headers=hdrs,
+    ws = await ws_connect(ctx.cl.url + '/ws/' + query, extra_headers=hdrs,
                                   origin=origin, ping_interval=None, max_size=None,
                                   max_queue=None, close_timeout=1, open_timeout=10)
     s = Subscriber(ws)

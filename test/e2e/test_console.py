@@ -40,6 +40,7 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jwt_tools as jt  # noqa: E402
 import rawws  # noqa: E402
+from harness import ws_connect  # noqa: E402
 from harness import (PGBIN, Cluster, ClusterKinds, Ctx, Fail, asql, check,  # noqa: E402
                      run_tap, short, worker_row)
 from test_browser import CHROMIUM, Browser  # noqa: E402
@@ -131,7 +132,7 @@ class Page:
             except (OSError, ValueError, IndexError):
                 continue
             target = next((t for t in json.loads(listing) if t.get('type') == 'page'), None)
-        self.ws = await websockets.connect(target['webSocketDebuggerUrl'], max_size=None,
+        self.ws = await ws_connect(target['webSocketDebuggerUrl'], max_size=None,
                                            ping_interval=None, open_timeout=10)
         self.reader = asyncio.create_task(self._read())
         await self.call('Runtime.enable')

@@ -36,6 +36,7 @@ import psycopg2
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ws_connect  # noqa: E402
 from harness import (Cluster, Ctx, Fail, asql, check, check_positions,  # noqa: E402
                      compare_idents, resume_path, without_position,
                      ident, port_open, run_tap, run_threads, short, worker_row)
@@ -471,7 +472,7 @@ async def test_subprotocols(ctx):
     """A client asking for a subprotocol we lack gets a clear 400, not a
     dropped connection; asking for "pg_ws" works."""
     try:
-        ws = await websockets.connect(ctx.cl.url + '/ws/', subprotocols=['chat'],
+        ws = await ws_connect(ctx.cl.url + '/ws/', subprotocols=['chat'],
                                       open_timeout=5)
         await ws.close()
         raise Fail('a subscriber asking for subprotocol "chat" was accepted')
@@ -479,7 +480,7 @@ async def test_subprotocols(ctx):
         check(e.status_code == 400, 'subprotocol "chat": HTTP %d, expected 400' % e.status_code)
     except websockets.InvalidMessage as e:
         raise Fail('subprotocol "chat": no valid HTTP answer (%s)' % e)
-    ws = await websockets.connect(ctx.cl.url + '/ws/', subprotocols=['x', 'pg_ws'],
+    ws = await ws_connect(ctx.cl.url + '/ws/', subprotocols=['x', 'pg_ws'],
                                   open_timeout=5)
     try:
         check(ws.subprotocol == 'pg_ws', 'negotiated subprotocol %r' % ws.subprotocol)

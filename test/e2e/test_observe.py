@@ -45,6 +45,7 @@ import psycopg2
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ws_connect  # noqa: E402
 from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
                      poll, run_tap, short)
 import jwt_tools as jt  # noqa: E402
@@ -180,7 +181,7 @@ def log_lines(cl, since, *texts):
 async def token_sub(ctx, token, path='/ws/'):
     """A subscriber presenting token in the Authorization header."""
     import websockets
-    ws = await websockets.connect(ctx.cl.url + path, ping_interval=None, max_size=None,
+    ws = await ws_connect(ctx.cl.url + path, ping_interval=None, max_size=None,
                                   max_queue=None, close_timeout=1, open_timeout=10,
                                   extra_headers=[('Authorization', 'Bearer ' + token)])
     s = Subscriber(ws)

@@ -28,6 +28,7 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ws_connect  # noqa: E402
 from harness import Ctx, Fail, Subscriber, asql, check, run_tap, short  # noqa: E402
 from test_tls import Pki, TlsCluster, client_ctx, install, key_pem, pem  # noqa: E402
 
@@ -50,7 +51,7 @@ def readme_block(marker):
 
 
 async def wss(cl, query='', origin=ORIGIN, headers=()):
-    ws = await websockets.connect('wss://127.0.0.1:%d/ws/%s' % (cl.wsport, query),
+    ws = await ws_connect('wss://127.0.0.1:%d/ws/%s' % (cl.wsport, query),
                                   ssl=client_ctx(_state['ca']), server_hostname='localhost',
                                   origin=origin, extra_headers=list(headers),
                                   ping_interval=None, open_timeout=10, close_timeout=1)
@@ -89,7 +90,7 @@ async def test_five_lines(ctx):
     await refused_with(wss(cl, '?token=' + token, origin='https://evil.example.net'), 403,
                        'a page of another origin')
     try:
-        ws = await websockets.connect('ws://127.0.0.1:%d/ws/?token=%s' % (cl.wsport, token),
+        ws = await ws_connect('ws://127.0.0.1:%d/ws/?token=%s' % (cl.wsport, token),
                                       open_timeout=5)
         await ws.close()
         raise Fail('plain ws:// was served')

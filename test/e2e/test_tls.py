@@ -64,6 +64,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ws_connect  # noqa: E402
 from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
                      compare_idents, run_tap, short, worker_row)
 import test_browser as browser_suite  # noqa: E402
@@ -293,7 +294,7 @@ async def handshake(port, ctx, server_hostname='localhost'):
 async def wss_sub(ctx, cl, cafile_pem=None, server_hostname='localhost'):
     """A /ws/ subscriber over wss://, verifying the server certificate
     against cafile_pem (default: the test root CA)."""
-    ws = await websockets.connect(cl.wss_url + '/ws/', ssl=client_ctx(cafile_pem),
+    ws = await ws_connect(cl.wss_url + '/ws/', ssl=client_ctx(cafile_pem),
                                   server_hostname=server_hostname,
                                   ping_interval=None, max_size=None, max_queue=None,
                                   close_timeout=1, open_timeout=10)
@@ -315,7 +316,7 @@ async def refused(coro_fn, what):
 
 async def plain_refused(cl):
     """A plain ws:// client of the pg_ws port does not get a subscription."""
-    return await refused(lambda: websockets.connect(cl.url + '/ws/', open_timeout=10,
+    return await refused(lambda: ws_connect(cl.url + '/ws/', open_timeout=10,
                                                     close_timeout=1),
                          'a plain ws:// connection to %s' % cl.url)
 
@@ -678,7 +679,7 @@ async def test_alpn(ctx):
           'offered only h2: expected a handshake without ALPN, got %s' % short(h2))
     # a WebSocket client that offers h2 first still subscribes over http/1.1
     c = client_ctx(alpn=['h2', 'http/1.1'])
-    ws = await websockets.connect(cl.wss_url + '/ws/', ssl=c, server_hostname='localhost',
+    ws = await ws_connect(cl.wss_url + '/ws/', ssl=c, server_hostname='localhost',
                                   ping_interval=None, open_timeout=10, close_timeout=1)
     sub = Subscriber(ws)
     ctx.subs.append(sub)
