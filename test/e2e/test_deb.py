@@ -34,7 +34,11 @@ on testing); nothing here assumes one.
   4. from those installed files: a new cluster with pg_ws preloaded,
      CREATE EXTENSION, a subscriber on /ws/, an INSERT INTO client, and
      its client_create event; the worker has the packaged pg_ws.so mapped,
-     and GET / serves the console, an installed DATA file.
+     and GET / serves the console, an installed DATA file;
+  5. the package's autopkgtest, debian/tests/installcheck (`pg_buildext
+     installcheck`: a pg_virtualenv cluster with test/regress.conf), runs
+     the whole pg_regress suite against the installed PostgreSQL N and
+     package, from a copy of the tree (pg_buildext cleans up behind it).
 
 It installs into Debian's PostgreSQL (/usr/lib/postgresql/N), so
 test/run_tests.sh runs it last, and leaves the package installed: the same
@@ -133,7 +137,7 @@ if DEST is None and __name__ == '__main__':
     sys.exit(0)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Ctx, Fail, asql, check, run_tap, short, worker_row  # noqa: E402
+from harness import Cluster, Ctx, Fail, Skip, asql, check, run_tap, short, worker_row  # noqa: E402
 
 
 def data_files():
@@ -215,6 +219,11 @@ async def test_build(ctx):
         log = f.read()
     warned = compiler_warnings(log)
     check(not warned, 'the compiler warns (%d lines):' % len(warned), *warned[:10])
+    # dpkg's and debhelper's warnings (an undefined substvar, a useless
+    # dependency): shown, not fatal, as lintian's are
+    for line in log.splitlines():
+        if re.match(r'^(dpkg-\S+|dh\S*): warning: ', line):
+            print('# build: ' + line)
 
     f = dict(re.findall(r'^(\S+): (.*)$', run('dpkg-deb', '-f', deb), re.M))
     for k, want in (('Package', PKG), ('Source', 'pg-ws'), ('Version', version),
@@ -352,6 +361,7 @@ async def test_install(ctx):
             listed = set(run('dpkg', '-L', PKG).splitlines())
             verify = run('dpkg', '--verify', PKG, check_rc=False)
             check(not verify.strip(), 'dpkg --verify %s:' % PKG, *verify.splitlines()[:5])
+            _state['installed'] = True
         missing = [p for p in expected if p not in listed]
         check(not missing, 'the package does not list:', *missing)
         absent = [p for p in expected if not os.path.isfile((DEST or '') + p)]
@@ -400,6 +410,50 @@ async def test_e2e(ctx):
         cid, short(want), len(body))
 
 
+async def test_installcheck(ctx):
+    """debian/tests/installcheck: the pg_regress suite against the
+    installed package, on pg_buildext's pg_virtualenv cluster."""
+    if DEST:
+        raise Skip('pg_virtualenv runs the system\'s PostgreSQL, not %s' % DEST)
+    check(_state.get('installed'), 'the package is not installed: apt failed')
+    # a copy of what make installcheck reads, which postgres (the server,
+    # which includes test/regress.conf) can read
+    work = tempfile.mkdtemp(prefix='pg_ws_installcheck.')
+    try:
+        os.chmod(work, 0o755)
+        for name in ('Makefile', 'pg_ws.control', 'sql', 'expected', 'test', 'debian'):
+            src = os.path.join(ROOT, name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, os.path.join(work, name))
+        r = await asyncio.to_thread(
+            subprocess.run, [os.path.join(work, 'debian', 'tests', 'installcheck'), work],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, cwd=work)
+        lines = r.stdout.splitlines()
+        # pg_regress of 15: "test NAME ... ok"; of 16 and later, TAP:
+        # "ok 1 - NAME" ("+ NAME" in a parallel group), "not ok 2 - NAME"
+        passed = [ln for ln in lines if re.match(r'^(test | +)?[a-z_]+ +\.\.\. ok', ln)
+                  or re.match(r'^ok \d+\s+[-+] [a-z_]+', ln)]
+        failed = [ln for ln in lines if re.search(r'\.\.\. (FAILED|failed)', ln)
+                  or re.match(r'^not ok \d+', ln)]
+        want = run('make', '-s', 'print-regress').split()
+        diffs = []
+        if r.returncode != 0:
+            for d in glob.glob(os.path.join(work, 'regression.diffs')):
+                with open(d, errors='replace') as f:
+                    diffs = f.read().splitlines()[:40]
+        check(r.returncode == 0 and not failed,
+              'installcheck failed (exit %d): %s' % (r.returncode, failed or lines[-5:]),
+              *diffs)
+        check('### PostgreSQL %s installcheck ###' % N in lines,
+              'installcheck did not run for PostgreSQL %s:' % N, *lines[:5])
+        check(len(passed) == len(want),
+              'installcheck passed %d tests, the Makefile has %d' % (len(passed), len(want)),
+              *lines[-5:])
+        return '%d pg_regress tests passed against %s' % (len(passed), PKG)
+    finally:
+        if not os.environ.get('KEEP_WORK'):
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def http_get(port, path):
     conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
     try:
@@ -419,6 +473,8 @@ TESTS = [
     ('from the installed files (%s, PostgreSQL %s): CREATE EXTENSION, /ws/ gets '
      'client_create, GET / the console' % (HOW, N),
      test_e2e, 120),
+    ('%s: the package\'s autopkgtest (debian/tests/installcheck), the pg_regress suite '
+     'against PostgreSQL %s' % (HOW, N), test_installcheck, 600),
 ]
 
 if __name__ == '__main__':
