@@ -20,9 +20,10 @@
 #      DEB_BUILD_DIR/build.log, whose last lines are shown if it fails.
 #
 # Environment (make deb passes them on):
-#   DEB_BUILD_DIR    the scratch directory, emptied first, where the packages,
-#                    the .changes and .buildinfo end up (default: deb-build/
-#                    in the tree, which .gitignore ignores)
+#   DEB_BUILD_DIR    where the copy is built and the packages, the .changes and
+#                    .buildinfo end up (default: deb-build/ in the tree, which
+#                    .gitignore ignores); what an earlier make deb left there
+#                    is removed first
 #   DEB_BUILD_OPTIONS  as dpkg-buildpackage reads it (parallel=N, noddebs ...)
 # Prints the path of each .deb built, one a line, as its last lines (the
 # package, and its -dbgsym package of debugging symbols).
@@ -47,13 +48,16 @@ VERSION=$(dpkg-parsechangelog -l "$ROOT/debian/changelog" -S Version) ||
 	die "debian/changelog is at $VERSION but pg_ws.control's default_version is $UPSTREAM:" \
 		"add a changelog entry (dch -v $UPSTREAM-1)"
 
-# 1.
-case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+# 1. (what an earlier make deb left there is removed, and nothing else:
+# DEB_BUILD_DIR may be a directory of the developer's)
+BUILD=$(realpath -m -- "$BUILD")
 case "$ROOT/" in
-	"${BUILD%/}/"*) die "DEB_BUILD_DIR=$BUILD holds the tree itself: it is emptied first" ;;
+	"${BUILD%/}/"*) die "DEB_BUILD_DIR=$BUILD holds the tree itself" ;;
 esac
 SRC=$BUILD/pg-ws-$UPSTREAM
-rm -rf "$BUILD"
+mkdir -p "$BUILD"
+rm -rf "$BUILD"/pg-ws-[0-9]*/ "$BUILD"/pg-ws_* "$BUILD"/postgresql-*-pg-ws*_*.deb \
+	"$BUILD/build.log"
 mkdir -p "$SRC"
 tar -C "$ROOT" --exclude=./.git --exclude=./deb-build --exclude='*.deb' \
 	--exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./results \
