@@ -52,6 +52,13 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PostgreSQL 15 and later only (src/compat.h): an older pg_config stops the
+# build here, before any file is compiled, naming what is supported
+PG_WS_SUPPORTED = 15, 16, 17 and 18
+ifneq ($(shell test "$(VERSION_NUM)" -ge 150000 2>/dev/null && echo ok),ok)
+$(error pg_ws supports PostgreSQL $(PG_WS_SUPPORTED); $(PG_CONFIG) is PostgreSQL $(VERSION). Install postgresql-server-dev-15 or later and build with make PG_CONFIG=/usr/lib/postgresql/N/bin/pg_config)
+endif
+
 # the pg_regress test names, for test/run_tests.sh
 print-regress:
 	@echo $(REGRESS)

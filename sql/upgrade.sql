@@ -78,6 +78,8 @@ WITH ext AS (
     SELECT 'constraint', pg_catalog.format('%s %s', co.conrelid::pg_catalog.regclass, co.conname),
            pg_catalog.pg_get_constraintdef(co.oid), NULL
     FROM tables t JOIN pg_catalog.pg_constraint co ON co.conrelid = t.oid
+    -- 18 also records NOT NULL as constraints; the columns show them
+    WHERE co.contype <> 'n'
   UNION ALL
     SELECT 'trigger', pg_catalog.format('%s %s', tg.tgrelid::pg_catalog.regclass, tg.tgname),
            pg_catalog.pg_get_triggerdef(tg.oid), NULL

@@ -27,9 +27,10 @@
 #   3. the tree, without build products, is copied to /pg_ws in it
 #      (a build for PostgreSQL 15 here must not meet one for 17 there);
 #   4. inside: scripts/install_deps.sh with the network, then the tests in
-#      a network namespace of their own (unshare --net, loopback up), so
-#      that their servers on 127.0.0.x cannot collide with the host's or
-#      another platform's, which may run at the same time;
+#      a network namespace of their own (unshare --net: loopback, and a
+#      veth pair for an address that is not loopback), so that their
+#      servers cannot collide with the host's or another platform's, which
+#      may run at the same time;
 #   5. on exit: every process whose root is the chroot is killed, and the
 #      mounts are undone, deepest first.
 #
@@ -150,12 +151,21 @@ for v in PG_WS_SKIP_DEB SKIP_E2E KEEP_WORK PG_WS_E2E_ONLY; do
 	[ -n "${!v:-}" ] && pass+=("$v=${!v}")
 done
 [ $# -gt 0 ] || set -- bash /pg_ws/test/run_tests.sh
+# the namespace's network: loopback, and a non-loopback address as a
+# machine has one (test_observe.py listens on it), on a veth pair whose
+# both ends are in the namespace; nothing leaves it
+NETWORK='ip link set lo up || { echo "platform: no loopback" >&2; exit 1; }
+	ip link add pgws0 type veth peer name pgws1 &&
+	ip addr add 10.87.0.1/24 dev pgws0 && ip addr add 10.87.0.2/24 dev pgws1 &&
+	ip link set pgws0 up && ip link set pgws1 up &&
+	ip route add default via 10.87.0.2 dev pgws0 ||
+	echo "platform: no non-loopback address in the namespace" >&2'
 log "running: $*"
 # in the background, so that a signal to this script is handled (and the
 # chroot's processes killed) at once, not when the tests end
 unshare --net -- chroot "$DIR" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 	HOME=/root LANG=C.UTF-8 TERM=dumb PG_WS_PLATFORM="$SUITE" "${pass[@]}" \
-	bash -c 'ip link set lo up 2>/dev/null || { echo "platform: no loopback" >&2; exit 1; }; cd /pg_ws && exec "$@"' \
+	bash -c "$NETWORK"$'\n''cd /pg_ws && exec "$@"' \
 	bash "$@" &
 wait $!
 }

@@ -538,6 +538,18 @@ def compare_idents(got, expected, who):
                '  got:      %s' % (ids[i:i + 5],))
 
 
+def process_rss(pid):
+    """(VmRSS, VmHWM) of a process, in bytes: its resident memory now and
+    at its peak since the peak was last reset."""
+    got = {}
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            name, _, value = line.partition(':')
+            if name in ('VmRSS', 'VmHWM'):
+                got[name] = int(value.split()[0]) * 1024
+    return got['VmRSS'], got['VmHWM']
+
+
 async def worker_row(conn):
     """(pid, seconds since the pg_ws worker started), or None."""
     rows = await asql(conn, "SELECT pid, extract(epoch FROM clock_timestamp() - backend_start)"

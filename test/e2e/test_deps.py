@@ -111,7 +111,9 @@ async def test_scripts(ctx):
           % sorted(KNOWN_TEST_TOOLS & server), 'or missing from the full one: %s'
           % sorted(KNOWN_TEST_TOOLS - full))
     run_server = commands('scripts/run_server.sh')
-    calls = [line.strip() for line in run_server if 'install_deps.sh' in line]
+    # the calls that install (--pg-major only prints the release's PostgreSQL)
+    calls = [line.strip() for line in run_server
+             if 'install_deps.sh' in line and '--pg-major' not in line]
     check(calls and all('--server' in c for c in calls),
           'run_server.sh runs install_deps.sh as: %s' % calls)
     used = sorted({w for line in run_server

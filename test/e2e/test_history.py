@@ -755,7 +755,7 @@ async def wait_invalidated_and_made_anew(ctx, cl, conn, before, mark, cause):
         fresh = await asql(conn, "SELECT wal_status FROM pg_replication_slots"
                                  " WHERE slot_name = 'pg_ws' AND restart_lsn IS NOT NULL"
                                  " AND wal_status IN ('reserved', 'extended')")
-        log = cl.log_since(mark)
+        log = '\n'.join(cl.log_since(mark))
         if n > before and fresh and 'was invalidated (%s)' % cause in log:
             return n
         check(time.monotonic() < deadline,

@@ -37,7 +37,7 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Ctx, Fail, asql, check, poll, run_tap, short  # noqa: E402
+from harness import Cluster, Ctx, Fail, asql, check, poll, process_rss, run_tap, short  # noqa: E402
 import rawws  # noqa: E402
 from rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,  # noqa: E402
                    OP_TEXT, RawWs, Rejected)
@@ -677,16 +677,7 @@ async def test_repeated_headers_held(ctx):
     return '; '.join(notes)
 
 
-def worker_rss(pid):
-    """(VmRSS, VmHWM) of a process, in bytes: its resident memory now and
-    at its peak since the peak was last reset."""
-    got = {}
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            name, _, value = line.partition(':')
-            if name in ('VmRSS', 'VmHWM'):
-                got[name] = int(value.split()[0]) * 1024
-    return got['VmRSS'], got['VmHWM']
+worker_rss = process_rss
 
 
 async def test_repeated_headers_rounds(ctx):

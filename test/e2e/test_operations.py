@@ -16,7 +16,7 @@ started on first use on free ports and listening on 127.0.0.1 only:
     queue   pg_ws.queue_size 64kB, pg_ws.queue_full_timeout 1s,
             synchronous_standby_names naming a standby that never
             connects, so that a synchronous commit stays in progress (b, c)
-    reload  defaults                                              (d)
+    reload  defaults                                              (d, n)
     conns   pg_ws.max_connections 2                               (e, f, i)
     appdb   pg_ws.database 'appdb', pg_ws.queue_size 256kB,
             pg_ws.queue_full_timeout 2s                           (g, h)
@@ -52,7 +52,7 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
                      compare_idents, free_port, ident, resume_path, run_tap,
-                     run_threads, short, worker_row)
+                     process_rss, run_threads, short, worker_row)
 import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 400          # the whole run, setup and clean-up included
@@ -836,6 +836,46 @@ async def test_partial_frame_not_sent(ctx):
             % (len(got_before), cut, replay[0]))
 
 
+async def test_retention_reloads(ctx):
+    """n. 1,000 reloads, each changing pg_ws.history_retention: the
+    postmaster and the worker keep running, with flat memory, and events
+    still arrive.  (On 16 and later PostgreSQL frees a GUC's extra with
+    guc_free(): extra from malloc() corrupts memory at the next change.)"""
+    cl = await cluster(ctx, 'reload')
+    conn = await ctx.aconn()
+    with open(os.path.join(cl.data, 'postmaster.pid')) as f:
+        postmaster = int(f.readline())
+    worker = (await worker_row(conn))[0]
+
+    async def reloads(first, n):
+        for i in range(first, first + n):
+            value = '%dMB' % (i + 1) if i % 2 else '%dmin' % (i + 1)
+            await asql(conn, "ALTER SYSTEM SET pg_ws.history_retention = '%s'" % value,
+                       "SELECT pg_reload_conf()")
+            # this backend has it too once SHOW says so; the others in turn
+            deadline = time.monotonic() + 10
+            while (await asql(conn, "SHOW pg_ws.history_retention"))[0][0] != value:
+                check(time.monotonic() < deadline, 'reload %d (%s) not taken in 10 s' % (i, value))
+                await asyncio.sleep(0.002)
+
+    await reloads(0, 100)       # first allocations, the slot made
+    before = process_rss(postmaster)[0], process_rss(worker)[0]
+    await reloads(100, 1000)
+    row = await worker_row(conn)
+    check(row and row[0] == worker, 'the worker %d is gone (now %s): a crash restarted the server'
+          % (worker, row))
+    after = process_rss(postmaster)[0], process_rss(worker)[0]
+    grew = [b - a for a, b in zip(before, after)]
+    check(max(grew) <= 1 << 20, 'resident memory grew over 1,000 reloads: postmaster %+d, '
+          'worker %+d bytes' % tuple(grew))
+    sub = await ctx.sub()
+    await asql(conn, emp(1400))
+    compare_idents(await sub.expect(1, 10, 'event after the reloads'),
+                   [('employee_create', 1400)], 'subscriber')
+    await asql(conn, "ALTER SYSTEM RESET pg_ws.history_retention", "SELECT pg_reload_conf()")
+    return 'postmaster %+d, worker %+d bytes of resident memory over 1,000 reloads' % tuple(grew)
+
+
 TESTS = [
     ('(a) without shared_preload_libraries CREATE EXTENSION fails with 55000 and a hint',
      test_no_preload, 30),
@@ -863,6 +903,8 @@ TESTS = [
      test_fast_reader_not_culled, 90),
     ('(m) a frame left partly in libwebsockets is resumed after a worker restart',
      test_partial_frame_not_sent, 120),
+    ('(n) 1,000 reloads changing pg_ws.history_retention: server up, memory flat',
+     test_retention_reloads, 240),
 ]
 
 
