@@ -61,7 +61,7 @@ rm -rf "$BUILD"/pg-ws-[0-9]*/ "$BUILD"/pg-ws_* "$BUILD"/postgresql-*-pg-ws*_*.de
 mkdir -p "$SRC"
 tar -C "$ROOT" --exclude=./.git --exclude=./deb-build --exclude='*.deb' \
 	--exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./results \
-	--exclude=./tmp_check --exclude=./log --exclude=./.platforms \
+	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ \
 	--exclude=./debian/.debhelper --exclude=./debian/debhelper-build-stamp \
 	--exclude=./debian/files --exclude='./debian/*.substvars' \
 	--exclude='./debian/postgresql-*-pg-ws' -cf - . | tar -C "$SRC" -xf -
