@@ -374,7 +374,7 @@ retention_slot_state(XLogRecPtr *restart_lsn, const char **cause)
 		*restart_lsn = slot->data.restart_lsn;
 		if (SlotIsLogical(slot))
 			state = SLOT_LOGICAL;
-		else if (slot->active_pid != 0 && slot->active_pid != MyProcPid)
+		else if (pgws_slot_active_elsewhere(slot))
 			state = SLOT_BUSY;
 		else if (pgws_slot_invalidated(slot))
 		{

@@ -184,11 +184,11 @@ pgws_stats_snapshot(PgWsStatsSnapshot *snap)
 static Datum
 counts_jsonb(const char *const *names, const uint64 *counts, int n)
 {
-	JsonbParseState *state = NULL;
+	pgws_jsonb_build build = PGWS_JSONB_BUILD_INIT;
 	JsonbValue *result;
 	int			i;
 
-	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pgws_jsonb_push(&build, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < n; i++)
 	{
 		JsonbValue	key;
@@ -197,13 +197,13 @@ counts_jsonb(const char *const *names, const uint64 *counts, int n)
 		key.type = jbvString;
 		key.val.string.val = (char *) names[i];
 		key.val.string.len = strlen(names[i]);
-		(void) pushJsonbValue(&state, WJB_KEY, &key);
+		pgws_jsonb_push(&build, WJB_KEY, &key);
 		value.type = jbvNumeric;
 		value.val.numeric = DatumGetNumeric(DirectFunctionCall1(int8_numeric,
 																Int64GetDatum((int64) counts[i])));
-		(void) pushJsonbValue(&state, WJB_VALUE, &value);
+		pgws_jsonb_push(&build, WJB_VALUE, &value);
 	}
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	result = pgws_jsonb_finish(&build, WJB_END_OBJECT);
 	return JsonbPGetDatum(JsonbValueToJsonb(result));
 }
 

@@ -31,7 +31,8 @@
  * resolved.  A transaction that ends without any record of it (the server
  * crashed) is known to be over when a shutdown checkpoint (which is also
  * what crash recovery ends with) or an end-of-recovery record is read, or
- * when a running-xacts record's oldestRunningXid has passed it: a
+ * when a running-xacts record's oldestRunningXid has passed it (one that
+ * covers the cluster: 19 also writes some for a single database): a
  * transaction leaves the ProcArray only after its commit record is in the
  * WAL, so a running-xacts record always follows the commit record of every
  * transaction it shows as finished.  A prepared transaction is not over at
@@ -283,7 +284,7 @@ pgws_walread_oldest_resumable(void)
 
 	r = pgws_walread_begin(InvalidOid, 0, 0);
 	walread_clear_flags(r);
-	found = XLogFindNextRecord(r->xlr, oldest);
+	found = pgws_find_next_record(r->xlr, oldest);
 	pgws_walread_end(r);
 	if (XLogRecPtrIsInvalid(found))
 		return oldest;			/* nothing readable yet: no promise below it */
@@ -505,7 +506,7 @@ walread_position(PgWsWalReader *r)
 		}
 
 		walread_clear_flags(r);
-		found = XLogFindNextRecord(r->xlr, from);
+		found = pgws_find_next_record(r->xlr, from);
 
 		if (XLogRecPtrIsInvalid(found))
 		{
@@ -870,7 +871,8 @@ walread_record(PgWsWalReader *r, XLogReaderState *xlr)
 				xl_running_xacts *running;
 
 				running = (xl_running_xacts *) XLogRecGetData(xlr);
-				if (TransactionIdIsValid(running->oldestRunningXid))
+				if (pgws_running_xacts_cover_cluster(running) &&
+					TransactionIdIsValid(running->oldestRunningXid))
 					walread_drop_unfinished(r, running->oldestRunningXid);
 			}
 			break;
@@ -1158,7 +1160,7 @@ pgws_walread_next(PgWsWalReader *r, int max_events,
 	 * look per call, so that most records need no look of their own.
 	 */
 	r->horizon = RecoveryInProgress() ? InvalidTransactionId :
-		GetOldestActiveTransactionId();
+		pgws_oldest_active_xid();
 
 	/* what the xlogreader allocates as it reads is the reader's too */
 	old = MemoryContextSwitchTo(r->cxt);

@@ -204,7 +204,7 @@ handle_sigusr1(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
-	procsignal_sigusr1_handler(postgres_signal_arg);
+	procsignal_sigusr1_handler(PGWS_SIGNAL_ARGS_PASS);
 	wake_self();
 	errno = save_errno;
 }
@@ -980,6 +980,35 @@ raise_fd_limit(void)
 								 (unsigned long long) rlim.rlim_cur)));
 }
 
+#if defined(LWS_WITH_SYS_STATE)
+/*
+ * libwebsockets 4.3 built with LWS_WITH_NETLINK (Debian 13 and later; 4.1
+ * has no such thing) keeps a copy of the routing table and, whenever a
+ * route or an address changes, closes without a word every connection
+ * whose peer it finds no route to in that copy, which it parses only in
+ * part: a default route without a gateway, or an address added to an
+ * IPv6 interface, and subscribers on working routes were cut off.  It
+ * does so only once its system state has reached IFACE_COLDPLUG.  pg_ws
+ * uses none of the states past INITIALIZED (DHCP, NTP, captive portals,
+ * secure streams), so it keeps libwebsockets short of them; protocols are
+ * still initialized, by the first service.  Nonzero refuses a change.
+ */
+static int
+hold_lws_system_state(struct lws_state_manager *mgr,
+					  struct lws_state_notify_link *link, int current, int target)
+{
+	return target >= LWS_SYSTATE_IFACE_COLDPLUG && target <= LWS_SYSTATE_OPERATIONAL;
+}
+
+static lws_state_notify_link_t hold_lws_state_link = {
+	.notify_cb = hold_lws_system_state,
+	.name = "pg_ws",
+};
+static lws_state_notify_link_t *const lws_state_notifiers[] = {
+	&hold_lws_state_link, NULL
+};
+#endif
+
 static void
 server_start(void)
 {
@@ -1006,6 +1035,9 @@ server_start(void)
 	info.timeout_secs = pgws_handshake_timeout_s;
 	info.gid = -1;
 	info.uid = -1;
+#if defined(LWS_WITH_SYS_STATE)
+	info.register_notifier_list = lws_state_notifiers;
+#endif
 	if (pgws_event_loop == PGWS_EVENT_LOOP_LIBEV)
 	{
 		/*
@@ -1130,7 +1162,7 @@ pg_ws_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, handle_sighup);
 	pqsignal(SIGUSR1, handle_sigusr1);
 	/* there is no query to cancel: pg_cancel_backend() must not stop us */
-	pqsignal(SIGINT, SIG_IGN);
+	pqsignal(SIGINT, PGWS_SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	/* no database: this makes us visible in pg_stat_activity */

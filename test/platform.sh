@@ -136,7 +136,7 @@ rm -rf "$DIR/pg_ws"
 mkdir -p "$DIR/pg_ws"
 (cd "$ROOT" && tar -c --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
 	--exclude=./deb-build --exclude='*.deb' --exclude=./results \
-	--exclude=./tmp_check --exclude=./log --exclude=./.platforms .) |
+	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ .) |
 	tar -x -C "$DIR/pg_ws" || fail "copying the tree failed"
 
 in_chroot() { chroot "$DIR" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \

@@ -122,7 +122,17 @@ async def reload_with(conn, port, probe, **settings):
         else:
             await asql(conn, "ALTER SYSTEM SET pg_ws.%s = '%s'" % (name, value))
     await asql(conn, 'SELECT pg_reload_conf()')
-    await poll('the reload of %s' % settings, probe, timeout=20, every=0.2)
+
+    async def settled():
+        # a reload that changes whether pg_ws listens on loopback only
+        # moves its listening sockets: a connection still in the old
+        # one's backlog is reset, and the next try reaches the new one
+        try:
+            return await probe()
+        except (ConnectionResetError, ConnectionRefusedError):
+            return False
+
+    await poll('the reload of %s' % settings, settled, timeout=20, every=0.2)
 
 
 # ------------------------------------------------------------------ tests

@@ -633,10 +633,24 @@ async def test_future_since(ctx):
     conn = await ctx.aconn()
     ref = await marker(ctx, conn, 1200000)
     seq, epoch = position(ref)
-    flush = (await asql(conn, "SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn"))[0][0]
-    notes = []
-    for what, since in (('the flushed end of the WAL', int(flush)),
-                        ('a year of WAL ahead', int(flush) + (1 << 40))):
+    flushed = "SELECT pg_current_wal_flush_lsn() - '0/0'::pg_lsn"
+    # the flushed end itself is past the history only while no WAL is
+    # written meanwhile (autovacuum, a standby snapshot): the flushed end
+    # must be the same once the subscriber is in, or the try is no test
+    for attempt in range(20):
+        flush = int((await asql(conn, flushed))[0][0])
+        sub = await ctx.sub('/ws/?since=%d&epoch=%s' % (flush, epoch))
+        if int((await asql(conn, flushed))[0][0]) == flush:
+            break
+        await sub.close()
+    else:
+        raise Fail('the flushed end of the WAL moved during each of 20 subscriptions')
+    await sub.wait_until(lambda m: len(m) >= 1, 15, 'the flushed end of the WAL')
+    first = json.loads(sub.msgs[0])
+    check(first['event'] == 'resync_required' and first['data']['since'] == flush and
+          first['seq'] < flush, 'the flushed end of the WAL: first message %s' % short(sub.msgs[0]))
+    notes = ['the flushed end of the WAL']
+    for what, since in (('a year of WAL ahead', flush + (1 << 40)),):
         sub, first = await first_message(ctx, '/ws/?since=%d&epoch=%s' % (since, epoch), what)
         check(first['event'] == 'resync_required' and first['data']['since'] == since and
               first['seq'] < since, '%s: first message %s' % (what, short(sub.msgs[0])))
@@ -785,6 +799,10 @@ async def test_slot_invalidated(ctx):
     await churn_wal(conn)
     await asql(conn, "ALTER SYSTEM RESET max_slot_wal_keep_size", "SELECT pg_reload_conf()")
     after = await wait_invalidated_and_made_anew(ctx, cl, conn, before, mark, 'wal_removed')
+    # what the new slot does not hold goes with the next checkpoints
+    await churn_wal(conn)
+    check(await oldest_wal_lsn(conn) > position(kept)[0],
+          'the WAL before the invalidation is still there (oldest %x)' % await oldest_wal_lsn(conn))
     sub = await ctx.sub(resume_path(kept))
     await sub.wait_until(lambda m: len(m) >= 1, 15, 'resume across the invalidation')
     notice = json.loads(sub.msgs[0])
