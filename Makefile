@@ -68,8 +68,9 @@ print-regress:
 print-data:
 	@echo $(DATA)
 
-# postgresql-15-pg-ws_VERSION_ARCH.deb for Debian 12's PostgreSQL 15, built
-# from a clean copy of this tree (scripts/build_deb.sh says how)
+# postgresql-N-pg-ws_VERSION_ARCH.deb for this Debian release's PostgreSQL N,
+# built with dpkg-buildpackage from debian/ in a clean copy of this tree
+# (scripts/build_deb.sh says how); prints the .deb paths
 deb:
 	@bash scripts/build_deb.sh
 

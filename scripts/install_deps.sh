@@ -41,8 +41,7 @@ pg_major() {
 }
 PG_MAJOR=${PG_WS_PG_MAJOR:-$(pg_major)}
 
-# building and running pg_ws (and `make deb`: dpkg-deb, and dpkg-shlibdeps
-# from dpkg-dev, which build-essential depends on)
+# building and running pg_ws
 SERVER=(
 	build-essential
 	postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR	# the server and PGXS
@@ -59,6 +58,8 @@ TEST_TOOLS=(
 	iproute2								# ss: the keepalive test looks at sockets
 	curl									# watching /ws/ by hand
 	pkg-config								# bench/Makefile's clients
+	debhelper postgresql-server-dev-all		# make deb: dpkg-buildpackage, pg_buildext
+	lintian									# test_deb.py checks the packages
 )
 
 mode=all always= print= simulate=
