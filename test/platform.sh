@@ -147,7 +147,7 @@ in_chroot bash /pg_ws/scripts/install_deps.sh || fail "install_deps.sh failed"
 
 # pass on the knobs a developer gives the host's test command
 pass=()
-for v in PG_WS_SKIP_DEB SKIP_E2E KEEP_WORK PG_WS_E2E_ONLY; do
+for v in PG_WS_SKIP_DEB SKIP_E2E KEEP_WORK PG_WS_E2E_ONLY PG_WS_OTHER_MAJOR_SO; do
 	[ -n "${!v:-}" ] && pass+=("$v=${!v}")
 done
 [ $# -gt 0 ] || set -- bash /pg_ws/test/run_tests.sh
