@@ -99,17 +99,20 @@ class RemoteSubscriber:
             stderr=asyncio.subprocess.STDOUT)
         self = cls(proc)
         try:
-            # unshare execs python3: the pid is the namespace's
-            await asyncio.sleep(0)
+            # unshare execs python3: the pid is the namespace's, once
+            # unshare has made it (until then moving the device there
+            # would leave it here)
+            ours = os.readlink('/proc/self/ns/net')
             deadline = time.monotonic() + 10
             while True:
-                r = subprocess.run(['ip', 'link', 'set', peer_dev, 'netns', str(proc.pid)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                if r.returncode == 0:
-                    break
-                # until unshare has made the namespace, it is still ours
-                check(time.monotonic() < deadline, 'moving %s: %s' % (peer_dev, r.stdout))
-                await asyncio.sleep(0.05)
+                try:
+                    if os.readlink('/proc/%d/ns/net' % proc.pid) != ours:
+                        break
+                except OSError:
+                    pass
+                check(time.monotonic() < deadline, 'the subscriber has no namespace of its own')
+                await asyncio.sleep(0.01)
+            ip('link', 'set', peer_dev, 'netns', str(proc.pid))
             proc.stdin.write(b'go\n')
             await proc.stdin.drain()
             await self.expect('ready', 20)
