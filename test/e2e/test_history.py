@@ -421,6 +421,22 @@ async def oldest_wal_lsn(conn):
     return seg * (16 << 20)
 
 
+async def resync_once_wal_gone(ctx, conn, ref, what):
+    """Checkpoints remove the WAL from ref on (the events after it with
+    it): a subscriber resuming after ref is told resync_required, with an
+    oldest position above ref."""
+    await churn_wal(conn)
+    check(await oldest_wal_lsn(conn) > position(ref)[0],
+          '%s: the checkpoints did not remove the WAL (oldest %x)'
+          % (what, await oldest_wal_lsn(conn)))
+    sub = await ctx.sub(resume_path(ref))
+    await sub.wait_until(lambda m: len(m) >= 1, 15, 'resume ' + what)
+    notice = json.loads(sub.msgs[0])
+    check(notice['event'] == 'resync_required' and notice['data']['oldest'] > position(ref)[0],
+          'resumed %s: %s' % (what, short(sub.msgs[0])))
+    await sub.close()
+
+
 async def test_retention(ctx):
     """f. the slot keeps what a subscriber needs; without it, resync."""
     cl = await cluster(ctx, 'retain')
@@ -428,15 +444,7 @@ async def test_retention(ctx):
     # without retention the WAL after the position goes with checkpoints
     lost = await marker(ctx, conn, 800000)
     await asql(conn, EMP % 800001)
-    await churn_wal(conn)
-    check(await oldest_wal_lsn(conn) > position(lost)[0],
-          'the checkpoints did not remove the WAL (oldest %x)' % await oldest_wal_lsn(conn))
-    sub = await ctx.sub(resume_path(lost))
-    await sub.wait_until(lambda m: len(m) >= 1, 15, 'resume without retention')
-    notice = json.loads(sub.msgs[0])
-    check(notice['event'] == 'resync_required' and
-          notice['data']['oldest'] > position(lost)[0],
-          'without retention: %s' % short(sub.msgs[0]))
+    await resync_once_wal_gone(ctx, conn, lost, 'without retention')
 
     await asql(conn, "ALTER SYSTEM SET pg_ws.history_retention = '1GB'",
                "SELECT pg_reload_conf()")
@@ -803,14 +811,7 @@ async def test_slot_invalidated(ctx):
     await asql(conn, "ALTER SYSTEM RESET max_slot_wal_keep_size", "SELECT pg_reload_conf()")
     after = await wait_invalidated_and_made_anew(ctx, cl, conn, before, mark, 'wal_removed')
     # what the new slot does not hold goes with the next checkpoints
-    await churn_wal(conn)
-    check(await oldest_wal_lsn(conn) > position(kept)[0],
-          'the WAL before the invalidation is still there (oldest %x)' % await oldest_wal_lsn(conn))
-    sub = await ctx.sub(resume_path(kept))
-    await sub.wait_until(lambda m: len(m) >= 1, 15, 'resume across the invalidation')
-    notice = json.loads(sub.msgs[0])
-    check(notice['event'] == 'resync_required', 'resumed across it: %s' % short(sub.msgs[0]))
-    await sub.close()
+    await resync_once_wal_gone(ctx, conn, kept, 'across the invalidation')
     what = 'wal_removed: counted %d -> %d, logged, made anew, resync_required' % (before, after)
 
     if version >= 180000:
