@@ -127,6 +127,9 @@ cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
 mnt proc -t proc proc
 mnt sys -t sysfs sys
 mnt dev --bind /dev
+# private, so that the pts and shm mounted below it never propagate to the
+# host's /dev where mounts are shared (systemd makes them so)
+mount --make-private "$DIR/dev" || fail "mount --make-private $DIR/dev failed"
 mnt dev/pts -t devpts devpts -o newinstance,ptmxmode=0666
 mnt dev/shm -t tmpfs shm -o mode=1777
 
