@@ -11,7 +11,8 @@
  * queue or send events, nor decide who may subscribe (auth.c): it only
  * says whether a name is acceptable and whether a set of patterns takes it.
  *
- * Names.  The event document names eleven events (render.c).  Any other
+ * Names.  The event document names eleven events (pgws_event_names,
+ * rendered by render.c).  Any other
  * event, one an application sends with pg_ws_send() or one of a table
  * watched with kind 'row' (watch.c), is called by a name that
  *	- is a lower-case ASCII letter followed by lower-case letters, digits
@@ -39,6 +40,21 @@
  *-------------------------------------------------------------------------
  */
 #include "pg_ws.h"
+
+/* the event document's eleven events, by kind (render.c renders them) */
+const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS] = {
+	[PGWS_CLIENT_CREATE] = "client_create",
+	[PGWS_CLIENT_UPDATE] = "client_update",
+	[PGWS_CLIENT_DELETE] = "client_delete",
+	[PGWS_CLIENT_VISIT_CREATE] = "client_visit_create",
+	[PGWS_CLIENT_VISIT_UPDATE] = "client_visit_update",
+	[PGWS_CLIENT_VISIT_DELETE] = "client_visit_delete",
+	[PGWS_EMPLOYEE_CREATE] = "employee_create",
+	[PGWS_EMPLOYEE_UPDATE] = "employee_update",
+	[PGWS_EMPLOYEE_DELETE] = "employee_delete",
+	[PGWS_EMPLOYEE_ATTENDANCE] = "employee_attendance",
+	[PGWS_EMPLOYEE_ATTENDANCE_DELETE] = "employee_attendance_delete",
+};
 
 /* the first byte of a name, and the others */
 static inline bool

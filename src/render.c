@@ -153,20 +153,6 @@ typedef struct EventWriter
 	bool		non_ascii;
 } EventWriter;
 
-const char *const pgws_event_names[PGWS_NUM_EVENT_KINDS] = {
-	[PGWS_CLIENT_CREATE] = "client_create",
-	[PGWS_CLIENT_UPDATE] = "client_update",
-	[PGWS_CLIENT_DELETE] = "client_delete",
-	[PGWS_CLIENT_VISIT_CREATE] = "client_visit_create",
-	[PGWS_CLIENT_VISIT_UPDATE] = "client_visit_update",
-	[PGWS_CLIENT_VISIT_DELETE] = "client_visit_delete",
-	[PGWS_EMPLOYEE_CREATE] = "employee_create",
-	[PGWS_EMPLOYEE_UPDATE] = "employee_update",
-	[PGWS_EMPLOYEE_DELETE] = "employee_delete",
-	[PGWS_EMPLOYEE_ATTENDANCE] = "employee_attendance",
-	[PGWS_EMPLOYEE_ATTENDANCE_DELETE] = "employee_attendance_delete",
-};
-
 /*
  * The kind of a rendered event, read back from its first bytes; -1 when
  * they do not name one of the document's events.
