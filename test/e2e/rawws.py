@@ -40,6 +40,18 @@ def connect(port, source=None, timeout=10, host='127.0.0.1'):
         raise
 
 
+def read_head(s):
+    """What the server sends up to the end of its answer's head (the blank
+    line; what came with it after that too), or until it closes."""
+    data = b''
+    while b'\r\n\r\n' not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read_until_closed(s, timeout):
     """Everything the server sends until it closes (or timeout); (bytes,
     closed?).  A reset counts as closed."""

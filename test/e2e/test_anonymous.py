@@ -78,12 +78,7 @@ def request(port, path='/ws/', host=None, origin=None, extra=(), target=None,
     s = rawws.connect(port)
     try:
         s.sendall(('\r\n'.join(lines) + '\r\n\r\n').encode())
-        data = b''
-        while b'\r\n\r\n' not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = rawws.read_head(s)
         if not data.startswith(b'HTTP/1.1 101 '):
             more, _ = rawws.read_until_closed(s, 10)
             data += more

@@ -50,6 +50,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jwt_tools as jt  # noqa: E402
+import rawws  # noqa: E402
 from harness import ws_connect  # noqa: E402
 from harness import (ClusterKinds, Cluster, Ctx, Fail, Subscriber, asql, check,  # noqa: E402
                      run_tap, short)
@@ -205,12 +206,7 @@ def raw_upgrade(port, headers=None, query='', keep=False):
     lines += ['%s: %s' % kv for kv in (headers or {}).items()]
     s = socket.create_connection(('127.0.0.1', port), timeout=10)
     s.sendall(('\r\n'.join(lines) + '\r\n\r\n').encode())
-    data = b''
-    while b'\r\n\r\n' not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = rawws.read_head(s)
     head, _, body = data.partition(b'\r\n\r\n')
     head_lines = head.decode(errors='replace').split('\r\n')
     hdrs = {}

@@ -582,12 +582,7 @@ def send_head(port, raw, keep=False, timeout=10):
     s = rawws.connect(port, timeout=timeout)
     try:
         s.sendall(raw)
-        data = b''
-        while b'\r\n\r\n' not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = rawws.read_head(s)
         line = data.split(b'\r\n', 1)[0].decode('latin-1')
         if not line.startswith('HTTP/1.1 101 '):
             more, _ = rawws.read_until_closed(s, timeout)
