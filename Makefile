@@ -14,6 +14,7 @@ OBJS = \
 	src/send.o \
 	src/pending.o \
 	src/queue.o \
+	src/position.o \
 	src/stats.o \
 	src/connections.o \
 	src/broadcast.o \
@@ -33,13 +34,13 @@ OBJS = \
 
 EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
-	sql/pg_ws--1.2.1.sql sql/pg_ws--1.2.2.sql \
+	sql/pg_ws--1.2.1.sql sql/pg_ws--1.2.2.sql sql/pg_ws--1.3.0.sql \
 	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql sql/pg_ws--1.2--1.2.1.sql \
-	sql/pg_ws--1.2.1--1.2.2.sql \
+	sql/pg_ws--1.2.1--1.2.2.sql sql/pg_ws--1.2.2--1.3.0.sql \
 	console/pg_ws_console.html
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue security search_path visits tokens watch watch_integrity watch_partitions watch_columns send send_parallel restore upgrade
+REGRESS = install events savepoints rendering queue security search_path visits tokens watch watch_integrity watch_partitions watch_columns send send_parallel restore position upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback

@@ -1,10 +1,10 @@
 --
--- ALTER EXTENSION pg_ws UPDATE from 1.0, 1.1, 1.2 and 1.2.1 makes exactly what
--- a fresh install of the current version makes: the same objects, with the
--- same definitions, privileges and initial privileges (which pg_dump
--- relies on), triggers and extconfig.  Each is installed in a database of
--- its own; all are described by the same query, and the descriptions
--- compared.
+-- ALTER EXTENSION pg_ws UPDATE from 1.0, 1.1, 1.2, 1.2.1 and 1.2.2 makes
+-- exactly what a fresh install of the current version makes: the same
+-- objects, with the same definitions, privileges and initial privileges
+-- (which pg_dump relies on), triggers and extconfig.  Each is installed in
+-- a database of its own; all are described by the same query, and the
+-- descriptions compared.
 --
 
 -- one row per object or property; privileges with the extension's owner
@@ -116,6 +116,7 @@ CREATE DATABASE pg_ws_upgraded;
 CREATE DATABASE pg_ws_upgraded_from_1_1;
 CREATE DATABASE pg_ws_upgraded_from_1_2;
 CREATE DATABASE pg_ws_upgraded_from_1_2_1;
+CREATE DATABASE pg_ws_upgraded_from_1_2_2;
 CREATE DATABASE pg_ws_fresh;
 
 -- 1.0, then ALTER EXTENSION pg_ws UPDATE (the warning that these databases
@@ -160,6 +161,16 @@ RESET client_min_messages;
 SELECT pg_catalog.md5(pg_catalog.string_agg(d::text, E'\n' ORDER BY d::text)) AS upgraded_from_1_2_1
 FROM (:describe) d \gset
 
+-- 1.2.2, then ALTER EXTENSION pg_ws UPDATE
+\c pg_ws_upgraded_from_1_2_2
+SET client_min_messages = error;
+CREATE EXTENSION pg_ws VERSION '1.2.2';
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ws';
+ALTER EXTENSION pg_ws UPDATE;
+RESET client_min_messages;
+SELECT pg_catalog.md5(pg_catalog.string_agg(d::text, E'\n' ORDER BY d::text)) AS upgraded_from_1_2_2
+FROM (:describe) d \gset
+
 -- a fresh install of the current version
 \c pg_ws_fresh
 SET client_min_messages = error;
@@ -172,11 +183,13 @@ FROM (:describe) d \gset
 SELECT :'upgraded' = :'fresh' AS upgrade_equals_fresh_install,
        :'upgraded_from_1_1' = :'fresh' AS upgrade_from_1_1_equals_fresh_install,
        :'upgraded_from_1_2' = :'fresh' AS upgrade_from_1_2_equals_fresh_install,
-       :'upgraded_from_1_2_1' = :'fresh' AS upgrade_from_1_2_1_equals_fresh_install;
+       :'upgraded_from_1_2_1' = :'fresh' AS upgrade_from_1_2_1_equals_fresh_install,
+       :'upgraded_from_1_2_2' = :'fresh' AS upgrade_from_1_2_2_equals_fresh_install;
 
 \c contrib_regression
 DROP DATABASE pg_ws_upgraded;
 DROP DATABASE pg_ws_upgraded_from_1_1;
 DROP DATABASE pg_ws_upgraded_from_1_2;
 DROP DATABASE pg_ws_upgraded_from_1_2_1;
+DROP DATABASE pg_ws_upgraded_from_1_2_2;
 DROP DATABASE pg_ws_fresh;

@@ -19,7 +19,11 @@
  * SEQ first, then the live stream, from the same log.  When the events
  * after SEQ are no longer here, or E is not our epoch, it gets one
  * resync_required message first and then the live stream: never a gap it
- * cannot see.
+ * cannot see.  A subscriber that connects with a snapshot position from
+ * pg_ws_position() (?since=P) resumes after the position's "after" the
+ * same way, and is not sent the events, below its "until", of the
+ * transactions its snapshot saw (position.c): every message keeps its
+ * transaction's id for that.
  *
  * Where the events come from.  On a primary, from the shared queue; on a
  * hot standby, from the WAL as it is replayed (walread.c, "following"),
@@ -101,6 +105,7 @@ typedef struct WsMessage
 	uint64		offset;			/* bytes of all messages before this one */
 	uint32		len;			/* of the JSON as sent */
 	int			kind;			/* PgWsEventKind, or -1 */
+	TransactionId xid;			/* its transaction, for snapshot positions */
 	uint32		name_len;		/* kind -1: its name, in the frame, to */
 	const char *name;			/* match filters with; NULL if it has none */
 	uint8	   *frame;			/* the frame, in a block: header, JSON */
@@ -147,6 +152,16 @@ subscriber_wants(const PgWsSubscriber *sub, int kind, const char *name,
 {
 	return pgws_grant_allows(&sub->grant, kind, name, name_len) &&
 		pgws_event_set_has(&sub->filter, kind, name, name_len);
+}
+
+/*
+ * Has a subscriber that resumed from a snapshot position the change of
+ * this event in its rows already?  Then it is not sent (position.c).
+ */
+static inline bool
+snapshot_saw(const PgWsSubscriber *sub, uint64 seq, TransactionId xid)
+{
+	return sub->snapshot && pgws_position_saw(&sub->position, seq, xid);
 }
 
 /*
@@ -307,7 +322,7 @@ frame_room(uint32 need)
  */
 static void
 append_message(void *arg, const char *json, uint32 len, uint64 seq,
-			   uint64 entry_pos)
+			   TransactionId xid, uint64 entry_pos)
 {
 	WsMessage  *msg;
 	char		suffix[POSITION_ROOM + 1];
@@ -345,6 +360,7 @@ append_message(void *arg, const char *json, uint32 len, uint64 seq,
 	msg = MemoryContextAlloc(broadcast_context, sizeof(WsMessage));
 	msg->seq = seq;
 	msg->entry_pos = entry_pos;
+	msg->xid = xid;
 	msg->len = final_len;
 	msg->kind = pgws_event_kind_of(json, len);
 	msg->name = NULL;
@@ -589,9 +605,10 @@ pgws_broadcast_drain_queue(void)
 
 /* the follower's sink: a replayed event at the end of the log */
 static bool
-follow_sink(void *arg, uint64 seq, const char *json, uint32 len)
+follow_sink(void *arg, uint64 seq, TransactionId xid, const char *json,
+			uint32 len)
 {
-	append_message(arg, json, len, seq, 0);
+	append_message(arg, json, len, seq, xid, 0);
 	return true;
 }
 
@@ -962,7 +979,8 @@ start_waiting_resumers(void)
  * for one write once BYTES_PER_WRITABLE are framed.
  */
 static bool
-catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
+catchup_sink(void *arg, uint64 seq, TransactionId xid, const char *json,
+			 uint32 len)
 {
 	PgWsSubscriber *sub = (PgWsSubscriber *) arg;
 	StringInfo	out = sub->catchup_frames;
@@ -975,7 +993,7 @@ catchup_sink(void *arg, uint64 seq, const char *json, uint32 len)
 	size_t		name_len = 0;
 
 	sub->after_seq = seq;
-	if (len == 0 || json[len - 1] != '}')
+	if (len == 0 || json[len - 1] != '}' || snapshot_saw(sub, seq, xid))
 		return true;
 	kind = pgws_event_kind_of(json, len);
 	if (kind < 0)
@@ -1130,7 +1148,8 @@ pgws_subscriber_writable(PgWsConn *conn)
 	{
 		WsMessage  *msg = message_at(sub->next_idx);
 		bool		skip = msg->seq <= sub->after_seq ||
-			!subscriber_wants(sub, msg->kind, msg->name, msg->name_len);
+			!subscriber_wants(sub, msg->kind, msg->name, msg->name_len) ||
+			snapshot_saw(sub, msg->seq, msg->xid);
 
 		if (span_len > 0 &&
 			(skip || msg->frame != span + span_len ||

@@ -356,6 +356,15 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 	conn->sub.resume = up->resume;
 	conn->sub.since = up->since;
 	conn->sub.epoch_matches = up->epoch_matches;
+	conn->sub.snapshot = up->snapshot;
+	if (up->snapshot)
+	{
+		conn->sub.position = up->position;
+		conn->sub.position.xids = palloc(Max(up->position.nxids, 1) *
+										 sizeof(TransactionId));
+		memcpy(conn->sub.position.xids, up->position.xids,
+			   up->position.nxids * sizeof(TransactionId));
+	}
 	ereport(DEBUG1,
 			(errmsg_internal("pg_ws connection %llu from %s subscribed",
 							 (unsigned long long) conn->id, conn->peer)));

@@ -557,9 +557,11 @@ ws_accept(const char *key, char *accept, size_t size)
 }
 
 /*
- * ?since=SEQ&epoch=E: where a resuming subscriber starts (broadcast.c).
- * Empty values count as absent, so that a client can always send both.
- * Returns false, having refused the request, when they make no sense.
+ * ?since=SEQ&epoch=E, or ?since=P with P from pg_ws_position(): where a
+ * resuming subscriber starts (broadcast.c).  Empty values count as absent,
+ * so that a client can always send both.  A snapshot position carries its
+ * epoch; an epoch= beside it is not needed and not looked at.  Returns
+ * false, having refused the request, when they make no sense.
  */
 static bool
 read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
@@ -572,6 +574,7 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	uint64		value;
 
 	up->resume = false;
+	up->snapshot = false;
 	if (query == NULL)
 		return true;
 	since = pgws_query_param(query, "since", &bad_since);
@@ -579,13 +582,31 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	if (!bad_since && (since == NULL || since[0] == '\0'))
 		return true;			/* a fresh start; any epoch is moot */
 
+	if (!bad_since && !isdigit((unsigned char) since[0]))
+	{
+		char		position_epoch[PGWS_EPOCH_LEN];
+
+		if (!pgws_position_decode(since, &up->position))
+		{
+			pgws_http_refuse(conn, 400, NULL,
+							 "since must be the seq of a pg_ws event (a decimal number) or a position pg_ws_position() returned");
+			return false;
+		}
+		snprintf(position_epoch, sizeof(position_epoch), UINT64_FORMAT "-%u",
+				 up->position.sysid, up->position.database);
+		up->resume = true;
+		up->snapshot = true;
+		up->since = up->position.after;
+		up->epoch_matches = strcmp(position_epoch, pgws_broadcast_epoch()) == 0;
+		return true;
+	}
+
 	errno = 0;
 	value = bad_since ? 0 : strtou64(since, &end, 10);
-	if (bad_since || !isdigit((unsigned char) since[0]) || *end != '\0' ||
-		errno != 0)
+	if (bad_since || *end != '\0' || errno != 0)
 	{
 		pgws_http_refuse(conn, 400, NULL,
-						 "since must be the seq of a pg_ws event (a decimal number)");
+						 "since must be the seq of a pg_ws event (a decimal number) or a position pg_ws_position() returned");
 		return false;
 	}
 	if (bad_epoch || epoch == NULL || epoch[0] == '\0')

@@ -128,6 +128,7 @@ pgws_shmem_request(void)
 	pgws_queue_request_shmem();
 	pgws_stats_request_shmem();
 	pgws_mailbox_request_shmem();
+	pgws_position_request_shmem();
 }
 
 static void
@@ -138,6 +139,7 @@ pgws_shmem_startup(void)
 	pgws_queue_startup();
 	pgws_stats_startup();
 	pgws_mailbox_startup();
+	pgws_position_startup();
 }
 
 /* pg_ws.listen_addresses: a comma-separated list of host names or addresses */

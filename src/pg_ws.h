@@ -54,6 +54,7 @@
 #include "postgres.h"
 #include "compat.h"
 #include "access/attnum.h"
+#include "access/xlogdefs.h"
 
 #include "datatype/timestamp.h"
 #include "fmgr.h"
@@ -158,14 +159,42 @@ extern int	pgws_queue_wakeup_fd(void);
 extern uint64 pgws_queue_worker_attach(bool *restart);
 extern void pgws_queue_worker_detach(void);
 extern void pgws_queue_epoch(char *buf, size_t size, Oid database);
+extern XLogRecPtr pgws_queue_appended_through(void);
+
+/*
+ * Snapshot positions (position.c): what pg_ws_position() returns and
+ * ?since= accepts.  Its subscriber is sent every event with seq > after,
+ * except those with seq < until of a transaction the snapshot saw: an id
+ * before xmax and not among xids (ascending).
+ */
+typedef struct PgWsSnapshotPosition
+{
+	uint64		sysid;			/* the epoch: the system identifier */
+	Oid			database;		/* and the database */
+	uint64		after;
+	uint64		until;
+	TransactionId xmax;
+	int			nxids;
+	TransactionId *xids;
+} PgWsSnapshotPosition;
+
+extern void pgws_position_request_shmem(void);
+extern void pgws_position_startup(void);
+extern void pgws_position_note(TransactionId xid, XLogRecPtr lsn);
+extern void pgws_position_recovery_started(void);
+extern bool pgws_position_decode(const char *text, PgWsSnapshotPosition *pos);
+extern bool pgws_position_saw(const PgWsSnapshotPosition *pos, uint64 seq,
+							  TransactionId xid);
 
 /*
  * pgws_queue_drain hands each committed event to the worker through this
- * callback: its JSON (len bytes, no newline), its position, and the
+ * callback: its JSON (len bytes, no newline), its position, its
+ * transaction's id (for snapshot positions, position.c), and the
  * transaction's entry, for pgws_queue_release.
  */
 typedef void (*pgws_event_sink) (void *arg, const char *json, uint32 len,
-								 uint64 seq, uint64 entry_pos);
+								 uint64 seq, TransactionId xid,
+								 uint64 entry_pos);
 extern uint64 pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 							   bool *waits_for_flush, Oid *other_database);
 extern void pgws_queue_skip_entry(void);

@@ -92,6 +92,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"
@@ -141,6 +142,14 @@ typedef struct QueueEntryOrigin
 	uint32		nevents;		/* lines of the payload */
 } QueueEntryOrigin;
 
+/* bytes 48-63: whose transaction, for snapshot positions (position.c) */
+typedef struct QueueEntryXact
+{
+	TransactionId xid;			/* the top transaction's id; invalid with no
+								 * xid (pg_ws.wal = off) */
+	uint32		unused[3];
+} QueueEntryXact;
+
 /*
  * A backend's slot (see "Parking" in the file header): where it writes the
  * outcome of its entry once the worker has parked it, the ring's room
@@ -157,11 +166,13 @@ typedef struct QueueSlot
 
 #define ENTRY_ALIGN 16
 #define ENTRY_PAYLOAD_OFFSET (sizeof(QueueEntryHeader) + \
-							  sizeof(QueueEntryTimes) + sizeof(QueueEntryOrigin))
+							  sizeof(QueueEntryTimes) + sizeof(QueueEntryOrigin) + \
+							  sizeof(QueueEntryXact))
 
 StaticAssertDecl(sizeof(QueueEntryHeader) == ENTRY_ALIGN &&
 				 sizeof(QueueEntryTimes) == ENTRY_ALIGN &&
-				 sizeof(QueueEntryOrigin) == ENTRY_ALIGN,
+				 sizeof(QueueEntryOrigin) == ENTRY_ALIGN &&
+				 sizeof(QueueEntryXact) == ENTRY_ALIGN,
 				 "each part of a queue entry's header must be one aligned block");
 
 /* while the queue is full, how often a waiting writer wakes the worker */
@@ -325,6 +336,15 @@ entry_origin(uint64 pos)
 								  sizeof(QueueEntryTimes)) % queue->size);
 }
 
+static inline QueueEntryXact *
+entry_xact(uint64 pos)
+{
+	return (QueueEntryXact *) (ring_base() +
+							   (pos + sizeof(QueueEntryHeader) +
+								sizeof(QueueEntryTimes) +
+								sizeof(QueueEntryOrigin)) % queue->size);
+}
+
 /* copy n bytes into the ring at logical offset pos, wrapping at the end */
 static void
 ring_write(uint64 pos, const char *src, uint64 n)
@@ -453,7 +473,11 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			 * queue untouched, and the transaction aborts.
 			 */
 			if (pgws_wal)
+			{
 				first_seq = pgws_wal_log_events(payload, len, nevents);
+				/* noted in WAL order: we hold the lock (position.c) */
+				pgws_position_note(GetTopTransactionIdIfAny(), first_seq);
+			}
 			else
 			{
 				first_seq = queue->next_counter_seq;
@@ -470,6 +494,7 @@ pgws_queue_append(const char *payload, uint32 len, int nevents)
 			entry_origin(pos)->procno = PGWS_MY_PROCNO;
 			pg_atomic_init_u32(&entry_origin(pos)->written, 0);
 			entry_origin(pos)->nevents = (uint32) nevents;
+			entry_xact(pos)->xid = GetTopTransactionIdIfAny();
 			queue->head += need;
 			LWLockRelease(queue->lock);
 			break;
@@ -650,6 +675,7 @@ typedef struct ParkedEntry
 	uint32		state;
 	XLogRecPtr	commit_end;
 	uint64		first_seq;
+	TransactionId xid;
 	Oid			database;
 	TimestampTz appended_at;
 	uint32		payload_len;
@@ -754,6 +780,30 @@ pgws_queue_epoch(char *buf, size_t size, Oid database)
 	else
 		snprintf(buf, size, UINT64_FORMAT "-%u-m" INT64_FORMAT, sysid,
 				 database, (int64) queue->created_at);
+}
+
+/*
+ * Where the WAL insert position stands once every pg_ws record before it
+ * has been appended, and so noted for snapshot positions: records are
+ * written only with the lock held exclusively (pgws_queue_append).  At a
+ * page boundary the insert position points past the next page's header,
+ * which nothing may have been written to: the boundary itself is returned,
+ * so that it can be flushed.
+ */
+XLogRecPtr
+pgws_queue_appended_through(void)
+{
+	XLogRecPtr	lsn;
+
+	pgws_require_preload();
+	LWLockAcquire(queue->lock, LW_SHARED);
+	lsn = GetXLogInsertRecPtr();
+	LWLockRelease(queue->lock);
+	if (XLogSegmentOffset(lsn, wal_segment_size) == SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogLongPHD;
+	else if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		lsn -= SizeOfXLogShortPHD;
+	return lsn;
 }
 
 /*
@@ -906,6 +956,7 @@ park_entries(uint64 head)
 			e->state = state;
 			e->commit_end = commit_end;
 			e->first_seq = hdr->first_seq;
+			e->xid = entry_xact(read_pos)->xid;
 			e->database = origin->database;
 			e->appended_at = entry_times(read_pos)->appended_at;
 			e->payload_len = hdr->payload_len;
@@ -938,7 +989,7 @@ park_entries(uint64 head)
 /* hand a payload's events to the sink; returns how many */
 static uint64
 drain_payload(pgws_event_sink sink, void *arg, char *payload, uint32 len,
-			  uint64 seq, uint64 entry_pos)
+			  uint64 seq, TransactionId xid, uint64 entry_pos)
 {
 	char	   *line = payload;
 	char	   *end = payload + len;
@@ -949,7 +1000,7 @@ drain_payload(pgws_event_sink sink, void *arg, char *payload, uint32 len,
 		char	   *nl = memchr(line, '\n', end - line);
 		uint32		line_len = (nl ? nl : end) - line;
 
-		sink(arg, line, line_len, seq, entry_pos);
+		sink(arg, line, line_len, seq, xid, entry_pos);
 		line += line_len + 1;
 		seq++;
 		n++;
@@ -1049,7 +1100,8 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 			 * the ring from read_pos on, as the next entry's would.
 			 */
 			n = drain_payload(sink, arg, drain_buffer->data,
-							  drain_buffer->len, e->first_seq, read_pos);
+							  drain_buffer->len, e->first_seq, e->xid,
+							  read_pos);
 			nevents += n;
 			read_through = Max(read_through, e->first_seq + n - 1);
 		}
@@ -1115,7 +1167,8 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 			ring_read(read_pos + ENTRY_PAYLOAD_OFFSET, drain_buffer->data,
 					  hdr->payload_len);
 			n = drain_payload(sink, arg, drain_buffer->data,
-							  hdr->payload_len, seq, read_pos);
+							  hdr->payload_len, seq, entry_xact(read_pos)->xid,
+							  read_pos);
 			nevents += n;
 			read_through = seq + n - 1;
 		}

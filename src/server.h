@@ -104,6 +104,9 @@ typedef struct PgWsSubscriber
 								 * since until then; 0 if not */
 	bool		epoch_matches;	/* and the epoch was ours */
 	uint64		since;			/* the position it asked for */
+	bool		snapshot;		/* since came from pg_ws_position(): the
+								 * events its snapshot saw are not sent */
+	PgWsSnapshotPosition position;	/* then that position (xids in cxt) */
 	uint8	   *notice;			/* resync_required frame, sent first */
 	int			notice_len;
 	struct PgWsWalReader *catchup;	/* reading its events from the WAL,
@@ -174,9 +177,12 @@ typedef struct PgWsUpgrade
 	PgWsGrant	grant;			/* what its token allows (auth.c) */
 	PgWsEventSet filter;		/* its ?events=; every event without one */
 	const char *filter_text;	/* ?events= as given; NULL without one */
-	bool		resume;			/* ?since=&epoch= */
+	bool		resume;			/* ?since=&epoch=, or ?since= a snapshot
+								 * position */
 	uint64		since;
 	bool		epoch_matches;
+	bool		snapshot;		/* since is a snapshot position's after */
+	PgWsSnapshotPosition position;	/* xids in the request's memory */
 } PgWsUpgrade;
 
 /* conn.c */

@@ -974,7 +974,7 @@ walread_deliver(PgWsWalReader *r, int max, pgws_wal_event_sink sink,
 			if (line_len > 0)
 			{
 				n++;
-				if (!sink(arg, seq, line, line_len))
+				if (!sink(arg, seq, m->xid, line, line_len))
 					max = n;	/* the sink has enough for now */
 			}
 		}

@@ -56,10 +56,11 @@ extern bool pgws_wal_record_events(XLogReaderState *record,
 typedef struct PgWsWalReader PgWsWalReader;
 
 /*
- * One committed event: its seq and its JSON (not NUL-terminated, no '\n');
- * the sink returns false to have no more handed over in this call.
+ * One committed event: its seq, its transaction's id and its JSON (not
+ * NUL-terminated, no '\n'); the sink returns false to have no more handed
+ * over in this call.
  */
-typedef bool (*pgws_wal_event_sink) (void *arg, uint64 seq,
+typedef bool (*pgws_wal_event_sink) (void *arg, uint64 seq, TransactionId xid,
 									 const char *json, uint32 len);
 
 typedef enum PgWsWalStatus

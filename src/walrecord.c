@@ -26,7 +26,8 @@
  * server (or a standby) that has pg_ws records to replay must have pg_ws in
  * shared_preload_libraries; without it recovery stops with PostgreSQL's
  * own error, "resource manager with ID 155 not registered", and its hint to
- * load the module.  Replay itself does nothing: the record changes no page.
+ * load the module.  Replay changes no page: it only tells snapshot
+ * positions which transaction wrote the record (position.c).
  *
  * The id.  Custom resource managers take an id from 128 to 255, which
  * extensions are asked to register on the PostgreSQL wiki
@@ -66,7 +67,11 @@ typedef struct xl_pgws_events
 
 #define SizeOfPgWsEvents	(offsetof(xl_pgws_events, nevents) + sizeof(uint32))
 
-/* replay: the record changes nothing, it only carries the events */
+/*
+ * Replay: the record changes no page, it only carries the events; what
+ * replay notes is which transaction wrote it where, for snapshot
+ * positions taken on a standby (position.c).
+ */
 static void
 pgws_rmgr_redo(XLogReaderState *record)
 {
@@ -74,6 +79,14 @@ pgws_rmgr_redo(XLogReaderState *record)
 
 	if (info != XLOG_PGWS_EVENTS_V1)
 		elog(PANIC, "pg_ws_redo: unknown op code %u", info);
+	pgws_position_note(XLogRecGetXid(record), record->ReadRecPtr);
+}
+
+/* replay begins: positions learn from which transaction on it saw all */
+static void
+pgws_rmgr_startup(void)
+{
+	pgws_position_recovery_started();
 }
 
 /* pg_waldump and errors during replay: what the record holds */
@@ -100,7 +113,7 @@ static RmgrData pgws_rmgr = {
 	.rm_redo = pgws_rmgr_redo,
 	.rm_desc = pgws_rmgr_desc,
 	.rm_identify = pgws_rmgr_identify,
-	.rm_startup = NULL,
+	.rm_startup = pgws_rmgr_startup,
 	.rm_cleanup = NULL,
 	.rm_mask = NULL,
 	.rm_decode = NULL			/* logical decoding skips the record */
