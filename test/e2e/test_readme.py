@@ -11,6 +11,16 @@ README.md itself (after their "test_readme" marker), so that the README
 and this test cannot drift apart.  The features behind
 them are tested in depth by test_tls.py and test_auth.py.
 
+It also runs the section "A page's rows, then live": the endpoint's SQL
+(rows and pg_ws_position() in one REPEATABLE READ transaction) answers
+the page's /api/clients, and the page's code runs in headless Chromium,
+as written but for its first line (PG_WS, here the test cluster's plain
+ws://).  Clients are inserted, updated and deleted while the page loads
+and after, and more are committed between the endpoint's snapshot and
+its answer, so that only a subscription that starts exactly at the
+position makes the page's clients end equal to the table's.  The deep
+test of positions is test_snapshot.py's.
+
 The five lines listen on '*' (every address of this machine) with
 pg_ws.auth = jwt, on a free port, for the few seconds the test runs.
 
@@ -19,17 +29,23 @@ Run as root: /usr/bin/python3 test/e2e/test_readme.py   (TAP output)
 
 import asyncio
 import base64
+import http.server
+import json
 import os
+import random
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ws_connect  # noqa: E402
-from harness import Ctx, Fail, Subscriber, asql, check, run_tap, short  # noqa: E402
+from harness import (Cluster, Ctx, Fail, Subscriber, asql, check, free_port,  # noqa: E402
+                     run_tap, short, sql)
+from test_browser import CHROMIUM, Browser  # noqa: E402
 from test_tls import Pki, TlsCluster, client_ctx, install, key_pem, pem  # noqa: E402
 
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'README.md')
@@ -203,12 +219,285 @@ async def test_configuration_table(ctx):
     return '%d parameters, each with its default and context' % len(rows)
 
 
+# The snapshot page: the README's code after a render() that posts the
+# clients it is given back to the page server (numbered, since the POSTs
+# may arrive in any order), and anything the page throws.
+SNAPSHOT_PAGE = """<!doctype html><meta charset="utf-8"><title>pg_ws</title><script>
+const report = (what, body) => fetch('/' + what, {method: 'POST', body});
+window.addEventListener('error', (e) => report('error', String(e.message)));
+window.addEventListener('unhandledrejection', (e) => report('error', String(e.reason)));
+let renders = 0;
+function render(clients) {
+  const rows = [...clients.values()].map((c) => [c.id, c.age, c.visit_count, c.gender]);
+  rows.sort((a, b) => a[0] - b[0]);
+  report('render', JSON.stringify({n: renders++, rows}));
+}
+%s
+</script>"""
+
+# client ids: 1..20 are there before the page loads; the writer changes
+# 1..10 and the ones it inserts (WRITER_IDS on), the endpoint's hand-off
+# 11..20 and the ones it inserts (HANDOFF_IDS on), so that a later change
+# of the writer's never repairs a hand-off change the page missed
+INITIAL_CLIENTS = 20
+HANDOFF_IDS = 500
+WRITER_IDS = 1000
+
+
+def clients_state(conn):
+    """The client table as the page reports it: id -> [age, visit_count,
+    gender]."""
+    return {r[0]: list(r[1:]) for r in
+            sql(conn, "SELECT id, age, visit_count, gender FROM client ORDER BY id")}
+
+
+class SnapshotServer:
+    """The page's origin: serves SNAPSHOT_PAGE at /, answers /api/clients
+    with the README's SQL, and keeps what the page posts.  Each answer
+    first has another session commit changes of clients after the
+    snapshot was taken (its "hand-off"), and waits a little while the
+    writer commits more: the page gets none of them in its rows, only
+    from its subscription."""
+
+    def __init__(self, cl, port, page, statements):
+        self.renders = {}       # n -> rows, as render() posted them
+        self.errors = []        # what the page threw, or the endpoint
+        self.loads = []         # per /api/clients: (position, rows, hand-off)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, kind = 200, 'text/html; charset=utf-8'
+                if self.path == '/':
+                    body = page.encode()
+                elif self.path == '/api/clients':
+                    kind = 'application/json'
+                    try:
+                        body = json.dumps(server.api_clients(cl, statements), default=str).encode()
+                    except Exception as e:
+                        server.errors.append('/api/clients: %s' % short(e))
+                        status, body = 500, b'{}'
+                else:
+                    status, body = 404, b''
+                self.send_response(status)
+                self.send_header('content-type', kind)
+                self.send_header('content-length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                n = int(self.headers.get('content-length') or 0)
+                body = self.rfile.read(n).decode()
+                if self.path == '/render':
+                    m = json.loads(body)
+                    server.renders[m['n']] = m['rows']
+                else:
+                    server.errors.append('the page reported %s: %s'
+                                         % (self.path.lstrip('/'), short(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def api_clients(self, cl, statements):
+        # the block's own BEGIN and COMMIT make the transaction: psycopg2
+        # must not open one of its own before them (its BEGIN would make
+        # the block's a no-op, and READ COMMITTED), hence autocommit
+        conn = cl.connect()
+        other = cl.connect()
+        try:
+            answer = {}
+            with conn.cursor() as cur:
+                for stmt in statements:
+                    if stmt.upper() == 'COMMIT':
+                        handoff = self.handoff(other)
+                        time.sleep(0.3)
+                    cur.execute(stmt)
+                    if cur.description is None:
+                        continue
+                    names = [d.name for d in cur.description]
+                    if names == ['position']:
+                        answer['position'] = cur.fetchone()[0]
+                    else:
+                        answer['clients'] = [dict(zip(names, r)) for r in cur.fetchall()]
+            check('position' in answer and 'clients' in answer,
+                  'the README\'s SQL gave no position or no clients: %s' % sorted(answer))
+            self.loads.append((answer['position'], len(answer['clients']), handoff))
+            return answer
+        finally:
+            conn.close()
+            other.close()
+
+    def handoff(self, conn):
+        """Commit, after the snapshot, changes of clients the writer leaves
+        alone: two inserted, two updated, one deleted."""
+        k = HANDOFF_IDS + 10 * len(self.loads)
+        ids = [r[0] for r in sql(conn, ("SELECT id FROM client WHERE id > %s AND id < %s"
+                                        " ORDER BY random() LIMIT 3",
+                                        (INITIAL_CLIENTS // 2, WRITER_IDS)))]
+        sql(conn, ("INSERT INTO client (id, gender, age) VALUES (%s, 'female', 40),"
+                   " (%s, 'male', 41)", (k, k + 1)))
+        for i in ids[:2]:
+            sql(conn, ("UPDATE client SET age = age + 100, visit_count = visit_count + 1"
+                       " WHERE id = %s", (i,)))
+        if ids[2:]:
+            sql(conn, ("DELETE FROM client WHERE id = %s", (ids[2],)))
+        return 'inserted %d, %d; updated %s; deleted %s' % (k, k + 1, ids[:2], ids[2:])
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ClientWriter:
+    """A thread that inserts, updates (age + 1) and deletes clients
+    1..INITIAL_CLIENTS/2 and its own, one statement at a time or a few in a
+    transaction held open a moment, until stop()."""
+
+    def __init__(self, cl):
+        self.cl = cl
+        self.stopping = threading.Event()
+        self.error = None
+        self.count = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        rnd = random.Random()
+        ids = list(range(1, INITIAL_CLIENTS // 2 + 1))
+        next_id = WRITER_IDS
+        try:
+            conn = self.cl.connect()
+        except Exception as e:
+            self.error = e
+            return
+        try:
+            while not self.stopping.is_set():
+                stmts = []
+                for _ in range(rnd.choice([1, 1, 1, 3])):
+                    op = rnd.random()
+                    if op < 0.35 or len(ids) < 3:
+                        stmts.append(("INSERT INTO client (id, first_seen, gender, age)"
+                                      " VALUES (%s, now(), 'male', 20)", (next_id,)))
+                        ids.append(next_id)
+                        next_id += 1
+                    elif op < 0.75:
+                        stmts.append(("UPDATE client SET age = age + 1, last_seen = now()"
+                                      " WHERE id = %s", (rnd.choice(ids),)))
+                    else:
+                        i = ids.pop(rnd.randrange(len(ids)))
+                        stmts.append(("DELETE FROM client WHERE id = %s", (i,)))
+                if len(stmts) == 1:
+                    sql(conn, *stmts)
+                else:
+                    sql(conn, 'BEGIN', *stmts)
+                    time.sleep(0.05)
+                    sql(conn, 'COMMIT')
+                self.count += 1
+                time.sleep(rnd.uniform(0.005, 0.03))
+        except Exception as e:
+            self.error = e
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(10)
+
+
+def state_diff(page, table):
+    """How the page's clients differ from the table's, a line each."""
+    lines = ['client %s: on the page %s, in the table %s' % (i, page.get(i), table.get(i))
+             for i in sorted(set(page) | set(table)) if page.get(i) != table.get(i)]
+    return ['%d clients differ (id: [age, visit_count, gender]):' % len(lines)] + \
+        ['  ' + x for x in lines[:12]] + (['  ...'] if len(lines) > 12 else [])
+
+
+async def test_snapshot_page(ctx):
+    """The README's endpoint SQL and page code: while clients change, the
+    page's clients (its rows, then every event applied) end equal to the
+    table, although changes were committed between its snapshot and its
+    subscription."""
+    check(os.access(CHROMIUM, os.X_OK), 'chromium is not installed (scripts/install_deps.sh)')
+    statements = [x.strip() for x in readme_block('snapshot rows').split(';') if x.strip()]
+    check(len(statements) == 4 and statements[0].upper().startswith('BEGIN')
+          and statements[-1].upper() == 'COMMIT'
+          and 'pg_ws_position()' in statements[1] and 'FROM client' in statements[2],
+          'the "snapshot rows" block is no longer BEGIN; position; rows; COMMIT:',
+          *statements)
+    first, _, code = readme_block('snapshot page').partition('\n')
+    check(first.startswith('const PG_WS ='),
+          'the "snapshot page" block does not begin with const PG_WS: %s' % first)
+
+    # the page comes from its own origin, which the cluster must allow
+    page_port = free_port()
+    cl = ctx.use(Cluster(name='readme-snapshot', conf=[
+        "pg_ws.allowed_origins = 'http://127.0.0.1:%d'" % page_port]))
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    conn = await ctx.aconn()
+    await asql(conn, ("INSERT INTO client (id, first_seen, gender, age)"
+                      " SELECT g, now(), 'female', 20 + g FROM generate_series(1, %s) g",
+                      (INITIAL_CLIENTS,)))
+
+    page = SNAPSHOT_PAGE % ('const PG_WS = "%s";\n%s' % (cl.url, code))
+    server = SnapshotServer(cl, page_port, page, statements)
+    writer = browser = None
+    try:
+        # the writer runs before the page loads, while it loads (snapshots
+        # then see transactions still open) and 2 s after it subscribed
+        writer = ClientWriter(cl)
+        await asyncio.sleep(0.5)
+        browser = Browser('http://127.0.0.1:%d/' % page_port)
+        deadline = time.monotonic() + 60
+        while not server.renders:
+            check(not server.errors, *server.errors)
+            check(writer.error is None, 'the writer failed: %s' % short(writer.error))
+            check(time.monotonic() < deadline, 'the page rendered nothing within 60 s')
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2)
+        await asyncio.to_thread(writer.stop)
+        check(writer.error is None, 'the writer failed: %s' % short(writer.error))
+
+        table = await asyncio.to_thread(clients_state, conn)
+        deadline = time.monotonic() + 30
+        while True:
+            check(not server.errors, *server.errors)
+            latest = server.renders[max(server.renders)]
+            shown = {r[0]: r[1:] for r in latest}
+            if shown == table:
+                break
+            if time.monotonic() > deadline:
+                raise Fail('the page\'s clients are not the table\'s 30 s after the writes'
+                           ' (%d renders, loads: %s)' % (len(server.renders), server.loads),
+                           *state_diff(shown, table))
+            await asyncio.sleep(0.2)
+        # the rows alone cannot be it: the page applied events it was sent
+        check(len(server.renders) > len(server.loads),
+              'the page rendered only its loads (%d), no event' % len(server.renders))
+        return ('%d clients equal; %d writer transactions, %d renders, %d load(s); hand-off: %s'
+                % (len(table), writer.count, len(server.renders), len(server.loads),
+                   server.loads[0][2]))
+    finally:
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if browser is not None:
+            browser.close()
+        server.close()
+
+
 TESTS = [
     ('the README\'s five lines: wss://, tokens, origins', test_five_lines, 60),
     ('the README\'s GRANT lets the application role mint tokens', test_sign_token_grant, 30),
     ('the README\'s openssl one-liner mints an accepted token', test_openssl_token, 30),
     ('the README\'s configuration table: every parameter, its default and context',
      test_configuration_table, 30),
+    ('the README\'s snapshot page: its rows, then events, equal the table while it changes',
+     test_snapshot_page, 120),
 ]
 
 
@@ -241,7 +530,7 @@ def main():
         finally:
             conn.close()
 
-    run_tap(TESTS, lambda: Ctx(_state['cluster']), setup=setup, watchdog_seconds=200)
+    run_tap(TESTS, lambda: Ctx(_state['cluster']), setup=setup, watchdog_seconds=320)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,10 @@ and pg_ws_position() in one REPEATABLE READ transaction, subscribes with
      upgrade; READ COMMITTED is refused with SQLSTATE 25000 and a hint; a
      position of another epoch (another database) gets resync_required;
   d. positions move between nodes: 20 readers take their rows and
-     positions on the primary and subscribe on the standby.
+     positions on the primary and subscribe on the standby;
+  e. positions older than the worker's memory: 20 readers take theirs
+     while the writers run but subscribe only after the worker has been
+     restarted, so that their events are read back from the WAL.
 
 Clusters (harness.Cluster), fsync and synchronous_commit on, started by
 the suite: a primary and a streaming standby of it, a synchronous one for
@@ -46,8 +49,8 @@ import psycopg2
 import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Fail, Standby, asql, check, run_tap,  # noqa: E402
-                     short, sql, ws_connect)
+from harness import (Cluster, Ctx, Fail, Standby, asql, check, poll,  # noqa: E402
+                     run_tap, short, sql, worker_row, ws_connect)
 
 WATCHDOG_SECONDS = 400
 
@@ -364,16 +367,37 @@ def take_snapshot(node, rng):
         conn.close()
 
 
-async def reader(ctx, snap_node, ws_node, k, rng, start_at, out):
+async def reader(ctx, snap_node, ws_node, k, rng, start_at, out, later):
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     st, pos = await asyncio.to_thread(take_snapshot, snap_node, rng)
-    sub = await ctx.sub('/ws/?since=' + pos, url=ws_node.url)
+    sub = None if later else await ctx.sub('/ws/?since=' + pos, url=ws_node.url)
     out[k] = (st, pos, sub)
 
 
-async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None):
+async def restart_worker(node):
+    """Terminate node's pg_ws worker and wait for the next one to listen."""
+    conn = await asyncio.to_thread(node.connect)
+    try:
+        pid = (await worker_row(conn))[0]
+        since = node.log_size()
+        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
+
+        async def next_worker():
+            row = await worker_row(conn)
+            return row if row and row[0] != pid else None
+
+        await poll('a new pg_ws worker', next_worker, timeout=30)
+        await node.wait_listening(node.wsport, 30, since=since)
+    finally:
+        conn.close()
+
+
+async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None,
+                  later=False):
     """Writers on the primary; readers take their rows and positions on
-    reader_node and subscribe on ws_node (the same node by default)."""
+    reader_node and subscribe on ws_node (the same node by default): at
+    once, or (later) only once the writers are done and ws_node's worker
+    has been restarted, so that their events come back from the WAL."""
     p = NODES['primary']
     ws_node = ws_node or reader_node
     ctx.use(p)
@@ -390,7 +414,8 @@ async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None):
     t0 = time.monotonic()
     readers = {}
     tasks = [asyncio.create_task(reader(ctx, reader_node, ws_node, k, random.Random(k),
-                                        t0 + rng.uniform(0.5, WRITE_SECONDS - 1), readers))
+                                        t0 + rng.uniform(0.5, WRITE_SECONDS - 1), readers,
+                                        later))
              for k in range(nreaders)]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), WRITE_SECONDS + 60)
@@ -402,6 +427,10 @@ async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None):
             await asyncio.sleep(0.05)
     errors = ['writer %d: %s' % (wr.base, wr.error) for wr in writers if wr.error]
     check(not errors, 'writers failed', *errors)
+    if later:
+        await restart_worker(ws_node)
+        for k, (st, pos, _) in sorted(readers.items()):
+            readers[k] = (st, pos, await ctx.sub('/ws/?since=' + pos, url=ws_node.url))
     conn = await asyncio.to_thread(p.connect)
     try:
         await asql(conn, "SELECT pg_ws_send('snap_done')")
@@ -445,6 +474,11 @@ async def test_standby(ctx):
 async def test_across_nodes(ctx):
     """d. rows and positions from the primary, subscribed on the standby."""
     return await handoff(ctx, NODES['primary'], NODES['standby'], nreaders=20, run=3)
+
+
+async def test_from_wal(ctx):
+    """e. positions older than the worker's memory: events from the WAL."""
+    return await handoff(ctx, NODES['primary'], nreaders=20, run=4, later=True)
 
 
 async def refused(url, path):
@@ -504,6 +538,8 @@ TESTS = [
     ('(b) standby: the same with snapshots and /ws/ on a hot standby', test_standby, 150),
     ('(d) 20 readers take rows and positions on the primary and subscribe on the'
      ' standby', test_across_nodes, 150),
+    ('(e) 20 readers subscribe after a worker restart: their events come back from'
+     ' the WAL, filtered alike', test_from_wal, 150),
 ]
 
 if __name__ == '__main__':
