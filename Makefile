@@ -18,6 +18,7 @@ OBJS = \
 	src/stats.o \
 	src/connections.o \
 	src/broadcast.o \
+	src/filter.o \
 	src/loglimit.o \
 	src/conn.o \
 	src/http.o \

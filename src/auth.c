@@ -26,6 +26,7 @@
  */
 #include "auth.h"
 #include "jwt.h"
+#include "server.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -47,6 +48,7 @@ static const char reason_no_token[] = "token required";
 static const char reason_malformed[] = "token is malformed";
 static const char reason_claims[] = "token claims are malformed";
 static const char reason_events[] = "token events claim is malformed";
+static const char reason_filters[] = "token filters claim is malformed";
 static const char reason_no_exp[] = "token has no expiry (exp)";
 static const char reason_expired[] = "token expired";
 static const char reason_not_yet[] = "token is not yet valid";
@@ -437,6 +439,37 @@ find_token(const PgWsAuthRequest *req, const char **reason)
 }
 
 /*
+ * The next parameter named name in the query string from *p on: where its
+ * value starts (or NULL without '='), and its end; *p moves past it.  NULL
+ * when there is none.
+ */
+static const char *
+next_param(const char **p, const char *name, const char **value,
+		   const char **end)
+{
+	while (**p != '\0')
+	{
+		const char *start = *p;
+		const char *e = strchr(start, '&');
+		const char *eq;
+		char	   *pname;
+
+		if (e == NULL)
+			e = start + strlen(start);
+		*p = *e ? e + 1 : e;
+		eq = memchr(start, '=', e - start);
+		pname = percent_decode(start, (eq ? eq : e) - start);
+		if (pname != NULL && strcmp(pname, name) == 0)
+		{
+			*value = eq ? eq + 1 : NULL;
+			*end = e;
+			return start;
+		}
+	}
+	return NULL;
+}
+
+/*
  * The value of a query parameter, percent-decoded ("" when it has no '='),
  * or NULL when absent or, with *malformed set, when the first parameter of
  * that name cannot be decoded.  http.c reads ?since= and ?epoch= with it.
@@ -445,28 +478,28 @@ char *
 pgws_query_param(const char *query, const char *name, bool *malformed)
 {
 	const char *p = query;
+	const char *value;
+	const char *end;
+	char	   *decoded;
 
 	*malformed = false;
-	while (*p != '\0')
-	{
-		const char *end = strchr(p, '&');
-		const char *eq;
-		char	   *pname;
+	if (next_param(&p, name, &value, &end) == NULL)
+		return NULL;
+	decoded = value ? percent_decode(value, end - value) : pstrdup("");
+	*malformed = decoded == NULL;
+	return decoded;
+}
 
-		if (end == NULL)
-			end = p + strlen(p);
-		eq = memchr(p, '=', end - p);
-		pname = percent_decode(p, (eq ? eq : end) - p);
-		if (pname != NULL && strcmp(pname, name) == 0)
-		{
-			char	   *value = eq ? percent_decode(eq + 1, end - eq - 1) : pstrdup("");
+/* does the query name parameter name more than once? */
+bool
+pgws_query_param_repeated(const char *query, const char *name)
+{
+	const char *p = query;
+	const char *value;
+	const char *end;
 
-			*malformed = value == NULL;
-			return value;
-		}
-		p = *end ? end + 1 : end;
-	}
-	return NULL;
+	return next_param(&p, name, &value, &end) != NULL &&
+		next_param(&p, name, &value, &end) != NULL;
 }
 
 /* ------------------------------------------------------------------ claims */
@@ -571,6 +604,141 @@ events_grant(struct json_object *events, PgWsGrant *grant)
 	return true;
 }
 
+/* entries a filters claim may have, as patterns an events claim */
+#define MAX_FILTER_CLAIMS 64
+
+/* a filters claim's pattern: "*", a name, or a name's prefix and '*' */
+static bool
+filter_pattern_valid(const char *pattern, size_t len)
+{
+	if (len == 1 && pattern[0] == '*')
+		return true;
+	if (len > 0 && pattern[len - 1] == '*')
+		len--;
+	return len > 0 && pgws_event_name_valid(pattern, len);
+}
+
+/*
+ * Build grant's filters, in a new context under the current one, from
+ * patterns and texts (n of each) that have been checked: parsing them
+ * again cannot fail.
+ */
+static void
+build_filters(PgWsGrant *grant, int n, char *const *patterns,
+			  char *const *texts)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+
+	grant->nfilters = 0;
+	grant->filters = NULL;
+	grant->filters_cxt = NULL;
+	if (n == 0)
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_ws token filters",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	grant->filters = palloc0(n * sizeof(PgWsGrantFilter));
+	for (int i = 0; i < n; i++)
+	{
+		PgWsGrantFilter *f = &grant->filters[i];
+		size_t		len = strlen(patterns[i]);
+
+		f->pattern = pstrdup(patterns[i]);
+		f->prefix = patterns[i][len - 1] == '*';
+		f->stem_len = f->prefix ? len - 1 : len;
+		f->text = pstrdup(texts[i]);
+		if (pgws_value_filter_parse(f->text, &f->filter) != NULL)
+			elog(ERROR, "a checked pg_ws filter did not parse again");
+	}
+	grant->nfilters = n;
+	grant->filters_cxt = cxt;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The filters claim: an object whose keys are event patterns and whose
+ * values are filters (?filter='s language, filter.c):
+ *
+ *		"filters": {"client_visit_*": "device_id=in.(cam-7,cam-8)",
+ *					"employee_attendance*": "device_id=in.(cam-7,cam-8)"}
+ *
+ * With it, an event is allowed only when the most specific of these
+ * patterns that matches its name (the name itself, then the longest
+ * prefix, then "*") has a filter that holds for its row; events no
+ * pattern matches are never sent.  It narrows what the events claim
+ * allows.  Checked here; built into grant by decide_token.
+ */
+static bool
+filters_claim_valid(struct json_object *filters)
+{
+	int			n = 0;
+	struct json_object_iter it;
+
+	if (!json_object_is_type(filters, json_type_object))
+		return false;
+	json_object_object_foreachC(filters, it)
+	{
+		PgWsValueFilter *parsed;
+
+		if (++n > MAX_FILTER_CLAIMS ||
+			!filter_pattern_valid(it.key, strlen(it.key)) ||
+			!is_string(it.val) ||
+			pgws_value_filter_parse(json_object_get_string(it.val), &parsed) != NULL)
+			return false;
+	}
+	return true;
+}
+
+void
+pgws_grant_copy_filters(PgWsGrant *dst, const PgWsGrant *src)
+{
+	char	  **patterns = palloc(Max(src->nfilters, 1) * sizeof(char *));
+	char	  **texts = palloc(Max(src->nfilters, 1) * sizeof(char *));
+
+	for (int i = 0; i < src->nfilters; i++)
+	{
+		patterns[i] = src->filters[i].pattern;
+		texts[i] = src->filters[i].text;
+	}
+	build_filters(dst, src->nfilters, patterns, texts);
+	pfree(patterns);
+	pfree(texts);
+}
+
+bool
+pgws_grant_filter_allows(const PgWsGrant *grant, int kind, const char *name,
+						 size_t name_len, const char *json, uint32 len,
+						 const char *row, uint32 row_len)
+{
+	const PgWsGrantFilter *best = NULL;
+
+	if (grant->nfilters == 0)
+		return true;
+	if (kind >= 0)
+	{
+		name = pgws_event_names[kind];
+		name_len = strlen(name);
+	}
+	if (name == NULL)
+		return false;
+	for (int i = 0; i < grant->nfilters; i++)
+	{
+		const PgWsGrantFilter *f = &grant->filters[i];
+		bool		matches = f->prefix ?
+			(name_len >= f->stem_len && memcmp(name, f->pattern, f->stem_len) == 0) :
+			(name_len == f->stem_len && memcmp(name, f->pattern, name_len) == 0);
+
+		/* a name beats every prefix, a longer prefix a shorter one */
+		if (matches &&
+			(best == NULL ||
+			 (best->prefix && (!f->prefix || f->stem_len > best->stem_len))))
+			best = f;
+	}
+	return best != NULL &&
+		pgws_value_filter_matches(best->filter, json, len, row, row_len);
+}
+
 /* sub, truncated and with only printable ASCII, safe for a log line */
 static void
 copy_subject(struct json_object *sub, PgWsGrant *grant)
@@ -630,6 +798,11 @@ check_claims(struct json_object *claims, int64 now, PgWsGrant *grant,
 	if (json_object_object_get_ex(claims, "events", &v) && !events_grant(v, grant))
 	{
 		*reason = reason_events;
+		return false;
+	}
+	if (json_object_object_get_ex(claims, "filters", &v) && !filters_claim_valid(v))
+	{
+		*reason = reason_filters;
 		return false;
 	}
 
@@ -695,15 +868,32 @@ decide_token(const char *token, size_t len, int64 now, PgWsGrant *grant,
 		return false;
 	}
 	ok = check_claims(claims, now, &g, reason);
-	json_object_put(claims);
 	if (ok)
 	{
 		MemoryContext old = MemoryContextSwitchTo(keep);
+		struct json_object *filters;
+		int			n = 0;
+		char	  **patterns = NULL;
+		char	  **texts = NULL;
 
 		*grant = g;
 		pgws_event_set_copy(&grant->events, &g.events);
+		if (json_object_object_get_ex(claims, "filters", &filters))
+		{
+			struct json_object_iter it;
+
+			patterns = palloc(MAX_FILTER_CLAIMS * sizeof(char *));
+			texts = palloc(MAX_FILTER_CLAIMS * sizeof(char *));
+			json_object_object_foreachC(filters, it)
+			{
+				patterns[n] = it.key;
+				texts[n++] = unconstify(char *, json_object_get_string(it.val));
+			}
+		}
+		build_filters(grant, n, patterns, texts);
 		MemoryContextSwitchTo(old);
 	}
+	json_object_put(claims);
 	return ok;
 }
 
@@ -772,6 +962,7 @@ pgws_auth_message(const char *msg, size_t len, int64 now, PgWsGrant *grant,
 	struct json_object *token;
 	PgWsAuthMessageResult result;
 	PgWsEventSet replaced = grant->events;
+	MemoryContext replaced_filters = grant->filters_cxt;
 
 	if (len == 0 || len > AUTH_MESSAGE_MAX_LEN)
 		return AUTH_MSG_NOT_AUTH;
@@ -808,9 +999,13 @@ pgws_auth_message(const char *msg, size_t len, int64 now, PgWsGrant *grant,
 	json_object_put(obj);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(auth_context);
-	/* the grant replaced held patterns of its own */
+	/* the grant replaced held patterns and filters of its own */
 	if (result == AUTH_MSG_ACCEPTED)
+	{
 		pgws_event_set_free(&replaced);
+		if (replaced_filters != NULL)
+			MemoryContextDelete(replaced_filters);
+	}
 	return result;
 }
 

@@ -63,6 +63,20 @@ typedef struct PgWsAuthRequest
 											 * to loopback addresses only */
 } PgWsAuthRequest;
 
+/*
+ * One entry of a token's filters claim: the events of pattern (a name, a
+ * prefix ending in '*', or "*") are allowed only when filter holds for
+ * their row (filter.c).
+ */
+typedef struct PgWsGrantFilter
+{
+	char	   *pattern;
+	size_t		stem_len;		/* pattern without its '*' */
+	bool		prefix;			/* it ended with '*' */
+	char	   *text;			/* the filter as the claim wrote it */
+	struct PgWsValueFilter *filter;
+} PgWsGrantFilter;
+
 /* who a subscriber is and what it may receive */
 typedef struct PgWsGrant
 {
@@ -71,6 +85,10 @@ typedef struct PgWsGrant
 								 * must close (exp + leeway); 0 = never */
 	PgWsEventSet events;		/* the events claim's patterns; every event
 								 * without one, or with "*" */
+	int			nfilters;		/* the filters claim's entries; 0 without */
+	PgWsGrantFilter *filters;	/* in filters_cxt */
+	MemoryContext filters_cxt;	/* of their own, so that a grant replaced
+								 * by an auth message frees them */
 	char		subject[64];	/* "sub" claim, truncated, control characters
 								 * replaced by '?'; "" when none */
 } PgWsGrant;
@@ -115,9 +133,27 @@ extern bool pgws_auth_local_host(const PgWsAuthRequest *req);
  */
 extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
 
+/*
+ * Copy src's filters into dst, in a new context under the current one (the
+ * connection's): a grant made in a request's memory is kept that way.
+ */
+extern void pgws_grant_copy_filters(PgWsGrant *dst, const PgWsGrant *src);
+
+/*
+ * May the subscriber with this grant be sent this event (kind, or name for
+ * kind -1) given its row?  Without a filters claim, yes; with one, only
+ * when the most specific pattern that matches the event's name has a
+ * filter that holds for json (the event) and row (beside a delete).
+ */
+extern bool pgws_grant_filter_allows(const PgWsGrant *grant, int kind,
+									 const char *name, size_t name_len,
+									 const char *json, uint32 len,
+									 const char *row, uint32 row_len);
+
 /* a parameter of a request's query string, decoded (see auth.c) */
 extern char *pgws_query_param(const char *query, const char *name,
 							  bool *malformed);
+extern bool pgws_query_param_repeated(const char *query, const char *name);
 
 /*
  * A text message from a subscriber.  AUTH_MSG_NOT_AUTH when it is not

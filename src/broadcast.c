@@ -110,6 +110,9 @@ typedef struct WsMessage
 	const char *name;			/* match filters with; NULL if it has none */
 	uint8	   *frame;			/* the frame, in a block: header, JSON */
 	uint32		frame_len;
+	char	   *row;			/* the row beside a delete, for ?filter=
+								 * only: never sent; NULL if none */
+	uint32		row_len;
 } WsMessage;
 
 /* room for ', "seq": N, "epoch": "E"' after the event's own JSON */
@@ -165,6 +168,38 @@ snapshot_saw(const PgWsSubscriber *sub, uint64 seq, TransactionId xid)
 }
 
 /*
+ * Do its ?filter= and its token's filters claim take this event?  row is
+ * what pg_ws carries beside a delete whose data has only the key
+ * (filter.c).
+ */
+static inline bool
+values_match(const PgWsSubscriber *sub, int kind, const char *name,
+			 size_t name_len, const char *json, uint32 len,
+			 const char *row, uint32 row_len)
+{
+	return (sub->values == NULL ||
+			pgws_value_filter_matches(sub->values, json, len, row, row_len)) &&
+		pgws_grant_filter_allows(&sub->grant, kind, name, name_len, json, len,
+								 row, row_len);
+}
+
+/*
+ * An event as the queue and the WAL hold it: its JSON, then, for a delete
+ * whose data has only the key, a tab and the deleted row (render.c).
+ * JSON text never holds a raw tab.
+ */
+static inline void
+split_line(const char *line, uint32 len, uint32 *json_len,
+		   const char **row, uint32 *row_len)
+{
+	const char *tab = memchr(line, '\t', len);
+
+	*json_len = tab ? (uint32) (tab - line) : len;
+	*row = tab ? tab + 1 : NULL;
+	*row_len = tab ? len - *json_len - 1 : 0;
+}
+
+/*
  * Every event with a position above history_floor is in the log (or yet to
  * come); the ones at or below it are not here any more.
  */
@@ -209,6 +244,16 @@ message_at(uint64 idx)
 {
 	Assert(idx >= first_idx && idx < next_idx);
 	return message_log[idx & (log_cap - 1)];
+}
+
+/* the event's JSON in its frame: after the header, before ", \"seq\"..." */
+static bool
+message_matches(const PgWsSubscriber *sub, const WsMessage *msg)
+{
+	const char *json = (const char *) msg->frame + (msg->frame_len - msg->len);
+
+	return values_match(sub, msg->kind, msg->name, msg->name_len, json,
+						msg->len, msg->row, msg->row_len);
 }
 
 static inline PgWsConn *
@@ -321,7 +366,7 @@ frame_room(uint32 need)
  * own pg_logical_emit_message can write one) is dropped.
  */
 static void
-append_message(void *arg, const char *json, uint32 len, uint64 seq,
+append_message(void *arg, const char *line, uint32 line_len, uint64 seq,
 			   TransactionId xid, uint64 entry_pos)
 {
 	WsMessage  *msg;
@@ -330,7 +375,12 @@ append_message(void *arg, const char *json, uint32 len, uint64 seq,
 	uint32		final_len;
 	uint8	   *frame;
 	int			hlen;
+	const char *json = line;
+	uint32		len;
+	const char *row;
+	uint32		row_len;
 
+	split_line(line, line_len, &len, &row, &row_len);
 	if (len < 2 || json[0] != '{' || json[len - 1] != '}')
 		return;
 
@@ -379,6 +429,16 @@ append_message(void *arg, const char *json, uint32 len, uint64 seq,
 	}
 	msg->frame = frame;
 	msg->frame_len = hlen + final_len;
+	msg->row = NULL;
+	msg->row_len = 0;
+	if (row != NULL)
+	{
+		msg->row = MemoryContextAlloc(broadcast_context, row_len + 1);
+		memcpy(msg->row, row, row_len);
+		msg->row[row_len] = '\0';
+		msg->row_len = row_len;
+		log_bytes += row_len + 1;
+	}
 	msg->offset = bytes_total;
 	bytes_total += final_len;
 	log_bytes += sizeof(WsMessage);
@@ -427,6 +487,11 @@ trim_log(void)
 
 		history_floor = msg->seq;
 		log_bytes -= sizeof(WsMessage);
+		if (msg->row != NULL)
+		{
+			log_bytes -= msg->row_len + 1;
+			pfree(msg->row);
+		}
 		pfree(msg);
 		first_idx++;
 		while (oldest_block != NULL && oldest_block->last_idx < first_idx)
@@ -820,7 +885,11 @@ go_live(PgWsConn *conn, bool resync)
 		message_at(next_idx - 1)->seq : history_floor;
 
 	if (resync)
+	{
 		prepare_resync(conn, live_after);
+		/* it reloads its rows: a snapshot's events are no longer its own */
+		sub->snapshot = false;
+	}
 	sub->next_idx = sub->sent_idx = next_idx;
 	sub->after_seq = live_after;
 }
@@ -979,8 +1048,8 @@ start_waiting_resumers(void)
  * for one write once BYTES_PER_WRITABLE are framed.
  */
 static bool
-catchup_sink(void *arg, uint64 seq, TransactionId xid, const char *json,
-			 uint32 len)
+catchup_sink(void *arg, uint64 seq, TransactionId xid, const char *line,
+			 uint32 line_len)
 {
 	PgWsSubscriber *sub = (PgWsSubscriber *) arg;
 	StringInfo	out = sub->catchup_frames;
@@ -992,13 +1061,20 @@ catchup_sink(void *arg, uint64 seq, TransactionId xid, const char *json,
 	const char *name = NULL;
 	size_t		name_len = 0;
 
+	const char *json = line;
+	uint32		len;
+	const char *row;
+	uint32		row_len;
+
+	split_line(line, line_len, &len, &row, &row_len);
 	sub->after_seq = seq;
 	if (len == 0 || json[len - 1] != '}' || snapshot_saw(sub, seq, xid))
 		return true;
 	kind = pgws_event_kind_of(json, len);
 	if (kind < 0)
 		name = pgws_event_name_of(json, len, &name_len);
-	if (!subscriber_wants(sub, kind, name, name_len))
+	if (!subscriber_wants(sub, kind, name, name_len) ||
+		!values_match(sub, kind, name, name_len, json, len, row, row_len))
 		return true;
 	slen = position_suffix(suffix, seq);
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len - 1 + slen);
@@ -1149,7 +1225,9 @@ pgws_subscriber_writable(PgWsConn *conn)
 		WsMessage  *msg = message_at(sub->next_idx);
 		bool		skip = msg->seq <= sub->after_seq ||
 			!subscriber_wants(sub, msg->kind, msg->name, msg->name_len) ||
-			snapshot_saw(sub, msg->seq, msg->xid);
+			snapshot_saw(sub, msg->seq, msg->xid) ||
+			((sub->values != NULL || sub->grant.nfilters > 0) &&
+			 !message_matches(sub, msg));
 
 		if (span_len > 0 &&
 			(skip || msg->frame != span + span_len ||

@@ -234,6 +234,7 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 	strlcpy(conn->peer, acc->peer, sizeof(conn->peer));
 	conn->peer_port = acc->port;
 	conn->sub.filter_text = NULL;
+	conn->sub.values = NULL;
 	conn->sub.messages_sent = 0;
 	conn->sub.bytes_sent = 0;
 	conn->refusal = acc->refusal;
@@ -351,8 +352,17 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 	old = MemoryContextSwitchTo(conn->cxt);
 	conn->sub.grant = up->grant;
 	pgws_event_set_copy(&conn->sub.grant.events, &up->grant.events);
+	pgws_grant_copy_filters(&conn->sub.grant, &up->grant);
 	pgws_event_set_copy(&conn->sub.filter, &up->filter);
 	conn->sub.filter_text = up->filter_text ? pstrdup(up->filter_text) : NULL;
+	if (up->values_text != NULL &&
+		pgws_value_filter_parse(up->values_text, &conn->sub.values) != NULL)
+	{
+		/* http.c parsed the same text: never, but never unfiltered either */
+		MemoryContextSwitchTo(old);
+		conn_kill(conn);
+		return;
+	}
 	conn->sub.resume = up->resume;
 	conn->sub.since = up->since;
 	conn->sub.epoch_matches = up->epoch_matches;

@@ -677,6 +677,75 @@ read_events_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	return true;
 }
 
+/* the fields of the event document's rows, which ?filter= may name */
+static const char *const document_fields[] = {
+	"id", "first_seen", "last_seen", "visit_count", "gender", "age", "image",
+	"datetime", "device_id", "client", "first_name", "last_name", "email",
+	"phone_number", "working_graphic", "employee_id", "score", NULL
+};
+
+/* may this set take an event that is not the document's? */
+static bool
+takes_other_events(const PgWsEventSet *set)
+{
+	return set->all || set->npatterns > 0;
+}
+
+/*
+ * ?filter=device_id=eq.cam-7&score=gte.90 (URL-encoded as one value): the
+ * connection receives only the events whose row the filter holds for
+ * (filter.c).  A filter that does not parse, or names a field no event the
+ * connection may receive has, is refused with a 400 that says why: the
+ * document's fields are known; others (a watched table's columns,
+ * pg_ws_send()'s data) only where the connection takes events other than
+ * the document's.
+ */
+static bool
+read_value_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
+{
+	bool		malformed;
+	char	   *text;
+	PgWsValueFilter *filter;
+	const char *why;
+	const char *field;
+
+	up->values_text = NULL;
+	if (query == NULL)
+		return true;
+	text = pgws_query_param(query, "filter", &malformed);
+	if (!malformed && (text == NULL || text[0] == '\0'))
+		return true;
+	if (malformed || pgws_query_param_repeated(query, "filter"))
+	{
+		pgws_http_refuse(conn, 400, NULL,
+						 "filter must be given once, URL-encoded, as in filter=device_id%3Deq.cam-7");
+		return false;
+	}
+	why = pgws_value_filter_parse(text, &filter);
+	if (why != NULL)
+	{
+		pgws_http_refuse(conn, 400, NULL, psprintf("filter: %s", why));
+		return false;
+	}
+	for (int i = 0; (field = pgws_value_filter_field(filter, i)) != NULL; i++)
+	{
+		bool		known = false;
+
+		for (int k = 0; document_fields[k] != NULL && !known; k++)
+			known = strcmp(field, document_fields[k]) == 0;
+		if (!known && !(takes_other_events(&up->filter) &&
+						takes_other_events(&up->grant.events)))
+		{
+			pgws_http_refuse(conn, 400, NULL,
+							 psprintf("filter: no event this connection may receive has a field \"%s\"",
+									  field));
+			return false;
+		}
+	}
+	up->values_text = text;
+	return true;
+}
+
 /*
  * The request's parts auth.c decides by.  The names in
  * pg_ws.listen_addresses count as loopback names only while the worker
@@ -810,7 +879,8 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	Assert(status == 0);
 
 	if (!read_resume(conn, req->query, &up) ||
-		!read_events_filter(conn, req->query, &up))
+		!read_events_filter(conn, req->query, &up) ||
+		!read_value_filter(conn, req->query, &up))
 		return;
 
 	if (!ws_accept(req->ws_key, accept, sizeof(accept)))

@@ -204,7 +204,8 @@ pgws_register_xact_callbacks(void)
  *
  * The events the current transaction has queued so far, in order, exactly
  * as they will be sent but for their position ("seq" and "epoch"), which
- * they get at commit.
+ * they get at commit (and without the row a delete carries for filters,
+ * which is never sent).
  */
 PG_FUNCTION_INFO_V1(pg_ws_pending_events);
 
@@ -220,7 +221,9 @@ pg_ws_pending_events(PG_FUNCTION_ARGS)
 	{
 		char	   *src = pending_events->data + off;
 		char	   *nl = memchr(src, '\n', pending_events->len - off);
-		int			len = nl - src;
+		int			line_len = nl - src;
+		char	   *tab = memchr(src, '\t', line_len);
+		int			len = tab ? tab - src : line_len;
 		char	   *json;
 		Datum		value;
 		bool		isnull = false;
@@ -230,7 +233,7 @@ pg_ws_pending_events(PG_FUNCTION_ARGS)
 		value = PointerGetDatum(cstring_to_text_with_len(json,
 														 json == src ? len : strlen(json)));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-		off += len + 1;
+		off += line_len + 1;
 	}
 	return (Datum) 0;
 }

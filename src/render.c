@@ -883,21 +883,52 @@ render_id_only(EventWriter *w, PgWsEventKind kind)
 	end_event(w);
 }
 
+/*
+ * The deleted row beside a delete whose data does not carry it, so that
+ * ?filter= can match the delete by the row's values (filter.c): after a
+ * tab, which JSON text never holds, a JSON object with the fields a create
+ * would carry.  The worker never sends it; images and visit histories
+ * are left out (no filter compares them, and a face photo's URL has no
+ * business in the WAL twice).
+ */
 static void
-render_client(EventWriter *w, TriggerEvent op)
+begin_deleted_row(EventWriter *w)
 {
-	if (TRIGGER_FIRED_BY_DELETE(op))
-	{
-		render_id_only(w, PGWS_CLIENT_DELETE);
-		return;
-	}
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_CREATE : PGWS_CLIENT_UPDATE);
+	APPEND_LITERAL(w->buf, "\t{");
+	w->first_key = true;
+}
+
+static void
+end_deleted_row(EventWriter *w)
+{
+	appendStringInfoChar(w->buf, '}');
+}
+
+/* a client's own columns, but its image: in its events and beside a delete */
+static void
+append_client_columns(EventWriter *w)
+{
 	append_column(w, "id", COL_ID);
 	append_column(w, "first_seen", COL_FIRST_SEEN);
 	append_column(w, "last_seen", COL_LAST_SEEN);
 	append_column(w, "visit_count", COL_VISIT_COUNT);
 	append_column(w, "gender", COL_GENDER);
 	append_column(w, "age", COL_AGE);
+}
+
+static void
+render_client(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		render_id_only(w, PGWS_CLIENT_DELETE);
+		begin_deleted_row(w);
+		append_client_columns(w);
+		end_deleted_row(w);
+		return;
+	}
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_CREATE : PGWS_CLIENT_UPDATE);
+	append_client_columns(w);
 	append_image_column(w, "image", COL_IMAGE);
 	append_visit_histories(w, "visit_histories");
 	end_event(w);
@@ -915,20 +946,31 @@ render_visit_history(EventWriter *w, TriggerEvent op)
 	end_event(w);
 }
 
+/* an employee's columns before its image: in its events and beside a delete */
+static void
+append_employee_names(EventWriter *w)
+{
+	append_column(w, "id", COL_ID);
+	append_column(w, "first_name", COL_FIRST_NAME);
+	append_column(w, "last_name", COL_LAST_NAME);
+	append_column(w, "email", COL_EMAIL);
+	append_column(w, "phone_number", COL_PHONE_NUMBER);
+}
+
 static void
 render_employee(EventWriter *w, TriggerEvent op)
 {
 	if (TRIGGER_FIRED_BY_DELETE(op))
 	{
 		render_id_only(w, PGWS_EMPLOYEE_DELETE);
+		begin_deleted_row(w);
+		append_employee_names(w);
+		append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
+		end_deleted_row(w);
 		return;
 	}
 	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_EMPLOYEE_CREATE : PGWS_EMPLOYEE_UPDATE);
-	append_column(w, "id", COL_ID);
-	append_column(w, "first_name", COL_FIRST_NAME);
-	append_column(w, "last_name", COL_LAST_NAME);
-	append_column(w, "email", COL_EMAIL);
-	append_column(w, "phone_number", COL_PHONE_NUMBER);
+	append_employee_names(w);
 	append_image_column(w, "image", COL_IMAGE);
 	append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
 	end_event(w);
@@ -955,6 +997,12 @@ render_attendance(EventWriter *w, TriggerEvent op)
 		append_column(w, "employee_id", COL_EMPLOYEE_ID);
 		append_column(w, "datetime", COL_DATETIME);
 		end_event(w);
+		begin_deleted_row(w);
+		append_column(w, "employee_id", COL_EMPLOYEE_ID);
+		append_string_column(w, "device_id", COL_DEVICE_ID);
+		append_column(w, "datetime", COL_DATETIME);
+		append_column(w, "score", COL_SCORE);
+		end_deleted_row(w);
 		return true;
 	}
 	return false;
@@ -988,7 +1036,8 @@ append_attnum(EventWriter *w, AttrNumber attnum)
 
 /*
  * A 'row' table's event: <prefix>_create and _update carry the row (its
- * watched columns, or all), _delete its primary key.  The prefix is the
+ * watched columns, or all), _delete its primary key (and, beside it for
+ * ?filter=, the deleted row's watched columns).  The prefix is the
  * one stored when the table was watched, never the table's current name,
  * and watch.c checked it against the rules for event names when it loaded
  * the watch; it is written as a JSON string all the same, so that nothing
@@ -1019,8 +1068,10 @@ render_row(EventWriter *w, TriggerEvent op)
 	{
 		for (i = 0; i < watch->nkeys; i++)
 			append_attnum(w, watch->keys[i]);
+		end_event(w);
+		begin_deleted_row(w);
 	}
-	else if (watch->ncolumns > 0)
+	if (watch->ncolumns > 0)
 	{
 		for (i = 0; i < watch->ncolumns; i++)
 			append_attnum(w, watch->columns[i]);
@@ -1030,7 +1081,10 @@ render_row(EventWriter *w, TriggerEvent op)
 		for (i = 1; i <= w->desc->natts; i++)
 			append_attnum(w, (AttrNumber) i);
 	}
-	end_event(w);
+	if (TRIGGER_FIRED_BY_DELETE(op))
+		end_deleted_row(w);
+	else
+		end_event(w);
 }
 
 /*

@@ -89,6 +89,17 @@ typedef struct PgWsFrameReader
 } PgWsFrameReader;
 
 /* A /ws/ subscriber's place in the message log (broadcast.c) */
+/* a ?filter= of values (filter.c) */
+typedef struct PgWsValueFilter PgWsValueFilter;
+
+extern const char *pgws_value_filter_parse(const char *text,
+										   PgWsValueFilter **filter);
+extern const char *pgws_value_filter_field(const PgWsValueFilter *filter,
+										   int i);
+extern bool pgws_value_filter_matches(const PgWsValueFilter *filter,
+									  const char *json, uint32 len,
+									  const char *row, uint32 row_len);
+
 typedef struct PgWsSubscriber
 {
 	dlist_node	node;			/* in broadcast.c's list, while subscribed */
@@ -124,6 +135,7 @@ typedef struct PgWsSubscriber
 	PgWsEventSet filter;		/* its ?events=; every event without one.
 								 * Patterns in the connection's cxt */
 	char	   *filter_text;	/* its ?events= as given, unless "*" (conn->cxt) */
+	PgWsValueFilter *values;	/* its ?filter= (conn->cxt); NULL if none */
 	uint64		messages_sent;	/* messages handed to its socket */
 	uint64		bytes_sent;		/* bytes of their frames */
 } PgWsSubscriber;
@@ -181,6 +193,7 @@ typedef struct PgWsUpgrade
 								 * position */
 	uint64		since;
 	bool		epoch_matches;
+	const char *values_text;	/* ?filter=, checked; NULL without one */
 	bool		snapshot;		/* since is a snapshot position's after */
 	PgWsSnapshotPosition position;	/* xids in the request's memory */
 } PgWsUpgrade;

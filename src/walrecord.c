@@ -55,8 +55,16 @@
 #include "access/xlogreader.h"
 #include "miscadmin.h"
 
-/* the events of one transaction, format 1 */
+/*
+ * The events of one transaction.  Format 1 (1.2.1 to 1.2.2): JSON Lines.
+ * Format 2 (1.3): a line may go on, after a tab, with the deleted row a
+ * delete carries for ?filter=, which is never sent: a release that reads
+ * only format 1 stops at it rather than send that row to subscribers.
+ */
 #define XLOG_PGWS_EVENTS_V1		0x10
+#define XLOG_PGWS_EVENTS_V2		0x20
+#define PGWS_RECORD_INFO_KNOWN(info) \
+	((info) == XLOG_PGWS_EVENTS_V1 || (info) == XLOG_PGWS_EVENTS_V2)
 
 typedef struct xl_pgws_events
 {
@@ -77,7 +85,7 @@ pgws_rmgr_redo(XLogReaderState *record)
 {
 	uint8		info = XLogRecGetInfo(record) & ~XLR_INFO_MASK;
 
-	if (info != XLOG_PGWS_EVENTS_V1)
+	if (!PGWS_RECORD_INFO_KNOWN(info))
 		elog(PANIC, "pg_ws_redo: unknown op code %u", info);
 	pgws_position_note(XLogRecGetXid(record), record->ReadRecPtr);
 }
@@ -105,6 +113,8 @@ pgws_rmgr_identify(uint8 info)
 {
 	if ((info & ~XLR_INFO_MASK) == XLOG_PGWS_EVENTS_V1)
 		return "EVENTS";
+	if ((info & ~XLR_INFO_MASK) == XLOG_PGWS_EVENTS_V2)
+		return "EVENTS_V2";
 	return NULL;
 }
 
@@ -144,7 +154,7 @@ pgws_wal_log_events(const char *payload, uint32 len, int nevents)
 	XLogBeginInsert();
 	XLogRegisterData((char *) &xlrec, SizeOfPgWsEvents);
 	XLogRegisterData(unconstify(char *, payload), len);
-	(void) XLogInsert(PGWS_RMGR_ID, XLOG_PGWS_EVENTS_V1);
+	(void) XLogInsert(PGWS_RMGR_ID, XLOG_PGWS_EVENTS_V2);
 	return ProcLastRecPtr;
 }
 
@@ -162,7 +172,7 @@ pgws_wal_record_events(XLogReaderState *record, PgWsWalEvents *events)
 	uint32		data_len;
 
 	if (XLogRecGetRmid(record) != PGWS_RMGR_ID ||
-		(XLogRecGetInfo(record) & ~XLR_INFO_MASK) != XLOG_PGWS_EVENTS_V1)
+		!PGWS_RECORD_INFO_KNOWN(XLogRecGetInfo(record) & ~XLR_INFO_MASK))
 		return false;
 	data_len = XLogRecGetDataLen(record);
 	if (data_len < SizeOfPgWsEvents)

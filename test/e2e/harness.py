@@ -11,6 +11,7 @@ Not a test itself (test/run_tests.sh runs test_*.py only).  It provides:
   - Subscriber and Ctx: /ws/ clients that record what they are sent, and
     what one test opened, closed even when the test fails;
   - ident()/compare_idents(), worker_row(), port_open(): small checks;
+  - restart_worker(): a new pg_ws worker, the old one's memory gone;
   - run_tap(): the TAP runner with per-test timeouts, a watchdog over the
     whole run, and clean-up of every cluster made.
 
@@ -555,6 +556,25 @@ async def worker_row(conn):
     rows = await asql(conn, "SELECT pid, extract(epoch FROM clock_timestamp() - backend_start)"
                             " FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
     return (rows[0][0], float(rows[0][1])) if rows else None
+
+
+async def restart_worker(node):
+    """Terminate node's pg_ws worker and wait until the next one listens,
+    so that what the old one held in memory is gone."""
+    conn = await asyncio.to_thread(node.connect)
+    try:
+        pid = (await worker_row(conn))[0]
+        mark = node.log_size()
+        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
+
+        async def next_worker():
+            row = await worker_row(conn)
+            return row if row and row[0] != pid else None
+
+        await poll('a new pg_ws worker', next_worker, timeout=30)
+        await node.wait_listening(node.wsport, 30, since=mark)
+    finally:
+        conn.close()
 
 
 async def port_open(port, timeout):

@@ -317,6 +317,15 @@ async def test_crash_restart(ctx):
     finally:
         conn = await ctx.aconn(options='-c synchronous_commit=local')
         await asql(conn, "ALTER SYSTEM RESET synchronous_standby_names", "SELECT pg_reload_conf()")
+    # pg_reload_conf() only signals the postmaster: a session forked before
+    # it has reloaded would still wait for the standby nobody runs
+    deadline = time.monotonic() + 30
+    while True:
+        conn = await ctx.aconn()
+        if (await asql(conn, "SHOW synchronous_standby_names"))[0][0] == '':
+            break
+        check(time.monotonic() < deadline, 'synchronous_standby_names was not reset')
+        await asyncio.sleep(0.1)
     await cl.wait_listening(cl.wsport, 30, since=mark)
     conn = await ctx.aconn()
     await asql(conn, EMP % 500004)

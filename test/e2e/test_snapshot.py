@@ -49,8 +49,8 @@ import psycopg2
 import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Fail, Standby, asql, check, poll,  # noqa: E402
-                     run_tap, short, sql, worker_row, ws_connect)
+from harness import (Cluster, Ctx, Fail, Standby, asql, check,  # noqa: E402
+                     restart_worker, run_tap, short, sql, ws_connect)
 
 WATCHDOG_SECONDS = 400
 
@@ -372,24 +372,6 @@ async def reader(ctx, snap_node, ws_node, k, rng, start_at, out, later):
     st, pos = await asyncio.to_thread(take_snapshot, snap_node, rng)
     sub = None if later else await ctx.sub('/ws/?since=' + pos, url=ws_node.url)
     out[k] = (st, pos, sub)
-
-
-async def restart_worker(node):
-    """Terminate node's pg_ws worker and wait for the next one to listen."""
-    conn = await asyncio.to_thread(node.connect)
-    try:
-        pid = (await worker_row(conn))[0]
-        since = node.log_size()
-        await asql(conn, ("SELECT pg_terminate_backend(%s)", (pid,)))
-
-        async def next_worker():
-            row = await worker_row(conn)
-            return row if row and row[0] != pid else None
-
-        await poll('a new pg_ws worker', next_worker, timeout=30)
-        await node.wait_listening(node.wsport, 30, since=since)
-    finally:
-        conn.close()
 
 
 async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None,
