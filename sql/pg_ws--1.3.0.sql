@@ -753,6 +753,7 @@ CREATE FUNCTION @extschema@.pg_ws_connections(
 	OUT subject pg_catalog.text,
 	OUT token_expires pg_catalog.timestamptz,
 	OUT filter pg_catalog.text[],
+	OUT row_filter pg_catalog.text,
 	OUT messages_sent bigint,
 	OUT bytes_sent bigint,
 	OUT bytes_pending bigint)

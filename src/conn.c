@@ -235,6 +235,7 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 	conn->peer_port = acc->port;
 	conn->sub.filter_text = NULL;
 	conn->sub.values = NULL;
+	conn->sub.values_text = NULL;
 	conn->sub.messages_sent = 0;
 	conn->sub.bytes_sent = 0;
 	conn->refusal = acc->refusal;
@@ -355,6 +356,7 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 	pgws_grant_copy_filters(&conn->sub.grant, &up->grant);
 	pgws_event_set_copy(&conn->sub.filter, &up->filter);
 	conn->sub.filter_text = up->filter_text ? pstrdup(up->filter_text) : NULL;
+	conn->sub.values_text = up->values_text ? pstrdup(up->values_text) : NULL;
 	if (up->values_text != NULL &&
 		pgws_value_filter_parse(up->values_text, &conn->sub.values) != NULL)
 	{
@@ -533,8 +535,8 @@ info_state(const PgWsConn *conn)
 
 /*
  * Describe every connection into out, as rows PgWsConnInfo each followed
- * by its ?events= patterns and padded to MAXALIGN (connections.c reads
- * them).  Returns the number of rows.  Costs nothing until asked.
+ * by its ?events= patterns and its ?filter=, and padded to MAXALIGN
+ * (connections.c reads them).  Returns the number of rows.  Costs nothing until asked.
  */
 int
 pgws_conn_snapshot(StringInfo out)
@@ -548,6 +550,7 @@ pgws_conn_snapshot(StringInfo out)
 		PgWsConnInfo info;
 		bool		open = conn->state == CONN_OPEN;
 		const char *filter = open ? conn->sub.filter_text : NULL;
+		const char *row_filter = open ? conn->sub.values_text : NULL;
 		static const char zeros[MAXIMUM_ALIGNOF];
 		int			len;
 
@@ -569,10 +572,13 @@ pgws_conn_snapshot(StringInfo out)
 			info.bytes_pending = pgws_subscriber_pending_bytes(conn);
 		}
 		info.filter_len = filter ? strlen(filter) : 0;
+		info.row_filter_len = row_filter ? strlen(row_filter) : 0;
 		appendBinaryStringInfo(out, (const char *) &info, sizeof(info));
 		if (filter)
 			appendBinaryStringInfo(out, filter, info.filter_len);
-		len = sizeof(info) + info.filter_len;
+		if (row_filter)
+			appendBinaryStringInfo(out, row_filter, info.row_filter_len);
+		len = sizeof(info) + info.filter_len + info.row_filter_len;
 		appendBinaryStringInfo(out, zeros, MAXALIGN(len) - len);
 		n++;
 	}

@@ -450,7 +450,7 @@ filter_array(const char *text, uint32 len)
 	return makeArrayResult(astate, CurrentMemoryContext);
 }
 
-#define PG_WS_CONNECTIONS_COLS 12
+#define PG_WS_CONNECTIONS_COLS 13
 
 /*
  * A token's expiry, Unix seconds (auth.c clamps exp to 2^60), as
@@ -497,6 +497,10 @@ put_row(ReturnSetInfo *rsinfo, const PgWsConnInfo *c, const char *filter)
 	values[i++] = expiry_datum(c->token_expires);
 	nulls[i] = !c->filtered;
 	values[i++] = c->filtered ? filter_array(filter, c->filter_len) : (Datum) 0;
+	nulls[i] = c->row_filter_len == 0;
+	values[i++] = c->row_filter_len == 0 ? (Datum) 0 :
+		PointerGetDatum(cstring_to_text_with_len(filter + c->filter_len,
+												 c->row_filter_len));
 	values[i++] = Int64GetDatum((int64) c->messages_sent);
 	values[i++] = Int64GetDatum((int64) c->bytes_sent);
 	values[i++] = Int64GetDatum((int64) c->bytes_pending);
@@ -563,7 +567,7 @@ pg_ws_connections(PG_FUNCTION_ARGS)
 
 			memcpy(&info, p, sizeof(info));
 			put_row(rsinfo, &info, p + sizeof(info));
-			p += MAXALIGN(sizeof(info) + info.filter_len);
+			p += MAXALIGN(sizeof(info) + info.filter_len + info.row_filter_len);
 		}
 		dsm_detach(seg);
 		return (Datum) 0;

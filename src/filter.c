@@ -30,7 +30,7 @@
  * byte (C collation), and true, false and null as themselves.  As in SQL,
  * a comparison with null, or with a field the event does not have, is
  * unknown, and an unknown term (not. included) does not hold: only is.null
- * takes null.  like and ilike take strings only.
+ * takes null.  like and ilike take strings only, of at most 64 kB.
  *
  * src/filter.c
  *
@@ -47,6 +47,14 @@
 #define FILTER_MAX_LEN 1024
 #define FILTER_MAX_TERMS 16
 #define FILTER_MAX_IN 64
+
+/*
+ * like and ilike cost up to pattern times text: patterns of at most 256
+ * bytes, against text of at most 64 kB (a longer text does not match), so
+ * that no subscriber's pattern makes the worker spend long on one event
+ */
+#define LIKE_MAX_PATTERN 256
+#define LIKE_MAX_TEXT 65536
 
 typedef enum FilterOp
 {
@@ -386,6 +394,8 @@ parse_term(FilterTerm *t, const char *s, int len)
 	t->values = palloc(sizeof(FilterValue));
 	t->nvalues = 1;
 	value_init(&t->values[0], p, end - p);
+	if ((t->op == FOP_LIKE || t->op == FOP_ILIKE) && end - p > LIKE_MAX_PATTERN)
+		return "a like or ilike pattern is at most 256 bytes";
 	if ((t->op == FOP_GT || t->op == FOP_GTE || t->op == FOP_LT ||
 		 t->op == FOP_LTE) && end - p == 0)
 		return "a comparison needs a value";
@@ -783,6 +793,8 @@ term_holds(const FilterTerm *t, const JsonValue *v, StringInfo scratch)
 			if (v->kind != JV_STRING)
 				return false;
 			unescape(v, scratch);
+			if (scratch->len > LIKE_MAX_TEXT)
+				return false;
 			result = like_match(scratch->data, scratch->len, t->values[0].text,
 								t->values[0].len, t->op == FOP_ILIKE);
 			break;

@@ -534,8 +534,8 @@ extern void pgws_stats_snapshot(PgWsStatsSnapshot *snap);
  * posts a request in a mailbox in shared memory and wakes the worker,
  * which answers from its loop (pgws_mailbox_serve).  A snapshot of the
  * connections travels in a DSM segment the backend makes, as rows
- * PgWsConnInfo, each followed by filter_len bytes of ?events= patterns
- * and padded to MAXALIGN.
+ * PgWsConnInfo, each followed by filter_len bytes of ?events= patterns and
+ * row_filter_len bytes of ?filter=, and padded to MAXALIGN.
  */
 typedef enum PgWsConnInfoState
 {
@@ -562,6 +562,7 @@ typedef struct PgWsConnInfo
 	uint64		bytes_sent;
 	uint64		bytes_pending;	/* of events it still has to be sent */
 	uint32		filter_len;		/* bytes of patterns after this row */
+	uint32		row_filter_len; /* bytes of ?filter= after them; 0: none */
 } PgWsConnInfo;
 
 extern void pgws_mailbox_request_shmem(void);

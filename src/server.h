@@ -136,6 +136,7 @@ typedef struct PgWsSubscriber
 								 * Patterns in the connection's cxt */
 	char	   *filter_text;	/* its ?events= as given, unless "*" (conn->cxt) */
 	PgWsValueFilter *values;	/* its ?filter= (conn->cxt); NULL if none */
+	char	   *values_text;	/* and as given, for pg_ws_connections */
 	uint64		messages_sent;	/* messages handed to its socket */
 	uint64		bytes_sent;		/* bytes of their frames */
 } PgWsSubscriber;

@@ -13,7 +13,8 @@ syntax over the fields of the row an event is about):
      from the unfiltered subscriber's stream;
   b. the same filters resuming from a snapshot position taken before the
      writes: from the worker's memory, from the WAL after a worker
-     restart, and on a hot standby;
+     restart, and on a hot standby; pg_ws_connections.row_filter shows
+     each as given;
   c. values compare as the row's types: 1 and 1.0, ids past 2^53,
      timestamps in other zones, null (only is.null takes it; neq and not.
      do not), non-ASCII text, like on numbers (never);
@@ -304,8 +305,16 @@ async def test_live_and_resumed(ctx):
     ctx.use(p)
     ctx.use(st)
     since = await position(p)
-    ref = await ctx.sub('/ws/')
-    live = {f: await ctx.sub(path(f)) for f in FILTERS}
+    ref = await ctx.sub('/ws/', url=p.url)
+    live = {f: await ctx.sub(path(f), url=p.url) for f in FILTERS}
+    # pg_ws_connections shows each connection's filter as given
+    conn = await asyncio.to_thread(p.connect)
+    try:
+        shown = sorted(r[0] for r in await asql(
+            conn, "SELECT row_filter FROM pg_ws_connections WHERE row_filter IS NOT NULL"))
+    finally:
+        conn.close()
+    check(shown == sorted(FILTERS), 'pg_ws_connections.row_filter: %s' % shown)
     await write_all(p)
     await ref.wait_until(done, 30, 'the unfiltered subscriber')
     rows = rows_of(ref.msgs)
@@ -328,7 +337,7 @@ async def test_live_and_resumed(ctx):
 
     # from the worker's memory, with a snapshot position from before
     for f in FILTERS:
-        sub = await ctx.sub(path(f, since))
+        sub = await ctx.sub(path(f, since), url=p.url)
         await received(sub, expected(rows, f), 'resumed from memory, ?filter=%s' % f)
     # on the standby
     for f in FILTERS:
@@ -337,7 +346,7 @@ async def test_live_and_resumed(ctx):
     # from the WAL, once the worker that had them in memory is gone
     await restart_worker(p)
     for f in FILTERS:
-        sub = await ctx.sub(path(f, since))
+        sub = await ctx.sub(path(f, since), url=p.url)
         await received(sub, expected(rows, f), 'resumed from the WAL, ?filter=%s' % f)
     return '%d filters, %d events of %d matched, live, from memory, the WAL and a standby' % (
         len(FILTERS), matched, len(rows))
@@ -370,6 +379,7 @@ async def test_bad_filters(ctx):
         'device_id=eq.' + 'x' * 1100: 'at most 1024 bytes',
         'client=in.(%s)' % ','.join(str(i) for i in range(65)): 'at most 64 values',
         'age=gt.': 'needs a value',
+        'first_name=like.' + 'a' * 257: 'at most 256 bytes',
     }
     for text, why in bad.items():
         code, body = await status(p.url, path(text) + ('&events=client_create'
