@@ -800,7 +800,8 @@ check_claims(struct json_object *claims, int64 now, PgWsGrant *grant,
 		*reason = reason_events;
 		return false;
 	}
-	if (json_object_object_get_ex(claims, "filters", &v) && !filters_claim_valid(v))
+	if (json_object_object_get_ex(claims, "filters", &v) &&
+		!filters_claim_valid(v))
 	{
 		*reason = reason_filters;
 		return false;

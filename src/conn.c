@@ -536,7 +536,8 @@ info_state(const PgWsConn *conn)
 /*
  * Describe every connection into out, as rows PgWsConnInfo each followed
  * by its ?events= patterns and its ?filter=, and padded to MAXALIGN
- * (connections.c reads them).  Returns the number of rows.  Costs nothing until asked.
+ * (connections.c reads them).  Returns the number of rows.  Costs nothing
+ * until asked.
  */
 int
 pgws_conn_snapshot(StringInfo out)

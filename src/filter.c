@@ -171,8 +171,9 @@ days_from_civil(int y, int m, int d)
 }
 
 /*
- * An ISO 8601 timestamp: YYYY-MM-DD[(T| )HH:MM[:SS[.ffffff]]][Z|+HH[:MM]|-HH[:MM]],
- * without a zone in UTC; the whole text must be one.
+ * An ISO 8601 timestamp, the whole text:
+ *		YYYY-MM-DD[(T| )HH:MM[:SS[.ffffff]]][Z|+HH[:MM]|-HH[:MM]]
+ * without a zone in UTC.
  */
 static bool
 parse_timestamp(const char *s, int len, int64 *out)

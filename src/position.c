@@ -80,7 +80,7 @@
 /* pg_ws records the table remembers, newest first */
 #define POSITION_RING_SIZE 65536
 
-/* transaction ids whose "wrote a record" bit is kept, and the step it moves by */
+/* transaction ids whose "wrote a record" bit is kept, and its step */
 #define POSITION_XID_WINDOW (UINT32_C(1) << 23)
 #define POSITION_XID_CHUNK (UINT32_C(1) << 16)
 
