@@ -12,6 +12,7 @@ Not a test itself (test/run_tests.sh runs test_*.py only).  It provides:
     what one test opened, closed even when the test fails;
   - ident()/compare_idents(), worker_row(), port_open(): small checks;
   - restart_worker(): a new pg_ws worker, the old one's memory gone;
+  - upgrade_status(): the status an upgrade request gets;
   - run_tap(): the TAP runner with per-test timeouts, a watchdog over the
     whole run, and clean-up of every cluster made.
 
@@ -556,6 +557,17 @@ async def worker_row(conn):
     rows = await asql(conn, "SELECT pid, extract(epoch FROM clock_timestamp() - backend_start)"
                             " FROM pg_stat_activity WHERE backend_type = 'pg_ws'")
     return (rows[0][0], float(rows[0][1])) if rows else None
+
+
+async def upgrade_status(url, path):
+    """The HTTP status an upgrade to path gets: 101 (the connection is
+    closed at once), or what it was refused with (its text if none)."""
+    try:
+        ws = await ws_connect(url + path, open_timeout=10)
+    except Exception as e:
+        return getattr(e, 'status_code', None) or str(e)
+    await ws.close()
+    return 101
 
 
 async def restart_worker(node):

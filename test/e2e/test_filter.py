@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, Ctx, Fail, Standby, asql, check,  # noqa: E402
-                     restart_worker, run_tap, short, ws_connect)
+                     restart_worker, run_tap, short, upgrade_status)
 import jwt_tools  # noqa: E402
 import rawws  # noqa: E402
 
@@ -352,17 +352,6 @@ async def test_live_and_resumed(ctx):
         len(FILTERS), matched, len(rows))
 
 
-async def status(url, p):
-    try:
-        ws = await ws_connect(url + p, open_timeout=10)
-    except Exception as e:
-        code = getattr(e, 'status_code', None)
-        body = getattr(e, 'body', None)
-        return code, body
-    await ws.close()
-    return 101, None
-
-
 async def test_bad_filters(ctx):
     """d. what is not a filter gets a 400 that says why."""
     p = ctx.use(NODES['primary'])
@@ -382,8 +371,8 @@ async def test_bad_filters(ctx):
         'first_name=like.' + 'a' * 257: 'at most 256 bytes',
     }
     for text, why in bad.items():
-        code, body = await status(p.url, path(text) + ('&events=client_create'
-                                                       if 'colour' in text else ''))
+        code = await upgrade_status(p.url, path(text) + ('&events=client_create'
+                                                         if 'colour' in text else ''))
         check(code == 400, '?filter=%s: %s, expected 400' % (short(text, 60), code))
     # the reason is in the answer
     raw = rawws.upgrade_request(p.wsport, path('device_id=equals.cam-7'))
@@ -391,10 +380,10 @@ async def test_bad_filters(ctx):
     check(code == 400 and b'unknown operator' in body,
           'the 400 does not say why: %s %s' % (code, short(body.decode(errors='replace'))))
     # twice
-    code, _ = await status(p.url, '/ws/?filter=age%3Dgt.1&filter=age%3Dlt.9')
+    code = await upgrade_status(p.url, '/ws/?filter=age%3Dgt.1&filter=age%3Dlt.9')
     check(code == 400, 'filter given twice: %s, expected 400' % code)
     # a field of other events is accepted where the connection takes them
-    code, _ = await status(p.url, path('colour=eq.red'))
+    code = await upgrade_status(p.url, path('colour=eq.red'))
     check(code == 101, 'colour=eq.red with every event: %s, expected 101' % code)
     return '%d malformed filters refused with 400' % (len(bad) + 1)
 
@@ -473,7 +462,7 @@ async def test_claims(ctx):
     for bad in ({'client_*': 'gender=equals.female'}, {'Client*': 'age=eq.1'},
                 {'client_*': 42}, ['client_*'], {'client_*': 'colour'}):
         t = jwt_tools.hs256(jwt_tools.claims(filters=bad), SECRET)
-        code, _ = await status(j.url, '/ws/?token=' + t)
+        code = await upgrade_status(j.url, '/ws/?token=' + t)
         check(code == 401, 'filters claim %r: %s, expected 401' % (bad, code))
     return '%d of %d events allowed by the claim, %d with ?filter= too, %d after renewal' % (
         len(want), len(rows), len(want_narrowed), len(want2))

@@ -50,7 +50,7 @@ import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, Ctx, Fail, Standby, asql, check,  # noqa: E402
-                     restart_worker, run_tap, short, sql, ws_connect)
+                     restart_worker, run_tap, short, sql, upgrade_status)
 
 WATCHDOG_SECONDS = 400
 
@@ -463,15 +463,6 @@ async def test_from_wal(ctx):
     return await handoff(ctx, NODES['primary'], nreaders=20, run=4, later=True)
 
 
-async def refused(url, path):
-    try:
-        ws = await ws_connect(url + path, open_timeout=10)
-    except Exception as e:
-        return getattr(e, 'status_code', None) or str(e)
-    await ws.close()
-    return 101
-
-
 async def test_bad_positions(ctx):
     """c. what is not a position is refused; READ COMMITTED is refused; a
     position of another epoch resyncs."""
@@ -484,7 +475,7 @@ async def test_bad_positions(ctx):
           'the position is not URL-safe: %r' % pos)
     for bad in ('abc', pos[:-3], pos + 'AAAA', pos.replace('A', '+', 1), 'A' * 44,
                 '-' + pos[1:]):
-        got = await refused(p.url, '/ws/?since=' + bad)
+        got = await upgrade_status(p.url, '/ws/?since=' + bad)
         check(got == 400, '?since=%s: %s, expected 400' % (bad, got))
 
     conn.set_session(isolation_level='READ COMMITTED')
