@@ -315,18 +315,6 @@ origin_allowed(const char *origin, const char *host)
 
 /* ------------------------------------------------------------ finding it */
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* percent-decode s[0..len) ('+' is a space, as in forms); NULL if invalid */
 static char *
 percent_decode(const char *s, size_t len)
@@ -339,9 +327,9 @@ percent_decode(const char *s, size_t len)
 	{
 		if (s[i] == '%')
 		{
-			if (i + 2 >= len || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0)
+			if (i + 2 >= len || pgws_hex_digit(s[i + 1]) < 0 || pgws_hex_digit(s[i + 2]) < 0)
 				return NULL;
-			out[n++] = (char) (hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+			out[n++] = (char) (pgws_hex_digit(s[i + 1]) * 16 + pgws_hex_digit(s[i + 2]));
 			i += 2;
 		}
 		else if (s[i] == '+')

@@ -573,18 +573,6 @@ event_data(const char *json, const char *end)
 	return data.kind == JV_OTHER && data.start[0] == '{' ? data.start : NULL;
 }
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool
 read_hex4(const char *p, const char *end, uint32 *out)
 {
@@ -594,7 +582,7 @@ read_hex4(const char *p, const char *end, uint32 *out)
 		return false;
 	for (int i = 0; i < 4; i++)
 	{
-		int			h = hex_value(p[i]);
+		int			h = pgws_hex_digit(p[i]);
 
 		if (h < 0)
 			return false;
@@ -725,12 +713,13 @@ like_match(const char *s, int slen, const char *pat, int plen, bool fold)
 	return pi == plen;
 }
 
-/* -1, 0, 1, or 2 when the two do not compare (unknown) */
+/*
+ * -1, 0, 1, or 2 when the two do not compare (unknown).  text is v's
+ * string, unescaped, when v is one.
+ */
 static int
-compare(const JsonValue *v, const FilterValue *fv, StringInfo scratch,
-		bool *is_text)
+compare(const JsonValue *v, const StringInfo text, const FilterValue *fv)
 {
-	*is_text = false;
 	if (v->kind == JV_NUMBER)
 	{
 		long double n;
@@ -751,30 +740,31 @@ compare(const JsonValue *v, const FilterValue *fv, StringInfo scratch,
 	}
 	if (v->kind != JV_STRING)
 		return 2;
-	unescape(v, scratch);
 	if (fv->is_time)
 	{
 		int64		t;
 
-		if (parse_timestamp(scratch->data, scratch->len, &t))
+		if (parse_timestamp(text->data, text->len, &t))
 			return t < fv->time_us ? -1 : t > fv->time_us ? 1 : 0;
 	}
-	*is_text = true;
 	{
-		int			n = memcmp(scratch->data, fv->text, Min(scratch->len, fv->len));
+		int			n = memcmp(text->data, fv->text, Min(text->len, fv->len));
 
 		if (n != 0)
 			return n < 0 ? -1 : 1;
-		return scratch->len < fv->len ? -1 : scratch->len > fv->len ? 1 : 0;
+		return text->len < fv->len ? -1 : text->len > fv->len ? 1 : 0;
 	}
 }
 
-/* does the term hold for value v?  Unknown is false, also when negated */
+/*
+ * Does the term hold for value v?  Unknown is false, also when negated.
+ * A string is unescaped once, into scratch, whatever the term compares it
+ * with.
+ */
 static bool
 term_holds(const FilterTerm *t, const JsonValue *v, StringInfo scratch)
 {
 	bool		result = false;
-	bool		is_text;
 	int			c;
 
 	if (t->op == FOP_IS)
@@ -787,24 +777,23 @@ term_holds(const FilterTerm *t, const JsonValue *v, StringInfo scratch)
 	}
 	if (v->kind == JV_MISSING || v->kind == JV_NULL || v->kind == JV_OTHER)
 		return false;
+	if (v->kind == JV_STRING)
+		unescape(v, scratch);
 	switch (t->op)
 	{
 		case FOP_LIKE:
 		case FOP_ILIKE:
-			if (v->kind != JV_STRING)
-				return false;
-			unescape(v, scratch);
-			if (scratch->len > LIKE_MAX_TEXT)
+			if (v->kind != JV_STRING || scratch->len > LIKE_MAX_TEXT)
 				return false;
 			result = like_match(scratch->data, scratch->len, t->values[0].text,
 								t->values[0].len, t->op == FOP_ILIKE);
 			break;
 		case FOP_IN:
 			for (int i = 0; i < t->nvalues && !result; i++)
-				result = compare(v, &t->values[i], scratch, &is_text) == 0;
+				result = compare(v, scratch, &t->values[i]) == 0;
 			break;
 		default:
-			c = compare(v, &t->values[0], scratch, &is_text);
+			c = compare(v, scratch, &t->values[0]);
 			if (c == 2)
 				return false;
 			result = t->op == FOP_EQ ? c == 0 :

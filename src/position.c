@@ -321,6 +321,18 @@ get_be(const uint8 *p, int n)
 	return v;
 }
 
+/* v in 7-bit groups, low first, the high bit on all but the last; past it */
+static uint8 *
+write_varint(uint8 *p, uint32 v)
+{
+	for (;; v >>= 7)
+	{
+		*p++ = (uint8) ((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		if (v < 0x80)
+			return p;
+	}
+}
+
 /* the text form of a position (see the file header) */
 static char *
 position_encode(const PgWsSnapshotPosition *pos)
@@ -341,21 +353,9 @@ position_encode(const PgWsSnapshotPosition *pos)
 	p += 4;
 
 	/* how many, then each id's distance below xmax, nearest first */
-	for (uint32 v = (uint32) pos->nxids;; v >>= 7)
-	{
-		*p++ = (uint8) ((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		if (v < 0x80)
-			break;
-	}
+	p = write_varint(p, (uint32) pos->nxids);
 	for (int i = pos->nxids - 1; i >= 0; i--)
-	{
-		for (uint32 v = pos->xmax - pos->xids[i];; v >>= 7)
-		{
-			*p++ = (uint8) ((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-			if (v < 0x80)
-				break;
-		}
-	}
+		p = write_varint(p, pos->xmax - pos->xids[i]);
 	return pgws_base64url_encode(buf, p - buf);
 }
 

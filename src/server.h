@@ -89,6 +89,19 @@ typedef struct PgWsFrameReader
 } PgWsFrameReader;
 
 /* A /ws/ subscriber's place in the message log (broadcast.c) */
+/* a hexadecimal digit's value, or -1 (percent-encoding, JSON's \u escapes) */
+static inline int
+pgws_hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* a ?filter= of values (filter.c) */
 typedef struct PgWsValueFilter PgWsValueFilter;
 
