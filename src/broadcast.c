@@ -263,6 +263,224 @@ subscriber_conn(dlist_node *node)
 }
 
 /*
+ * Idle filtered subscribers wait in an index, not in the list of
+ * subscribers, so that an event costs nothing for those it does not go
+ * to.  A subscriber whose ?filter= has a term field=eq.v or field=in.(...)
+ * can only want events whose value of that field equals one of the
+ * term's; once it has been sent everything, it waits in the index under the
+ * keys of those values (filter.c), by field, and the events that arrive
+ * look up their own value of each field that has subscribers waiting
+ * under it.  An event that finds it wakes it at that event: every event
+ * in between failed its term, so it had them all.  Woken, it is a
+ * subscriber like any other, asked its whole filter, grant and ?events=,
+ * and it waits in the index again once it has been sent everything.
+ *
+ * An indexed subscriber holds nothing (neither the queue nor the log's
+ * history) and is looked at by nothing that runs per event or per
+ * second here; its next_idx and sent_idx are stale, and mean "all".
+ * Subscribers without such a term (no filter, only a token's filters
+ * claim, not., ranges, like) stay in the list and are asked about every
+ * event, as before.
+ */
+#define INDEX_MAX_FIELDS 32
+
+typedef struct IndexBucket
+{
+	uint64		key;			/* hash key */
+	dlist_head	waiting;		/* IndexEntry */
+} IndexBucket;
+
+typedef struct IndexField
+{
+	char		name[NAMEDATALEN];
+	HTAB	   *buckets;
+	int			nentries;		/* of subscribers waiting under it */
+} IndexField;
+
+typedef struct IndexEntry
+{
+	dlist_node	node;
+	PgWsConn   *conn;
+	IndexBucket *bucket;
+} IndexEntry;
+
+struct PgWsFilterIndexSpot
+{
+	IndexField  *field;
+	int			nkeys;
+	uint64	   *keys;
+	IndexEntry  *entries;
+};
+
+static IndexField index_fields[INDEX_MAX_FIELDS];
+static int	nindex_fields = 0;
+static int	nindexed = 0;
+
+/* the subscribers in the index: only for going through all of them */
+static dlist_head indexed = DLIST_STATIC_INIT(indexed);
+
+/* the index of a field, made on first use; NULL once there are too many */
+static IndexField *
+index_field(const char *name)
+{
+	HASHCTL		ctl;
+	IndexField  *f;
+
+	for (int i = 0; i < nindex_fields; i++)
+		if (strcmp(index_fields[i].name, name) == 0)
+			return &index_fields[i];
+	if (nindex_fields == INDEX_MAX_FIELDS)
+		return NULL;
+	f = &index_fields[nindex_fields++];
+	strlcpy(f->name, name, sizeof(f->name));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(IndexBucket);
+	ctl.hcxt = broadcast_context;
+	f->buckets = hash_create("pg_ws filter index", 1024, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	f->nentries = 0;
+	return f;
+}
+
+/* where this subscriber waits in the index, worked out once; NULL if it cannot */
+static PgWsFilterIndexSpot *
+index_spot_of(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+	PgWsFilterIndexSpot *p;
+	MemoryContext old;
+	const char *field;
+	uint64	   *keys;
+	int			nkeys;
+	IndexField  *f;
+
+	if (sub->index_spot != NULL || sub->unindexable)
+		return sub->index_spot;
+	old = MemoryContextSwitchTo(conn->cxt);
+	nkeys = sub->values == NULL ? 0 :
+		pgws_value_filter_index_keys(sub->values, &field, &keys);
+	f = nkeys > 0 ? index_field(field) : NULL;
+	if (f == NULL)
+	{
+		sub->unindexable = true;
+		MemoryContextSwitchTo(old);
+		return NULL;
+	}
+	p = palloc(sizeof(PgWsFilterIndexSpot));
+	p->field = f;
+	p->nkeys = nkeys;
+	p->keys = keys;
+	p->entries = palloc0(nkeys * sizeof(IndexEntry));
+	sub->index_spot = p;
+	MemoryContextSwitchTo(old);
+	return p;
+}
+
+/*
+ * Index a subscriber that has been sent everything, when its filter lets
+ * it and nothing else is due for it (a notice, a catch-up, a wait for
+ * replay).  Called while it is in the list of subscribers.
+ */
+static void
+index_subscriber(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+	PgWsFilterIndexSpot *p;
+
+	if (sub->indexed || sub->unindexable || shutting_down ||
+		sub->values == NULL || sub->notice != NULL ||
+		sub->catchup != NULL || sub->catchup_queued ||
+		sub->future_until != 0 || sub->next_idx != next_idx ||
+		sub->sent_idx != next_idx || lws_partial_buffered(conn->wsi))
+		return;
+	p = index_spot_of(conn);
+	if (p == NULL)
+		return;
+	for (int i = 0; i < p->nkeys; i++)
+	{
+		IndexEntry  *e = &p->entries[i];
+		bool		found;
+
+		e->conn = conn;
+		e->bucket = hash_search(p->field->buckets, &p->keys[i], HASH_ENTER,
+								&found);
+		if (!found)
+			dlist_init(&e->bucket->waiting);
+		dlist_push_tail(&e->bucket->waiting, &e->node);
+	}
+	p->field->nentries += p->nkeys;
+	dlist_delete(&sub->node);
+	dlist_push_tail(&indexed, &sub->node);
+	sub->indexed = true;
+	nindexed++;
+}
+
+/*
+ * Take a subscriber out of the index, caught up to just before
+ * message idx (next_idx when it closes).  Buckets left empty are removed,
+ * but for keep, the one the caller is going through.
+ */
+static void
+unindex_subscriber(PgWsConn *conn, uint64 idx, IndexBucket *keep)
+{
+	PgWsSubscriber *sub = &conn->sub;
+	PgWsFilterIndexSpot *p = sub->index_spot;
+
+	Assert(sub->indexed);
+	for (int i = 0; i < p->nkeys; i++)
+	{
+		IndexEntry  *e = &p->entries[i];
+
+		dlist_delete(&e->node);
+		if (e->bucket != keep && dlist_is_empty(&e->bucket->waiting))
+			hash_search(p->field->buckets, &e->bucket->key, HASH_REMOVE, NULL);
+	}
+	p->field->nentries -= p->nkeys;
+	dlist_delete(&sub->node);
+	sub->indexed = false;
+	nindexed--;
+	sub->next_idx = sub->sent_idx = idx;
+	sub->progress_at = GetCurrentTimestamp();
+	sub->holding_since = 0;
+}
+
+/*
+ * A message has arrived at idx: wake the indexed subscribers it may be
+ * for, into the list of subscribers, where check_progress() arms them.
+ */
+static void
+wake_indexed(uint64 idx, const char *json, uint32 len, const char *row,
+			uint32 row_len)
+{
+	for (int i = 0; i < nindex_fields; i++)
+	{
+		IndexField  *f = &index_fields[i];
+		uint64		keys[2];
+		int			nkeys;
+
+		if (f->nentries == 0)
+			continue;
+		nkeys = pgws_value_event_keys(f->name, json, len, row, row_len, keys);
+		for (int k = 0; k < nkeys; k++)
+		{
+			IndexBucket *b = hash_search(f->buckets, &keys[k], HASH_FIND, NULL);
+			dlist_mutable_iter iter;
+
+			if (b == NULL)
+				continue;
+			dlist_foreach_modify(iter, &b->waiting)
+			{
+				PgWsConn   *conn = dlist_container(IndexEntry, node, iter.cur)->conn;
+
+				unindex_subscriber(conn, idx, b);
+				dlist_push_tail(&subscribers, &conn->sub.node);
+			}
+			hash_search(f->buckets, &keys[k], HASH_REMOVE, NULL);
+		}
+	}
+}
+
+/*
  * floor: queue.c's history floor, the position after which this worker
  * has every event.
  */
@@ -444,6 +662,8 @@ append_message(void *arg, const char *line, uint32 line_len, uint64 seq,
 	log_bytes += sizeof(WsMessage);
 	message_log[next_idx & (log_cap - 1)] = msg;
 	next_idx++;
+	if (nindexed > 0)
+		wake_indexed(next_idx - 1, json, len, row, row_len);
 }
 
 /*
@@ -607,6 +827,7 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		if (sub->sent_idx == next_idx)
 		{
 			sub->holding_since = 0;
+			index_subscriber(conn);
 			continue;
 		}
 		holds = writers_waiting && held_idx(sub) == holding_idx;
@@ -772,6 +993,13 @@ pgws_subscriber_count(void)
 	return nsubscribers;
 }
 
+/* of them, those waiting in the filter index */
+int
+pgws_subscriber_indexed_count(void)
+{
+	return nindexed;
+}
+
 /*
  * Bytes of events this subscriber has not been sent yet, whether or not
  * its filter wants them: what pg_ws.max_subscriber_lag is compared with.
@@ -781,8 +1009,8 @@ pgws_subscriber_pending_bytes(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
 
-	if (!sub->subscribed || sub->catchup_queued)
-		return 0;				/* waiting in line holds nothing */
+	if (!sub->subscribed || sub->catchup_queued || sub->indexed)
+		return 0;				/* waiting in line or in the index holds nothing */
 	if (sub->catchup != NULL)
 		return sub->sent_idx < next_idx ?
 			bytes_total - message_at(sub->sent_idx)->offset : 0;
@@ -1028,6 +1256,8 @@ place_subscriber(PgWsConn *conn)
 	dlist_push_tail(&subscribers, &sub->node);
 	if (sub->next_idx < next_idx || sub->notice != NULL || sub->catchup != NULL)
 		lws_callback_on_writable(conn->wsi);
+	else
+		index_subscriber(conn);
 }
 
 /* a reader ended: subscribers waiting in line start theirs */
@@ -1188,7 +1418,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	uint32		span_len = 0;
 	uint32		span_msgs = 0;
 
-	if (!sub->subscribed || sub->catchup_queued)
+	if (!sub->subscribed || sub->catchup_queued || sub->indexed)
 		return 0;
 	sub->sent_idx = sub->next_idx;
 	/* past its token's end it gets nothing; conn.c closes it within a second */
@@ -1277,6 +1507,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	if (first <= released_idx && sub->sent_idx > first &&
 		pgws_queue_writers_waiting())
 		trim_log();
+	index_subscriber(conn);
 	return 0;
 }
 
@@ -1286,7 +1517,10 @@ pgws_subscriber_close(PgWsConn *conn)
 {
 	if (!conn->sub.subscribed)
 		return;
-	dlist_delete(&conn->sub.node);	/* from the subscribers or the line */
+	if (conn->sub.indexed)
+		unindex_subscriber(conn, next_idx, NULL);
+	else
+		dlist_delete(&conn->sub.node);	/* from the subscribers or the line */
 	if (conn->sub.catchup != NULL)
 		end_catchup(&conn->sub);
 	conn->sub.catchup_queued = false;

@@ -236,6 +236,9 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 	conn->sub.filter_text = NULL;
 	conn->sub.values = NULL;
 	conn->sub.values_text = NULL;
+	conn->sub.index_spot = NULL;
+	conn->sub.indexed = false;
+	conn->sub.unindexable = false;
 	conn->sub.messages_sent = 0;
 	conn->sub.bytes_sent = 0;
 	conn->refusal = acc->refusal;

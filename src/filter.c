@@ -41,6 +41,7 @@
 #include <ctype.h>
 #include <math.h>
 
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 
 /* bounds on what a connection may ask for */
@@ -847,4 +848,176 @@ pgws_value_filter_matches(const PgWsValueFilter *filter, const char *json,
 			return false;
 	}
 	return true;
+}
+
+/* ------------------------------------------------------------ index keys */
+
+/*
+ * Keys for broadcast.c's index of idle filtered subscribers.  A filter
+ * with a term "field=eq.v" or "field=in.(...)" (not negated) holds only
+ * for events whose value of that field equals one of the term's values,
+ * so a subscriber can wait under the keys of those values and be woken by
+ * the events that carry one.  Equal (compare() == 0) must mean equal keys;
+ * the converse need not hold, since every woken subscriber's whole filter
+ * is asked again: a collision costs a look, never an event.
+ *
+ * compare() says equal for a JSON number and a value that is the same
+ * number, for a string and a value of the same instant when the value is
+ * a timestamp and the string one pg_ws wrote, else for the same bytes; and
+ * for true and false as the texts "true" and "false".  So a value is keyed
+ * as text always, as a number when it reads as one, as an instant when it
+ * reads as one; an event's value as a number (a JSON number), or as text
+ * (a string, unescaped; true; false) and, for a string that reads as a
+ * timestamp, also as an instant.
+ */
+#define KEY_TEXT 1
+#define KEY_NUMBER 2
+#define KEY_TIME 3
+
+static uint64
+text_key(const char *s, int len)
+{
+	return hash_bytes_extended((const unsigned char *) s, len, KEY_TEXT);
+}
+
+/*
+ * Numbers that compare equal get the same key: the sign, the binary
+ * exponent and the first 64 bits of the mantissa (a long double with more,
+ * as on aarch64, shares keys with its neighbours: a collision, not a miss).
+ */
+static uint64
+number_key(long double n)
+{
+	struct
+	{
+		int32		sign_exp;
+		int32		zero;
+		uint64		mantissa;
+	}			k;
+	int			exp = 0;
+
+	memset(&k, 0, sizeof(k));
+	if (n != 0)
+	{
+		long double m = frexpl(fabsl(n), &exp);
+
+		k.mantissa = (uint64) ldexpl(m, 64);
+		k.sign_exp = n < 0 ? -exp - 1 : exp;
+		k.zero = 1;
+	}
+	return hash_bytes_extended((const unsigned char *) &k, sizeof(k),
+							   KEY_NUMBER);
+}
+
+static uint64
+time_key(int64 us)
+{
+	return hash_bytes_extended((const unsigned char *) &us, sizeof(us),
+							   KEY_TIME);
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * The field and the keys under which a subscriber with this filter may
+ * wait: those of its first eq or in term that is not negated, sorted and
+ * without duplicates, palloc'd in the current memory context.  Returns
+ * how many (0: the filter has no such term, and cannot be indexed).
+ */
+int
+pgws_value_filter_index_keys(const PgWsValueFilter *filter,
+							 const char **field, uint64 **keys)
+{
+	for (int i = 0; i < filter->nterms; i++)
+	{
+		const FilterTerm *t = &filter->terms[i];
+		uint64	   *k;
+		int			n = 0;
+		int			unique = 0;
+
+		if (t->negate || (t->op != FOP_EQ && t->op != FOP_IN))
+			continue;
+		k = palloc(3 * Max(t->nvalues, 1) * sizeof(uint64));
+		for (int v = 0; v < t->nvalues; v++)
+		{
+			const FilterValue *fv = &t->values[v];
+
+			k[n++] = text_key(fv->text, fv->len);
+			if (fv->is_number)
+				k[n++] = number_key(fv->number);
+			if (fv->is_time)
+				k[n++] = time_key(fv->time_us);
+		}
+		qsort(k, n, sizeof(uint64), key_cmp);
+		for (int j = 0; j < n; j++)
+			if (unique == 0 || k[unique - 1] != k[j])
+				k[unique++] = k[j];
+		*field = t->field;
+		*keys = k;
+		return unique;
+	}
+	return 0;
+}
+
+/*
+ * The keys of an event's value of field (looked up as the filter looks it
+ * up: in the row beside it first, then in its data), at most two, into
+ * keys; returns how many (0: the event has no such value, or null, or an
+ * object or an array, which no eq or in term takes).
+ */
+int
+pgws_value_event_keys(const char *field, const char *json, uint32 len,
+					  const char *row, uint32 row_len, uint64 *keys)
+{
+	static StringInfo scratch = NULL;
+	JsonValue	v = {JV_MISSING, NULL, 0};
+	long double n;
+	int64		t;
+
+	if (row != NULL)
+		v = object_member(row, row + row_len, field);
+	if (v.kind == JV_MISSING)
+	{
+		const char *data = event_data(json, json + len);
+
+		if (data != NULL)
+			v = object_member(data, json + len, field);
+	}
+	switch (v.kind)
+	{
+		case JV_NUMBER:
+			if (!parse_number(v.start, v.len, &n))
+				return 0;
+			keys[0] = number_key(n);
+			return 1;
+		case JV_TRUE:
+			keys[0] = text_key("true", 4);
+			return 1;
+		case JV_FALSE:
+			keys[0] = text_key("false", 5);
+			return 1;
+		case JV_STRING:
+			if (scratch == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				scratch = makeStringInfo();
+				MemoryContextSwitchTo(old);
+			}
+			unescape(&v, scratch);
+			keys[0] = text_key(scratch->data, scratch->len);
+			if (!parse_timestamp(scratch->data, scratch->len, &t))
+				return 1;
+			keys[1] = time_key(t);
+			return 2;
+		default:
+			return 0;
+	}
 }

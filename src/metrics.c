@@ -163,6 +163,9 @@ metrics(PgWsConn *conn)
 			   "Sockets peers hold now, in every state.", (uint64) w->connections);
 	metric_u64(&out, "pg_ws_subscribers", "gauge",
 			   "Of them, /ws/ subscribers.", (uint64) w->subscribers);
+	metric_u64(&out, "pg_ws_subscribers_indexed", "gauge",
+			   "Of them, those waiting in the ?filter= index: an event costs nothing for those it is not for.",
+			   (uint64) w->subscribers_indexed);
 	metric_u64(&out, "pg_ws_connections_accepted_total", "counter",
 			   "Sockets accepted and served.", w->connections_total);
 	metric_u64(&out, "pg_ws_queue_used_bytes", "gauge",

@@ -391,6 +391,7 @@ extern bool pgws_broadcast_poll_wal(void);
 extern uint64 pgws_broadcast_drain_queue(void);
 extern void pgws_broadcast_shutdown(void);
 extern int	pgws_subscriber_count(void);
+extern int	pgws_subscriber_indexed_count(void);
 extern void pgws_broadcast_history(uint64 *floor, uint64 *last, bool *in_wal);
 extern Oid	pgws_broadcast_database(void);
 
@@ -483,6 +484,8 @@ typedef struct PgWsWorkerStats
 	/* figures of now, meaningless while no worker runs */
 	int32		connections;	/* sockets peers hold, every state */
 	int32		subscribers;	/* of them, /ws/ subscribers */
+	int32		subscribers_indexed;	/* of them, in broadcast.c's filter
+										 * index */
 	uint64		memory_bytes;	/* what the worker's heap holds */
 	TimestampTz started_at;		/* when the worker started */
 	uint64		history_floor;	/* the log has every event after this */

@@ -112,6 +112,14 @@ extern const char *pgws_value_filter_field(const PgWsValueFilter *filter,
 extern bool pgws_value_filter_matches(const PgWsValueFilter *filter,
 									  const char *json, uint32 len,
 									  const char *row, uint32 row_len);
+extern int	pgws_value_filter_index_keys(const PgWsValueFilter *filter,
+										 const char **field, uint64 **keys);
+extern int	pgws_value_event_keys(const char *field, const char *json,
+								  uint32 len, const char *row, uint32 row_len,
+								  uint64 *keys);
+
+/* where an idle filtered subscriber waits (broadcast.c) */
+typedef struct PgWsFilterIndexSpot PgWsFilterIndexSpot;
 
 typedef struct PgWsSubscriber
 {
@@ -150,6 +158,10 @@ typedef struct PgWsSubscriber
 	char	   *filter_text;	/* its ?events= as given, unless "*" (conn->cxt) */
 	PgWsValueFilter *values;	/* its ?filter= (conn->cxt); NULL if none */
 	char	   *values_text;	/* and as given, for pg_ws_connections */
+	PgWsFilterIndexSpot *index_spot;		/* its keys, once it first waited (cxt);
+								 * NULL before, or if it cannot wait */
+	bool		indexed;			/* waits in broadcast.c's index */
+	bool		unindexable;		/* its filter has no key to wait under */
 	uint64		messages_sent;	/* messages handed to its socket */
 	uint64		bytes_sent;		/* bytes of their frames */
 } PgWsSubscriber;

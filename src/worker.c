@@ -283,6 +283,7 @@ pgws_worker_publish_stats(void)
 
 	stats->connections = pgws_conn_count();
 	stats->subscribers = pgws_subscriber_count();
+	stats->subscribers_indexed = pgws_subscriber_indexed_count();
 	stats->memory_bytes = heap.uordblks + heap.hblkhd;
 	pgws_broadcast_history(&stats->history_floor, &stats->history_last,
 						   &stats->history_in_wal);
@@ -1145,6 +1146,7 @@ worker_shmem_exit(int code, Datum arg)
 
 	last.connections = 0;
 	last.subscribers = 0;
+	last.subscribers_indexed = 0;
 	last.memory_bytes = 0;
 	last.started_at = 0;
 	pgws_stats_publish_worker(&last);
