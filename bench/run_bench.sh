@@ -81,6 +81,15 @@
 #     delivery.gp and, with gnuplot, delivery_msgs_per_s.png and
 #     delivery_p99.png (against subscribers) go to BENCH_PLOT_DIR
 #     (bench/results).
+# 11. filtered (only when named in BENCH_PARTS): BENCH_FILTERED_SUBS
+#     ("100 10000") subscribers, each with a filter of its own device
+#     (/ws/?filter=device_id=eq.dN), while pgbench --rate
+#     BENCH_FILTERED_RATE (1000) inserts rows of a random device into a
+#     watched 'row' table for BENCH_FILTERED_SECONDS (10): each event goes
+#     to one subscriber.  The worker's CPU per event, commit-to-receive
+#     latency, loss, and how many subscribers waited in the filter index
+#     (pg_ws_subscribers_indexed), the subscriber counts alternated in each
+#     of BENCH_FILTERED_ROUNDS (3) rounds on the delivery cluster.
 #
 # BENCH_PARTS picks parts (default "write broadcast burst resume delivery
 # maxrate rows100"; wakeup, standby and scale run only when named; walwrite
@@ -161,12 +170,16 @@ R100_TX=${BENCH_ROWS100_TX:-200}	# transactions per run
 R100_ROWS=${BENCH_ROWS100_ROWS:-100}	# rows per transaction
 R100_ROUNDS=${BENCH_ROWS100_ROUNDS:-2}
 R100_PROCS=${BENCH_ROWS100_PROCS:-4}	# client processes (-j)
+FI_SUBS=${BENCH_FILTERED_SUBS:-"100 10000"}
+FI_RATE=${BENCH_FILTERED_RATE:-1000}	# events/s, each for one subscriber
+FI_SECONDS=${BENCH_FILTERED_SECONDS:-10}
+FI_ROUNDS=${BENCH_FILTERED_ROUNDS:-3}
 PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and rows100
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | resume | wakeup | standby | scale | delivery | maxrate | rows100) ;;
+		write | broadcast | burst | resume | wakeup | standby | scale | delivery | maxrate | rows100 | filtered) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -187,7 +200,7 @@ fi
 make -s -C "$HERE" ws_sub >/dev/null
 WS_SUB="$HERE/ws_sub"
 CLIENT="$HERE/$BENCH_CLIENT"
-if has_part delivery || has_part maxrate || has_part rows100 || has_part scale; then
+if has_part delivery || has_part maxrate || has_part rows100 || has_part scale || has_part filtered; then
 	[ "$BENCH_CLIENT" = ws_sub ] || make -s -C "$HERE" "$BENCH_CLIENT" >/dev/null
 	[ -x "$CLIENT" ] || { echo "run_bench.sh: BENCH_CLIENT: $CLIENT is not a program" >&2; exit 1; }
 fi
@@ -1410,11 +1423,11 @@ fi
 # prlimit --nofile with room for DL_MAXSUBS subscribers: "ws" for all three
 # parts, and "wss" (the same, with a self-signed certificate) for the wss
 # rows of "delivery".  Their subscribers are BENCH_CLIENT processes.
-if has_part delivery || has_part maxrate || has_part rows100; then
+if has_part delivery || has_part maxrate || has_part rows100 || has_part filtered; then
 
 declare -A DLC_PORT DLC_WSPORT DLC_WORKER DLC_LOG
 DL_MAXSUBS=1
-for n in $DL_SUBS $MR_SUBS $R100_SUBS; do
+for n in $DL_SUBS $MR_SUBS $R100_SUBS $(has_part filtered && echo "$FI_SUBS"); do
 	[ "$n" -gt "$DL_MAXSUBS" ] && DL_MAXSUBS=$n
 done
 # a set still closing may overlap the next (dl_wait_idle waits for it)
@@ -1791,6 +1804,100 @@ for n in $R100_SUBS; do
 		"$(median ${H_WPCT[$n]})" "$(median ${H_WUS[$n]})" "$(median ${H_RUNQ[$n]})" \
 		"$(median ${H_CPCT[$n]})" "$(median ${H_CUS[$n]})" "$(median ${H_IDLE[$n]})"
 done
+echo
+fi
+
+if has_part filtered; then
+FP=${DLC_PORT[ws]}
+echo "## filtered: $FI_SUBS subscribers, each with ?filter=device_id=eq.dN of its own device, while pgbench --rate $FI_RATE -c $WRITER_CLIENTS inserts one row of a random device per transaction for ${FI_SECONDS}s into a watched 'row' table (each event for one subscriber), $FI_ROUNDS rounds, the subscriber counts alternated"
+echo "# worker CPU per event: its CPU from the first commit until the last row was delivered / the events; indexed: pg_ws_subscribers_indexed (/metrics) with every subscriber connected, before the stream"
+# with synchronous_commit off an event waits for the WAL writer's flush
+# (wal_writer_delay), which would be all the latency measured here
+echo "# synchronous_commit = on on the delivery cluster for this part (fsync off): events go out once their commit is flushed"
+psql_at "$FP" -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+psql_at "$FP" -c "CREATE TABLE IF NOT EXISTS bench_visit (id bigserial PRIMARY KEY, device_id text NOT NULL, stamp text NOT NULL)" \
+	-c "SELECT pg_ws_watch('bench_visit', 'row')" >/dev/null
+cat >"$TMP/insert_filtered.sql" <<'SQL'
+\set d random(0, :nsubs - 1)
+INSERT INTO bench_visit (device_id, stamp) VALUES ('d' || :d, (extract(epoch from clock_timestamp()) * 1000000)::bigint::text);
+SQL
+# pg_ws_subscribers_indexed from the worker's /metrics
+fi_indexed() {
+	curl -s "http://127.0.0.1:${DLC_WSPORT[ws]}/metrics" | awk '$1 == "pg_ws_subscribers_indexed" {print $2}'
+}
+declare -A F_WUS F_P50 F_P99 F_MAX F_LOST F_EXP F_IDX F_WPCT F_IDLE
+for ((r = 0; r < FI_ROUNDS; r++)); do
+	order=$FI_SUBS
+	[ $((r % 2)) = 1 ] && order=$(echo "$FI_SUBS" | tr ' ' '\n' | tac | tr '\n' ' ')
+	for n in $order; do
+		procs=$CLIENT_PROCS
+		[ "$procs" -gt "$n" ] && procs=$n
+		psql_at "$FP" -c "TRUNCATE bench_visit" -c "CHECKPOINT"
+		dl_wait_idle ws
+		logl=$(wc -l <"${DLC_LOG[ws]}")
+		dl_clients ws "$n" "$procs" "$TMP/dl_sub.out" -E END -f stamp \
+			--path "${BENCH_FILTERED_PATH:-/ws/?filter=device_id%3Deq.d{i}}" -t $((FI_SECONDS + 120))
+		sleep 1
+		idx=$(fi_indexed)
+		w0=$(cpu_ticks "${DLC_WORKER[ws]}")
+		h0=$(host_jiffies)
+		t0=$(date +%s.%N)
+		PGB_PORT=$FP run_pgbench "$TMP/pgbench.out" -c "$WRITER_CLIENTS" -j "$WRITER_CLIENTS" -R "$FI_RATE" \
+			-T "$FI_SECONDS" -D nsubs="$n" -f "$TMP/insert_filtered.sql"
+		# until the last row is out (a delivery takes milliseconds)
+		sleep 0.5
+		w1=$(cpu_ticks "${DLC_WORKER[ws]}")
+		h1=$(host_jiffies)
+		t1=$(date +%s.%N)
+		rows=$(psql_at "$FP" -c "SELECT count(*) FROM bench_visit")
+		# one END per device, after the measured window
+		psql_at "$FP" -c "INSERT INTO bench_visit (device_id, stamp) SELECT 'd' || i, 'END' FROM generate_series(0, $n - 1) i"
+		rc=0
+		wait "$SUB_PID" || rc=$?
+		SUB_PID=""
+		res=$(grep '^RESULT' "$TMP/dl_sub.out" || true)
+		msgs=$(field "$res" msgs)
+		msgs=${msgs:-0}
+		secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+		wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+		culled=$(tail -n +"$((logl + 1))" "${DLC_LOG[ws]}" | grep -c 'disconnecting a subscriber' || true)
+		F_WUS[$n]="${F_WUS[$n]:-} $(awk -v c="$wcpu" -v m="$rows" 'BEGIN {if (m > 0) printf "%.2f", c / m * 1e6; else print "nan"}')"
+		F_WPCT[$n]="${F_WPCT[$n]:-} $(awk -v c="$wcpu" -v s="$secs" 'BEGIN {printf "%.1f", c / s * 100}')"
+		F_P50[$n]="${F_P50[$n]:-} $(field "$res" p50_us)"
+		F_P99[$n]="${F_P99[$n]:-} $(field "$res" p99_us)"
+		F_MAX[$n]="${F_MAX[$n]:-} $(field "$res" max_us)"
+		F_LOST[$n]=$((${F_LOST[$n]:-0} + rows - msgs))
+		F_EXP[$n]=$((${F_EXP[$n]:-0} + rows))
+		F_IDX[$n]="${F_IDX[$n]:-} ${idx:-?}"
+		F_IDLE[$n]="${F_IDLE[$n]:-} $(idle_pct "$h0" "$h1")"
+		printf '  round %d  subs %5d  indexed %s  events %d (%s/s)  delivered %s%s%s  p50 %s us  p99 %s us  max %s us  worker %s CPU-s in %s s (%s%%, %s us/event)  machine idle %s%%\n' \
+			$((r + 1)) "$n" "${idx:-?}" "$rows" "$(awk -v x="$rows" -v s="$FI_SECONDS" 'BEGIN {printf "%.0f", x / s}')" "$msgs" \
+			"$([ "$rc" != 0 ] && echo " (client rc $rc$([ "$(field "$res" timeout)" = 1 ] && echo ', timed out'))")" \
+			"$([ "$culled" != 0 ] && echo ", $culled culled")" "$(field "$res" p50_us)" "$(field "$res" p99_us)" "$(field "$res" max_us)" \
+			"$wcpu" "$secs" "${F_WPCT[$n]##* }" "${F_WUS[$n]##* }" "${F_IDLE[$n]##* }"
+		if [ "$rc" != 0 ]; then
+			sort "$TMP/dl_sub.out.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn |
+				awk 'n++ < 3 {print "    client: " $0}' || true
+		fi
+	done
+done
+echo
+echo "Medians over the rounds. Targets (issue 17): worker CPU per event at the most subscribers at most 1.5x that at the fewest; p99 at most 2 ms; nothing lost."
+echo
+echo "| subscribers | indexed | events | lost | worker CPU | worker us/event | p50 | p99 | max | machine idle |"
+echo "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+for n in $FI_SUBS; do
+	# shellcheck disable=SC2086
+	printf '| %d | %s | %d | %d | %s%% | %s | %s ms | %s ms | %s ms | %s%% |\n' "$n" "$(median ${F_IDX[$n]})" "${F_EXP[$n]}" "${F_LOST[$n]}" \
+		"$(median ${F_WPCT[$n]})" "$(median ${F_WUS[$n]})" "$(ms "$(median ${F_P50[$n]})")" \
+		"$(ms "$(median ${F_P99[$n]})")" "$(ms "$(median ${F_MAX[$n]})")" "$(median ${F_IDLE[$n]})"
+done
+set -- $FI_SUBS
+first=$1
+last=${*: -1}
+echo
+echo "worker us/event at $last subscribers / at $first: $(awk -v a="$(median ${F_WUS[$first]})" -v b="$(median ${F_WUS[$last]})" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "nan"}')x"
+psql_at "$FP" -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
 echo
 fi
 

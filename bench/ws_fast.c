@@ -185,6 +185,7 @@ static struct sockaddr_storage server_addr;
 static socklen_t server_addrlen;
 static int	host_is_name;		/* send SNI */
 static char request_head[1024]; /* the upgrade request up to the key */
+static int	path_index_at = -1;	/* where "{i}" is in it, or -1 */
 
 /* this process's share of the subscribers */
 static Sub *subs;
@@ -992,7 +993,7 @@ send_request(Sub *s)
 {
 	unsigned char raw[16];
 	char		key[32];
-	char		buf[sizeof(request_head) + 64];
+	char		buf[sizeof(request_head) + 96];
 	unsigned char digest[SHA_DIGEST_LENGTH];
 	char		cat[96];
 	int			n;
@@ -1006,7 +1007,13 @@ send_request(Sub *s)
 	snprintf(cat, sizeof(cat), "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
 	SHA1((unsigned char *) cat, strlen(cat), digest);
 	EVP_EncodeBlock((unsigned char *) s->accept, digest, sizeof(digest));
-	n = snprintf(buf, sizeof(buf), "%sSec-WebSocket-Key: %s\r\n\r\n", request_head, key);
+	if (path_index_at >= 0)
+		n = snprintf(buf, sizeof(buf), "%.*s%d%sSec-WebSocket-Key: %s\r\n\r\n",
+					 path_index_at, request_head, s->index,
+					 request_head + path_index_at + 3, key);
+	else
+		n = snprintf(buf, sizeof(buf), "%sSec-WebSocket-Key: %s\r\n\r\n",
+					 request_head, key);
 	sub_queue(s, buf, (size_t) n);
 	s->state = ST_RESPONSE;
 	if (sub_flush(s) != 0)
@@ -1698,7 +1705,8 @@ usage(FILE *f)
 			"usage: ws_fast [options]   (ws_sub's options, and --tls)\n"
 			"  -H, --host HOST       server address (127.0.0.1)\n"
 			"  -p, --port PORT       pg_ws.port (8765)\n"
-			"      --path PATH       request path (/ws/)\n"
+			"      --path PATH       request path (/ws/); {i} in it stands for the\n"
+			"                        subscriber's number, from 0 across processes\n"
 			"  -S, --since SEQ       resume after position SEQ (with --epoch):\n"
 			"                        requests /ws/?since=SEQ&epoch=E\n"
 			"  -x, --epoch E         the epoch SEQ was taken in\n"
@@ -1889,6 +1897,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "ws_fast: --path is too long\n");
 		return 1;
 	}
+	if (strstr(request_head, "{i}") != NULL)
+		path_index_at = (int) (strstr(request_head, "{i}") - request_head);
 
 	raise_fd_limit();
 	signal(SIGINT, on_signal);

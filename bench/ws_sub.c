@@ -613,6 +613,22 @@ on_signal(int sig)
 		lws_cancel_service(context);
 }
 
+/* --path, with {i} replaced by the subscriber's number (kept until exit) */
+static const char *
+subscriber_path(int index)
+{
+	const char *at = strstr(opt_path, "{i}");
+	char	   *path;
+
+	if (at == NULL)
+		return opt_path;
+	path = malloc(strlen(opt_path) + 16);
+	if (path == NULL)
+		return opt_path;
+	sprintf(path, "%.*s%d%s", (int) (at - opt_path), opt_path, index, at + 3);
+	return path;
+}
+
 /* start connecting the next subscribers, up to --max-pending at once */
 static void
 start_connects(void)
@@ -628,7 +644,7 @@ start_connects(void)
 		ci.context = context;
 		ci.address = opt_host;
 		ci.port = opt_port;
-		ci.path = opt_path;
+		ci.path = subscriber_path(s->index);
 		ci.host = hostport;
 		ci.origin = hostport;
 		ci.protocol = NULL;		/* pg_ws serves its default protocol */
@@ -964,7 +980,8 @@ usage(FILE *f)
 			"usage: ws_sub [options]\n"
 			"  -H, --host HOST       server address (127.0.0.1)\n"
 			"  -p, --port PORT       pg_ws.port (8765)\n"
-			"      --path PATH       request path (/ws/)\n"
+			"      --path PATH       request path (/ws/); {i} in it stands for the\n"
+			"                        subscriber's number, from 0 across processes\n"
 			"  -S, --since SEQ       resume after position SEQ (with --epoch):\n"
 			"                        requests /ws/?since=SEQ&epoch=E\n"
 			"  -x, --epoch E         the epoch SEQ was taken in\n"
