@@ -262,6 +262,12 @@ typedef enum PgWsTableKind
 	PGWS_NUM_TABLE_KINDS
 } PgWsTableKind;
 
+/*
+ * At most this many filter columns per watched table: each travels with
+ * every event of the table, in the queue and the WAL (watch.c, render.c).
+ */
+#define PGWS_MAX_FILTER_COLUMNS 8
+
 /* how many columns render.c reads by name (its WsColumn) */
 #define PGWS_RENDER_COLUMNS 17
 
@@ -280,6 +286,8 @@ typedef struct PgWsWatchedTable
 	AttrNumber *columns;
 	int			nkeys;			/* row: the primary key, sent on delete */
 	AttrNumber *keys;
+	int			nfilter_columns;	/* carried for ?filter=, never sent */
+	AttrNumber *filter_columns;
 
 	/*
 	 * render.c's attribute numbers of the columns it reads, 0 until it
