@@ -19,6 +19,7 @@ OBJS = \
 	src/connections.o \
 	src/broadcast.o \
 	src/filter.o \
+	src/filtercols.o \
 	src/loglimit.o \
 	src/conn.o \
 	src/http.o \
