@@ -1077,11 +1077,11 @@ render_attendance(EventWriter *w, TriggerEvent op)
 /*
  * A 'row' table's event: <prefix>_create and _update carry the row (its
  * watched columns, or all), _delete its primary key (and, beside it for
- * ?filter=, the deleted row's watched columns and filter columns).  The prefix is the
- * one stored when the table was watched, never the table's current name,
- * and watch.c checked it against the rules for event names when it loaded
- * the watch; it is written as a JSON string all the same, so that nothing
- * a catalog holds can ever end the name early.
+ * ?filter=, the deleted row's watched columns and filter columns).  The
+ * prefix is the one stored when the table was watched, never the table's
+ * current name, and watch.c checked it against the rules for event names
+ * when it loaded the watch; it is written as a JSON string all the same,
+ * so that nothing a catalog holds can ever end the name early.
  */
 static void
 render_row(EventWriter *w, TriggerEvent op)

@@ -51,10 +51,11 @@
  * dumped by pg_dump, so the filters would break after a restore.
  *
  * While a table is broadcast, the columns its events are rendered from
- * (and its filter columns) stay: pg_ws_check_columns(), which pg_ws's event triggers call after
- * every ALTER TABLE and every command that drops a column or a constraint
- * (pg_ws--1.2.2.sql), refuses the command that would make the table's
- * writes fail.  It checks what this file checks when a table is watched.
+ * (and its filter columns) stay: pg_ws_check_columns(), which pg_ws's
+ * event triggers call after every ALTER TABLE and every command that drops
+ * a column or a constraint (pg_ws--1.2.2.sql), refuses the command that
+ * would make the table's writes fail.  It checks what this file checks
+ * when a table is watched.
  *
  * Each backend remembers what it looked up per relation and forgets it
  * when the relation's relcache entry is invalidated.  pg_ws_watch() and
@@ -1082,12 +1083,12 @@ watch_own_table(Relation rel, int kind, bool other_options, bool replicated)
  * Attach pg_ws's events to an existing table: check its columns, record it
  * in pg_ws_watched and create the trigger pg_ws_event on it, ENABLE ALWAYS
  * when replicated rows are to be broadcast too.  filter_columns travel
- * with every event of the table for ?filter=, never sent.  A 'row' table's events
- * are named after event_prefix, or the table's name now: either is stored,
- * so that a later rename changes nothing.  Watching a watched table again
- * replaces its watch.  EXECUTE is not granted to PUBLIC, and the function
- * needs INSERT on pg_ws_watched and EXECUTE on pg_ws_row_event():
- * superusers only, unless granted all three.
+ * with every event of the table for ?filter=, never sent.  A 'row'
+ * table's events are named after event_prefix, or the table's name now:
+ * either is stored, so that a later rename changes nothing.  Watching a
+ * watched table again replaces its watch.  EXECUTE is not granted to
+ * PUBLIC, and the function needs INSERT on pg_ws_watched and EXECUTE on
+ * pg_ws_row_event(): superusers only, unless granted all three.
  */
 PG_FUNCTION_INFO_V1(pg_ws_watch);
 
@@ -1668,9 +1669,10 @@ check_filter_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc)
  * watched one, still has every column its events are rendered from (the
  * event document's kinds: those render.c reads, of types it can write; a
  * 'row' table: the columns its watch lists; any watched table: its filter
- * columns), and, when need_key, a 'row' table its primary key.  Without them every later write to the table
- * would fail (column "x" does not exist) until the table is watched again,
- * so the command that drops, renames or retypes them is refused instead.
+ * columns), and, when need_key, a 'row' table its primary key.  Without
+ * them every later write to the table would fail (column "x" does not
+ * exist) until the table is watched again, so the command that drops,
+ * renames or retypes them is refused instead.
  * A table that does not exist (dropped by the same command), that pg_ws
  * does not broadcast, or a partition (whose columns and key are its
  * partitioned table's) passes.
