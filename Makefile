@@ -19,6 +19,7 @@ OBJS = \
 	src/connections.o \
 	src/broadcast.o \
 	src/filter.o \
+	src/filtercols.o \
 	src/loglimit.o \
 	src/conn.o \
 	src/http.o \
@@ -36,12 +37,14 @@ OBJS = \
 EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
 	sql/pg_ws--1.2.1.sql sql/pg_ws--1.2.2.sql sql/pg_ws--1.3.0.sql \
+	sql/pg_ws--1.3.1.sql \
 	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql sql/pg_ws--1.2--1.2.1.sql \
 	sql/pg_ws--1.2.1--1.2.2.sql sql/pg_ws--1.2.2--1.3.0.sql \
+	sql/pg_ws--1.3.0--1.3.1.sql \
 	console/pg_ws_console.html
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 
-REGRESS = install events savepoints rendering queue security search_path visits tokens watch watch_integrity watch_partitions watch_columns send send_parallel restore position upgrade
+REGRESS = install events savepoints rendering queue security search_path visits tokens watch watch_integrity watch_partitions watch_columns watch_filter_columns send send_parallel restore position upgrade
 REGRESS_OPTS = --temp-config=test/regress.conf
 
 # -Wextra minus the three warnings PostgreSQL's own headers and callback

@@ -1,5 +1,5 @@
 --
--- ALTER EXTENSION pg_ws UPDATE from 1.0, 1.1, 1.2, 1.2.1 and 1.2.2 makes
+-- ALTER EXTENSION pg_ws UPDATE from 1.0, 1.1, 1.2, 1.2.1, 1.2.2 and 1.3.0 makes
 -- exactly what a fresh install of the current version makes: the same
 -- objects, with the same definitions, privileges and initial privileges
 -- (which pg_dump relies on), triggers and extconfig.  Each is installed in
@@ -117,6 +117,7 @@ CREATE DATABASE pg_ws_upgraded_from_1_1;
 CREATE DATABASE pg_ws_upgraded_from_1_2;
 CREATE DATABASE pg_ws_upgraded_from_1_2_1;
 CREATE DATABASE pg_ws_upgraded_from_1_2_2;
+CREATE DATABASE pg_ws_upgraded_from_1_3_0;
 CREATE DATABASE pg_ws_fresh;
 
 -- 1.0, then ALTER EXTENSION pg_ws UPDATE (the warning that these databases
@@ -171,6 +172,31 @@ RESET client_min_messages;
 SELECT pg_catalog.md5(pg_catalog.string_agg(d::text, E'\n' ORDER BY d::text)) AS upgraded_from_1_2_2
 FROM (:describe) d \gset
 
+-- 1.3.0, then ALTER EXTENSION pg_ws UPDATE, with a watched table and a
+-- role that may call pg_ws_watch(): the catalog keeps its rows (with no
+-- filter columns), and the role is named, since pg_ws_watch() is made
+-- anew with the privileges of a fresh install
+\c pg_ws_upgraded_from_1_3_0
+SET client_min_messages = error;
+CREATE EXTENSION pg_ws VERSION '1.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ws';
+CREATE TABLE gate (id integer PRIMARY KEY, name text, site_id integer);
+SELECT pg_ws_watch('gate', 'row', columns => '{id,name}');
+CREATE ROLE upgrade_watcher;
+GRANT EXECUTE ON FUNCTION pg_ws_watch(regclass, text, name[], regclass, text, boolean)
+	TO upgrade_watcher;
+SET client_min_messages = warning;
+ALTER EXTENSION pg_ws UPDATE;
+RESET client_min_messages;
+SELECT relation, kind, columns, event_prefix, filter_columns FROM pg_ws_watched;
+SELECT pg_ws_watch('gate', 'row', columns => '{id,name}', filter_columns => '{site_id}');
+SELECT relation, filter_columns FROM pg_ws_watched;
+SELECT pg_ws_unwatch('gate');
+DROP TABLE gate;
+SELECT pg_catalog.md5(pg_catalog.string_agg(d::text, E'\n' ORDER BY d::text)) AS upgraded_from_1_3_0
+FROM (:describe) d \gset
+DROP ROLE upgrade_watcher;
+
 -- a fresh install of the current version
 \c pg_ws_fresh
 SET client_min_messages = error;
@@ -184,7 +210,8 @@ SELECT :'upgraded' = :'fresh' AS upgrade_equals_fresh_install,
        :'upgraded_from_1_1' = :'fresh' AS upgrade_from_1_1_equals_fresh_install,
        :'upgraded_from_1_2' = :'fresh' AS upgrade_from_1_2_equals_fresh_install,
        :'upgraded_from_1_2_1' = :'fresh' AS upgrade_from_1_2_1_equals_fresh_install,
-       :'upgraded_from_1_2_2' = :'fresh' AS upgrade_from_1_2_2_equals_fresh_install;
+       :'upgraded_from_1_2_2' = :'fresh' AS upgrade_from_1_2_2_equals_fresh_install,
+       :'upgraded_from_1_3_0' = :'fresh' AS upgrade_from_1_3_0_equals_fresh_install;
 
 \c contrib_regression
 DROP DATABASE pg_ws_upgraded;
@@ -192,4 +219,5 @@ DROP DATABASE pg_ws_upgraded_from_1_1;
 DROP DATABASE pg_ws_upgraded_from_1_2;
 DROP DATABASE pg_ws_upgraded_from_1_2_1;
 DROP DATABASE pg_ws_upgraded_from_1_2_2;
+DROP DATABASE pg_ws_upgraded_from_1_3_0;
 DROP DATABASE pg_ws_fresh;

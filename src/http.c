@@ -23,7 +23,8 @@
  * version 13 (400, 426), never h2c or HTTP/2 (400, 505), and never with a
  * body (400).  The checks run in that order, then the Host and the origin
  * (403), the subprotocol (400, only "pg_ws"), the token (401), and the
- * query's since/epoch and events (400).  GET /health and GET /metrics are
+ * query's since/epoch, events and filter (400; a filter field pg_ws may
+ * not know yet: 503, filtercols.c).  GET /health and GET /metrics are
  * metrics.c's.  Every refusal is counted and logged by its reason,
  * rate-limited (conn.c).
  *
@@ -696,9 +697,12 @@ takes_other_events(const PgWsEventSet *set)
  * connection receives only the events whose row the filter holds for
  * (filter.c).  A filter that does not parse, or names a field no event the
  * connection may receive has, is refused with a 400 that says why: the
- * document's fields are known; others (a watched table's columns,
- * pg_ws_send()'s data) only where the connection takes events other than
- * the document's.
+ * document's fields are known, and the watched tables' filter columns
+ * (filtercols.c); others (a watched table's columns, pg_ws_send()'s data)
+ * only where the connection takes events other than the document's.  While
+ * pg_ws reads its filter columns, a field it does not know yet is answered
+ * 503 with Retry-After, so that a column declared a moment ago is known on
+ * the retry.
  */
 static bool
 read_value_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
@@ -733,14 +737,24 @@ read_value_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 
 		for (int k = 0; document_fields[k] != NULL && !known; k++)
 			known = strcmp(field, document_fields[k]) == 0;
-		if (!known && !(takes_other_events(&up->filter) &&
-						takes_other_events(&up->grant.events)))
+		if (known || (takes_other_events(&up->filter) &&
+					  takes_other_events(&up->grant.events)))
+			continue;
+		switch (pgws_filter_column_known(field))
 		{
-			pgws_http_refuse(conn, 400, NULL,
-							 psprintf("filter: no event this connection may receive has a field \"%s\"",
-									  field));
-			return false;
+			case PGWS_FILTER_COLUMN_KNOWN:
+				continue;
+			case PGWS_FILTER_COLUMN_READING:
+				pgws_http_refuse(conn, 503, "Retry-After: 1\r\n",
+								 "filter: pg_ws is reading its watched tables' filter columns; try again in a second");
+				return false;
+			case PGWS_FILTER_COLUMN_UNKNOWN:
+				break;
 		}
+		pgws_http_refuse(conn, 400, NULL,
+						 psprintf("filter: no event this connection may receive has a field \"%s\"",
+								  field));
+		return false;
 	}
 	up->values_text = text;
 	return true;

@@ -204,8 +204,8 @@ pgws_register_xact_callbacks(void)
  *
  * The events the current transaction has queued so far, in order, exactly
  * as they will be sent but for their position ("seq" and "epoch"), which
- * they get at commit (and without the row a delete carries for filters,
- * which is never sent).
+ * they get at commit (and without the row an event carries for filters,
+ * after a tab, which is never sent).
  */
 PG_FUNCTION_INFO_V1(pg_ws_pending_events);
 

@@ -129,6 +129,7 @@ pgws_shmem_request(void)
 	pgws_stats_request_shmem();
 	pgws_mailbox_request_shmem();
 	pgws_position_request_shmem();
+	pgws_filter_columns_request_shmem();
 }
 
 static void
@@ -140,6 +141,7 @@ pgws_shmem_startup(void)
 	pgws_stats_startup();
 	pgws_mailbox_startup();
 	pgws_position_startup();
+	pgws_filter_columns_startup();
 }
 
 /* pg_ws.listen_addresses: a comma-separated list of host names or addresses */

@@ -31,6 +31,8 @@
  *				that resume from before the worker's history, and on hot
  *				standbys, which follow replay
  *	loglimit.c	the rate limit of log lines others can cause
+ *	filtercols.c	the watched tables' filter column names, read for the
+ *				worker by a short-lived background worker
  *	retention.c	the replication slot "pg_ws" that keeps that WAL for
  *				pg_ws.history_retention
  *	console.c	the live console page the worker serves on GET /
@@ -262,6 +264,12 @@ typedef enum PgWsTableKind
 	PGWS_NUM_TABLE_KINDS
 } PgWsTableKind;
 
+/*
+ * At most this many filter columns per watched table: each travels with
+ * every event of the table, in the queue and the WAL (watch.c, render.c).
+ */
+#define PGWS_MAX_FILTER_COLUMNS 8
+
 /* how many columns render.c reads by name (its WsColumn) */
 #define PGWS_RENDER_COLUMNS 17
 
@@ -280,6 +288,8 @@ typedef struct PgWsWatchedTable
 	AttrNumber *columns;
 	int			nkeys;			/* row: the primary key, sent on delete */
 	AttrNumber *keys;
+	int			nfilter_columns;	/* carried for ?filter=, never sent */
+	AttrNumber *filter_columns;
 
 	/*
 	 * render.c's attribute numbers of the columns it reads, 0 until it
@@ -455,6 +465,24 @@ typedef enum PgWsIgnored
 extern const char *const pgws_refusal_names[PGWS_NUM_REFUSALS];
 extern const char *const pgws_drop_names[PGWS_NUM_DROPS];
 extern const char *const pgws_ignored_names[PGWS_NUM_IGNORED];
+
+/*
+ * The watched tables' filter columns by name, for the worker's check of a
+ * ?filter= field (filtercols.c): a set in shared memory that the "pg_ws
+ * catalog reader", a dynamic background worker, fills from pg_ws_watched.
+ */
+typedef enum PgWsFilterColumnAnswer
+{
+	PGWS_FILTER_COLUMN_KNOWN,	/* a filter column (or the set cannot tell) */
+	PGWS_FILTER_COLUMN_UNKNOWN, /* not one, as of a read a moment ago */
+	PGWS_FILTER_COLUMN_READING	/* being read: ask again in a second */
+} PgWsFilterColumnAnswer;
+
+extern void pgws_filter_columns_request_shmem(void);
+extern void pgws_filter_columns_startup(void);
+extern bool pgws_filter_columns_read(void);
+extern PgWsFilterColumnAnswer pgws_filter_column_known(const char *field);
+extern PGDLLEXPORT void pg_ws_filter_columns_main(Datum main_arg);
 
 /*
  * Log lines others can cause, limited per topic (loglimit.c): a burst per

@@ -44,7 +44,10 @@
  *	- SQL NULL is null; text in any database encoding is sent as JSON
  *	  \u escapes of its characters;
  *	- visit_histories: the newest pg_ws.max_visit_histories visits, oldest
- *	  first.
+ *	  first;
+ *	- a table's filter columns (watch.c) travel with each of its events,
+ *	  after a tab as a delete's deleted row does, for filters only: a table
+ *	  without them renders as if they did not exist.
  *
  * src/render.c
  *
@@ -883,131 +886,6 @@ render_id_only(EventWriter *w, PgWsEventKind kind)
 	end_event(w);
 }
 
-/*
- * The deleted row beside a delete whose data does not carry it, so that
- * ?filter= can match the delete by the row's values (filter.c): after a
- * tab, which JSON text never holds, a JSON object with the fields a create
- * would carry.  The worker never sends it; images and visit histories
- * are left out (no filter compares them, and a face photo's URL has no
- * business in the WAL twice).
- */
-static void
-begin_deleted_row(EventWriter *w)
-{
-	APPEND_LITERAL(w->buf, "\t{");
-	w->first_key = true;
-}
-
-static void
-end_deleted_row(EventWriter *w)
-{
-	appendStringInfoChar(w->buf, '}');
-}
-
-/* a client's own columns, but its image: in its events and beside a delete */
-static void
-append_client_columns(EventWriter *w)
-{
-	append_column(w, "id", COL_ID);
-	append_column(w, "first_seen", COL_FIRST_SEEN);
-	append_column(w, "last_seen", COL_LAST_SEEN);
-	append_column(w, "visit_count", COL_VISIT_COUNT);
-	append_column(w, "gender", COL_GENDER);
-	append_column(w, "age", COL_AGE);
-}
-
-static void
-render_client(EventWriter *w, TriggerEvent op)
-{
-	if (TRIGGER_FIRED_BY_DELETE(op))
-	{
-		render_id_only(w, PGWS_CLIENT_DELETE);
-		begin_deleted_row(w);
-		append_client_columns(w);
-		end_deleted_row(w);
-		return;
-	}
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_CREATE : PGWS_CLIENT_UPDATE);
-	append_client_columns(w);
-	append_image_column(w, "image", COL_IMAGE);
-	append_visit_histories(w, "visit_histories");
-	end_event(w);
-}
-
-static void
-render_visit_history(EventWriter *w, TriggerEvent op)
-{
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_VISIT_CREATE :
-				TRIGGER_FIRED_BY_UPDATE(op) ? PGWS_CLIENT_VISIT_UPDATE :
-				PGWS_CLIENT_VISIT_DELETE);
-	append_column(w, "datetime", COL_DATETIME);
-	append_string_column(w, "device_id", COL_DEVICE_ID);
-	append_column(w, "client", COL_CLIENT_ID);
-	end_event(w);
-}
-
-/* an employee's columns before its image: in its events and beside a delete */
-static void
-append_employee_names(EventWriter *w)
-{
-	append_column(w, "id", COL_ID);
-	append_column(w, "first_name", COL_FIRST_NAME);
-	append_column(w, "last_name", COL_LAST_NAME);
-	append_column(w, "email", COL_EMAIL);
-	append_column(w, "phone_number", COL_PHONE_NUMBER);
-}
-
-static void
-render_employee(EventWriter *w, TriggerEvent op)
-{
-	if (TRIGGER_FIRED_BY_DELETE(op))
-	{
-		render_id_only(w, PGWS_EMPLOYEE_DELETE);
-		begin_deleted_row(w);
-		append_employee_names(w);
-		append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
-		end_deleted_row(w);
-		return;
-	}
-	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_EMPLOYEE_CREATE : PGWS_EMPLOYEE_UPDATE);
-	append_employee_names(w);
-	append_image_column(w, "image", COL_IMAGE);
-	append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
-	end_event(w);
-}
-
-/* returns false for updates, which the event document does not announce */
-static bool
-render_attendance(EventWriter *w, TriggerEvent op)
-{
-	if (TRIGGER_FIRED_BY_INSERT(op))
-	{
-		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE);
-		append_column(w, "employee_id", COL_EMPLOYEE_ID);
-		append_string_column(w, "device_id", COL_DEVICE_ID);
-		append_image_column(w, "image", COL_IMAGE);
-		append_column(w, "datetime", COL_DATETIME);
-		append_column(w, "score", COL_SCORE);
-		end_event(w);
-		return true;
-	}
-	if (TRIGGER_FIRED_BY_DELETE(op))
-	{
-		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE_DELETE);
-		append_column(w, "employee_id", COL_EMPLOYEE_ID);
-		append_column(w, "datetime", COL_DATETIME);
-		end_event(w);
-		begin_deleted_row(w);
-		append_column(w, "employee_id", COL_EMPLOYEE_ID);
-		append_string_column(w, "device_id", COL_DEVICE_ID);
-		append_column(w, "datetime", COL_DATETIME);
-		append_column(w, "score", COL_SCORE);
-		end_deleted_row(w);
-		return true;
-	}
-	return false;
-}
-
 /* a column name as a key: any identifier, so escaped */
 static void
 append_column_key(EventWriter *w, Form_pg_attribute att)
@@ -1035,13 +913,175 @@ append_attnum(EventWriter *w, AttrNumber attnum)
 }
 
 /*
+ * The deleted row beside a delete whose data does not carry it, so that
+ * ?filter= can match the delete by the row's values (filter.c): after a
+ * tab, which JSON text never holds, a JSON object with the fields a create
+ * would carry.  The worker never sends it; images and visit histories
+ * are left out (no filter compares them, and a face photo's URL has no
+ * business in the WAL twice).
+ */
+static void
+begin_deleted_row(EventWriter *w)
+{
+	APPEND_LITERAL(w->buf, "\t{");
+	w->first_key = true;
+}
+
+static void
+end_deleted_row(EventWriter *w)
+{
+	appendStringInfoChar(w->buf, '}');
+}
+
+/*
+ * The watch's filter columns (watch.c) of the row, the new one of an
+ * update and the deleted one of a delete, for ?filter= and a token's
+ * filters only: inside the deleted row beside a delete that carries one.
+ */
+static void
+append_filter_columns(EventWriter *w)
+{
+	int			i;
+
+	for (i = 0; i < w->watch->nfilter_columns; i++)
+		append_attnum(w, w->watch->filter_columns[i]);
+}
+
+/*
+ * Every other event of a table with filter columns carries them after a
+ * tab, as the deleted row is carried; the worker never sends them.  A
+ * table without any renders as before, byte for byte.
+ */
+static void
+append_filter_row(EventWriter *w)
+{
+	if (w->watch->nfilter_columns == 0)
+		return;
+	begin_deleted_row(w);
+	append_filter_columns(w);
+	end_deleted_row(w);
+}
+
+/* a client's own columns, but its image: in its events and beside a delete */
+static void
+append_client_columns(EventWriter *w)
+{
+	append_column(w, "id", COL_ID);
+	append_column(w, "first_seen", COL_FIRST_SEEN);
+	append_column(w, "last_seen", COL_LAST_SEEN);
+	append_column(w, "visit_count", COL_VISIT_COUNT);
+	append_column(w, "gender", COL_GENDER);
+	append_column(w, "age", COL_AGE);
+}
+
+static void
+render_client(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		render_id_only(w, PGWS_CLIENT_DELETE);
+		begin_deleted_row(w);
+		append_client_columns(w);
+		append_filter_columns(w);
+		end_deleted_row(w);
+		return;
+	}
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_CREATE : PGWS_CLIENT_UPDATE);
+	append_client_columns(w);
+	append_image_column(w, "image", COL_IMAGE);
+	append_visit_histories(w, "visit_histories");
+	end_event(w);
+	append_filter_row(w);
+}
+
+static void
+render_visit_history(EventWriter *w, TriggerEvent op)
+{
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_CLIENT_VISIT_CREATE :
+				TRIGGER_FIRED_BY_UPDATE(op) ? PGWS_CLIENT_VISIT_UPDATE :
+				PGWS_CLIENT_VISIT_DELETE);
+	append_column(w, "datetime", COL_DATETIME);
+	append_string_column(w, "device_id", COL_DEVICE_ID);
+	append_column(w, "client", COL_CLIENT_ID);
+	end_event(w);
+	/* a delete's data is the row already */
+	append_filter_row(w);
+}
+
+/* an employee's columns before its image: in its events and beside a delete */
+static void
+append_employee_names(EventWriter *w)
+{
+	append_column(w, "id", COL_ID);
+	append_column(w, "first_name", COL_FIRST_NAME);
+	append_column(w, "last_name", COL_LAST_NAME);
+	append_column(w, "email", COL_EMAIL);
+	append_column(w, "phone_number", COL_PHONE_NUMBER);
+}
+
+static void
+render_employee(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		render_id_only(w, PGWS_EMPLOYEE_DELETE);
+		begin_deleted_row(w);
+		append_employee_names(w);
+		append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
+		append_filter_columns(w);
+		end_deleted_row(w);
+		return;
+	}
+	begin_event(w, TRIGGER_FIRED_BY_INSERT(op) ? PGWS_EMPLOYEE_CREATE : PGWS_EMPLOYEE_UPDATE);
+	append_employee_names(w);
+	append_image_column(w, "image", COL_IMAGE);
+	append_column(w, "working_graphic", COL_WORKING_GRAPHIC_ID);
+	end_event(w);
+	append_filter_row(w);
+}
+
+/* returns false for updates, which the event document does not announce */
+static bool
+render_attendance(EventWriter *w, TriggerEvent op)
+{
+	if (TRIGGER_FIRED_BY_INSERT(op))
+	{
+		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE);
+		append_column(w, "employee_id", COL_EMPLOYEE_ID);
+		append_string_column(w, "device_id", COL_DEVICE_ID);
+		append_image_column(w, "image", COL_IMAGE);
+		append_column(w, "datetime", COL_DATETIME);
+		append_column(w, "score", COL_SCORE);
+		end_event(w);
+		append_filter_row(w);
+		return true;
+	}
+	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		begin_event(w, PGWS_EMPLOYEE_ATTENDANCE_DELETE);
+		append_column(w, "employee_id", COL_EMPLOYEE_ID);
+		append_column(w, "datetime", COL_DATETIME);
+		end_event(w);
+		begin_deleted_row(w);
+		append_column(w, "employee_id", COL_EMPLOYEE_ID);
+		append_string_column(w, "device_id", COL_DEVICE_ID);
+		append_column(w, "datetime", COL_DATETIME);
+		append_column(w, "score", COL_SCORE);
+		append_filter_columns(w);
+		end_deleted_row(w);
+		return true;
+	}
+	return false;
+}
+
+/*
  * A 'row' table's event: <prefix>_create and _update carry the row (its
  * watched columns, or all), _delete its primary key (and, beside it for
- * ?filter=, the deleted row's watched columns).  The prefix is the
- * one stored when the table was watched, never the table's current name,
- * and watch.c checked it against the rules for event names when it loaded
- * the watch; it is written as a JSON string all the same, so that nothing
- * a catalog holds can ever end the name early.
+ * ?filter=, the deleted row's watched columns and filter columns).  The
+ * prefix is the one stored when the table was watched, never the table's
+ * current name, and watch.c checked it against the rules for event names
+ * when it loaded the watch; it is written as a JSON string all the same,
+ * so that nothing a catalog holds can ever end the name early.
  */
 static void
 render_row(EventWriter *w, TriggerEvent op)
@@ -1082,9 +1122,15 @@ render_row(EventWriter *w, TriggerEvent op)
 			append_attnum(w, (AttrNumber) i);
 	}
 	if (TRIGGER_FIRED_BY_DELETE(op))
+	{
+		append_filter_columns(w);
 		end_deleted_row(w);
+	}
 	else
+	{
 		end_event(w);
+		append_filter_row(w);
+	}
 }
 
 /*

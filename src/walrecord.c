@@ -57,8 +57,9 @@
 
 /*
  * The events of one transaction.  Format 1 (1.2.1 to 1.2.2): JSON Lines.
- * Format 2 (1.3): a line may go on, after a tab, with the deleted row a
- * delete carries for ?filter=, which is never sent: a release that reads
+ * Format 2 (1.3): a line may go on, after a tab, with the row an event
+ * carries for ?filter= (a delete's deleted row; from 1.3.1 any event of a
+ * table with filter columns), which is never sent: a release that reads
  * only format 1 stops at it rather than send that row to subscribers.
  */
 #define XLOG_PGWS_EVENTS_V1		0x10

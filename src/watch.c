@@ -44,11 +44,18 @@
  * primary key on delete and its columns, mapped to the partition's by
  * name (load_row_watch).
  *
+ * A watched table may name filter columns (pg_ws_watched.filter_columns,
+ * 1.3.1): columns that travel with every event of the table, after a tab
+ * (render.c), for ?filter= and a token's filters only, never sent.  pg_ws's
+ * own tables take none: a column added to an extension's table is not
+ * dumped by pg_dump, so the filters would break after a restore.
+ *
  * While a table is broadcast, the columns its events are rendered from
- * stay: pg_ws_check_columns(), which pg_ws's event triggers call after
- * every ALTER TABLE and every command that drops a column or a constraint
- * (pg_ws--1.2.2.sql), refuses the command that would make the table's
- * writes fail.  It checks what this file checks when a table is watched.
+ * (and its filter columns) stay: pg_ws_check_columns(), which pg_ws's
+ * event triggers call after every ALTER TABLE and every command that drops
+ * a column or a constraint (pg_ws--1.2.2.sql), refuses the command that
+ * would make the table's writes fail.  It checks what this file checks
+ * when a table is watched.
  *
  * Each backend remembers what it looked up per relation and forgets it
  * when the relation's relcache entry is invalidated.  pg_ws_watch() and
@@ -154,6 +161,44 @@ static const RequiredColumn required_columns[] = {
 	{PGWS_TABLE_ATTENDANCE, "score", TYPE_NUMBER},
 };
 
+/*
+ * The keys of each kind's events (render.c) and of the row beside a
+ * delete.  A filter column of one of these names would add nothing a
+ * filter does not see already (filter.c looks a field up in the row the
+ * event carries, then in its data), so pg_ws_watch() refuses it.
+ */
+typedef struct EventField
+{
+	PgWsTableKind kind;
+	const char *key;
+} EventField;
+
+static const EventField event_fields[] = {
+	{PGWS_TABLE_CLIENT, "id"},
+	{PGWS_TABLE_CLIENT, "first_seen"},
+	{PGWS_TABLE_CLIENT, "last_seen"},
+	{PGWS_TABLE_CLIENT, "visit_count"},
+	{PGWS_TABLE_CLIENT, "gender"},
+	{PGWS_TABLE_CLIENT, "age"},
+	{PGWS_TABLE_CLIENT, "image"},
+	{PGWS_TABLE_CLIENT, "visit_histories"},
+	{PGWS_TABLE_VISIT_HISTORY, "datetime"},
+	{PGWS_TABLE_VISIT_HISTORY, "device_id"},
+	{PGWS_TABLE_VISIT_HISTORY, "client"},
+	{PGWS_TABLE_EMPLOYEE, "id"},
+	{PGWS_TABLE_EMPLOYEE, "first_name"},
+	{PGWS_TABLE_EMPLOYEE, "last_name"},
+	{PGWS_TABLE_EMPLOYEE, "email"},
+	{PGWS_TABLE_EMPLOYEE, "phone_number"},
+	{PGWS_TABLE_EMPLOYEE, "image"},
+	{PGWS_TABLE_EMPLOYEE, "working_graphic"},
+	{PGWS_TABLE_ATTENDANCE, "employee_id"},
+	{PGWS_TABLE_ATTENDANCE, "device_id"},
+	{PGWS_TABLE_ATTENDANCE, "image"},
+	{PGWS_TABLE_ATTENDANCE, "datetime"},
+	{PGWS_TABLE_ATTENDANCE, "score"},
+};
+
 /* the suffixes of a 'row' table's events */
 static const char *const row_event_suffixes[] = {"_create", "_update", "_delete"};
 
@@ -237,6 +282,20 @@ watched_catalog_name(void)
 
 	return psprintf("%s.pg_ws_watched",
 					quote_identifier(get_namespace_name(schema)));
+}
+
+/*
+ * pg_ws_watched's filter_columns in a query's select list: NULL while the
+ * catalog is 1.3.0's, which has no such column (the library may be newer
+ * than the catalog until ALTER EXTENSION pg_ws UPDATE).
+ */
+static const char *
+filter_columns_expr(void)
+{
+	Oid			catalog = get_relname_relid("pg_ws_watched", pg_ws_extension_schema());
+
+	return get_attnum(catalog, "filter_columns") != InvalidAttrNumber ?
+		"filter_columns" : "NULL::pg_catalog.name[]";
 }
 
 /* is relid one of the tables CREATE EXTENSION pg_ws made? */
@@ -446,6 +505,46 @@ partition_column(Relation rel, const char *name)
 }
 
 /*
+ * The attribute numbers in rel, by name, of the columns a name[] of
+ * pg_ws_watched lists (array), into *attnums in CacheMemoryContext, where
+ * the watch keeps them; error naming the first column rel lacks.  watched
+ * is the table whose watch it is, rel's ancestor when rel is a partition.
+ */
+static int
+load_column_names(Relation rel, const char *watched, PgWsTableKind kind,
+				  Datum array, AttrNumber **attnums)
+{
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	MemoryContext oldcxt;
+
+	deconstruct_array(DatumGetArrayTypeP(array), NAMEOID, NAMEDATALEN,
+					  false, TYPALIGN_CHAR, &names, &nulls, &n);
+	oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
+	*attnums = palloc(Max(n, 1) * sizeof(AttrNumber));
+	MemoryContextSwitchTo(oldcxt);
+	for (i = 0; i < n; i++)
+	{
+		AttrNumber	attnum = nulls[i] ? 0 :
+			column_number(reldesc, NameStr(*DatumGetName(names[i])));
+
+		if (attnum == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
+							RelationGetRelationName(rel),
+							nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
+					 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', '%s', ...).",
+							 watched, pgws_table_kind_names[kind])));
+		(*attnums)[i] = attnum;
+	}
+	return n;
+}
+
+/*
  * A 'row' watch from its pg_ws_watched row (tuple, desc: the query of
  * load_catalog_watch): the event prefix, the columns sent and the key a
  * _delete carries, as attribute numbers of rel, the table whose trigger
@@ -465,7 +564,6 @@ load_row_watch(Relation rel, Oid watched_relid, HeapTuple tuple,
 			   TupleDesc desc, PgWsWatchedTable *entry)
 {
 	char	   *prefix = SPI_getvalue(tuple, desc, 4);
-	TupleDesc	reldesc = RelationGetDescr(rel);
 	Relation	watched = rel;
 	TupleDesc	watched_desc;
 	AttrNumber *keys;
@@ -497,34 +595,9 @@ load_row_watch(Relation rel, Oid watched_relid, HeapTuple tuple,
 
 	value = SPI_getbinval(tuple, desc, 2, &isnull);
 	if (!isnull)
-	{
-		Datum	   *names;
-		bool	   *nulls;
-		int			n;
-
-		deconstruct_array(DatumGetArrayTypeP(value), NAMEOID,
-						  NAMEDATALEN, false, TYPALIGN_CHAR,
-						  &names, &nulls, &n);
-		oldcxt = MemoryContextSwitchTo(CacheMemoryContext);
-		entry->columns = palloc(Max(n, 1) * sizeof(AttrNumber));
-		MemoryContextSwitchTo(oldcxt);
-		for (i = 0; i < n; i++)
-		{
-			AttrNumber	attnum = nulls[i] ? 0 :
-				column_number(reldesc, NameStr(*DatumGetName(names[i])));
-
-			if (attnum == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("pg_ws cannot render a row of table \"%s\": column \"%s\" does not exist",
-								RelationGetRelationName(rel),
-								nulls[i] ? "" : NameStr(*DatumGetName(names[i]))),
-						 errhint("Watch the table again with the columns it has: SELECT pg_ws_watch('%s', 'row', ...).",
-								 RelationGetRelationName(watched))));
-			entry->columns[i] = attnum;
-		}
-		entry->ncolumns = n;
-	}
+		entry->ncolumns = load_column_names(rel, RelationGetRelationName(watched),
+											PGWS_TABLE_ROW, value,
+											&entry->columns);
 	else if (watched != rel)
 	{
 		/* all the watched table's columns, in its order */
@@ -574,9 +647,9 @@ load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 	Datum		args[1];
 	char	   *query;
 
-	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix "
+	query = psprintf("SELECT kind, columns, visit_table::pg_catalog.oid, event_prefix, %s "
 					 "FROM %s WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-					 watched_catalog_name());
+					 filter_columns_expr(), watched_catalog_name());
 
 	/*
 	 * A partition's rows fire the trigger its partitioned table's watch
@@ -617,6 +690,13 @@ load_catalog_watch(Relation rel, PgWsWatchedTable *entry)
 		}
 		if (kind == PGWS_TABLE_ROW)
 			load_row_watch(rel, watched_relid, tuple, desc, entry);
+
+		/* a partition's by name, as a 'row' watch's columns */
+		value = SPI_getbinval(tuple, desc, 5, &isnull);
+		if (!isnull)
+			entry->nfilter_columns = load_column_names(rel, get_rel_name(watched_relid),
+													   entry->kind, value,
+													   &entry->filter_columns);
 	}
 
 	return watched_relid;
@@ -636,10 +716,14 @@ load_watched_table_guts(Relation rel, PgWsWatchedTable *entry)
 		pfree(entry->columns);
 	if (entry->keys != NULL)
 		pfree(entry->keys);
+	if (entry->filter_columns != NULL)
+		pfree(entry->filter_columns);
 	entry->columns = NULL;
 	entry->keys = NULL;
+	entry->filter_columns = NULL;
 	entry->ncolumns = 0;
 	entry->nkeys = 0;
+	entry->nfilter_columns = 0;
 	entry->watched = false;
 	entry->own = false;
 	entry->kind = PGWS_TABLE_ROW;
@@ -824,6 +908,87 @@ check_kind_columns(Relation rel, PgWsTableKind kind, const char *role)
 						 pgws_table_kind_names[kind])));
 }
 
+/* is name among the columns a name[] lists? */
+static bool
+names_column(ArrayType *columns, const char *name)
+{
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	deconstruct_array(columns, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
+					  &names, &nulls, &n);
+	for (i = 0; i < n; i++)
+		if (!nulls[i] && strcmp(NameStr(*DatumGetName(names[i])), name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Error unless filter (pg_ws_watch()'s filter_columns) names at most
+ * PGWS_MAX_FILTER_COLUMNS columns of rel, each once, none of which the
+ * table's events carry already: a 'row' table's sent columns (columns, or
+ * every one when NULL), the fields of the document's kinds' events.
+ */
+static void
+check_filter_columns(Relation rel, PgWsTableKind kind, ArrayType *columns,
+					 ArrayType *filter)
+{
+	const char *table = RelationGetRelationName(rel);
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	deconstruct_array(filter, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
+					  &names, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("filter_columns must name at least one column"),
+				 errhint("Pass NULL for none.")));
+	if (n > PGWS_MAX_FILTER_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("table \"%s\" may have at most %d filter columns, not %d",
+						table, PGWS_MAX_FILTER_COLUMNS, n),
+				 errdetail("Each travels with every event of the table, in pg_ws's queue and in the WAL.")));
+	for (i = 0; i < n; i++)
+	{
+		const char *name = nulls[i] ? NULL : NameStr(*DatumGetName(names[i]));
+		const char *carried = NULL;
+		int			j;
+
+		if (name == NULL || column_number(RelationGetDescr(rel), name) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of table \"%s\" does not exist",
+							name ? name : "NULL", table)));
+		for (j = 0; j < i; j++)
+			if (strcmp(name, NameStr(*DatumGetName(names[j]))) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("filter_columns names column \"%s\" twice", name)));
+		if (kind == PGWS_TABLE_ROW && columns == NULL)
+			carried = "A watch without columns sends every column of the table.";
+		else if (kind == PGWS_TABLE_ROW && names_column(columns, name))
+			carried = "The watch's columns send it.";
+		for (j = 0; j < lengthof(event_fields) && carried == NULL; j++)
+			if (event_fields[j].kind == kind &&
+				strcmp(event_fields[j].key, name) == 0)
+				carried = psprintf("Events of kind \"%s\" carry a field \"%s\".",
+								   pgws_table_kind_names[kind], name);
+		if (carried != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" of table \"%s\" cannot be a filter column: its events carry it already",
+							name, table),
+					 errdetail("%s", carried),
+					 errhint("Filters already see the fields the events carry; leave it out of filter_columns.")));
+	}
+}
+
 /* run a utility or DML statement through SPI, or fail */
 static void
 spi_exec(const char *query, int nargs, Oid *argtypes, Datum *args,
@@ -912,16 +1077,18 @@ watch_own_table(Relation rel, int kind, bool other_options, bool replicated)
  * pg_ws_watch(tbl regclass, kind text, columns name[] DEFAULT NULL,
  *			   visit_table regclass DEFAULT NULL,
  *			   event_prefix text DEFAULT NULL,
- *			   replicated boolean DEFAULT false) returns void
+ *			   replicated boolean DEFAULT false,
+ *			   filter_columns name[] DEFAULT NULL) returns void
  *
  * Attach pg_ws's events to an existing table: check its columns, record it
  * in pg_ws_watched and create the trigger pg_ws_event on it, ENABLE ALWAYS
- * when replicated rows are to be broadcast too.  A 'row' table's events
- * are named after event_prefix, or the table's name now: either is stored,
- * so that a later rename changes nothing.  Watching a watched table again
- * replaces its watch.  EXECUTE is not granted to PUBLIC, and the function
- * needs INSERT on pg_ws_watched and EXECUTE on pg_ws_row_event():
- * superusers only, unless granted all three.
+ * when replicated rows are to be broadcast too.  filter_columns travel
+ * with every event of the table for ?filter=, never sent.  A 'row'
+ * table's events are named after event_prefix, or the table's name now:
+ * either is stored, so that a later rename changes nothing.  Watching a
+ * watched table again replaces its watch.  EXECUTE is not granted to
+ * PUBLIC, and the function needs INSERT on pg_ws_watched and EXECUTE on
+ * pg_ws_row_event(): superusers only, unless granted all three.
  */
 PG_FUNCTION_INFO_V1(pg_ws_watch);
 
@@ -936,15 +1103,18 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 	Oid			visit_relid = InvalidOid;
 	char	   *prefix = NULL;
 	ArrayType  *columns = NULL;
+	ArrayType  *filter = NULL;
 	bool		replicated;
 	bool		catalog_1_2_1;
+	bool		catalog_1_3_1;
 	Oid			extschema;
 	char	   *qualified;
 	char	   *catalog;
 	char	   *query;
-	Oid			argtypes[6] = {REGCLASSOID, TEXTOID, NAMEARRAYOID, REGCLASSOID, TEXTOID, BOOLOID};
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', 'n', 'n', 'n', ' '};
+	Oid			argtypes[7] = {REGCLASSOID, TEXTOID, NAMEARRAYOID, REGCLASSOID,
+	TEXTOID, BOOLOID, NAMEARRAYOID};
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', 'n', 'n', 'n', ' ', 'n'};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -976,6 +1146,10 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("replicated must be true or false, not NULL")));
 	replicated = catalog_1_2_1 && PG_GETARG_BOOL(5);
+	/* and 1.3.0's neither filter_columns */
+	catalog_1_3_1 = PG_NARGS() > 6;
+	if (catalog_1_3_1 && !PG_ARGISNULL(6))
+		filter = PG_GETARG_ARRAYTYPE_P(6);
 
 	if (kind != PGWS_TABLE_ROW && (columns != NULL || prefix != NULL))
 		ereport(ERROR,
@@ -1006,6 +1180,13 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pg_ws cannot watch temporary tables or system catalogs")));
+	if (is_extension_table(relid) && filter != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_ws's own table \"%s\" takes no filter columns",
+						RelationGetRelationName(rel)),
+				 errdetail("A column added to an extension's table is not dumped by pg_dump."),
+				 errhint("Watch an application table (for example a Django app's, with pg_ws_watch()) to scope events by its columns.")));
 	if (is_extension_table(relid) && catalog_1_2_1)
 	{
 		watch_own_table(rel, kind,
@@ -1062,6 +1243,8 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 	}
 	else
 		check_kind_columns(rel, (PgWsTableKind) kind, "watched as a table");
+	if (filter != NULL)
+		check_filter_columns(rel, (PgWsTableKind) kind, columns, filter);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -1159,10 +1342,18 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 		nulls[4] = ' ';
 	}
 	args[5] = BoolGetDatum(replicated);
-	query = psprintf("INSERT INTO %s (relation, kind, columns, visit_table, event_prefix%s) "
-					 "VALUES ($1, $2, $3, $4, $5%s)", catalog,
-					 catalog_1_2_1 ? ", replicated" : "", catalog_1_2_1 ? ", $6" : "");
-	spi_exec(query, catalog_1_2_1 ? 6 : 5, argtypes, args, nulls, SPI_OK_INSERT);
+	if (filter != NULL)
+	{
+		args[6] = PointerGetDatum(filter);
+		nulls[6] = ' ';
+	}
+	query = psprintf("INSERT INTO %s (relation, kind, columns, visit_table, event_prefix%s%s) "
+					 "VALUES ($1, $2, $3, $4, $5%s%s)", catalog,
+					 catalog_1_2_1 ? ", replicated" : "",
+					 catalog_1_3_1 ? ", filter_columns" : "",
+					 catalog_1_2_1 ? ", $6" : "", catalog_1_3_1 ? ", $7" : "");
+	spi_exec(query, catalog_1_3_1 ? 7 : catalog_1_2_1 ? 6 : 5, argtypes, args,
+			 nulls, SPI_OK_INSERT);
 	SPI_finish();
 
 	/* client tables may take their visit table from this watch */
@@ -1375,6 +1566,7 @@ check_row_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc,
 	char	   *prefix = SPI_getvalue(tuple, desc, 3);
 	bool		isnull;
 	bool		replicated = DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull)) && !isnull;
+	char	   *filter = SPI_getvalue(tuple, desc, 5);
 	Datum		value = SPI_getbinval(tuple, desc, 2, &isnull);
 	AttrNumber *keys;
 
@@ -1413,9 +1605,11 @@ check_row_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc,
 					 errdetail("pg_ws's watch of table \"%s\" (pg_ws_watched) lists the column among those its events %s_create and %s_update send.",
 							   table, prefix, prefix),
 					 kept.len > 0 ?
-					 errhint("Watch the table again without it first, and after a rename again with its new name, in the same transaction: SELECT pg_ws_watch('%s', 'row', columns => '{%s}', event_prefix => '%s'%s).",
+					 errhint("Watch the table again without it first, and after a rename again with its new name, in the same transaction: SELECT pg_ws_watch('%s', 'row', columns => '{%s}', event_prefix => '%s'%s%s%s%s).",
 							 qualified, kept.data, prefix,
-							 replicated ? ", replicated => true" : "") :
+							 replicated ? ", replicated => true" : "",
+							 filter ? ", filter_columns => '" : "",
+							 filter ? filter : "", filter ? "'" : "") :
 					 errhint("Watch the table again with other columns first, or stop broadcasting it: SELECT pg_ws_unwatch('%s').",
 							 qualified)));
 	}
@@ -1430,16 +1624,55 @@ check_row_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc,
 }
 
 /*
+ * The same for a watched table's filter columns (pg_ws_watched
+ * .filter_columns, by name, column 5 of tuple): each must stay, or every
+ * later write to the table would fail.  Their types may change: render.c
+ * writes a value of any type.
+ */
+static void
+check_filter_columns_kept(Relation rel, HeapTuple tuple, TupleDesc desc)
+{
+	const char *table = RelationGetRelationName(rel);
+	bool		isnull;
+	Datum		value = SPI_getbinval(tuple, desc, 5, &isnull);
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (isnull)
+		return;
+	deconstruct_array(DatumGetArrayTypeP(value), NAMEOID, NAMEDATALEN,
+					  false, TYPALIGN_CHAR, &names, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		const char *name = nulls[i] ? "" : NameStr(*DatumGetName(names[i]));
+
+		if (column_number(RelationGetDescr(rel), name) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop or rename column \"%s\" of table \"%s\"",
+							name, table),
+					 errdetail("pg_ws's watch of table \"%s\" (pg_ws_watched) carries the column with every event of the table, for subscribers' filters.",
+							   table),
+					 errhint("Watch the table again without it in filter_columns first, and after a rename again with its new name, in the same transaction; or stop broadcasting it: SELECT pg_ws_unwatch('%s').",
+							 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+														table))));
+	}
+}
+
+/*
  * pg_ws_check_columns(tbl oid, need_key boolean) returns void
  *
  * For pg_ws's event triggers (pg_ws--1.2.2.sql, pg_ws_refuse_column_change):
  * error unless the table, if pg_ws broadcasts it as its own table or as a
  * watched one, still has every column its events are rendered from (the
  * event document's kinds: those render.c reads, of types it can write; a
- * 'row' table: the columns its watch lists), and, when need_key, a 'row'
- * table its primary key.  Without them every later write to the table
- * would fail (column "x" does not exist) until the table is watched again,
- * so the command that drops, renames or retypes them is refused instead.
+ * 'row' table: the columns its watch lists; any watched table: its filter
+ * columns), and, when need_key, a 'row' table its primary key.  Without
+ * them every later write to the table would fail (column "x" does not
+ * exist) until the table is watched again, so the command that drops,
+ * renames or retypes them is refused instead.
  * A table that does not exist (dropped by the same command), that pg_ws
  * does not broadcast, or a partition (whose columns and key are its
  * partitioned table's) passes.
@@ -1479,9 +1712,9 @@ pg_ws_check_columns(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	args[0] = ObjectIdGetDatum(relid);
-	read_catalog(psprintf("SELECT kind, columns, event_prefix, replicated FROM %s "
+	read_catalog(psprintf("SELECT kind, columns, event_prefix, replicated, %s FROM %s "
 						  "WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-						  watched_catalog_name()),
+						  filter_columns_expr(), watched_catalog_name()),
 				 1, argtypes, args, 1);
 	if (SPI_processed == 1)
 	{
@@ -1494,6 +1727,7 @@ pg_ws_check_columns(PG_FUNCTION_ARGS)
 			check_row_columns_kept(rel, tuple, desc, need_key);
 		else if (kind >= 0)
 			check_kind_columns_kept(rel, (PgWsTableKind) kind, false);
+		check_filter_columns_kept(rel, tuple, desc);
 	}
 	SPI_finish();
 	relation_close(rel, AccessShareLock);

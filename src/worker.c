@@ -1184,6 +1184,8 @@ pg_ws_worker_main(Datum main_arg)
 		pgws_broadcast_follow(GetXLogReplayRecPtr(NULL) - 1);
 	pgws_auth_reload();
 	server_start();
+	/* the filter columns ?filter= may name, known before most requests */
+	(void) pgws_filter_columns_read();
 	if (following)
 		pgws_worker_poll_wal_soon();
 

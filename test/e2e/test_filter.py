@@ -28,7 +28,16 @@ syntax over the fields of the row an event is about):
      what its claim allows, deletes included, live and resumed, ?filter=
      narrows it and never widens it, an auth message with a new token
      brings the new claim's filters, and a claim that does not parse is
-     refused with 401.
+     refused with 401;
+  f. filter columns (pg_ws_watch(..., filter_columns => '{site_id}')): a
+     Django app's four tables and a 'row' table carry a site_id that their
+     events never show; ?filter=site_id=eq.7, and a token whose claim
+     scopes every pattern to site 7, get exactly site 7's events, deletes
+     included (computed here from what was written), live, from memory,
+     the WAL and a standby, and no subscriber ever sees "site_id"; a field
+     pg_ws does not know yet is answered 503 with Retry-After until pg_ws
+     has read its filter columns: a declared column is then taken (101), a
+     misspelt one refused (400).
 
 Clusters: a primary and a streaming standby, and (e) a primary with
 pg_ws.auth = jwt, started by the suite.
@@ -289,14 +298,17 @@ def compare(got, want, who):
                '  got:      %s' % (short(got[i], 160) if i < len(got) else '(none)'))
 
 
-async def write_all(node):
+async def run_sql(node, stmts):
     conn = await asyncio.to_thread(node.connect)
     try:
-        await asql(conn, "TRUNCATE client, employee CASCADE")
-        for w in WRITES:
-            await asql(conn, w)
+        for stmt in stmts:
+            await asql(conn, stmt)
     finally:
         conn.close()
+
+
+async def write_all(node):
+    await run_sql(node, ["TRUNCATE client, employee CASCADE"] + WRITES)
 
 
 async def test_live_and_resumed(ctx):
@@ -371,8 +383,9 @@ async def test_bad_filters(ctx):
         'first_name=like.' + 'a' * 257: 'at most 256 bytes',
     }
     for text, why in bad.items():
-        code = await upgrade_status(p.url, path(text) + ('&events=client_create'
-                                                         if 'colour' in text else ''))
+        # colour may be a filter column: 503 until pg_ws has read them (f)
+        code = await upgraded(p.url, path(text) + ('&events=client_create'
+                                                   if 'colour' in text else ''))
         check(code == 400, '?filter=%s: %s, expected 400' % (short(text, 60), code))
     # the reason is in the answer
     raw = rawws.upgrade_request(p.wsport, path('device_id=equals.cam-7'))
@@ -468,12 +481,221 @@ async def test_claims(ctx):
         len(want), len(rows), len(want_narrowed), len(want2))
 
 
+# ------------------------------------------------- (f) filter columns
+
+SITE_DDL = [
+    "CREATE SCHEMA sites",
+    "CREATE TABLE sites.app_client (id bigint PRIMARY KEY, first_seen timestamptz,"
+    " last_seen timestamptz, visit_count integer NOT NULL DEFAULT 0, gender varchar(10),"
+    " age integer, image varchar(100), site_id integer)",
+    "CREATE TABLE sites.app_visithistory (id bigserial PRIMARY KEY, datetime timestamptz NOT NULL,"
+    " device_id varchar(255) NOT NULL, client_id bigint NOT NULL, site_id integer)",
+    "CREATE TABLE sites.app_employee (id bigint PRIMARY KEY, first_name varchar(100) NOT NULL,"
+    " last_name varchar(100) NOT NULL, email varchar(254), phone_number varchar(20),"
+    " image varchar(100), working_graphic_id bigint, site_id integer)",
+    "CREATE TABLE sites.app_attendance (id bigserial PRIMARY KEY, device_id varchar(255) NOT NULL,"
+    " image varchar(100), datetime timestamptz NOT NULL, score double precision,"
+    " employee_id bigint NOT NULL, site_id integer)",
+    "CREATE TABLE sites.gate (id integer PRIMARY KEY, name text, site_id integer)",
+]
+SITE_WATCHES = [
+    "SELECT pg_ws_watch('sites.app_visithistory', 'visit_history', filter_columns => '{site_id}')",
+    "SELECT pg_ws_watch('sites.app_client', 'client', filter_columns => '{site_id}')",
+    "SELECT pg_ws_watch('sites.app_employee', 'employee', filter_columns => '{site_id}')",
+    "SELECT pg_ws_watch('sites.app_attendance', 'attendance', filter_columns => '{site_id}')",
+    "SELECT pg_ws_watch('sites.gate', 'row', columns => '{id,name}', filter_columns => '{site_id}')",
+]
+# which site each row is of: the test knows, the events do not say
+CLIENT_SITE = {21: 7, 22: 8, 23: 7}
+EMPLOYEE_SITE = {31: 7, 32: 8}
+GATE_SITE = {41: 7, 42: 8}
+SITE_WRITES = [
+    "INSERT INTO sites.app_client (id, gender, age, site_id) VALUES"
+    " (21, 'female', 30, 7), (22, 'male', 40, 8), (23, NULL, NULL, 7)",
+    "INSERT INTO sites.app_visithistory (client_id, datetime, device_id, site_id) VALUES"
+    " (21, '2023-12-10 10:00:00+00', 'cam-7', 7), (22, '2023-12-10 11:00:00+00', 'cam-8', 8),"
+    " (23, '2023-12-10 12:00:00+00', 'cam-7', 7)",
+    "UPDATE sites.app_client SET age = 31 WHERE id IN (21, 22)",
+    "UPDATE sites.app_visithistory SET device_id = 'cam-x'",
+    "INSERT INTO sites.app_employee (id, first_name, last_name, site_id) VALUES"
+    " (31, 'Ann', 'Lee', 7), (32, 'Bob', 'Ray', 8)",
+    "INSERT INTO sites.app_attendance (employee_id, device_id, datetime, score, site_id) VALUES"
+    " (31, 'cam-7', '2023-12-10 09:00:00+00', 90, 7), (32, 'cam-8', '2023-12-10 09:30:00+00', 80, 8)",
+    "UPDATE sites.app_employee SET email = 'x@example.com'",
+    "INSERT INTO sites.gate VALUES (41, 'north', 7), (42, 'south', 8)",
+    "UPDATE sites.gate SET name = name || '!'",
+    "DELETE FROM sites.gate",
+    "DELETE FROM sites.app_attendance",
+    "DELETE FROM sites.app_employee",
+    "DELETE FROM sites.app_visithistory WHERE client_id IN (21, 22)",
+    "DELETE FROM sites.app_client WHERE id IN (21, 22)",
+    "SELECT pg_ws_send('sites_done')",
+]
+# a connection that takes only the document's events: its ?filter= fields
+# must be the document's or filter columns pg_ws has read (filtercols.c)
+DOCUMENT_EVENTS = ('client_create,client_update,client_delete,client_visit_create,'
+                   'client_visit_update,client_visit_delete,employee_create,employee_update,'
+                   'employee_delete,employee_attendance,employee_attendance_delete')
+
+
+def site_of(raw):
+    """The site of the row an event of the unfiltered stream is about,
+    from what SITE_WRITES wrote; None for events of no site."""
+    m = json.loads(raw)
+    ev, d = m['event'], m['data'] or {}
+    if ev.startswith('client_visit'):
+        return CLIENT_SITE[d['client']]
+    if ev.startswith('client_'):
+        return CLIENT_SITE[d['id']]
+    if ev.startswith('employee_attendance'):
+        return EMPLOYEE_SITE[d['employee_id']]
+    if ev.startswith('employee_'):
+        return EMPLOYEE_SITE[d['id']]
+    if ev.startswith('gate_'):
+        return GATE_SITE[d['id']]
+    return None
+
+
+def sites_done(msgs):
+    return bool(msgs) and '"sites_done"' in msgs[-1]
+
+
+async def upgraded(url, p, deadline=15):
+    """Retry an upgrade answered 503 until it is not; its last status."""
+    end = asyncio.get_running_loop().time() + deadline
+    while True:
+        code = await upgrade_status(url, p)
+        if code != 503 or asyncio.get_running_loop().time() > end:
+            return code
+        await asyncio.sleep(1)
+
+
+async def site_sub(ctx, node, text, since=None, events=None, token=None):
+    q = path(text, since) + ('&events=' + events if events else '') + \
+        ('&token=' + token if token else '')
+    code = await upgraded(node.url, q)
+    check(code == 101, '%s: %s, expected 101' % (q, code))
+    return await ctx.sub(q, url=node.url)
+
+
+def no_filter_columns(subs, who):
+    for sub in subs:
+        for raw in sub.msgs:
+            check('site_id' not in raw and '\t' not in raw,
+                  '%s: a message carries the filter column: %s' % (who, short(raw, 160)))
+
+
+async def test_filter_columns_declared(ctx):
+    """f. a field pg_ws does not know: 503 until read, then 101 or 400."""
+    p = ctx.use(NODES['primary'])
+    before = path('site_id=eq.7') + '&events=' + DOCUMENT_EVENTS
+    typo = path('site_idd=eq.7') + '&events=' + DOCUMENT_EVENTS
+    # not declared yet: the first request starts a read and gets 503 with
+    # Retry-After, the retry the read's answer, 400
+    raw = rawws.upgrade_request(p.wsport, before)
+    code, headers, body, _, _ = await asyncio.to_thread(rawws.http_exchange, p.wsport, raw)
+    check(code == 503 and headers.get('retry-after') == '1' and b'filter columns' in body,
+          'a field not declared yet: %s %s %s, expected 503 with Retry-After: 1'
+          % (code, headers, short(body.decode(errors='replace'))))
+    code = await upgraded(p.url, before)
+    check(code == 400, 'a field not declared, once read: %s, expected 400' % code)
+    # declared: the next request that names it is taken, after a 503 at most
+    await run_sql(p, SITE_DDL + SITE_WATCHES)
+    code = await upgrade_status(p.url, before)
+    check(code in (503, 101), 'a field just declared: %s, expected 503 or 101' % code)
+    code = await upgraded(p.url, before)
+    check(code == 101, 'a declared field, retried: %s, expected 101' % code)
+    # on the standby too, once the declaration is replayed
+    st = ctx.use(NODES['standby'])
+    code = await upgraded(st.url, before, deadline=30)
+    check(code == 101, 'a declared field on the standby: %s, expected 101' % code)
+    # a misspelt field: 503, then 400
+    first = await upgrade_status(p.url, typo)
+    check(first == 503, 'a misspelt field, first: %s, expected 503' % first)
+    code = await upgraded(p.url, typo)
+    check(code == 400, 'a misspelt field, retried: %s, expected 400' % code)
+    return 'undeclared: 503 then 400; declared: 101 (primary and standby); misspelt: 503 then 400'
+
+
+async def test_filter_columns(ctx):
+    """f. site 7's events by a column no event carries."""
+    p, st = NODES['primary'], NODES['standby']
+    ctx.use(p)
+    ctx.use(st)
+    since = await position(p)
+    ref = await ctx.sub('/ws/', url=p.url)
+    live = [await site_sub(ctx, p, 'site_id=eq.7'),
+            await site_sub(ctx, p, 'site_id=eq.7', events=DOCUMENT_EVENTS)]
+    await run_sql(p, SITE_WRITES)
+    await ref.wait_until(sites_done, 30, 'the unfiltered subscriber')
+    events = [raw for raw in ref.msgs if site_of(raw) is not None]
+    want = [raw for raw in events if site_of(raw) == 7]
+    want_doc = [raw for raw in want if not raw.startswith('{"event": "gate_')]
+    kinds = {json.loads(raw)['event'] for raw in want}
+    check(kinds == {'client_create', 'client_update', 'client_delete', 'client_visit_create',
+                    'client_visit_update', 'client_visit_delete', 'employee_create',
+                    'employee_update', 'employee_delete', 'employee_attendance',
+                    'employee_attendance_delete', 'gate_create', 'gate_update', 'gate_delete'}
+          and len(want) < len(events),
+          'site 7 has %d of %d events, of kinds %s: a test that cannot fail'
+          % (len(want), len(events), sorted(kinds)))
+    await received(live[0], want, 'live ?filter=site_id=eq.7')
+    await received(live[1], want_doc, 'live ?filter=site_id=eq.7, the document only')
+    subs = [ref] + live
+    # from the worker's memory, on the standby, from the WAL
+    for node, who in ((p, 'resumed from memory'), (st, 'on the standby')):
+        sub = await site_sub(ctx, node, 'site_id=eq.7', since=since)
+        await received(sub, want, '%s, ?filter=site_id=eq.7' % who)
+        doc = await site_sub(ctx, node, 'site_id=eq.7', since=since, events=DOCUMENT_EVENTS)
+        await received(doc, want_doc, '%s, the document only' % who)
+        subs += [sub, doc]
+    await restart_worker(p)
+    sub = await site_sub(ctx, p, 'site_id=eq.7', since=since)
+    await received(sub, want, 'resumed from the WAL, ?filter=site_id=eq.7')
+    doc = await site_sub(ctx, p, 'site_id=eq.7', since=since, events=DOCUMENT_EVENTS)
+    await received(doc, want_doc, 'resumed from the WAL, the document only')
+    subs += [sub, doc]
+    no_filter_columns(subs, 'primary and standby')
+    return '%d of %d events of site 7, live, from memory, the WAL and a standby' % (
+        len(want), len(events))
+
+
+SITE_CLAIM = {'client_*': 'site_id=eq.7', 'employee*': 'site_id=eq.7', 'gate_*': 'site_id=eq.7'}
+
+
+async def test_filter_columns_claim(ctx):
+    """f. a token's filters claim scoping to site 7 by its filter column."""
+    j = ctx.use(NODES['jwt'])
+    await run_sql(j, SITE_DDL + SITE_WATCHES)
+    tok = token(SITE_CLAIM)
+    since = await position(j)
+    everything = await ctx.sub('/ws/?token=' + jwt_tools.hs256(jwt_tools.claims(), SECRET))
+    site = await ctx.sub('/ws/?token=' + tok)
+    await run_sql(j, SITE_WRITES)
+    await everything.wait_until(sites_done, 30, 'the unclaimed subscriber')
+    want = [raw for raw in everything.msgs if site_of(raw) == 7]
+    check(any('"client_delete"' in r for r in want) and any('"gate_delete"' in r for r in want)
+          and any('"employee_attendance_delete"' in r for r in want),
+          'the claim takes no delete of some kind')
+    await received(site, want, 'the site 7 token')
+    resumed = await ctx.sub('/ws/?since=%s&token=%s' % (since, tok))
+    await received(resumed, want, 'the site 7 token resumed')
+    no_filter_columns([everything, site, resumed], 'the jwt cluster')
+    return '%d of %d events allowed by a claim on site_id' % (len(want), len(everything.msgs))
+
+
 TESTS = [
     ('(d) a filter that is not one gets 400 with the reason', test_bad_filters, 60),
     ('(a, b, c) 14 filters get exactly their events, deletes by their rows, live,'
      ' from memory, the WAL and a standby', test_live_and_resumed, 200),
     ('(e) a token\'s filters claim: per event pattern, narrowed by ?filter=, renewed'
      ' by an auth message; a bad claim gets 401', test_claims, 120),
+    ('(f) a field pg_ws does not know yet gets 503 with Retry-After until it has read'
+     ' its filter columns: then 101 when declared, 400 when misspelt',
+     test_filter_columns_declared, 90),
+    ('(f) filter columns scope events by a column no event carries: site 7\'s events,'
+     ' deletes included, live, from memory, the WAL and a standby', test_filter_columns, 150),
+    ('(f) a token\'s filters claim scopes by a filter column', test_filter_columns_claim, 90),
 ]
 
 if __name__ == '__main__':
