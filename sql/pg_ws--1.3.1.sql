@@ -741,7 +741,8 @@ CREATE FUNCTION @extschema@.pg_ws_stats(
 	OUT history_first_position bigint,
 	OUT history_last_position bigint,
 	OUT history_in_wal boolean,
-	OUT history_slot_invalidations bigint)
+	OUT history_slot_invalidations bigint,
+	OUT subscribers_indexed integer)
 	RETURNS record
 	AS 'MODULE_PATHNAME', 'pg_ws_stats'
 	LANGUAGE C STRICT VOLATILE PARALLEL SAFE;

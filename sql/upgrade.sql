@@ -185,9 +185,15 @@ SELECT pg_ws_watch('gate', 'row', columns => '{id,name}');
 CREATE ROLE upgrade_watcher;
 GRANT EXECUTE ON FUNCTION pg_ws_watch(regclass, text, name[], regclass, text, boolean)
 	TO upgrade_watcher;
+GRANT SELECT ON pg_ws_stats TO upgrade_watcher;
+-- the library answers 1.3.0's pg_ws_stats, which lacks subscribers_indexed,
+-- until the update runs
+SELECT count(*) AS stats_rows_before_update FROM pg_ws_stats;
 SET client_min_messages = warning;
 ALTER EXTENSION pg_ws UPDATE;
 RESET client_min_messages;
+SELECT subscribers_indexed IS NULL OR subscribers_indexed >= 0 AS stats_after_update
+FROM pg_ws_stats;
 SELECT relation, kind, columns, event_prefix, filter_columns FROM pg_ws_watched;
 SELECT pg_ws_watch('gate', 'row', columns => '{id,name}', filter_columns => '{site_id}');
 SELECT relation, filter_columns FROM pg_ws_watched;

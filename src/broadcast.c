@@ -7,8 +7,9 @@
  *
  * This file owns the log, the recent history kept in it, where a
  * subscriber starts (live, or resuming after a position), per-subscriber
- * progress, filtering by a subscriber's grant and ?events= filter, culling
- * of subscribers that fall behind and freeing messages nobody needs.  It
+ * progress, filtering by a subscriber's grant, ?events= and ?filter=, the
+ * index where idle filtered subscribers wait (see below), culling of
+ * subscribers that fall behind and freeing messages nobody needs.  It
  * runs only in the worker.  It must not accept connections or speak HTTP
  * (conn.c, http.c), nor know how events were rendered or queued.
  *
@@ -110,7 +111,7 @@ typedef struct WsMessage
 	const char *name;			/* match filters with; NULL if it has none */
 	uint8	   *frame;			/* the frame, in a block: header, JSON */
 	uint32		frame_len;
-	char	   *row;			/* the row beside a delete, for ?filter=
+	char	   *row;			/* the row beside the event, for filters
 								 * only: never sent; NULL if none */
 	uint32		row_len;
 } WsMessage;
@@ -169,8 +170,7 @@ snapshot_saw(const PgWsSubscriber *sub, uint64 seq, TransactionId xid)
 
 /*
  * Do its ?filter= and its token's filters claim take this event?  row is
- * what pg_ws carries beside a delete whose data has only the key
- * (filter.c).
+ * what pg_ws carries beside it: a deleted row, filter columns (filter.c).
  */
 static inline bool
 values_match(const PgWsSubscriber *sub, int kind, const char *name,
@@ -185,8 +185,9 @@ values_match(const PgWsSubscriber *sub, int kind, const char *name,
 
 /*
  * An event as the queue and the WAL hold it: its JSON, then, for a delete
- * whose data has only the key, a tab and the deleted row (render.c).
- * JSON text never holds a raw tab.
+ * whose data has only the key or an event of a table with filter columns,
+ * a tab and the row filters look at (render.c).  JSON text never holds a
+ * raw tab.
  */
 static inline void
 split_line(const char *line, uint32 len, uint32 *json_len,

@@ -17,11 +17,11 @@
  *
  * Operators: eq, neq, gt, gte, lt, lte, like and ilike (* or % for any run
  * of characters, _ for one), in.(a,b,"c,d") and is.null, is.true,
- * is.false.  A field is a key of the event's "data" object, or, for the
- * deletes whose data carries only the key (client_delete,
- * employee_delete, a watched table's _delete) and attendance deletes, of
- * the deleted row that pg_ws carries beside the event (render.c): never
- * sent to subscribers.
+ * is.false.  A field is a key of the event's "data" object, or of the row
+ * that pg_ws carries beside some events (render.c), never sent to
+ * subscribers: the deleted row of the deletes whose data carries only the
+ * key (client_delete, employee_delete, a watched table's _delete) and of
+ * attendance deletes, and a watched table's filter columns.
  *
  * Values compare as what the row holds: a JSON number as a number (1 and
  * 1.0 are equal, ids exact to 2^63), a timestamp pg_ws wrote
@@ -809,8 +809,8 @@ term_holds(const FilterTerm *t, const JsonValue *v, StringInfo scratch)
 
 /*
  * Does the event json (len bytes) match filter?  row (row_len bytes, or
- * NULL) is the row pg_ws carries beside a delete: its fields are looked
- * up there first.
+ * NULL) is the row pg_ws carries beside the event (a deleted row, filter
+ * columns): its fields are looked up there first.
  */
 bool
 pgws_value_filter_matches(const PgWsValueFilter *filter, const char *json,

@@ -208,11 +208,17 @@ counts_jsonb(const char *const *names, const uint64 *counts, int n)
 }
 
 /*
- * pg_ws_stats(): one row, see sql/pg_ws--1.2.sql for the columns and the
+ * pg_ws_stats(): one row, see sql/pg_ws--1.3.1.sql for the columns and the
  * README's "Monitoring" for what each means.  The worker's figures of now
  * are NULL while no worker runs; its counters are not.
+ *
+ * Columns are only ever added at the end, so that a library newer than
+ * the extension's SQL (a package upgraded, ALTER EXTENSION UPDATE not run
+ * yet) still answers with the columns the SQL declares: 1.2.2 and 1.3.0
+ * declare all but subscribers_indexed.
  */
-#define PG_WS_STATS_COLS 22
+#define PG_WS_STATS_COLS 23
+#define PG_WS_STATS_COLS_1_2_2 22
 
 PG_FUNCTION_INFO_V1(pg_ws_stats);
 
@@ -230,7 +236,8 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	pgws_require_preload();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (tupdesc->natts != lengthof(values))
+	if (tupdesc->natts != lengthof(values) &&
+		tupdesc->natts != PG_WS_STATS_COLS_1_2_2)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_ws_stats() is declared with %d columns but the pg_ws library returns %d",
@@ -294,6 +301,8 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	nulls[i] = !running;
 	values[i++] = BoolGetDatum(w->history_in_wal);
 	values[i++] = Int64GetDatum((int64) w->slot_invalidations);
+	nulls[i] = !running;
+	values[i++] = Int32GetDatum(w->subscribers_indexed);
 
 	Assert(i == PG_WS_STATS_COLS);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
