@@ -1810,7 +1810,7 @@ fi
 if has_part filtered; then
 FP=${DLC_PORT[ws]}
 echo "## filtered: $FI_SUBS subscribers, each with ?filter=device_id=eq.dN of its own device, while pgbench --rate $FI_RATE -c $WRITER_CLIENTS inserts one row of a random device per transaction for ${FI_SECONDS}s into a watched 'row' table (each event for one subscriber), $FI_ROUNDS rounds, the subscriber counts alternated"
-echo "# worker CPU per event: its CPU from the first commit until the last row was delivered / the events; indexed: pg_ws_subscribers_indexed (/metrics) with every subscriber connected, before the stream"
+echo "# worker CPU per event: its CPU from the first commit until the last row was delivered / the events; indexed: pg_ws_stats.subscribers_indexed with every subscriber connected, before the stream"
 # with synchronous_commit off an event waits for the WAL writer's flush
 # (wal_writer_delay), which would be all the latency measured here
 echo "# synchronous_commit = on on the delivery cluster for this part (fsync off): events go out once their commit is flushed"
@@ -1821,9 +1821,10 @@ cat >"$TMP/insert_filtered.sql" <<'SQL'
 \set d random(0, :nsubs - 1)
 INSERT INTO bench_visit (device_id, stamp) VALUES ('d' || :d, (extract(epoch from clock_timestamp()) * 1000000)::bigint::text);
 SQL
-# pg_ws_subscribers_indexed from the worker's /metrics
+# pg_ws_stats.subscribers_indexed ("?" before 1.3.1; over SQL, since
+# the subscribers may take every one of pg_ws.max_connections)
 fi_indexed() {
-	curl -s "http://127.0.0.1:${DLC_WSPORT[ws]}/metrics" | awk '$1 == "pg_ws_subscribers_indexed" {print $2}'
+	psql_at "$FP" -c "SELECT subscribers_indexed FROM pg_ws_stats" 2>/dev/null || echo "?"
 }
 declare -A F_WUS F_P50 F_P99 F_MAX F_LOST F_EXP F_IDX F_WPCT F_IDLE
 for ((r = 0; r < FI_ROUNDS; r++)); do
