@@ -174,6 +174,8 @@ FI_SUBS=${BENCH_FILTERED_SUBS:-"100 10000"}
 FI_RATE=${BENCH_FILTERED_RATE:-1000}	# events/s, each for one subscriber
 FI_SECONDS=${BENCH_FILTERED_SECONDS:-10}
 FI_ROUNDS=${BENCH_FILTERED_ROUNDS:-3}
+# each subscriber's request, {i} its number (ws_fast, ws_sub --path)
+FI_PATH=${BENCH_FILTERED_PATH:-'/ws/?filter=device_id%3Deq.d{i}'}
 PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and rows100
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -1837,7 +1839,7 @@ for ((r = 0; r < FI_ROUNDS; r++)); do
 		dl_wait_idle ws
 		logl=$(wc -l <"${DLC_LOG[ws]}")
 		dl_clients ws "$n" "$procs" "$TMP/dl_sub.out" -E END -f stamp \
-			--path "${BENCH_FILTERED_PATH:-/ws/?filter=device_id%3Deq.d{i}}" -t $((FI_SECONDS + 120))
+			--path "$FI_PATH" -t $((FI_SECONDS + 120))
 		sleep 1
 		idx=$(fi_indexed)
 		w0=$(cpu_ticks "${DLC_WORKER[ws]}")

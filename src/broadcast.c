@@ -257,6 +257,33 @@ message_matches(const PgWsSubscriber *sub, const WsMessage *msg)
 						msg->len, msg->row, msg->row_len);
 }
 
+/* is this message to be sent to this subscriber, by every filter it has? */
+static inline bool
+message_for(const PgWsSubscriber *sub, const WsMessage *msg)
+{
+	return msg->seq > sub->after_seq &&
+		subscriber_wants(sub, msg->kind, msg->name, msg->name_len) &&
+		!snapshot_saw(sub, msg->seq, msg->xid) &&
+		((sub->values == NULL && sub->grant.nfilters == 0) ||
+		 message_matches(sub, msg));
+}
+
+/*
+ * Step a subscriber that has been sent everything before its next message
+ * over the messages it does not take, as its writable callback would:
+ * one that takes none of the new ones needs no callback at all.
+ */
+static void
+skip_unwanted(PgWsSubscriber *sub)
+{
+	if (sub->sent_idx != sub->next_idx || sub->notice != NULL ||
+		sub->catchup != NULL || sub->catchup_queued)
+		return;
+	while (sub->next_idx < next_idx && !message_for(sub, message_at(sub->next_idx)))
+		sub->next_idx++;
+	sub->sent_idx = sub->next_idx;
+}
+
 static inline PgWsConn *
 subscriber_conn(dlist_node *node)
 {
@@ -777,7 +804,12 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 	dlist_mutable_iter miter;
 
 	dlist_foreach(iter, &subscribers)
-		holding_idx = Min(holding_idx, held_idx(&subscriber_conn(iter.cur)->sub));
+	{
+		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
+
+		skip_unwanted(sub);
+		holding_idx = Min(holding_idx, held_idx(sub));
+	}
 
 	dlist_foreach_modify(miter, &subscribers)
 	{
@@ -1454,11 +1486,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	while (sub->next_idx < next_idx)
 	{
 		WsMessage  *msg = message_at(sub->next_idx);
-		bool		skip = msg->seq <= sub->after_seq ||
-			!subscriber_wants(sub, msg->kind, msg->name, msg->name_len) ||
-			snapshot_saw(sub, msg->seq, msg->xid) ||
-			((sub->values != NULL || sub->grant.nfilters > 0) &&
-			 !message_matches(sub, msg));
+		bool		skip = !message_for(sub, msg);
 
 		if (span_len > 0 &&
 			(skip || msg->frame != span + span_len ||
