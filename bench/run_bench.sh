@@ -1811,7 +1811,7 @@ fi
 
 if has_part filtered; then
 FP=${DLC_PORT[ws]}
-echo "## filtered: $FI_SUBS subscribers, each with ?filter=device_id=eq.dN of its own device, while pgbench --rate $FI_RATE -c $WRITER_CLIENTS inserts one row of a random device per transaction for ${FI_SECONDS}s into a watched 'row' table (each event for one subscriber), $FI_ROUNDS rounds, the subscriber counts alternated"
+echo "## filtered: $FI_SUBS subscribers, each with a filter of its own device ($FI_PATH, {i} its number), while pgbench --rate $FI_RATE -c $WRITER_CLIENTS inserts one row of a random device per transaction for ${FI_SECONDS}s into a watched 'row' table (each event for one subscriber), $FI_ROUNDS rounds, the subscriber counts alternated"
 echo "# worker CPU per event: its CPU from the first commit until the last row was delivered / the events; indexed: pg_ws_stats.subscribers_indexed with every subscriber connected, before the stream"
 # with synchronous_commit off an event waits for the WAL writer's flush
 # (wal_writer_delay), which would be all the latency measured here
