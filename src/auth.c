@@ -727,6 +727,13 @@ pgws_grant_filter_allows(const PgWsGrant *grant, int kind, const char *name,
 		pgws_value_filter_matches(best->filter, json, len, row, row_len);
 }
 
+const PgWsValueFilter *
+pgws_grant_filter_at(const PgWsGrant *grant, int i)
+{
+	Assert(i >= 0 && i < grant->nfilters);
+	return grant->filters[i].filter;
+}
+
 /* sub, truncated and with only printable ASCII, safe for a log line */
 static void
 copy_subject(struct json_object *sub, PgWsGrant *grant)

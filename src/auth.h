@@ -139,6 +139,10 @@ extern void pgws_auth_challenge(const char *reason, char *buf, size_t size);
  */
 extern void pgws_grant_copy_filters(PgWsGrant *dst, const PgWsGrant *src);
 
+/* the value filter of the filters claim's entry i (0 <= i < nfilters) */
+extern const struct PgWsValueFilter *pgws_grant_filter_at(const PgWsGrant *grant,
+														  int i);
+
 /*
  * May the subscriber with this grant be sent this event (kind, or name for
  * kind -1) given its row?  Without a filters claim, yes; with one, only

@@ -306,9 +306,15 @@ subscriber_conn(dlist_node *node)
  * An indexed subscriber holds nothing (neither the queue nor the log's
  * history) and is looked at by nothing that runs per event or per
  * second here; its next_idx and sent_idx are stale, and mean "all".
- * Subscribers without such a term (no filter, only a token's filters
- * claim, not., ranges, like) stay in the list and are asked about every
- * event, as before.
+ * A subscriber without a ?filter= that can be indexed, whose token has a
+ * filters claim, is indexed by the claim when every pattern's filter has
+ * such a term: an event is sent only when the filter of the most specific
+ * pattern that matches its name holds, so it waits under each pattern's
+ * field and values, and an event no pattern matches is never sent.
+ * Subscribers with neither (no filter, not., ranges, like, a claim with a
+ * pattern that has no such term) stay in the list and are asked about
+ * every event.  A token renewed by an auth message brings other keys:
+ * the subscriber leaves the index and finds its place again.
  */
 #define INDEX_MAX_FIELDS 32
 
@@ -329,15 +335,16 @@ typedef struct IndexEntry
 {
 	dlist_node	node;
 	PgWsConn   *conn;
+	IndexField *field;
+	uint64		key;
 	IndexBucket *bucket;
 } IndexEntry;
 
+/* a subscriber's keys, one per field and value, none twice */
 struct PgWsFilterIndexSpot
 {
-	IndexField  *field;
-	int			nkeys;
-	uint64	   *keys;
-	IndexEntry  *entries;
+	int			nentries;
+	IndexEntry *entries;
 };
 
 static IndexField index_fields[INDEX_MAX_FIELDS];
@@ -352,7 +359,7 @@ static IndexField *
 index_field(const char *name)
 {
 	HASHCTL		ctl;
-	IndexField  *f;
+	IndexField *f;
 
 	for (int i = 0; i < nindex_fields; i++)
 		if (strcmp(index_fields[i].name, name) == 0)
@@ -370,38 +377,89 @@ index_field(const char *name)
 	return f;
 }
 
-/* where this subscriber waits in the index, worked out once; NULL if it cannot */
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const IndexEntry *x = a;
+	const IndexEntry *y = b;
+
+	if (x->field != y->field)
+		return x->field < y->field ? -1 : 1;
+	return x->key < y->key ? -1 : x->key > y->key ? 1 : 0;
+}
+
+/*
+ * Add a value filter's keys to spot (its entries sized for them); false
+ * when the filter has no term to wait under, or its field no index.
+ */
+static bool
+add_filter_keys(PgWsFilterIndexSpot *spot, const PgWsValueFilter *filter)
+{
+	const char *name;
+	uint64	   *keys;
+	int			nkeys = pgws_value_filter_index_keys(filter, &name, &keys);
+	IndexField *field = nkeys > 0 ? index_field(name) : NULL;
+
+	if (field == NULL)
+		return false;
+	spot->entries = repalloc(spot->entries,
+							 (spot->nentries + nkeys) * sizeof(IndexEntry));
+	for (int i = 0; i < nkeys; i++)
+	{
+		IndexEntry *e = &spot->entries[spot->nentries++];
+
+		memset(e, 0, sizeof(IndexEntry));
+		e->field = field;
+		e->key = keys[i];
+	}
+	pfree(keys);
+	return true;
+}
+
+/*
+ * Where this subscriber waits in the index: under its ?filter=, or else
+ * its token's filters claim; worked out once (until its token is
+ * renewed), in its connection's memory.  NULL if it cannot wait there.
+ */
 static PgWsFilterIndexSpot *
 index_spot_of(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
-	PgWsFilterIndexSpot *p;
+	PgWsFilterIndexSpot *spot;
 	MemoryContext old;
-	const char *field;
-	uint64	   *keys;
-	int			nkeys;
-	IndexField  *f;
+	bool		ok;
+	int			n = 0;
 
 	if (sub->index_spot != NULL || sub->unindexable)
 		return sub->index_spot;
 	old = MemoryContextSwitchTo(conn->cxt);
-	nkeys = sub->values == NULL ? 0 :
-		pgws_value_filter_index_keys(sub->values, &field, &keys);
-	f = nkeys > 0 ? index_field(field) : NULL;
-	if (f == NULL)
+	spot = palloc(sizeof(PgWsFilterIndexSpot));
+	spot->nentries = 0;
+	spot->entries = palloc(sizeof(IndexEntry));
+	ok = sub->values != NULL && add_filter_keys(spot, sub->values);
+	if (!ok && sub->grant.nfilters > 0)
 	{
+		spot->nentries = 0;
+		ok = true;
+		for (int i = 0; i < sub->grant.nfilters && ok; i++)
+			ok = add_filter_keys(spot, pgws_grant_filter_at(&sub->grant, i));
+	}
+	MemoryContextSwitchTo(old);
+	if (!ok)
+	{
+		pfree(spot->entries);
+		pfree(spot);
 		sub->unindexable = true;
-		MemoryContextSwitchTo(old);
 		return NULL;
 	}
-	p = palloc(sizeof(PgWsFilterIndexSpot));
-	p->field = f;
-	p->nkeys = nkeys;
-	p->keys = keys;
-	p->entries = palloc0(nkeys * sizeof(IndexEntry));
-	sub->index_spot = p;
-	MemoryContextSwitchTo(old);
-	return p;
+	/* one entry per field and key: a bucket lists a subscriber once */
+	qsort(spot->entries, spot->nentries, sizeof(IndexEntry), entry_cmp);
+	for (int i = 0; i < spot->nentries; i++)
+		if (n == 0 || entry_cmp(&spot->entries[n - 1], &spot->entries[i]) != 0)
+			spot->entries[n++] = spot->entries[i];
+	spot->nentries = n;
+	sub->index_spot = spot;
+	return spot;
 }
 
 /*
@@ -416,7 +474,8 @@ index_subscriber(PgWsConn *conn)
 	PgWsFilterIndexSpot *p;
 
 	if (sub->indexed || sub->unindexable || shutting_down ||
-		sub->values == NULL || sub->notice != NULL ||
+		(sub->values == NULL && sub->grant.nfilters == 0) ||
+		sub->notice != NULL ||
 		sub->catchup != NULL || sub->catchup_queued ||
 		sub->future_until != 0 || sub->next_idx != next_idx ||
 		sub->sent_idx != next_idx || lws_partial_buffered(conn->wsi))
@@ -424,19 +483,19 @@ index_subscriber(PgWsConn *conn)
 	p = index_spot_of(conn);
 	if (p == NULL)
 		return;
-	for (int i = 0; i < p->nkeys; i++)
+	for (int i = 0; i < p->nentries; i++)
 	{
-		IndexEntry  *e = &p->entries[i];
+		IndexEntry *e = &p->entries[i];
 		bool		found;
 
 		e->conn = conn;
-		e->bucket = hash_search(p->field->buckets, &p->keys[i], HASH_ENTER,
+		e->bucket = hash_search(e->field->buckets, &e->key, HASH_ENTER,
 								&found);
 		if (!found)
 			dlist_init(&e->bucket->waiting);
 		dlist_push_tail(&e->bucket->waiting, &e->node);
+		e->field->nentries++;
 	}
-	p->field->nentries += p->nkeys;
 	dlist_delete(&sub->node);
 	dlist_push_tail(&indexed, &sub->node);
 	sub->indexed = true;
@@ -455,15 +514,15 @@ unindex_subscriber(PgWsConn *conn, uint64 idx, IndexBucket *keep)
 	PgWsFilterIndexSpot *p = sub->index_spot;
 
 	Assert(sub->indexed);
-	for (int i = 0; i < p->nkeys; i++)
+	for (int i = 0; i < p->nentries; i++)
 	{
-		IndexEntry  *e = &p->entries[i];
+		IndexEntry *e = &p->entries[i];
 
 		dlist_delete(&e->node);
+		e->field->nentries--;
 		if (e->bucket != keep && dlist_is_empty(&e->bucket->waiting))
-			hash_search(p->field->buckets, &e->bucket->key, HASH_REMOVE, NULL);
+			hash_search(e->field->buckets, &e->key, HASH_REMOVE, NULL);
 	}
-	p->field->nentries -= p->nkeys;
 	dlist_delete(&sub->node);
 	sub->indexed = false;
 	nindexed--;
@@ -482,7 +541,7 @@ wake_indexed(uint64 idx, const char *json, uint32 len, const char *row,
 {
 	for (int i = 0; i < nindex_fields; i++)
 	{
-		IndexField  *f = &index_fields[i];
+		IndexField *f = &index_fields[i];
 		uint64		keys[2];
 		int			nkeys;
 
@@ -1538,6 +1597,31 @@ pgws_subscriber_writable(PgWsConn *conn)
 		trim_log();
 	index_subscriber(conn);
 	return 0;
+}
+
+/*
+ * An auth message renewed the connection's token: its filters claim, and
+ * so where it waits in the index (above), may be another.  It leaves the
+ * index, caught up, and finds its place again once it has been sent
+ * everything.
+ */
+void
+pgws_subscriber_grant_renewed(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+
+	if (sub->indexed)
+	{
+		unindex_subscriber(conn, next_idx, NULL);
+		dlist_push_tail(&subscribers, &sub->node);
+	}
+	if (sub->index_spot != NULL)
+	{
+		pfree(sub->index_spot->entries);
+		pfree(sub->index_spot);
+		sub->index_spot = NULL;
+	}
+	sub->unindexable = false;
 }
 
 /* the connection stops receiving (closing, or gone) */

@@ -292,6 +292,7 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 extern void pgws_subscriber_open(PgWsConn *conn);
 extern int	pgws_subscriber_writable(PgWsConn *conn);
 extern void pgws_subscriber_close(PgWsConn *conn);
+extern void pgws_subscriber_grant_renewed(PgWsConn *conn);
 extern uint64 pgws_subscriber_pending_bytes(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
 

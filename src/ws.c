@@ -289,6 +289,8 @@ text_message(PgWsConn *conn, const char *msg, size_t len)
 	switch (result)
 	{
 		case AUTH_MSG_ACCEPTED:
+			/* its filters claim may be another, and with it its place */
+			pgws_subscriber_grant_renewed(conn);
 			return;
 		case AUTH_MSG_REJECTED:
 			ws_fail(conn, WS_CLOSE_TOKEN, reason);

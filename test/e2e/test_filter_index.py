@@ -18,17 +18,25 @@ subscribers it is not for.
      indexable ones while nothing is sent, and all of them again once the
      stream is over (a count of 0 means no index: the test fails without
      it);
-  b. the same on a hot standby, whose events come from replay.
+  b. the same on a hot standby, whose events come from replay;
+  c. a token's filters claim whose every pattern has such a term waits in
+     the index under each pattern's field and values (one field or
+     several), one whose claim has a pattern without one does not: each
+     gets exactly what its claim allows; an auth message with a token of
+     another claim moves the subscriber to the new claim's place in the
+     index, and it gets exactly the new claim's events.
 
 The expected events are computed by test_filter.py's evaluator from the
 unfiltered subscriber's stream.
 
-Clusters: a primary and a streaming standby, started by the suite.
+Clusters: a primary and a streaming standby, and (c) a primary with
+pg_ws.auth = jwt, started by the suite.
 
 Run as root: /usr/bin/python3 test/e2e/test_filter_index.py   (TAP output)
 """
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -37,11 +45,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, Ctx, Standby, asql, check,  # noqa: E402
                      run_tap, short)
+import jwt_tools  # noqa: E402
 import rawws  # noqa: E402
-from test_filter import (compare, done, expected, path,  # noqa: E402
-                         rows_of)
+from test_filter import (claim_allows, compare, done, expected,  # noqa: E402
+                         path, rows_of)
 
-WATCHDOG_SECONDS = 300
+WATCHDOG_SECONDS = 400
+
+SECRET = 'filter-index-secret-0123456789-abcdefghijklm'
 
 NODES = {}
 
@@ -79,6 +90,10 @@ async def setup():
     await asyncio.to_thread(standby.start)
     await standby.wait_listening(standby.wsport, 60)
     NODES['standby'] = standby
+    jwt = Cluster(name='jwt', conf=["pg_ws.auth = 'jwt'", "pg_ws.jwt_secret = '%s'" % SECRET])
+    await asyncio.to_thread(jwt.start)
+    await jwt.install()
+    NODES['jwt'] = jwt
 
 
 def metrics_indexed(port):
@@ -216,10 +231,89 @@ async def test_standby(ctx):
     return await filtered_stream(ctx, st, 30, p)
 
 
+def device_claim(n):
+    """A device's screen: its visits and attendance."""
+    return {'client_visit_*': 'device_id=eq.cam-%d' % n,
+            'employee_attendance*': 'device_id=in.(cam-%d,"cam,x")' % n}
+
+
+def token(claim, subject):
+    return jwt_tools.hs256(jwt_tools.claims(sub=subject, filters=claim), SECRET)
+
+
+async def subjects(node):
+    conn = await asyncio.to_thread(node.connect)
+    try:
+        return {r[0] for r in await asql(conn, "SELECT subject FROM pg_ws_connections"
+                                               " WHERE subject IS NOT NULL")}
+    finally:
+        conn.close()
+
+
+async def test_claims(ctx):
+    """c. a token's filters claim in the index, renewed by an auth message."""
+    j = ctx.use(NODES['jwt'])
+    everything = await ctx.sub('/ws/?token=' + jwt_tools.hs256(jwt_tools.claims(), SECRET))
+    claims = {'device-%d' % n: device_claim(n) for n in range(30)}
+    # several fields: female clients and one device's visits
+    for n in range(5):
+        claims['female-%d' % n] = dict(device_claim(n), **{'client_*': 'gender=eq.female'})
+    indexable = len(claims)
+    # a pattern whose filter has no eq or in term: asked about every event
+    claims['like-1'] = {'client_visit_*': 'device_id=like.cam-1*'}
+    claims['null'] = dict(device_claim(2), **{'employee_*': 'email=is.null'})
+    subs = {who: await ctx.sub('/ws/?token=' + token(c, who)) for who, c in claims.items()}
+    await wait_indexed(j, indexable, 'claims, nothing sent')
+
+    batch = writes()
+    await run_writes(j, batch)
+    await everything.wait_until(done, 60, 'the unclaimed subscriber')
+    rows = rows_of(everything.msgs)
+    for who, c in claims.items():
+        want = [raw for raw, row in rows if claim_allows(c, raw, row)]
+        check(0 < len(want) < len(rows) - 1,
+              '%s: the claim takes %d of %d events here' % (who, len(want), len(rows)))
+        await subs[who].wait_until(lambda m, n=len(want): len(m) >= n, 30, who)
+    await asyncio.sleep(0.3)
+    for who, c in claims.items():
+        compare(subs[who].msgs, [raw for raw, row in rows if claim_allows(c, raw, row)], who)
+    await wait_indexed(j, indexable, 'claims, after the stream')
+
+    # five screens move to other devices with an auth message each
+    moved = {'device-%d' % n: ('moved-%d' % n, device_claim(n + 40)) for n in range(5)}
+    for who, (subject, c) in moved.items():
+        await subs[who].ws.send(json.dumps({'type': 'auth', 'token': token(c, subject)}))
+    for _ in range(300):
+        if {s for s, _ in moved.values()} <= await subjects(j):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        check(False, 'the auth messages were not taken: %s' % sorted(await subjects(j)))
+    await wait_indexed(j, indexable, 'claims, after the auth messages')
+    marks = {who: len(subs[who].msgs) for who in moved}
+    mark = len(everything.msgs)
+    await run_writes(j, batch)
+    await everything.wait_until(lambda m: len(m) > mark and done(m), 60, 'the second round')
+    rows2 = rows_of(everything.msgs)[mark:]
+    for who, (subject, c) in moved.items():
+        want = [raw for raw, row in rows2 if claim_allows(c, raw, row)]
+        check(len(want) > 0, '%s: the new claim takes no event here' % who)
+        await subs[who].wait_until(lambda m, n=marks[who] + len(want): len(m) >= n, 30, who)
+    await asyncio.sleep(0.3)
+    for who, (subject, c) in moved.items():
+        compare(subs[who].msgs[marks[who]:],
+                [raw for raw, row in rows2 if claim_allows(c, raw, row)],
+                '%s after its auth message' % who)
+    return '%d claims, %d indexable, %d events; 5 renewed to other devices' % (
+        len(claims), indexable, len(rows))
+
+
 TESTS = [
     ('(a) indexed ?filter= subscribers on a primary get exactly their events and'
      ' wait in the index between them', test_primary, 150),
     ('(b) the same on a hot standby', test_standby, 150),
+    ('(c) a token\'s filters claim waits in the index under each pattern\'s values;'
+     ' an auth message with another claim moves it', test_claims, 150),
 ]
 
 if __name__ == '__main__':
