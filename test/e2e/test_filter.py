@@ -617,6 +617,36 @@ async def test_filter_columns_declared(ctx):
     return 'undeclared: 503 then 400; declared: 101 (primary and standby); misspelt: 503 then 400'
 
 
+async def test_no_reader_slot(ctx):
+    """f. with no free max_worker_processes slot for the catalog reader,
+    every field is taken (a filter on a field no event has matches
+    nothing), and the log says how to mend it."""
+    # PostgreSQL's logical replication launcher and pg_ws's worker
+    cl = Cluster(name='noslot', conf=['max_worker_processes = 2'])
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    ctx.use(cl)
+    q = path('site_id=eq.7') + '&events=' + DOCUMENT_EVENTS
+    code = await upgrade_status(cl.url, q)
+    check(code == 101, 'a field pg_ws cannot look up: %s, expected 101' % code)
+    sub = await ctx.sub(q, url=cl.url)
+    everything = await ctx.sub('/ws/', url=cl.url)
+    conn = await asyncio.to_thread(cl.connect)
+    try:
+        await asql(conn, "INSERT INTO client (id, visit_count) VALUES (1, 0)",
+                   "SELECT pg_ws_send('filter_done')")
+    finally:
+        conn.close()
+    await everything.wait_until(done, 30, 'the unfiltered subscriber')
+    await asyncio.sleep(0.3)
+    check(sub.msgs == [], 'site_id=eq.7 took events no row of which has a site_id: %s'
+          % short(str(sub.msgs)))
+    log = '\n'.join(await asyncio.to_thread(cl.log_since))
+    check('could not start its catalog reader' in log and 'max_worker_processes' in log,
+          'the log does not say the catalog reader could not start')
+    return 'taken with 101, matched nothing, logged'
+
+
 async def test_filter_columns(ctx):
     """f. site 7's events by a column no event carries."""
     p, st = NODES['primary'], NODES['standby']
@@ -690,6 +720,8 @@ TESTS = [
      ' from memory, the WAL and a standby', test_live_and_resumed, 200),
     ('(e) a token\'s filters claim: per event pattern, narrowed by ?filter=, renewed'
      ' by an auth message; a bad claim gets 401', test_claims, 120),
+    ('(f) with no worker slot for the catalog reader every field is taken, and the log says so',
+     test_no_reader_slot, 60),
     ('(f) a field pg_ws does not know yet gets 503 with Retry-After until it has read'
      ' its filter columns: then 101 when declared, 400 when misspelt',
      test_filter_columns_declared, 90),

@@ -12,7 +12,8 @@ subscribers see it (README.md, "Watching tables you already have"):
       this cluster to another database of it);
   (d) pg_dump/pg_restore keep the choice: the restored database's triggers
       fire for replicated rows where the original's did, and it broadcasts
-      them once it is pg_ws.database;
+      them once it is pg_ws.database; and a watch's filter columns, which
+      still scope its events there, and are still not sent;
   (e) a data-only pg_restore --disable-triggers works, and says (and
       pg_ws_watch_status shows) which tables' triggers it left firing for
       ordinary writes only.
@@ -235,10 +236,14 @@ async def serve_database(cl, admin, name):
 async def test_dump_restore(ctx):
     """(d) pg_dump/pg_restore keep replicated => true, for watched tables
     (the trigger's ENABLE ALWAYS and pg_ws_watched) and for pg_ws's own
-    (pg_ws_own_tables)."""
+    (pg_ws_own_tables).  A watch's filter columns are kept too."""
     cl = await watch_cluster(ctx)
     conn = await ctx.aconn()
     await replicated_tables(conn)
+    if not (await asql(conn, "SELECT to_regclass('s.scoped') IS NOT NULL"))[0][0]:
+        await asql(conn, "CREATE TABLE s.scoped (id integer PRIMARY KEY, v text, site integer)",
+                   "SELECT pg_ws_watch('s.scoped', 'row', columns => '{id,v}',"
+                   " filter_columns => '{site}')")
     dump = os.path.join(cl.dir, 'watchapp.dump')
     r = await asyncio.to_thread(cl.as_postgres, PGBIN + '/pg_dump', '-Fc', '-h', cl.dir,
                                 '-p', str(cl.pgport), '-U', 'postgres', '-d', 'watchapp',
@@ -255,17 +260,32 @@ async def test_dump_restore(ctx):
     dst = await ctx.aconn(dbname='restored')
     watched = await asql(dst, "SELECT relation::text, event_prefix, replicated FROM pg_ws_watched"
                               " ORDER BY 1")
-    check(watched == [('s.mirror', 'mirror', True), ('s.plain', 'plain', False)],
+    check(watched == [('s.mirror', 'mirror', True), ('s.plain', 'plain', False),
+                      ('s.scoped', 'scoped', False)],
           'pg_ws_watched after the restore: %r' % (watched,))
+    scoped = await asql(dst, "SELECT filter_columns::text[] FROM pg_ws_watched"
+                             " WHERE relation = 's.scoped'::regclass")
+    check(scoped == [(['site'],)], 's.scoped\'s filter columns after the restore: %r' % (scoped,))
     own = await asql(dst, "SELECT relation::text, replicated FROM pg_ws_own_tables")
     check(own == [('client', True)], 'pg_ws_own_tables after the restore: %r' % (own,))
     got_firing = await firing(dst)
-    check(got_firing == EXPECTED_FIRING, 'triggers after the restore: %r' % (got_firing,))
+    check(got_firing == dict(EXPECTED_FIRING, **{'s.scoped': ('O', True, False, None)}),
+          'triggers after the restore: %r' % (got_firing,))
 
     await serve_database(cl, admin, 'restored')
     try:
         sub = await ctx.sub()
+        site7 = await ctx.sub('/ws/?filter=site%3Deq.7')
         got = await replica_writes(ctx, dst, sub, 300)
+        await asql(dst, "INSERT INTO s.scoped VALUES (1, 'seven', 7), (2, 'eight', 8)",
+                   "UPDATE s.scoped SET v = 'seven!' WHERE id = 1",
+                   "DELETE FROM s.scoped")
+        msgs = await site7.expect(3, 30, 'site 7\'s events of s.scoped')
+        check([(e, d) for e, d in ((json.loads(m)['event'], json.loads(m)['data']) for m in msgs)]
+              == [('scoped_create', {'id': 1, 'v': 'seven'}),
+                  ('scoped_update', {'id': 1, 'v': 'seven!'}),
+                  ('scoped_delete', {'id': 1})],
+              'site 7\'s events of s.scoped in the restored database:', *site7.last_lines())
     finally:
         await asql(admin, "ALTER SYSTEM RESET pg_ws.database", "SELECT pg_reload_conf()")
     return 'restored: client and s.mirror ENABLE ALWAYS, s.plain not; ' + \
