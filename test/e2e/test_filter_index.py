@@ -43,18 +43,14 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Standby, asql, check,  # noqa: E402
-                     run_tap, short)
+from harness import Ctx, asql, check, run_tap, short  # noqa: E402
 import jwt_tools  # noqa: E402
 import rawws  # noqa: E402
-from test_filter import (claim_allows, compare, done, expected,  # noqa: E402
-                         path, rows_of)
+# the same clusters: a primary, its standby and a primary with tokens
+from test_filter import (NODES, SECRET, claim_allows, compare,  # noqa: E402
+                         done, expected, path, rows_of, setup)
 
 WATCHDOG_SECONDS = 400
-
-SECRET = 'filter-index-secret-0123456789-abcdefghijklm'
-
-NODES = {}
 
 DEVICES = 80
 BIG = 9007199254740993
@@ -79,21 +75,6 @@ NOT_INDEXABLE = [
     'device_id=not.eq.cam-2',
     'age=gte.30',
 ]
-
-
-async def setup():
-    primary = Cluster(name='primary')
-    await asyncio.to_thread(primary.start)
-    await primary.install()
-    NODES['primary'] = primary
-    standby = Standby(primary, 'standby')
-    await asyncio.to_thread(standby.start)
-    await standby.wait_listening(standby.wsport, 60)
-    NODES['standby'] = standby
-    jwt = Cluster(name='jwt', conf=["pg_ws.auth = 'jwt'", "pg_ws.jwt_secret = '%s'" % SECRET])
-    await asyncio.to_thread(jwt.start)
-    await jwt.install()
-    NODES['jwt'] = jwt
 
 
 def metrics_indexed(port):
