@@ -21,6 +21,11 @@ its answer, so that only a subscription that starts exactly at the
 position makes the page's clients end equal to the table's.  The deep
 test of positions is test_snapshot.py's.
 
+And the SQL that declares a Django app's filter columns ("Filter
+columns"): on the Django tables of test/django, with a table of its own
+for the 'row' watch, a subscriber with the README's ?filter=site_id=eq.7
+gets exactly site 7's events, deletes included, with no site_id in them.
+
 The five lines listen on '*' (every address of this machine) with
 pg_ws.auth = jwt, on a free port, for the few seconds the test runs.
 
@@ -490,6 +495,39 @@ async def test_snapshot_page(ctx):
         server.close()
 
 
+async def test_filter_columns(ctx):
+    """The README's filter columns: site 7's events, and no site_id."""
+    cl = ctx.use(Cluster(name='readme-sites'))
+    await asyncio.to_thread(cl.start)
+    await cl.install()
+    conn = await asyncio.to_thread(cl.connect)
+    try:
+        with open(os.path.join(os.path.dirname(README), 'test', 'django', '0001_initial.sql')) as f:
+            await asql(conn, f.read())
+        await asql(conn, "CREATE TABLE gates (id integer PRIMARY KEY, name text, site_id integer)")
+        await asql(conn, readme_block('filter columns'))
+        site7 = await ctx.sub('/ws/?filter=site_id%3Deq.7', url=cl.url)
+        everything = await ctx.sub('/ws/', url=cl.url)
+        await asql(conn, "INSERT INTO app_client (id, visit_count, site_id) VALUES (1, 0, 7), (2, 0, 8)",
+                   "INSERT INTO app_visithistory (datetime, device_id, client_id, site_id)"
+                   " VALUES (now(), 'cam-7', 1, 7), (now(), 'cam-8', 2, 8)",
+                   "INSERT INTO gates VALUES (1, 'north', 7), (2, 'south', 8)",
+                   "DELETE FROM app_visithistory", "DELETE FROM app_client", "DELETE FROM gates",
+                   "SELECT pg_ws_send('readme_done')")
+    finally:
+        conn.close()
+    await everything.wait_until(lambda m: m and 'readme_done' in m[-1], 30, 'every event')
+    await asyncio.sleep(0.3)
+    got = [(json.loads(m)['event'], json.loads(m)['data'].get('id', json.loads(m)['data'].get('client')))
+           for m in site7.msgs]
+    check(got == [('client_create', 1), ('client_visit_create', 1), ('gates_create', 1),
+                  ('client_visit_delete', 1), ('client_delete', 1), ('gates_delete', 1)],
+          'site 7\'s subscriber got %s' % got)
+    check(not any('site_id' in m for m in site7.msgs + everything.msgs),
+          'a message carries site_id')
+    return 'site 7: %s' % ', '.join(e for e, _ in got)
+
+
 TESTS = [
     ('the README\'s five lines: wss://, tokens, origins', test_five_lines, 60),
     ('the README\'s GRANT lets the application role mint tokens', test_sign_token_grant, 30),
@@ -498,6 +536,7 @@ TESTS = [
      test_configuration_table, 30),
     ('the README\'s snapshot page: its rows, then events, equal the table while it changes',
      test_snapshot_page, 120),
+    ('the README\'s filter columns scope a Django app\'s events to a site', test_filter_columns, 60),
 ]
 
 
