@@ -26,6 +26,11 @@ columns"): on the Django tables of test/django, with a table of its own
 for the 'row' watch, a subscriber with the README's ?filter=site_id=eq.7
 gets exactly site 7's events, deletes included, with no site_id in them.
 
+And the Django view that mints a site's token with a filters claim ("In
+a token: filters"), run as written with stand-ins for the two Django
+modules it imports: its token, for devices whose names need quoting,
+receives exactly those devices' visits and attendance.
+
 The five lines listen on '*' (every address of this machine) with
 pg_ws.auth = jwt, on a free port, for the few seconds the test runs.
 
@@ -41,8 +46,10 @@ import random
 import re
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+import types
 
 import websockets
 
@@ -528,6 +535,64 @@ async def test_filter_columns(ctx):
     return 'site 7: %s' % ', '.join(e for e, _ in got)
 
 
+def run_django_view(code, conn, devices):
+    """The README's view, with django.db.connection our connection and
+    JsonResponse a dict; the token it answers for a user with devices."""
+    django = types.ModuleType('django')
+    db = types.ModuleType('django.db')
+    db.connection = conn
+    http = types.ModuleType('django.http')
+    http.JsonResponse = dict
+    saved = {k: sys.modules.get(k) for k in ('django', 'django.db', 'django.http')}
+    sys.modules.update({'django': django, 'django.db': db, 'django.http': http})
+    try:
+        ns = {}
+        exec(code, ns)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+    class Devices:
+        def values_list(self, field, flat=False):
+            check(field == 'device_id' and flat, 'values_list(%r, flat=%r)' % (field, flat))
+            return list(devices)
+    request = types.SimpleNamespace(user=types.SimpleNamespace(
+        pk=42, site=types.SimpleNamespace(devices=Devices())))
+    return ns['pg_ws_token'](request)['token']
+
+
+async def test_django_token(ctx):
+    """The README's Django view mints a token whose filters claim gives a
+    site's screen its devices' visits and attendance, and nothing else."""
+    cl = ctx.use(_state['cluster'])
+    code = textwrap.dedent(readme_block('django token'))
+    devices = ['cam-7', 'cam,8 "north"']
+    conn = await ctx.aconn()
+    token = await asyncio.to_thread(run_django_view, code, conn, devices)
+    sub = await wss(cl, '?token=' + token)
+    ctx.subs.append(sub)
+    await asql(conn, "INSERT INTO client (id, visit_count) VALUES (950001, 0)",
+               "INSERT INTO employee (id, first_name, last_name) VALUES (950001, 'a', 'b')")
+    for dev in devices + ['cam-9', 'cam']:
+        await asql(conn, ("INSERT INTO visit_history (client_id, datetime, device_id)"
+                          " VALUES (950001, now(), %s)", (dev,)),
+                   ("INSERT INTO attendance (employee_id, device_id, datetime, score)"
+                    " VALUES (950001, %s, now(), 90)", (dev,)))
+    await asql(conn, "DELETE FROM attendance WHERE employee_id = 950001",
+               "DELETE FROM employee WHERE id = 950001",
+               "DELETE FROM client WHERE id = 950001")
+    want = [(e, d) for d in devices for e in ('client_visit_create', 'employee_attendance')] + \
+        [('employee_attendance_delete', None)] * 2 + [('client_visit_delete', d) for d in devices]
+    await sub.wait_until(lambda m: len(m) >= len(want), 15, 'the site token\'s events')
+    await asyncio.sleep(0.3)
+    got = [(json.loads(m)['event'], json.loads(m)['data'].get('device_id')) for m in sub.msgs]
+    check(got == want, 'the site token got %s, expected %s' % (got, want))
+    return 'token for %s: %d events' % (devices, len(got))
+
+
 TESTS = [
     ('the README\'s five lines: wss://, tokens, origins', test_five_lines, 60),
     ('the README\'s GRANT lets the application role mint tokens', test_sign_token_grant, 30),
@@ -537,6 +602,7 @@ TESTS = [
     ('the README\'s snapshot page: its rows, then events, equal the table while it changes',
      test_snapshot_page, 120),
     ('the README\'s filter columns scope a Django app\'s events to a site', test_filter_columns, 60),
+    ('the README\'s Django view mints a site token that scopes its events', test_django_token, 60),
 ]
 
 
