@@ -807,18 +807,11 @@ term_holds(const FilterTerm *t, const JsonValue *v, StringInfo scratch)
 	return t->negate ? !result : result;
 }
 
-/*
- * Does the event json (len bytes) match filter?  row (row_len bytes, or
- * NULL) is the row pg_ws carries beside the event (a deleted row, filter
- * columns): its fields are looked up there first.
- */
-bool
-pgws_value_filter_matches(const PgWsValueFilter *filter, const char *json,
-						  uint32 len, const char *row, uint32 row_len)
+/* where a string is unescaped into: one, for as long as the worker runs */
+static StringInfo
+scratch_buffer(void)
 {
 	static StringInfo scratch = NULL;
-	const char *data = NULL;
-	bool		data_read = false;
 
 	if (scratch == NULL)
 	{
@@ -827,23 +820,59 @@ pgws_value_filter_matches(const PgWsValueFilter *filter, const char *json,
 		scratch = makeStringInfo();
 		MemoryContextSwitchTo(old);
 	}
+	return scratch;
+}
+
+/* an event as filters read it, its "data" found once and only if needed */
+typedef struct EventFields
+{
+	const char *json;			/* the event */
+	uint32		len;
+	const char *row;			/* the row beside it; NULL if none */
+	uint32		row_len;
+	bool		data_read;
+	const char *data;			/* its "data" object, once read; NULL if none */
+} EventFields;
+
+/*
+ * A field's value: in the row pg_ws carries beside the event (a deleted
+ * row, filter columns) first, then in its data.
+ */
+static JsonValue
+field_value(EventFields *e, const char *field)
+{
+	JsonValue	v = {JV_MISSING, NULL, 0};
+
+	if (e->row != NULL)
+		v = object_member(e->row, e->row + e->row_len, field);
+	if (v.kind != JV_MISSING)
+		return v;
+	if (!e->data_read)
+	{
+		e->data = event_data(e->json, e->json + e->len);
+		e->data_read = true;
+	}
+	if (e->data != NULL)
+		v = object_member(e->data, e->json + e->len, field);
+	return v;
+}
+
+/*
+ * Does the event json (len bytes) match filter?  row (row_len bytes, or
+ * NULL) is the row pg_ws carries beside the event (field_value).
+ */
+bool
+pgws_value_filter_matches(const PgWsValueFilter *filter, const char *json,
+						  uint32 len, const char *row, uint32 row_len)
+{
+	EventFields e = {json, len, row, row_len, false, NULL};
+	StringInfo	scratch = scratch_buffer();
+
 	for (int i = 0; i < filter->nterms; i++)
 	{
 		const FilterTerm *t = &filter->terms[i];
-		JsonValue	v = {JV_MISSING, NULL, 0};
+		JsonValue	v = field_value(&e, t->field);
 
-		if (row != NULL)
-			v = object_member(row, row + row_len, t->field);
-		if (v.kind == JV_MISSING)
-		{
-			if (!data_read)
-			{
-				data = event_data(json, json + len);
-				data_read = true;
-			}
-			if (data != NULL)
-				v = object_member(data, json + len, t->field);
-		}
 		if (!term_holds(t, &v, scratch))
 			return false;
 	}
@@ -976,20 +1005,12 @@ int
 pgws_value_event_keys(const char *field, const char *json, uint32 len,
 					  const char *row, uint32 row_len, uint64 *keys)
 {
-	static StringInfo scratch = NULL;
-	JsonValue	v = {JV_MISSING, NULL, 0};
+	EventFields e = {json, len, row, row_len, false, NULL};
+	JsonValue	v = field_value(&e, field);
+	StringInfo	scratch;
 	long double n;
 	int64		t;
 
-	if (row != NULL)
-		v = object_member(row, row + row_len, field);
-	if (v.kind == JV_MISSING)
-	{
-		const char *data = event_data(json, json + len);
-
-		if (data != NULL)
-			v = object_member(data, json + len, field);
-	}
 	switch (v.kind)
 	{
 		case JV_NUMBER:
@@ -1004,13 +1025,7 @@ pgws_value_event_keys(const char *field, const char *json, uint32 len,
 			keys[0] = text_key("false", 5);
 			return 1;
 		case JV_STRING:
-			if (scratch == NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				scratch = makeStringInfo();
-				MemoryContextSwitchTo(old);
-			}
+			scratch = scratch_buffer();
 			unescape(&v, scratch);
 			keys[0] = text_key(scratch->data, scratch->len);
 			if (!parse_timestamp(scratch->data, scratch->len, &t))
