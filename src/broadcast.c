@@ -351,9 +351,6 @@ static IndexField index_fields[INDEX_MAX_FIELDS];
 static int	nindex_fields = 0;
 static int	nindexed = 0;
 
-/* the subscribers in the index: only for going through all of them */
-static dlist_head indexed = DLIST_STATIC_INIT(indexed);
-
 /* the index of a field, made on first use; NULL once there are too many */
 static IndexField *
 index_field(const char *name)
@@ -496,15 +493,16 @@ index_subscriber(PgWsConn *conn)
 		dlist_push_tail(&e->bucket->waiting, &e->node);
 		e->field->nentries++;
 	}
+	/* in no list while it waits: its entries are where it is */
 	dlist_delete(&sub->node);
-	dlist_push_tail(&indexed, &sub->node);
 	sub->indexed = true;
 	nindexed++;
 }
 
 /*
  * Take a subscriber out of the index, caught up to just before
- * message idx (next_idx when it closes).  Buckets left empty are removed,
+ * message idx (next_idx when it closes); the caller puts it in the list
+ * of subscribers again, or closes it.  Buckets left empty are removed,
  * but for keep, the one the caller is going through.
  */
 static void
@@ -523,7 +521,6 @@ unindex_subscriber(PgWsConn *conn, uint64 idx, IndexBucket *keep)
 		if (e->bucket != keep && dlist_is_empty(&e->bucket->waiting))
 			hash_search(e->field->buckets, &e->key, HASH_REMOVE, NULL);
 	}
-	dlist_delete(&sub->node);
 	sub->indexed = false;
 	nindexed--;
 	sub->next_idx = sub->sent_idx = idx;

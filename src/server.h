@@ -123,7 +123,8 @@ typedef struct PgWsFilterIndexSpot PgWsFilterIndexSpot;
 
 typedef struct PgWsSubscriber
 {
-	dlist_node	node;			/* in broadcast.c's list, while subscribed */
+	dlist_node	node;			/* in broadcast.c's list, while subscribed
+								 * and not in its filter index */
 	bool		subscribed;
 	bool		culled;			/* disconnected for falling behind */
 	uint64		next_idx;		/* next message of the log to hand to
