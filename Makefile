@@ -15,6 +15,7 @@ OBJS = \
 	src/pending.o \
 	src/queue.o \
 	src/position.o \
+	src/timeline.o \
 	src/stats.o \
 	src/connections.o \
 	src/broadcast.o \

@@ -205,7 +205,16 @@ split_line(const char *line, uint32 len, uint32 *json_len,
  * come); the ones at or below it are not here any more.
  */
 static uint64 history_floor = 0;
+
+/*
+ * The epoch positions compare in (queue.c), which positions in the WAL
+ * follow with the timeline they were made on (timeline.c): "SYSID-DB-TLI".
+ * Positions of pg_ws.wal = off's counter have no timeline.
+ */
 static char epoch[PGWS_EPOCH_LEN];
+static bool epoch_has_timeline = false;
+static char epoch_labelled[PGWS_EPOCH_LEN];	/* with the timeline, for ... */
+static TimeLineID epoch_labelled_tli = 0;	/* ... this one */
 
 /* the queue holds messages from released_idx on, until all have them */
 static uint64 released_idx = 0;
@@ -236,6 +245,7 @@ static PgWsWalReader *follower = NULL;
 static bool beyond_history(uint64 seq);
 static void go_live(PgWsConn *conn, bool resync);
 static void place_subscriber(PgWsConn *conn);
+static bool past_fork(PgWsSubscriber *sub, uint64 *fork);
 
 /* events a catching-up subscriber reads from the WAL per writable call */
 #define CATCHUP_EVENTS 256
@@ -579,6 +589,8 @@ pgws_broadcast_init(uint64 floor)
 										 log_cap * sizeof(WsMessage *));
 	history_floor = floor;
 	pgws_queue_epoch(epoch, sizeof(epoch), InvalidOid);
+	epoch_has_timeline = pgws_wal || RecoveryInProgress();
+	epoch_labelled[0] = '\0';
 }
 
 /*
@@ -608,28 +620,68 @@ pgws_broadcast_set_database(Oid database)
 {
 	events_database = database;
 	pgws_queue_epoch(epoch, sizeof(epoch), database);
+	epoch_has_timeline = pgws_wal || RecoveryInProgress();
+	epoch_labelled[0] = '\0';
 	if (follower != NULL)
 		pgws_walread_set_database(follower, database);
 }
 
-/* the epoch of our positions, as subscribers give it back */
-const char *
-pgws_broadcast_epoch(void)
+/*
+ * Is given, as a subscriber gives it back, the epoch of our positions?
+ * Then *tli is the timeline it names, or 0 when it names none: pg_ws 1.3's
+ * epochs did not, and their positions are taken as on this node's history.
+ */
+bool
+pgws_broadcast_epoch_matches(const char *given, TimeLineID *tli)
 {
-	return epoch;
+	size_t		len = strlen(epoch);
+	const char *p = given + len;
+	uint64		value = 0;
+
+	*tli = 0;
+	if (strncmp(given, epoch, len) != 0)
+		return false;
+	if (*p == '\0')
+		return true;
+	if (!epoch_has_timeline || *p++ != '-' || *p < '1' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9' && value <= PG_UINT32_MAX; p++)
+		value = value * 10 + (*p - '0');
+	if (*p != '\0' || value > PG_UINT32_MAX)
+		return false;
+	*tli = (TimeLineID) value;
+	return true;
+}
+
+/* our epoch with the timeline positions are made on now */
+static const char *
+epoch_now(void)
+{
+	TimeLineID	tli = epoch_has_timeline ? pgws_timeline_current() : 0;
+
+	if (tli != epoch_labelled_tli || epoch_labelled[0] == '\0')
+	{
+		if (epoch_has_timeline)
+			snprintf(epoch_labelled, sizeof(epoch_labelled), "%s-%u", epoch, tli);
+		else
+			strlcpy(epoch_labelled, epoch, sizeof(epoch_labelled));
+		epoch_labelled_tli = tli;
+	}
+	return epoch_labelled;
 }
 
 /*
  * Write the position that replaces an event's closing brace at buf (room
  * for POSITION_ROOM bytes and a NUL): , "seq": N, "epoch": "E"}.  Returns
- * its length.
+ * its length.  The event's record has been read (or queued) by now, so the
+ * timeline in E is one it is on (timeline.c).
  */
 static int
 position_suffix(char *buf, uint64 seq)
 {
 	int			n = snprintf(buf, POSITION_ROOM + 1,
 							 ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
-							 seq, epoch);
+							 seq, epoch_now());
 
 	Assert(n <= POSITION_ROOM);
 	return n;
@@ -875,6 +927,29 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		bool		stalled;
 		uint64		lag;
 
+		if (sub->timeline_wait)
+		{
+			uint64		fork;
+
+			/*
+			 * Replay followed its timeline or it waited long enough: it is
+			 * placed again, which tells it resync_required if it is still
+			 * past the fork.
+			 */
+			bool		past = past_fork(sub, &fork);
+
+			if (!past || now >= sub->future_until)
+			{
+				/* still past it: placing it again resyncs it */
+				sub->timeline_wait = past;
+				sub->future_until = 0;
+				dlist_delete(&sub->node);
+				place_subscriber(conn);
+				if (sub->notice != NULL)
+					lws_callback_on_writable(conn->wsi);
+			}
+			continue;
+		}
 		if (sub->future_until != 0)
 		{
 			/* replay has reached its position, or it waited long enough */
@@ -1149,15 +1224,20 @@ prepare_resync(PgWsConn *conn, uint64 continue_after)
 {
 	PgWsSubscriber *sub = &conn->sub;
 	char		json[256 + PGWS_EPOCH_LEN * 2];
+	char		fork[64] = "";
 	uint8		header[PGWS_WS_MAX_HEADER];
 	int			len;
 	int			hlen;
 
+	/* its position's history parted from ours there (timeline.c) */
+	if (sub->fork != 0)
+		snprintf(fork, sizeof(fork), ", \"fork\": " UINT64_FORMAT, sub->fork);
 	len = snprintf(json, sizeof(json),
 				   "{\"event\": \"resync_required\", \"data\": {\"since\": " UINT64_FORMAT
-				   ", \"oldest\": " UINT64_FORMAT ", \"epoch\": \"%s\"}"
+				   ", \"oldest\": " UINT64_FORMAT ", \"epoch\": \"%s\"%s}"
 				   ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
-				   sub->since, oldest_resumable(), epoch, continue_after, epoch);
+				   sub->since, oldest_resumable(), epoch_now(), fork,
+				   continue_after, epoch_now());
 	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len);
 	sub->notice = MemoryContextAlloc(conn->cxt, hlen + len);
 	memcpy(sub->notice, header, hlen);
@@ -1256,6 +1336,8 @@ pgws_subscriber_open(PgWsConn *conn)
 	sub->catchup_waiting = false;
 	sub->catchup_queued = false;
 	sub->future_until = 0;
+	sub->timeline_wait = false;
+	sub->fork = 0;
 	sub->culled = false;
 	sub->subscribed = true;
 	nsubscribers++;
@@ -1276,6 +1358,26 @@ max_catchups(void)
 }
 
 /*
+ * Is the subscriber's position past the point where its timeline's history
+ * parts from ours (timeline.c)?  Then *fork is that point (0: unknown).
+ * An event's position is on our history when it lies below the fork; a
+ * snapshot position's when every record its snapshot could see does, that
+ * is when its until does not pass the fork.  A position that does not say
+ * its timeline (pg_ws 1.3's) is taken as ours.
+ */
+static bool
+past_fork(PgWsSubscriber *sub, uint64 *fork)
+{
+	uint64		extent = sub->snapshot ? sub->position.until : sub->since + 1;
+
+	*fork = 0;
+	if (sub->since_tli == 0 || !epoch_has_timeline)
+		return false;
+	*fork = pgws_timeline_fork(sub->since_tli);
+	return extent > *fork;
+}
+
+/*
  * Where the subscriber starts: the live stream or, when it asked with
  * ?since=, the first event after that position, from the log or, for one
  * from before the log's history floor, from the WAL first, when there is
@@ -1286,12 +1388,37 @@ static void
 place_subscriber(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
+	uint64		fork;
 
 	if (!sub->resume)
 		go_live(conn, false);
 	else if (!sub->epoch_matches ||
 			 (sub->since < history_floor && !pgws_wal && follower == NULL))
 		go_live(conn, true);
+	else if (past_fork(sub, &fork))
+	{
+		if (follower != NULL && sub->since_tli > pgws_timeline_current() &&
+			!sub->timeline_wait)
+		{
+			/*
+			 * A standby waits a while for replay to follow a promotion it
+			 * has not followed yet, holding nothing and sent nothing: the
+			 * events it has past the fork may be another history's.
+			 */
+			sub->timeline_wait = true;
+			sub->future_until =
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), FUTURE_WAIT_MS);
+			sub->next_idx = next_idx;
+			sub->after_seq = PG_UINT64_MAX;	/* takes nothing meanwhile */
+		}
+		else
+		{
+			sub->timeline_wait = false;
+			sub->future_until = 0;
+			sub->fork = fork;
+			go_live(conn, true);
+		}
+	}
 	else if (sub->since < history_floor && ncatchups >= max_catchups())
 	{
 		if (!sub->catchup_queued)

@@ -370,6 +370,7 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 	}
 	conn->sub.resume = up->resume;
 	conn->sub.since = up->since;
+	conn->sub.since_tli = up->since_tli;
 	conn->sub.epoch_matches = up->epoch_matches;
 	conn->sub.snapshot = up->snapshot;
 	if (up->snapshot)

@@ -583,9 +583,11 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	if (!bad_since && (since == NULL || since[0] == '\0'))
 		return true;			/* a fresh start; any epoch is moot */
 
+	up->since_tli = 0;
 	if (!bad_since && !isdigit((unsigned char) since[0]))
 	{
 		char		position_epoch[PGWS_EPOCH_LEN];
+		TimeLineID	ignored;
 
 		if (!pgws_position_decode(since, &up->position))
 		{
@@ -598,7 +600,8 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 		up->resume = true;
 		up->snapshot = true;
 		up->since = up->position.after;
-		up->epoch_matches = strcmp(position_epoch, pgws_broadcast_epoch()) == 0;
+		up->since_tli = up->position.tli;
+		up->epoch_matches = pgws_broadcast_epoch_matches(position_epoch, &ignored);
 		return true;
 	}
 
@@ -618,7 +621,7 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	}
 	up->resume = true;
 	up->since = value;
-	up->epoch_matches = strcmp(epoch, pgws_broadcast_epoch()) == 0;
+	up->epoch_matches = pgws_broadcast_epoch_matches(epoch, &up->since_tli);
 	return true;
 }
 

@@ -173,12 +173,21 @@ typedef struct PgWsSnapshotPosition
 {
 	uint64		sysid;			/* the epoch: the system identifier */
 	Oid			database;		/* and the database */
+	TimeLineID	tli;			/* the timeline it was made on; 0 for a
+								 * position of 1.3, which does not say */
 	uint64		after;
 	uint64		until;
 	TransactionId xmax;
 	int			nxids;
 	TransactionId *xids;
 } PgWsSnapshotPosition;
+
+/*
+ * Timelines (timeline.c): which history a position belongs to, and where
+ * a position's timeline and this node's history part.
+ */
+extern TimeLineID pgws_timeline_current(void);
+extern uint64 pgws_timeline_fork(TimeLineID tli);
 
 extern void pgws_position_request_shmem(void);
 extern void pgws_position_startup(void);
@@ -393,7 +402,7 @@ extern void pgws_register_xact_callbacks(void);
 
 /* The worker's message log (broadcast.c; the rest is in server.h) */
 extern void pgws_broadcast_init(uint64 history_floor);
-extern const char *pgws_broadcast_epoch(void);
+extern bool pgws_broadcast_epoch_matches(const char *given, TimeLineID *tli);
 extern void pgws_broadcast_set_database(Oid database);
 extern void pgws_broadcast_follow(uint64 floor);
 extern bool pgws_broadcast_follow_wal(void);

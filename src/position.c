@@ -55,8 +55,8 @@
  * fails with a serialization failure, which applications already retry.
  *
  * The text form is base64url of a versioned binary layout that carries the
- * epoch too (system identifier and database), so that ?since= needs
- * nothing else.
+ * epoch too (system identifier, database and timeline), so that ?since=
+ * needs nothing else.
  *
  * src/position.c
  *
@@ -84,9 +84,14 @@
 #define POSITION_XID_WINDOW (UINT32_C(1) << 23)
 #define POSITION_XID_CHUNK (UINT32_C(1) << 16)
 
-/* a position's binary layout, version 1, before its list of xids */
-#define POSITION_VERSION 1
-#define POSITION_FIXED_LEN (1 + 8 + 4 + 8 + 8 + 4)
+/*
+ * A position's binary layout before its list of xids: version 2 carries
+ * the timeline after the database; version 1 (pg_ws 1.3) did not, and is
+ * still read, as a position that does not say its timeline.
+ */
+#define POSITION_VERSION 2
+#define POSITION_FIXED_LEN_V1 (1 + 8 + 4 + 8 + 8 + 4)
+#define POSITION_FIXED_LEN (POSITION_FIXED_LEN_V1 + 4)
 
 /* running ids a position can list: more than any server runs at once */
 #define POSITION_MAX_XIDS 65536
@@ -345,6 +350,8 @@ position_encode(const PgWsSnapshotPosition *pos)
 	p += 8;
 	put_be(p, pos->database, 4);
 	p += 4;
+	put_be(p, pos->tli, 4);
+	p += 4;
 	put_be(p, pos->after, 8);
 	p += 8;
 	put_be(p, pos->until, 8);
@@ -394,8 +401,9 @@ pgws_position_decode(const char *text, PgWsSnapshotPosition *pos)
 	const uint8 *end;
 	uint32		n;
 
-	if (buf == NULL || len < POSITION_FIXED_LEN + 1 ||
-		buf[0] != POSITION_VERSION)
+	if (buf == NULL || len < POSITION_FIXED_LEN_V1 + 1 ||
+		(buf[0] != POSITION_VERSION && buf[0] != 1) ||
+		(buf[0] == POSITION_VERSION && len < POSITION_FIXED_LEN + 1))
 		return false;
 	p = buf + 1;
 	end = buf + len;
@@ -403,6 +411,14 @@ pgws_position_decode(const char *text, PgWsSnapshotPosition *pos)
 	p += 8;
 	pos->database = (Oid) get_be(p, 4);
 	p += 4;
+	pos->tli = 0;
+	if (buf[0] == POSITION_VERSION)
+	{
+		pos->tli = (TimeLineID) get_be(p, 4);
+		p += 4;
+		if (pos->tli == 0)
+			return false;
+	}
 	pos->after = get_be(p, 8);
 	p += 8;
 	pos->until = get_be(p, 8);
@@ -519,11 +535,16 @@ pg_ws_position(PG_FUNCTION_ARGS)
 	/*
 	 * until first: every record below it is noted by the time it is read
 	 * (see the file header), records noted afterwards lie at or above it.
+	 * Its timeline is the one replayed up to it, or the one a primary
+	 * inserts on (timeline.c).
 	 */
 	if (in_recovery)
-		pos.until = GetXLogReplayRecPtr(NULL);
+		pos.until = GetXLogReplayRecPtr(&pos.tli);
 	else
+	{
 		pos.until = pgws_queue_appended_through();
+		pos.tli = GetWALInsertionTimeLine();
+	}
 	first = pos.until;
 
 	LWLockAcquire(positions->lock, LW_SHARED);

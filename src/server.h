@@ -137,6 +137,12 @@ typedef struct PgWsSubscriber
 								 * since until then; 0 if not */
 	bool		epoch_matches;	/* and the epoch was ours */
 	uint64		since;			/* the position it asked for */
+	TimeLineID	since_tli;		/* the timeline since was made on; 0 if
+								 * its epoch does not say (pg_ws 1.3) */
+	bool		timeline_wait;	/* a standby waits until future_until for
+								 * its timeline to reach since_tli */
+	uint64		fork;			/* resync_required names this fork point;
+								 * 0 if none */
 	bool		snapshot;		/* since came from pg_ws_position(): the
 								 * events its snapshot saw are not sent */
 	PgWsSnapshotPosition position;	/* then that position (xids in cxt) */
@@ -219,6 +225,7 @@ typedef struct PgWsUpgrade
 	bool		resume;			/* ?since=&epoch=, or ?since= a snapshot
 								 * position */
 	uint64		since;
+	TimeLineID	since_tli;		/* its timeline; 0 if it does not say */
 	bool		epoch_matches;
 	const char *values_text;	/* ?filter=, checked; NULL without one */
 	bool		snapshot;		/* since is a snapshot position's after */

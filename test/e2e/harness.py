@@ -518,11 +518,23 @@ def resume_path(raw):
     return '/ws/?since=%d&epoch=%s' % (seq, epoch)
 
 
+def epoch_timeline(epoch):
+    """(the epoch without its timeline, the timeline): "SYSID-DB-TLI" is a
+    position of timeline TLI; pg_ws.wal = off's epochs have none (0)."""
+    base, _, tli = epoch.rpartition('-')
+    if base.count('-') == 1 and tli.isdigit():
+        return base, int(tli)
+    return epoch, 0
+
+
 def check_positions(msgs, who):
-    """Every message has a position, strictly increasing, in one epoch."""
+    """Every message has a position, strictly increasing, in one epoch
+    whose timeline (after a promotion) only goes up."""
     pos = [position(m) for m in msgs]
-    check(len({e for _, e in pos}) <= 1, '%s: several epochs: %s'
-          % (who, sorted({e for _, e in pos})))
+    bases = {epoch_timeline(e)[0] for _, e in pos}
+    check(len(bases) <= 1, '%s: several epochs: %s' % (who, sorted(bases)))
+    tlis = [epoch_timeline(e)[1] for _, e in pos]
+    check(tlis == sorted(tlis), '%s: the timeline went back: %s' % (who, tlis))
     bad = [i for i in range(1, len(pos)) if pos[i][0] <= pos[i - 1][0]]
     check(not bad, '%s: seq not increasing at message %s: %s'
           % (who, bad[:3], [pos[i - 1:i + 1] for i in bad[:3]]))

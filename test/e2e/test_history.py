@@ -13,8 +13,9 @@
      that resumes gets everything committed before and after the crash
      once, and nothing of a transaction the crash cut short, even one
      whose pg_ws message was already in the WAL;
-  d. resync_required when the epoch is not ours, then the live stream
-     (WAL that is gone: f);
+  d. resync_required when the epoch is not ours (or names a timeline this
+     node never had), then the live stream (WAL that is gone: f); 1.3's
+     epoch, without a timeline, still resumes;
   e. a since that is not a position, or without an epoch, is answered 400;
      empty values are a fresh start; a 1.1 configuration still loads;
   f. pg_ws.history_retention keeps the WAL with the slot "pg_ws": without
@@ -54,8 +55,8 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ClusterKinds, PGBIN, Cluster, Ctx, Fail, asql, check,  # noqa: E402
-                     check_positions, position, resume_path, run_tap,
-                     short, sql, without_position)
+                     check_positions, epoch_timeline, position, resume_path,
+                     run_tap, short, sql, without_position)
 import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 420          # the whole run, setup and clean-up included
@@ -350,7 +351,11 @@ async def test_resync(ctx):
     conn = await ctx.aconn()
     ref = await marker(ctx, conn, 600000)
     seq, epoch = position(ref)
-    cases = [('another epoch', '/ws/?since=%d&epoch=%s' % (seq, 'x' + epoch))]
+    base, tli = epoch_timeline(epoch)
+    check(tli == 1, 'the epoch %s names timeline 1' % epoch)
+    cases = [('another epoch', '/ws/?since=%d&epoch=%s' % (seq, 'x' + epoch)),
+             ('a timeline this node never had', '/ws/?since=%d&epoch=%s-7' % (seq, base)),
+             ('a malformed timeline', '/ws/?since=%d&epoch=%s-01' % (seq, base))]
     notes = []
     for k, (what, path) in enumerate(cases):
         sub = await ctx.sub(path)
@@ -370,12 +375,17 @@ async def test_resync(ctx):
         check(emp_id(got[1]) == 600001 + k and len(got) == 2,
               '%s: after the notice %s' % (what, [short(m, 80) for m in got[1:]]))
         notes.append('%s: resync_required (oldest %s)' % (what, d['oldest']))
-    # resuming after the notice's seq: what came after it, no other notice
+    # resuming after the notice's seq: what came after it, no other notice;
+    # pg_ws 1.3's epoch, without the timeline, resumes as before
     again = await ctx.sub(resume_path(sub.msgs[0]))
+    old = await ctx.sub('/ws/?since=%d&epoch=%s' % (seq, base))
     await asql(conn, EMP % 600009)
     got = await again.expect(2, 15, 'resumed after the notice')
-    check([emp_id(m) for m in got] == [600001, 600009],
+    check([emp_id(m) for m in got] == [600003, 600009],
           'after the notice: %s' % [short(m, 60) for m in got])
+    got = await old.expect(4, 15, "resumed with 1.3's epoch")
+    check([emp_id(m) for m in got] == [600001, 600002, 600003, 600009],
+          "after 1.3's epoch: %s" % [short(m, 60) for m in got])
     return '; '.join(notes)
 
 

@@ -497,10 +497,30 @@ async def test_bad_positions(ctx):
     await sub.wait_until(lambda m: len(m) >= 1, 10, 'another epoch')
     check(json.loads(sub.msgs[0])['event'] == 'resync_required',
           'a position of another epoch: %s' % short(sub.msgs[0]))
+    # it carries its timeline (layout 2): one this node never had resyncs
+    check(raw[0] == 2 and int.from_bytes(raw[13:17], 'big') == 1,
+          'layout %d, timeline %d' % (raw[0], int.from_bytes(raw[13:17], 'big')))
+    raw[12] ^= 1
+    raw[13:17] = (5).to_bytes(4, 'big')
+    unknown = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip('=')
+    sub = await ctx.sub('/ws/?since=' + unknown)
+    await sub.wait_until(lambda m: len(m) >= 1, 10, 'another timeline')
+    check(json.loads(sub.msgs[0])['event'] == 'resync_required',
+          'a position of timeline 5: %s' % short(sub.msgs[0]))
+    # pg_ws 1.3's layout 1, without the timeline, is still a position
+    old = base64.urlsafe_b64encode(bytes([1]) + bytes(raw[1:13]) + bytes(raw[17:]))
     # and the position itself resumes quietly: nothing was written since
-    sub = await ctx.sub('/ws/?since=' + pos)
+    subs = [await ctx.sub('/ws/?since=' + pos),
+            await ctx.sub('/ws/?since=' + old.decode().rstrip('='))]
     await asyncio.sleep(0.5)
-    check(sub.msgs == [], 'a fresh position was sent %s' % sub.msgs[:2])
+    check(subs[0].msgs == [] and subs[1].msgs == [],
+          'a fresh position was sent %s' % (subs[0].msgs[:2] + subs[1].msgs[:2]))
+    w = await ctx.aconn()
+    await asql(w, "INSERT INTO employee (id, first_name, last_name) VALUES (990001, 'p', 'p')")
+    for sub, what in zip(subs, ('layout 2', 'layout 1')):
+        got = await sub.expect(1, 15, what)
+        check(len(got) == 1 and '"id": 990001,' in got[0], '%s: %s' % (what, got))
+    check(subs[0].msgs == subs[1].msgs, 'the two layouts were sent different messages')
 
 
 TESTS = [
