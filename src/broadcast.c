@@ -595,7 +595,8 @@ pgws_broadcast_init(uint64 floor)
 
 /*
  * On a hot standby: take events from the WAL as it is replayed, after the
- * position floor (the end of replay now), instead of from the queue.
+ * position floor (the end of replay now, or before the record of a
+ * transaction still committing: position.c), instead of from the queue.
  * Positions are WAL positions there, whatever pg_ws.wal says: the primary
  * wrote them.
  */

@@ -193,6 +193,7 @@ extern void pgws_position_request_shmem(void);
 extern void pgws_position_startup(void);
 extern void pgws_position_note(TransactionId xid, XLogRecPtr lsn);
 extern void pgws_position_recovery_started(void);
+extern XLogRecPtr pgws_position_follow_from(void);
 extern bool pgws_position_decode(const char *text, PgWsSnapshotPosition *pos);
 extern bool pgws_position_saw(const PgWsSnapshotPosition *pos, uint64 seq,
 							  TransactionId xid);

@@ -73,6 +73,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/lwlock.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
@@ -241,6 +242,44 @@ pgws_position_recovery_started(void)
 	LWLockAcquire(positions->lock, LW_EXCLUSIVE);
 	positions->recovery_from = ReadNextTransactionId();
 	LWLockRelease(positions->lock);
+}
+
+/*
+ * Where a hot standby's worker starts reading the WAL it follows: where
+ * replay stands now, or the oldest pg_ws record of a transaction still in
+ * its commit path (its record replayed, its commit record not yet), so
+ * that a subscriber who joins now also gets that transaction's events
+ * when it commits, however much later.  The lock keeps replay from noting
+ * records meanwhile, so every record not looked at lies at or past the
+ * end of replay read last; a transaction judged over had its commit
+ * replayed before that end.  Reads up to the whole table, once per
+ * worker start.
+ *
+ * A transaction whose record lies before the WAL this standby replayed
+ * (its commit path spanned the checkpoint replay began from) is not in
+ * the table: README's Known limits says so.
+ */
+XLogRecPtr
+pgws_position_follow_from(void)
+{
+	XLogRecPtr	from = InvalidXLogRecPtr;
+	XLogRecPtr	replayed;
+	uint64		oldest;
+
+	LWLockAcquire(positions->lock, LW_SHARED);
+	oldest = positions->count > POSITION_RING_SIZE ?
+		positions->count - POSITION_RING_SIZE : 0;
+	for (uint64 i = positions->count; i > oldest; i--)
+	{
+		PositionEntry *e = &positions->ring[(i - 1) % POSITION_RING_SIZE];
+
+		if ((XLogRecPtrIsInvalid(from) || e->lsn < from) &&
+			TransactionIdIsInProgress(e->xid))
+			from = e->lsn;
+	}
+	replayed = GetXLogReplayRecPtr(NULL);
+	LWLockRelease(positions->lock);
+	return XLogRecPtrIsInvalid(from) ? replayed : Min(from, replayed);
 }
 
 typedef enum XidRecord

@@ -1181,7 +1181,7 @@ pg_ws_worker_main(Datum main_arg)
 	pgws_broadcast_set_database(lookup_events_database());
 	following = RecoveryInProgress();
 	if (following)
-		pgws_broadcast_follow(GetXLogReplayRecPtr(NULL) - 1);
+		pgws_broadcast_follow(pgws_position_follow_from() - 1);
 	pgws_auth_reload();
 	server_start();
 	/* the filter columns ?filter= may name, known before most requests */

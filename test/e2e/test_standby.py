@@ -20,6 +20,9 @@ port, all on 127.0.0.1.
   e. a standby waits for a position it has not replayed yet (from a node
      ahead of it) and resumes exactly there; one that no node reaches gets
      resync_required within 10 seconds.
+  f. a subscriber joins a standby whose worker (re)starts while a
+     transaction's event record is replayed and its commit record is not
+     yet: it gets that transaction's events once the commit is replayed.
   (c runs last: it stops the primary.)
 
 Run as root (PostgreSQL itself runs as the postgres user):
@@ -40,7 +43,8 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (PGBIN, Cluster, Ctx, Fail, Standby, check,  # noqa: E402
-                     check_positions, position, run_tap, short, sql)
+                     check_positions, position, restart_worker, run_tap, short,
+                     sql)
 
 WATCHDOG_SECONDS = 420
 
@@ -338,6 +342,42 @@ async def test_future_position(ctx):
         time.monotonic() - t0)
 
 
+async def test_join_while_committing(ctx):
+    """f. a transaction between its pg_ws record and its commit record on a
+    standby while the standby's worker starts: a subscriber who joins then
+    gets its events when the commit is replayed, then the next ones."""
+    p, s2 = NODES['primary'], NODES['standby2']
+    ctx.use(s2)
+    ctx.use(p)
+    on_p = await ctx.sub(url=p.url)
+    admin = p.connect()
+    st = s2.connect()
+    ctx.conns += [admin, st]
+    # replay applies commit records only after the delay (other records at
+    # once): the transaction's record is replayed, its commit waits
+    sql(st, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", "SELECT pg_reload_conf()")
+    try:
+        sql(admin, "BEGIN", EMP % 4200001, EMP % 4200002, "COMMIT")
+        got = await on_p.expect(2, 30, 'primary')
+        seq = position(got[0])[0]
+        deadline = time.monotonic() + 30
+        while sql(st, "SELECT pg_last_wal_replay_lsn() - '0/0' <= %d" % seq)[0][0]:
+            check(time.monotonic() < deadline, 'standby2 did not replay the event record')
+            await asyncio.sleep(0.05)
+        await restart_worker(s2)
+        check(sql(st, "SELECT count(*) FROM employee WHERE id = 4200001")[0][0] == 0,
+              'the commit was replayed before the worker started')
+        joined = await ctx.sub(url=s2.url)
+        sql(admin, EMP % 4200003)
+        await on_p.expect(3, 30, 'primary')
+    finally:
+        sql(st, "ALTER SYSTEM RESET recovery_min_apply_delay", "SELECT pg_reload_conf()")
+    back = await joined.expect(3, 30, 'joined standby2 while the transaction committed')
+    check(back == on_p.msgs, 'the subscriber who joined standby2 got %s'
+          % [short(m, 80) for m in back])
+    return 'the committing transaction\'s 2 events, then the next'
+
+
 TESTS = [
     ('(a) primary and 2 standbys: 8 writers, every event once everywhere with equal seq;'
      ' a subscriber hops between nodes with since=', test_three_nodes, 150),
@@ -347,6 +387,9 @@ TESTS = [
      ' delivery goes on, the standby\'s heap stays flat', test_forged, 90),
     ('(e) a standby waits for a position it has not replayed; one no node has reached'
      ' gets resync_required', test_future_position, 60),
+    ('(f) a subscriber joins a standby whose worker starts while a transaction is between'
+     ' its event record and its commit: it gets that transaction\'s events',
+     test_join_while_committing, 90),
     ('(c) promotion while writers run: subscribers resume on the promoted standby'
      ' and miss nothing', test_promotion, 120),
 ]
