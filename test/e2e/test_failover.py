@@ -22,7 +22,8 @@ One history is played through, the tests in order:
      (timeline 3) and R follows it: on P as a standby, on P promoted and
      on R, positions of timeline 1 before the fork and of timeline 2
      resume exactly, and one past the first fork gets resync_required
-     naming it.
+     naming it; a cascading standby of R sends the same messages, and
+     positions made on P or R resume on it.
   d. synchronous replication (synchronous_commit = remote_apply): the
      primary is killed while a writer runs and its synchronous standby is
      promoted: every subscriber resumes there with its last position, needs
@@ -289,8 +290,25 @@ async def test_rewind_and_switchover(ctx):
     await replayed(r, p)
     for node in (p, r):
         await check_node(node, 3, list(range(21, 41)), list(range(32, 41)))
-    return 'timelines 1 -> 2 at %d -> 3 at %d; P rewound, then promoted; R followed' % (
-        SEEN['fork'], fork2)
+
+    # a cascading standby of R: positions made on any node resume on any
+    # other, and every node sends the same messages
+    c = make_standby(r, 'C')
+    ctx.use(c)
+    await asyncio.to_thread(c.start)
+    await c.wait_listening(c.wsport, 60)
+    live = [await ctx.sub(url=node.url) for node in (p, r, c)]
+    await asyncio.to_thread(write, p, range(41, 44))
+    for sub, node in zip(live, (p, r, c)):
+        await expect_ids(sub, list(range(41, 44)), 'live on %s' % node.name)
+    check(live[1].msgs == live[0].msgs and live[2].msgs == live[0].msgs,
+          'P, R and C sent different messages')
+    await check_node(c, 3, list(range(21, 44)), list(range(32, 44)))
+    for made_on, sub in zip((p, r), live[:2]):
+        moved = await ctx.sub(since_path(sub.msgs[0]), url=c.url)
+        await expect_ids(moved, [42, 43], 'on C, after a position made on %s' % made_on.name)
+    return ('timelines 1 -> 2 at %d -> 3 at %d; P rewound, then promoted; R followed;'
+            ' a cascading standby agrees' % (SEEN['fork'], fork2))
 
 
 async def test_synchronous_failover(ctx):
