@@ -38,10 +38,10 @@ OBJS = \
 EXTENSION = pg_ws
 DATA = sql/pg_ws--1.0.sql sql/pg_ws--1.1.sql sql/pg_ws--1.2.sql \
 	sql/pg_ws--1.2.1.sql sql/pg_ws--1.2.2.sql sql/pg_ws--1.3.0.sql \
-	sql/pg_ws--1.3.1.sql \
+	sql/pg_ws--1.3.1.sql sql/pg_ws--1.4.0.sql \
 	sql/pg_ws--1.0--1.1.sql sql/pg_ws--1.1--1.2.sql sql/pg_ws--1.2--1.2.1.sql \
 	sql/pg_ws--1.2.1--1.2.2.sql sql/pg_ws--1.2.2--1.3.0.sql \
-	sql/pg_ws--1.3.0--1.3.1.sql \
+	sql/pg_ws--1.3.0--1.3.1.sql sql/pg_ws--1.3.1--1.4.0.sql \
 	console/pg_ws_console.html
 PGFILEDESC = "pg_ws - committed row changes as live WebSocket events"
 

@@ -81,6 +81,16 @@
 #     delivery.gp and, with gnuplot, delivery_msgs_per_s.png and
 #     delivery_p99.png (against subscribers) go to BENCH_PLOT_DIR
 #     (bench/results).
+# 12. storm (only when named in BENCH_PARTS): on a cluster of its own,
+#     BENCH_STORM_SUBS (1000) subscribers (BENCH_CLIENT) resume at once
+#     with ?since= after the same BENCH_STORM_EVENTS (20000) events, from
+#     the worker's memory (pg_ws.history_size = BENCH_RESUME_BIG_HISTORY)
+#     and from the WAL (pg_ws.history_size = 0), alternated in each of
+#     BENCH_STORM_ROUNDS (2) rounds: the time until every one has them all,
+#     the worker's CPU (/proc/<worker pid>/stat) and reads (rchar), every
+#     subscriber's count; and the p99 of BENCH_STORM_LIVE (10) live
+#     subscribers at BENCH_STORM_RATE (200) events/s alone and with the
+#     storm in their stream.
 # 11. filtered (only when named in BENCH_PARTS): BENCH_FILTERED_SUBS
 #     ("100 10000") subscribers, each with a filter of its own device
 #     (/ws/?filter=device_id=eq.dN), while pgbench --rate
@@ -176,12 +186,20 @@ FI_SECONDS=${BENCH_FILTERED_SECONDS:-10}
 FI_ROUNDS=${BENCH_FILTERED_ROUNDS:-3}
 # each subscriber's request, {i} its number (ws_fast, ws_sub --path)
 FI_PATH=${BENCH_FILTERED_PATH:-'/ws/?filter=device_id%3Deq.d{i}'}
+ST_SUBS=${BENCH_STORM_SUBS:-1000}	# "storm" (only when named): resuming subscribers
+ST_EVENTS=${BENCH_STORM_EVENTS:-20000}	# the events each resumes across
+ST_BATCH=${BENCH_STORM_BATCH:-100}	# rows per transaction
+ST_ROUNDS=${BENCH_STORM_ROUNDS:-2}
+ST_LIVE=${BENCH_STORM_LIVE:-10}	# live subscribers, alone and during the storm
+ST_RATE=${BENCH_STORM_RATE:-200}	# their events/s
+ST_LIVE_SECONDS=${BENCH_STORM_LIVE_SECONDS:-8}
+ST_NOFILE=${BENCH_STORM_NOFILE:-$((4 * ST_SUBS + 4096))}
 PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and rows100
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | resume | wakeup | standby | scale | delivery | maxrate | rows100 | filtered) ;;
+		write | broadcast | burst | resume | storm | wakeup | standby | scale | delivery | maxrate | rows100 | filtered) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -202,7 +220,7 @@ fi
 make -s -C "$HERE" ws_sub >/dev/null
 WS_SUB="$HERE/ws_sub"
 CLIENT="$HERE/$BENCH_CLIENT"
-if has_part delivery || has_part maxrate || has_part rows100 || has_part scale || has_part filtered; then
+if has_part delivery || has_part maxrate || has_part rows100 || has_part scale || has_part filtered || has_part storm; then
 	[ "$BENCH_CLIENT" = ws_sub ] || make -s -C "$HERE" "$BENCH_CLIENT" >/dev/null
 	[ -x "$CLIENT" ] || { echo "run_bench.sh: BENCH_CLIENT: $CLIENT is not a program" >&2; exit 1; }
 fi
@@ -398,6 +416,10 @@ echo "INSERT INTO visit_history (client_id, device_id) VALUES (1, $STAMP);" >"$T
 
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# rchar of /proc/PID/io: bytes the process read (the WAL, for a reader)
+read_bytes() { awk '/^rchar:/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+# microseconds as milliseconds, "-" for none
+ms() { awk -v x="$1" 'BEGIN {if (x == "" || x == "nan" || x < 0) print "-"; else printf "%.1f", x / 1000}'; }
 PM_PID=$(head -1 "$DATA/postmaster.pid")
 # CPU ticks of the whole cluster: the postmaster with its reaped children
 # (backends that have exited), plus every live child (the pg_ws worker,
@@ -994,8 +1016,6 @@ R_VARIANTS=(memory wal)
 declare -A R_HIST=([memory]=$RESUME_BIG_HISTORY [wal]=$RESUME_SMALL_HISTORY)
 ntx=$((RESUME_EVENTS / RESUME_BATCH))
 events=$((ntx * RESUME_BATCH))
-# rchar of /proc/PID/io: bytes the process read (the WAL, for a reader)
-read_bytes() { awk '/^rchar:/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 for ((r = 0; r < RESUME_ROUNDS; r++)); do
 	for ((k = 0; k < ${#R_VARIANTS[@]}; k++)); do
 		v=${R_VARIANTS[$(((k + r) % ${#R_VARIANTS[@]}))]}
@@ -1067,6 +1087,135 @@ for v in memory wal; do
 		"$(median ${R_WCPU[$v]})" "$(median ${R_READ[$v]})" "$(median ${R_SCPU[$v]})"
 done
 echo
+fi
+
+# ---------------------------------------------------------------- storm
+
+if has_part storm; then
+echo "## storm: $ST_SUBS subscribers resume at once after the same $ST_EVENTS events (transactions of $ST_BATCH rows), from the worker's memory and from the WAL, $ST_ROUNDS rounds alternated; $ST_LIVE live subscribers at $ST_RATE events/s alone and during each storm"
+ST_DATA="$TMP/data_storm"
+ST_LOG="$TMP/server_storm.log"
+ST_PORT=$(free_port)
+ST_WSPORT=$(free_port)
+CLUSTER_NOFILE=$ST_NOFILE start_cluster "$ST_DATA" "$ST_LOG" "$ST_PORT" "$ST_WSPORT" \
+	"pg_ws.max_connections = $((2 * ST_SUBS + 2 * ST_LIVE + 100))
+pg_ws.max_wal_resumes_per_address = 0
+synchronous_commit = on"
+setup_schema "$ST_PORT" >/dev/null
+psql_at "$ST_PORT" -c "CREATE SEQUENCE storm_employee"
+ST_WORKER=$(worker_pid "$ST_PORT")
+[ -n "$ST_WORKER" ] || { echo "run_bench.sh: the storm cluster's worker is not running" >&2; tail -20 "$ST_LOG" >&2; exit 1; }
+echo "# storm cluster: pg_ws.max_connections = $((2 * ST_SUBS + 2 * ST_LIVE + 100)), pg_ws.max_wal_resumes_per_address = 0, synchronous_commit = on (fsync off), under prlimit --nofile=$ST_NOFILE; memory: pg_ws.history_size = $RESUME_BIG_HISTORY; wal: pg_ws.history_size = 0; client $BENCH_CLIENT -j $CLIENT_PROCS"
+echo "# the resumed events are visit_history rows (the resumers ask for ?events=client_visit_create), the live stream employee rows stamped in first_name (?events=employee_create): each set gets exactly its own"
+echo "INSERT INTO employee (id, first_name, last_name) VALUES (nextval('storm_employee'), $STAMP, 'live');" >"$TMP/storm_insert.sql"
+declare -A S_SEC S_WCPU S_READ S_OK S_P99 S_P99B
+S_VARIANTS=(memory wal)
+declare -A S_HIST=([memory]=$RESUME_BIG_HISTORY [wal]=0)
+ntx=$((ST_EVENTS / ST_BATCH))
+st_events=$((ntx * ST_BATCH))
+# st_live_start MARKER SECONDS: ST_LIVE live subscribers that stop at
+# MARKER and pgbench --rate ST_RATE for SECONDS, in the background;
+# st_live_end MARKER waits for pgbench, commits MARKER and waits for the
+# subscribers, whose RESULT line is then in $TMP/st_live.out
+st_live_start() {
+	rm -f "$TMP/st_live.ready"
+	"$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_LIVE" -j 1 -r "$TMP/st_live.ready" \
+		--path '/ws/?events=employee_create' -f first_name \
+		-E "$1" -q -L -t 600 >"$TMP/st_live.out" 2>"$TMP/st_live.err" &
+	ST_LIVE_PID=$!
+	for ((i = 0; i < 200; i++)); do
+		[ -f "$TMP/st_live.ready" ] && break
+		sleep 0.1
+	done
+	"$PGBIN/pgbench" -n -h "$TMP" -p "$ST_PORT" -U postgres -c 1 -R "$ST_RATE" -T "$2" \
+		-f "$TMP/storm_insert.sql" postgres >"$TMP/st_pgb.out" 2>&1 &
+	ST_PGB_PID=$!
+}
+st_live_end() {
+	wait "$ST_PGB_PID" || { cat "$TMP/st_pgb.out" >&2; exit 1; }
+	psql_at "$ST_PORT" -c "INSERT INTO employee (id, first_name, last_name) VALUES (nextval('storm_employee'), '$1', 'live')"
+	wait "$ST_LIVE_PID" || { echo "run_bench.sh: live subscribers failed" >&2; cat "$TMP/st_live.err" >&2; exit 1; }
+}
+for ((r = 0; r < ST_ROUNDS; r++)); do
+	for ((k = 0; k < ${#S_VARIANTS[@]}; k++)); do
+		v=${S_VARIANTS[$(((k + r) % ${#S_VARIANTS[@]}))]}
+		psql_at "$ST_PORT" -c "ALTER SYSTEM SET pg_ws.history_size = '${S_HIST[$v]}'" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+		psql_at "$ST_PORT" -c "SET client_min_messages = warning" -c "TRUNCATE visit_history, employee CASCADE" -c "CHECKPOINT" >/dev/null
+		sleep 0.5
+		# the history: MARK, the events, END; one live subscriber gives MARK's seq
+		rm -f "$TMP/st_ready"
+		"$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n 1 -r "$TMP/st_ready" -E END -q -L -t 600 \
+			--path '/ws/?events=client_visit_create' \
+			>"$TMP/st_mark.out" 2>&1 &
+		SUB_PID=$!
+		for ((i = 0; i < 200; i++)); do [ -f "$TMP/st_ready" ] && break; sleep 0.1; done
+		psql_at "$ST_PORT" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'MARK')"
+		psql_at "$ST_PORT" -c "DO \$\$ BEGIN FOR i IN 1..$ntx LOOP
+			INSERT INTO visit_history (client_id, device_id)
+				SELECT 1, 'storm' FROM generate_series(1, $ST_BATCH);
+			COMMIT; END LOOP; END \$\$"
+		psql_at "$ST_PORT" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+		wait "$SUB_PID" || true
+		SUB_PID=""
+		mark=$(grep '^RESULT' "$TMP/st_mark.out" || true)
+		since=$(field "$mark" first_seq)
+		epoch=$(field "$mark" epoch)
+		# the live stream alone
+		st_live_start ENDA "$ST_LIVE_SECONDS"
+		st_live_end ENDA
+		base=$(grep '^RESULT' "$TMP/st_live.out" || true)
+		# the live stream with the storm in its middle
+		st_live_start ENDB "$ST_LIVE_SECONDS"
+		sleep 1
+		w0=$(cpu_ticks "$ST_WORKER")
+		b0=$(read_bytes "$ST_WORKER")
+		rc=0
+		"$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_SUBS" -j "$CLIENT_PROCS" -m 50 \
+			--path '/ws/?events=client_visit_create' \
+			-S "$since" -x "$epoch" -E END -q -L -t 600 \
+			>"$TMP/st_storm.out" 2>"$TMP/st_storm.err" || rc=$?
+		w1=$(cpu_ticks "$ST_WORKER")
+		b1=$(read_bytes "$ST_WORKER")
+		st_live_end ENDB
+		during=$(grep '^RESULT' "$TMP/st_live.out" || true)
+		res=$(grep '^RESULT' "$TMP/st_storm.out" || true)
+		ok=yes
+		[ "$rc" = 0 ] && [ "$(field "$res" finished)" = "$ST_SUBS" ] &&
+			[ "$(field "$res" per_sub_min)" = "$st_events" ] && [ "$(field "$res" per_sub_max)" = "$st_events" ] &&
+			[ "$(field "$res" resync)" = 0 ] && [ "$(field "$res" seq_backwards)" = 0 ] &&
+			[ "$(field "$res" bad)" = 0 ] || ok="NO (rc $rc)"
+		sec=$(field "$res" done_s)
+		wcpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')
+		rmb=$(awk -v a="$b0" -v b="$b1" 'BEGIN {printf "%.1f", (b - a) / 1048576}')
+		S_SEC[$v]="${S_SEC[$v]:-} $sec"
+		S_WCPU[$v]="${S_WCPU[$v]:-} $wcpu"
+		S_READ[$v]="${S_READ[$v]:-} $rmb"
+		S_P99B[$v]="${S_P99B[$v]:-} $(field "$base" p99_us)"
+		S_P99[$v]="${S_P99[$v]:-} $(field "$during" p99_us)"
+		[ "$ok" = yes ] || S_OK[$v]="$ok"
+		printf '  round %d  %-6s  %d x %d events %-3s in %s s  worker CPU %s s, read %s MB  msgs %s (per subscriber %s..%s)  live p99 %s us alone, %s us during the storm (live messages per subscriber: %s, %s)\n' \
+			$((r + 1)) "$v" "$ST_SUBS" "$st_events" "$ok" "$sec" "$wcpu" "$rmb" "$(field "$res" msgs)" \
+			"$(field "$res" per_sub_min)" "$(field "$res" per_sub_max)" \
+			"$(field "$base" p99_us)" "$(field "$during" p99_us)" \
+			"$(field "$base" per_sub_min)/$(field "$base" per_sub_max)" "$(field "$during" per_sub_min)/$(field "$during" per_sub_max)"
+		[ "$ok" = yes ] || sed 's/^/    client: /' "$TMP/st_storm.err" | head -5
+	done
+done
+echo
+echo "seconds: from the client's start (connecting $ST_SUBS included) to the END event after the $ST_EVENTS, in every subscriber; worker CPU: utime+stime of /proc/<worker pid>/stat over that time; worker read: its rchar (the WAL it read back, and its sockets). Live p99: commit-to-receive of $ST_LIVE subscribers at $ST_RATE events/s over ${ST_LIVE_SECONDS} s, alone and with the storm in it. Medians."
+echo
+echo "| resumed from | subscribers x events | seconds | worker CPU | worker read | all delivered once, in order | live p99 alone | live p99 during the storm |"
+echo "|---|--:|--:|--:|--:|---|--:|--:|"
+for v in memory wal; do
+	# shellcheck disable=SC2086
+	printf '| %s | %d x %d | %.2f | %.2f s | %.1f MB | %s | %s ms | %s ms |\n' "$v" "$ST_SUBS" "$st_events" \
+		"$(median ${S_SEC[$v]})" "$(median ${S_WCPU[$v]})" "$(median ${S_READ[$v]})" "${S_OK[$v]:-yes}" \
+		"$(ms "$(median ${S_P99B[$v]})")" "$(ms "$(median ${S_P99[$v]})")"
+done
+# shellcheck disable=SC2086
+awk -v a="$(median ${S_SEC[wal]})" -v b="$(median ${S_SEC[memory]})" -v c="$(median ${S_WCPU[wal]})" -v d="$(median ${S_WCPU[memory]})" \
+	'BEGIN {printf "\nWAL / memory: %.2fx the time, %.2fx the worker CPU\n\n", a / b, (d > 0 ? c / d : 0)}'
 fi
 
 # ---------------------------------------------------------------- standbys
@@ -1582,7 +1731,6 @@ dl_stream() {
 }
 
 # ms with one decimal from us
-ms() { awk -v x="$1" 'BEGIN {if (x == "" || x == "nan" || x < 0) print "-"; else printf "%.1f", x / 1000}'; }
 # pretty-print the ST_* of a run
 st_line() {
 	printf 'events %6d (%5.0f/s, pgbench tps %s, lag avg/max %s ms)  delivered %s/%s (lost %s%s)  %s msgs/s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker %s CPU-s = %s%%, %s us/msg, waited for a CPU %s s  client %s CPU-s = %s%%, %s us/msg  machine idle %s%%  %ss\n' \

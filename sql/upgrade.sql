@@ -1,5 +1,5 @@
 --
--- ALTER EXTENSION pg_ws UPDATE from 1.0, 1.1, 1.2, 1.2.1, 1.2.2 and 1.3.0 makes
+-- ALTER EXTENSION pg_ws UPDATE from 1.0, 1.1, 1.2, 1.2.1, 1.2.2, 1.3.0 and 1.3.1 makes
 -- exactly what a fresh install of the current version makes: the same
 -- objects, with the same definitions, privileges and initial privileges
 -- (which pg_dump relies on), triggers and extconfig.  Each is installed in
@@ -118,6 +118,7 @@ CREATE DATABASE pg_ws_upgraded_from_1_2;
 CREATE DATABASE pg_ws_upgraded_from_1_2_1;
 CREATE DATABASE pg_ws_upgraded_from_1_2_2;
 CREATE DATABASE pg_ws_upgraded_from_1_3_0;
+CREATE DATABASE pg_ws_upgraded_from_1_3_1;
 CREATE DATABASE pg_ws_fresh;
 
 -- 1.0, then ALTER EXTENSION pg_ws UPDATE (the warning that these databases
@@ -203,6 +204,27 @@ SELECT pg_catalog.md5(pg_catalog.string_agg(d::text, E'\n' ORDER BY d::text)) AS
 FROM (:describe) d \gset
 DROP ROLE upgrade_watcher;
 
+-- 1.3.1, then ALTER EXTENSION pg_ws UPDATE, with a role that may read
+-- pg_ws_stats: the library answers 1.3.1's pg_ws_stats, which lacks
+-- resumes_refused, until the update runs, and the role is named, since
+-- the view is made anew with the privileges of a fresh install
+\c pg_ws_upgraded_from_1_3_1
+SET client_min_messages = error;
+CREATE EXTENSION pg_ws VERSION '1.3.1';
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ws';
+CREATE ROLE upgrade_reader;
+GRANT SELECT ON pg_ws_stats TO upgrade_reader;
+SELECT count(*) AS stats_rows_before_update, count(subscribers_indexed) >= 0 AS has_1_3_1_columns
+FROM pg_ws_stats;
+SET client_min_messages = warning;
+ALTER EXTENSION pg_ws UPDATE;
+RESET client_min_messages;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_ws';
+SELECT resumes_refused >= 0 AS stats_after_update FROM pg_ws_stats;
+SELECT pg_catalog.md5(pg_catalog.string_agg(d::text, E'\n' ORDER BY d::text)) AS upgraded_from_1_3_1
+FROM (:describe) d \gset
+DROP ROLE upgrade_reader;
+
 -- a fresh install of the current version
 \c pg_ws_fresh
 SET client_min_messages = error;
@@ -217,7 +239,8 @@ SELECT :'upgraded' = :'fresh' AS upgrade_equals_fresh_install,
        :'upgraded_from_1_2' = :'fresh' AS upgrade_from_1_2_equals_fresh_install,
        :'upgraded_from_1_2_1' = :'fresh' AS upgrade_from_1_2_1_equals_fresh_install,
        :'upgraded_from_1_2_2' = :'fresh' AS upgrade_from_1_2_2_equals_fresh_install,
-       :'upgraded_from_1_3_0' = :'fresh' AS upgrade_from_1_3_0_equals_fresh_install;
+       :'upgraded_from_1_3_0' = :'fresh' AS upgrade_from_1_3_0_equals_fresh_install,
+       :'upgraded_from_1_3_1' = :'fresh' AS upgrade_from_1_3_1_equals_fresh_install;
 
 \c contrib_regression
 DROP DATABASE pg_ws_upgraded;
@@ -226,4 +249,5 @@ DROP DATABASE pg_ws_upgraded_from_1_2;
 DROP DATABASE pg_ws_upgraded_from_1_2_1;
 DROP DATABASE pg_ws_upgraded_from_1_2_2;
 DROP DATABASE pg_ws_upgraded_from_1_3_0;
+DROP DATABASE pg_ws_upgraded_from_1_3_1;
 DROP DATABASE pg_ws_fresh;

@@ -29,14 +29,17 @@
  * Where the events come from.  On a primary, from the shared queue; on a
  * hot standby, from the WAL as it is replayed (walread.c, "following"),
  * with the same positions.  A subscriber resuming from before the log's
- * history floor first reads its events from the WAL with a reader of its
- * own ("catching up"), framed for it alone, then joins the log where the
- * floor was; that reader pins the log's messages from there on, and not
- * the shared queue.  Readers hold memory (a transaction's events, up to
- * pg_ws.queue_size, while they hand them over), so only as many catch up at
- * once as pg_ws.catchup_memory holds at twice pg_ws.queue_size each; the
- * others wait in line, holding nothing, and a catching-up subscriber that
- * makes no progress for CATCHUP_STALL_MS while others wait is culled.
+ * history floor first takes its events from the WAL ("catching up"), with
+ * a reader shared by those resuming from about the same place that frames
+ * each event once (see "Shared catch-up readers" below), then joins the
+ * log where the reader's floor was; its riders pin the log's messages from
+ * there on, and not the shared queue.  Readers hold memory (a
+ * transaction's events, up to pg_ws.queue_size, while they hand them over,
+ * and a window of frames), so only as many read at once as
+ * pg_ws.catchup_memory holds at twice pg_ws.queue_size each; a resumer
+ * that can ride none waits in line, holding nothing.  How many
+ * connections of one address may resume from the WAL at once is asked
+ * here (pgws_broadcast_wal_resumes_from) and decided by http.c.
  *
  * A message keeps its space in the shared queue until every subscriber has
  * been sent it (see queue.c), and "sent" means it has left libwebsockets'
@@ -137,11 +140,21 @@ static uint64 log_cap = 0;
 static uint64 first_idx = 0;
 static uint64 next_idx = 0;
 static uint64 bytes_total = 0;
-static uint64 log_bytes = 0;	/* heap the log holds: blocks, messages */
 
-/* the blocks holding frames of the log, oldest first */
-static FrameBlock *oldest_block = NULL;
-static FrameBlock *newest_block = NULL;
+/*
+ * Blocks of frames, oldest first, and the heap they and their messages
+ * hold: the log's, and each shared catch-up reader's window (below).
+ */
+typedef struct FrameBlocks
+{
+	MemoryContext cxt;
+	FrameBlock *oldest;
+	FrameBlock *newest;
+	uint64		heap;			/* blocks, messages, rows */
+} FrameBlocks;
+
+/* the log's frames (its context is broadcast_context) */
+static FrameBlocks log_blocks;
 
 /*
  * May this subscriber be sent an event of this kind?  Events of the
@@ -246,9 +259,65 @@ static bool beyond_history(uint64 seq);
 static void go_live(PgWsConn *conn, bool resync);
 static void place_subscriber(PgWsConn *conn);
 static bool past_fork(PgWsSubscriber *sub, uint64 *fork);
+static int	write_span(PgWsConn *conn, uint8 *span, uint32 len);
+static void step_off(PgWsConn *conn);
+static void end_catchup(PgWsSubscriber *sub);
+static void start_waiting_resumers(void);
 
 /* events a catching-up subscriber reads from the WAL per writable call */
 #define CATCHUP_EVENTS 256
+
+/*
+ * Shared catch-up readers.  Subscribers resuming from before the log's
+ * history floor ("riders") share one WAL reader per stretch of the WAL:
+ * it reads the events after its floor up to the log's floor when it began,
+ * frames each once into a window of its own (the log's blocks and
+ * message layout, see frame_message), and every rider is sent spans of
+ * that window, filtered by message_for() as the log's messages are.  A
+ * resumer joins a reader whose window has not moved past its position
+ * (every event after the window's floor is in it or still to be read), or
+ * begins one of its own when pg_ws.catchup_memory has room for one more;
+ * otherwise it waits in line, holding nothing.  So a storm of resumes from
+ * about the same place reads the WAL once, and one from far older
+ * positions reads on its own without holding the others back.
+ *
+ * The window holds at most window_limit() bytes: the reader reads on only
+ * while there is room, and a message is freed once every rider has been
+ * handed it (libwebsockets copies what a full socket cannot take, so no
+ * frame of a window is referenced after lws_write).  A rider that holds
+ * the window's first message while the window is full, and has made no
+ * progress for CATCHUP_STALL_MS, steps off: it resumes anew after what it
+ * has (another reader, its own, or the line), and the others go on.  When
+ * a rider has been handed the window's end and the reader is done, it
+ * joins the log where the floor was; the log's messages from there on are
+ * pinned meanwhile (each rider's sent_idx), and not the shared queue.
+ */
+typedef struct PgWsCatchup
+{
+	dlist_node	node;			/* in catchups */
+	MemoryContext cxt;			/* the reader's and the window's */
+	PgWsWalReader *reader;
+	PgWsWalStatus status;		/* the reader's last answer */
+	uint64		floor;			/* every event after this is in the window
+								 * or still to be read */
+	uint64		log_idx;		/* where its riders join the log: the first
+								 * message after the floor it read up to */
+	WsMessage **window;			/* [first, next) in window[idx & (cap - 1)] */
+	uint64		cap;
+	uint64		first;
+	uint64		next;
+	uint64		bytes_total;	/* of every message framed, for offsets */
+	FrameBlocks blocks;
+	dlist_head	riders;			/* PgWsSubscriber.ride_node */
+	int			nriders;
+} PgWsCatchup;
+
+static dlist_head catchups = DLIST_STATIC_INIT(catchups);
+
+static bool catchup_read(PgWsCatchup *g);
+static void catchup_trim(PgWsCatchup *g);
+static uint64 window_lag(PgWsSubscriber *sub);
+static uint64 window_limit(void);
 
 static inline WsMessage *
 message_at(uint64 idx)
@@ -298,6 +367,13 @@ static inline PgWsConn *
 subscriber_conn(dlist_node *node)
 {
 	return dlist_container(PgWsConn, sub.node, node);
+}
+
+/* a rider of a catch-up reader, by its node in the reader's list */
+static inline PgWsConn *
+rider_conn(dlist_node *node)
+{
+	return dlist_container(PgWsConn, sub.ride_node, node);
 }
 
 /*
@@ -587,6 +663,7 @@ pgws_broadcast_init(uint64 floor)
 	log_cap = 1024;
 	message_log = MemoryContextAllocZero(broadcast_context,
 										 log_cap * sizeof(WsMessage *));
+	log_blocks.cxt = broadcast_context;
 	history_floor = floor;
 	pgws_queue_epoch(epoch, sizeof(epoch), InvalidOid);
 	epoch_has_timeline = pgws_wal || RecoveryInProgress();
@@ -688,41 +765,43 @@ position_suffix(char *buf, uint64 seq)
 	return n;
 }
 
-/* room for a frame of at most need bytes after the newest frame */
+/* room for a frame of at most need bytes after the newest frame of fb */
 static uint8 *
-frame_room(uint32 need)
+frame_room(FrameBlocks *fb, uint32 need)
 {
-	FrameBlock *block = newest_block;
+	FrameBlock *block = fb->newest;
 
 	if (block == NULL || block->size - block->used < need)
 	{
 		uint32		size = Max(need, FRAME_BLOCK_SIZE);
 
-		block = MemoryContextAllocHuge(broadcast_context,
+		block = MemoryContextAllocHuge(fb->cxt,
 									   offsetof(FrameBlock, bytes) + size);
 		block->next = NULL;
 		block->size = size;
 		block->used = 0;
-		if (newest_block != NULL)
-			newest_block->next = block;
+		if (fb->newest != NULL)
+			fb->newest->next = block;
 		else
-			oldest_block = block;
-		newest_block = block;
-		log_bytes += offsetof(FrameBlock, bytes) + size;
+			fb->oldest = block;
+		fb->newest = block;
+		fb->heap += offsetof(FrameBlock, bytes) + size;
 	}
 	return block->bytes + block->used;
 }
 
 /*
- * pgws_queue_drain's sink, and the follower's: a new message at the end of
- * the log, framed at once after the previous one, with its position in
- * place of its closing brace: {"event": ..., "data": {...}, "seq": N,
- * "epoch": "E"}.  A payload that is not a JSON object (only a superuser's
- * own pg_logical_emit_message can write one) is dropped.
+ * An event as a message numbered idx, framed after the newest frame of fb
+ * with its position in place of its closing brace: {"event": ...,
+ * "data": {...}, "seq": N, "epoch": "E"}.  The log and every catch-up
+ * reader frame alike, so that a subscriber gets the same bytes from
+ * either.  NULL for a payload that is not a JSON object (only a
+ * superuser's own pg_logical_emit_message could write one): it is
+ * dropped.  The caller sets offset and entry_pos.
  */
-static void
-append_message(void *arg, const char *line, uint32 line_len, uint64 seq,
-			   TransactionId xid, uint64 entry_pos)
+static WsMessage *
+frame_message(FrameBlocks *fb, uint64 idx, const char *line, uint32 line_len,
+			  uint64 seq, TransactionId xid)
 {
 	WsMessage  *msg;
 	char		suffix[POSITION_ROOM + 1];
@@ -737,34 +816,21 @@ append_message(void *arg, const char *line, uint32 line_len, uint64 seq,
 
 	split_line(line, line_len, &len, &row, &row_len);
 	if (len < 2 || json[0] != '{' || json[len - 1] != '}')
-		return;
-
-	if (next_idx - first_idx == log_cap)
-	{
-		WsMessage **bigger;
-		uint64		idx;
-
-		bigger = MemoryContextAllocHuge(broadcast_context,
-										2 * log_cap * sizeof(WsMessage *));
-		for (idx = first_idx; idx < next_idx; idx++)
-			bigger[idx & (2 * log_cap - 1)] = message_log[idx & (log_cap - 1)];
-		pfree(message_log);
-		message_log = bigger;
-		log_cap *= 2;
-	}
+		return NULL;
 
 	slen = position_suffix(suffix, seq);
 	final_len = len - 1 + slen;
-	frame = frame_room(PGWS_WS_MAX_HEADER + final_len);
+	frame = frame_room(fb, PGWS_WS_MAX_HEADER + final_len);
 	hlen = pgws_ws_frame_header(frame, WS_OP_TEXT, final_len);
 	memcpy(frame + hlen, json, len - 1);
 	memcpy(frame + hlen + len - 1, suffix, slen);
-	newest_block->used += hlen + final_len;
-	newest_block->last_idx = next_idx;
+	fb->newest->used += hlen + final_len;
+	fb->newest->last_idx = idx;
 
-	msg = MemoryContextAlloc(broadcast_context, sizeof(WsMessage));
+	msg = MemoryContextAlloc(fb->cxt, sizeof(WsMessage));
 	msg->seq = seq;
-	msg->entry_pos = entry_pos;
+	msg->entry_pos = 0;
+	msg->offset = 0;
 	msg->xid = xid;
 	msg->len = final_len;
 	msg->kind = pgws_event_kind_of(json, len);
@@ -788,19 +854,87 @@ append_message(void *arg, const char *line, uint32 line_len, uint64 seq,
 	msg->row_len = 0;
 	if (row != NULL)
 	{
-		msg->row = MemoryContextAlloc(broadcast_context, row_len + 1);
+		msg->row = MemoryContextAlloc(fb->cxt, row_len + 1);
 		memcpy(msg->row, row, row_len);
 		msg->row[row_len] = '\0';
 		msg->row_len = row_len;
-		log_bytes += row_len + 1;
+		fb->heap += row_len + 1;
 	}
+	fb->heap += sizeof(WsMessage);
+	return msg;
+}
+
+/*
+ * Free a message of fb, and then the blocks that hold only messages before
+ * first (the next message kept).
+ */
+static void
+free_message(FrameBlocks *fb, WsMessage *msg, uint64 first)
+{
+	fb->heap -= sizeof(WsMessage);
+	if (msg->row != NULL)
+	{
+		fb->heap -= msg->row_len + 1;
+		pfree(msg->row);
+	}
+	pfree(msg);
+	while (fb->oldest != NULL && fb->oldest->last_idx < first)
+	{
+		FrameBlock *block = fb->oldest;
+
+		fb->oldest = block->next;
+		if (fb->oldest == NULL)
+			fb->newest = NULL;
+		fb->heap -= offsetof(FrameBlock, bytes) + block->size;
+		pfree(block);
+	}
+}
+
+/* a ring of message pointers twice as large, for [first, next) */
+static WsMessage **
+grow_ring(MemoryContext cxt, WsMessage **ring, uint64 *cap, uint64 first,
+		  uint64 next)
+{
+	WsMessage **bigger;
+
+	bigger = MemoryContextAllocHuge(cxt, 2 * *cap * sizeof(WsMessage *));
+	for (uint64 idx = first; idx < next; idx++)
+		bigger[idx & (2 * *cap - 1)] = ring[idx & (*cap - 1)];
+	pfree(ring);
+	*cap *= 2;
+	return bigger;
+}
+
+/*
+ * pgws_queue_drain's sink, and the follower's: a new message at the end of
+ * the log, framed at once after the previous one.
+ */
+static void
+append_message(void *arg, const char *line, uint32 line_len, uint64 seq,
+			   TransactionId xid, uint64 entry_pos)
+{
+	WsMessage  *msg;
+
+	msg = frame_message(&log_blocks, next_idx, line, line_len, seq, xid);
+	if (msg == NULL)
+		return;
+	if (next_idx - first_idx == log_cap)
+		message_log = grow_ring(broadcast_context, message_log, &log_cap,
+								first_idx, next_idx);
+	msg->entry_pos = entry_pos;
 	msg->offset = bytes_total;
-	bytes_total += final_len;
-	log_bytes += sizeof(WsMessage);
+	bytes_total += msg->len;
 	message_log[next_idx & (log_cap - 1)] = msg;
 	next_idx++;
 	if (nindexed > 0)
-		wake_indexed(next_idx - 1, json, len, row, row_len);
+	{
+		uint32		len;
+		const char *row;
+		uint32		row_len;
+
+		split_line(line, line_len, &len, &row, &row_len);
+		wake_indexed(next_idx - 1, line, len, row, row_len);
+	}
 }
 
 /*
@@ -838,29 +972,13 @@ trim_log(void)
 		pgws_queue_release(pgws_queue_read_pos());
 	released_idx = release_idx;
 
-	while (first_idx < min_idx && log_bytes > history_bytes)
+	while (first_idx < min_idx && log_blocks.heap > history_bytes)
 	{
 		WsMessage  *msg = message_at(first_idx);
 
 		history_floor = msg->seq;
-		log_bytes -= sizeof(WsMessage);
-		if (msg->row != NULL)
-		{
-			log_bytes -= msg->row_len + 1;
-			pfree(msg->row);
-		}
-		pfree(msg);
 		first_idx++;
-		while (oldest_block != NULL && oldest_block->last_idx < first_idx)
-		{
-			FrameBlock *block = oldest_block;
-
-			oldest_block = block->next;
-			if (oldest_block == NULL)
-				newest_block = NULL;
-			log_bytes -= offsetof(FrameBlock, bytes) + block->size;
-			pfree(block);
-		}
+		free_message(&log_blocks, msg, first_idx);
 	}
 }
 
@@ -931,17 +1049,14 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		if (sub->timeline_wait)
 		{
 			uint64		fork;
-
-			/*
-			 * Replay followed its timeline or it waited long enough: it is
-			 * placed again, which tells it resync_required if it is still
-			 * past the fork.
-			 */
 			bool		past = past_fork(sub, &fork);
 
+			/*
+			 * Replay followed its timeline, or it waited long enough: it is
+			 * placed again, which resyncs it if it is still past the fork.
+			 */
 			if (!past || now >= sub->future_until)
 			{
-				/* still past it: placing it again resyncs it */
 				sub->timeline_wait = past;
 				sub->future_until = 0;
 				dlist_delete(&sub->node);
@@ -966,25 +1081,38 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		}
 		if (sub->catchup != NULL)
 		{
+			PgWsCatchup *g = sub->catchup;
+			bool		stuck = now - sub->progress_at >=
+				(TimestampTz) CATCHUP_STALL_MS * 1000;
+
 			/*
-			 * It holds the log, not the queue, and its reader: what they
-			 * hold is the lag.  One waiting for more WAL to be readable is
-			 * looked at again.
+			 * It holds the log, not the queue, and what its reader holds
+			 * for it: its part of the window, and the reader's own memory
+			 * when it rides alone (a reader shared is nobody's lag: one
+			 * that holds up the others steps off below, and then rides
+			 * alone).
 			 */
 			lag = (sub->sent_idx < next_idx ?
 				   bytes_total - message_at(sub->sent_idx)->offset : 0) +
-				pgws_walread_memory(sub->catchup);
+				window_lag(sub) +
+				(g->nriders == 1 ? pgws_walread_memory(g->reader) : 0);
+			/*
+			 * One that has all its reader has, which cannot read on for now
+			 * (the WAL is not readable yet, or a slower rider holds the full
+			 * window), is waiting, not lagging.
+			 */
+			if (sub->ride_idx == g->next &&
+				(g->status == PGWS_WAL_WAIT || g->blocks.heap >= window_limit()))
+				sub->progress_at = now;
 			if (now - sub->progress_at >= (TimestampTz) STALL_MS * 1000 &&
 				lag > max_lag)
 				cull(conn, lag, "stopped reading while catching up and exceeded pg_ws.max_subscriber_lag");
-			else if (now - sub->progress_at >= (TimestampTz) CATCHUP_STALL_MS * 1000 &&
+			else if (stuck && g->nriders > 1 && sub->ride_idx == g->first &&
+					 g->blocks.heap >= window_limit())
+				step_off(conn);
+			else if (stuck && g->nriders == 1 &&
 					 !dlist_is_empty(&waiting_resumers))
 				cull(conn, lag, "stopped reading while catching up, and others waited to resume");
-			else if (sub->catchup_waiting)
-			{
-				sub->catchup_waiting = false;
-				lws_callback_on_writable(conn->wsi);
-			}
 			continue;
 		}
 		if (sub->sent_idx >= arrived_idx)
@@ -1092,20 +1220,42 @@ pgws_broadcast_follow_wal(void)
 	return status == PGWS_WAL_MORE;
 }
 
-/* are subscribers waiting for WAL to become readable? */
+/*
+ * Read on with the catch-up readers that had reached the end of readable
+ * WAL, once each, and arm their riders that were waiting at the end of
+ * the window.  Returns whether some still wait.
+ */
 static bool
-catchup_waiting(void)
+catchups_read_on(void)
 {
+	bool		waiting = false;
 	dlist_iter	iter;
 
-	dlist_foreach(iter, &subscribers)
+	dlist_foreach(iter, &catchups)
 	{
-		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
+		PgWsCatchup *g = dlist_container(PgWsCatchup, node, iter.cur);
+		uint64		end = g->next;
+		dlist_iter	riter;
 
-		if (sub->catchup != NULL && sub->catchup_waiting)
-			return true;
+		if (g->status != PGWS_WAL_WAIT)
+			continue;
+		g->status = PGWS_WAL_MORE;
+		(void) catchup_read(g);
+		if (g->status == PGWS_WAL_WAIT && g->next == end)
+		{
+			waiting = true;
+			continue;
+		}
+		dlist_foreach(riter, &g->riders)
+		{
+			PgWsConn   *conn = rider_conn(riter.cur);
+
+			if (conn->sub.ride_idx >= end)
+				lws_callback_on_writable(conn->wsi);
+		}
+		waiting |= g->status == PGWS_WAL_WAIT;
 	}
-	return false;
+	return waiting;
 }
 
 /*
@@ -1118,13 +1268,12 @@ bool
 pgws_broadcast_poll_wal(void)
 {
 	bool		more = pgws_broadcast_follow_wal();
+	bool		catching_up;
 
 	if (queue_waits_for_flush)
 		pgws_broadcast_drain_queue();
-	if (catchup_waiting())
-		check_progress(GetCurrentTimestamp(), next_idx);
-	return more || follower != NULL || catchup_waiting() ||
-		queue_waits_for_flush;
+	catching_up = catchups_read_on();
+	return more || follower != NULL || catching_up || queue_waits_for_flush;
 }
 
 /*
@@ -1137,6 +1286,8 @@ pgws_broadcast_check_progress(TimestampTz now)
 	if (nsubscribers == 0 && follower == NULL)
 		pgws_broadcast_drain_queue();
 	check_progress(now, next_idx);
+	/* a reader may have begun that some in line can ride */
+	start_waiting_resumers();
 	trim_log();
 }
 
@@ -1177,8 +1328,9 @@ pgws_subscriber_pending_bytes(PgWsConn *conn)
 	if (!sub->subscribed || sub->catchup_queued || sub->indexed)
 		return 0;				/* waiting in line or in the index holds nothing */
 	if (sub->catchup != NULL)
-		return sub->sent_idx < next_idx ?
-			bytes_total - message_at(sub->sent_idx)->offset : 0;
+		return (sub->sent_idx < next_idx ?
+				bytes_total - message_at(sub->sent_idx)->offset : 0) +
+			window_lag(sub);
 	return queue_lag(sub);
 }
 
@@ -1334,7 +1486,6 @@ pgws_subscriber_open(PgWsConn *conn)
 	sub->notice = NULL;
 	sub->notice_len = 0;
 	sub->catchup = NULL;
-	sub->catchup_waiting = false;
 	sub->catchup_queued = false;
 	sub->future_until = 0;
 	sub->timeline_wait = false;
@@ -1346,9 +1497,51 @@ pgws_subscriber_open(PgWsConn *conn)
 }
 
 /*
- * How many subscribers may read the WAL at once: a reader holds up to a
+ * Would a subscriber resuming after since (with its epoch ours or not)
+ * read its first events from the WAL?  http.c asks before the upgrade, to
+ * bound what one address may make the worker read
+ * (pg_ws.max_wal_resumes_per_address); place_subscriber() decides alike.
+ */
+bool
+pgws_broadcast_resume_reads_wal(uint64 since, bool epoch_matches)
+{
+	return epoch_matches && since < history_floor &&
+		(pgws_wal || follower != NULL);
+}
+
+/*
+ * How many connections from this address resume from the WAL now: reading
+ * it, or waiting in line to.  Looked at once per such upgrade, so a walk
+ * of those lists costs little beside the reading it guards.
+ */
+int
+pgws_broadcast_wal_resumes_from(const PgWsPeerKey *key)
+{
+	dlist_head *lists[2] = {&subscribers, &waiting_resumers};
+	int			n = 0;
+
+	for (int i = 0; i < 2; i++)
+	{
+		dlist_iter	iter;
+
+		dlist_foreach(iter, lists[i])
+		{
+			PgWsConn   *conn = subscriber_conn(iter.cur);
+
+			if ((conn->sub.catchup != NULL || conn->sub.catchup_queued) &&
+				memcmp(&conn->key, key, sizeof(PgWsPeerKey)) == 0)
+				n++;
+		}
+	}
+	return n;
+}
+
+
+/*
+ * How many readers may read the WAL at once: a reader holds up to a
  * transaction's events (at most pg_ws.queue_size) and about as much again
- * while it decodes a record, and a little more.
+ * while it decodes a record, and a little more; its window fits in the
+ * second share.
  */
 static int
 max_catchups(void)
@@ -1379,22 +1572,205 @@ past_fork(PgWsSubscriber *sub, uint64 *fork)
 }
 
 /*
+ * Bytes of frames a reader's window holds at most: the second share of its
+ * budget (max_catchups).  Messages every rider has been handed stay in
+ * it until room is needed, so that resumers arriving a little later, from
+ * the same place, can still ride it.
+ */
+static uint64
+window_limit(void)
+{
+	return (uint64) pgws_queue_size_kb * 1024;
+}
+
+static inline WsMessage *
+window_at(PgWsCatchup *g, uint64 idx)
+{
+	Assert(idx >= g->first && idx < g->next);
+	return g->window[idx & (g->cap - 1)];
+}
+
+/* the first message of the window after position seq (next if none) */
+static uint64
+window_after(PgWsCatchup *g, uint64 seq)
+{
+	uint64		lo = g->first;
+	uint64		hi = g->next;
+
+	while (lo < hi)
+	{
+		uint64		mid = lo + (hi - lo) / 2;
+
+		if (window_at(g, mid)->seq <= seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* the bytes of a rider's window not handed to it yet */
+static uint64
+window_lag(PgWsSubscriber *sub)
+{
+	PgWsCatchup *g = sub->catchup;
+
+	return sub->ride_idx < g->next ?
+		g->bytes_total - window_at(g, sub->ride_idx)->offset : 0;
+}
+
+/* a reader's sink: frame the event once, for every rider */
+static bool
+catchup_sink(void *arg, uint64 seq, TransactionId xid, const char *line,
+			 uint32 line_len)
+{
+	PgWsCatchup *g = (PgWsCatchup *) arg;
+	WsMessage  *msg = frame_message(&g->blocks, g->next, line, line_len, seq,
+									xid);
+
+	if (msg != NULL)
+	{
+		if (g->next - g->first == g->cap)
+			g->window = grow_ring(g->cxt, g->window, &g->cap, g->first,
+								  g->next);
+		msg->offset = g->bytes_total;
+		g->bytes_total += msg->len;
+		g->window[g->next & (g->cap - 1)] = msg;
+		g->next++;
+	}
+	return g->blocks.heap < window_limit();
+}
+
+/*
+ * Read on into the window while it has room: true when it got messages.
+ * A reader at the end of readable WAL (WAIT) is read again when the WAL is
+ * looked at again (pgws_broadcast_poll_wal), once for all its riders.
+ */
+static bool
+catchup_read(PgWsCatchup *g)
+{
+	uint64		before = g->next;
+
+	catchup_trim(g);
+	if (g->status == PGWS_WAL_MORE && g->blocks.heap < window_limit())
+		g->status = pgws_walread_next(g->reader, CATCHUP_EVENTS, catchup_sink, g);
+	if (g->status == PGWS_WAL_WAIT)
+		pgws_worker_poll_wal_soon();
+	return g->next > before;
+}
+
+/*
+ * A full window makes room: it frees the messages every rider has been
+ * handed, down to half of it, and arms the riders that were at its end
+ * waiting for room.
+ */
+static void
+catchup_trim(PgWsCatchup *g)
+{
+	uint64		min_idx = g->next;
+	bool		was_full = g->blocks.heap >= window_limit();
+	dlist_iter	iter;
+
+	if (!was_full && g->nriders > 0)
+		return;
+	dlist_foreach(iter, &g->riders)
+		min_idx = Min(min_idx, rider_conn(iter.cur)->sub.ride_idx);
+	while (g->first < min_idx && g->blocks.heap >= window_limit() / 2)
+	{
+		WsMessage  *msg = window_at(g, g->first);
+
+		g->floor = msg->seq;
+		g->first++;
+		free_message(&g->blocks, msg, g->first);
+	}
+	if (!was_full || g->blocks.heap >= window_limit())
+		return;
+	dlist_foreach(iter, &g->riders)
+	{
+		PgWsConn   *conn = rider_conn(iter.cur);
+
+		if (conn->sub.ride_idx == g->next)
+			lws_callback_on_writable(conn->wsi);
+	}
+}
+
+/* the reader a resumer after since can ride: its window has not passed since */
+static PgWsCatchup *
+catchup_for(uint64 since)
+{
+	PgWsCatchup *best = NULL;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &catchups)
+	{
+		PgWsCatchup *g = dlist_container(PgWsCatchup, node, iter.cur);
+
+		if (g->status != PGWS_WAL_GONE && g->floor <= since &&
+			(best == NULL || g->floor > best->floor))
+			best = g;
+	}
+	return best;
+}
+
+/* a reader of the events after since, up to the log's floor */
+static PgWsCatchup *
+catchup_begin(uint64 since)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	PgWsCatchup *g;
+
+	cxt = AllocSetContextCreate(broadcast_context, "pg_ws catch-up",
+								ALLOCSET_DEFAULT_SIZES);
+	g = MemoryContextAllocZero(cxt, sizeof(PgWsCatchup));
+	g->cxt = cxt;
+	g->blocks.cxt = cxt;
+	g->floor = since;
+	g->cap = 1024;
+	g->window = MemoryContextAlloc(cxt, g->cap * sizeof(WsMessage *));
+	g->status = PGWS_WAL_MORE;
+	dlist_init(&g->riders);
+	old = MemoryContextSwitchTo(cxt);
+	g->reader = pgws_walread_begin(events_database, since, history_floor + 1);
+	MemoryContextSwitchTo(old);
+	g->log_idx = first_after(history_floor);
+	dlist_push_tail(&catchups, &g->node);
+	ncatchups++;
+	return g;
+}
+
+/* a rider of g from since on */
+static void
+catchup_join(PgWsSubscriber *sub, PgWsCatchup *g)
+{
+	sub->catchup = g;
+	sub->ride_idx = window_after(g, sub->since);
+	dlist_push_tail(&g->riders, &sub->ride_node);
+	g->nriders++;
+	sub->next_idx = g->log_idx;
+	sub->after_seq = sub->since;
+}
+
+/*
  * Where the subscriber starts: the live stream or, when it asked with
  * ?since=, the first event after that position, from the log or, for one
- * from before the log's history floor, from the WAL first, when there is
- * memory for one more reader (otherwise it waits in line, holding
- * nothing, until there is).
+ * from before the log's history floor, from the WAL first: with a reader
+ * others resuming from before it read with, or one of its own when there
+ * is memory for one more (otherwise it waits in line, holding nothing,
+ * until there is).
  */
 static void
 place_subscriber(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
 	uint64		fork;
+	bool		from_wal = sub->resume &&
+		pgws_broadcast_resume_reads_wal(sub->since, sub->epoch_matches);
+	PgWsCatchup *g = from_wal ? catchup_for(sub->since) : NULL;
 
 	if (!sub->resume)
 		go_live(conn, false);
-	else if (!sub->epoch_matches ||
-			 (sub->since < history_floor && !pgws_wal && follower == NULL))
+	else if (!sub->epoch_matches || (sub->since < history_floor && !from_wal))
 		go_live(conn, true);
 	else if (past_fork(sub, &fork))
 	{
@@ -1420,7 +1796,7 @@ place_subscriber(PgWsConn *conn)
 			go_live(conn, true);
 		}
 	}
-	else if (sub->since < history_floor && ncatchups >= max_catchups())
+	else if (from_wal && g == NULL && ncatchups >= max_catchups())
 	{
 		if (!sub->catchup_queued)
 			pgws_worker_stats.resumes_waited++;
@@ -1428,21 +1804,13 @@ place_subscriber(PgWsConn *conn)
 		dlist_push_tail(&waiting_resumers, &sub->node);
 		return;
 	}
-	else if (sub->since < history_floor)
+	else if (from_wal)
 	{
-		MemoryContext old = MemoryContextSwitchTo(conn->cxt);
-
 		/*
-		 * From the WAL up to the floor, then from the log: it holds the
-		 * log's messages from the floor on meanwhile.
+		 * From the WAL up to the reader's floor, then from the log: it holds
+		 * the log's messages from there on meanwhile.
 		 */
-		sub->catchup = pgws_walread_begin(events_database, sub->since,
-										  history_floor + 1);
-		sub->catchup_frames = makeStringInfo();
-		MemoryContextSwitchTo(old);
-		ncatchups++;
-		sub->next_idx = first_after(history_floor);
-		sub->after_seq = sub->since;
+		catchup_join(sub, g != NULL ? g : catchup_begin(sub->since));
 	}
 	else if (beyond_history(sub->since) && follower == NULL)
 	{
@@ -1477,59 +1845,31 @@ place_subscriber(PgWsConn *conn)
 		index_subscriber(conn);
 }
 
-/* a reader ended: subscribers waiting in line start theirs */
+/*
+ * A reader ended, or a second passed: subscribers waiting in line ride a
+ * reader that has not passed them, or begin theirs, first come first
+ * served.
+ */
 static void
 start_waiting_resumers(void)
 {
-	while (!shutting_down && !dlist_is_empty(&waiting_resumers) &&
-		   ncatchups < max_catchups())
+	dlist_mutable_iter iter;
+
+	if (shutting_down)
+		return;
+	dlist_foreach_modify(iter, &waiting_resumers)
 	{
-		dlist_node *node = dlist_pop_head_node(&waiting_resumers);
+		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
 
-		place_subscriber(subscriber_conn(node));
+		/* its since may be in the log by now, too */
+		if (ncatchups < max_catchups() ||
+			!pgws_broadcast_resume_reads_wal(sub->since, sub->epoch_matches) ||
+			catchup_for(sub->since) != NULL)
+		{
+			dlist_delete(iter.cur);
+			place_subscriber(subscriber_conn(iter.cur));
+		}
 	}
-}
-
-/*
- * A catching-up subscriber's sink: frame the event for it alone; enough
- * for one write once BYTES_PER_WRITABLE are framed.
- */
-static bool
-catchup_sink(void *arg, uint64 seq, TransactionId xid, const char *line,
-			 uint32 line_len)
-{
-	PgWsSubscriber *sub = (PgWsSubscriber *) arg;
-	StringInfo	out = sub->catchup_frames;
-	uint8		header[PGWS_WS_MAX_HEADER];
-	char		suffix[POSITION_ROOM + 1];
-	int			slen;
-	int			hlen;
-	int			kind;
-	const char *name = NULL;
-	size_t		name_len = 0;
-
-	const char *json = line;
-	uint32		len;
-	const char *row;
-	uint32		row_len;
-
-	split_line(line, line_len, &len, &row, &row_len);
-	sub->after_seq = seq;
-	if (len == 0 || json[len - 1] != '}' || snapshot_saw(sub, seq, xid))
-		return true;
-	kind = pgws_event_kind_of(json, len);
-	if (kind < 0)
-		name = pgws_event_name_of(json, len, &name_len);
-	if (!subscriber_wants(sub, kind, name, name_len) ||
-		!values_match(sub, kind, name, name_len, json, len, row, row_len))
-		return true;
-	slen = position_suffix(suffix, seq);
-	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len - 1 + slen);
-	appendBinaryStringInfo(out, (char *) header, hlen);
-	appendBinaryStringInfo(out, json, len - 1);
-	appendBinaryStringInfo(out, suffix, slen);
-	sub->catchup_count++;
-	return out->len < BYTES_PER_WRITABLE;
 }
 
 /* msgs messages of len bytes in all were handed to this subscriber */
@@ -1542,57 +1882,155 @@ count_sent(PgWsSubscriber *sub, uint64 msgs, uint64 len)
 	pgws_worker_stats.bytes_sent += len;
 }
 
+/*
+ * The rider leaves its reader (done, gone, closing, or stepping off); the
+ * last one out ends it, and those in line may start.
+ */
 static void
 end_catchup(PgWsSubscriber *sub)
 {
-	pgws_walread_end(sub->catchup);
+	PgWsCatchup *g = sub->catchup;
+
+	dlist_delete(&sub->ride_node);
 	sub->catchup = NULL;
-	sub->catchup_waiting = false;
-	pfree(sub->catchup_frames->data);
-	pfree(sub->catchup_frames);
-	sub->catchup_frames = NULL;
+	if (--g->nriders > 0)
+	{
+		catchup_trim(g);
+		return;
+	}
+	dlist_delete(&g->node);
+	pgws_walread_end(g->reader);
+	MemoryContextDelete(g->cxt);
 	ncatchups--;
 	start_waiting_resumers();
 }
 
 /*
- * Hand a catching-up subscriber its next events from the WAL, all in one
- * write.  Returns -1 to close the connection, 1 while it is still catching
- * up, 0 once it has joined the log.
+ * A rider that held up a full window steps off: it resumes anew after
+ * what it has been handed, with another reader, one of its own or in line.
+ */
+static void
+step_off(PgWsConn *conn)
+{
+	PgWsSubscriber *sub = &conn->sub;
+
+	end_catchup(sub);
+	dlist_delete(&sub->node);
+	sub->since = sub->after_seq;
+	place_subscriber(conn);
+}
+
+/*
+ * Hand a rider its next frames from its reader's window, spans of
+ * consecutive frames with one write each, reading on when it reaches the
+ * window's end.  Returns -1 to close the connection, 1 while it is still
+ * riding, 0 once it has joined the log.
  */
 static int
 catch_up(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
-	PgWsWalStatus status;
+	PgWsCatchup *g = sub->catchup;
+	uint64		start = sub->ride_idx;
+	uint64		written = 0;
+	uint8	   *span = NULL;
+	uint32		span_len = 0;
+	uint32		span_msgs = 0;
+	bool		full = false;
 
-	resetStringInfo(sub->catchup_frames);
-	sub->catchup_count = 0;
-	status = pgws_walread_next(sub->catchup, CATCHUP_EVENTS, catchup_sink, sub);
-	if (sub->catchup_frames->len > 0)
+	for (;;)
 	{
-		if (lws_write(conn->wsi, (uint8 *) sub->catchup_frames->data,
-					  sub->catchup_frames->len, LWS_WRITE_RAW) <
-			sub->catchup_frames->len)
-			return -1;
-		count_sent(sub, sub->catchup_count, sub->catchup_frames->len);
-		sub->progress_at = GetCurrentTimestamp();
+		WsMessage  *msg;
+		bool		skip;
+
+		if (sub->ride_idx == g->next)
+		{
+			/* before reading on, which may free what the span is in */
+			if (span_len > 0)
+			{
+				int			rc = write_span(conn, span, span_len);
+
+				if (rc < 0)
+					return -1;
+				count_sent(sub, span_msgs, span_len);
+				written += span_len;
+				span_len = 0;
+				span_msgs = 0;
+				if (rc > 0 || written >= BYTES_PER_WRITABLE)
+				{
+					full = rc > 0;
+					break;
+				}
+			}
+			if (!catchup_read(g))
+				break;
+			continue;
+		}
+		msg = window_at(g, sub->ride_idx);
+		skip = !message_for(sub, msg);
+		if (span_len > 0 &&
+			(skip || msg->frame != span + span_len ||
+			 span_len + msg->frame_len > FRAME_BLOCK_SIZE))
+		{
+			int			rc = write_span(conn, span, span_len);
+
+			if (rc < 0)
+				return -1;
+			count_sent(sub, span_msgs, span_len);
+			written += span_len;
+			span_len = 0;
+			span_msgs = 0;
+			if (rc > 0 || written >= BYTES_PER_WRITABLE)
+			{
+				full = rc > 0;
+				break;
+			}
+		}
+		sub->ride_idx++;
+		sub->after_seq = msg->seq;
+		if (skip)
+			continue;
+		if (span_len == 0)
+			span = msg->frame;
+		span_len += msg->frame_len;
+		span_msgs++;
 	}
-	switch (status)
+	if (span_len > 0)
+	{
+		int			rc = write_span(conn, span, span_len);
+
+		if (rc < 0)
+			return -1;
+		count_sent(sub, span_msgs, span_len);
+		full = rc > 0;
+	}
+	if (sub->ride_idx > start)
+	{
+		sub->progress_at = GetCurrentTimestamp();
+		if (start == g->first)
+			catchup_trim(g);
+	}
+	if (sub->ride_idx < g->next)
+	{
+		/* the turn is over: libwebsockets calls again once it is out */
+		if (!full)
+			lws_callback_on_writable(conn->wsi);
+		return 1;
+	}
+	switch (g->status)
 	{
 		case PGWS_WAL_MORE:
-			if (!lws_partial_buffered(conn->wsi))
+			/* armed by catchup_trim() once the window has room */
+			if (!full && g->blocks.heap < window_limit())
 				lws_callback_on_writable(conn->wsi);
 			return 1;
 		case PGWS_WAL_WAIT:
-			/* the rest is not flushed (or replayed) yet: look again soon */
-			sub->catchup_waiting = true;
-			pgws_worker_poll_wal_soon();
+			/* armed when the WAL is looked at again */
 			return 1;
 		case PGWS_WAL_DONE:
 			end_catchup(sub);
-			/* everything up to the floor it joined at has been handed over */
-			return lws_partial_buffered(conn->wsi) ? 1 : 0;
+			/* everything up to the floor it joins at has been handed over */
+			return full ? 1 : 0;
 		case PGWS_WAL_GONE:
 			break;
 	}

@@ -24,7 +24,9 @@
  * body (400).  The checks run in that order, then the Host and the origin
  * (403), the subprotocol (400, only "pg_ws"), the token (401), and the
  * query's since/epoch, events and filter (400; a filter field pg_ws may
- * not know yet: 503, filtercols.c).  GET /health and GET /metrics are
+ * not know yet: 503, filtercols.c), and last whether a since that reads
+ * the WAL is one too many for its address (503 with Retry-After,
+ * pg_ws.max_wal_resumes_per_address).  GET /health and GET /metrics are
  * metrics.c's.  Every refusal is counted and logged by its reason,
  * rate-limited (conn.c).
  *
@@ -899,6 +901,22 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 		!read_events_filter(conn, req->query, &up) ||
 		!read_value_filter(conn, req->query, &up))
 		return;
+
+	/*
+	 * What one address may make the worker read from the WAL at once
+	 * (broadcast.c knows where a since lies): past it, a refusal the
+	 * client can retry, before anything is held for it.
+	 */
+	if (up.resume && pgws_max_wal_resumes_per_address > 0 &&
+		pgws_broadcast_resume_reads_wal(up.since, up.epoch_matches) &&
+		pgws_broadcast_wal_resumes_from(&conn->key) >=
+		pgws_max_wal_resumes_per_address)
+	{
+		pgws_worker_stats.resumes_refused++;
+		pgws_http_refuse(conn, 503, "Retry-After: 1\r\n",
+						 "too many connections from this address resuming from the WAL: pg_ws.max_wal_resumes_per_address reached; try again in a second");
+		return;
+	}
 
 	if (!ws_accept(req->ws_key, accept, sizeof(accept)))
 	{

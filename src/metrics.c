@@ -202,6 +202,9 @@ metrics(PgWsConn *conn)
 	metric_u64(&out, "pg_ws_resumes_waited_total", "counter",
 			   "Subscribers that waited for catch-up memory before resuming from the WAL.",
 			   w->resumes_waited);
+	metric_u64(&out, "pg_ws_resumes_refused_total", "counter",
+			   "Upgrades refused (503) because their address had pg_ws.max_wal_resumes_per_address connections resuming from the WAL.",
+			   w->resumes_refused);
 	metric_u64(&out, "pg_ws_history_slot_invalidations_total", "counter",
 			   "Times the replication slot \"pg_ws\" was found invalidated (its WAL removed, or idle too long) and recreated.",
 			   w->slot_invalidations);

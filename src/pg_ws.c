@@ -44,6 +44,7 @@ char	   *pgws_history_retention = NULL;
 int			pgws_event_loop = PGWS_EVENT_LOOP_POLL;
 char	   *pgws_media_url = NULL;
 int			pgws_max_connections_per_address = 0;
+int			pgws_max_wal_resumes_per_address = 10;
 int			pgws_ping_interval_s = 30;
 int			pgws_handshake_timeout_s = 10;
 int			pgws_max_header_size = 16384;
@@ -307,6 +308,13 @@ define_gucs(void)
 							"0 means no limit (many browsers may share one NAT address).",
 							&pgws_max_connections_per_address,
 							0, 0, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.max_wal_resumes_per_address",
+							"Maximum number of connections from one IP address resuming from the WAL at once.",
+							"Past it, a request whose ?since= lies before the worker's memory is answered 503 with Retry-After; 0 means no limit (raise it behind a proxy, whose clients share its address).",
+							&pgws_max_wal_resumes_per_address,
+							10, 0, 100000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.ping_interval",

@@ -86,6 +86,7 @@ typedef enum PgWsEventLoop
 extern int	pgws_event_loop;
 extern char *pgws_media_url;
 extern int	pgws_max_connections_per_address;
+extern int	pgws_max_wal_resumes_per_address;
 extern int	pgws_ping_interval_s;
 extern int	pgws_handshake_timeout_s;
 extern int	pgws_max_header_size;
@@ -546,6 +547,9 @@ typedef struct PgWsWorkerStats
 	uint64		drops[PGWS_NUM_DROPS];
 	uint64		ignored[PGWS_NUM_IGNORED];
 	uint64		resumes_waited; /* resumes that waited for catch-up memory */
+	uint64		resumes_refused;	/* upgrades refused: their address had
+									 * pg_ws.max_wal_resumes_per_address
+									 * resuming from the WAL */
 	uint64		slot_invalidations; /* times the "pg_ws" slot was found
 									 * invalidated, and dropped */
 } PgWsWorkerStats;

@@ -148,13 +148,14 @@ typedef struct PgWsSubscriber
 	PgWsSnapshotPosition position;	/* then that position (xids in cxt) */
 	uint8	   *notice;			/* resync_required frame, sent first */
 	int			notice_len;
-	struct PgWsWalReader *catchup;	/* reading its events from the WAL,
-									 * before it joins the log */
+	struct PgWsCatchup *catchup;	/* the shared reader it takes its
+									 * events from the WAL from, before it
+									 * joins the log (broadcast.c) */
+	dlist_node	ride_node;		/* in that reader's list of riders */
+	uint64		ride_idx;		/* the next of the reader's messages to
+								 * hand to libwebsockets */
 	bool		catchup_queued; /* waits for catch-up memory to read them
 								 * (in broadcast.c's list of those) */
-	bool		catchup_waiting;	/* at the end of readable WAL */
-	StringInfo	catchup_frames; /* frames read from the WAL, to write */
-	uint64		catchup_count;	/* how many */
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
 	TimestampTz holding_since;	/* since when it holds the oldest message
@@ -303,6 +304,8 @@ extern void pgws_subscriber_close(PgWsConn *conn);
 extern void pgws_subscriber_grant_renewed(PgWsConn *conn);
 extern uint64 pgws_subscriber_pending_bytes(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
+extern bool pgws_broadcast_resume_reads_wal(uint64 since, bool epoch_matches);
+extern int	pgws_broadcast_wal_resumes_from(const PgWsPeerKey *key);
 
 /*
  * metrics.c: is path /health or /metrics, served while pg_ws.monitoring

@@ -145,6 +145,7 @@ pgws_stats_restore_counters(PgWsWorkerStats *worker)
 	memcpy(worker->drops, last.drops, sizeof(worker->drops));
 	memcpy(worker->ignored, last.ignored, sizeof(worker->ignored));
 	worker->resumes_waited = last.resumes_waited;
+	worker->resumes_refused = last.resumes_refused;
 	worker->slot_invalidations = last.slot_invalidations;
 }
 
@@ -208,16 +209,18 @@ counts_jsonb(const char *const *names, const uint64 *counts, int n)
 }
 
 /*
- * pg_ws_stats(): one row, see sql/pg_ws--1.3.1.sql for the columns and the
+ * pg_ws_stats(): one row, see sql/pg_ws--1.4.0.sql for the columns and the
  * README's "Monitoring" for what each means.  The worker's figures of now
  * are NULL while no worker runs; its counters are not.
  *
  * Columns are only ever added at the end, so that a library newer than
  * the extension's SQL (a package upgraded, ALTER EXTENSION UPDATE not run
  * yet) still answers with the columns the SQL declares: 1.2.2 and 1.3.0
- * declare all but subscribers_indexed.
+ * declare all but subscribers_indexed and resumes_refused, 1.3.1 all but
+ * resumes_refused.  The tuple is formed from the first natts values.
  */
-#define PG_WS_STATS_COLS 23
+#define PG_WS_STATS_COLS 24
+#define PG_WS_STATS_COLS_1_3_1 23
 #define PG_WS_STATS_COLS_1_2_2 22
 
 PG_FUNCTION_INFO_V1(pg_ws_stats);
@@ -237,6 +240,7 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (tupdesc->natts != lengthof(values) &&
+		tupdesc->natts != PG_WS_STATS_COLS_1_3_1 &&
 		tupdesc->natts != PG_WS_STATS_COLS_1_2_2)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -303,6 +307,7 @@ pg_ws_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum((int64) w->slot_invalidations);
 	nulls[i] = !running;
 	values[i++] = Int32GetDatum(w->subscribers_indexed);
+	values[i++] = Int64GetDatum((int64) w->resumes_refused);
 
 	Assert(i == PG_WS_STATS_COLS);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

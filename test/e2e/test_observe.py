@@ -636,6 +636,7 @@ async def test_metrics_scrape(ctx):
              ('pg_ws_connections_accepted_total', s['connections_total']),
              ('pg_ws_subscribers', s['subscribers']),
              ('pg_ws_subscribers_indexed', s['subscribers_indexed']),
+             ('pg_ws_resumes_refused_total', s['resumes_refused']),
              ('pg_ws_queue_capacity_bytes', s['queue_bytes_capacity']),
              ('pg_ws_queue_used_bytes', s['queue_bytes_used']),
              ('pg_ws_queue_writers_waiting', s['writers_waiting']),
