@@ -62,7 +62,9 @@ NODES = {}
 
 
 async def setup():
-    primary = Cluster(name='primary')
+    # (e)'s 20 readers resume from the WAL at once from one address: no
+    # per-address bound here (test_catchup.py (f) tests it)
+    primary = Cluster(name='primary', conf=['pg_ws.max_wal_resumes_per_address = 0'])
     await asyncio.to_thread(primary.start)
     await primary.install()
     conn = primary.connect()
