@@ -61,6 +61,7 @@ TEST_TOOLS=(
 	debhelper postgresql-server-dev-all		# make deb: dpkg-buildpackage, pg_buildext
 	lintian									# test_deb.py checks the packages
 	patroni etcd-server haproxy				# test_cluster.py: Patroni, its store, a balancer
+	python3-etcd							# Patroni's etcd3 store (13 and testing satisfy its dependency with consul)
 )
 # daemons those packages start on a machine run by systemd, which no test
 # uses (test_cluster.py starts its own on free ports): stopped and disabled
