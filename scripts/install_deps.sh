@@ -60,7 +60,13 @@ TEST_TOOLS=(
 	pkg-config								# bench/Makefile's clients
 	debhelper postgresql-server-dev-all		# make deb: dpkg-buildpackage, pg_buildext
 	lintian									# test_deb.py checks the packages
+	patroni etcd-server haproxy				# test_cluster.py: Patroni, its store, a balancer
+	python3-etcd							# Patroni's etcd3 store (13 and testing satisfy its dependency with consul)
 )
+# daemons those packages start on a machine run by systemd, which no test
+# uses (test_cluster.py starts its own on free ports): stopped and disabled
+# when they are installed here, so that nothing is left listening
+UNUSED_SERVICES=(etcd.service haproxy.service)
 
 mode=all always= print= simulate=
 for arg in "$@"; do
@@ -138,4 +144,11 @@ apt-get install "${apt_opts[@]}" -o APT::Status-Fd=3 "${missing[@]}" 3>&1 >"$LOG
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" -eq 0 ] || failed "apt-get install"
+case " ${missing[*]} " in
+	*" etcd-server "*|*" haproxy "*)
+		if command -v systemctl >/dev/null &&
+			[ "$(systemctl is-system-running 2>/dev/null)" != offline ]; then
+			systemctl disable --now "${UNUSED_SERVICES[@]}" >>"$LOG" 2>&1 || true
+		fi ;;
+esac
 echo "pg_ws: installed"

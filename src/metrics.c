@@ -16,8 +16,14 @@
  *	  (the worker serves again once it exists and the configuration is
  *	  reloaded);
  *	- committing transactions wait for room in the queue: it does not
- *	  drain as fast as it fills.
+ *	  drain as fast as it fills;
+ *	- on a standby, replay lags more than pg_ws.health_max_replay_lag
+ *	  behind the WAL received, or no WAL has been received from an
+ *	  upstream for that long (its primary is gone: what it serves is
+ *	  getting stale), so that a balancer takes it out.
  * The worker itself not running needs no answer: nothing listens then.
+ * /health/primary and /health/standby answer the same, and 503 on a node
+ * of the other role, for a balancer that must reach one role only.
  *
  * Who may read them is pg_ws.monitoring: off (404, as for any other path),
  * local (loopback peers asking for a loopback Host; 403 for others) or on.
@@ -34,6 +40,9 @@
 #include "server.h"
 
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "replication/walreceiver.h"
+#include "storage/spin.h"
 #include "utils/json.h"
 
 /* a complete answer: status line, headers, body; then the connection ends */
@@ -57,10 +66,113 @@ answer(PgWsConn *conn, int status, const char *content_type, StringInfo body)
 	pgws_conn_finish(conn, (uint8 *) out.data + LWS_PRE, out.len - LWS_PRE);
 }
 
+/* how far behind a standby is, as /health reports it */
+typedef struct ReplayLag
+{
+	bool		standby;		/* in recovery; nothing below is set if not */
+	bool		receiving;		/* a WAL receiver streams from an upstream */
+	uint64		bytes;			/* WAL received, not replayed yet */
+	double		seconds;		/* how long replay has been behind that */
+	double		not_receiving;	/* seconds without an upstream */
+} ReplayLag;
+
+/*
+ * How long replay has been behind, in this worker's memory.  PostgreSQL
+ * keeps no shared record of when each piece of WAL arrived on a standby
+ * (pg_stat_replication's replay_lag is the primary's bookkeeping), and the
+ * time since the last replayed commit measures how idle the primary was as
+ * much as how late the standby is.  So each look (a balancer's check) notes
+ * where the WAL receiver stands and when it was seen there, and the lag is
+ * the age of the oldest note replay has not passed: exact to the interval
+ * between looks, and only this machine's clock is read.  When the notes
+ * are full the newest moves forward, so the oldest ones stay exact.
+ */
+#define LAG_NOTES 64
+
+typedef struct LagNote
+{
+	XLogRecPtr	lsn;			/* received up to here ... */
+	TimestampTz at;				/* ... when first seen */
+} LagNote;
+
+static LagNote lag_notes[LAG_NOTES];
+static int	lag_first = 0;
+static int	lag_count = 0;
+static TimestampTz not_receiving_since = 0;
+
+static void
+replay_lag(ReplayLag *lag, TimestampTz now)
+{
+	XLogRecPtr	replayed;
+	XLogRecPtr	received;
+	WalRcvState state;
+
+	memset(lag, 0, sizeof(*lag));
+	lag->standby = RecoveryInProgress();
+	if (!lag->standby)
+	{
+		lag_count = 0;
+		not_receiving_since = 0;
+		return;
+	}
+	replayed = GetXLogReplayRecPtr(NULL);
+	received = GetWalRcvFlushRecPtr(NULL, NULL);
+	SpinLockAcquire(&WalRcv->mutex);
+	state = WalRcv->walRcvState;
+	SpinLockRelease(&WalRcv->mutex);
+
+	while (lag_count > 0 && lag_notes[lag_first].lsn <= replayed)
+	{
+		lag_first = (lag_first + 1) % LAG_NOTES;
+		lag_count--;
+	}
+	if (received > replayed)
+	{
+		LagNote    *newest = lag_count > 0 ?
+			&lag_notes[(lag_first + lag_count - 1) % LAG_NOTES] : NULL;
+
+		if (newest == NULL || received > newest->lsn)
+		{
+			if (lag_count == LAG_NOTES)
+				newest->lsn = received;
+			else
+			{
+				newest = &lag_notes[(lag_first + lag_count) % LAG_NOTES];
+				newest->lsn = received;
+				newest->at = now;
+				lag_count++;
+			}
+		}
+		lag->bytes = received - replayed;
+		lag->seconds = (double) Max(now - lag_notes[lag_first].at, 0) / USECS_PER_SEC;
+	}
+
+	/*
+	 * A receiver that is starting, waiting or restarting has no upstream:
+	 * the primary is gone, or this standby cannot reach it.  Replay has
+	 * then caught up with all it has, so the lag above says nothing.
+	 */
+	lag->receiving = (state == WALRCV_STREAMING);
+	if (lag->receiving)
+		not_receiving_since = 0;
+	else
+	{
+		if (not_receiving_since == 0)
+			not_receiving_since = now;
+		lag->not_receiving = (double) (now - not_receiving_since) / USECS_PER_SEC;
+	}
+}
+
 /* why pg_ws does not serve now, or NULL */
 static char *
-unavailable_reason(const PgWsStatsSnapshot *snap)
+unavailable_reason(const PgWsStatsSnapshot *snap, const ReplayLag *lag,
+				   const char *role_wanted)
 {
+	double		max_lag = (double) pgws_health_max_replay_lag_ms / 1000.0;
+
+	if (role_wanted != NULL &&
+		strcmp(role_wanted, lag->standby ? "standby" : "primary") != 0)
+		return psprintf("this node is %s", lag->standby ? "a standby" : "the primary");
 	if (!OidIsValid(pgws_broadcast_database()))
 		return psprintf("pg_ws.database \"%s\" does not exist", pgws_database);
 	if (snap->queue.writers_waiting > 0)
@@ -71,19 +183,31 @@ unavailable_reason(const PgWsStatsSnapshot *snap)
 		(TimestampTz) pgws_queue_full_timeout_ms * 1000)
 		return psprintf("events have waited %.0f s behind a transaction that is still committing (for a synchronous standby?)",
 						(double) (snap->now - snap->worker.blocked_since) / USECS_PER_SEC);
+	if (lag->standby && pgws_health_max_replay_lag_ms > 0)
+	{
+		if (lag->seconds > max_lag)
+			return psprintf("replay is %.1f s behind the WAL received (" UINT64_FORMAT " bytes; pg_ws.health_max_replay_lag is %.1f s)",
+							lag->seconds, lag->bytes, max_lag);
+		if (!lag->receiving && lag->not_receiving > max_lag)
+			return psprintf("no WAL received from an upstream for %.1f s (pg_ws.health_max_replay_lag is %.1f s)",
+							lag->not_receiving, max_lag);
+	}
 	return NULL;
 }
 
+/* /health, or /health/primary and /health/standby: role_wanted */
 static void
-health(PgWsConn *conn)
+health(PgWsConn *conn, const char *role_wanted)
 {
 	PgWsStatsSnapshot snap;
+	ReplayLag	lag;
 	StringInfoData body;
 	char	   *reason;
 
 	pgws_worker_publish_stats();
 	pgws_stats_snapshot(&snap);
-	reason = unavailable_reason(&snap);
+	replay_lag(&lag, snap.now);
+	reason = unavailable_reason(&snap, &lag, role_wanted);
 
 	initStringInfo(&body);
 	appendStringInfo(&body, "{\"status\": \"%s\"", reason ? "unavailable" : "ok");
@@ -96,11 +220,17 @@ health(PgWsConn *conn)
 					 ", \"role\": \"%s\", \"connections\": %d, \"subscribers\": %d"
 					 ", \"queue_bytes_used\": " UINT64_FORMAT
 					 ", \"queue_bytes_capacity\": " UINT64_FORMAT
-					 ", \"writers_waiting\": %u}\n",
-					 RecoveryInProgress() ? "standby" : "primary",
+					 ", \"writers_waiting\": %u",
+					 lag.standby ? "standby" : "primary",
 					 snap.worker.connections, snap.worker.subscribers,
 					 snap.queue.bytes_used, snap.queue.bytes_capacity,
 					 snap.queue.writers_waiting);
+	if (lag.standby)
+		appendStringInfo(&body,
+						 ", \"receiving\": %s, \"replay_lag_bytes\": " UINT64_FORMAT
+						 ", \"replay_lag_seconds\": %.3f",
+						 lag.receiving ? "true" : "false", lag.bytes, lag.seconds);
+	appendStringInfoString(&body, "}\n");
 	answer(conn, reason ? 503 : 200, "application/json", &body);
 }
 
@@ -219,7 +349,9 @@ metrics(PgWsConn *conn)
 bool
 pgws_metrics_path(const char *path)
 {
-	if (strcmp(path, "/health") != 0 && strcmp(path, "/metrics") != 0)
+	if (strcmp(path, "/health") != 0 && strcmp(path, "/metrics") != 0 &&
+		strcmp(path, "/health/primary") != 0 &&
+		strcmp(path, "/health/standby") != 0)
 		return false;
 	/* off: not found, like any other path */
 	return pgws_monitoring != PGWS_MONITORING_OFF;
@@ -242,7 +374,11 @@ pgws_metrics_answer(PgWsConn *conn, const char *path, const PgWsAuthRequest *are
 		return;
 	}
 	if (strcmp(path, "/health") == 0)
-		health(conn);
+		health(conn, NULL);
+	else if (strcmp(path, "/health/primary") == 0)
+		health(conn, "primary");
+	else if (strcmp(path, "/health/standby") == 0)
+		health(conn, "standby");
 	else
 		metrics(conn);
 }

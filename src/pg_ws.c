@@ -51,6 +51,7 @@ int			pgws_max_header_size = 16384;
 int			pgws_max_visit_histories = 1000;
 int			pgws_console_mode = PGWS_CONSOLE_AUTO;
 int			pgws_monitoring = PGWS_MONITORING_LOCAL;
+int			pgws_health_max_replay_lag_ms = 30000;
 
 /* GUC variables of wss:// (used by tls.c) */
 bool		pgws_ssl = false;
@@ -285,6 +286,13 @@ define_gucs(void)
 							&pgws_queue_full_timeout_ms,
 							10000, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.health_max_replay_lag",
+							"How far behind a standby may be before its /health answers 503.",
+							"Replay behind the WAL received for this long, or no WAL received from an upstream for this long; 0 never takes a standby out for its lag.",
+							&pgws_health_max_replay_lag_ms,
+							30000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.max_connections",
 							"Maximum number of connections the pg_ws server serves at once.",

@@ -111,6 +111,7 @@ typedef enum PgWsMonitoring
 } PgWsMonitoring;
 
 extern int	pgws_monitoring;
+extern int	pgws_health_max_replay_lag_ms;
 
 /*
  * GUC variables of who may subscribe (pg_ws.c; read by auth.c and jwt.c).

@@ -857,7 +857,13 @@ callback_fd(struct lws *wsi, enum lws_callback_reasons reason,
 			}
 			break;
 		case WATCH_POSTMASTER:
-			if (!PostmasterIsAlive())
+
+			/*
+			 * Our copy of the pipe hangs up only when the postmaster is gone:
+			 * libwebsockets then closes it, which is why it watches a copy
+			 * (below, where it is adopted).
+			 */
+			if (reason == LWS_CALLBACK_RAW_CLOSE_FILE || !PostmasterIsAlive())
 				proc_exit(1);
 			break;
 		case WATCH_LISTEN:
@@ -1077,7 +1083,22 @@ server_start(void)
 	tls_reconfigure();			/* wss:// glue */
 
 	wakeup_watch.fd = pgws_queue_wakeup_fd();
-	postmaster_watch.fd = postmaster_alive_fds[POSTMASTER_FD_WATCH];
+
+	/*
+	 * The loop watches a duplicate of the postmaster death pipe, never the
+	 * descriptor PostmasterIsAlive() reads: when the postmaster dies the
+	 * pipe hangs up and libwebsockets closes what it watches, and a
+	 * connection accepted next would reuse that number.  PostmasterIsAlive()
+	 * would then read a peer's socket: "unexpected data" (FATAL), or
+	 * nothing to read, which it takes for a live postmaster, and the worker
+	 * would go on serving (/health 200) for a server that is gone.
+	 */
+	postmaster_watch.fd = fcntl(postmaster_alive_fds[POSTMASTER_FD_WATCH],
+								F_DUPFD_CLOEXEC, 0);
+	if (postmaster_watch.fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("pg_ws could not duplicate the postmaster death pipe: %m")));
 	if (!adopt_watch(&wakeup_watch) || !adopt_watch(&postmaster_watch))
 		ereport(ERROR,
 				(errmsg("pg_ws could not watch its wake-up descriptors")));

@@ -19,10 +19,15 @@ port, all on 127.0.0.1.
      meanwhile, count them, and their workers' heaps stay flat;
   e. a standby waits for a position it has not replayed yet (from a node
      ahead of it) and resumes exactly there; one that no node reaches gets
-     resync_required within 10 seconds.
+     resync_required within 10 seconds;
   f. a subscriber joins a standby whose worker (re)starts while a
      transaction's event record is replayed and its commit record is not
-     yet: it gets that transaction's events once the commit is replayed.
+     yet: it gets that transaction's events once the commit is replayed;
+  g. /health for a balancer: each node's role, /health/primary and
+     /health/standby answer 503 on the other role; a standby whose replay
+     is paused answers 503 once it is pg_ws.health_max_replay_lag behind
+     the WAL it received, and one whose upstream is gone once it has
+     received nothing for that long; both 200 again when they recover.
   (c runs last: it stops the primary.)
 
 Run as root (PostgreSQL itself runs as the postgres user):
@@ -43,8 +48,9 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (PGBIN, Cluster, Ctx, Fail, Standby, check,  # noqa: E402
-                     check_positions, position, restart_worker, run_tap, short,
-                     sql)
+                     check_positions, poll, position, restart_worker, run_tap,
+                     short, sql)
+import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 420
 
@@ -378,6 +384,74 @@ async def test_join_while_committing(ctx):
     return 'the committing transaction\'s 2 events, then the next'
 
 
+async def health(node, path='/health'):
+    """(status, the JSON body) of a GET of path on node's pg_ws port."""
+    raw = ('GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n' % (path, node.wsport)).encode()
+    status, _, body, _, _ = await asyncio.to_thread(rawws.http_exchange, node.wsport, raw)
+    return status, json.loads(body)
+
+
+async def test_health(ctx):
+    """g. /health: role, role-only paths, replay lag and a lost upstream."""
+    p, s2 = NODES['primary'], NODES['standby2']
+    ctx.use(s2)
+    ctx.use(p)
+    admin = p.connect()
+    st = s2.connect()
+    ctx.conns += [admin, st]
+    for node, role, other in ((p, 'primary', 'standby'), (s2, 'standby', 'primary')):
+        status, body = await health(node)
+        check(status == 200 and body['role'] == role, '%s /health: %d %s' % (role, status, body))
+        status, body = await health(node, '/health/' + role)
+        check(status == 200, '%s /health/%s: %d %s' % (role, role, status, body))
+        status, body = await health(node, '/health/' + other)
+        check(status == 503 and body['reason'].startswith('this node is'),
+              '%s /health/%s: %d %s' % (role, other, status, body))
+    status, body = await health(p)
+    check('replay_lag_bytes' not in body, 'the primary reports a replay lag: %s' % body)
+
+    async def standby_health(want_status, want_reason=''):
+        status, body = await health(s2)
+        if status == want_status and want_reason in body.get('reason', ''):
+            return body
+        return None
+
+    # caught up and streaming
+    body = await poll('standby2 streaming, no replay lag', lambda: standby_health(200))
+    check(body['receiving'] is True and body['replay_lag_bytes'] == 0,
+          'standby2 caught up: %s' % body)
+
+    sql(st, "ALTER SYSTEM SET pg_ws.health_max_replay_lag = '1s'", "SELECT pg_reload_conf()")
+    conninfo = sql(st, "SHOW primary_conninfo")[0][0]
+    try:
+        # replay paused while the primary writes: received, not replayed
+        sql(st, "SELECT pg_wal_replay_pause()")
+        sql(admin, EMP % 4200001)
+        lagging = await poll('standby2 503 for its replay lag',
+                             lambda: standby_health(503, 'replay is'), timeout=30)
+        check(lagging['replay_lag_bytes'] > 0 and lagging['replay_lag_seconds'] > 1
+              and lagging['receiving'] is True, 'standby2 lagging: %s' % lagging)
+        sql(st, "SELECT pg_wal_replay_resume()")
+        body = await poll('standby2 200 once replay caught up', lambda: standby_health(200))
+        check(body['replay_lag_bytes'] == 0, 'standby2 caught up: %s' % body)
+
+        # its upstream gone: nothing to replay, but nothing new either
+        sql(st, ("ALTER SYSTEM SET primary_conninfo = %s",
+                 ('host=127.0.0.1 port=1 user=postgres connect_timeout=1',)),
+            "SELECT pg_reload_conf()")
+        orphan = await poll('standby2 503 without an upstream',
+                            lambda: standby_health(503, 'no WAL received'), timeout=30)
+        check(orphan['receiving'] is False, 'standby2 without upstream: %s' % orphan)
+    finally:
+        sql(st, "SELECT pg_wal_replay_resume()",
+            ("ALTER SYSTEM SET primary_conninfo = %s", (conninfo,)),
+            "ALTER SYSTEM RESET pg_ws.health_max_replay_lag", "SELECT pg_reload_conf()")
+    body = await poll('standby2 200 once it streams again', lambda: standby_health(200))
+    check(body['receiving'] is True, 'standby2 back: %s' % body)
+    return 'lagging: %.1f s, %d bytes behind; without upstream: %s' % (
+        lagging['replay_lag_seconds'], lagging['replay_lag_bytes'], orphan['reason'])
+
+
 TESTS = [
     ('(a) primary and 2 standbys: 8 writers, every event once everywhere with equal seq;'
      ' a subscriber hops between nodes with since=', test_three_nodes, 150),
@@ -390,6 +464,8 @@ TESTS = [
     ('(f) a subscriber joins a standby whose worker starts while a transaction is between'
      ' its event record and its commit: it gets that transaction\'s events',
      test_join_while_committing, 90),
+    ('(g) /health: role, /health/primary and /health/standby, 503 for a replay lag and for'
+     ' a lost upstream, 200 again after', test_health, 90),
     ('(c) promotion while writers run: subscribers resume on the promoted standby'
      ' and miss nothing', test_promotion, 120),
 ]
