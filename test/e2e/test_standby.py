@@ -363,7 +363,7 @@ async def test_join_while_committing(ctx):
     # once): the transaction's record is replayed, its commit waits
     sql(st, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", "SELECT pg_reload_conf()")
     try:
-        sql(admin, "BEGIN", EMP % 4200001, EMP % 4200002, "COMMIT")
+        sql(admin, "BEGIN", EMP % 4300001, EMP % 4300002, "COMMIT")
         got = await on_p.expect(2, 30, 'primary')
         seq = position(got[0])[0]
         deadline = time.monotonic() + 30
@@ -371,10 +371,10 @@ async def test_join_while_committing(ctx):
             check(time.monotonic() < deadline, 'standby2 did not replay the event record')
             await asyncio.sleep(0.05)
         await restart_worker(s2)
-        check(sql(st, "SELECT count(*) FROM employee WHERE id = 4200001")[0][0] == 0,
+        check(sql(st, "SELECT count(*) FROM employee WHERE id = 4300001")[0][0] == 0,
               'the commit was replayed before the worker started')
         joined = await ctx.sub(url=s2.url)
-        sql(admin, EMP % 4200003)
+        sql(admin, EMP % 4300003)
         await on_p.expect(3, 30, 'primary')
     finally:
         sql(st, "ALTER SYSTEM RESET recovery_min_apply_delay", "SELECT pg_reload_conf()")
