@@ -97,6 +97,8 @@ def patroni_config(stack, node):
                         'wal_keep_size': '1GB',
                         'hot_standby': 'on',
                         'pg_ws.max_connections': 500,
+                        # behind HAProxy every subscriber has its address
+                        'pg_ws.max_wal_resumes_per_address': 0,
                     },
                 },
             },
