@@ -57,6 +57,15 @@
  * at most a second): writers never wait long for a slow reader, and a
  * reader that keeps up is never culled.
  *
+ * Subscribers who are up to date come first.  One that resumed and is
+ * still behind (from the WAL or from the log) is written to only in its
+ * turn: when libwebsockets calls it writable it lines up, and each pass of
+ * the worker's event loop gives a few turns to those that have waited
+ * longest (pgws_broadcast_give_turns), so a storm of resumers costs the
+ * live stream at most a slice of a pass.  A resumer lines up only from a
+ * writable callback, so one in line has taken everything it was sent:
+ * waiting for its turn is progress as far as culling goes.
+ *
  * The log is a ring of message pointers indexed by a running index, as in
  * libwebsockets' ws-server-ring example: a subscriber is just the index of
  * the next message it needs.  The index is this worker's; the position
@@ -2145,7 +2154,9 @@ pgws_subscriber_writable(PgWsConn *conn)
 	 * A resumer writes only in its turn (see TURNS_PER_PASS): its socket
 	 * takes bytes, so it lines up, and is armed again when its turn comes.
 	 * Everything handed to libwebsockets before has left its buffer, so it
-	 * holds nothing there meanwhile.
+	 * holds nothing there meanwhile.  Only here: one that lined up at the
+	 * end of its turn might find the kernel's buffer full, never be called
+	 * back, and keep its turn (and look like progress) for ever.
 	 */
 	if (sub->resuming && !given)
 	{
