@@ -57,6 +57,15 @@
  * at most a second): writers never wait long for a slow reader, and a
  * reader that keeps up is never culled.
  *
+ * Subscribers who are up to date come first.  One that resumed and is
+ * still behind (from the WAL or from the log) is written to only in its
+ * turn: when libwebsockets calls it writable it lines up, and each pass of
+ * the worker's event loop gives a few turns to those that have waited
+ * longest (pgws_broadcast_give_turns), so a storm of resumers costs the
+ * live stream at most a slice of a pass.  A resumer lines up only from a
+ * writable callback, so one in line has taken everything it was sent:
+ * waiting for its turn is progress as far as culling goes.
+ *
  * The log is a ring of message pointers indexed by a running index, as in
  * libwebsockets' ws-server-ring example: a subscriber is just the index of
  * the next message it needs.  The index is this worker's; the position
@@ -128,6 +137,32 @@ typedef struct WsMessage
  * the protocol's tx_packet_size, so libwebsockets never splits it.
  */
 #define BYTES_PER_WRITABLE (256 * 1024)
+
+/*
+ * Turns for resumers.  A subscriber that is behind because it resumed (from
+ * the WAL or from the log) is not written to whenever its socket can take
+ * bytes: it lines up for a turn, and each pass of the event loop gives at
+ * most TURNS_PER_PASS turns of up to BYTES_PER_TURN each, first come first
+ * served.  So a pass hands resumers at most about 1 MB however many resume
+ * at once, and the worker is soon back in its loop to serve the writable
+ * callbacks of subscribers who are up to date: a storm of a thousand
+ * resumers otherwise hands out 256 kB to each before the live ones' turn
+ * comes (150 ms and more on two cores), and libwebsockets serves callbacks
+ * in its own order.  Waiting for a turn is the worker's doing, not the
+ * subscriber's: it counts as progress (check_progress).
+ */
+#define BYTES_PER_TURN (64 * 1024)
+#define TURNS_PER_PASS 16
+
+typedef enum PgWsTurn
+{
+	TURN_NONE = 0,				/* writes when its socket is writable */
+	TURN_WAITING,				/* in turn_line */
+	TURN_GIVEN					/* armed: its next callback writes */
+} PgWsTurn;
+
+static dlist_head turn_line = DLIST_STATIC_INIT(turn_line);
+static int	nturns_given = 0;
 
 /* no progress for this long is no progress */
 #define STALL_MS 250
@@ -1079,6 +1114,9 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 				continue;
 			}
 		}
+		/* one waiting for its turn waits for us, not we for it */
+		if (sub->turn != TURN_NONE)
+			sub->progress_at = now;
 		if (sub->catchup != NULL)
 		{
 			PgWsCatchup *g = sub->catchup;
@@ -1292,6 +1330,26 @@ pgws_broadcast_check_progress(TimestampTz now)
 }
 
 /*
+ * Before each pass of the event loop: give the next resumers in line their
+ * turns, so that this pass hands them at most TURNS_PER_PASS turns' worth
+ * (turns given before and not used yet count).  The one who has waited
+ * longest goes first.
+ */
+void
+pgws_broadcast_give_turns(void)
+{
+	while (nturns_given < TURNS_PER_PASS && !dlist_is_empty(&turn_line))
+	{
+		PgWsConn   *conn = dlist_container(PgWsConn, sub.turn_node,
+										   dlist_pop_head_node(&turn_line));
+
+		conn->sub.turn = TURN_GIVEN;
+		nturns_given++;
+		lws_callback_on_writable(conn->wsi);
+	}
+}
+
+/*
  * The worker is exiting: free what every subscriber has been sent, and then
  * nothing more, so that the next worker sends exactly what some subscriber
  * has not received yet to those that reconnect.
@@ -1491,6 +1549,8 @@ pgws_subscriber_open(PgWsConn *conn)
 	sub->timeline_wait = false;
 	sub->fork = 0;
 	sub->culled = false;
+	sub->resuming = false;
+	sub->turn = TURN_NONE;
 	sub->subscribed = true;
 	nsubscribers++;
 	place_subscriber(conn);
@@ -1836,6 +1896,8 @@ place_subscriber(PgWsConn *conn)
 	}
 	sub->catchup_queued = false;
 	sub->sent_idx = sub->next_idx;
+	/* behind from the start: it takes turns until it has everything */
+	sub->resuming = sub->catchup != NULL || sub->next_idx < next_idx;
 	sub->progress_at = GetCurrentTimestamp();
 	sub->holding_since = 0;
 	dlist_push_tail(&subscribers, &sub->node);
@@ -1923,11 +1985,11 @@ step_off(PgWsConn *conn)
 /*
  * Hand a rider its next frames from its reader's window, spans of
  * consecutive frames with one write each, reading on when it reaches the
- * window's end.  Returns -1 to close the connection, 1 while it is still
- * riding, 0 once it has joined the log.
+ * window's end, until about budget bytes are written.  Returns -1 to close
+ * the connection, 1 while it is still riding, 0 once it has joined the log.
  */
 static int
-catch_up(PgWsConn *conn)
+catch_up(PgWsConn *conn, uint64 budget)
 {
 	PgWsSubscriber *sub = &conn->sub;
 	PgWsCatchup *g = sub->catchup;
@@ -1956,7 +2018,7 @@ catch_up(PgWsConn *conn)
 				written += span_len;
 				span_len = 0;
 				span_msgs = 0;
-				if (rc > 0 || written >= BYTES_PER_WRITABLE)
+				if (rc > 0 || written >= budget)
 				{
 					full = rc > 0;
 					break;
@@ -1980,7 +2042,7 @@ catch_up(PgWsConn *conn)
 			written += span_len;
 			span_len = 0;
 			span_msgs = 0;
-			if (rc > 0 || written >= BYTES_PER_WRITABLE)
+			if (rc > 0 || written >= budget)
 			{
 				full = rc > 0;
 				break;
@@ -2068,17 +2130,44 @@ pgws_subscriber_writable(PgWsConn *conn)
 {
 	PgWsSubscriber *sub = &conn->sub;
 	uint64		first = sub->sent_idx;
+	bool		given = sub->turn == TURN_GIVEN;
+	uint64		budget = given ? BYTES_PER_TURN : BYTES_PER_WRITABLE;
 	uint64		written = 0;
 	uint8	   *span = NULL;
 	uint32		span_len = 0;
 	uint32		span_msgs = 0;
 
+	/* a turn given is used up by the callback it was armed for */
+	if (given)
+	{
+		sub->turn = TURN_NONE;
+		nturns_given--;
+	}
 	if (!sub->subscribed || sub->catchup_queued || sub->indexed)
 		return 0;
 	sub->sent_idx = sub->next_idx;
 	/* past its token's end it gets nothing; conn.c closes it within a second */
 	if (pgws_grant_expired(&sub->grant, (int64) time(NULL)))
 		return 0;
+
+	/*
+	 * A resumer writes only in its turn (see TURNS_PER_PASS): its socket
+	 * takes bytes, so it lines up, and is armed again when its turn comes.
+	 * Everything handed to libwebsockets before has left its buffer, so it
+	 * holds nothing there meanwhile.  Only here: one that lined up at the
+	 * end of its turn might find the kernel's buffer full, never be called
+	 * back, and keep its turn (and look like progress) for ever.
+	 */
+	if (sub->resuming && !given)
+	{
+		if (sub->turn == TURN_NONE)
+		{
+			sub->turn = TURN_WAITING;
+			dlist_push_tail(&turn_line, &sub->turn_node);
+		}
+		sub->progress_at = GetCurrentTimestamp();
+		return 0;
+	}
 
 	if (sub->notice != NULL)
 	{
@@ -2093,7 +2182,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	}
 	if (sub->catchup != NULL)
 	{
-		int			rc = catch_up(conn);
+		int			rc = catch_up(conn, budget);
 
 		if (rc != 0)
 			return rc < 0 ? -1 : 0;
@@ -2125,7 +2214,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 			if (rc > 0)
 				break;
 			sub->sent_idx = sub->next_idx;
-			if (written >= BYTES_PER_WRITABLE)
+			if (written >= budget)
 				break;
 		}
 		sub->next_idx++;
@@ -2151,6 +2240,9 @@ pgws_subscriber_writable(PgWsConn *conn)
 	}
 	if (sub->sent_idx > first || sub->sent_idx == next_idx)
 		sub->progress_at = GetCurrentTimestamp();
+	/* it has been sent everything once: from now on it is up to date */
+	if (sub->sent_idx == next_idx)
+		sub->resuming = false;
 	if (sub->next_idx < next_idx && !lws_partial_buffered(conn->wsi))
 		lws_callback_on_writable(conn->wsi);
 
@@ -2200,6 +2292,12 @@ pgws_subscriber_close(PgWsConn *conn)
 	if (conn->sub.catchup != NULL)
 		end_catchup(&conn->sub);
 	conn->sub.catchup_queued = false;
+	if (conn->sub.turn == TURN_WAITING)
+		dlist_delete(&conn->sub.turn_node);
+	else if (conn->sub.turn == TURN_GIVEN)
+		nturns_given--;
+	conn->sub.turn = TURN_NONE;
+	conn->sub.resuming = false;
 	nsubscribers--;
 	if (nsubscribers == 0)
 		pgws_queue_want_wakeups(false);

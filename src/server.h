@@ -156,6 +156,11 @@ typedef struct PgWsSubscriber
 								 * hand to libwebsockets */
 	bool		catchup_queued; /* waits for catch-up memory to read them
 								 * (in broadcast.c's list of those) */
+	bool		resuming;		/* behind since it resumed: its writes wait
+								 * for turns (broadcast.c) until it has been
+								 * sent everything once */
+	int			turn;			/* PgWsTurn: waiting for a turn, given one */
+	dlist_node	turn_node;		/* in broadcast.c's line for turns */
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
 	TimestampTz holding_since;	/* since when it holds the oldest message
@@ -304,6 +309,7 @@ extern void pgws_subscriber_close(PgWsConn *conn);
 extern void pgws_subscriber_grant_renewed(PgWsConn *conn);
 extern uint64 pgws_subscriber_pending_bytes(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
+extern void pgws_broadcast_give_turns(void);
 extern bool pgws_broadcast_resume_reads_wal(uint64 since, bool epoch_matches);
 extern int	pgws_broadcast_wal_resumes_from(const PgWsPeerKey *key);
 
