@@ -723,7 +723,12 @@ async def verify(stack, what, t0, fork=None, parent=None, lost_ok=()):
     seen = max((g[0] for s in subs for g in s.got), default=0)
 
     async def newest():
-        seq, _, _ = await first_event(primary.url)
+        try:
+            seq, _, _ = await first_event(primary.url)
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+            # a promoted node's worker restarts once it sees the promotion:
+            # its subscribers are closed, and this one tries again
+            return None
         return seq if seq > seen else None
 
     upto = await poll('the primary\'s positions pass %d' % seen, newest, timeout=30, every=0)
