@@ -1103,6 +1103,21 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		}
 		if (sub->future_until != 0)
 		{
+			uint64		fork;
+
+			/*
+			 * Replay followed a promotion meanwhile, to a timeline that
+			 * parts from the position's before the position: what it
+			 * replays now past the fork is another history's.
+			 */
+			if (past_fork(sub, &fork))
+			{
+				sub->future_until = 0;
+				sub->fork = fork;
+				go_live(conn, true);
+				lws_callback_on_writable(conn->wsi);
+				continue;
+			}
 			/* replay has reached its position, or it waited long enough */
 			if (!beyond_history(sub->since))
 				sub->future_until = 0;

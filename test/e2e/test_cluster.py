@@ -25,17 +25,36 @@ their last seq and epoch whenever they are disconnected.  Then:
      node, each node's /health says its role;
   b. a planned `patronictl switchover`;
   c. SIGKILL of the primary's postmaster: Patroni fails over
-     (primary_start_timeout: 0);
+     (primary_start_timeout: 0); 30 subscribers are first put on the
+     primary (they resume on its own pg_ws port), as HAProxy's leastconn
+     may have left none there, and every one of them must resume;
   d. the old primary rejoins as a standby (use_pg_rewind) and serves;
-  e. SIGKILL of a standby's postmaster: Patroni starts it again.
+  e. SIGKILL of a standby's postmaster: Patroni starts it again;
+  f. asynchronous replication (PATCH /config: synchronous_mode false,
+     synchronous_commit local): 30 other subscribers put on the primary,
+     its walsenders stopped (SIGSTOP) once the standbys have every row
+     committed so far, rows committed that only the primary's subscribers
+     see, then SIGKILL of its postmaster (and of the stopped walsenders):
+     Patroni fails over to a standby that lacks them.  Every subscriber
+     resumes exactly or got one resync_required past the fork naming it
+     (the switch point of the new timeline's history file; a standby still
+     on the old timeline after its 10 s wait for replay knows no fork yet
+     and names none), after which its stream is
+     the new primary's history from that message's seq on; every one of
+     the 30 got it, some committed rows are lost (else the scenario proved
+     nothing), and the old primary rejoins with pg_rewind.  Then
+     synchronous mode again, the cluster whole;
+  g. the figures of every scenario.
 
-After each, every subscriber's stream is compared with the authority, the
-current primary's history (a fresh subscriber resuming on it from before
-the first subscriber's first event): each equals its slice of it exactly,
-nothing lost, doubled or reordered, no resync_required (synchronous mode);
-every row whose COMMIT returned is in it, and every event of it is a row
-of the table.  Each test reports how long subscribers were without a
-stream (from losing their connection to their first event after
+(a) to (e) run in synchronous mode, (f) after them.  After each, every
+subscriber's stream is compared with the authority, the current primary's
+history (a fresh subscriber resuming on it from before the first
+subscriber's first event): each equals its slice of it exactly, nothing
+lost, doubled or reordered, no resync_required (synchronous mode; in (f)
+as said there); every row whose COMMIT returned is in it (in (f): but
+those committed on the old primary after its standbys were cut off), and
+every event of it is a row of the table.  Each test reports how long
+subscribers were without a stream (from losing their connection to their first event after
 resuming) and how many resumed.  Nothing waits for a fixed time: each
 step polls for its condition.
 
@@ -66,6 +85,8 @@ import websockets  # noqa: E402
 
 WATCHDOG_SECONDS = 300
 SUBSCRIBERS = 200
+# subscribers a failover scenario puts on the primary first
+MOVED = 30
 NODES = ('node1', 'node2', 'node3')
 EMP = "INSERT INTO employee (id, first_name, last_name) VALUES (%s, 'c', 'c')"
 
@@ -370,6 +391,21 @@ def http_get(port, path):
         return None, None
 
 
+def patroni_config_patch(node, change):
+    """PATCH /config of Patroni's REST API on node: the cluster's dynamic
+    configuration (as patronictl edit-config does)."""
+    req = urllib.request.Request('http://127.0.0.1:%d/config' % node.restport,
+                                 data=json.dumps(change).encode(), method='PATCH',
+                                 headers={'Content-Type': 'application/json'})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        check(r.status == 200, 'PATCH /config %s: %s' % (change, r.status))
+
+
+def lsn_int(text):
+    hi, lo = text.split('/')
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
 # ------------------------------------------------------------ the load
 
 class Writer(threading.Thread):
@@ -382,17 +418,23 @@ class Writer(threading.Thread):
         self.stack = stack
         self.next = first
         self.committed = []
+        self.ports = []             # the PostgreSQL port each committed on
         self.errors = 0
         self.stop = threading.Event()
 
     def run(self):
         conn = None
+        port = None
         while not self.stop.is_set():
             try:
                 if conn is None:
                     conn = self.stack.writer_connect()
+                    with conn.cursor() as cur:
+                        cur.execute('SELECT inet_server_port()')
+                        port = cur.fetchone()[0]
                 with conn.cursor() as cur:
                     cur.execute(EMP, (self.next,))
+                self.ports.append(port)
                 self.committed.append(self.next)
                 self.next += 1
                 self.stop.wait(0.03)
@@ -411,9 +453,12 @@ class Writer(threading.Thread):
 class Resumer:
     """A subscriber through the serving port that resumes with its last
     seq and epoch whenever it is disconnected, as the README's client does.
-    got: (seq, id) of every event; resyncs: the resync_required messages;
-    outages: seconds from losing a connection to the first event after
-    resuming."""
+    got: (seq, id) of every event; resyncs: (how many events it had got
+    then, the message) of each resync_required; outages: seconds from
+    losing a connection to the first event after resuming.  move_to(url)
+    makes it resume once at url (a node's own pg_ws port) rather than
+    through the serving port: the failover scenarios put subscribers on
+    the primary so, as HAProxy's leastconn may leave none there."""
 
     def __init__(self, url):
         self.url = url
@@ -424,13 +469,23 @@ class Resumer:
         self.outages = []
         self.down_since = None
         self.stopping = False
+        self.ws = None
+        self.next_url = None
+        self.at = None              # the URL of the connection, once it has an event
         self.task = asyncio.create_task(self.run())
+
+    async def move_to(self, url):
+        self.next_url = url
+        self.at = None
+        if self.ws is not None:
+            await self.ws.close()
 
     async def run(self):
         while not self.stopping:
             path = '/ws/' if self.last is None else '/ws/?since=%d&epoch=%s' % self.last
+            url, self.next_url = self.next_url or self.url, None
             try:
-                ws = await ws_connect(self.url + path, ping_interval=None, max_size=None,
+                ws = await ws_connect(url + path, ping_interval=None, max_size=None,
                                       max_queue=None, close_timeout=1, open_timeout=5)
             except Exception:
                 if self.down_since is None:
@@ -438,14 +493,16 @@ class Resumer:
                 await asyncio.sleep(0.2)
                 continue
             self.connects += 1
+            self.ws = ws
             try:
                 async for m in ws:
                     seq, epoch = position(m)
                     ev = json.loads(m)
                     if ev['event'] == 'resync_required':
-                        self.resyncs.append(ev)
+                        self.resyncs.append((len(self.got), ev))
                     else:
                         self.got.append((seq, ev['data']['id']))
+                    self.at = url
                     if self.down_since is not None:
                         self.outages.append(time.monotonic() - self.down_since)
                         self.down_since = None
@@ -455,6 +512,8 @@ class Resumer:
             except Exception:
                 pass
             finally:
+                self.ws = None
+                self.at = None
                 await ws.close()
             if self.down_since is None:
                 self.down_since = time.monotonic()
@@ -592,15 +651,87 @@ async def authority(stack, primary, upto):
     return [g for g in got if g[0] <= upto]
 
 
-async def verify(stack, what, t0):
+def slice_of(hist, mine):
+    """None when mine is hist from mine's first event on; else what
+    differs."""
+    index = {seq: k for k, (seq, _) in enumerate(hist)}
+    start = index.get(mine[0][0]) if mine else None
+    if start is not None and hist[start:] == mine:
+        return None
+    d = next((j for j, (a, b) in enumerate(zip(hist[start or 0:], mine)) if a != b),
+             min(len(hist) - (start or 0), len(mine)))
+    return ('%d events, its slice of the history %s; first difference at %d: got %s,'
+            ' history %s' % (len(mine), 'missing its first event' if start is None
+                             else 'has %d' % (len(hist) - start),
+                             d, mine[d:d + 3], hist[(start or 0) + d:(start or 0) + d + 3]))
+
+
+def resynced_right(hist, s, fork, parent):
+    """None when s had events past fork that the primary's history hist
+    does not hold, got one resync_required after the last of them, and its
+    stream is otherwise hist's: before the fork its slice of it, after the
+    resync's seq all of it; else what is wrong.  The resync_required names
+    the fork, or was sent by a standby still on the old timeline parent
+    (its epoch says so) that had waited its 10 seconds for replay to reach
+    the subscriber's position (README "Positions and resuming"): that one
+    knows no fork yet."""
+    if len(s.resyncs) != 1:
+        return '%d resync_required: %s' % (len(s.resyncs), [short(r) for _, r in s.resyncs][:2])
+    n, ev = s.resyncs[0]
+    d = ev['data']
+    before = s.got[:n]
+    if d.get('fork') != fork and not ('fork' not in d and
+                                      int(ev['epoch'].split('-')[2]) == parent):
+        return ('resync_required names fork %s, the history file %d (from timeline %d): %s'
+                % (d.get('fork'), fork, parent, short(ev)))
+    if not before or d['since'] != before[-1][0] or d['since'] < fork:
+        return ('resync_required since %s, its last event before it %s: want that, past the'
+                ' fork %d' % (d['since'], before[-1:], fork))
+    ids = {i for _, i in hist}
+    gone = [g for g in before if g[0] >= fork]
+    if any(i in ids for _, i in gone):
+        return 'events past the fork %d that the primary has: %s' % (fork, gone[:5])
+    kept = [g for g in before if g[0] < fork]
+    if kept:
+        wrong = slice_of([h for h in hist if h[0] < fork], kept)
+        if wrong:
+            return 'before the fork: ' + wrong
+    after = [g for g in s.got[n:] if g[0] <= hist[-1][0]]
+    want = [h for h in hist if h[0] > ev['seq']]
+    if after != want:
+        return ('after the resync (seq %d): %d events, the history has %d after it; first %s,'
+                ' history %s' % (ev['seq'], len(after), len(want), after[:3], want[:3]))
+    return None
+
+
+async def verify(stack, what, t0, fork=None, parent=None, lost_ok=()):
     """Every subscriber's stream is its slice of the primary's history; the
-    figures of the scenario that began at t0 (monotonic)."""
+    figures of the scenario that began at t0 (monotonic).  With fork (the
+    switch point of an asynchronous failover's new timeline, which forked
+    off timeline parent), a subscriber that had events past it may instead
+    have got one resync_required there, after which its stream is the
+    history from that message's seq on (resynced_right); lost_ok: committed
+    rows that may be missing (committed on the old primary after its
+    standbys were cut off)."""
     primary = await current_primary(stack)
     subs = STATE['subs']
     writer = STATE['writer']
-    committed_before = set(writer.committed)
-    # the primary's newest position now: every subscriber must reach it
-    upto, _, _ = await first_event(primary.url)
+    committed_before = set(writer.committed) - set(lost_ok)
+    # the primary's newest position now, past every event any subscriber
+    # has (events of the old primary that it lacks included): every
+    # subscriber must reach it
+    seen = max((g[0] for s in subs for g in s.got), default=0)
+
+    async def newest():
+        try:
+            seq, _, _ = await first_event(primary.url)
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+            # a promoted node's worker restarts once it sees the promotion:
+            # its subscribers are closed, and this one tries again
+            return None
+        return seq if seq > seen else None
+
+    upto = await poll('the primary\'s positions pass %d' % seen, newest, timeout=30, every=0)
 
     async def all_caught_up():
         return all(s.got and s.got[-1][0] >= upto for s in subs)
@@ -614,8 +745,8 @@ async def verify(stack, what, t0):
                              'down since %s' % (len(behind), upto, behind[0].got[-1:],
                                                behind[0].connects, behind[0].down_since))
     hist = await authority(stack, primary, upto)
-    index = {seq: k for k, (seq, _) in enumerate(hist)}
     hist_ids = [i for _, i in hist]
+    STATE['hist'] = hist
     check(len(set(hist_ids)) == len(hist_ids), '%s: the primary\'s history has an id twice' % what)
     # nothing lost: every COMMIT that returned before upto was chosen
     lost = sorted(i for i in committed_before if i not in set(hist_ids))
@@ -628,37 +759,60 @@ async def verify(stack, what, t0):
           % (what, r and r[0], len(hist_ids)))
     bad = []
     for k, s in enumerate(subs):
-        mine = [g for g in s.got if g[0] <= upto]
-        if s.resyncs:
-            bad.append('subscriber %d got resync_required: %s' % (k, short(s.resyncs[0])))
-            continue
-        start = index.get(mine[0][0]) if mine else None
-        if start is None or hist[start:] != mine:
-            d = next((j for j, (a, b) in enumerate(zip(hist[start or 0:], mine)) if a != b),
-                     min(len(hist) - (start or 0), len(mine)))
-            bad.append('subscriber %d: %d events, its slice of the history %s; first difference'
-                       ' at %d: got %s, history %s'
-                       % (k, len(mine), 'missing its first event' if start is None
-                          else 'has %d' % (len(hist) - start),
-                          d, mine[d:d + 3], hist[(start or 0) + d:(start or 0) + d + 3]))
+        if s.resyncs and fork is None:
+            wrong = 'got resync_required: %s' % short(s.resyncs[0][1])
+        elif s.resyncs:
+            wrong = resynced_right(hist, s, fork, parent)
+        else:
+            wrong = slice_of(hist, [g for g in s.got if g[0] <= upto])
+        if wrong:
+            bad.append('subscriber %d: %s' % (k, wrong))
     check(not bad, '%s: %d of %d subscribers differ from the primary\'s history'
           % (what, len(bad), len(subs)), *bad[:5])
     # the figures since t0
     resumed = [s for s in subs if s.outages and STATE['outages_seen'].get(id(s), 0) < len(s.outages)]
+    resynced = [s for s in subs if s.resyncs and id(s) not in STATE['resynced']]
+    STATE['resynced'].update(id(s) for s in resynced)
+    STATE['resumed'] = {id(s) for s in resumed}
     outages = []
     for s in subs:
         seen = STATE['outages_seen'].get(id(s), 0)
         outages += s.outages[seen:]
         STATE['outages_seen'][id(s)] = len(s.outages)
-    fig = {'what': what, 'resumed': len(resumed), 'exact': len(resumed),
+    fig = {'what': what, 'resumed': len(resumed), 'exact': len(resumed) - len(resynced),
+           'resynced': len(resynced),
+           'resynced_without_fork': sum(1 for s in resynced if 'fork' not in s.resyncs[0][1]['data']),
            'subscribers': len(subs), 'events': len(hist),
            'outage_median': statistics.median(outages) if outages else 0.0,
            'outage_max': max(outages) if outages else 0.0,
            'took': time.monotonic() - t0, 'primary': primary.name}
     STATE['figures'].append(fig)
-    return ('%(resumed)d of %(subscribers)d subscribers resumed, every one exactly (no resync);'
-            ' without a stream for %(outage_median).1f s median, %(outage_max).1f s at most;'
-            ' %(events)d events in the history; primary %(primary)s' % fig)
+    if fork is None:
+        return ('%(resumed)d of %(subscribers)d subscribers resumed, every one exactly (no'
+                ' resync); without a stream for %(outage_median).1f s median, %(outage_max).1f s'
+                ' at most; %(events)d events in the history; primary %(primary)s' % fig)
+    return ('%(resumed)d of %(subscribers)d subscribers resumed: %(exact)d exactly,'
+            ' %(resynced)d with resync_required (%(resynced_without_fork)d of them from a standby'
+            ' that had not followed the new timeline yet, without the fork); without a stream for'
+            ' %(outage_median).1f s median, %(outage_max).1f s at most; %(events)d events in the'
+            ' history; primary %(primary)s' % fig)
+
+
+async def put_on_primary(stack, primary, subs):
+    """subs resume directly on the primary's pg_ws port (they are on it
+    when this returns): HAProxy's leastconn may have left none there, and a
+    failover must touch some.  Their move is not counted in the next
+    scenario's figures."""
+    for s in subs:
+        await s.move_to(primary.url)
+
+    async def there():
+        return all(s.at == primary.url for s in subs)
+
+    await poll('%d subscribers on the primary %s' % (len(subs), primary.name), there,
+               timeout=30, every=0.1)
+    for s in subs:
+        STATE['outages_seen'][id(s)] = len(s.outages)
 
 
 # ------------------------------------------------------------ the tests
@@ -691,6 +845,7 @@ async def test_routing(ctx):
     STATE['writer'] = writer
     STATE['figures'] = []
     STATE['outages_seen'] = {}
+    STATE['resynced'] = set()
     writer.start()
     url = 'ws://127.0.0.1:%d' % stack.serving_port
     STATE['subs'] = [Resumer(url) for _ in range(SUBSCRIBERS)]
@@ -727,6 +882,8 @@ async def test_failover(ctx):
     """c. SIGKILL of the primary's postmaster."""
     stack = STATE['stack']
     old = await settled(stack)
+    moved = STATE['subs'][:MOVED]
+    await put_on_primary(stack, old, moved)
     pid = old.postmaster_pid()
     check(pid, 'no postmaster.pid on %s' % old.name)
     t0 = time.monotonic()
@@ -734,7 +891,11 @@ async def test_failover(ctx):
     new = await current_primary(stack, other_than=old.name)
     STATE['killed_primary'] = old
     STATE['failover_took'] = time.monotonic() - t0
-    return await verify(stack, 'failover %s -> %s' % (old.name, new.name), t0)
+    note = await verify(stack, 'failover %s -> %s' % (old.name, new.name), t0)
+    stayed = [k for k, s in enumerate(moved) if id(s) not in STATE['resumed']]
+    check(not stayed, '%d of the %d subscribers on the primary did not resume'
+          % (len(stayed), MOVED))
+    return note
 
 
 async def test_rejoin(ctx):
@@ -789,14 +950,134 @@ async def test_standby_kill(ctx):
         return status == 200 and victim.postmaster_pid() != pid and r and r[1]
 
     await poll('%s restarted by Patroni, serving' % victim.name, back, timeout=90, every=0.3)
-    note = await verify(stack, 'standby %s killed' % victim.name, t0)
+    return await verify(stack, 'standby %s killed' % victim.name, t0)
+
+
+async def test_async_failover(ctx):
+    """f. asynchronous replication: the standbys cut off, events past them
+    seen by subscribers on the primary, the primary killed."""
+    stack = STATE['stack']
+    writer = STATE['writer']
+    old = await settled(stack)
+    await asyncio.to_thread(patroni_config_patch, old, {
+        'synchronous_mode': False,
+        'postgresql': {'parameters': {'synchronous_commit': 'local'}}})
+
+    async def asynchronous():
+        r = await asyncio.to_thread(
+            old.query, "SELECT current_setting('synchronous_commit'),"
+            " current_setting('synchronous_standby_names'), (SELECT count(*)"
+            " FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = 'async')")
+        return r == ('local', '', 2)
+
+    await poll('Patroni turns to asynchronous replication', asynchronous, timeout=30, every=0.2)
+    moved = STATE['subs'][MOVED:2 * MOVED]
+    await put_on_primary(stack, old, moved)
+    standbys = [n for n in stack.nodes if n is not old]
+    # the standbys have every row committed so far...
+    mark = len(writer.committed)
+    flushed = lsn_int(old.query('SELECT pg_current_wal_flush_lsn()::text')[0])
+
+    def received():
+        got = [n.query('SELECT pg_last_wal_receive_lsn()::text') for n in standbys]
+        return [lsn_int(r[0]) if r and r[0] else 0 for r in got]
+
+    async def caught_up():
+        return min(await asyncio.to_thread(received)) >= flushed
+
+    await poll('the standbys receive %d' % flushed, caught_up, timeout=30, every=0.05)
+    # ...and no more: the primary's walsenders stopped (SIGSTOP), so what
+    # it commits now only its own subscribers see
+    pids = old.query('SELECT array_agg(pid) FROM pg_stat_replication')[0]
+    check(pids and len(pids) == 2, 'walsenders on %s: %s' % (old.name, pids))
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        stopped = len(writer.committed)
+
+        async def seen_past():
+            if len(writer.committed) < stopped + 3:
+                return None
+            newer = writer.committed[stopped + 2]
+            rec = max(await asyncio.to_thread(received))
+            return all(s.got and s.got[-1][0] >= rec and s.got[-1][1] >= newer for s in moved)
+
+        await poll('the subscribers on %s get events its standbys do not have' % old.name,
+                   seen_past, timeout=30, every=0.05)
+        pid = old.postmaster_pid()
+        check(pid, 'no postmaster.pid on %s' % old.name)
+        log = os.path.join(stack.dir, old.name + '.patroni.log')
+        log_at = os.path.getsize(log)
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    new = await current_primary(stack, other_than=old.name)
+    # the new timeline's switch point, in its history file
+    _, epoch, _ = await first_event(new.url)
+    tli = int(epoch.split('-')[2])
+    text = new.query("SELECT pg_read_file('pg_wal/%08X.history')" % tli)[0]
+    parent, lsn = text.strip().splitlines()[-1].split('\t')[:2]
+    check(int(parent) == tli - 1, 'history of timeline %d on %s: %s' % (tli, new.name, text))
+    fork = lsn_int(lsn)
+    parent = int(parent)
+    # rows committed on the old primary after the standbys' last may be gone
+    lost_ok = [i for i, port in zip(writer.committed[mark:], writer.ports[mark:])
+               if port == old.pgport]
+    note = await verify(stack, 'asynchronous failover %s -> %s' % (old.name, new.name), t0,
+                        fork=fork, parent=parent, lost_ok=lost_ok)
+    ids = {i for _, i in STATE['hist']}
+    lost = [i for i in lost_ok if i not in ids]
+    check(lost, 'no committed row was lost: the scenario proved nothing')
+    fig = STATE['figures'][-1]
+    fig['lost_rows'] = len(lost)
+    missed = [k for k, s in enumerate(moved) if not s.resyncs]
+    check(not missed, '%d of the %d subscribers that had events past the fork got no'
+          ' resync_required' % (len(missed), MOVED))
+    # the old primary rejoins: pg_rewind (its WAL went past the fork)
+    t1 = time.monotonic()
+
+    async def streaming():
+        r = await asyncio.to_thread(new.query,
+                                    "SELECT count(*) FROM pg_stat_replication WHERE"
+                                    " application_name = %s AND state = 'streaming'", old.name)
+        if not (r and r[0] == 1):
+            return None
+        status, body = await asyncio.to_thread(http_get, old.wsport, '/health')
+        return body if status == 200 and body['role'] == 'standby' else None
+
+    await poll('%s streams from %s again and its pg_ws serves' % (old.name, new.name),
+               streaming, timeout=90, every=0.3)
+    with open(log, errors='replace') as f:
+        f.seek(log_at)
+        rewound = any('pg_rewind' in line and 'running' in line.lower() for line in f)
+    check(rewound, '%s rejoined without pg_rewind' % old.name)
+    fig['rejoin_took'] = time.monotonic() - t1
+    again = await verify(stack, '%s rejoined after the asynchronous failover' % old.name, t1,
+                         fork=fork, parent=parent, lost_ok=lost)
+    # synchronous mode again, the cluster whole, for whatever follows
+    await asyncio.to_thread(patroni_config_patch, new, {
+        'synchronous_mode': True,
+        'postgresql': {'parameters': {'synchronous_commit': 'on'}}})
+    await settled(stack)
+    return ('fork at %d (timeline %d); %d rows committed on %s lost; %s; %s rejoined with'
+            ' pg_rewind in %.1f s: %s' % (fork, tli, len(lost), old.name, note, old.name,
+                                           fig['rejoin_took'], again))
+
+
+async def test_figures(ctx):
+    """The figures of every scenario (README "Running on a cluster")."""
     writer = STATE['writer']
     writer.stop.set()
     figs = STATE['figures']
+    check(figs, 'no scenario ran')
     print('# figures: ' + json.dumps([{k: (round(v, 2) if isinstance(v, float) else v)
                                        for k, v in f.items()} for f in figs]))
     print('# writer: %d rows committed, %d commits failed' % (len(writer.committed), writer.errors))
-    return note
 
 
 TESTS = [
@@ -809,6 +1090,12 @@ TESTS = [
      test_rejoin, 120),
     ('(e) SIGKILL of a standby\'s postmaster, Patroni restarts it: streams still exact',
      test_standby_kill, 120),
+    # (f) turns the cluster asynchronous and back: it comes after every
+    # synchronous scenario, and leaves the cluster whole and synchronous
+    ('(f) asynchronous replication, the standbys cut off, the primary killed: every subscriber'
+     ' resumes exactly or gets resync_required at the fork, and the old primary rejoins'
+     ' (pg_rewind)', test_async_failover, 180),
+    ('(g) the figures', test_figures, 30),
 ]
 
 

@@ -16,7 +16,8 @@ One history is played through, the tests in order:
   b. a standby R, cut off from P before S was, is still on timeline 1 when
      a subscriber resumes on it with a position of timeline 2: it waits
      for R to follow S (R is pointed at S meanwhile) and then resumes
-     exactly; a position past the fork gets resync_required there too.
+     exactly; a position past the fork gets resync_required there too,
+     also one of timeline 1 that R was waiting to replay as it followed S.
   c. pg_rewind and several promotions: the dead P is brought back with
      pg_rewind as a standby of S, then a planned switchover promotes it
      (timeline 3) and R follows it: on P as a standby, on P promoted and
@@ -220,11 +221,18 @@ async def test_standby_follows(ctx):
     last_c = SEEN['s_msgs'][-1]
     check(epoch_timeline(position(last_c)[1])[1] == 2, 'S labels timeline 2')
     waiting = await ctx.sub(since_path(last_c), url=r.url)
+    # a position of timeline 1 past the fork, and past what R replayed: R
+    # waits for replay to reach it, which it does on timeline 2
+    waiting_b = await ctx.sub(since_path(SEEN['b']), url=r.url)
     await asyncio.sleep(0.5)
     check(not waiting.msgs, 'R sent %s before following S' % [short(m) for m in waiting.msgs])
+    check(not waiting_b.msgs, 'R sent %s before following S, past the fork'
+          % [short(m) for m in waiting_b.msgs])
     follow(r, s)
     await asyncio.to_thread(write, s, range(32, 36))
     await expect_ids(waiting, list(range(32, 36)), 'on R, after following S')
+    await expect_resync(waiting_b, SEEN['fork'], position(SEEN['b'])[0],
+                        'on R, waiting past the fork while R followed S')
     after_b = await ctx.sub(since_path(SEEN['b']), url=r.url)
     await expect_resync(after_b, SEEN['fork'], position(SEEN['b'])[0], 'on R, past the fork')
     after_a = await ctx.sub(since_path(SEEN['a']), url=r.url)
