@@ -2064,7 +2064,9 @@ catch_up(PgWsConn *conn, uint64 budget)
 			}
 		}
 		sub->ride_idx++;
-		sub->after_seq = msg->seq;
+		/* one that joined before the reader reached its since keeps it */
+		if (msg->seq > sub->after_seq)
+			sub->after_seq = msg->seq;
 		if (skip)
 			continue;
 		if (span_len == 0)

@@ -278,7 +278,8 @@ class Cluster:
 class Standby(Cluster):
     """A streaming standby of primary, made with pg_basebackup -R.  Its
     cluster_name is its name, which is also the application_name it
-    connects to the primary with (synchronous_standby_names can name it)."""
+    connects to the primary with (synchronous_standby_names can name it).
+    conf, set before start(), is written after the primary's settings."""
 
     def __init__(self, primary, name):
         super().__init__(name=name)
@@ -292,6 +293,8 @@ class Standby(Cluster):
             f.write('\n# standby %s\nport = %d\nunix_socket_directories = \'%s\'\n'
                     'pg_ws.port = %d\nhot_standby_feedback = on\ncluster_name = \'%s\'\n'
                     % (self.name, self.pgport, self.dir, self.wsport, self.name))
+            if self.conf:
+                f.write('\n'.join(self.conf) + '\n')
         self.started = True
         self.as_postgres(self.pgbin + '/pg_ctl', '-D', self.data, '-l', self.log,
                          '-w', '-t', '60', 'start')

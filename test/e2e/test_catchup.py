@@ -30,6 +30,10 @@ and a window of frames for its riders.
      answered 503 with Retry-After before the upgrade, counted in
      pg_ws_stats.resumes_refused and /metrics; a resume from memory is
      not;
+  h. a resumer from a later position than a stalled one's joins their
+     reader before it has read that far (the window holds fewer events
+     than lie between them): it gets exactly the events after its own
+     position, none before;
   g. 1,000 rounds of a resumer that connects, reads a little and goes:
      the heap is back at its baseline (last: it adds events of its own).
 
@@ -303,6 +307,35 @@ async def test_stalled_rider(ctx):
     return '20 readers and an older one got every event beside a stalled one; %d log lines' % len(steps)
 
 
+async def test_join_ahead(ctx):
+    """h. a resumer from a later position joins a reader that has not read
+    that far yet: it gets exactly the events after its own position."""
+    cl, marker, events = await setup_big(ctx)
+    conn = await ctx.aconn()
+    live = await ctx.sub()
+    # more than a window (pg_ws.queue_size) of frames, in 10 transactions
+    for t in range(10):
+        await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
+                         " SELECT g, 'j', 'k' FROM generate_series(%d, %d) g"
+                   % (200000 + t * 10000, 200000 + t * 10000 + 9999))
+    new = await live.expect(100000, 180, 'live', settle=0.5)
+    await live.close()
+    mid = 95000
+    # the stalled one makes the reader and holds its window; the other comes
+    # at once, from a position the reader reaches only later
+    stalled = await asyncio.to_thread(stalled_resumer, cl.wsport, resume_path(new[0]))
+    try:
+        ahead = await ctx.sub(resume_path(new[mid]))
+        await ahead.wait_until(lambda m: len(m) >= len(new) - mid - 1, 180, 'the resumer ahead')
+        await asyncio.sleep(0.5)
+        check(ahead.msgs == new[mid + 1:],
+              'the resumer ahead got %d messages, expected %d; first %s'
+              % (len(ahead.msgs), len(new) - mid - 1, short(ahead.msgs[0]) if ahead.msgs else None))
+    finally:
+        stalled.close()
+    return 'exactly its %d events' % len(ahead.msgs)
+
+
 async def test_per_address(ctx):
     """f. pg_ws.max_wal_resumes_per_address refuses with 503 past it."""
     cl, marker, events = await setup_big(ctx)
@@ -380,6 +413,8 @@ TESTS = [
      ' filters apply', test_stalled_rider, 240),
     ('(f) pg_ws.max_wal_resumes_per_address: 503 with Retry-After past it, counted',
      test_per_address, 90),
+    ('(h) a resumer joins a reader that has not reached its position yet: exactly its events',
+     test_join_ahead, 240),
     ('(g) 1,000 rounds of a resumer that reads a little: the heap comes back to its baseline',
      test_rounds, 180),
 ]

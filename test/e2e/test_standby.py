@@ -61,7 +61,9 @@ NODES = {}
 
 
 async def setup():
-    primary = Cluster(name='primary')
+    # no autovacuum: (f)'s standby delays every commit record, and one of
+    # autoanalyze's would hold up the replay of the record (f) waits for
+    primary = Cluster(name='primary', conf=['autovacuum = off'])
     await asyncio.to_thread(primary.start)
     await primary.install()
     NODES['primary'] = primary
@@ -352,35 +354,40 @@ async def test_join_while_committing(ctx):
     """f. a transaction between its pg_ws record and its commit record on a
     standby while the standby's worker starts: a subscriber who joins then
     gets its events when the commit is replayed, then the next ones."""
-    p, s2 = NODES['primary'], NODES['standby2']
-    ctx.use(s2)
+    p = NODES['primary']
     ctx.use(p)
+    # a standby of its own that applies commit records only after a delay
+    # (other records at once), set before it starts: the transaction's
+    # record is replayed, its commit waits until the delay is lifted
+    s3 = Standby(p, 'standby3')
+    s3.conf = ["recovery_min_apply_delay = '1h'"]
+    ctx.use(s3)
+    await asyncio.to_thread(s3.start)
+    await s3.wait_listening(s3.wsport, 60)
     on_p = await ctx.sub(url=p.url)
     admin = p.connect()
-    st = s2.connect()
+    st = s3.connect()
     ctx.conns += [admin, st]
-    # replay applies commit records only after the delay (other records at
-    # once): the transaction's record is replayed, its commit waits
-    sql(st, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", "SELECT pg_reload_conf()")
     try:
         sql(admin, "BEGIN", EMP % 4300001, EMP % 4300002, "COMMIT")
         got = await on_p.expect(2, 30, 'primary')
         seq = position(got[0])[0]
         deadline = time.monotonic() + 30
         while sql(st, "SELECT pg_last_wal_replay_lsn() - '0/0' <= %d" % seq)[0][0]:
-            check(time.monotonic() < deadline, 'standby2 did not replay the event record')
+            check(time.monotonic() < deadline, 'standby3 did not replay the event record')
             await asyncio.sleep(0.05)
-        await restart_worker(s2)
+        await restart_worker(s3)
         check(sql(st, "SELECT count(*) FROM employee WHERE id = 4300001")[0][0] == 0,
               'the commit was replayed before the worker started')
-        joined = await ctx.sub(url=s2.url)
+        joined = await ctx.sub(url=s3.url)
         sql(admin, EMP % 4300003)
         await on_p.expect(3, 30, 'primary')
     finally:
-        sql(st, "ALTER SYSTEM RESET recovery_min_apply_delay", "SELECT pg_reload_conf()")
-    back = await joined.expect(3, 30, 'joined standby2 while the transaction committed')
-    check(back == on_p.msgs, 'the subscriber who joined standby2 got %s'
+        sql(st, "ALTER SYSTEM SET recovery_min_apply_delay = 0", "SELECT pg_reload_conf()")
+    back = await joined.expect(3, 30, 'joined standby3 while the transaction committed')
+    check(back == on_p.msgs, 'the subscriber who joined standby3 got %s'
           % [short(m, 80) for m in back])
+    s3.stop()
     return 'the committing transaction\'s 2 events, then the next'
 
 
