@@ -417,14 +417,16 @@ async def test_health(ctx):
     status, body = await health(p)
     check('replay_lag_bytes' not in body, 'the primary reports a replay lag: %s' % body)
 
-    async def standby_health(want_status, want_reason=''):
+    async def standby_health(want_status, want_reason='', receiving=False):
         status, body = await health(s2)
-        if status == want_status and want_reason in body.get('reason', ''):
+        if status == want_status and want_reason in body.get('reason', '') and \
+                (not receiving or body.get('receiving') is True):
             return body
         return None
 
     # caught up and streaming
-    body = await poll('standby2 streaming, no replay lag', lambda: standby_health(200))
+    body = await poll('standby2 streaming, no replay lag',
+                      lambda: standby_health(200, receiving=True))
     check(body['receiving'] is True and body['replay_lag_bytes'] == 0,
           'standby2 caught up: %s' % body)
 
@@ -453,7 +455,9 @@ async def test_health(ctx):
         sql(st, "SELECT pg_wal_replay_resume()",
             ("ALTER SYSTEM SET primary_conninfo = %s", (conninfo,)),
             "ALTER SYSTEM RESET pg_ws.health_max_replay_lag", "SELECT pg_reload_conf()")
-    body = await poll('standby2 200 once it streams again', lambda: standby_health(200))
+    # (its WAL receiver starts again within wal_retrieve_retry_interval)
+    body = await poll('standby2 200 once it streams again',
+                      lambda: standby_health(200, receiving=True))
     check(body['receiving'] is True, 'standby2 back: %s' % body)
     return 'lagging: %.1f s, %d bytes behind; without upstream: %s' % (
         lagging['replay_lag_seconds'], lagging['replay_lag_bytes'], orphan['reason'])
