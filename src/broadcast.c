@@ -294,7 +294,6 @@ static bool beyond_history(uint64 seq);
 static void go_live(PgWsConn *conn, bool resync);
 static void place_subscriber(PgWsConn *conn);
 static bool past_fork(PgWsSubscriber *sub, uint64 *fork);
-static int	write_span(PgWsConn *conn, uint8 *span, uint32 len);
 static void step_off(PgWsConn *conn);
 static void end_catchup(PgWsSubscriber *sub);
 static void start_waiting_resumers(void);
@@ -1998,6 +1997,57 @@ step_off(PgWsConn *conn)
 }
 
 /*
+ * A run of consecutive frames a subscriber is handed with one write: a
+ * message it may not see, a frame that is not right after the last one
+ * (another block), or the block size ends it.
+ */
+typedef struct FrameSpan
+{
+	uint8	   *start;
+	uint32		len;
+	uint32		msgs;
+} FrameSpan;
+
+/* may msg's frame go in the same write as the span's? */
+static inline bool
+span_takes(const FrameSpan *span, const WsMessage *msg)
+{
+	return span->len == 0 ||
+		(msg->frame == span->start + span->len &&
+		 span->len + msg->frame_len <= FRAME_BLOCK_SIZE);
+}
+
+static inline void
+span_add(FrameSpan *span, const WsMessage *msg)
+{
+	if (span->len == 0)
+		span->start = msg->frame;
+	span->len += msg->frame_len;
+	span->msgs++;
+}
+
+/*
+ * Hand the span to libwebsockets, count it, add its bytes to *written and
+ * empty it: -1 when the connection is broken, 1 when part of it is left in
+ * libwebsockets' buffer (the socket is full), 0 when it all went to the
+ * kernel.
+ */
+static int
+span_write(PgWsConn *conn, FrameSpan *span, uint64 *written)
+{
+	uint32		len = span->len;
+
+	if (lws_write(conn->wsi, span->start, len, LWS_WRITE_RAW) < (int) len)
+		return -1;
+	count_sent(&conn->sub, span->msgs, len);
+	*written += len;
+	span->len = 0;
+	span->msgs = 0;
+	/* costs no system call, unlike lws_send_pipe_choked() */
+	return lws_partial_buffered(conn->wsi) ? 1 : 0;
+}
+
+/*
  * Hand a rider its next frames from its reader's window, spans of
  * consecutive frames with one write each, reading on when it reaches the
  * window's end, until about budget bytes are written.  Returns -1 to close
@@ -2010,9 +2060,7 @@ catch_up(PgWsConn *conn, uint64 budget)
 	PgWsCatchup *g = sub->catchup;
 	uint64		start = sub->ride_idx;
 	uint64		written = 0;
-	uint8	   *span = NULL;
-	uint32		span_len = 0;
-	uint32		span_msgs = 0;
+	FrameSpan	span = {0};
 	bool		full = false;
 
 	for (;;)
@@ -2023,16 +2071,12 @@ catch_up(PgWsConn *conn, uint64 budget)
 		if (sub->ride_idx == g->next)
 		{
 			/* before reading on, which may free what the span is in */
-			if (span_len > 0)
+			if (span.len > 0)
 			{
-				int			rc = write_span(conn, span, span_len);
+				int			rc = span_write(conn, &span, &written);
 
 				if (rc < 0)
 					return -1;
-				count_sent(sub, span_msgs, span_len);
-				written += span_len;
-				span_len = 0;
-				span_msgs = 0;
 				if (rc > 0 || written >= budget)
 				{
 					full = rc > 0;
@@ -2045,18 +2089,12 @@ catch_up(PgWsConn *conn, uint64 budget)
 		}
 		msg = window_at(g, sub->ride_idx);
 		skip = !message_for(sub, msg);
-		if (span_len > 0 &&
-			(skip || msg->frame != span + span_len ||
-			 span_len + msg->frame_len > FRAME_BLOCK_SIZE))
+		if (span.len > 0 && (skip || !span_takes(&span, msg)))
 		{
-			int			rc = write_span(conn, span, span_len);
+			int			rc = span_write(conn, &span, &written);
 
 			if (rc < 0)
 				return -1;
-			count_sent(sub, span_msgs, span_len);
-			written += span_len;
-			span_len = 0;
-			span_msgs = 0;
 			if (rc > 0 || written >= budget)
 			{
 				full = rc > 0;
@@ -2069,18 +2107,14 @@ catch_up(PgWsConn *conn, uint64 budget)
 			sub->after_seq = msg->seq;
 		if (skip)
 			continue;
-		if (span_len == 0)
-			span = msg->frame;
-		span_len += msg->frame_len;
-		span_msgs++;
+		span_add(&span, msg);
 	}
-	if (span_len > 0)
+	if (span.len > 0)
 	{
-		int			rc = write_span(conn, span, span_len);
+		int			rc = span_write(conn, &span, &written);
 
 		if (rc < 0)
 			return -1;
-		count_sent(sub, span_msgs, span_len);
 		full = rc > 0;
 	}
 	if (sub->ride_idx > start)
@@ -2121,19 +2155,6 @@ catch_up(PgWsConn *conn, uint64 budget)
 	return 1;
 }
 
-/*
- * Hand a span of frames to libwebsockets: -1 when the connection is
- * broken, 1 when part of it is left in libwebsockets' buffer (the socket is
- * full), 0 when it all went to the kernel.
- */
-static int
-write_span(PgWsConn *conn, uint8 *span, uint32 len)
-{
-	if (lws_write(conn->wsi, span, len, LWS_WRITE_RAW) < (int) len)
-		return -1;
-	/* costs no system call, unlike lws_send_pipe_choked() */
-	return lws_partial_buffered(conn->wsi) ? 1 : 0;
-}
 
 /*
  * The socket can take bytes: everything handed to libwebsockets before has
@@ -2150,9 +2171,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	bool		given = sub->turn == TURN_GIVEN;
 	uint64		budget = given ? BYTES_PER_TURN : BYTES_PER_WRITABLE;
 	uint64		written = 0;
-	uint8	   *span = NULL;
-	uint32		span_len = 0;
-	uint32		span_msgs = 0;
+	FrameSpan	span = {0};
 
 	/* a turn given is used up by the callback it was armed for */
 	if (given)
@@ -2216,18 +2235,12 @@ pgws_subscriber_writable(PgWsConn *conn)
 		WsMessage  *msg = message_at(sub->next_idx);
 		bool		skip = !message_for(sub, msg);
 
-		if (span_len > 0 &&
-			(skip || msg->frame != span + span_len ||
-			 span_len + msg->frame_len > FRAME_BLOCK_SIZE))
+		if (span.len > 0 && (skip || !span_takes(&span, msg)))
 		{
-			int			rc = write_span(conn, span, span_len);
+			int			rc = span_write(conn, &span, &written);
 
 			if (rc < 0)
 				return -1;
-			count_sent(sub, span_msgs, span_len);
-			written += span_len;
-			span_len = 0;
-			span_msgs = 0;
 			if (rc > 0)
 				break;
 			sub->sent_idx = sub->next_idx;
@@ -2240,18 +2253,14 @@ pgws_subscriber_writable(PgWsConn *conn)
 			sub->sent_idx = sub->next_idx;
 			continue;
 		}
-		if (span_len == 0)
-			span = msg->frame;
-		span_len += msg->frame_len;
-		span_msgs++;
+		span_add(&span, msg);
 	}
-	if (span_len > 0)
+	if (span.len > 0)
 	{
-		int			rc = write_span(conn, span, span_len);
+		int			rc = span_write(conn, &span, &written);
 
 		if (rc < 0)
 			return -1;
-		count_sent(sub, span_msgs, span_len);
 		if (rc == 0)
 			sub->sent_idx = sub->next_idx;
 	}
