@@ -275,6 +275,7 @@ metrics(PgWsConn *conn)
 {
 	PgWsStatsSnapshot snap;
 	PgWsWorkerStats *w = &snap.worker;
+	ReplayLag	lag;
 	StringInfoData out;
 	char		buf[64];
 
@@ -343,6 +344,21 @@ metrics(PgWsConn *conn)
 			   snap.history_first);
 	metric_u64(&out, "pg_ws_history_last_position", "gauge",
 			   "The position (seq) of the newest event.", w->history_last);
+
+	/* a standby's replay, as /health judges it (a scrape takes a note too) */
+	replay_lag(&lag, snap.now);
+	if (lag.standby)
+	{
+		metric_u64(&out, "pg_ws_standby_receiving", "gauge",
+				   "1 while this standby streams WAL from an upstream.",
+				   lag.receiving ? 1 : 0);
+		metric_u64(&out, "pg_ws_standby_replay_lag_bytes", "gauge",
+				   "WAL this standby has received but not replayed yet.", lag.bytes);
+		snprintf(buf, sizeof(buf), "%.3f", lag.seconds);
+		metric(&out, "pg_ws_standby_replay_lag_seconds", "gauge",
+			   "How long replay has been behind the WAL received, as seen at /health checks and scrapes; 0 when it is not.",
+			   buf);
+	}
 	answer(conn, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
 }
 

@@ -26,7 +26,8 @@ port, all on 127.0.0.1.
   g. /health for a balancer: each node's role, /health/primary and
      /health/standby answer 503 on the other role; a standby whose replay
      is paused answers 503 once it is pg_ws.health_max_replay_lag behind
-     the WAL it received, and one whose upstream is gone once it has
+     the WAL it received (and /metrics' pg_ws_standby_* gauges say so, on
+     standbys only), and one whose upstream is gone once it has
      received nothing for that long; both 200 again when they recover.
   (c runs last: it stops the primary.)
 
@@ -398,6 +399,16 @@ async def health(node, path='/health'):
     return status, json.loads(body)
 
 
+async def standby_gauges(node):
+    """The pg_ws_standby_* samples of node's /metrics, by name."""
+    raw = ('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n' % node.wsport).encode()
+    status, _, body, _, _ = await asyncio.to_thread(rawws.http_exchange, node.wsport, raw)
+    check(status == 200, '%s /metrics: %s' % (node.name, status))
+    text = body.decode() if isinstance(body, bytes) else body
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line.startswith('pg_ws_standby_')}
+
+
 async def test_health(ctx):
     """g. /health: role, role-only paths, replay lag and a lost upstream."""
     p, s2 = NODES['primary'], NODES['standby2']
@@ -440,6 +451,13 @@ async def test_health(ctx):
                              lambda: standby_health(503, 'replay is'), timeout=30)
         check(lagging['replay_lag_bytes'] > 0 and lagging['replay_lag_seconds'] > 1
               and lagging['receiving'] is True, 'standby2 lagging: %s' % lagging)
+        # and /metrics says the same, on the standby only
+        gauges = await standby_gauges(s2)
+        check(gauges.get('pg_ws_standby_receiving') == 1 and
+              gauges.get('pg_ws_standby_replay_lag_bytes', 0) > 0 and
+              gauges.get('pg_ws_standby_replay_lag_seconds', 0) > 1,
+              'standby2 /metrics while lagging: %s' % gauges)
+        check(await standby_gauges(p) == {}, 'the primary\'s /metrics has standby gauges')
         sql(st, "SELECT pg_wal_replay_resume()")
         body = await poll('standby2 200 once replay caught up', lambda: standby_health(200))
         check(body['replay_lag_bytes'] == 0, 'standby2 caught up: %s' % body)
