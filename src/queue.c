@@ -99,6 +99,7 @@
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -563,6 +564,17 @@ pgws_queue_finish(bool committed)
 	if (!entry_appended)
 		return;
 	entry_appended = false;
+
+	/*
+	 * A commit that stopped waiting for its synchronous standbys because the
+	 * postmaster died (SyncRepWaitForLSN gives up then, and the transaction
+	 * ends locally, visible here and nowhere else) is not confirmed: its
+	 * entry stays PENDING, so that it is never sent, and a failover to a
+	 * standby that never had it takes back nothing a subscriber saw.  The
+	 * server is going down; after a restart the WAL says what committed.
+	 */
+	if (committed && !PostmasterIsAlive())
+		return;
 
 	hdr = entry_header(entry_pos);
 	state = committed ? ENTRY_COMMITTED : ENTRY_ABORTED;

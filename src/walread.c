@@ -80,6 +80,7 @@
 #include "replication/message.h"
 #include "storage/procarray.h"
 #include "storage/fd.h"
+#include "storage/pmsignal.h"
 #include "storage/standbydefs.h"
 #include "utils/memutils.h"
 
@@ -891,6 +892,14 @@ static bool
 walread_visible(PgWsWalReader *r, WalMessage *m)
 {
 	if (!m->committed)
+		return false;
+
+	/*
+	 * On a primary whose postmaster died, a transaction may have stopped
+	 * waiting for its synchronous standbys and ended locally only (see
+	 * pgws_queue_finish): nothing more is visible; the worker exits soon.
+	 */
+	if (TransactionIdIsValid(r->horizon) && !PostmasterIsAlive())
 		return false;
 	if (!TransactionIdIsValid(r->horizon) ||
 		TransactionIdPrecedes(m->xid, r->horizon))

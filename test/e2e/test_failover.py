@@ -28,7 +28,10 @@ One history is played through, the tests in order:
   d. synchronous replication (synchronous_commit = remote_apply): the
      primary is killed while a writer runs and its synchronous standby is
      promoted: every subscriber resumes there with its last position, needs
-     no resync and misses nothing.
+     no resync and misses nothing;
+  e. a commit waiting for a synchronous standby when the postmaster is
+     killed stops waiting and ends locally (PostgreSQL lets it, visible on
+     that node only): no subscriber is sent it.
 
 Run as root (PostgreSQL itself runs as the postgres user):
 
@@ -382,6 +385,45 @@ async def test_synchronous_failover(ctx):
     return '%d rows; 5 subscribers resumed exactly after %s events' % (len(rows), resumed)
 
 
+async def test_killed_while_waiting(ctx):
+    """e. a commit waiting for its synchronous standby when the postmaster
+    is killed ends locally (PostgreSQL lets it): it is never sent."""
+    p = Cluster(name='waitP')
+    ctx.use(p)
+    await asyncio.to_thread(p.start)
+    await p.install()
+    # a synchronous standby that never comes: commits wait for it
+    run(p, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'", "SELECT pg_reload_conf()")
+    subs = [await ctx.sub(url=p.url) for _ in range(20)]
+    conns = [p.connect() for _ in range(16)]
+
+    def commit(k):
+        try:
+            sql(conns[k], EMP % (900000 + k))     # waits for 'nobody' for ever
+        except psycopg2.Error:
+            pass                                  # the server went away under it
+    threads = [threading.Thread(target=commit, args=(k,), daemon=True) for k in range(16)]
+    for th in threads:
+        th.start()
+
+    async def waiting():
+        return run(p, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")[0][0] == 16
+    await poll('16 commits to wait for their synchronous standby', waiting)
+    with open(os.path.join(p.data, 'postmaster.pid')) as f:
+        pid = int(f.readline())
+    os.kill(pid, 9)
+    for k, sub in enumerate(subs):
+        await asyncio.wait_for(sub.closed.wait(), 30)
+        check(sub.msgs == [], 'subscriber %d was sent commits no standby confirmed: %s'
+              % (k, [short(m) for m in sub.msgs]))
+    for th in threads:
+        th.join(10)
+    p.started = False
+    # what is left of the server goes; its directory is removed at the end
+    await asyncio.to_thread(p.as_postgres, 'pkill', '-9', '-f', p.data, check=False)
+    return 'nothing sent of the commit that stopped waiting'
+
+
 TESTS = [
     ('(a) divergence: a position past the fork gets resync_required naming it; one before'
      ' it resumes exactly on the promoted node', test_divergence, 120),
@@ -392,6 +434,8 @@ TESTS = [
      test_rewind_and_switchover, 180),
     ('(d) synchronous_commit = remote_apply: after killing the primary, subscribers resume on'
      ' the promoted standby with no resync and miss nothing', test_synchronous_failover, 120),
+    ('(e) a commit waiting for its synchronous standby when the postmaster is killed ends'
+     ' locally: it is never sent', test_killed_while_waiting, 60),
 ]
 
 
