@@ -876,6 +876,13 @@ async def test_max_connections_per_address(ctx):
                   'the third from 127.0.0.1: %s %r' % (e.line, e.body))
         other = await asyncio.to_thread(RawWs, port, '/ws/', (), '127.0.0.2')
         other.close()
+        # pg_ws_stats (published once a second) shows the two held, so that
+        # connections_gone() sees them go rather than a count from before
+        conn = await ctx.aconn()
+
+        async def shown():
+            return (await asql(conn, "SELECT connections FROM pg_ws_stats"))[0][0] >= 2
+        await poll('pg_ws_stats to show the two connections', shown)
     finally:
         for w in a:
             w.close()
@@ -900,6 +907,13 @@ async def test_descriptor_limit(ctx):
             held.append(await asyncio.to_thread(RawWs, port))
         seen = await asyncio.to_thread(exchange_many, port, rawws.upgrade_request(port), 3)
         expect_one_answer(seen, 503, 'the 201st connection')
+
+        # pg_ws_stats shows them (it is published once a second), so that
+        # connections_gone() below sees them go rather than a count from
+        # before they came
+        async def shown():
+            return (await asql(conn, "SELECT connections FROM pg_ws_stats"))[0][0] >= 200
+        await poll('pg_ws_stats to show the 200 connections', shown)
         # the worker's own limit, as the kernel shows it
         pid = (await asql(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'"))[0][0]
         with open('/proc/%d/limits' % pid) as f:
