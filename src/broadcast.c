@@ -2065,31 +2065,15 @@ catch_up(PgWsConn *conn, uint64 budget)
 
 	for (;;)
 	{
-		WsMessage  *msg;
-		bool		skip;
+		bool		at_end = sub->ride_idx == g->next;
+		WsMessage  *msg = at_end ? NULL : window_at(g, sub->ride_idx);
+		bool		skip = !at_end && !message_for(sub, msg);
 
-		if (sub->ride_idx == g->next)
-		{
-			/* before reading on, which may free what the span is in */
-			if (span.len > 0)
-			{
-				int			rc = span_write(conn, &span, &written);
-
-				if (rc < 0)
-					return -1;
-				if (rc > 0 || written >= budget)
-				{
-					full = rc > 0;
-					break;
-				}
-			}
-			if (!catchup_read(g))
-				break;
-			continue;
-		}
-		msg = window_at(g, sub->ride_idx);
-		skip = !message_for(sub, msg);
-		if (span.len > 0 && (skip || !span_takes(&span, msg)))
+		/*
+		 * The span ends here; at the window's end, before reading on, which
+		 * may free what the span is in.
+		 */
+		if (span.len > 0 && (at_end || skip || !span_takes(&span, msg)))
 		{
 			int			rc = span_write(conn, &span, &written);
 
@@ -2100,6 +2084,12 @@ catch_up(PgWsConn *conn, uint64 budget)
 				full = rc > 0;
 				break;
 			}
+		}
+		if (at_end)
+		{
+			if (!catchup_read(g))
+				break;
+			continue;
 		}
 		sub->ride_idx++;
 		/* one that joined before the reader reached its since keeps it */
