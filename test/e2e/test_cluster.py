@@ -898,14 +898,10 @@ async def test_failover(ctx):
     return note
 
 
-async def test_rejoin(ctx):
-    """d. the old primary rejoins as a standby and serves."""
-    stack = STATE['stack']
-    old = STATE.get('killed_primary')
-    check(old is not None, 'no primary was killed (test c failed)')
-    t0 = time.monotonic()
-    primary = await current_primary(stack)
-
+async def rejoined(stack, old, primary, log_at=0):
+    """Wait until the old primary streams from primary again and its pg_ws
+    serves as a standby; whether Patroni ran pg_rewind for it (its log from
+    byte log_at on says so)."""
     async def streaming():
         r = await asyncio.to_thread(primary.query,
                                     "SELECT count(*) FROM pg_stat_replication WHERE"
@@ -918,7 +914,19 @@ async def test_rejoin(ctx):
     await poll('%s streams from %s again and its pg_ws serves' % (old.name, primary.name),
                streaming, timeout=90, every=0.3)
     with open(os.path.join(stack.dir, old.name + '.patroni.log'), errors='replace') as f:
-        rewound = any('pg_rewind' in line and 'running' in line.lower() for line in f)
+        f.seek(log_at)
+        return any('pg_rewind' in line and 'running' in line.lower() for line in f)
+
+
+async def test_rejoin(ctx):
+    """d. the old primary rejoins as a standby and serves."""
+    stack = STATE['stack']
+    old = STATE.get('killed_primary')
+    check(old is not None, 'no primary was killed (test c failed)')
+    t0 = time.monotonic()
+    primary = await current_primary(stack)
+
+    rewound = await rejoined(stack, old, primary)
     # some subscribers move to it: kill theirs on the busiest other standby?
     # no: resuming subscribers spread by least connections already reach it
     note = await verify(stack, '%s rejoined' % old.name, t0)
@@ -1040,21 +1048,7 @@ async def test_async_failover(ctx):
           ' resync_required' % (len(missed), MOVED))
     # the old primary rejoins: pg_rewind (its WAL went past the fork)
     t1 = time.monotonic()
-
-    async def streaming():
-        r = await asyncio.to_thread(new.query,
-                                    "SELECT count(*) FROM pg_stat_replication WHERE"
-                                    " application_name = %s AND state = 'streaming'", old.name)
-        if not (r and r[0] == 1):
-            return None
-        status, body = await asyncio.to_thread(http_get, old.wsport, '/health')
-        return body if status == 200 and body['role'] == 'standby' else None
-
-    await poll('%s streams from %s again and its pg_ws serves' % (old.name, new.name),
-               streaming, timeout=90, every=0.3)
-    with open(log, errors='replace') as f:
-        f.seek(log_at)
-        rewound = any('pg_rewind' in line and 'running' in line.lower() for line in f)
+    rewound = await rejoined(stack, old, new, log_at)
     check(rewound, '%s rejoined without pg_rewind' % old.name)
     fig['rejoin_took'] = time.monotonic() - t1
     again = await verify(stack, '%s rejoined after the asynchronous failover' % old.name, t1,
