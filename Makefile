@@ -26,6 +26,7 @@ OBJS = \
 	src/http.o \
 	src/metrics.o \
 	src/ws.o \
+	src/sse.o \
 	src/tls.o \
 	src/jwt.o \
 	src/auth.o \

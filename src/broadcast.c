@@ -2,8 +2,9 @@
  *
  * broadcast.c
  *	  The worker's message log and its subscribers: every event drained from
- *	  the shared queue becomes one message, framed once, whose bytes every
- *	  subscriber allowed to see it is sent from the same buffer.
+ *	  the shared queue becomes one message, framed once per framing in use,
+ *	  whose bytes every subscriber allowed to see it is sent from the same
+ *	  buffer.
  *
  * This file owns the log, the recent history kept in it, where a
  * subscriber starts (live, or resuming after a position), per-subscriber
@@ -11,7 +12,18 @@
  * index where idle filtered subscribers wait (see below), culling of
  * subscribers that fall behind and freeing messages nobody needs.  It
  * runs only in the worker.  It must not accept connections or speak HTTP
- * (conn.c, http.c), nor know how events were rendered or queued.
+ * (conn.c, http.c), nor know how events were rendered or queued, nor how
+ * a framing writes a message (ws.c, sse.c).
+ *
+ * Framings.  A subscriber is one of /ws/ (WebSocket frames) or of /events
+ * (Server-Sent Events lines); everything here is the same for both but
+ * the bytes it is handed.  A message's WebSocket frame is made when it
+ * arrives: it is where its JSON is kept, behind a header of at most ten
+ * bytes.  Its frame of another framing is made the first time a
+ * subscriber of that framing is handed it, from that JSON, once for all
+ * of them, into blocks of that framing's own (below); a message no such
+ * subscriber takes is never framed so.  Progress, lag and culling count
+ * the JSON's bytes, whatever the framing.
  *
  * Positions.  Every event carries its position in the stream ("seq") and
  * the epoch in which positions compare (queue.c gives both); the message
@@ -70,9 +82,9 @@
  * libwebsockets' ws-server-ring example: a subscriber is just the index of
  * the next message it needs.  The index is this worker's; the position
  * (seq) is the stream's.  The frames themselves are written back to back
- * into blocks, so a subscriber's pending messages are mostly one run of
- * bytes: it is sent a whole span with one write, and a message its grant
- * filters out only ends the span.
+ * into blocks, a chain of them per framing, so a subscriber's pending
+ * messages are mostly one run of bytes: it is sent a whole span with one
+ * write, and a message its grant filters out only ends the span.
  *
  * What is counted for pg_ws_stats (pgws_worker_stats): an event is sent
  * once the queue's room for it is freed, that is once every subscriber
@@ -98,12 +110,17 @@
  * Frames are written one after another into blocks, so that the frames of
  * consecutive messages are consecutive bytes: a subscriber is sent a span
  * of them with one write.  A frame larger than a block gets a block of its
- * own.  Blocks are freed in order, once their last message is.
+ * own.  Blocks are freed in order, once their last message is.  Frames of
+ * a framing made on first use are written in the order subscribers reach
+ * their messages, not always the log's: a block is freed once every
+ * message framed in it is (the newest of them, last_idx), and a block
+ * whose newest message is still kept keeps the newer blocks too, until it
+ * goes.
  */
 typedef struct FrameBlock
 {
 	struct FrameBlock *next;	/* the next newer block */
-	uint64		last_idx;		/* the last message with a frame here */
+	uint64		last_idx;		/* the newest message with a frame here */
 	uint32		size;
 	uint32		used;
 	uint8		bytes[FLEXIBLE_ARRAY_MEMBER];
@@ -121,8 +138,10 @@ typedef struct WsMessage
 	TransactionId xid;			/* its transaction, for snapshot positions */
 	uint32		name_len;		/* kind -1: its name, in the frame, to */
 	const char *name;			/* match filters with; NULL if it has none */
-	uint8	   *frame;			/* the frame, in a block: header, JSON */
-	uint32		frame_len;
+	uint8	   *frame[PGWS_NUM_FRAMINGS];	/* in its framing's blocks; the
+											 * WebSocket one (header, JSON)
+											 * always, others once made */
+	uint32		frame_len[PGWS_NUM_FRAMINGS];
 	char	   *row;			/* the row beside the event, for filters
 								 * only: never sent; NULL if none */
 	uint32		row_len;
@@ -177,14 +196,20 @@ static uint64 next_idx = 0;
 static uint64 bytes_total = 0;
 
 /*
- * Blocks of frames, oldest first, and the heap they and their messages
- * hold: the log's, and each shared catch-up reader's window (below).
+ * Blocks of frames, oldest first, a chain per framing, and the heap they
+ * and their messages hold: the log's, and each shared catch-up reader's
+ * window (below).
  */
+typedef struct FrameChain
+{
+	FrameBlock *oldest;
+	FrameBlock *newest;
+} FrameChain;
+
 typedef struct FrameBlocks
 {
 	MemoryContext cxt;
-	FrameBlock *oldest;
-	FrameBlock *newest;
+	FrameChain	chain[PGWS_NUM_FRAMINGS];
 	uint64		heap;			/* blocks, messages, rows */
 } FrameBlocks;
 
@@ -364,7 +389,8 @@ message_at(uint64 idx)
 static bool
 message_matches(const PgWsSubscriber *sub, const WsMessage *msg)
 {
-	const char *json = (const char *) msg->frame + (msg->frame_len - msg->len);
+	const char *json = (const char *) msg->frame[PGWS_FRAMING_WS] +
+		(msg->frame_len[PGWS_FRAMING_WS] - msg->len);
 
 	return values_match(sub, msg->kind, msg->name, msg->name_len, json,
 						msg->len, msg->row, msg->row_len);
@@ -799,11 +825,15 @@ position_suffix(char *buf, uint64 seq)
 	return n;
 }
 
-/* room for a frame of at most need bytes after the newest frame of fb */
+/*
+ * room for a frame of at most need bytes after the newest frame of fb's
+ * chain of this framing; frame_used() then says how much it took
+ */
 static uint8 *
-frame_room(FrameBlocks *fb, uint32 need)
+frame_room(FrameBlocks *fb, PgWsFraming framing, uint32 need)
 {
-	FrameBlock *block = fb->newest;
+	FrameChain *chain = &fb->chain[framing];
+	FrameBlock *block = chain->newest;
 
 	if (block == NULL || block->size - block->used < need)
 	{
@@ -812,16 +842,27 @@ frame_room(FrameBlocks *fb, uint32 need)
 		block = MemoryContextAllocHuge(fb->cxt,
 									   offsetof(FrameBlock, bytes) + size);
 		block->next = NULL;
+		block->last_idx = 0;
 		block->size = size;
 		block->used = 0;
-		if (fb->newest != NULL)
-			fb->newest->next = block;
+		if (chain->newest != NULL)
+			chain->newest->next = block;
 		else
-			fb->oldest = block;
-		fb->newest = block;
+			chain->oldest = block;
+		chain->newest = block;
 		fb->heap += offsetof(FrameBlock, bytes) + size;
 	}
 	return block->bytes + block->used;
+}
+
+/* the frame of message idx took used bytes of the room frame_room() gave */
+static inline void
+frame_used(FrameBlocks *fb, PgWsFraming framing, uint64 idx, uint32 used)
+{
+	FrameBlock *block = fb->chain[framing].newest;
+
+	block->used += used;
+	block->last_idx = Max(block->last_idx, idx);
 }
 
 /*
@@ -854,12 +895,11 @@ frame_message(FrameBlocks *fb, uint64 idx, const char *line, uint32 line_len,
 
 	slen = position_suffix(suffix, seq);
 	final_len = len - 1 + slen;
-	frame = frame_room(fb, PGWS_WS_MAX_HEADER + final_len);
+	frame = frame_room(fb, PGWS_FRAMING_WS, PGWS_WS_MAX_HEADER + final_len);
 	hlen = pgws_ws_frame_header(frame, WS_OP_TEXT, final_len);
 	memcpy(frame + hlen, json, len - 1);
 	memcpy(frame + hlen + len - 1, suffix, slen);
-	fb->newest->used += hlen + final_len;
-	fb->newest->last_idx = idx;
+	frame_used(fb, PGWS_FRAMING_WS, idx, hlen + final_len);
 
 	msg = MemoryContextAlloc(fb->cxt, sizeof(WsMessage));
 	msg->seq = seq;
@@ -882,8 +922,10 @@ frame_message(FrameBlocks *fb, uint64 idx, const char *line, uint32 line_len,
 			msg->name_len = (uint32) name_len;
 		}
 	}
-	msg->frame = frame;
-	msg->frame_len = hlen + final_len;
+	memset(msg->frame, 0, sizeof(msg->frame));
+	memset(msg->frame_len, 0, sizeof(msg->frame_len));
+	msg->frame[PGWS_FRAMING_WS] = frame;
+	msg->frame_len[PGWS_FRAMING_WS] = hlen + final_len;
 	msg->row = NULL;
 	msg->row_len = 0;
 	if (row != NULL)
@@ -912,16 +954,61 @@ free_message(FrameBlocks *fb, WsMessage *msg, uint64 first)
 		pfree(msg->row);
 	}
 	pfree(msg);
-	while (fb->oldest != NULL && fb->oldest->last_idx < first)
+	for (int f = 0; f < PGWS_NUM_FRAMINGS; f++)
 	{
-		FrameBlock *block = fb->oldest;
+		FrameChain *chain = &fb->chain[f];
 
-		fb->oldest = block->next;
-		if (fb->oldest == NULL)
-			fb->newest = NULL;
-		fb->heap -= offsetof(FrameBlock, bytes) + block->size;
-		pfree(block);
+		while (chain->oldest != NULL && chain->oldest->last_idx < first)
+		{
+			FrameBlock *block = chain->oldest;
+
+			chain->oldest = block->next;
+			if (chain->oldest == NULL)
+				chain->newest = NULL;
+			fb->heap -= offsetof(FrameBlock, bytes) + block->size;
+			pfree(block);
+		}
 	}
+}
+
+/*
+ * A message's frame in this framing, made now if it is the first
+ * subscriber of the framing to be handed it (see "Framings" above): from
+ * the JSON in its WebSocket frame, with the position it carries there,
+ * SEQ@EPOCH, epoch as position_suffix() wrote it when it arrived.
+ */
+static inline void
+frame_for(FrameBlocks *fb, WsMessage *msg, uint64 idx, PgWsFraming framing)
+{
+	const PgWsFramingOps *ops;
+	PgWsMessageText text;
+	char		position[PGWS_POSITION_TEXT_LEN];
+	const char *epoch_end;
+	const char *epoch_start;
+	uint8	   *frame;
+
+	if (likely(msg->frame[framing] != NULL))
+		return;
+	ops = pgws_framing_ops(framing);
+	text.json = (const char *) msg->frame[PGWS_FRAMING_WS] +
+		(msg->frame_len[PGWS_FRAMING_WS] - msg->len);
+	text.len = msg->len;
+	text.name = msg->kind >= 0 ? pgws_event_names[msg->kind] : msg->name;
+	text.name_len = msg->kind >= 0 ? strlen(text.name) : msg->name_len;
+	/* ..., "epoch": "E"}: E has no quote */
+	epoch_end = text.json + text.len - 2;
+	epoch_start = epoch_end;
+	while (epoch_start > text.json && epoch_start[-1] != '"')
+		epoch_start--;
+	text.position = position;
+	text.position_len = snprintf(position, sizeof(position),
+								 UINT64_FORMAT "@%.*s", msg->seq,
+								 (int) (epoch_end - epoch_start), epoch_start);
+	Assert(text.position_len < sizeof(position));
+	frame = frame_room(fb, framing, ops->size(&text));
+	msg->frame_len[framing] = ops->write(frame, &text);
+	msg->frame[framing] = frame;
+	frame_used(fb, framing, idx, msg->frame_len[framing]);
 }
 
 /* a ring of message pointers twice as large, for [first, next) */
@@ -1448,26 +1535,31 @@ static void
 prepare_resync(PgWsConn *conn, uint64 continue_after)
 {
 	PgWsSubscriber *sub = &conn->sub;
+	const PgWsFramingOps *ops = pgws_framing_ops(sub->framing);
 	char		json[256 + PGWS_EPOCH_LEN * 2];
 	char		fork[64] = "";
-	uint8		header[PGWS_WS_MAX_HEADER];
-	int			len;
-	int			hlen;
+	char		position[PGWS_POSITION_TEXT_LEN];
+	PgWsMessageText text;
 
 	/* its position's history parted from ours there (timeline.c) */
 	if (sub->fork != 0)
 		snprintf(fork, sizeof(fork), ", \"fork\": " UINT64_FORMAT, sub->fork);
-	len = snprintf(json, sizeof(json),
-				   "{\"event\": \"resync_required\", \"data\": {\"since\": " UINT64_FORMAT
-				   ", \"oldest\": " UINT64_FORMAT ", \"epoch\": \"%s\"%s}"
-				   ", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
-				   sub->since, oldest_resumable(), epoch_now(), fork,
-				   continue_after, epoch_now());
-	hlen = pgws_ws_frame_header(header, WS_OP_TEXT, len);
-	sub->notice = MemoryContextAlloc(conn->cxt, hlen + len);
-	memcpy(sub->notice, header, hlen);
-	memcpy(sub->notice + hlen, json, len);
-	sub->notice_len = hlen + len;
+	text.json = json;
+	text.len = snprintf(json, sizeof(json),
+						"{\"event\": \"resync_required\", \"data\": {\"since\": " UINT64_FORMAT
+						", \"oldest\": " UINT64_FORMAT ", \"epoch\": \"%s\"%s}"
+						", \"seq\": " UINT64_FORMAT ", \"epoch\": \"%s\"}",
+						sub->since, oldest_resumable(), epoch_now(), fork,
+						continue_after, epoch_now());
+	text.name = "resync_required";
+	text.name_len = strlen(text.name);
+	text.position = position;
+	text.position_len = snprintf(position, sizeof(position),
+								 UINT64_FORMAT "@%s", continue_after,
+								 epoch_now());
+	/* framed for this subscriber alone, in its framing */
+	sub->notice = MemoryContextAlloc(conn->cxt, ops->size(&text));
+	sub->notice_len = ops->write(sub->notice, &text);
 }
 
 /*
@@ -2008,21 +2100,21 @@ typedef struct FrameSpan
 	uint32		msgs;
 } FrameSpan;
 
-/* may msg's frame go in the same write as the span's? */
+/* may msg's frame in this framing go in the same write as the span's? */
 static inline bool
-span_takes(const FrameSpan *span, const WsMessage *msg)
+span_takes(const FrameSpan *span, const WsMessage *msg, PgWsFraming framing)
 {
 	return span->len == 0 ||
-		(msg->frame == span->start + span->len &&
-		 span->len + msg->frame_len <= FRAME_BLOCK_SIZE);
+		(msg->frame[framing] == span->start + span->len &&
+		 span->len + msg->frame_len[framing] <= FRAME_BLOCK_SIZE);
 }
 
 static inline void
-span_add(FrameSpan *span, const WsMessage *msg)
+span_add(FrameSpan *span, const WsMessage *msg, PgWsFraming framing)
 {
 	if (span->len == 0)
-		span->start = msg->frame;
-	span->len += msg->frame_len;
+		span->start = msg->frame[framing];
+	span->len += msg->frame_len[framing];
 	span->msgs++;
 }
 
@@ -2058,6 +2150,7 @@ catch_up(PgWsConn *conn, uint64 budget)
 {
 	PgWsSubscriber *sub = &conn->sub;
 	PgWsCatchup *g = sub->catchup;
+	PgWsFraming framing = sub->framing;
 	uint64		start = sub->ride_idx;
 	uint64		written = 0;
 	FrameSpan	span = {0};
@@ -2069,11 +2162,15 @@ catch_up(PgWsConn *conn, uint64 budget)
 		WsMessage  *msg = at_end ? NULL : window_at(g, sub->ride_idx);
 		bool		skip = !at_end && !message_for(sub, msg);
 
+		if (!at_end && !skip)
+			frame_for(&g->blocks, msg, sub->ride_idx, framing);
+
 		/*
 		 * The span ends here; at the window's end, before reading on, which
 		 * may free what the span is in.
 		 */
-		if (span.len > 0 && (at_end || skip || !span_takes(&span, msg)))
+		if (span.len > 0 &&
+			(at_end || skip || !span_takes(&span, msg, framing)))
 		{
 			int			rc = span_write(conn, &span, &written);
 
@@ -2097,7 +2194,7 @@ catch_up(PgWsConn *conn, uint64 budget)
 			sub->after_seq = msg->seq;
 		if (skip)
 			continue;
-		span_add(&span, msg);
+		span_add(&span, msg, framing);
 	}
 	if (span.len > 0)
 	{
@@ -2225,7 +2322,9 @@ pgws_subscriber_writable(PgWsConn *conn)
 		WsMessage  *msg = message_at(sub->next_idx);
 		bool		skip = !message_for(sub, msg);
 
-		if (span.len > 0 && (skip || !span_takes(&span, msg)))
+		if (!skip)
+			frame_for(&log_blocks, msg, sub->next_idx, sub->framing);
+		if (span.len > 0 && (skip || !span_takes(&span, msg, sub->framing)))
 		{
 			int			rc = span_write(conn, &span, &written);
 
@@ -2243,7 +2342,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 			sub->sent_idx = sub->next_idx;
 			continue;
 		}
-		span_add(&span, msg);
+		span_add(&span, msg, sub->framing);
 	}
 	if (span.len > 0)
 	{

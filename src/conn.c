@@ -6,8 +6,9 @@
  *	  deadlines and keepalive, and the polite way it ends.
  *
  * This file owns the connection's state and accounting.  It must not
- * parse HTTP (http.c) or frames (ws.c), nor choose what a subscriber is
- * sent (broadcast.c); it hands bytes to them by state.
+ * parse HTTP (http.c) or frames (ws.c, sse.c), nor choose what a
+ * subscriber is sent (broadcast.c); it hands bytes to them by state, and
+ * a subscriber's to its framing (PgWsFramingOps).
  *
  * Every socket a peer holds counts, whatever its state: pg_ws.max_connections
  * bounds the sockets served (requests in progress included), and
@@ -18,12 +19,17 @@
  * socket is freed.
  *
  * Nothing a peer does holds a socket without a bound: the request must be
- * complete within pg_ws.handshake_timeout; a subscriber that does not
- * answer a ping within pg_ws.ping_interval is dropped; a subscriber whose
- * token expires is closed with 4001; and the last bytes of a connection
- * (an HTTP answer or a close frame) are followed by a half-close and a
- * short linger, reading and discarding what the peer still sends, so that
- * the peer reads our answer instead of a reset.
+ * complete within pg_ws.handshake_timeout; a /ws/ subscriber that does
+ * not answer a ping within pg_ws.ping_interval is dropped; a subscriber
+ * whose token expires is closed with 4001; and the last bytes of a
+ * connection (an HTTP answer, a close frame, an event stream's closing
+ * comment) are followed by a half-close and a short linger, reading and
+ * discarding what the peer still sends, so that the peer reads our answer
+ * instead of a reset.  An /events subscriber cannot answer pings: it is
+ * sent a heartbeat comment once it has been sent nothing for
+ * pg_ws.ping_interval, so that proxies keep a quiet stream open, and a
+ * peer that vanished is found when those writes fail (or by TCP
+ * keepalive).
  *
  * Refusals and drops are counted by reason (pgws_conn_refused,
  * pgws_conn_dropped) for pg_ws_stats and /metrics, and the log lines they
@@ -34,7 +40,7 @@
  *
  * Each connection has a memory context for what it keeps: its request head
  * while it arrives (http.c frees it once answered, whatever the answer),
- * and a subscriber's grant and filter, which pgws_conn_upgrade copies in
+ * and a subscriber's grant and filter, which pgws_conn_subscribe copies in
  * from the request's own memory.  A connection that lingers after its
  * answer keeps nothing of its request.
  *
@@ -233,6 +239,7 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 	conn->key = acc->key;
 	strlcpy(conn->peer, acc->peer, sizeof(conn->peer));
 	conn->peer_port = acc->port;
+	conn->sub.framing = PGWS_FRAMING_WS;
 	conn->sub.filter_text = NULL;
 	conn->sub.values = NULL;
 	conn->sub.values_text = NULL;
@@ -334,13 +341,14 @@ half_close(PgWsConn *conn)
 }
 
 /*
- * The 101 answer: from now on the connection is a subscriber.  What the
- * upgrade decided is copied into the connection's context, the only
+ * The answer that makes the connection a subscriber (101 to /ws/, 200 to
+ * /events): from now on it is sent messages in up->framing.  What the
+ * request decided is copied into the connection's context, the only
  * memory of the request it keeps (http.c frees the rest).
  */
 void
-pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
-				  const PgWsUpgrade *up)
+pgws_conn_subscribe(PgWsConn *conn, const uint8 *answer, int len,
+					const PgWsSubscription *up)
 {
 	MemoryContext old;
 
@@ -352,6 +360,10 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 	conn->state = CONN_OPEN;
 	conn->deadline = 0;
 	conn->last_heard = GetCurrentTimestamp();
+	conn->quiet_since = conn->last_heard;
+	conn->heartbeat_mark = 0;
+	conn->heartbeat_due = false;
+	conn->sub.framing = up->framing;
 
 	old = MemoryContextSwitchTo(conn->cxt);
 	conn->sub.grant = up->grant;
@@ -389,10 +401,10 @@ pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 }
 
 /*
- * Close an open WebSocket connection with a close frame: code 0 sends one
- * without a status (the answer to a peer's empty close frame).  Nothing
- * more is sent to it, and it no longer holds queued events.  Callers log
- * what deserves it.
+ * Close a subscriber: a /ws/ one with a close frame (code 0 sends one
+ * without a status, the answer to a peer's empty close frame), an /events
+ * one with a comment that says the same.  Nothing more is sent to it, and
+ * it no longer holds queued events.  Callers log what deserves it.
  */
 void
 pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason)
@@ -470,6 +482,22 @@ pgws_conn_housekeeping(TimestampTz now)
 
 		if (ping_ms == 0)
 			continue;
+		if (conn->sub.framing == PGWS_FRAMING_SSE)
+		{
+			/* a comment once nothing was sent for ping_ms (sse.c) */
+			if (conn->sub.bytes_sent != conn->heartbeat_mark)
+			{
+				conn->heartbeat_mark = conn->sub.bytes_sent;
+				conn->quiet_since = now;
+			}
+			else if ((now - conn->quiet_since) / 1000 >= ping_ms)
+			{
+				conn->heartbeat_due = true;
+				conn->quiet_since = now;
+				lws_callback_on_writable(conn->wsi);
+			}
+			continue;
+		}
 		if (conn->ping_sent_at != 0)
 		{
 			if ((now - conn->ping_sent_at) / 1000 >= ping_ms)
@@ -654,7 +682,7 @@ pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						pgws_http_request(conn, in, len);
 					break;
 				case CONN_OPEN:
-					pgws_ws_read(conn, in, len);
+					pgws_framing_ops(conn->sub.framing)->read(conn, in, len);
 					break;
 				case CONN_ANSWERED:
 				case CONN_LINGER:
@@ -671,12 +699,12 @@ pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 					half_close(conn);
 					return 0;
 				case CONN_OPEN:
-					rc = pgws_ws_write_control(conn);
+					rc = pgws_framing_ops(conn->sub.framing)->write_control(conn);
 					if (rc < 0)
 						return -1;
 					if (rc > 0)
 					{
-						/* the close frame went out: nothing may follow */
+						/* the last words went out: nothing may follow */
 						conn->state = CONN_ANSWERED;
 						lws_callback_on_writable(wsi);
 						return 0;

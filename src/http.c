@@ -2,15 +2,16 @@
  *
  * http.c
  *	  The HTTP/1.1 request of a new connection: reading and parsing it,
- *	  routing it, answering what is not served, and the WebSocket upgrade
- *	  of /ws/.
+ *	  routing it, answering what is not served, the WebSocket upgrade of
+ *	  /ws/ and the event stream of /events.
  *
  * This file owns what pg_ws says over HTTP.  It must not keep connections
- * (conn.c does: the bytes it answers with go through pgws_conn_finish, an
- * upgrade through pgws_conn_upgrade) nor decide who may be served (it asks
- * auth.c).  A request goes one way: its head is read (bounded), parsed,
- * routed to an endpoint (the console, /health and /metrics, /ws/), the
- * endpoint decides, and the connection acts on the answer.
+ * (conn.c does: the bytes it answers with go through pgws_conn_finish, a
+ * subscriber's first answer through pgws_conn_subscribe) nor decide who
+ * may be served (it asks auth.c).  A request goes one way: its head is
+ * read (bounded), parsed, routed to an endpoint (the console, /health and
+ * /metrics, /ws/, /events), the endpoint decides, and the connection acts
+ * on the answer.
  *
  * Every request gets a real HTTP/1.1 answer: a status line, a content
  * length and Connection: close, so that any client reports what went
@@ -29,6 +30,12 @@
  * pg_ws.max_wal_resumes_per_address).  GET /health and GET /metrics are
  * metrics.c's.  Every refusal is counted and logged by its reason,
  * rate-limited (conn.c).
+ *
+ * GET /events (Server-Sent Events, sse.c) is decided as /ws/ is, but for
+ * what is the WebSocket handshake's: no body (400), the Host and the
+ * origin (403), the token (401), the query (400, 503), the WAL resumes
+ * of its address (503); a reconnecting EventSource's Last-Event-ID, when
+ * it sends one, says where it resumes, in place of ?since=.
  *
  * The parse follows RFC 9112 where a lenient reading would let a peer slip
  * something past a check: a NUL anywhere in the head, a missing or
@@ -66,7 +73,7 @@
 /*
  * Where parsing and deciding a request allocate: reset once it is answered
  * (pgws_http_request), so that nothing of a request outlives its answer
- * but what pgws_conn_upgrade copies into a subscriber's own context.
+ * but what pgws_conn_subscribe copies into a subscriber's own context.
  */
 static MemoryContext request_context = NULL;
 
@@ -92,6 +99,7 @@ typedef struct HttpRequest
 	char	   *cookie;
 	char	   *content_length;
 	char	   *transfer_encoding;
+	char	   *last_event_id;	/* an EventSource's, reconnecting */
 } HttpRequest;
 
 typedef enum HeaderKind
@@ -107,7 +115,8 @@ typedef enum HeaderKind
  * version are single values; Upgrade, Connection, Transfer-Encoding and
  * Sec-WebSocket-Protocol are lists (5.3), so repeats join with ", ";
  * cookies join with "; " (RFC 6265 5.4).  Authorization is single too:
- * two credentials are two answers to one question.
+ * two credentials are two answers to one question, and Last-Event-ID two
+ * places to resume from.
  */
 static const struct
 {
@@ -127,6 +136,7 @@ static const struct
 	{"cookie", offsetof(HttpRequest, cookie), HEADER_COOKIE},
 	{"content-length", offsetof(HttpRequest, content_length), HEADER_SINGLE},
 	{"transfer-encoding", offsetof(HttpRequest, transfer_encoding), HEADER_LIST},
+	{"last-event-id", offsetof(HttpRequest, last_event_id), HEADER_SINGLE},
 };
 
 static const char *
@@ -559,42 +569,34 @@ ws_accept(const char *key, char *accept, size_t size)
 	return true;
 }
 
+static const char malformed_since[] =
+"since must be the seq of a pg_ws event (a decimal number) or a position pg_ws_position() returned";
+static const char malformed_last_event_id[] =
+"Last-Event-ID must be the id of a pg_ws event (SEQ@EPOCH) or a position pg_ws_position() returned";
+
 /*
- * ?since=SEQ&epoch=E, or ?since=P with P from pg_ws_position(): where a
- * resuming subscriber starts (broadcast.c).  Empty values count as absent,
- * so that a client can always send both.  A snapshot position carries its
- * epoch; an epoch= beside it is not needed and not looked at.  Returns
- * false, having refused the request, when they make no sense.
+ * A position to resume after: SEQ with epoch (NULL if none came), SEQ@E
+ * (an /events id: its epoch is E and epoch is not looked at), or P from
+ * pg_ws_position(), which carries its epoch too.  bad is what a malformed
+ * one is refused with.  Returns false, having refused the request, when
+ * it makes no sense.
  */
 static bool
-read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
+read_position(PgWsConn *conn, const char *since, const char *epoch,
+			  const char *bad, PgWsSubscription *up)
 {
-	char	   *since;
-	char	   *epoch;
-	bool		bad_since;
-	bool		bad_epoch;
 	char	   *end;
 	uint64		value;
 
-	up->resume = false;
-	up->snapshot = false;
-	if (query == NULL)
-		return true;
-	since = pgws_query_param(query, "since", &bad_since);
-	epoch = pgws_query_param(query, "epoch", &bad_epoch);
-	if (!bad_since && (since == NULL || since[0] == '\0'))
-		return true;			/* a fresh start; any epoch is moot */
-
 	up->since_tli = 0;
-	if (!bad_since && !isdigit((unsigned char) since[0]))
+	if (!isdigit((unsigned char) since[0]))
 	{
 		char		position_epoch[PGWS_EPOCH_LEN];
 		TimeLineID	ignored;
 
 		if (!pgws_position_decode(since, &up->position))
 		{
-			pgws_http_refuse(conn, 400, NULL,
-							 "since must be the seq of a pg_ws event (a decimal number) or a position pg_ws_position() returned");
+			pgws_http_refuse(conn, 400, NULL, bad);
 			return false;
 		}
 		snprintf(position_epoch, sizeof(position_epoch), UINT64_FORMAT "-%u",
@@ -608,14 +610,17 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	}
 
 	errno = 0;
-	value = bad_since ? 0 : strtou64(since, &end, 10);
-	if (bad_since || *end != '\0' || errno != 0)
+	value = strtou64(since, &end, 10);
+	if (*end == '@')
+		epoch = end + 1;
+	else if (*end != '\0')
+		errno = EINVAL;
+	if (errno != 0)
 	{
-		pgws_http_refuse(conn, 400, NULL,
-						 "since must be the seq of a pg_ws event (a decimal number) or a position pg_ws_position() returned");
+		pgws_http_refuse(conn, 400, NULL, bad);
 		return false;
 	}
-	if (bad_epoch || epoch == NULL || epoch[0] == '\0')
+	if (epoch == NULL || epoch[0] == '\0')
 	{
 		pgws_http_refuse(conn, 400, NULL,
 						 "since needs the epoch of the event it was taken from (&epoch=)");
@@ -628,6 +633,44 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 }
 
 /*
+ * ?since=SEQ&epoch=E, ?since=SEQ@E or ?since=P with P from
+ * pg_ws_position(): where a resuming subscriber starts (broadcast.c); an
+ * EventSource's Last-Event-ID, when it reconnects, in place of them.
+ * Empty values count as absent, so that a client can always send both.
+ * A snapshot position carries its epoch; an epoch= beside it is not
+ * needed and not looked at.  Returns false, having refused the request,
+ * when they make no sense.
+ */
+static bool
+read_resume(PgWsConn *conn, const char *query, const char *last_event_id,
+			PgWsSubscription *up)
+{
+	char	   *since;
+	char	   *epoch;
+	bool		bad_since;
+	bool		bad_epoch;
+
+	up->resume = false;
+	up->snapshot = false;
+	if (last_event_id != NULL && last_event_id[0] != '\0')
+		return read_position(conn, last_event_id, NULL, malformed_last_event_id,
+							 up);
+	if (query == NULL)
+		return true;
+	since = pgws_query_param(query, "since", &bad_since);
+	epoch = pgws_query_param(query, "epoch", &bad_epoch);
+	if (!bad_since && (since == NULL || since[0] == '\0'))
+		return true;			/* a fresh start; any epoch is moot */
+	if (bad_since)
+	{
+		pgws_http_refuse(conn, 400, NULL, malformed_since);
+		return false;
+	}
+	return read_position(conn, since, bad_epoch ? NULL : epoch,
+						 malformed_since, up);
+}
+
+/*
  * ?events=client_create,employee_*,order_*: the connection receives only
  * those events (patterns as in a token's events claim, see eventname.c),
  * and never more than its grant allows.  Absent or empty: everything the
@@ -637,7 +680,7 @@ read_resume(PgWsConn *conn, const char *query, PgWsUpgrade *up)
  * so that a typo of that kind does not quietly subscribe to nothing.
  */
 static bool
-read_events_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
+read_events_filter(PgWsConn *conn, const char *query, PgWsSubscription *up)
 {
 	static const char bad_filter[] =
 		"events must list at most 64 event names or prefixes ending in '*', separated by commas (as in events=client_create,employee_*); a name is a lower-case letter followed by lower-case letters, digits and underscores";
@@ -647,7 +690,7 @@ read_events_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
 	int			npatterns = 0;
 	PgWsEventSet set;
 
-	/* in the request's memory: pgws_conn_upgrade copies what it keeps */
+	/* in the request's memory: pgws_conn_subscribe copies what it keeps */
 	pgws_event_set_init(&up->filter, true);
 	up->filter_text = NULL;
 	if (query == NULL)
@@ -710,7 +753,7 @@ takes_other_events(const PgWsEventSet *set)
  * the retry.
  */
 static bool
-read_value_filter(PgWsConn *conn, const char *query, PgWsUpgrade *up)
+read_value_filter(PgWsConn *conn, const char *query, PgWsSubscription *up)
 {
 	bool		malformed;
 	char	   *text;
@@ -800,6 +843,60 @@ host_allowed(PgWsConn *conn, const HttpRequest *req)
 	return false;
 }
 
+/* a request without a valid token: 401, with the challenge that says why */
+static void
+refuse_unauthorized(PgWsConn *conn, const char *error)
+{
+	char		challenge[256];
+	char		header[300];
+
+	pgws_auth_challenge(error, challenge, sizeof(challenge));
+	snprintf(header, sizeof(header), "WWW-Authenticate: %s\r\n", challenge);
+	pgws_http_refuse(conn, 401, header, error);
+}
+
+/* does the request announce a body (which no subscription has)? */
+static bool
+has_body(const HttpRequest *req)
+{
+	return req->transfer_encoding != NULL ||
+		(req->content_length != NULL &&
+		 strspn(req->content_length, "0") != strlen(req->content_length));
+}
+
+/*
+ * What /ws/ and /events decide alike once the token is good: where the
+ * subscriber starts (?since=, or last_event_id), its ?events= and
+ * ?filter=, and whether its address may make the worker read the WAL for
+ * one more.  Returns false, having refused the request, when not.
+ */
+static bool
+read_subscription(PgWsConn *conn, const HttpRequest *req,
+				  const char *last_event_id, PgWsSubscription *up)
+{
+	if (!read_resume(conn, req->query, last_event_id, up) ||
+		!read_events_filter(conn, req->query, up) ||
+		!read_value_filter(conn, req->query, up))
+		return false;
+
+	/*
+	 * What one address may make the worker read from the WAL at once
+	 * (broadcast.c knows where a since lies): past it, a refusal the
+	 * client can retry, before anything is held for it.
+	 */
+	if (up->resume && pgws_max_wal_resumes_per_address > 0 &&
+		pgws_broadcast_resume_reads_wal(up->since, up->epoch_matches) &&
+		pgws_broadcast_wal_resumes_from(&conn->key) >=
+		pgws_max_wal_resumes_per_address)
+	{
+		pgws_worker_stats.resumes_refused++;
+		pgws_http_refuse(conn, 503, "Retry-After: 1\r\n",
+						 "too many connections from this address resuming from the WAL: pg_ws.max_wal_resumes_per_address reached; try again in a second");
+		return false;
+	}
+	return true;
+}
+
 /* GET /ws/: the WebSocket upgrade, or why not */
 static void
 upgrade(PgWsConn *conn, const HttpRequest *req)
@@ -810,7 +907,7 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	char		buf[LWS_PRE + 512];
 	bool		with_protocol;
 	PgWsAuthRequest areq;
-	PgWsUpgrade up;
+	PgWsSubscription up;
 	int			n;
 
 	if (req->upgrade == NULL)
@@ -853,9 +950,7 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	 * announced with the upgrade would be read as frames (RFC 6455 4.1: the
 	 * handshake is a GET without one).
 	 */
-	if (req->transfer_encoding != NULL ||
-		(req->content_length != NULL &&
-		 strspn(req->content_length, "0") != strlen(req->content_length)))
+	if (has_body(req))
 	{
 		pgws_http_refuse(conn, 400, NULL,
 						 "a WebSocket upgrade has no body (no Content-Length or Transfer-Encoding)");
@@ -887,36 +982,14 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	}
 	if (status == 401)
 	{
-		char		challenge[256];
-		char		header[300];
-
-		pgws_auth_challenge(error, challenge, sizeof(challenge));
-		snprintf(header, sizeof(header), "WWW-Authenticate: %s\r\n", challenge);
-		pgws_http_refuse(conn, 401, header, error);
+		refuse_unauthorized(conn, error);
 		return;
 	}
 	Assert(status == 0);
 
-	if (!read_resume(conn, req->query, &up) ||
-		!read_events_filter(conn, req->query, &up) ||
-		!read_value_filter(conn, req->query, &up))
+	up.framing = PGWS_FRAMING_WS;
+	if (!read_subscription(conn, req, NULL, &up))
 		return;
-
-	/*
-	 * What one address may make the worker read from the WAL at once
-	 * (broadcast.c knows where a since lies): past it, a refusal the
-	 * client can retry, before anything is held for it.
-	 */
-	if (up.resume && pgws_max_wal_resumes_per_address > 0 &&
-		pgws_broadcast_resume_reads_wal(up.since, up.epoch_matches) &&
-		pgws_broadcast_wal_resumes_from(&conn->key) >=
-		pgws_max_wal_resumes_per_address)
-	{
-		pgws_worker_stats.resumes_refused++;
-		pgws_http_refuse(conn, 503, "Retry-After: 1\r\n",
-						 "too many connections from this address resuming from the WAL: pg_ws.max_wal_resumes_per_address reached; try again in a second");
-		return;
-	}
 
 	if (!ws_accept(req->ws_key, accept, sizeof(accept)))
 	{
@@ -931,10 +1004,55 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 				 "%s"
 				 "\r\n",
 				 accept, with_protocol ? "Sec-WebSocket-Protocol: pg_ws\r\n" : "");
-	pgws_conn_upgrade(conn, (uint8 *) buf + LWS_PRE, n, &up);
+	pgws_conn_subscribe(conn, (uint8 *) buf + LWS_PRE, n, &up);
 }
 
-/* route a parsed request to its endpoint, which answers or upgrades */
+/*
+ * GET /events: the event stream (sse.c), or why not, with the statuses
+ * /ws/ refuses with.  Only a page whose origin auth.c allowed gets here
+ * with an Origin; it may read with its cookies only where
+ * pg_ws.allowed_origins lists origins: without it, tokens let any page
+ * subscribe, by what it carries, not by a user's cookie.
+ */
+static void
+events_stream(PgWsConn *conn, const HttpRequest *req)
+{
+	const char *error = NULL;
+	int			status;
+	PgWsAuthRequest areq;
+	PgWsSubscription up;
+	char	   *head;
+	int			len;
+
+	/* a subscriber's request has nothing to say after its head */
+	if (has_body(req))
+	{
+		pgws_http_refuse(conn, 400, NULL,
+						 "GET /events has no body (no Content-Length or Transfer-Encoding)");
+		return;
+	}
+	auth_request(req, &areq);
+	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &up.grant, &error);
+	if (status == 403)
+	{
+		pgws_http_refuse(conn, 403, NULL, error);
+		return;
+	}
+	if (status == 401)
+	{
+		refuse_unauthorized(conn, error);
+		return;
+	}
+	Assert(status == 0);
+
+	up.framing = PGWS_FRAMING_SSE;
+	if (!read_subscription(conn, req, req->last_event_id, &up))
+		return;
+	head = pgws_sse_head(req->origin, pgws_allowed_origins[0] != '\0', &len);
+	pgws_conn_subscribe(conn, (uint8 *) head, len, &up);
+}
+
+/* route a parsed request to its endpoint, which answers or subscribes */
 static void
 route(PgWsConn *conn, const HttpRequest *req)
 {
@@ -952,7 +1070,7 @@ route(PgWsConn *conn, const HttpRequest *req)
 	if (strcmp(req->method, "GET") != 0)
 	{
 		pgws_http_refuse(conn, 405, "Allow: GET\r\n",
-						 "method not allowed: pg_ws serves GET /ws/ (a WebSocket upgrade)");
+						 "method not allowed: pg_ws serves GET /ws/ (a WebSocket upgrade) and GET /events (Server-Sent Events)");
 		return;
 	}
 	if (pgws_metrics_path(req->path))
@@ -966,9 +1084,15 @@ route(PgWsConn *conn, const HttpRequest *req)
 		}
 		return;
 	}
+	if (strcmp(req->path, "/events") == 0)
+	{
+		events_stream(conn, req);
+		return;
+	}
 	if (strcmp(req->path, "/ws/") != 0)
 	{
-		pgws_http_refuse(conn, 404, NULL, "not found: the pg_ws endpoint is /ws/");
+		pgws_http_refuse(conn, 404, NULL,
+						 "not found: the pg_ws endpoints are /ws/ (WebSocket) and /events (Server-Sent Events)");
 		return;
 	}
 	upgrade(conn, req);
@@ -1046,7 +1170,8 @@ request_done(PgWsConn *conn)
 /*
  * Bytes of a connection still reading its request.  The head is kept
  * until it is complete (or too large), then parsed, routed and answered;
- * bytes after the head go to the WebSocket reader once upgraded.
+ * bytes after the head go to the subscriber's framing once it subscribed
+ * (WebSocket frames sent eagerly; an event stream ignores them).
  */
 void
 pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
@@ -1135,5 +1260,5 @@ pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 	request_done(conn);
 
 	if (conn->state == CONN_OPEN && rest > 0)
-		pgws_ws_read(conn, data + len - rest, rest);
+		pgws_framing_ops(conn->sub.framing)->read(conn, data + len - rest, rest);
 }

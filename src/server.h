@@ -10,6 +10,7 @@
  *	http.c		the HTTP/1.1 request: parsing, routing, answers, upgrade
  *	metrics.c	GET /health and GET /metrics
  *	ws.c		RFC 6455 frames: reading the peer's, writing control frames
+ *	sse.c		the text/event-stream of GET /events: its head, its lines
  *	console.c	the console page answered on GET / (http.c routes to it)
  *	broadcast.c	the message log and what each subscriber is sent
  *	worker.c	the process, its listening sockets and its loop
@@ -17,6 +18,11 @@
  * Who may subscribe, and what it may receive, is auth.c's (auth.h): http.c
  * asks it at the upgrade and ws.c for auth messages; the grant it makes is
  * kept with the connection, and broadcast.c filters by it.
+ *
+ * A subscriber is a subscriber whatever its framing: /ws/'s WebSocket
+ * frames or /events' Server-Sent Events lines (PgWsFraming).  broadcast.c
+ * decides what each one is sent and frames each message once per framing
+ * in use; a framing's file says how the bytes look (PgWsFramingOps).
  *
  * Sockets are adopted into libwebsockets as raw sockets (with TLS when
  * configured): libwebsockets runs the poll loop, the TLS layer and the
@@ -58,13 +64,26 @@ typedef struct PgWsAccept
 	const char *refusal;		/* over a limit: answer 503 with this */
 } PgWsAccept;
 
+/*
+ * How a subscriber's messages are written: each framing is a file of its
+ * own, and broadcast.c frames a message once per framing, the first time
+ * a subscriber of that framing is handed it.  The WebSocket frame is also
+ * where a message's JSON is kept (broadcast.c), so it is always made.
+ */
+typedef enum PgWsFraming
+{
+	PGWS_FRAMING_WS,			/* RFC 6455 text frames: /ws/ (ws.c) */
+	PGWS_FRAMING_SSE,			/* text/event-stream: /events (sse.c) */
+	PGWS_NUM_FRAMINGS
+} PgWsFraming;
+
 typedef enum PgWsConnState
 {
 	CONN_REQUEST,				/* reading the HTTP request */
 	CONN_ANSWERED,				/* final bytes queued; half-close once sent */
 	CONN_LINGER,				/* half-closed: discard input until the peer
 								 * closes or the deadline */
-	CONN_OPEN					/* a WebSocket subscriber */
+	CONN_OPEN					/* a subscriber, of either framing */
 } PgWsConnState;
 
 /* The reader of the peer's WebSocket frames (ws.c) */
@@ -123,6 +142,7 @@ typedef struct PgWsFilterIndexSpot PgWsFilterIndexSpot;
 
 typedef struct PgWsSubscriber
 {
+	PgWsFraming framing;		/* how its messages are written */
 	dlist_node	node;			/* in broadcast.c's list, while subscribed
 								 * and not in its filter index */
 	bool		subscribed;
@@ -214,17 +234,24 @@ typedef struct PgWsConn
 	TimestampTz ping_sent_at;	/* an unanswered ping; 0 = none */
 	bool		ping_due;
 
+	/* Server-Sent Events: a comment when nothing was sent for a while */
+	bool		heartbeat_due;
+	uint64		heartbeat_mark; /* sub.bytes_sent when last looked at */
+	TimestampTz quiet_since;	/* since when it has not moved */
+
 	PgWsSubscriber sub;
 } PgWsConn;
 
 /*
- * What an accepted upgrade hands to its connection: http.c decides,
- * pgws_conn_upgrade acts.  The grant's and the filter's patterns and
- * filter_text are in the request's memory, which is reset once the
- * request is answered: conn.c copies them into the connection's.
+ * What an accepted subscription (a /ws/ upgrade, an /events stream) hands
+ * to its connection: http.c decides, pgws_conn_subscribe acts.  The
+ * grant's and the filter's patterns and filter_text are in the request's
+ * memory, which is reset once the request is answered: conn.c copies them
+ * into the connection's.
  */
-typedef struct PgWsUpgrade
+typedef struct PgWsSubscription
 {
+	PgWsFraming framing;		/* of its messages from now on */
 	PgWsGrant	grant;			/* what its token allows (auth.c) */
 	PgWsEventSet filter;		/* its ?events=; every event without one */
 	const char *filter_text;	/* ?events= as given; NULL without one */
@@ -236,7 +263,51 @@ typedef struct PgWsUpgrade
 	const char *values_text;	/* ?filter=, checked; NULL without one */
 	bool		snapshot;		/* since is a snapshot position's after */
 	PgWsSnapshotPosition position;	/* xids in the request's memory */
-} PgWsUpgrade;
+} PgWsSubscription;
+
+/*
+ * A message as a framing is handed it to frame: the whole JSON message
+ * /ws/ sends, the event's name and its position as one string,
+ * SEQ@EPOCH, which ?since= and Last-Event-ID take back.
+ */
+typedef struct PgWsMessageText
+{
+	const char *json;
+	uint32		len;
+	const char *name;			/* NULL if the event has none */
+	uint32		name_len;
+	const char *position;
+	uint32		position_len;
+} PgWsMessageText;
+
+/* what a framing does (ws.c, sse.c) */
+typedef struct PgWsFramingOps
+{
+	/* bytes a message takes framed, at most */
+	uint32		(*size) (const PgWsMessageText *m);
+	/* frame it at dst; returns the bytes written */
+	uint32		(*write) (uint8 *dst, const PgWsMessageText *m);
+	/* bytes the peer of an open connection sent */
+	void		(*read) (PgWsConn *conn, const uint8 *data, size_t len);
+	/*
+	 * at a writable callback, before any message: the framing's own bytes
+	 * (keepalive, the last words of a close).  -1 when the connection is
+	 * broken, 1 when the last words went out, 0 otherwise
+	 */
+	int			(*write_control) (PgWsConn *conn);
+} PgWsFramingOps;
+
+extern const PgWsFramingOps pgws_ws_framing;
+extern const PgWsFramingOps pgws_sse_framing;
+
+static inline const PgWsFramingOps *
+pgws_framing_ops(PgWsFraming framing)
+{
+	return framing == PGWS_FRAMING_SSE ? &pgws_sse_framing : &pgws_ws_framing;
+}
+
+/* the longest position string SEQ@EPOCH, and its NUL */
+#define PGWS_POSITION_TEXT_LEN (21 + PGWS_EPOCH_LEN)
 
 /* conn.c */
 extern void pgws_conn_init(void);
@@ -251,8 +322,8 @@ extern int	pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 extern void pgws_conn_housekeeping(TimestampTz now);
 extern void pgws_conn_close_all(uint16 code, const char *reason);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
-extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
-							  const PgWsUpgrade *up);
+extern void pgws_conn_subscribe(PgWsConn *conn, const uint8 *answer, int len,
+								const PgWsSubscription *up);
 extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
 
 /*
@@ -301,6 +372,9 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 #define WS_CLOSE_POLICY			1008
 #define WS_CLOSE_TOO_BIG		1009
 #define WS_CLOSE_TOKEN			4001
+
+/* sse.c */
+extern char *pgws_sse_head(const char *origin, bool credentials, int *len);
 
 /* broadcast.c (the rest is in pg_ws.h) */
 extern void pgws_subscriber_open(PgWsConn *conn);

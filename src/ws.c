@@ -6,7 +6,8 @@
  *
  * This file owns the WebSocket framing of one connection after the
  * upgrade.  It must not decide who may subscribe (auth.c) nor what events
- * are sent (broadcast.c); it only frames them (pgws_ws_frame_header).
+ * are sent (broadcast.c); it only frames them (pgws_ws_frame_header, and
+ * pgws_ws_framing for what broadcast.c frames through PgWsFramingOps).
  *
  * Subscribers have almost nothing to say, so the reader is strict and
  * small.  Every violation fails the connection with the close code RFC
@@ -498,3 +499,26 @@ pgws_ws_write_control(PgWsConn *conn)
 	}
 	return 0;
 }
+
+/* a message's frame: header, then the JSON */
+static uint32
+ws_size(const PgWsMessageText *m)
+{
+	return PGWS_WS_MAX_HEADER + m->len;
+}
+
+static uint32
+ws_write(uint8 *dst, const PgWsMessageText *m)
+{
+	int			hlen = pgws_ws_frame_header(dst, WS_OP_TEXT, m->len);
+
+	memcpy(dst + hlen, m->json, m->len);
+	return hlen + m->len;
+}
+
+const PgWsFramingOps pgws_ws_framing = {
+	.size = ws_size,
+	.write = ws_write,
+	.read = pgws_ws_read,
+	.write_control = pgws_ws_write_control,
+};
