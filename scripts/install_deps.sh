@@ -54,13 +54,13 @@ TEST_TOOLS=(
 	python3-websockets python3-psycopg2		# the end-to-end tests' client
 	python3-cryptography python3-openssl	# test_tls.py: certificates, renegotiation
 	python3-prometheus-client				# test_observe.py: parses /metrics
-	chromium								# the browser end-to-end test
+	chromium								# the browser end-to-end tests (WebSocket, EventSource)
 	iproute2								# ss: the keepalive test looks at sockets
-	curl									# watching /ws/ by hand
+	curl									# watching /events by hand; test_sse.py's curl -N
 	pkg-config								# bench/Makefile's clients
 	debhelper postgresql-server-dev-all		# make deb: dpkg-buildpackage, pg_buildext
 	lintian									# test_deb.py checks the packages
-	patroni etcd-server haproxy				# test_cluster.py: Patroni, its store, a balancer
+	patroni etcd-server haproxy				# test_cluster.py: Patroni, its store, a balancer; test_sse.py: a proxy
 	python3-etcd							# Patroni's etcd3 store (13 and testing satisfy its dependency with consul)
 )
 # daemons those packages start on a machine run by systemd, which no test
