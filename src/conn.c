@@ -679,7 +679,15 @@ pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 					if (conn->refusal)
 						pgws_http_refuse(conn, 503, "Retry-After: 5\r\n", conn->refusal);
 					else
-						pgws_http_request(conn, in, len);
+					{
+						size_t		took = pgws_http_request(conn, in, len);
+
+						/* what followed the head is the new subscriber's */
+						if (conn->state == CONN_OPEN && took < len)
+							pgws_framing_ops(conn->sub.framing)->read(conn,
+																	  (uint8 *) in + took,
+																	  len - took);
+					}
 					break;
 				case CONN_OPEN:
 					pgws_framing_ops(conn->sub.framing)->read(conn, in, len);

@@ -1169,11 +1169,12 @@ request_done(PgWsConn *conn)
 
 /*
  * Bytes of a connection still reading its request.  The head is kept
- * until it is complete (or too large), then parsed, routed and answered;
- * bytes after the head go to the subscriber's framing once it subscribed
- * (WebSocket frames sent eagerly; an event stream ignores them).
+ * until it is complete (or too large), then parsed, routed and answered.
+ * Returns how many of the bytes were the request's: those after its head
+ * are the subscriber's once it has subscribed (a WebSocket client's
+ * frames sent eagerly), and conn.c hands them to its framing.
  */
-void
+size_t
 pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 {
 	int			max_head = pgws_max_header_size;
@@ -1199,7 +1200,7 @@ pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 	data += skipped;
 	len -= skipped;
 	if (len == 0)
-		return;
+		return skipped;
 
 	/* never keep more than the largest head allowed, and its blank line */
 	old_len = conn->request_len;
@@ -1234,7 +1235,7 @@ pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 							 "request header fields too large: pg_ws.max_header_size exceeded");
 			request_done(conn);
 		}
-		return;
+		return skipped + len;
 	}
 
 	/* the bytes of this chunk after the head: frames sent eagerly */
@@ -1258,7 +1259,5 @@ pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len)
 	}
 	MemoryContextSwitchTo(old);
 	request_done(conn);
-
-	if (conn->state == CONN_OPEN && rest > 0)
-		pgws_framing_ops(conn->sub.framing)->read(conn, data + len - rest, rest);
+	return skipped + len - rest;
 }

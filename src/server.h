@@ -347,7 +347,7 @@ extern size_t pgws_conn_size(void);
 extern void pgws_conn_reauthorize(void);
 
 /* http.c */
-extern void pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len);
+extern size_t pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len);
 extern void pgws_http_refuse(PgWsConn *conn, int status, const char *extra_headers,
 							 const char *body);
 

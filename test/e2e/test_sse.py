@@ -699,7 +699,7 @@ test_browser.PAGE = ES_PAGE
 
 
 def main():
-    run_tap(TESTS, SseCtx, watchdog_seconds=900)
+    run_tap(TESTS, SseCtx, watchdog_seconds=600)
 
 
 if __name__ == '__main__':
