@@ -16,10 +16,11 @@
  *		id: N@E
  * and an empty line: data is byte for byte the message /ws/ sends, and
  * the id its position, which a reconnecting EventSource sends back as
- * Last-Event-ID (http.c takes it as ?since=).  pg_ws's JSON is one line;
- * should a message ever hold a line break (JSON allows one between
- * tokens), each line gets its own "data:" field, so that nothing in a
- * message can end it early or add a field (an "id:" of its own).  An
+ * Last-Event-ID (http.c takes it as ?since=).  pg_ws's JSON is one line
+ * (the queue and the WAL hold events as JSON Lines); should a message
+ * ever hold a line break (JSON allows one between tokens), each line gets
+ * its own "data:" field, so that nothing in a message can end it early
+ * or add a field (an "id:" of its own).  An
  * event without a name (only pg_logical_emit_message() could make one)
  * has no "event:" line, and an EventSource sees it as "message".
  *
