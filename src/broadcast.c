@@ -23,7 +23,9 @@
  * subscriber of that framing is handed it, from that JSON, once for all
  * of them, into blocks of that framing's own (below); a message no such
  * subscriber takes is never framed so.  Progress, lag and culling count
- * the JSON's bytes, whatever the framing.
+ * the JSON's bytes, whatever the framing; pg_ws.history_size and a
+ * catch-up reader's window count the frames of every framing, so that
+ * SSE subscribers cost the history room, not memory beyond its bound.
  *
  * Positions.  Every event carries its position in the stream ("seq") and
  * the epoch in which positions compare (queue.c gives both); the message
@@ -986,6 +988,7 @@ frame_for(FrameBlocks *fb, WsMessage *msg, uint64 idx, PgWsFraming framing)
 	const char *epoch_end;
 	const char *epoch_start;
 	uint8	   *frame;
+	int			n;
 
 	if (likely(msg->frame[framing] != NULL))
 		return;
@@ -1000,11 +1003,11 @@ frame_for(FrameBlocks *fb, WsMessage *msg, uint64 idx, PgWsFraming framing)
 	epoch_start = epoch_end;
 	while (epoch_start > text.json && epoch_start[-1] != '"')
 		epoch_start--;
+	n = snprintf(position, sizeof(position), UINT64_FORMAT "@%.*s", msg->seq,
+				 (int) (epoch_end - epoch_start), epoch_start);
+	Assert(n < sizeof(position));
 	text.position = position;
-	text.position_len = snprintf(position, sizeof(position),
-								 UINT64_FORMAT "@%.*s", msg->seq,
-								 (int) (epoch_end - epoch_start), epoch_start);
-	Assert(text.position_len < sizeof(position));
+	text.position_len = Min(n, sizeof(position) - 1);
 	frame = frame_room(fb, framing, ops->size(&text));
 	msg->frame_len[framing] = ops->write(frame, &text);
 	msg->frame[framing] = frame;
@@ -1540,6 +1543,7 @@ prepare_resync(PgWsConn *conn, uint64 continue_after)
 	char		fork[64] = "";
 	char		position[PGWS_POSITION_TEXT_LEN];
 	PgWsMessageText text;
+	int			n;
 
 	/* its position's history parted from ours there (timeline.c) */
 	if (sub->fork != 0)
@@ -1553,10 +1557,10 @@ prepare_resync(PgWsConn *conn, uint64 continue_after)
 						continue_after, epoch_now());
 	text.name = "resync_required";
 	text.name_len = strlen(text.name);
+	n = snprintf(position, sizeof(position), UINT64_FORMAT "@%s",
+				 continue_after, epoch_now());
 	text.position = position;
-	text.position_len = snprintf(position, sizeof(position),
-								 UINT64_FORMAT "@%s", continue_after,
-								 epoch_now());
+	text.position_len = Min(n, sizeof(position) - 1);
 	/* framed for this subscriber alone, in its framing */
 	sub->notice = MemoryContextAlloc(conn->cxt, ops->size(&text));
 	sub->notice_len = ops->write(sub->notice, &text);
