@@ -481,7 +481,7 @@ async def test_haproxy(ctx):
     cl = await KINDS.get(ctx, 'main')
     haproxy = shutil.which('haproxy') or '/usr/sbin/haproxy'
     check(os.access(haproxy, os.X_OK), 'haproxy is not installed (scripts/install_deps.sh)')
-    host, port, timeout = '127.0.0.2', free_port(), 4
+    host, port, timeout = '127.0.0.2', free_port(), 6
     d = tempfile.mkdtemp(prefix='pg_ws_haproxy.')
     cfg = os.path.join(d, 'haproxy.cfg')
     with open(cfg, 'w') as f:
@@ -506,7 +506,7 @@ async def test_haproxy(ctx):
         # quiet for twice the proxy's timeouts: heartbeats keep it open
         beats = sse.comments.count('heartbeat')
         await sse.wait_until(lambda s: s.comments.count('heartbeat') >= beats + 2 * timeout,
-                             60, 'heartbeats through haproxy')
+                             90, 'heartbeats through haproxy')
         await make_events(ctx, 1)
         check_same(await sse.expect(5, 30, 'after a quiet while'), await ws.expect(5, 30, '/ws/'),
                    'through haproxy after a quiet while')
@@ -550,7 +550,7 @@ async def test_token_expiry(ctx):
     cl = await KINDS.get(ctx, 'jwt')
     conn = await ctx.aconn()
     before = (await stats(conn))['drops']['token_expired']
-    s = await open_sse(ctx, '/events?token=' + token(ttl=3))
+    s = await open_sse(ctx, '/events?token=' + token(ttl=6))
     await s.wait_until(lambda s: s.closed.is_set(), 30, 'the stream closed at expiry',
                        allow_close=True)
     check('close 4001 token expired' in s.comments, 'comments: %s' % s.comments)
