@@ -812,6 +812,7 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	PgWsAuthRequest areq;
 	PgWsUpgrade up;
 	int			n;
+	char	   *diverged;
 
 	if (req->upgrade == NULL)
 	{
@@ -896,6 +897,14 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 		return;
 	}
 	Assert(status == 0);
+
+	/* a standby on a dead branch serves nobody (timeline.c) */
+	if ((diverged = pgws_timeline_diverged()) != NULL)
+	{
+		pgws_http_refuse(conn, 503, "Retry-After: 5\r\n",
+						 psprintf("%s; connect to another node", diverged));
+		return;
+	}
 
 	if (!read_resume(conn, req->query, &up) ||
 		!read_events_filter(conn, req->query, &up) ||

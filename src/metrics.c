@@ -169,10 +169,13 @@ unavailable_reason(const PgWsStatsSnapshot *snap, const ReplayLag *lag,
 				   const char *role_wanted)
 {
 	double		max_lag = (double) pgws_health_max_replay_lag_ms / 1000.0;
+	char	   *diverged;
 
 	if (role_wanted != NULL &&
 		strcmp(role_wanted, lag->standby ? "standby" : "primary") != 0)
 		return psprintf("this node is %s", lag->standby ? "a standby" : "the primary");
+	if (lag->standby && (diverged = pgws_timeline_diverged()) != NULL)
+		return diverged;
 	if (!OidIsValid(pgws_broadcast_database()))
 		return psprintf("pg_ws.database \"%s\" does not exist", pgws_database);
 	if (snap->queue.writers_waiting > 0)

@@ -190,6 +190,7 @@ typedef struct PgWsSnapshotPosition
  */
 extern TimeLineID pgws_timeline_current(void);
 extern uint64 pgws_timeline_fork(TimeLineID tli);
+extern char *pgws_timeline_diverged(void);
 
 extern void pgws_position_request_shmem(void);
 extern void pgws_position_startup(void);

@@ -249,7 +249,8 @@ extern bool pgws_conn_decide(PgWsAccept *acc);
 extern int	pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 							   void *user, void *in, size_t len);
 extern void pgws_conn_housekeeping(TimestampTz now);
-extern void pgws_conn_close_all(uint16 code, const char *reason);
+extern void pgws_conn_close_all(uint16 code, const char *reason,
+								bool drop_requests);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
 extern void pgws_conn_upgrade(PgWsConn *conn, const uint8 *answer, int len,
 							  const PgWsUpgrade *up);
@@ -300,6 +301,7 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 #define WS_CLOSE_INVALID_DATA	1007
 #define WS_CLOSE_POLICY			1008
 #define WS_CLOSE_TOO_BIG		1009
+#define WS_CLOSE_TRY_AGAIN		1013
 #define WS_CLOSE_TOKEN			4001
 
 /* broadcast.c (the rest is in pg_ws.h) */
