@@ -417,6 +417,7 @@ extern int	pgws_subscriber_count(void);
 extern int	pgws_subscriber_indexed_count(void);
 extern void pgws_broadcast_history(uint64 *floor, uint64 *last, bool *in_wal);
 extern Oid	pgws_broadcast_database(void);
+extern bool pgws_broadcast_following(void);
 
 /*
  * Why the worker refused a connection before it became a subscriber (an
