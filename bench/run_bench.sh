@@ -90,7 +90,10 @@
 #     the worker's CPU (/proc/<worker pid>/stat) and reads (rchar), every
 #     subscriber's count; and the p99 of BENCH_STORM_LIVE (10) live
 #     subscribers at BENCH_STORM_RATE (200) events/s alone and with the
-#     storm in their stream.
+#     storm in their stream.  The storm's client runs under SCHED_IDLE
+#     (chrt --idle) unless BENCH_STORM_CLIENT_IDLE=0: its 1,000 subscribers
+#     stand for remote machines, and on two cores it otherwise takes the
+#     CPU the committing backend and the live subscribers wait for.
 # 11. filtered (only when named in BENCH_PARTS): BENCH_FILTERED_SUBS
 #     ("100 10000") subscribers, each with a filter of its own device
 #     (/ws/?filter=device_id=eq.dN), while pgbench --rate
@@ -193,6 +196,7 @@ ST_ROUNDS=${BENCH_STORM_ROUNDS:-2}
 ST_LIVE=${BENCH_STORM_LIVE:-10}	# live subscribers, alone and during the storm
 ST_RATE=${BENCH_STORM_RATE:-200}	# their events/s
 ST_LIVE_SECONDS=${BENCH_STORM_LIVE_SECONDS:-8}
+ST_CLIENT_IDLE=${BENCH_STORM_CLIENT_IDLE:-1}	# the storm's client under SCHED_IDLE
 ST_NOFILE=${BENCH_STORM_NOFILE:-$((4 * ST_SUBS + 4096))}
 PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and rows100
 
@@ -1105,7 +1109,7 @@ setup_schema "$ST_PORT" >/dev/null
 psql_at "$ST_PORT" -c "CREATE SEQUENCE storm_employee"
 ST_WORKER=$(worker_pid "$ST_PORT")
 [ -n "$ST_WORKER" ] || { echo "run_bench.sh: the storm cluster's worker is not running" >&2; tail -20 "$ST_LOG" >&2; exit 1; }
-echo "# storm cluster: pg_ws.max_connections = $((2 * ST_SUBS + 2 * ST_LIVE + 100)), pg_ws.max_wal_resumes_per_address = 0, synchronous_commit = on (fsync off), under prlimit --nofile=$ST_NOFILE; memory: pg_ws.history_size = $RESUME_BIG_HISTORY; wal: pg_ws.history_size = 0; client $BENCH_CLIENT -j $CLIENT_PROCS"
+echo "# storm cluster: pg_ws.max_connections = $((2 * ST_SUBS + 2 * ST_LIVE + 100)), pg_ws.max_wal_resumes_per_address = 0, synchronous_commit = on (fsync off), under prlimit --nofile=$ST_NOFILE; memory: pg_ws.history_size = $RESUME_BIG_HISTORY; wal: pg_ws.history_size = 0; client $BENCH_CLIENT -j $CLIENT_PROCS$([ "$ST_CLIENT_IDLE" = 0 ] || echo ', the storm client under SCHED_IDLE')"
 echo "# the resumed events are visit_history rows (the resumers ask for ?events=client_visit_create), the live stream employee rows stamped in first_name (?events=employee_create): each set gets exactly its own"
 echo "INSERT INTO employee (id, first_name, last_name) VALUES (nextval('storm_employee'), $STAMP, 'live');" >"$TMP/storm_insert.sql"
 declare -A S_SEC S_WCPU S_READ S_OK S_P99 S_P99B
@@ -1171,7 +1175,9 @@ for ((r = 0; r < ST_ROUNDS; r++)); do
 		w0=$(cpu_ticks "$ST_WORKER")
 		b0=$(read_bytes "$ST_WORKER")
 		rc=0
-		"$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_SUBS" -j "$CLIENT_PROCS" -m 50 \
+		st_sched=()
+		[ "$ST_CLIENT_IDLE" = 0 ] || st_sched=(chrt --idle 0)
+		"${st_sched[@]}" "$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_SUBS" -j "$CLIENT_PROCS" -m 50 \
 			--path '/ws/?events=client_visit_create' \
 			-S "$since" -x "$epoch" -E END -q -L -t 600 \
 			>"$TMP/st_storm.out" 2>"$TMP/st_storm.err" || rc=$?

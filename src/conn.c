@@ -420,9 +420,13 @@ pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason)
 	lws_callback_on_writable(conn->wsi);
 }
 
-/* the worker is exiting: subscribers get 1001, the rest are closed */
+/*
+ * Every WebSocket connection is closed with code and reason; with
+ * drop_requests, those still sending their request are dropped too (the
+ * worker is exiting: subscribers get 1001, the rest are closed).
+ */
 void
-pgws_conn_close_all(uint16 code, const char *reason)
+pgws_conn_close_all(uint16 code, const char *reason, bool drop_requests)
 {
 	dlist_iter	iter;
 
@@ -432,7 +436,7 @@ pgws_conn_close_all(uint16 code, const char *reason)
 
 		if (conn->state == CONN_OPEN)
 			pgws_conn_close(conn, code, reason);
-		else if (conn->state != CONN_ANSWERED)
+		else if (drop_requests && conn->state != CONN_ANSWERED)
 			conn_kill(conn);
 	}
 }

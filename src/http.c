@@ -865,15 +865,26 @@ has_body(const HttpRequest *req)
 }
 
 /*
- * What /ws/ and /events decide alike once the token is good: where the
- * subscriber starts (?since=, or last_event_id), its ?events= and
- * ?filter=, and whether its address may make the worker read the WAL for
- * one more.  Returns false, having refused the request, when not.
+ * What /ws/ and /events decide alike once the token is good: whether this
+ * node serves at all (not on a dead branch), where the subscriber starts
+ * (?since=, or last_event_id), its ?events= and ?filter=, and whether its
+ * address may make the worker read the WAL for one more.  Returns false,
+ * having refused the request, when not.
  */
 static bool
 read_subscription(PgWsConn *conn, const HttpRequest *req,
 				  const char *last_event_id, PgWsSubscription *up)
 {
+	char	   *diverged;
+
+	/* a standby on a dead branch serves nobody (timeline.c) */
+	if ((diverged = pgws_timeline_diverged()) != NULL)
+	{
+		pgws_http_refuse(conn, 503, "Retry-After: 5\r\n",
+						 psprintf("%s; connect to another node", diverged));
+		return false;
+	}
+
 	if (!read_resume(conn, req->query, last_event_id, up) ||
 		!read_events_filter(conn, req->query, up) ||
 		!read_value_filter(conn, req->query, up))

@@ -169,10 +169,21 @@ unavailable_reason(const PgWsStatsSnapshot *snap, const ReplayLag *lag,
 				   const char *role_wanted)
 {
 	double		max_lag = (double) pgws_health_max_replay_lag_ms / 1000.0;
+	char	   *diverged;
 
 	if (role_wanted != NULL &&
 		strcmp(role_wanted, lag->standby ? "standby" : "primary") != 0)
 		return psprintf("this node is %s", lag->standby ? "a standby" : "the primary");
+	if (lag->standby && (diverged = pgws_timeline_diverged()) != NULL)
+		return diverged;
+
+	/*
+	 * Promoted, and this worker still follows replay: it ends within
+	 * milliseconds and the next one serves the primary.  A balancer that
+	 * routed subscribers here now would see them dropped.
+	 */
+	if (!lag->standby && pgws_broadcast_following())
+		return pstrdup("this server was promoted a moment ago: pg_ws restarts to serve it as the primary");
 	if (!OidIsValid(pgws_broadcast_database()))
 		return psprintf("pg_ws.database \"%s\" does not exist", pgws_database);
 	if (snap->queue.writers_waiting > 0)

@@ -190,6 +190,7 @@ typedef struct PgWsSnapshotPosition
  */
 extern TimeLineID pgws_timeline_current(void);
 extern uint64 pgws_timeline_fork(TimeLineID tli);
+extern char *pgws_timeline_diverged(void);
 
 extern void pgws_position_request_shmem(void);
 extern void pgws_position_startup(void);
@@ -416,6 +417,7 @@ extern int	pgws_subscriber_count(void);
 extern int	pgws_subscriber_indexed_count(void);
 extern void pgws_broadcast_history(uint64 *floor, uint64 *last, bool *in_wal);
 extern Oid	pgws_broadcast_database(void);
+extern bool pgws_broadcast_following(void);
 
 /*
  * Why the worker refused a connection before it became a subscriber (an

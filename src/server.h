@@ -180,6 +180,10 @@ typedef struct PgWsSubscriber
 								 * for turns (broadcast.c) until it has been
 								 * sent everything once */
 	int			turn;			/* PgWsTurn: waiting for a turn, given one */
+	bool		live_armed;		/* up to date, armed for new messages and
+								 * not called back yet (broadcast.c's
+								 * live_due counts it) */
+	uint64		live_arrival;	/* ... at this arrival */
 	dlist_node	turn_node;		/* in broadcast.c's line for turns */
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
@@ -320,7 +324,8 @@ extern bool pgws_conn_decide(PgWsAccept *acc);
 extern int	pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 							   void *user, void *in, size_t len);
 extern void pgws_conn_housekeeping(TimestampTz now);
-extern void pgws_conn_close_all(uint16 code, const char *reason);
+extern void pgws_conn_close_all(uint16 code, const char *reason,
+								bool drop_requests);
 extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
 extern void pgws_conn_subscribe(PgWsConn *conn, const uint8 *answer, int len,
 								const PgWsSubscription *up);
@@ -371,6 +376,7 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 #define WS_CLOSE_INVALID_DATA	1007
 #define WS_CLOSE_POLICY			1008
 #define WS_CLOSE_TOO_BIG		1009
+#define WS_CLOSE_TRY_AGAIN		1013
 #define WS_CLOSE_TOKEN			4001
 
 /* sse.c */

@@ -35,6 +35,15 @@
  * them ended it first.  0 when nothing links them: every position of T is
  * then past the fork.
  *
+ * A dead branch.  A standby learns of a newer timeline when its WAL
+ * receiver fetches that timeline's history file from its upstream.  If
+ * the standby has replayed past where the newer timeline forked off its
+ * own (an old primary restarted as a standby before pg_rewind, or a
+ * standby that received more from a dead primary than the one promoted),
+ * what it holds past the fork is on no live history and it can never
+ * follow: pgws_timeline_diverged() says so, and the worker stops serving
+ * until pg_rewind brings the node back.
+ *
  * src/timeline.c
  *
  *-------------------------------------------------------------------------
@@ -153,4 +162,33 @@ pgws_timeline_fork(TimeLineID tli)
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	return fork;
+}
+
+/*
+ * Has this standby replayed past the point where the newest timeline it
+ * knows of forked off its own (see "A dead branch" above)?  Then why it
+ * cannot serve, in words for /health, a refusal and the log (palloc'd);
+ * otherwise NULL.  Never on a primary: what it writes is the live history
+ * by definition, even when an older primary's history files lie around.
+ */
+char *
+pgws_timeline_diverged(void)
+{
+	TimeLineID	tli;
+	TimeLineID	newest;
+	XLogRecPtr	replayed;
+	uint64		fork;
+
+	if (!RecoveryInProgress())
+		return NULL;
+	replayed = GetXLogReplayRecPtr(&tli);
+	newest = findNewestTimeLine(tli);
+	if (newest <= tli)
+		return NULL;
+	fork = pgws_timeline_fork(newest);
+	if (replayed <= fork)
+		return NULL;
+	return psprintf("this standby replayed timeline %u up to %X/%X, past where timeline %u forked off it at %X/%X: what it holds past the fork is on no live history (pg_rewind brings it back)",
+					tli, LSN_FORMAT_ARGS(replayed), newest,
+					LSN_FORMAT_ARGS((XLogRecPtr) fork));
 }

@@ -410,6 +410,35 @@ pgws_worker_database_moved(void)
 	return true;
 }
 
+/*
+ * A standby that learnt it replayed past where a newer timeline forked off
+ * its own (timeline.c) closes its subscribers, which resume elsewhere, and
+ * refuses new ones (http.c) until pg_rewind brings it back: what it could
+ * send them past the fork is on no live history, and it will never replay
+ * anything more.  Said once in the log.
+ */
+static void
+leave_dead_branch(void)
+{
+	static bool said = false;
+	char	   *diverged = pgws_timeline_diverged();
+
+	if (diverged == NULL)
+	{
+		said = false;
+		return;
+	}
+	if (!said)
+		ereport(LOG,
+				(errmsg("pg_ws stops serving: %s", diverged),
+				 errhint("Bring this node back as a standby of the new primary with pg_rewind; subscribers are closed with 1013 and resume on another node.")));
+	said = true;
+	pgws_conn_close_all(WS_CLOSE_TRY_AGAIN,
+						"this standby's WAL left the live timeline: resume on another node",
+						false);
+	pfree(diverged);
+}
+
 static void
 housekeeping(lws_sorted_usec_list_t *sul)
 {
@@ -421,6 +450,8 @@ housekeeping(lws_sorted_usec_list_t *sul)
 	/* a pg_ws.database that did not exist: made since? */
 	if (!OidIsValid(pgws_broadcast_database()))
 		(void) pgws_worker_database_moved();
+	if (following)
+		leave_dead_branch();
 	pgws_broadcast_check_progress(now);
 	pgws_walread_log_summaries(now);
 	pgws_retention_tick(now, pgws_wal || following);
@@ -1147,7 +1178,7 @@ close_subscribers(void)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   SHUTDOWN_CLOSE_MS);
 
-	pgws_conn_close_all(WS_CLOSE_GOING_AWAY, "pg_ws is restarting or shutting down");
+	pgws_conn_close_all(WS_CLOSE_GOING_AWAY, "pg_ws is restarting or shutting down", true);
 	/* the timer only makes service_once() return by the deadline */
 	lws_sul_schedule(context, 0, &close_sul, close_wait_over,
 					 (lws_usec_t) SHUTDOWN_CLOSE_MS * LWS_US_PER_MS);

@@ -18,18 +18,24 @@ One history is played through, the tests in order:
      for R to follow S (R is pointed at S meanwhile) and then resumes
      exactly; a position past the fork gets resync_required there too,
      also one of timeline 1 that R was waiting to replay as it followed S.
-  c. pg_rewind and several promotions: the dead P is brought back with
+  c. a dead branch: the dead P restarted as a standby before pg_rewind
+     serves its own WAL while it knows of nothing newer (a subscriber
+     resuming there gets batch B again); once pointed at S its WAL
+     receiver fetches timeline 2's history, and P closes that subscriber
+     with 1013, answers 503 to /health and to new subscribers, and the
+     subscriber resuming on S gets resync_required at the fork;
+  d. pg_rewind and several promotions: the dead P is brought back with
      pg_rewind as a standby of S, then a planned switchover promotes it
      (timeline 3) and R follows it: on P as a standby, on P promoted and
      on R, positions of timeline 1 before the fork and of timeline 2
      resume exactly, and one past the first fork gets resync_required
      naming it; a cascading standby of R sends the same messages, and
      positions made on P or R resume on it.
-  d. synchronous replication (synchronous_commit = remote_apply): the
+  e. synchronous replication (synchronous_commit = remote_apply): the
      primary is killed while a writer runs and its synchronous standby is
      promoted: every subscriber resumes there with its last position, needs
      no resync and misses nothing;
-  e. a commit waiting for a synchronous standby when the postmaster is
+  f. a commit waiting for a synchronous standby when the postmaster is
      killed stops waiting and ends locally (PostgreSQL lets it, visible on
      that node only): no subscriber is sent it.
 
@@ -53,7 +59,8 @@ import psycopg2
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, Ctx, Fail, Standby, check,  # noqa: E402
                      check_positions, epoch_timeline, poll, position, run_tap,
-                     short, sql)
+                     short, sql, upgrade_status)
+import rawws  # noqa: E402
 
 WATCHDOG_SECONDS = 400
 
@@ -244,8 +251,70 @@ async def test_standby_follows(ctx):
     return 'R waited for timeline 2 and resumed there'
 
 
+async def health(node):
+    """(status, the JSON body) of node's /health."""
+    raw = ('GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n' % node.wsport).encode()
+    status, _, body, _, _ = await asyncio.to_thread(rawws.http_exchange, node.wsport, raw)
+    return status, json.loads(body)
+
+
+def close_code(sub):
+    """The close code sub's connection ended with, or None."""
+    e = sub.close_info
+    rcvd = getattr(e, 'rcvd', None)
+    return rcvd.code if rcvd is not None else getattr(e, 'code', None)
+
+
+async def test_dead_branch(ctx):
+    """c. the dead P as a standby before pg_rewind: it stops serving."""
+    p, s = NODES['P'], NODES['S']
+    ctx.use(s)
+    ctx.use(p)
+    check('fork' in SEEN, 'needs (a)')
+
+    # P restarts as a standby of no one: its WAL runs to the end of batch B
+    with open(os.path.join(p.data, 'postgresql.auto.conf'), 'a') as f:
+        f.write("primary_conninfo = ''\n")
+    open(os.path.join(p.data, 'standby.signal'), 'w').close()
+    shutil.chown(os.path.join(p.data, 'standby.signal'), 'postgres', 'postgres')
+    mark = p.log_size()
+    p.started = True
+    await asyncio.to_thread(p.as_postgres, p.pgbin + '/pg_ctl', '-D', p.data, '-l', p.log,
+                            '-w', '-t', '60', 'start')
+    await p.wait_listening(p.wsport, 60, since=mark)
+
+    # knowing of no newer timeline, its history is its own: batch B again
+    on_p = await ctx.sub(since_path(SEEN['a']), url=p.url)
+    await expect_ids(on_p, list(range(11, 21)), 'on P before it hears of timeline 2')
+    status, body = await health(p)
+    check('forked off' not in body.get('reason', ''), 'P /health: %s %s' % (status, body))
+
+    # pointed at S, its WAL receiver fetches timeline 2's history file
+    follow(p, s)
+    async def closed():
+        return on_p.closed.is_set()
+    await poll('P to close its subscriber', closed, timeout=30)
+    check(close_code(on_p) == 1013, 'P closed its subscriber with %r, want 1013'
+          % (on_p.close_info,))
+    status, body = await health(p)
+    check(status == 503 and 'forked off' in body.get('reason', '') and
+          'timeline 2' in body['reason'], 'P /health: %s %s' % (status, body))
+    for path in ('/ws/', since_path(SEEN['a'])):
+        got = await upgrade_status(p.url, path)
+        check(got == 503, 'a subscriber of P at %s got %s, want 503' % (path, got))
+
+    # what P sent past the fork is on no live history: S says so
+    moved = await ctx.sub(since_path(on_p.msgs[-1]), url=s.url)
+    await expect_resync(moved, SEEN['fork'], position(on_p.msgs[-1])[0],
+                        'after P\'s dead branch, on S')
+    await asyncio.to_thread(p.as_postgres, p.pgbin + '/pg_ctl', '-D', p.data, '-m', 'fast',
+                            '-w', 'stop')
+    p.started = False
+    return 'P refused to serve its dead branch once it heard of timeline 2'
+
+
 async def test_rewind_and_switchover(ctx):
-    """c. P back with pg_rewind, then a switchover to it: timeline 3."""
+    """d. P back with pg_rewind, then a switchover to it: timeline 3."""
     p, s, r = NODES['P'], NODES['S'], NODES['R']
     for node in (s, r, p):
         ctx.use(node)
@@ -323,7 +392,7 @@ async def test_rewind_and_switchover(ctx):
 
 
 async def test_synchronous_failover(ctx):
-    """d. remote_apply: killing the primary loses nothing a subscriber saw."""
+    """e. remote_apply: killing the primary loses nothing a subscriber saw."""
     p = Cluster(name='syncP', conf=["synchronous_commit = remote_apply"])
     ctx.use(p)
     await asyncio.to_thread(p.start)
@@ -386,7 +455,7 @@ async def test_synchronous_failover(ctx):
 
 
 async def test_killed_while_waiting(ctx):
-    """e. a commit waiting for its synchronous standby when the postmaster
+    """f. a commit waiting for its synchronous standby when the postmaster
     is killed ends locally (PostgreSQL lets it): it is never sent."""
     p = Cluster(name='waitP')
     ctx.use(p)
@@ -429,12 +498,15 @@ TESTS = [
      ' it resumes exactly on the promoted node', test_divergence, 120),
     ('(b) a standby still on the old timeline waits for the new one, then resumes exactly',
      test_standby_follows, 90),
-    ('(c) the old primary back with pg_rewind, then a switchover to it (timeline 3):'
+    ('(c) the old primary restarted as a standby before pg_rewind stops serving once it'
+     ' hears of the new timeline: its subscribers resync on the new primary',
+     test_dead_branch, 90),
+    ('(d) the old primary back with pg_rewind, then a switchover to it (timeline 3):'
      ' positions of every timeline resume exactly, or resync at the fork',
      test_rewind_and_switchover, 180),
-    ('(d) synchronous_commit = remote_apply: after killing the primary, subscribers resume on'
+    ('(e) synchronous_commit = remote_apply: after killing the primary, subscribers resume on'
      ' the promoted standby with no resync and miss nothing', test_synchronous_failover, 120),
-    ('(e) a commit waiting for its synchronous standby when the postmaster is killed ends'
+    ('(f) a commit waiting for its synchronous standby when the postmaster is killed ends'
      ' locally: it is never sent', test_killed_while_waiting, 60),
 ]
 
