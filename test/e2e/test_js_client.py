@@ -136,6 +136,195 @@ def node_tests():
     return tests
 
 
+# ---------------------------------------------------------------- browser
+
+# The page: an import map that names the served build as the package, a
+# WebSocket that reports its opens and closes (the client uses the global
+# one), the functions the README's frontend calls, reporting what they are
+# given, and then the README's block (its PG_WS line the test cluster's).
+FRONTEND_PAGE = """<!doctype html><meta charset="utf-8"><title>pg_ws client</title>
+<script type="importmap">{"imports": {"pg-ws-client": "/pg-ws-client/index.js"}}</script>
+<script>
+const report = (what, body) => fetch('/' + what, {method: 'POST', body: JSON.stringify(body)});
+window.addEventListener('error', (e) => report('error', String(e.message)));
+window.addEventListener('unhandledrejection', (e) => report('error', String(e.reason)));
+window.WebSocket = class extends WebSocket {
+  constructor(url) {
+    super(url);
+    this.addEventListener('open', () => report('open', url));
+    this.addEventListener('close', (e) => report('close', e.code));
+  }
+};
+let n = 0;
+window.handle = (msg) => report('handle', {i: n++, msg});
+window.showClient = (c) => report('typed', ['show', c.id, c.visit_histories.length]);
+window.removeClient = (id) => report('typed', ['remove', id]);
+window.reloadEverything = () => report('error', 'resync_required');
+</script>
+<script type="module">
+%s
+</script>"""
+
+
+class FrontendServer:
+    """Serves FRONTEND_PAGE at / and clients/js/dist/ at /pg-ws-client/,
+    and collects what the page posts: reports in order of kind."""
+
+    def __init__(self, page):
+        self.posts = []
+        self.lock = threading.Lock()
+        server = self
+        dist = os.path.join(JS, 'dist')
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, kind, body = 200, 'text/html; charset=utf-8', None
+                if self.path == '/':
+                    body = page.encode()
+                elif re.fullmatch(r'/pg-ws-client/[a-z]+\.js', self.path):
+                    try:
+                        with open(os.path.join(dist, self.path.split('/')[-1]), 'rb') as f:
+                            body = f.read()
+                        kind = 'text/javascript'
+                    except OSError:
+                        pass
+                if body is None:
+                    status, body = 404, b''
+                self.send_response(status)
+                self.send_header('content-type', kind)
+                self.send_header('content-length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                n = int(self.headers.get('content-length') or 0)
+                body = json.loads(self.rfile.read(n).decode() or 'null')
+                with server.lock:
+                    server.posts.append((self.path.lstrip('/'), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', PAGE_PORT), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def of(self, kind):
+        with self.lock:
+            return [b for k, b in self.posts if k == kind]
+
+    def handled(self):
+        """The messages handle() was given, in the page's order."""
+        got = {p['i']: p['msg'] for p in self.of('handle')}
+        return [got[i] for i in sorted(got)]
+
+    async def wait(self, what, cond, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            errors = self.of('error')
+            check(not errors, 'the page reported: %s' % short(errors))
+            if cond():
+                return
+            if time.monotonic() > deadline:
+                raise Fail('%s: not within %d s' % (what, timeout),
+                           'opens %s, closes %s, %d handled, last: %s'
+                           % (self.of('open'), self.of('close'), len(self.handled()),
+                              short(self.handled()[-3:])))
+            await asyncio.sleep(0.05)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def readme_frontend():
+    with open(README) as f:
+        m = re.search(r'<!-- test_js_client: frontend -->\s*```js\n(.*?)```', f.read(), re.S)
+    check(m, 'README.md has no block marked "test_js_client: frontend"')
+    code = m.group(1)
+    check(re.search(r'^const PG_WS = .*$', code, re.M), 'the frontend block has no const PG_WS line')
+    return code
+
+
+# the SQL that makes each of the eleven events once, in this order
+ELEVEN = [
+    ("INSERT INTO client (id, first_seen, gender, age, image) VALUES"
+     " (%(c)s, '2023-12-10 10:00:00.25+00', 'female', 31, 'client_images/a b.jpg')",
+     'client_create'),
+    ("INSERT INTO visit_history (client_id, datetime, device_id)"
+     " VALUES (%(c)s, '2023-12-10 10:30:00+00', '1')", 'client_visit_create'),
+    ("UPDATE visit_history SET device_id = '2' WHERE client_id = %(c)s", 'client_visit_update'),
+    ("INSERT INTO employee (id, first_name, last_name, email)"
+     " VALUES (%(e)s, 'Zoë', 'Doe \"Ω\"', NULL)", 'employee_create'),
+    ("UPDATE employee SET phone_number = '1234567890' WHERE id = %(e)s", 'employee_update'),
+    ("INSERT INTO attendance (employee_id, device_id, datetime, score)"
+     " VALUES (%(e)s, '123ABC', '2023-12-10 08:00:00+00', 95.5)", 'employee_attendance'),
+    ("UPDATE client SET visit_count = 1 WHERE id = %(c)s", 'client_update'),
+    ("DELETE FROM attendance WHERE employee_id = %(e)s", 'employee_attendance_delete'),
+    ("DELETE FROM employee WHERE id = %(e)s", 'employee_delete'),
+    ("DELETE FROM visit_history WHERE client_id = %(c)s", 'client_visit_delete'),
+    ("DELETE FROM client WHERE id = %(c)s", 'client_delete'),
+]
+
+
+async def test_browser_frontend(ctx):
+    """The README's frontend in Chromium: the eleven events as a Python
+    subscriber gets them, then a worker restart with rows committed while
+    it was down, each once."""
+    need_setup()
+    check(os.access(CHROMIUM, os.X_OK), 'chromium is not installed (scripts/install_deps.sh)')
+    cl = state['plain']
+    code = re.sub(r'^const PG_WS = .*$', lambda m: 'const PG_WS = "%s";' % cl.url,
+                  readme_frontend(), count=1, flags=re.M)
+    server = FrontendServer(FRONTEND_PAGE % code)
+    browser = None
+    try:
+        browser = Browser('http://127.0.0.1:%d/' % PAGE_PORT)
+        await server.wait('the page connecting', lambda: server.of('open'))
+        python_sub = await ctx.sub()
+        conn = await ctx.aconn()
+        ids = {'c': 9100001, 'e': 9100001}
+        await asql(conn, *[stmt % ids for stmt, _ in ELEVEN])
+        expected = await python_sub.expect(len(ELEVEN), 30, 'python subscriber')
+        await server.wait('the eleven events in the page',
+                          lambda: len(server.handled()) >= len(expected))
+        got = server.handled()
+        check([m['event'] for m in got] == [e for _, e in ELEVEN],
+              'events: %s' % [m['event'] for m in got])
+        for i, raw in enumerate(expected):
+            check(got[i] == json.loads(raw), 'message %d differs' % i,
+                  '  page:   ' + short(json.dumps(got[i])), '  python: ' + short(raw))
+        await server.wait('the typed handlers', lambda: len(server.of('typed')) >= 3)
+        typed = sorted(map(tuple, server.of('typed')))
+        check(typed == [('remove', 9100001), ('show', 9100001, 0), ('show', 9100001, 1)],
+              'showClient/removeClient were called with %s' % typed)
+
+        # the worker restarts; rows committed while it is down arrive
+        conn_pid = (await asql(conn, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_ws'"))[0][0]
+        await asql(conn, ('SELECT pg_terminate_backend(%s)', (conn_pid,)))
+        await server.wait('the page\'s connection closing', lambda: server.of('close'))
+        await asql(conn, "INSERT INTO client (id, first_seen) SELECT g, now()"
+                         " FROM generate_series(9100011, 9100015) g")
+        await server.wait('the page reconnecting', lambda: len(server.of('open')) >= 2)
+        await asql(conn, "INSERT INTO client (id, first_seen) SELECT g, now()"
+                         " FROM generate_series(9100016, 9100020) g")
+        await server.wait('the rows after the restart',
+                          lambda: any(m['data'].get('id') == 9100020 for m in server.handled()))
+        after = [m for m in server.handled()[len(expected):]]
+        check([(m['event'], m['data']['id']) for m in after]
+              == [('client_create', i) for i in range(9100011, 9100021)],
+              'after the restart: %s' % [(m['event'], m['data'].get('id')) for m in after])
+        seqs = [m['seq'] for m in server.handled()]
+        check(seqs == sorted(set(seqs)), 'positions not increasing: %s' % seqs)
+        return ('the eleven events as python-websockets got them; %d opens; 10 rows across the'
+                ' restart, 5 of them committed while the worker was down' % len(server.of('open')))
+    finally:
+        if browser is not None:
+            browser.close()
+        server.close()
+
+
 # ---------------------------------------------------------------- setup
 
 def make_clusters():
@@ -172,6 +361,8 @@ async def setup():
 
 TESTS = [('tsc --noEmit: the sources and the typed API (test/types.ts)', test_types, 120)]
 TESTS += node_tests()
+TESTS += [('headless Chromium: the README\'s frontend on the client gets the eleven events and'
+           ' resumes across a worker restart', test_browser_frontend, 150)]
 
 
 def main():
