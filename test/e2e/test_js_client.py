@@ -324,6 +324,104 @@ async def test_browser_frontend(ctx):
             browser.close()
         server.close()
 
+# ------------------------------------------------------------------ pack
+
+CONSUMER_JS = """import { PgWsClient } from "pg-ws-client";
+const client = new PgWsClient({
+  url: process.env.PGWS_URL, events: ["client_create"],
+  onOpen: () => console.log("open"),
+  onError: (e) => console.log("error " + e),
+});
+client.on("client_create", (data, msg) => {
+  console.log("event " + JSON.stringify(msg));
+  client.close();
+});
+"""
+
+# compiled against the installed package's .d.ts the way a project with
+# "moduleResolution": "nodenext" finds it (the exports map's types), with
+# the DOM's WebSocket passed as the constructor
+CONSUMER_TS = """import { PgWsClient, type ClientData, type Message } from "pg-ws-client";
+const client = new PgWsClient({ url: "ws://127.0.0.1:1", WebSocket });
+client.on("client_create", (data: ClientData, msg: Message<"client_create", ClientData>) =>
+  data.visit_histories.map((v) => v.device_id + msg.seq));
+// @ts-expect-error: not a field of client_delete
+client.on("client_delete", (data) => data.visit_count);
+"""
+
+
+async def test_pack(ctx):
+    """npm pack; npm install of the tarball into a fresh project, offline;
+    its types compile there, and it receives an event."""
+    need_setup()
+    tmp = tempfile.mkdtemp(prefix='pg_ws_js_pack.')
+    proc = None
+    try:
+        r = await asyncio.to_thread(run, ['npm', 'pack', '--pack-destination', tmp], cwd=JS)
+        tgz = [f for f in os.listdir(tmp) if f.endswith('.tgz')]
+        check(r.returncode == 0 and len(tgz) == 1, 'npm pack failed (%d):' % r.returncode,
+              *r.stdout.splitlines()[-20:])
+        tgz = os.path.join(tmp, tgz[0])
+        listing = sorted(run(['tar', 'tzf', tgz]).stdout.split())
+        want = {'package/package.json', 'package/README.md', 'package/dist/index.js',
+                'package/dist/index.d.ts', 'package/dist/client.js', 'package/dist/transport.js'}
+        check(want <= set(listing), 'the tarball lacks %s: %s' % (sorted(want - set(listing)), listing))
+        extra = [f for f in listing if not re.fullmatch(r'package/(package\.json|README\.md|dist/\w+\.(js|d\.ts))', f)]
+        check(not extra, 'the tarball has more than the package: %s' % extra)
+
+        app = os.path.join(tmp, 'app')
+        os.mkdir(app)
+        with open(os.path.join(app, 'package.json'), 'w') as f:
+            json.dump({'name': 'app', 'version': '1.0.0', 'private': True, 'type': 'module'}, f)
+        r = await asyncio.to_thread(run, ['npm', 'install', '--offline', '--no-audit', '--no-fund',
+                                          tgz], cwd=app)
+        check(r.returncode == 0, 'npm install of the tarball failed:', *r.stdout.splitlines()[-20:])
+        with open(os.path.join(app, 'package.json')) as f:
+            deps = json.load(f).get('dependencies', {})
+        check('pg-ws-client' in deps, 'package.json does not depend on it: %s' % deps)
+        check(sorted(os.listdir(os.path.join(app, 'node_modules'))) == ['.package-lock.json', 'pg-ws-client'],
+              'node_modules has more than the package: %s' % os.listdir(os.path.join(app, 'node_modules')))
+
+        with open(os.path.join(app, 'check.ts'), 'w') as f:
+            f.write(CONSUMER_TS)
+        tsc = os.path.join(JS, 'node_modules', '.bin', 'tsc')
+        r = await asyncio.to_thread(run, [tsc, '--noEmit', '--strict', '--module', 'nodenext',
+                                          '--moduleResolution', 'nodenext', '--lib', 'es2020,dom',
+                                          'check.ts'], cwd=app)
+        check(r.returncode == 0, 'the installed package\'s types do not compile:', *r.stdout.splitlines()[-20:])
+
+        with open(os.path.join(app, 'main.mjs'), 'w') as f:
+            f.write(CONSUMER_JS)
+        env = dict(os.environ, PGWS_URL=state['plain'].url)
+        proc = await asyncio.create_subprocess_exec(
+            *state['node'], 'main.mjs', cwd=app, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        lines = []
+
+        async def line(what):
+            raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+            check(raw, '%s: the program ended: %s' % (what, lines))
+            lines.append(raw.decode().rstrip())
+            return lines[-1]
+
+        check(await line('open') == 'open', 'the program said %s' % lines)
+        conn = await ctx.aconn()
+        await asql(conn, "INSERT INTO client (id, first_seen, gender) VALUES (9200001, now(), 'male')")
+        said = await line('the event')
+        check(said.startswith('event '), 'the program said %s' % lines)
+        msg = json.loads(said[6:])
+        check(msg['event'] == 'client_create' and msg['data']['id'] == 9200001
+              and isinstance(msg['seq'], int), 'the program got %s' % said)
+        check(await asyncio.wait_for(proc.wait(), 30) == 0, 'the program exited with %s' % proc.returncode)
+        proc = None
+        return '%s: %d files; installed offline, types compile, event received' % (
+            os.path.basename(tgz), len(listing))
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
 
 # ---------------------------------------------------------------- setup
 
@@ -362,7 +460,9 @@ async def setup():
 TESTS = [('tsc --noEmit: the sources and the typed API (test/types.ts)', test_types, 120)]
 TESTS += node_tests()
 TESTS += [('headless Chromium: the README\'s frontend on the client gets the eleven events and'
-           ' resumes across a worker restart', test_browser_frontend, 150)]
+           ' resumes across a worker restart', test_browser_frontend, 150),
+          ('npm pack: a fresh project installs the tarball offline, compiles against its types and'
+           ' receives an event', test_pack, 150)]
 
 
 def main():

@@ -53,11 +53,14 @@ export interface Transport {
 
 /** What the client needs of a WebSocket: the browser's, Node 22's global
  * one (Node 20: --experimental-websocket), or the `ws` package's. */
+// (the handlers' events are any: the DOM's WebSocket types them as its
+// own MessageEvent and CloseEvent, which a narrower type here would not
+// accept as handlers' parameters)
 export interface WebSocketLike {
   onopen: ((ev: any) => any) | null;
-  onmessage: ((ev: { data: unknown }) => any) | null;
+  onmessage: ((ev: any) => any) | null;
   onerror: ((ev: any) => any) | null;
-  onclose: ((ev: { code: number; reason: string }) => any) | null;
+  onclose: ((ev: any) => any) | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
@@ -89,8 +92,8 @@ export function webSocketTransport(WS?: WebSocketConstructor): Transport {
         opened = true;
         h.open();
       };
-      ws.onmessage = (e) => h.message(String(e.data));
-      ws.onclose = (e) => ended(e.code, e.reason);
+      ws.onmessage = (e: { data: unknown }) => h.message(String(e.data));
+      ws.onclose = (e: { code: number; reason: string }) => ended(e.code, e.reason);
       // an error ends the connection as a close without a code would;
       // Node 20's WebSocket fires no close event after a failed attempt
       ws.onerror = () => {
