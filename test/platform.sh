@@ -25,7 +25,9 @@
 #   2. proc, sys, dev, dev/pts and a private /dev/shm (PostgreSQL's
 #      shared memory, Chromium) are mounted; resolv.conf is copied in;
 #   3. the tree, without build products, is copied to /pg_ws in it
-#      (a build for PostgreSQL 15 here must not meet one for 17 there);
+#      (a build for PostgreSQL 15 here must not meet one for 17 there;
+#      clients/js's node_modules, which the host's npm ci may be writing,
+#      is made there by its own);
 #   4. inside: scripts/install_deps.sh with the network, then the tests in
 #      a network namespace of their own (unshare --net: loopback, and a
 #      veth pair for an address that is not loopback), so that their
@@ -139,7 +141,8 @@ rm -rf "$DIR/pg_ws"
 mkdir -p "$DIR/pg_ws"
 (cd "$ROOT" && tar -c --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
 	--exclude=./deb-build --exclude='*.deb' --exclude=./results \
-	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ .) |
+	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ \
+	--exclude=./clients/js/node_modules --exclude=./clients/js/dist .) |
 	tar -x -C "$DIR/pg_ws" || fail "copying the tree failed"
 
 in_chroot() { chroot "$DIR" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \

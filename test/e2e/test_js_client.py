@@ -67,6 +67,8 @@ def node_command():
     version = subprocess.run([node, '--version'], stdout=subprocess.PIPE, text=True).stdout.strip()
     m = re.match(r'v(\d+)\.(\d+)', version)
     major, minor = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    if shutil.which('npm') is None:
+        raise Skip('no npm here (scripts/install_deps.sh installs it with nodejs where Debian has Node 20)')
     if major >= 22:
         return [node]
     if (major, minor) >= (20, 10):
