@@ -109,6 +109,26 @@ async def test_types(ctx):
     return 'the sources and test/types.ts type-check'
 
 
+async def test_size(ctx):
+    """The minified size the READMEs state is the build's (npm run size:
+    esbuild from package-lock.json)."""
+    need_setup()
+    r = await asyncio.to_thread(run, ['npm', 'run', '--silent', 'size'], cwd=JS)
+    check(r.returncode == 0 and r.stdout.strip().isdigit(), 'npm run size failed:',
+          *r.stdout.splitlines()[-10:])
+    size = int(r.stdout.strip())
+    with open(os.path.join(JS, 'README.md')) as f:
+        m = re.search(r'\*\*([\d,]+) bytes\s+minified\*\*', f.read())
+    check(m, 'clients/js/README.md states no "**N bytes minified**"')
+    stated = int(m.group(1).replace(',', ''))
+    with open(README) as f:
+        m = re.search(r'([\d.]+) kB\s+minified', f.read())
+    check(m, 'README.md states no "N kB minified"')
+    check(stated == size and float(m.group(1)) == round(size / 1000, 1),
+          'the READMEs say %d bytes and %s kB; npm run size says %d' % (stated, m.group(1), size))
+    return '%d bytes minified' % size
+
+
 # ------------------------------------------------------------- node:test
 
 def node_file_test(path):
@@ -459,7 +479,8 @@ async def setup():
     state['plain'], state['jwt'] = plain, jwt
 
 
-TESTS = [('tsc --noEmit: the sources and the typed API (test/types.ts)', test_types, 120)]
+TESTS = [('tsc --noEmit: the sources and the typed API (test/types.ts)', test_types, 120),
+         ('the minified size the READMEs state is npm run size\'s', test_size, 60)]
 TESTS += node_tests()
 TESTS += [('headless Chromium: the README\'s frontend on the client gets the eleven events and'
            ' resumes across a worker restart', test_browser_frontend, 150),
