@@ -156,7 +156,21 @@ export class PgWsClient<Custom extends object = {}> {
   }
 
   private err(e: unknown) {
-    if (this.o.onError) this.o.onError(e);
+    try {
+      if (this.o.onError) this.o.onError(e);
+    } catch {
+      /* nowhere left to say it */
+    }
+  }
+
+  /** an application's callback: what it throws goes to onError, and the
+   * client goes on */
+  private call(f: ((...a: any[]) => void) | undefined, ...args: any[]) {
+    try {
+      if (f) f(...args);
+    } catch (e) {
+      this.err(e);
+    }
   }
 
   private url(): string {
@@ -214,7 +228,7 @@ export class PgWsClient<Custom extends object = {}> {
     this.state = "open";
     this.openedAt = Date.now();
     this.schedule();
-    if (this.o.onOpen) this.o.onOpen();
+    this.call(this.o.onOpen);
   }
 
   /** renew the token before it expires, on this connection */
@@ -253,7 +267,7 @@ export class PgWsClient<Custom extends object = {}> {
     // a connection that worked starts the backoff afresh
     if (info.opened && Date.now() - this.openedAt > 5000) this.good = true;
     this.attempt = this.good ? 0 : this.attempt + 1;
-    if (this.o.onClose) this.o.onClose(info);
+    this.call(this.o.onClose, info);
     if (this.state == "closed") return;
     // a refused or expired token, or a refused upgrade (a 401 shows as
     // nothing more): the next attempt takes a fresh one
@@ -303,12 +317,7 @@ export class PgWsClient<Custom extends object = {}> {
     const name = m.event;
     for (const [k, set] of this.handlers)
       if (k == name || (k.endsWith("*") && name.startsWith(k.slice(0, -1))))
-        for (const h of set)
-          try {
-            h(m.data, m);
-          } catch (e) {
-            this.err(e);
-          }
+        for (const h of set) this.call(h, m.data, m);
   }
 
   private resync(m: Message<"resync_required", ResyncInfo>) {

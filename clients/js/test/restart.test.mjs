@@ -44,3 +44,35 @@ test("resumes across two worker restarts, rows committed while down included, no
     c.close();
   }
 });
+
+test("handlers and callbacks that throw: reported to onError, the others run, the client reconnects", async () => {
+  const r = recorder();
+  const c = new PgWsClient({
+    url: PLAIN.url, events: "client_create", reconnect: { initialDelay: 100, maxDelay: 1000 }, ...r.hooks,
+    onClose: (info) => {
+      r.closes.push(info);
+      throw new Error("onClose threw");
+    },
+  });
+  c.on("client_create", () => {
+    throw new Error("a handler threw");
+  });
+  c.on("client_create", (data, msg) => r.msgs.push(msg));
+  const id = BASE + 100;
+  try {
+    await waitFor("the first connection", () => r.opens === 1, r.detail);
+    await insert(id + 1, id + 2);
+    await waitFor("the rows", () => r.ids().includes(id + 2), r.detail);
+    await terminateWorker(PLAIN);
+    await waitFor("the close", () => r.closes.length === 1, r.detail);
+    await insert(id + 3, id + 4);
+    await waitFor("the rows after the restart", () => r.ids().includes(id + 4), r.detail);
+    assert.deepEqual(r.ids(), range(id + 1, id + 4));
+    const said = r.errors.map((e) => e.message);
+    assert.equal(said.filter((m) => m === "a handler threw").length, 4, String(said));
+    // one per close: the worker's, and each attempt before the next listened
+    assert.equal(said.filter((m) => m === "onClose threw").length, r.closes.length, String(said));
+  } finally {
+    c.close();
+  }
+});
