@@ -72,7 +72,7 @@ TEST_TOOLS=(
 )
 # the JavaScript client's (clients/js): Node 20.10 or later, and npm, which
 # then installs its package-lock.json's typescript and esbuild from the npm
-# registry (js_client_deps below).  Debian 13 has nodejs 20, testing 22;
+# registry (js_client_deps below).  Debian 13 has nodejs 20, testing 24;
 # Debian 12's is 18, which has no WebSocket: there the machine's own Node
 # (20 in CI's image) is used, and without one test_js_client.py skips
 case "$(codename)" in
