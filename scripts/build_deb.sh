@@ -62,6 +62,7 @@ mkdir -p "$SRC"
 tar -C "$ROOT" --exclude=./.git --exclude=./deb-build --exclude='*.deb' \
 	--exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=./results \
 	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ \
+	--exclude=./clients/js/node_modules --exclude=./clients/js/dist \
 	--exclude=./debian/.debhelper --exclude=./debian/debhelper-build-stamp \
 	--exclude=./debian/files --exclude='./debian/*.substvars' \
 	--exclude='./debian/postgresql-*-pg-ws' -cf - . | tar -C "$SRC" -xf -

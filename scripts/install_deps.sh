@@ -6,7 +6,9 @@
 #
 #   install_deps.sh            building, running and testing pg_ws: the
 #                              server's packages and the test tools
-#                              (test/run_tests.sh, .ci/run)
+#                              (test/run_tests.sh, .ci/run), and the
+#                              JavaScript client's tools from the npm
+#                              registry (`npm ci` in clients/js)
 #   install_deps.sh --server   building and running it only, without
 #                              recommended packages (scripts/run_server.sh)
 #   --always                   update and install (upgrade) them all, as CI
@@ -28,11 +30,16 @@
 # too; apt's own output goes to a log that is shown if apt fails.
 set -euo pipefail
 
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+codename() {
+	[ -r /etc/os-release ] && (. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	return 0
+}
+
 # the release's PostgreSQL
 pg_major() {
-	local codename=
-	[ -r /etc/os-release ] && codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-	case "$codename" in
+	case "$(codename)" in
 		bookworm) echo 15 ;;
 		trixie) echo 17 ;;
 		forky|sid|"") echo 18 ;;	# testing's os-release may carry no codename
@@ -63,6 +70,15 @@ TEST_TOOLS=(
 	patroni etcd-server haproxy				# test_cluster.py: Patroni, its store, a balancer; test_sse.py: a proxy
 	python3-etcd							# Patroni's etcd3 store (13 and testing satisfy its dependency with consul)
 )
+# the JavaScript client's (clients/js): Node 20.10 or later, and npm, which
+# then installs its package-lock.json's typescript and esbuild from the npm
+# registry (js_client_deps below).  Debian 13 has nodejs 20, testing 24;
+# Debian 12's is 18, which has no WebSocket: there the machine's own Node
+# (20 in CI's image) is used, and without one test_js_client.py skips
+case "$(codename)" in
+	bookworm) ;;
+	*) TEST_TOOLS+=(nodejs npm) ;;
+esac
 # daemons those packages start on a machine run by systemd, which no test
 # uses (test_cluster.py starts its own on free ports): stopped and disabled
 # when they are installed here, so that nothing is left listening
@@ -101,7 +117,35 @@ for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [ -n "$always" ] && missing=("${PACKAGES[@]}")
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# clients/js's build and test tools, as its package-lock.json has them:
+# `npm ci` when node_modules is missing or older than the lock file (always
+# with --always); not for --server
+js_client_deps() {
+	local js=$ROOT/clients/js log
+	[ "$mode" = server ] && return 0
+	if ! command -v npm >/dev/null; then
+		echo "pg_ws: no npm here: the JavaScript client's tests will be skipped"
+		return 0
+	fi
+	if [ -z "$always" ] && [ "$js/node_modules/.package-lock.json" -nt "$js/package-lock.json" ]; then
+		return 0
+	fi
+	echo "pg_ws: npm ci in clients/js"
+	log=$(mktemp /tmp/pg_ws_npm.XXXXXX)
+	if ! (cd "$js" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+		echo "pg_ws: npm ci in clients/js failed; its last lines:" >&2
+		tail -n 30 "$log" >&2
+		rm -f "$log"
+		exit 1
+	fi
+	rm -f "$log"
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+	js_client_deps
+	exit 0
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 LOG=$(mktemp /tmp/pg_ws_apt.XXXXXX)
@@ -152,3 +196,4 @@ case " ${missing[*]} " in
 		fi ;;
 esac
 echo "pg_ws: installed"
+js_client_deps

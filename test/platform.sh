@@ -23,9 +23,13 @@
 #      forky is made with the sid script, and its apt is told to accept a
 #      Release file past its Valid-Until date (the registry's is);
 #   2. proc, sys, dev, dev/pts and a private /dev/shm (PostgreSQL's
-#      shared memory, Chromium) are mounted; resolv.conf is copied in;
+#      shared memory, Chromium) are mounted; resolv.conf is copied in, and
+#      the host's CA bundle, which npm inside trusts (on a network whose
+#      proxy presents its own CA for https, as the host's npm does);
 #   3. the tree, without build products, is copied to /pg_ws in it
-#      (a build for PostgreSQL 15 here must not meet one for 17 there);
+#      (a build for PostgreSQL 15 here must not meet one for 17 there;
+#      clients/js's node_modules, which the host's npm ci may be writing,
+#      is made there by its own);
 #   4. inside: scripts/install_deps.sh with the network, then the tests in
 #      a network namespace of their own (unshare --net: loopback, and a
 #      veth pair for an address that is not loopback), so that their
@@ -123,6 +127,12 @@ if [ ! -f "$DIR/.pg_ws-debootstrap-done" ]; then
 	touch "$DIR/.pg_ws-debootstrap-done"
 fi
 cp -L /etc/resolv.conf "$DIR/etc/resolv.conf"
+# npm's https (npm ci in clients/js) trusts what the host trusts
+npm_ca=()
+if [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+	cp -L /etc/ssl/certs/ca-certificates.crt "$DIR/etc/pg_ws-host-ca.crt"
+	npm_ca=(npm_config_cafile=/etc/pg_ws-host-ca.crt)
+fi
 
 mnt proc -t proc proc
 mnt sys -t sysfs sys
@@ -139,14 +149,15 @@ rm -rf "$DIR/pg_ws"
 mkdir -p "$DIR/pg_ws"
 (cd "$ROOT" && tar -c --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
 	--exclude=./deb-build --exclude='*.deb' --exclude=./results \
-	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ .) |
+	--exclude=./tmp_check --exclude=./log --exclude=./.platforms --exclude=__pycache__ \
+	--exclude=./clients/js/node_modules --exclude=./clients/js/dist .) |
 	tar -x -C "$DIR/pg_ws" || fail "copying the tree failed"
 
 in_chroot() { chroot "$DIR" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 	HOME=/root LANG=C.UTF-8 TERM=dumb "$@"; }
 
 log "installing the test command's packages"
-in_chroot bash /pg_ws/scripts/install_deps.sh || fail "install_deps.sh failed"
+in_chroot "${npm_ca[@]}" bash /pg_ws/scripts/install_deps.sh || fail "install_deps.sh failed"
 
 # pass on the knobs a developer gives the host's test command
 pass=()

@@ -36,7 +36,8 @@ def clean_copy(dest):
     """The tree without build products, as test/platform.sh copies it."""
     tar = subprocess.run(
         ['tar', '-c', '-C', ROOT, '--exclude=*.o', '--exclude=*.so', '--exclude=*.bc',
-         '--exclude=./.git', '--exclude=./deb-build', '--exclude=*.deb', '--exclude=__pycache__', '.'],
+         '--exclude=./.git', '--exclude=./deb-build', '--exclude=*.deb', '--exclude=__pycache__',
+         '--exclude=./clients/js/node_modules', '--exclude=./clients/js/dist', '.'],
         stdout=subprocess.PIPE, check=True).stdout
     os.makedirs(dest)
     subprocess.run(['tar', '-x', '-C', dest], input=tar, check=True)
