@@ -26,6 +26,7 @@ OBJS = \
 	src/http.o \
 	src/metrics.o \
 	src/ws.o \
+	src/deflate.o \
 	src/sse.o \
 	src/tls.o \
 	src/jwt.o \
@@ -53,7 +54,7 @@ REGRESS_OPTS = --temp-config=test/regress.conf
 # signatures trip over (its configure turns off the same ones)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers
-SHLIB_LINK = -lwebsockets -lev -lssl -lcrypto -ljson-c
+SHLIB_LINK = -lwebsockets -lev -lssl -lcrypto -ljson-c -lz
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -55,6 +55,7 @@ SERVER=(
 	libwebsockets-dev libjson-c-dev			# the worker's server; tokens' JSON
 	libev-dev								# pg_ws.event_loop = libev (epoll)
 	libssl-dev								# tokens' signatures (OpenSSL 3)
+	zlib1g-dev								# permessage-deflate (deflate.c)
 )
 # testing it, on top of those
 TEST_TOOLS=(

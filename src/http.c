@@ -94,6 +94,7 @@ typedef struct HttpRequest
 	char	   *ws_key;
 	char	   *ws_version;
 	char	   *ws_protocol;
+	char	   *ws_extensions;
 	char	   *origin;
 	char	   *authorization;
 	char	   *cookie;
@@ -131,6 +132,7 @@ static const struct
 	{"sec-websocket-key", offsetof(HttpRequest, ws_key), HEADER_SINGLE},
 	{"sec-websocket-version", offsetof(HttpRequest, ws_version), HEADER_SINGLE},
 	{"sec-websocket-protocol", offsetof(HttpRequest, ws_protocol), HEADER_LIST},
+	{"sec-websocket-extensions", offsetof(HttpRequest, ws_extensions), HEADER_LIST},
 	{"origin", offsetof(HttpRequest, origin), HEADER_SINGLE},
 	{"authorization", offsetof(HttpRequest, authorization), HEADER_SINGLE},
 	{"cookie", offsetof(HttpRequest, cookie), HEADER_COOKIE},
@@ -920,6 +922,7 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	PgWsAuthRequest areq;
 	PgWsSubscription up;
 	int			n;
+	const char *extensions = NULL;
 
 	if (req->upgrade == NULL)
 	{
@@ -998,7 +1001,11 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	}
 	Assert(status == 0);
 
+	/* compressed messages, when allowed and offered (deflate.c) */
 	up.framing = PGWS_FRAMING_WS;
+	if (pgws_compression &&
+		pgws_deflate_accept_offer(req->ws_extensions, &extensions))
+		up.framing = PGWS_FRAMING_WS_DEFLATE;
 	if (!read_subscription(conn, req, NULL, &up))
 		return;
 
@@ -1012,9 +1019,11 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 				 "Upgrade: websocket\r\n"
 				 "Connection: Upgrade\r\n"
 				 "Sec-WebSocket-Accept: %s\r\n"
-				 "%s"
+				 "%s%s%s%s"
 				 "\r\n",
-				 accept, with_protocol ? "Sec-WebSocket-Protocol: pg_ws\r\n" : "");
+				 accept, with_protocol ? "Sec-WebSocket-Protocol: pg_ws\r\n" : "",
+				 extensions ? "Sec-WebSocket-Extensions: " : "",
+				 extensions ? extensions : "", extensions ? "\r\n" : "");
 	pgws_conn_subscribe(conn, (uint8 *) buf + LWS_PRE, n, &up);
 }
 

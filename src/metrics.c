@@ -350,6 +350,9 @@ metrics(PgWsConn *conn)
 	metric_u64(&out, "pg_ws_history_slot_invalidations_total", "counter",
 			   "Times the replication slot \"pg_ws\" was found invalidated (its WAL removed, or idle too long) and recreated.",
 			   w->slot_invalidations);
+	metric_u64(&out, "pg_ws_messages_compressed_total", "counter",
+			   "Messages compressed for subscribers with permessage-deflate: once each, for all of them (pg_ws.compression).",
+			   w->messages_compressed);
 	metric_u64(&out, "pg_ws_history_first_position", "gauge",
 			   "The oldest position (seq) a subscriber can resume after.",
 			   snap.history_first);

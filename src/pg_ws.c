@@ -46,6 +46,8 @@ char	   *pgws_media_url = NULL;
 int			pgws_max_connections_per_address = 0;
 int			pgws_max_wal_resumes_per_address = 10;
 int			pgws_ping_interval_s = 30;
+bool		pgws_compression = false;
+int			pgws_compression_min_size = 512;
 int			pgws_handshake_timeout_s = 10;
 int			pgws_max_header_size = 16384;
 int			pgws_max_visit_histories = 1000;
@@ -331,6 +333,20 @@ define_gucs(void)
 							&pgws_ping_interval_s,
 							30, 0, 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("pg_ws.compression",
+							 "Whether /ws/ subscribers that offer permessage-deflate get compressed messages.",
+							 "Each message is compressed once for all of them (no context takeover). Off by default: it costs worker CPU, and a compressed length says something about the content (a message that carries both a secret and what another user wrote).",
+							 &pgws_compression,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_ws.compression_min_size",
+							"Messages shorter than this are sent uncompressed to subscribers with compression.",
+							NULL,
+							&pgws_compression_min_size,
+							512, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.handshake_timeout",
 							"How long a new connection has to complete its TLS handshake and HTTP request.",

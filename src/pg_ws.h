@@ -88,6 +88,8 @@ extern char *pgws_media_url;
 extern int	pgws_max_connections_per_address;
 extern int	pgws_max_wal_resumes_per_address;
 extern int	pgws_ping_interval_s;
+extern bool pgws_compression;
+extern int	pgws_compression_min_size;
 extern int	pgws_handshake_timeout_s;
 extern int	pgws_max_header_size;
 extern int	pgws_max_visit_histories;
@@ -555,6 +557,9 @@ typedef struct PgWsWorkerStats
 									 * resuming from the WAL */
 	uint64		slot_invalidations; /* times the "pg_ws" slot was found
 									 * invalidated, and dropped */
+	uint64		messages_compressed;	/* messages compressed once for the
+										 * subscribers with
+										 * permessage-deflate */
 } PgWsWorkerStats;
 
 /* the worker's own live figures; no other process uses this */

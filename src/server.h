@@ -73,6 +73,8 @@ typedef struct PgWsAccept
 typedef enum PgWsFraming
 {
 	PGWS_FRAMING_WS,			/* RFC 6455 text frames: /ws/ (ws.c) */
+	PGWS_FRAMING_WS_DEFLATE,	/* the same, compressed: /ws/ with
+								 * permessage-deflate (deflate.c) */
 	PGWS_FRAMING_SSE,			/* text/event-stream: /events (sse.c) */
 	PGWS_NUM_FRAMINGS
 } PgWsFraming;
@@ -104,6 +106,9 @@ typedef struct PgWsFrameReader
 	uint8		utf8_hi;
 	uint8		control[125];	/* payload of a control frame */
 	uint8		control_len;
+	bool		rsv1;			/* the current frame has RSV1 set */
+	bool		compressed;		/* the message is compressed (RSV1 on its
+								 * first frame; permessage-deflate) */
 	StringInfo	message;		/* a data message being collected */
 } PgWsFrameReader;
 
@@ -302,13 +307,28 @@ typedef struct PgWsFramingOps
 } PgWsFramingOps;
 
 extern const PgWsFramingOps pgws_ws_framing;
+extern const PgWsFramingOps pgws_ws_deflate_framing;
 extern const PgWsFramingOps pgws_sse_framing;
 
 static inline const PgWsFramingOps *
 pgws_framing_ops(PgWsFraming framing)
 {
-	return framing == PGWS_FRAMING_SSE ? &pgws_sse_framing : &pgws_ws_framing;
+	switch (framing)
+	{
+		case PGWS_FRAMING_SSE:
+			return &pgws_sse_framing;
+		case PGWS_FRAMING_WS_DEFLATE:
+			return &pgws_ws_deflate_framing;
+		default:
+			return &pgws_ws_framing;
+	}
 }
+
+/* deflate.c: permessage-deflate (RFC 7692) */
+extern bool pgws_deflate_accept_offer(const char *extensions,
+									  const char **response);
+extern const char *pgws_deflate_inflate(const uint8 *in, size_t len, size_t max,
+										StringInfo out, bool *too_big);
 
 /* the longest position string SEQ@EPOCH, and its NUL */
 #define PGWS_POSITION_TEXT_LEN (21 + PGWS_EPOCH_LEN)
@@ -368,6 +388,8 @@ extern int	pgws_ws_write_control(PgWsConn *conn);
 #define WS_OP_CLOSE			0x8
 #define WS_OP_PING			0x9
 #define WS_OP_PONG			0xA
+#define WS_RSV1				0x40	/* first byte: a compressed message
+									 * (RFC 7692), once negotiated */
 
 /* close codes (RFC 6455 7.4.1, and ours) */
 #define WS_CLOSE_GOING_AWAY		1001

@@ -147,6 +147,7 @@ pgws_stats_restore_counters(PgWsWorkerStats *worker)
 	worker->resumes_waited = last.resumes_waited;
 	worker->resumes_refused = last.resumes_refused;
 	worker->slot_invalidations = last.slot_invalidations;
+	worker->messages_compressed = last.messages_compressed;
 }
 
 /*

@@ -13,10 +13,13 @@
  * small.  Every violation fails the connection with the close code RFC
  * 6455 gives it, as soon as the frame header shows it, without reading a
  * payload that is not wanted:
- *	1002  unmasked frames, reserved bits, unknown opcodes, fragmented or
- *		  oversized (over 125 bytes) control frames, continuation errors,
- *		  invalid close frames;
- *	1007  text that is not UTF-8, checked as the bytes arrive;
+ *	1002  unmasked frames, reserved bits (RSV1 is allowed on the first
+ *		  frame of a message once permessage-deflate was agreed), unknown
+ *		  opcodes, fragmented or oversized (over 125 bytes) control frames,
+ *		  continuation errors, invalid close frames;
+ *	1007  text that is not UTF-8, checked as the bytes arrive (a
+ *		  compressed message's once inflated, deflate.c), and compressed
+ *		  data that is not DEFLATE;
  *	1009  messages over the bound (a text message may be as large as an
  *		  auth message may be; anything else is small);
  *	1003  binary messages, which pg_ws never accepts;
@@ -201,6 +204,7 @@ header_complete(PgWsConn *conn)
 	if (r->opcode != WS_OP_CONTINUATION)
 	{
 		r->msg_opcode = r->opcode;
+		r->compressed = r->rsv1;
 		r->utf8_need = 0;
 		if (r->message)
 			resetStringInfo(r->message);
@@ -245,6 +249,15 @@ header_start(PgWsConn *conn)
 
 	r->fin = (b0 & 0x80) != 0;
 	r->opcode = b0 & 0x0F;
+	r->rsv1 = (b0 & WS_RSV1) != 0;
+
+	/*
+	 * RSV1 marks a compressed message once permessage-deflate was agreed
+	 * (deflate.c), on a message's first frame only (RFC 7692 6.1).
+	 */
+	if (r->rsv1 && conn->sub.framing == PGWS_FRAMING_WS_DEFLATE &&
+		(r->opcode == WS_OP_TEXT || r->opcode == WS_OP_BINARY))
+		b0 &= ~WS_RSV1;
 	if (b0 & 0x70)
 		error = "reserved bits set";
 	else if (r->opcode != WS_OP_CONTINUATION && r->opcode != WS_OP_TEXT &&
@@ -307,6 +320,43 @@ text_message(PgWsConn *conn, const char *msg, size_t len)
 						"pg_ws accepts only {\"type\": \"auth\", \"token\": ...} messages");
 }
 
+/*
+ * A whole compressed text message: inflated (deflate.c) to at most the
+ * size an uncompressed one may have, so that a decompression bomb costs
+ * that much and closes with 1009; then checked and taken as any other.
+ */
+static void
+inflated_message(PgWsConn *conn)
+{
+	PgWsFrameReader *r = &conn->reader;
+	static StringInfo text = NULL;
+	const char *error;
+	bool		too_big;
+
+	if (text == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		text = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	error = pgws_deflate_inflate((const uint8 *) r->message->data, r->message->len,
+								 AUTH_MESSAGE_MAX, text, &too_big);
+	resetStringInfo(r->message);
+	if (error != NULL)
+	{
+		ws_fail(conn, too_big ? WS_CLOSE_TOO_BIG : WS_CLOSE_INVALID_DATA, error);
+		return;
+	}
+	r->utf8_need = 0;
+	if (!utf8_check(r, (const uint8 *) text->data, text->len) || r->utf8_need != 0)
+	{
+		ws_fail(conn, WS_CLOSE_INVALID_DATA, "text is not UTF-8");
+		return;
+	}
+	text_message(conn, text->data, text->len);
+}
+
 /* the peer's close frame: check it, and answer with the same code */
 static void
 peer_close(PgWsConn *conn)
@@ -364,6 +414,11 @@ frame_complete(PgWsConn *conn)
 				break;
 			/* a whole text message (binary ones never get this far) */
 			r->msg_opcode = 0;
+			if (r->compressed)
+			{
+				inflated_message(conn);
+				break;
+			}
 			if (r->utf8_need != 0)
 			{
 				ws_fail(conn, WS_CLOSE_INVALID_DATA, "text is not UTF-8");
@@ -429,7 +484,8 @@ pgws_ws_read(PgWsConn *conn, const uint8 *data, size_t len)
 		{
 			r->message->len += n;
 			r->message->data[r->message->len] = '\0';
-			if (!utf8_check(r, dst, n))
+			/* a compressed message's text is checked once inflated */
+			if (!r->compressed && !utf8_check(r, dst, n))
 			{
 				ws_fail(conn, WS_CLOSE_INVALID_DATA, "text is not UTF-8");
 				return;
