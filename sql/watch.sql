@@ -97,6 +97,12 @@ UPDATE "order" SET total = 'NaN', customer = NULL;
 DELETE FROM "order";
 SELECT * FROM pg_ws_pending_events();
 ROLLBACK;
+-- json keeps its text, but for line breaks between its tokens: an event is
+-- one line (JSON strings escape theirs)
+BEGIN;
+INSERT INTO "order" (id, note) VALUES (8, E'{"a":\n1,\r\n "b": "x\\ny"}');
+SELECT e, (e::json->'data'->'note'->>'b') = E'x\ny' AS same FROM pg_ws_pending_events() e;
+ROLLBACK;
 -- every column without a list; a composite key on delete; a chosen name
 CREATE TABLE line (order_id bigint, n integer, sku text, PRIMARY KEY (order_id, n));
 SELECT pg_ws_watch('line', 'row', event_prefix => 'order_line');

@@ -463,21 +463,26 @@ append_timestamp(StringInfo buf, TimestampTz ts)
 
 /*
  * A json or jsonb value, embedded as JSON.  json is sent as it was stored
- * (it is valid JSON); jsonb as its output function writes it, with the
- * separators of every other event.  Either may bring non-ASCII bytes.
+ * (it is valid JSON), but for its line breaks, which become spaces: an
+ * event is one line of the queue's and the WAL's JSON Lines, and a line
+ * break can only be whitespace between a json value's tokens (JSON
+ * strings escape theirs), so the value means the same.  jsonb as its
+ * output function writes it, with the separators of every other event.
+ * Either may bring non-ASCII bytes.
  */
 static void
 append_json_value(EventWriter *w, Datum value, Oid type)
 {
 	char	   *str = output_string(value, type);
-	const char *p;
+	char	   *p;
 
 	for (p = str; *p; p++)
+	{
 		if (IS_HIGHBIT_SET(*p))
-		{
 			w->non_ascii = true;
-			break;
-		}
+		else if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	}
 	appendStringInfoString(w->buf, str);
 	pfree(str);
 }
