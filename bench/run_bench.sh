@@ -104,6 +104,17 @@
 #     (pg_ws_subscribers_indexed), the subscriber counts alternated in each
 #     of BENCH_FILTERED_ROUNDS (3) rounds on the delivery cluster.
 #
+# 13. compression (only when named in BENCH_PARTS): BENCH_COMPRESSION_SUBS
+#     (100) ws_fast subscribers with --deflate (permessage-deflate) and
+#     without, alternated in BENCH_COMPRESSION_ROUNDS (3) rounds with
+#     pg_ws.compression = on: a transaction of BENCH_COMPRESSION_EVENTS
+#     (10000) visit_history inserts (single events, about 175 bytes: under
+#     pg_ws.compression_min_size, sent plain) and one of
+#     BENCH_COMPRESSION_UPDATES (1000) updates of a client with
+#     BENCH_UPDATE_VISITS (100) visits (client_update, about 7.4 kB): bytes
+#     on the wire and worker CPU per delivered message, and the messages'
+#     own bytes.
+#
 # BENCH_PARTS picks parts (default "write broadcast burst resume delivery
 # maxrate rows100"; wakeup, standby and scale run only when named; walwrite
 # is an old name of write).  Loopback only.  The clusters, ws_sub and the
@@ -198,12 +209,16 @@ ST_RATE=${BENCH_STORM_RATE:-200}	# their events/s
 ST_LIVE_SECONDS=${BENCH_STORM_LIVE_SECONDS:-8}
 ST_CLIENT_IDLE=${BENCH_STORM_CLIENT_IDLE:-1}	# the storm's client under SCHED_IDLE
 ST_NOFILE=${BENCH_STORM_NOFILE:-$((4 * ST_SUBS + 4096))}
+CM_SUBS=${BENCH_COMPRESSION_SUBS:-100}	# "compression" (only when named)
+CM_ROUNDS=${BENCH_COMPRESSION_ROUNDS:-3}
+CM_EVENTS=${BENCH_COMPRESSION_EVENTS:-10000}	# single events, one transaction
+CM_UPDATES=${BENCH_COMPRESSION_UPDATES:-1000}	# client_updates, one transaction
 PLOT_DIR=${BENCH_PLOT_DIR:-$HERE/results}	# PNGs and their .dat of delivery and rows100
 
 has_part() { [[ " $PARTS " == *" $1 "* ]]; }
 for p in $PARTS; do
 	case "$p" in
-		write | broadcast | burst | resume | storm | wakeup | standby | scale | delivery | maxrate | rows100 | filtered) ;;
+		write | broadcast | burst | resume | storm | wakeup | standby | scale | delivery | maxrate | rows100 | filtered | compression) ;;
 		*) echo "run_bench.sh: unknown part \"$p\" in BENCH_PARTS" >&2; exit 1 ;;
 	esac
 done
@@ -1006,6 +1021,86 @@ for n in $BURST_SUBS; do
 			'BEGIN {printf "%.0f", (b - a) / t / (e - s) * 100}')" \
 		"$(awk -v c="$(field "$res" cpu_s)" -v s="$t0" -v e="$t1" \
 			'BEGIN {printf "%.0f", c / (e - s) * 100}')"
+done
+echo
+fi
+
+# ---------------------------------------------------------------- compression
+
+if has_part compression; then
+
+make -s -C "$HERE" ws_fast >/dev/null
+echo "## compression: $CM_SUBS subscribers with permessage-deflate (ws_fast --deflate) and without, pg_ws.compression = on, $CM_ROUNDS rounds alternated; single events: one transaction of $CM_EVENTS visit_history inserts; client_update: one transaction of $CM_UPDATES updates of a client with $UPDATE_VISITS visits"
+psql_q -c "ALTER SYSTEM SET pg_ws.compression = on" -c "SELECT pg_reload_conf()" >/dev/null
+psql_q -c "TRUNCATE client CASCADE" \
+	-c "INSERT INTO client (id, first_seen, last_seen, visit_count, gender, age, image)
+		VALUES (7, now(), now(), 0, 'female', 40, 'client_images/7.jpg')" \
+	-c "INSERT INTO visit_history (client_id, datetime, device_id)
+		SELECT 7, now() - v * interval '1 minute', 'device-' || v FROM generate_series(1, $UPDATE_VISITS) v"
+sleep 1
+declare -A CM_CPU CM_WIRE CM_BYTES CM_OK
+for ((r = 0; r < CM_ROUNDS; r++)); do
+	for load in single update; do
+		for k in 0 1; do
+			if (((k + r) % 2 == 0)); then v=plain; else v=deflate; fi
+			opt=()
+			[ "$v" = deflate ] && opt=(--deflate)
+			if [ "$load" = single ]; then n_ev=$CM_EVENTS; else n_ev=$CM_UPDATES; fi
+			rm -f "$TMP/cm_ready"
+			"$HERE/ws_fast" -H 127.0.0.1 -p "$WSPORT" -n "$CM_SUBS" -j "$SUB_PROCS" -r "$TMP/cm_ready" \
+				"${opt[@]}" --path "/ws/?events=$([ "$load" = single ] && echo client_visit_create || echo client_update)" \
+				-e "$n_ev" -q -t 120 >"$TMP/cm.out" 2>"$TMP/cm.err" &
+			SUB_PID=$!
+			for ((i = 0; i < 200; i++)); do [ -f "$TMP/cm_ready" ] && break; sleep 0.1; done
+			sleep 0.5
+			w0=$(cpu_ticks "$WORKER_PID")
+			if [ "$load" = single ]; then
+				psql_q -c "INSERT INTO visit_history (client_id, device_id)
+					SELECT 7, 'single' FROM generate_series(1, $n_ev)" \
+					-c "DELETE FROM visit_history WHERE device_id = 'single'"
+			else
+				psql_q -c "DO \$\$ BEGIN FOR i IN 1..$n_ev LOOP
+					UPDATE client SET visit_count = visit_count + 1 WHERE id = 7; END LOOP; END \$\$"
+			fi
+			rc=0
+			wait "$SUB_PID" || rc=$?
+			SUB_PID=""
+			w1=$(cpu_ticks "$WORKER_PID")
+			res=$(grep '^RESULT' "$TMP/cm.out" || true)
+			msgs=$(field "$res" msgs)
+			ok=yes
+			[ "$rc" = 0 ] && [ "$msgs" = $((n_ev * CM_SUBS)) ] && [ "$(field "$res" bad)" = 0 ] || ok="NO (rc $rc)"
+			[ "$v" = plain ] || [ "$(field "$res" deflated)" = "$CM_SUBS" ] || ok="NO (not negotiated)"
+			cpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v m="$msgs" 'BEGIN {printf "%.3f", (b - a) / t * 1e6 / m}')
+			wire=$(awk -v w="$(field "$res" wire_bytes)" -v m="$msgs" 'BEGIN {printf "%.0f", w / m}')
+			bytes=$(awk -v w="$(field "$res" bytes)" -v m="$msgs" 'BEGIN {printf "%.0f", w / m}')
+			CM_CPU[$load,$v]="${CM_CPU[$load,$v]:-} $cpu"
+			CM_WIRE[$load,$v]="${CM_WIRE[$load,$v]:-} $wire"
+			CM_BYTES[$load,$v]="${CM_BYTES[$load,$v]:-} $bytes"
+			[ "$ok" = yes ] || CM_OK[$load,$v]="$ok"
+			printf '  round %d  %-6s %-7s  %s msgs %-3s  worker %s us/msg  wire %s B/msg (messages %s B, %s compressed)\n' \
+				$((r + 1)) "$load" "$v" "$msgs" "$ok" "$cpu" "$wire" "$bytes" "$(field "$res" compressed)"
+			[ "$ok" = yes ] || sed 's/^/    client: /' "$TMP/cm.err" | head -5
+		done
+	done
+done
+psql_q -c "ALTER SYSTEM RESET pg_ws.compression" -c "SELECT pg_reload_conf()" >/dev/null
+echo
+echo "Medians. worker: utime+stime of the pg_ws worker from the transaction's commit to the last delivery, per delivered message; wire: bytes read off the sockets per message (frames, with the handshake's few hundred bytes per subscriber); messages: the JSON's bytes."
+echo
+echo "| events | subscribers | compression | messages (B) | on the wire (B/msg) | wire vs plain | worker us/msg | worker vs plain | all delivered |"
+echo "|---|--:|---|--:|--:|--:|--:|--:|---|"
+for load in single update; do
+	for v in plain deflate; do
+		printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n' \
+			"$([ "$load" = single ] && echo "visit_history insert" || echo "client_update, $UPDATE_VISITS visits")" \
+			"$CM_SUBS" "$([ "$v" = plain ] && echo off || echo "permessage-deflate")" \
+			"$(median ${CM_BYTES[$load,$v]})" "$(median ${CM_WIRE[$load,$v]})" \
+			"$(awk -v a="$(median ${CM_WIRE[$load,$v]})" -v b="$(median ${CM_WIRE[$load,plain]})" 'BEGIN {printf "%.3f", a / b}')" \
+			"$(median ${CM_CPU[$load,$v]})" \
+			"$(awk -v a="$(median ${CM_CPU[$load,$v]})" -v b="$(median ${CM_CPU[$load,plain]})" 'BEGIN {printf "%.2f", a / b}')" \
+			"${CM_OK[$load,$v]:-yes}"
+	done
 done
 echo
 fi

@@ -25,6 +25,10 @@
  *     falling back to ws_sub --lean's string searches when they are not
  *     there: "event" must be a string and "data" an object, the stamp
  *     field (-f, default device_id, else first_name) a decimal string;
+ *   - with --deflate, offers permessage-deflate (RFC 7692) as browsers do,
+ *     inflates compressed messages (zlib, no context takeover, as pg_ws
+ *     answers) before checking them, and counts the bytes it read off the
+ *     wire (wire_bytes) beside the messages' (bytes);
  *   - keeps latencies in a histogram of 1 us buckets up to 1 s (values
  *     outside it are kept one by one, so every percentile is exact), and,
  *     per event (per stamp), the lowest and highest latency for "first"
@@ -58,6 +62,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -108,6 +114,8 @@ typedef struct Sub
 	size_t		msg_len;
 	size_t		msg_cap;
 	int			msg_opcode;		/* 0: none in progress */
+	int			msg_compressed; /* its first frame had RSV1 */
+	int			deflate;		/* permessage-deflate was agreed */
 	/* bytes to send (request, pongs, close) */
 	char	   *out;
 	size_t		out_len;
@@ -159,6 +167,9 @@ typedef struct Totals
 	uint64_t	nover;			/* of them outside the histogram */
 	uint64_t	nevents;		/* distinct stamps */
 	uint64_t	nkept;			/* full samples kept (-s) */
+	uint64_t	wire_bytes;		/* read off the sockets, frames and all */
+	uint64_t	deflated;		/* subscribers that agreed permessage-deflate */
+	uint64_t	compressed;		/* messages that came compressed */
 } Totals;
 
 /* options */
@@ -179,6 +190,7 @@ static const char *opt_samples = NULL;
 static int	opt_quiet = 0;
 static int	opt_max_pending = 0;
 static int	opt_tls = 0;
+static int	opt_deflate = 0;
 
 /* the server's address, resolved once */
 static struct sockaddr_storage server_addr;
@@ -753,6 +765,70 @@ handle_message(Sub *s, const char *msg, size_t len, int64_t rx_us)
  * bytes were used (the rest is the start of a frame; s->need is then its
  * whole size if its header is complete), or -1 if the connection ended.
  */
+/*
+ * A compressed message (RSV1): inflated from an empty window (pg_ws agrees
+ * no context takeover), then checked as any other.  One stream and one
+ * buffer per process.
+ */
+static void
+handle_compressed(Sub *s, const uint8_t *payload, size_t len, int64_t rx_us)
+{
+	static z_stream zs;
+	static int	zs_ready = 0;
+	static uint8_t *out = NULL;
+	static size_t out_cap = 0;
+	static const uint8_t tail[4] = {0x00, 0x00, 0xFF, 0xFF};
+	size_t		out_len = 0;
+	int			pass;
+
+	if (!zs_ready)
+	{
+		if (inflateInit2(&zs, -15) != Z_OK)
+		{
+			sub_bad(s, "inflateInit2 failed");
+			return;
+		}
+		zs_ready = 1;
+	}
+	else
+		inflateReset(&zs);
+	for (pass = 0; pass < 2; pass++)
+	{
+		zs.next_in = (Bytef *) (pass == 0 ? payload : tail);
+		zs.avail_in = (uInt) (pass == 0 ? len : sizeof(tail));
+		while (zs.avail_in > 0)
+		{
+			int			rc;
+
+			if (out_cap - out_len < 65536)
+			{
+				out_cap = out_cap ? out_cap * 2 : 1024 * 1024;
+				if (out_cap > MAX_MESSAGE + 65536)
+				{
+					sub_bad(s, "a compressed message over 64 MB");
+					return;
+				}
+				out = xrealloc(out, out_cap);
+			}
+			zs.next_out = out + out_len;
+			zs.avail_out = (uInt) (out_cap - out_len);
+			rc = inflate(&zs, Z_SYNC_FLUSH);
+			out_len = out_cap - zs.avail_out;
+			if (rc == Z_STREAM_END)
+				break;
+			if (rc != Z_OK && rc != Z_BUF_ERROR)
+			{
+				sub_bad(s, "a compressed message that does not inflate");
+				return;
+			}
+			if (rc == Z_BUF_ERROR && zs.avail_out > 0)
+				break;
+		}
+	}
+	tot.compressed++;
+	handle_message(s, (const char *) out, out_len, rx_us);
+}
+
 static ssize_t
 parse_frames(Sub *s, uint8_t *p, size_t n, int64_t rx_us)
 {
@@ -769,6 +845,10 @@ parse_frames(Sub *s, uint8_t *p, size_t n, int64_t rx_us)
 		size_t		hdr = 2;
 		uint8_t    *payload;
 
+		int			rsv1 = (b0 & 0x40) != 0;
+
+		if (rsv1 && s->deflate && (opcode == 1 || opcode == 2))
+			b0 &= ~0x40;		/* a compressed message's first frame */
 		if (b0 & 0x70)
 			return sub_bad(s, "frame with reserved bits set"), -1;
 		if (b1 & 0x80)
@@ -821,9 +901,13 @@ parse_frames(Sub *s, uint8_t *p, size_t n, int64_t rx_us)
 		{
 			case 0x1:			/* text */
 			case 0x2:			/* binary: checked like text (never valid) */
+				s->msg_compressed = rsv1;
 				if (fin)
 				{
-					handle_message(s, (const char *) payload, (size_t) plen, rx_us);
+					if (s->msg_compressed)
+						handle_compressed(s, payload, (size_t) plen, rx_us);
+					else
+						handle_message(s, (const char *) payload, (size_t) plen, rx_us);
 					break;
 				}
 				s->msg_opcode = opcode;
@@ -840,7 +924,10 @@ parse_frames(Sub *s, uint8_t *p, size_t n, int64_t rx_us)
 				if (fin)
 				{
 					s->msg_opcode = 0;
-					handle_message(s, s->msg, s->msg_len, rx_us);
+					if (s->msg_compressed)
+						handle_compressed(s, (uint8_t *) s->msg, s->msg_len, rx_us);
+					else
+						handle_message(s, s->msg, s->msg_len, rx_us);
 					s->msg_len = 0;
 				}
 				break;
@@ -909,6 +996,7 @@ on_readable_open(Sub *s)
 			n = sub_read(s, s->pend + s->pend_len, s->need - s->pend_len);
 			if (n <= 0)
 				goto not_read;
+			tot.wire_bytes += (uint64_t) n;
 			s->pend_len += (size_t) n;
 			if (s->pend_len < s->need)
 				continue;
@@ -925,6 +1013,7 @@ on_readable_open(Sub *s)
 		n = sub_read(s, rbuf + s->pend_len, READ_SIZE);
 		if (n <= 0)
 			goto not_read;
+		tot.wire_bytes += (uint64_t) n;
 		rx_us = now_realtime_us();
 		used = parse_frames(s, rbuf, s->pend_len + (size_t) n, rx_us);
 		if (used < 0)
@@ -1105,6 +1194,19 @@ on_readable_response(Sub *s)
 	{
 		sub_fail(s, "missing or wrong Sec-WebSocket-Accept");
 		return;
+	}
+	v = find_header(head, "Sec-WebSocket-Extensions", &vlen);
+	if (v != NULL)
+	{
+		/* what we offered, with no context takeover (all we inflate) */
+		if (!opt_deflate || vlen < 18 || memcmp(v, "permessage-deflate", 18) != 0 ||
+			memmem(v, vlen, "server_no_context_takeover", 26) == NULL)
+		{
+			sub_fail(s, "an extension we cannot use was agreed");
+			return;
+		}
+		s->deflate = 1;
+		tot.deflated++;
 	}
 
 	s->state = ST_OPEN;
@@ -1461,6 +1563,9 @@ merge(Totals *t)
 		tot.last_seq = t->last_seq;
 	tot.seq_backwards += t->seq_backwards;
 	tot.resync += t->resync;
+	tot.wire_bytes += t->wire_bytes;
+	tot.deflated += t->deflated;
+	tot.compressed += t->compressed;
 	if (tot.epoch[0] == '\0')
 		memcpy(tot.epoch, t->epoch, sizeof(tot.epoch));
 }
@@ -1725,7 +1830,9 @@ usage(FILE *f)
 			"  -m, --max-pending N   at most N connections in their handshakes at\n"
 			"                        once, per process (0: all at once)\n"
 			"  -L, --lean            accepted for ws_sub's sake; ws_fast is always lean\n"
-			"  -T, --tls             wss:// (any server certificate is accepted)\n");
+			"  -T, --tls             wss:// (any server certificate is accepted)\n"
+			"      --deflate         offer permessage-deflate and inflate what comes\n"
+			"                        compressed (RESULT: wire_bytes, deflated, compressed)\n");
 }
 
 int
@@ -1749,6 +1856,7 @@ main(int argc, char **argv)
 		{"max-pending", required_argument, NULL, 'm'},
 		{"lean", no_argument, NULL, 'L'},
 		{"tls", no_argument, NULL, 'T'},
+		{"deflate", no_argument, NULL, 'Z'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1823,6 +1931,9 @@ main(int argc, char **argv)
 			case 'T':
 				opt_tls = 1;
 				break;
+			case 'Z':
+				opt_deflate = 1;
+				break;
 			case 'h':
 				usage(stdout);
 				return 0;
@@ -1891,8 +2002,10 @@ main(int argc, char **argv)
 						  "Host: %s\r\n"
 						  "Upgrade: websocket\r\n"
 						  "Connection: Upgrade\r\n"
-						  "Sec-WebSocket-Version: 13\r\n",
-						  opt_path, hostport) >= sizeof(request_head))
+						  "Sec-WebSocket-Version: 13\r\n%s",
+						  opt_path, hostport,
+						  opt_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "")
+		>= sizeof(request_head))
 	{
 		fprintf(stderr, "ws_fast: --path is too long\n");
 		return 1;
@@ -1993,7 +2106,8 @@ main(int argc, char **argv)
 		   " spread_p50_us=%" PRId64 " spread_p99_us=%" PRId64
 		   " cpu_s=%.2f timeout=%d done_s=%.3f first_seq=%" PRIu64
 		   " last_seq=%" PRIu64 " epoch=%s seq_backwards=%" PRIu64
-		   " resync=%" PRIu64 " connect_s=%.3f\n",
+		   " resync=%" PRIu64 " connect_s=%.3f bytes=%" PRIu64
+		   " wire_bytes=%" PRIu64 " deflated=%" PRIu64 " compressed=%" PRIu64 "\n",
 		   opt_subs, tot.connected, tot.errors, tot.finished, tot.msgs,
 		   tot.min_count, tot.max_count, tot.bad,
 		   window, window > 0 ? tot.msgs / window : 0.0, tot.nsamples,
@@ -2005,7 +2119,8 @@ main(int argc, char **argv)
 		   tot.done_us ? (tot.done_us - start_us) / 1e6 : -1.0,
 		   tot.first_seq, tot.last_seq, tot.epoch[0] ? tot.epoch : "-",
 		   tot.seq_backwards, tot.resync,
-		   tot.all_connected ? (tot.all_connected - start_us) / 1e6 : -1.0);
+		   tot.all_connected ? (tot.all_connected - start_us) / 1e6 : -1.0,
+		   tot.bytes, tot.wire_bytes, tot.deflated, tot.compressed);
 	fflush(stdout);
 
 	if (status == 0 && (tot.finished != opt_subs || tot.bad != 0))
