@@ -575,6 +575,8 @@ static const char malformed_since[] =
 "since must be the seq of a pg_ws event (a decimal number) or a position pg_ws_position() returned";
 static const char malformed_last_event_id[] =
 "Last-Event-ID must be the id of a pg_ws event (SEQ@EPOCH) or a position pg_ws_position() returned";
+static const char malformed_after[] =
+"after must be the seq of the last pg_ws event received (a decimal number, with epoch=, or SEQ@EPOCH)";
 
 /*
  * A position to resume after: SEQ with epoch (NULL if none came), SEQ@E
@@ -635,12 +637,37 @@ read_position(PgWsConn *conn, const char *since, const char *epoch,
 }
 
 /*
+ * A subscriber that started from a snapshot position P and has received
+ * events since resumes after the last of them (event, its position SEQ
+ * with its epoch) and still skips what P's snapshot saw: until P's until,
+ * events of transactions the snapshot saw are in the rows it loaded, and
+ * a plain position would send them again.  P names the same database of
+ * the same system as the event's position, or it is not looked at.
+ */
+static void
+keep_snapshot(PgWsSubscription *up, const PgWsSnapshotPosition *p)
+{
+	char		epoch[PGWS_EPOCH_LEN];
+	TimeLineID	ignored;
+
+	snprintf(epoch, sizeof(epoch), UINT64_FORMAT "-%u", p->sysid, p->database);
+	if (!up->epoch_matches || !pgws_broadcast_epoch_matches(epoch, &ignored) ||
+		up->since >= p->until)
+		return;
+	up->position = *p;
+	up->snapshot = true;
+	up->since = Max(up->since, p->after);
+}
+
+/*
  * ?since=SEQ&epoch=E, ?since=SEQ@E or ?since=P with P from
  * pg_ws_position(): where a resuming subscriber starts (broadcast.c); an
  * EventSource's Last-Event-ID, when it reconnects, in place of them.
  * Empty values count as absent, so that a client can always send both.
  * A snapshot position carries its epoch; an epoch= beside it is not
- * needed and not looked at.  Returns false, having refused the request,
+ * needed and not looked at.  ?since=P with &after=SEQ (and its epoch=),
+ * or with a Last-Event-ID, resumes after that event and keeps P's
+ * snapshot (keep_snapshot).  Returns false, having refused the request,
  * when they make no sense.
  */
 static bool
@@ -649,18 +676,62 @@ read_resume(PgWsConn *conn, const char *query, const char *last_event_id,
 {
 	char	   *since;
 	char	   *epoch;
+	char	   *after;
 	bool		bad_since;
 	bool		bad_epoch;
+	bool		bad_after;
+	PgWsSnapshotPosition snapshot;
 
 	up->resume = false;
 	up->snapshot = false;
+	since = query ? pgws_query_param(query, "since", &bad_since) : NULL;
+	epoch = query ? pgws_query_param(query, "epoch", &bad_epoch) : NULL;
+	after = query ? pgws_query_param(query, "after", &bad_after) : NULL;
+	if (query == NULL)
+		bad_since = bad_epoch = bad_after = false;
+	if (bad_after)
+	{
+		pgws_http_refuse(conn, 400, NULL, malformed_after);
+		return false;
+	}
+
+	/* the snapshot a subscriber started from, kept past its first event */
+	if (!bad_since && since != NULL && since[0] != '\0' && !isdigit((unsigned char) since[0]) &&
+		((after != NULL && after[0] != '\0') ||
+		 (last_event_id != NULL && last_event_id[0] != '\0')))
+	{
+		if (!read_position(conn, since, NULL, malformed_since, up))
+			return false;
+		snapshot = up->position;
+		up->snapshot = false;
+		if (last_event_id != NULL && last_event_id[0] != '\0')
+		{
+			if (!read_position(conn, last_event_id, NULL, malformed_last_event_id, up))
+				return false;
+		}
+		else if (!read_position(conn, after, bad_epoch ? NULL : epoch, malformed_after, up))
+			return false;
+		if (up->snapshot)
+		{
+			/* after= and Last-Event-ID are an event's position */
+			pgws_http_refuse(conn, 400, NULL, malformed_after);
+			return false;
+		}
+		keep_snapshot(up, &snapshot);
+		return true;
+	}
+	if (after != NULL && after[0] != '\0')
+	{
+		pgws_http_refuse(conn, 400, NULL,
+						 "after is the last event a subscriber that started from a pg_ws_position() received: it goes with since=<that position>");
+		return false;
+	}
+
 	if (last_event_id != NULL && last_event_id[0] != '\0')
 		return read_position(conn, last_event_id, NULL, malformed_last_event_id,
 							 up);
 	if (query == NULL)
 		return true;
-	since = pgws_query_param(query, "since", &bad_since);
-	epoch = pgws_query_param(query, "epoch", &bad_epoch);
 	if (!bad_since && (since == NULL || since[0] == '\0'))
 		return true;			/* a fresh start; any epoch is moot */
 	if (bad_since)

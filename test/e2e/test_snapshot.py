@@ -22,7 +22,10 @@ and pg_ws_position() in one REPEATABLE READ transaction, subscribes with
      positions on the primary and subscribe on the standby;
   e. positions older than the worker's memory: 20 readers take theirs
      while the writers run but subscribe only after the worker has been
-     restarted, so that their events are read back from the WAL.
+     restarted, so that their events are read back from the WAL;
+  f. 30 readers reconnect after their first event, with their position
+     and the event's (?since=<position>&after=<seq>): events their
+     snapshot saw that follow that event must still be skipped.
 
 Clusters (harness.Cluster), fsync and synchronous_commit on, started by
 the suite: a primary and a streaming standby of it, a synchronous one for
@@ -50,7 +53,7 @@ import psycopg2.errors
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Cluster, Ctx, Fail, Standby, asql, check,  # noqa: E402
-                     restart_worker, run_tap, short, sql, upgrade_status)
+                     position, restart_worker, run_tap, short, sql, upgrade_status)
 
 WATCHDOG_SECONDS = 400
 
@@ -369,15 +372,38 @@ def take_snapshot(node, rng):
         conn.close()
 
 
-async def reader(ctx, snap_node, ws_node, k, rng, start_at, out, later):
+class Rejoined:
+    """A reader's stream over two connections: what the first one got,
+    then the second's."""
+
+    def __init__(self, first, second):
+        self.first, self.second = list(first.msgs), second
+
+    @property
+    def msgs(self):
+        return self.first + self.second.msgs
+
+    async def wait_until(self, pred, timeout, what):
+        await self.second.wait_until(lambda m: pred(self.first + m), timeout, what)
+
+
+async def reader(ctx, snap_node, ws_node, k, rng, start_at, out, later, reconnect=False):
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     st, pos = await asyncio.to_thread(take_snapshot, snap_node, rng)
     sub = None if later else await ctx.sub('/ws/?since=' + pos, url=ws_node.url)
+    if reconnect:
+        # after its first event it reconnects, from that event, with its
+        # snapshot: events the snapshot saw must still be skipped
+        await sub.wait_until(lambda m: len(m) >= 1, 60, 'reader %d, first event' % k)
+        await sub.close()
+        seq, epoch = position(sub.msgs[-1])
+        sub = Rejoined(sub, await ctx.sub('/ws/?since=%s&after=%d&epoch=%s' % (pos, seq, epoch),
+                                          url=ws_node.url))
     out[k] = (st, pos, sub)
 
 
 async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None,
-                  later=False):
+                  later=False, reconnect=False):
     """Writers on the primary; readers take their rows and positions on
     reader_node and subscribe on ws_node (the same node by default): at
     once, or (later) only once the writers are done and ws_node's worker
@@ -399,7 +425,7 @@ async def handoff(ctx, reader_node, ws_node=None, nreaders=READERS, run=None,
     readers = {}
     tasks = [asyncio.create_task(reader(ctx, reader_node, ws_node, k, random.Random(k),
                                         t0 + rng.uniform(0.5, WRITE_SECONDS - 1), readers,
-                                        later))
+                                        later, reconnect))
              for k in range(nreaders)]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), WRITE_SECONDS + 60)
@@ -463,6 +489,11 @@ async def test_across_nodes(ctx):
 async def test_from_wal(ctx):
     """e. positions older than the worker's memory: events from the WAL."""
     return await handoff(ctx, NODES['primary'], nreaders=20, run=4, later=True)
+
+
+async def test_reconnect(ctx):
+    """f. readers that reconnect after their first event keep their snapshot."""
+    return await handoff(ctx, NODES['primary'], nreaders=30, run=5, reconnect=True)
 
 
 async def test_bad_positions(ctx):
@@ -535,6 +566,8 @@ TESTS = [
      ' standby', test_across_nodes, 150),
     ('(e) 20 readers subscribe after a worker restart: their events come back from'
      ' the WAL, filtered alike', test_from_wal, 150),
+    ('(f) 30 readers reconnect after their first event with since=<position>&after=<seq>:'
+     ' what their snapshot saw is still skipped', test_reconnect, 150),
 ]
 
 if __name__ == '__main__':

@@ -94,6 +94,10 @@ export class PgWsClient<Custom extends object = {}> {
   private tok: string | null;
   private tokExp: number | null = null;
   private pos: string | Position | null;
+  /** the pg_ws_position() the stream started from, kept past its first
+   * events: a reconnection sends it with the last event's position
+   * (?since=P&after=SEQ), so that what its snapshot saw is still skipped */
+  private snap: string | null;
   private held: Message[] | null = null;  // while onResync's promise is pending
   private handlers = new Map<string, Set<Handler>>();
   private good = false;          // the current connection worked: delivered, or lasted
@@ -106,6 +110,7 @@ export class PgWsClient<Custom extends object = {}> {
     this.o = options;
     this.t = options.transport || webSocketTransport(options.WebSocket);
     this.pos = options.since || null;
+    this.snap = typeof this.pos == "string" ? this.pos : null;
     this.tok = options.token || null;
     if (this.tok) this.tokExp = expiry(this.tok, Date.now());
     let url = options.url;
@@ -179,6 +184,7 @@ export class PgWsClient<Custom extends object = {}> {
     const p = this.pos;
     const enc = encodeURIComponent;
     if (typeof p == "string") q.push("since=" + enc(p));
+    else if (p && this.snap) q.push("since=" + enc(this.snap), "after=" + p.seq, "epoch=" + enc(p.epoch));
     else if (p) q.push("since=" + p.seq, "epoch=" + enc(p.epoch));
     if (o.events)
       q.push("events=" + (typeof o.events == "string" ? [o.events] : o.events).map(enc).join(","));
@@ -307,6 +313,8 @@ export class PgWsClient<Custom extends object = {}> {
   private deliver(m: Message) {
     const p = this.pos;
     if (m.event == RESYNC) {
+      // the rows are reloaded: the snapshot they came with is no more
+      this.snap = null;
       this.pos = { seq: m.seq, epoch: m.epoch };
       this.resync(m as Message<"resync_required", ResyncInfo>);
       return;
@@ -350,6 +358,7 @@ export class PgWsClient<Custom extends object = {}> {
     if (this.state == "closed") return;
     if (v) {
       this.pos = v;
+      this.snap = typeof v == "string" ? v : null;
       if (this.conn) this.conn.close();
       this.conn = null;
       this.attempt = 0;
