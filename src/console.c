@@ -7,8 +7,9 @@
  * This file owns the page and its answer.  It must not route requests
  * (http.c does, and hands GET / and HEAD / here only while
  * pgws_console_served() and, without tokens, only for a loopback Host, as
- * auth.c decides), keep connections (conn.c: the answer goes
- * through pgws_conn_finish), or decide who may subscribe: the page is
+ * auth.c decides), write answers or keep connections (it says what the
+ * answer is, a PgWsAnswer; http.c writes it), or decide who may
+ * subscribe: the page is
  * static and holds no data; it subscribes to /ws/ like any other client,
  * with a token when pg_ws.auth asks for one (auth.c decides).
  *
@@ -301,12 +302,11 @@ host_is_plain(const char *host)
 
 /* GET / or HEAD /: the page, or 503 when it cannot be read */
 void
-pgws_console_answer(PgWsConn *conn, bool head_only, const char *host)
+pgws_console_answer(bool head_only, const char *host, PgWsAnswer *a)
 {
-	StringInfoData head;
-	char	   *buf;
-	size_t		body_len;
+	StringInfoData headers;
 
+	memset(a, 0, sizeof(*a));
 	if (page == NULL)
 	{
 		char	   *why = read_page();
@@ -326,8 +326,9 @@ pgws_console_answer(PgWsConn *conn, bool head_only, const char *host)
 				logged_error = MemoryContextStrdup(TopMemoryContext, why);
 			}
 			pfree(why);
-			pgws_http_refuse(conn, 503, "Cache-Control: no-store\r\n",
-							 "the pg_ws console page is not installed or cannot be read (see the server log)");
+			a->status = 503;
+			a->headers = "Cache-Control: no-store\r\n";
+			a->body = "the pg_ws console page is not installed or cannot be read (see the server log)";
 			return;
 		}
 		if (logged_error)
@@ -337,34 +338,24 @@ pgws_console_answer(PgWsConn *conn, bool head_only, const char *host)
 		}
 	}
 
-	initStringInfo(&head);
-	appendStringInfo(&head,
-					 "HTTP/1.1 200 OK\r\n"
-					 "Content-Type: text/html; charset=utf-8\r\n"
-					 "Content-Length: %zu\r\n"
+	initStringInfo(&headers);
+	appendStringInfo(&headers,
 					 "Content-Security-Policy: default-src 'none'; script-src %s; style-src %s; "
 					 "img-src http: https: data:; connect-src 'self'",
-					 page_len, script_hashes, style_hashes);
+					 script_hashes, style_hashes);
 	if (host_is_plain(host))
-		appendStringInfo(&head, " ws://%s wss://%s", host, host);
-	appendStringInfo(&head,
+		appendStringInfo(&headers, " ws://%s wss://%s", host, host);
+	appendStringInfo(&headers,
 					 "; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"
 					 "X-Content-Type-Options: nosniff\r\n"
 					 "Cache-Control: no-store\r\n"
 					 "Referrer-Policy: no-referrer\r\n"
-					 "Pg-Ws-Auth: %s\r\n"
-					 "Connection: close\r\n"
-					 "\r\n",
+					 "Pg-Ws-Auth: %s\r\n",
 					 pgws_auth_mode == PGWS_AUTH_JWT ? "jwt" : "none");
-
-	/* libwebsockets writes from LWS_PRE bytes into the buffer */
-	body_len = head_only ? 0 : page_len;
-	buf = palloc(LWS_PRE + head.len + body_len);
-	memcpy(buf + LWS_PRE, head.data, head.len);
-	if (body_len > 0)
-		memcpy(buf + LWS_PRE + head.len, page, body_len);
-	pfree(head.data);
-	ereport(DEBUG1,
-			(errmsg_internal("pg_ws served its console page to %s", conn->peer)));
-	pgws_conn_finish(conn, (uint8 *) buf + LWS_PRE, (int) (head.len + body_len));
+	a->status = 200;
+	a->content_type = "text/html; charset=utf-8";
+	a->headers = headers.data;
+	a->body = page;
+	a->body_len = page_len;
+	a->head_only = head_only;
 }

@@ -146,6 +146,8 @@ status_text(int status)
 {
 	switch (status)
 	{
+		case 200:
+			return "OK";
 		case 400:
 			return "Bad Request";
 		case 401:
@@ -1143,10 +1145,44 @@ events_stream(PgWsConn *conn, const HttpRequest *req)
 	pgws_conn_subscribe(conn, (uint8 *) head, len, &up);
 }
 
+/*
+ * Write what an endpoint decided (console.c, metrics.c): a refusal as
+ * every refusal, or the status line, its headers and the body; the
+ * connection ends once it is sent.
+ */
+static void
+send_answer(PgWsConn *conn, const PgWsAnswer *a)
+{
+	StringInfoData out;
+	size_t		body_len = a->head_only ? 0 : a->body_len;
+
+	if (a->content_type == NULL)
+	{
+		pgws_http_refuse(conn, a->status, a->headers, a->body);
+		return;
+	}
+	initStringInfo(&out);
+	appendStringInfoSpaces(&out, LWS_PRE);
+	appendStringInfo(&out,
+					 "HTTP/1.1 %d %s\r\n"
+					 "Content-Type: %s\r\n"
+					 "Content-Length: %zu\r\n"
+					 "%s"
+					 "Connection: close\r\n"
+					 "\r\n",
+					 a->status, status_text(a->status), a->content_type,
+					 a->body_len, a->headers ? a->headers : "");
+	if (body_len > 0)
+		appendBinaryStringInfo(&out, a->body, (int) body_len);
+	pgws_conn_finish(conn, (uint8 *) out.data + LWS_PRE, out.len - LWS_PRE);
+}
+
 /* route a parsed request to its endpoint, which answers or subscribes */
 static void
 route(PgWsConn *conn, const HttpRequest *req)
 {
+	PgWsAnswer answer;
+
 	/* the console page (console.c); with pg_ws.console off, / is a 404 */
 	if (strcmp(req->path, "/") == 0 && pgws_console_served())
 	{
@@ -1154,8 +1190,11 @@ route(PgWsConn *conn, const HttpRequest *req)
 			pgws_http_refuse(conn, 405, "Allow: GET, HEAD\r\n",
 							 "method not allowed: / is the pg_ws console page (GET)");
 		else if (host_allowed(conn, req))
-			pgws_console_answer(conn, strcmp(req->method, "HEAD") == 0,
-								req->authority);
+		{
+			pgws_console_answer(strcmp(req->method, "HEAD") == 0, req->authority,
+								&answer);
+			send_answer(conn, &answer);
+		}
 		return;
 	}
 	if (strcmp(req->method, "GET") != 0)
@@ -1171,7 +1210,8 @@ route(PgWsConn *conn, const HttpRequest *req)
 			PgWsAuthRequest areq;
 
 			auth_request(req, &areq);
-			pgws_metrics_answer(conn, req->path, &areq);
+			pgws_metrics_answer(&conn->key, req->path, &areq, &answer);
+			send_answer(conn, &answer);
 		}
 		return;
 	}

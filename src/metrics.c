@@ -6,9 +6,10 @@
  *	  format, for scrapers.
  *
  * This file owns what those two answers say.  It must not parse requests
- * or keep connections (http.c routes here, conn.c sends the bytes), nor
- * keep figures of its own: it shows pg_ws_stats' (stats.c), published
- * fresh by the worker just before, so that a scrape and the SQL view agree.
+ * or write or keep connections (http.c routes here and writes the
+ * PgWsAnswer this file fills in), nor keep figures of its own: it shows
+ * pg_ws_stats' (stats.c), published fresh by the worker just before, so
+ * that a scrape and the SQL view agree.
  *
  * /health answers 200 with a small JSON object while the worker serves and
  * the queue drains, and 503 with the reason otherwise:
@@ -45,25 +46,16 @@
 #include "storage/spin.h"
 #include "utils/json.h"
 
-/* a complete answer: status line, headers, body; then the connection ends */
+/* an answer of status with body; figures are never cached */
 static void
-answer(PgWsConn *conn, int status, const char *content_type, StringInfo body)
+answer(PgWsAnswer *a, int status, const char *content_type, StringInfo body)
 {
-	StringInfoData out;
-
-	initStringInfo(&out);
-	appendStringInfoSpaces(&out, LWS_PRE);
-	appendStringInfo(&out,
-					 "HTTP/1.1 %d %s\r\n"
-					 "Content-Type: %s\r\n"
-					 "Content-Length: %d\r\n"
-					 "Cache-Control: no-store\r\n"
-					 "Connection: close\r\n"
-					 "\r\n",
-					 status, status == 200 ? "OK" : "Service Unavailable",
-					 content_type, body->len);
-	appendBinaryStringInfo(&out, body->data, body->len);
-	pgws_conn_finish(conn, (uint8 *) out.data + LWS_PRE, out.len - LWS_PRE);
+	a->status = status;
+	a->content_type = content_type;
+	a->headers = "Cache-Control: no-store\r\n";
+	a->body = body->data;
+	a->body_len = body->len;
+	a->head_only = false;
 }
 
 /* how far behind a standby is, as /health reports it */
@@ -208,7 +200,7 @@ unavailable_reason(const PgWsStatsSnapshot *snap, const ReplayLag *lag,
 
 /* /health, or /health/primary and /health/standby: role_wanted */
 static void
-health(PgWsConn *conn, const char *role_wanted)
+health(PgWsAnswer *a, const char *role_wanted)
 {
 	PgWsStatsSnapshot snap;
 	ReplayLag	lag;
@@ -242,7 +234,7 @@ health(PgWsConn *conn, const char *role_wanted)
 						 ", \"replay_lag_seconds\": %.3f",
 						 lag.receiving ? "true" : "false", lag.bytes, lag.seconds);
 	appendStringInfoString(&body, "}\n");
-	answer(conn, reason ? 503 : 200, "application/json", &body);
+	answer(a, reason ? 503 : 200, "application/json", &body);
 }
 
 /* one metric without labels: HELP, TYPE and its sample */
@@ -282,7 +274,7 @@ metric_reasons(StringInfo out, const char *name, const char *help,
  * pg_ws_stats, counters with _total, reasons as labels.
  */
 static void
-metrics(PgWsConn *conn)
+metrics(PgWsAnswer *a)
 {
 	PgWsStatsSnapshot snap;
 	PgWsWorkerStats *w = &snap.worker;
@@ -373,7 +365,7 @@ metrics(PgWsConn *conn)
 			   "How long replay has been behind the WAL received, as seen at /health checks and scrapes; 0 when it is not.",
 			   buf);
 	}
-	answer(conn, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
+	answer(a, 200, "text/plain; version=0.0.4; charset=utf-8", &out);
 }
 
 bool
@@ -388,7 +380,8 @@ pgws_metrics_path(const char *path)
 }
 
 void
-pgws_metrics_answer(PgWsConn *conn, const char *path, const PgWsAuthRequest *areq)
+pgws_metrics_answer(const PgWsPeerKey *peer, const char *path,
+					const PgWsAuthRequest *areq, PgWsAnswer *a)
 {
 	/*
 	 * local: this machine's peers, asking for a loopback name.  A browser on
@@ -397,18 +390,19 @@ pgws_metrics_answer(PgWsConn *conn, const char *path, const PgWsAuthRequest *are
 	 * the Host tells those apart.
 	 */
 	if (pgws_monitoring == PGWS_MONITORING_LOCAL &&
-		(!pgws_peer_is_loopback(&conn->key) || !pgws_auth_local_host(areq)))
+		(!pgws_peer_is_loopback(peer) || !pgws_auth_local_host(areq)))
 	{
-		pgws_http_refuse(conn, 403, NULL,
-						 "forbidden: /health and /metrics are served to loopback peers asking for a loopback host name only (pg_ws.monitoring = local)");
+		memset(a, 0, sizeof(*a));
+		a->status = 403;
+		a->body = "forbidden: /health and /metrics are served to loopback peers asking for a loopback host name only (pg_ws.monitoring = local)";
 		return;
 	}
 	if (strcmp(path, "/health") == 0)
-		health(conn, NULL);
+		health(a, NULL);
 	else if (strcmp(path, "/health/primary") == 0)
-		health(conn, "primary");
+		health(a, "primary");
 	else if (strcmp(path, "/health/standby") == 0)
-		health(conn, "standby");
+		health(a, "standby");
 	else
-		metrics(conn);
+		metrics(a);
 }

@@ -416,13 +416,30 @@ extern bool pgws_broadcast_resume_reads_wal(uint64 since, bool epoch_matches);
 extern int	pgws_broadcast_wal_resumes_from(const PgWsPeerKey *key);
 
 /*
+ * What an endpoint that answers a request (console.c, metrics.c) decides
+ * it gets: http.c writes it, and the connection ends once it is sent.
+ * The endpoints see neither the connection nor the HTTP layer.  A refusal
+ * (content_type NULL) is written as http.c writes every refusal: its
+ * body a line of plain text, counted and logged.
+ */
+typedef struct PgWsAnswer
+{
+	int			status;			/* 200, 403, 503 ... */
+	const char *content_type;	/* of body; NULL: a refusal, body its text */
+	const char *headers;		/* header lines, each ending "\r\n"; or NULL */
+	const char *body;
+	size_t		body_len;
+	bool		head_only;		/* HEAD: the head alone */
+} PgWsAnswer;
+
+/*
  * metrics.c: is path /health or /metrics, served while pg_ws.monitoring
  * is not off?  Then pgws_metrics_answer() answers it (or refuses it,
  * pg_ws.monitoring = local, to a peer or a Host that is not loopback).
  */
 extern bool pgws_metrics_path(const char *path);
-extern void pgws_metrics_answer(PgWsConn *conn, const char *path,
-								const PgWsAuthRequest *areq);
+extern void pgws_metrics_answer(const PgWsPeerKey *peer, const char *path,
+								const PgWsAuthRequest *areq, PgWsAnswer *answer);
 
 /*
  * worker.c: does pg_ws.database name another database than the one served
@@ -437,7 +454,7 @@ extern bool pgws_worker_listens_on_loopback_only(void);
 
 /* console.c */
 extern bool pgws_console_served(void);
-extern void pgws_console_answer(PgWsConn *conn, bool head_only, const char *host);
+extern void pgws_console_answer(bool head_only, const char *host, PgWsAnswer *answer);
 extern void pgws_console_reload(void);
 extern void pgws_console_report(void);
 
