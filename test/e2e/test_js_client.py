@@ -14,11 +14,13 @@ with pg_ws.auth = jwt and pg_ws.jwt_leeway = 0), and reports as TAP:
     the clusters (their addresses and psql command lines in the
     environment, see clients/js/test/helpers.mjs): worker restarts,
     token expiry and renewal, resync, snapshot positions, ?events= and
-    ?filter=;
+    ?filter=, and all of it over SSE (sse.test.mjs, with the eventsource
+    package, a devDependency, as Node's EventSource);
   - headless Chromium running the README's frontend on the client (the
     block after <!-- test_js_client: frontend -->) with the built ES
     module served beside it: the eleven events, then a worker restart
-    with rows committed while it was down, each once;
+    with rows committed while it was down, each once; over WebSocket,
+    and again with transport "sse" on the browser's own EventSource;
   - `npm pack`, the tarball installed with `npm install --offline` into a
     fresh project that imports the package, type-checks against its
     .d.ts and receives an event.
@@ -177,6 +179,14 @@ window.WebSocket = class extends WebSocket {
     this.addEventListener('close', (e) => report('close', e.code));
   }
 };
+// the same for the EventSource of transport "sse": its error is its end
+window.EventSource = class extends EventSource {
+  constructor(url, init) {
+    super(url, init);
+    this.addEventListener('open', () => report('open', url));
+    this.addEventListener('error', () => report('close', this.readyState));
+  }
+};
 let n = 0;
 window.handle = (msg) => report('handle', {i: n++, msg});
 window.showClient = (c) => report('typed', ['show', c.id, c.visit_histories.length]);
@@ -294,19 +304,35 @@ async def test_browser_frontend(ctx):
     """The README's frontend in Chromium: the eleven events as a Python
     subscriber gets them, then a worker restart with rows committed while
     it was down, each once."""
+    return await browser_frontend(ctx, None, 9100000)
+
+
+async def test_browser_frontend_sse(ctx):
+    """The same with transport "sse" added to the README's frontend: the
+    browser's own EventSource on GET /events."""
+    return await browser_frontend(ctx, 'sse', 9400000)
+
+
+async def browser_frontend(ctx, transport, base):
     need_setup()
     check(os.access(CHROMIUM, os.X_OK), 'chromium is not installed (scripts/install_deps.sh)')
     cl = state['plain']
     code = re.sub(r'^const PG_WS = .*$', lambda m: 'const PG_WS = "%s";' % cl.url,
                   readme_frontend(), count=1, flags=re.M)
+    if transport:
+        code, n = re.subn(r'new PgWsClient\(\{', lambda m: m.group(0) + ' transport: "%s",' % transport,
+                          code, count=1)
+        check(n == 1, 'the frontend block has no new PgWsClient({')
     server = FrontendServer(FRONTEND_PAGE % code)
     browser = None
     try:
         browser = Browser('http://127.0.0.1:%d/' % PAGE_PORT)
         await server.wait('the page connecting', lambda: server.of('open'))
+        path = '/events' if transport == 'sse' else '/ws/'
+        check(all(path in u for u in server.of('open')), 'the page opened %s' % server.of('open'))
         python_sub = await ctx.sub()
         conn = await ctx.aconn()
-        ids = {'c': 9100001, 'e': 9100001}
+        ids = {'c': base + 1, 'e': base + 1}
         await asql(conn, *[stmt % ids for stmt, _ in ELEVEN])
         expected = await python_sub.expect(len(ELEVEN), 30, 'python subscriber')
         await server.wait('the eleven events in the page',
@@ -319,7 +345,7 @@ async def test_browser_frontend(ctx):
                   '  page:   ' + short(json.dumps(got[i])), '  python: ' + short(raw))
         await server.wait('the typed handlers', lambda: len(server.of('typed')) >= 3)
         typed = sorted(map(tuple, server.of('typed')))
-        check(typed == [('remove', 9100001), ('show', 9100001, 0), ('show', 9100001, 1)],
+        check(typed == [('remove', base + 1), ('show', base + 1, 0), ('show', base + 1, 1)],
               'showClient/removeClient were called with %s' % typed)
 
         # the worker restarts; rows committed while it is down arrive
@@ -327,20 +353,21 @@ async def test_browser_frontend(ctx):
         await asql(conn, ('SELECT pg_terminate_backend(%s)', (conn_pid,)))
         await server.wait('the page\'s connection closing', lambda: server.of('close'))
         await asql(conn, "INSERT INTO client (id, first_seen) SELECT g, now()"
-                         " FROM generate_series(9100011, 9100015) g")
+                         " FROM generate_series(%d, %d) g" % (base + 11, base + 15))
         await server.wait('the page reconnecting', lambda: len(server.of('open')) >= 2)
         await asql(conn, "INSERT INTO client (id, first_seen) SELECT g, now()"
-                         " FROM generate_series(9100016, 9100020) g")
+                         " FROM generate_series(%d, %d) g" % (base + 16, base + 20))
         await server.wait('the rows after the restart',
-                          lambda: any(m['data'].get('id') == 9100020 for m in server.handled()))
+                          lambda: any(m['data'].get('id') == base + 20 for m in server.handled()))
         after = [m for m in server.handled()[len(expected):]]
         check([(m['event'], m['data']['id']) for m in after]
-              == [('client_create', i) for i in range(9100011, 9100021)],
+              == [('client_create', i) for i in range(base + 11, base + 21)],
               'after the restart: %s' % [(m['event'], m['data'].get('id')) for m in after])
         seqs = [m['seq'] for m in server.handled()]
         check(seqs == sorted(set(seqs)), 'positions not increasing: %s' % seqs)
-        return ('the eleven events as python-websockets got them; %d opens; 10 rows across the'
-                ' restart, 5 of them committed while the worker was down' % len(server.of('open')))
+        return ('%s: the eleven events as python-websockets got them; %d opens; 10 rows across the'
+                ' restart, 5 of them committed while the worker was down'
+                % (path, len(server.of('open'))))
     finally:
         if browser is not None:
             browser.close()
@@ -484,6 +511,8 @@ TESTS = [('tsc --noEmit: the sources and the typed API (test/types.ts)', test_ty
 TESTS += node_tests()
 TESTS += [('headless Chromium: the README\'s frontend on the client gets the eleven events and'
            ' resumes across a worker restart', test_browser_frontend, 150),
+          ('headless Chromium: the same frontend with transport "sse", on the browser\'s own'
+           ' EventSource', test_browser_frontend_sse, 150),
           ('npm pack: a fresh project installs the tarball offline, compiles against its types and'
            ' receives an event', test_pack, 150)]
 

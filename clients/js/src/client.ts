@@ -9,9 +9,11 @@
 
 import type { DocumentEvents, Message, MessageOf, Position, ResyncInfo } from "./events.js";
 import {
+  sseTransport,
   webSocketTransport,
   type CloseInfo,
   type Connection,
+  type EventSourceConstructor,
   type Transport,
   type WebSocketConstructor,
 } from "./transport.js";
@@ -43,8 +45,12 @@ export interface PgWsClientOptions {
   refreshBefore?: number;
   /** the WebSocket constructor (default: the global one) */
   WebSocket?: WebSocketConstructor;
-  /** the transport (default: WebSocket to /ws/) */
-  transport?: Transport;
+  /** the EventSource constructor, for transport "sse" (default: the
+   * global one) */
+  EventSource?: EventSourceConstructor;
+  /** how to reach pg_ws: "websocket" (/ws/, the default), "sse" (GET
+   * /events over an EventSource), or a Transport */
+  transport?: "websocket" | "sse" | Transport;
   /** backoff between attempts, in ms: a random delay between half and all
    * of initialDelay * 2^attempt, at most maxDelay (500, 15000); false:
    * never reconnect */
@@ -108,7 +114,10 @@ export class PgWsClient<Custom extends object = {}> {
 
   constructor(options: PgWsClientOptions = {}) {
     this.o = options;
-    this.t = options.transport || webSocketTransport(options.WebSocket);
+    const t = options.transport;
+    this.t = typeof t == "object" ? t
+      : t == "sse" ? sseTransport({ EventSource: options.EventSource })
+      : webSocketTransport(options.WebSocket);
     this.pos = options.since || null;
     this.snap = typeof this.pos == "string" ? this.pos : null;
     this.tok = options.token || null;
@@ -146,6 +155,7 @@ export class PgWsClient<Custom extends object = {}> {
     let set = this.handlers.get(event);
     if (!set) this.handlers.set(event, (set = new Set()));
     set.add(handler);
+    this.conn?.listen?.(event);
     return () => set!.delete(handler);
   }
 
@@ -213,11 +223,17 @@ export class PgWsClient<Custom extends object = {}> {
         if (gen != this.gen) return;
         this.setToken(tok);
       }
-      this.conn = this.t.open(this.url(), {
+      const conn = (this.conn = this.t.open(this.url(), {
         open: () => gen == this.gen && this.opened(),
         message: (text) => gen == this.gen && this.message(text),
         close: (info) => gen == this.gen && this.closed(info),
-      });
+      }));
+      // the names it is asked for, and those of the handlers
+      if (conn.listen) {
+        const e = this.o.events;
+        for (const k of (typeof e == "string" ? [e] : e || []).concat([...this.handlers.keys()]))
+          conn.listen(k);
+      }
     } catch (e) {
       if (gen != this.gen) return;
       this.err(e);
@@ -276,11 +292,14 @@ export class PgWsClient<Custom extends object = {}> {
     this.call(this.o.onClose, info);
     if (this.state == "closed") return;
     // a refused or expired token, or a refused upgrade (a 401 shows as
-    // nothing more): the next attempt takes a fresh one
-    if (info.code == 4001 || !info.opened) {
+    // nothing more): the next attempt takes a fresh one.  A token past
+    // its exp has expired whatever the close said (an EventSource's
+    // closes say nothing)
+    const expired = info.code == 4001 || (this.tokExp != null && this.tokExp <= Date.now());
+    if (expired || !info.opened) {
       if (this.o.getToken) this.tok = null;
-      else if (info.code == 4001) {
-        this.err(new Error("pg-ws-client: " + (info.reason || "token refused")
+      else if (expired) {
+        this.err(new Error("pg-ws-client: " + (info.reason || "token expired or refused")
           + ", and there is no getToken to renew it"));
         this.close();
         return;

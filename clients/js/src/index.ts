@@ -5,10 +5,13 @@
  */
 export { PgWsClient } from "./client.js";
 export type { ClientState, PgWsClientOptions, ResyncResult } from "./client.js";
-export { webSocketTransport } from "./transport.js";
+export { sseTransport, webSocketTransport } from "./transport.js";
 export type {
   CloseInfo,
   Connection,
+  EventSourceConstructor,
+  EventSourceLike,
+  SseTransportOptions,
   Transport,
   TransportHandlers,
   WebSocketConstructor,

@@ -3,10 +3,10 @@
  * connection to a URL it is given (the client has put the position,
  * ?events=, ?filter= and the token in its query) and reports what
  * happens on it; it knows nothing of positions, tokens or reconnecting,
- * which are the client's.  The WebSocket transport (/ws/) is here.  A
- * Server-Sent Events transport (/events, EventSource) fits the same
- * seam: path "events", canSend false (the client then renews a token by
- * reconnecting at its position instead of sending the auth message).
+ * which are the client's.  Two are here: WebSocket (/ws/), and
+ * Server-Sent Events (/events, over an EventSource), which cannot send:
+ * the client then renews a token by reconnecting at its position instead
+ * of sending the auth message.
  */
 
 /** What a transport tells the client about its connection. */
@@ -39,6 +39,12 @@ export interface Connection {
   send(text: string): void;
   /** close it; its handlers are not called any more */
   close(): void;
+  /**
+   * The client wants the messages of this event (a name, or a prefix
+   * ending in "*"), which a transport that receives only the names it
+   * asked for (an EventSource) must then listen to; others ignore it.
+   */
+  listen?(event: string): void;
 }
 
 /** A way to reach pg_ws. */
@@ -114,6 +120,95 @@ export function webSocketTransport(WS?: WebSocketConstructor): Transport {
             /* already closing */
           }
         },
+      };
+    },
+  };
+}
+
+/** What the client needs of an EventSource: the browser's, or in Node
+ * (which has none) the `eventsource` package's. */
+export interface EventSourceLike {
+  onopen: ((ev: any) => any) | null;
+  onerror: ((ev: any) => any) | null;
+  addEventListener(type: string, listener: (ev: any) => any): void;
+  close(): void;
+}
+
+export type EventSourceConstructor = new (url: string, init?: { withCredentials?: boolean })
+  => EventSourceLike;
+
+export interface SseTransportOptions {
+  /** the EventSource constructor (default: the global one) */
+  EventSource?: EventSourceConstructor;
+  /** send cookies to pg_ws on another origin (a token in
+   * pg_ws.jwt_cookie) */
+  withCredentials?: boolean;
+  /** more event names to listen to (see sseTransport) */
+  events?: readonly string[];
+}
+
+// the event document's eleven, named as pg_ws's events are
+const DOCUMENT_EVENTS = ["client", "client_visit", "employee"]
+  .flatMap((t) => ["create", "update", "delete"].map((op) => t + "_" + op))
+  .concat("employee_attendance", "employee_attendance_delete");
+
+/**
+ * pg_ws's /events (Server-Sent Events) over an EventSource.
+ *
+ * An EventSource hands a named event only to listeners of that name, so
+ * the connection listens to resync_required, unnamed messages, the
+ * document's eleven events, options.events, and what the client asks
+ * for (listen: each name of its ?events= and of its handlers; a prefix
+ * "X_*" as X_create, X_update and X_delete, a table's row events).
+ * Other names that reach the client only through a prefix or "*" must
+ * be named in options.events.
+ *
+ * One EventSource is one connection: on its first error the transport
+ * closes it (an EventSource would reconnect with the URL it was opened
+ * with, its token and position of then) and reports the close, and the
+ * client reopens with its position and a fresh token.  An EventSource
+ * does not show the comment pg_ws ends a stream with (": close 1001
+ * ..."): every close is reported as 1006, opened or not (a refusal, 401
+ * included, is an error before open).
+ */
+export function sseTransport(options: SseTransportOptions = {}): Transport {
+  return {
+    path: "events",
+    canSend: false,
+    open(url, h) {
+      const Ctor: EventSourceConstructor | undefined = options.EventSource
+        || (globalThis as any).EventSource;
+      if (!Ctor)
+        throw new Error("pg-ws-client: no EventSource here: pass options.EventSource"
+          + " (in Node, the eventsource package's)");
+      const es = new Ctor(url.replace(/^ws/, "http"), { withCredentials: !!options.withCredentials });
+      const names = new Set<string>();
+      let opened = false;
+      let done = false;
+      const end = () => {
+        done = true;
+        es.onopen = es.onerror = null;
+        es.close();
+      };
+      const listen = (name: string) => {
+        if (name.endsWith("_*")) ["create", "update", "delete"].forEach((op) => listen(name.slice(0, -1) + op));
+        if (name.includes("*") || names.has(name)) return;
+        names.add(name);
+        es.addEventListener(name, (e: { data: unknown }) => done || h.message(String(e.data)));
+      };
+      ["message", "resync_required", ...DOCUMENT_EVENTS, ...(options.events || [])].forEach(listen);
+      es.onopen = () => {
+        opened = true;
+        h.open();
+      };
+      es.onerror = () => {
+        end();
+        h.close({ code: 1006, reason: "", opened });
+      };
+      return {
+        send() {},      // never called: canSend is false
+        close: end,
+        listen,
       };
     },
   };

@@ -1,7 +1,7 @@
 // Type tests (tsc --noEmit -p test/tsconfig.json; nothing runs): the
 // typed API, and what must not compile (each @ts-expect-error fails the
 // check if its line compiles).
-import { PgWsClient, type Message, type RowEvents } from "../src/index.js";
+import { PgWsClient, sseTransport, type Message, type RowEvents } from "../src/index.js";
 
 const c = new PgWsClient({ url: "ws://127.0.0.1:8765" });
 c.on("client_create", (data, msg) => {
@@ -60,3 +60,12 @@ void m;
 new PgWsClient({ url: "ws://x", since: 5 });
 // @ts-expect-error: getToken returns a token
 new PgWsClient({ url: "ws://x", getToken: () => 5 });
+
+// transports: by name, or made by hand
+new PgWsClient({ url: "ws://x", transport: "sse" });
+new PgWsClient({ url: "ws://x", transport: "websocket" });
+new PgWsClient({ url: "ws://x", transport: sseTransport({ events: ["shift_changed"], withCredentials: true }) });
+// @ts-expect-error: no such transport
+new PgWsClient({ url: "ws://x", transport: "longpoll" });
+// @ts-expect-error: an EventSource constructor, not an instance
+new PgWsClient({ url: "ws://x", transport: "sse", EventSource: {} });
