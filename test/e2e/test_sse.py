@@ -407,11 +407,17 @@ async def test_slow_reader(ctx):
     normal = await open_sse(ctx)
     slow = await asyncio.to_thread(slow_sse_socket, cl.wsport)
     try:
+        # events until it lags past pg_ws.max_subscriber_lag (1MB) beyond
+        # what the kernel's buffers took (their size is the kernel's:
+        # several MB on loopback at times)
         n = 0
-        for _ in range(6):
+        for _ in range(40):
             await asql(conn, "SELECT pg_ws_send('bulk', jsonb_build_object('i', g, 's', repeat('x', 2000)))"
                              " FROM generate_series(1, 250) g")
             n += 250
+            if n >= 1500 and await _lagging_above(conn, before):
+                break
+            await asyncio.sleep(0.3)
         await poll('drops.lagging to count the slow reader',
                    lambda: _lagging_above(conn, before), timeout=60)
         data, closed = await asyncio.to_thread(rawws.read_until_closed, slow, 30)
