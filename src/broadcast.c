@@ -185,23 +185,6 @@ typedef enum PgWsTurn
 static dlist_head turn_line = DLIST_STATIC_INIT(turn_line);
 static int	nturns_given = 0;
 
-/*
- * Those up to date first.  When new messages arrive, the subscribers who
- * are up to date are armed for them; until each has been called back (or
- * LIVE_FIRST_MS has passed) no resumer is given a turn, and one holding a
- * turn keeps it for a later pass.  So a live event waits for at most a
- * turn already under way, not for a pass of turns: libwebsockets serves
- * the callbacks of a pass in the order of its descriptors, and a
- * resumer's may come first.  One armed at an earlier arrival and not
- * called back since (its socket is full: it reads slowly) does not count
- * again, so that it cannot hold resumers back for good.
- */
-#define LIVE_FIRST_MS 5
-
-static uint64 live_arrival = 0;	/* arrivals that armed subscribers */
-static int	live_due = 0;		/* armed at the latest, not called back */
-static TimestampTz live_first_until = 0;
-
 /* no progress for this long is no progress */
 #define STALL_MS 250
 
@@ -1171,12 +1154,6 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 	dlist_iter	iter;
 	dlist_mutable_iter miter;
 
-	/* a new arrival: only those armed for it count (see LIVE_FIRST_MS) */
-	if (arrived_idx < next_idx)
-	{
-		live_arrival++;
-		live_due = 0;
-	}
 	dlist_foreach(iter, &subscribers)
 	{
 		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
@@ -1303,33 +1280,8 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		else if (holds && now - sub->holding_since >= grace_us)
 			cull(conn, lag, "held up a committing transaction that waited for room");
 		else if (sub->next_idx < next_idx)
-		{
-			if (arrived_idx < next_idx && !sub->resuming && !sub->live_armed)
-			{
-				sub->live_armed = true;
-				sub->live_arrival = live_arrival;
-				live_due++;
-			}
 			lws_callback_on_writable(conn->wsi);
-		}
 	}
-	if (live_due > 0)
-		live_first_until = TimestampTzPlusMilliseconds(now, LIVE_FIRST_MS);
-}
-
-/* do resumers wait for subscribers who are up to date (see LIVE_FIRST_MS)? */
-static bool
-live_first(void)
-{
-	return live_due > 0 && GetCurrentTimestamp() < live_first_until;
-}
-
-static void
-live_called(PgWsSubscriber *sub)
-{
-	if (sub->live_armed && sub->live_arrival == live_arrival)
-		live_due--;
-	sub->live_armed = false;
 }
 
 /*
@@ -1490,8 +1442,6 @@ pgws_broadcast_check_progress(TimestampTz now)
 void
 pgws_broadcast_give_turns(void)
 {
-	if (!dlist_is_empty(&turn_line) && live_first())
-		return;
 	while (nturns_given < TURNS_PER_PASS && !dlist_is_empty(&turn_line))
 	{
 		PgWsConn   *conn = dlist_container(PgWsConn, sub.turn_node,
@@ -2321,13 +2271,7 @@ pgws_subscriber_writable(PgWsConn *conn)
 	uint64		written = 0;
 	FrameSpan	span = {0};
 
-	live_called(sub);
-	/* a turn given waits for those up to date, then is used up */
-	if (given && live_first())
-	{
-		lws_callback_on_writable(conn->wsi);
-		return 0;
-	}
+	/* a turn given is used up by the callback it was armed for */
 	if (given)
 	{
 		sub->turn = TURN_NONE;
@@ -2480,7 +2424,6 @@ pgws_subscriber_close(PgWsConn *conn)
 		nturns_given--;
 	conn->sub.turn = TURN_NONE;
 	conn->sub.resuming = false;
-	live_called(&conn->sub);
 	nsubscribers--;
 	if (nsubscribers == 0)
 		pgws_queue_want_wakeups(false);

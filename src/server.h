@@ -185,10 +185,6 @@ typedef struct PgWsSubscriber
 								 * for turns (broadcast.c) until it has been
 								 * sent everything once */
 	int			turn;			/* PgWsTurn: waiting for a turn, given one */
-	bool		live_armed;		/* up to date, armed for new messages and
-								 * not called back yet (broadcast.c's
-								 * live_due counts it) */
-	uint64		live_arrival;	/* ... at this arrival */
 	dlist_node	turn_node;		/* in broadcast.c's line for turns */
 	TimestampTz progress_at;	/* when it last was caught up or sent_seq
 								 * moved */
