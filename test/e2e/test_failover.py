@@ -141,6 +141,21 @@ async def promote(node):
     await node.wait_listening(node.wsport, 60, since=mark)
 
 
+async def start_standby(node, conninfo, mode):
+    """Start node's data directory as a standby with primary_conninfo
+    conninfo ('' for no upstream), written into postgresql.auto.conf
+    (mode 'a' adds it, 'w' replaces the file), and wait for pg_ws."""
+    with open(os.path.join(node.data, 'postgresql.auto.conf'), mode) as f:
+        f.write("primary_conninfo = '%s'\n" % conninfo)
+    open(os.path.join(node.data, 'standby.signal'), 'w').close()
+    shutil.chown(os.path.join(node.data, 'standby.signal'), 'postgres', 'postgres')
+    mark = node.log_size()
+    node.started = True
+    await asyncio.to_thread(node.as_postgres, node.pgbin + '/pg_ctl', '-D', node.data,
+                            '-l', node.log, '-w', '-t', '60', 'start')
+    await node.wait_listening(node.wsport, 60, since=mark)
+
+
 def fork_point(node, tli):
     """Where timeline tli - 1 ends in node's history file of tli."""
     text = run(node, "SELECT pg_read_file('pg_wal/%08X.history')" % tli)[0][0]
@@ -273,15 +288,7 @@ async def test_dead_branch(ctx):
     check('fork' in SEEN, 'needs (a)')
 
     # P restarts as a standby of no one: its WAL runs to the end of batch B
-    with open(os.path.join(p.data, 'postgresql.auto.conf'), 'a') as f:
-        f.write("primary_conninfo = ''\n")
-    open(os.path.join(p.data, 'standby.signal'), 'w').close()
-    shutil.chown(os.path.join(p.data, 'standby.signal'), 'postgres', 'postgres')
-    mark = p.log_size()
-    p.started = True
-    await asyncio.to_thread(p.as_postgres, p.pgbin + '/pg_ctl', '-D', p.data, '-l', p.log,
-                            '-w', '-t', '60', 'start')
-    await p.wait_listening(p.wsport, 60, since=mark)
+    await start_standby(p, '', 'a')
 
     # knowing of no newer timeline, its history is its own: batch B again
     on_p = await ctx.sub(since_path(SEEN['a']), url=p.url)
@@ -332,15 +339,7 @@ async def test_rewind_and_switchover(ctx):
     check(done.returncode == 0, 'pg_rewind failed:', *done.stdout.splitlines()[-10:])
     with open(conf, 'w') as f:
         f.write(own_conf)
-    with open(os.path.join(p.data, 'postgresql.auto.conf'), 'w') as f:
-        f.write("primary_conninfo = 'host=%s port=%d user=postgres'\n" % (s.dir, s.pgport))
-    open(os.path.join(p.data, 'standby.signal'), 'w').close()
-    shutil.chown(os.path.join(p.data, 'standby.signal'), 'postgres', 'postgres')
-    mark = p.log_size()
-    p.started = True
-    await asyncio.to_thread(p.as_postgres, p.pgbin + '/pg_ctl', '-D', p.data, '-l', p.log,
-                            '-w', '-t', '60', 'start')
-    await p.wait_listening(p.wsport, 60, since=mark)
+    await start_standby(p, 'host=%s port=%d user=postgres' % (s.dir, s.pgport), 'w')
     await asyncio.to_thread(write, s, range(36, 38))
     await replayed(p, s)
 
