@@ -221,11 +221,7 @@ pgws_deflate_accept_offer(const char *extensions, const char **response)
 	}
 }
 
-/*
- * Compress one whole message from an empty window into out (reset first):
- * the bytes a frame with RSV1 carries (RFC 7692 7.2.1: a sync flush, its
- * empty stored block removed).
- */
+/* the worker's one compressor, made on first use and kept */
 static void
 deflater_init(void)
 {
@@ -241,6 +237,11 @@ deflater_init(void)
 	deflater_ready = true;
 }
 
+/*
+ * Compress one whole message from an empty window into out (reset first):
+ * the bytes a frame with RSV1 carries (RFC 7692 7.2.1: a sync flush, its
+ * empty stored block removed).
+ */
 static void
 deflate_message(const char *msg, size_t len, StringInfo out)
 {
