@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +34,10 @@ int			opt_max_pending = 0;
 int			opt_lean = 0;
 int			opt_tls = 0;
 int			opt_deflate = 0;
+
+pid_t		bench_children[MAX_PROCS];
+int			bench_nchildren = 0;
+int			bench_ready_fd = -1;
 
 static void
 usage(FILE *f, const char *extra)
@@ -282,4 +288,106 @@ cmp_sample(const void *a, const void *b)
 	if (x->stamp != y->stamp)
 		return (x->stamp > y->stamp) - (x->stamp < y->stamp);
 	return (x->lat > y->lat) - (x->lat < y->lat);
+}
+
+void
+bench_signal_children(int sig)
+{
+	int			i;
+
+	for (i = 0; i < bench_nchildren; i++)
+		kill(bench_children[i], sig);
+}
+
+int
+bench_fan_out(const BenchFanOut *f)
+{
+	int			result_fds[MAX_PROCS];
+	int			ready_pipe[2];
+	int			k;
+	int			nready = 0;
+	int			failed = 0;
+	char		c;
+
+	if (pipe(ready_pipe) < 0)
+	{
+		fprintf(stderr, "%s: pipe: %s\n", progname, strerror(errno));
+		return 1;
+	}
+	for (k = 0; k < opt_procs; k++)
+	{
+		int			first = (int) ((int64_t) opt_subs * k / opt_procs);
+		int			count = (int) ((int64_t) opt_subs * (k + 1) / opt_procs) - first;
+		int			fds[2];
+		pid_t		pid;
+
+		if (pipe(fds) < 0)
+		{
+			fprintf(stderr, "%s: pipe: %s\n", progname, strerror(errno));
+			return 1;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0)
+		{
+			fprintf(stderr, "%s: fork: %s\n", progname, strerror(errno));
+			return 1;
+		}
+		if (pid == 0)
+		{
+			int			j;
+
+			bench_nchildren = 0;
+			close(fds[0]);
+			close(ready_pipe[0]);
+			for (j = 0; j < k; j++)
+				close(result_fds[j]);
+			bench_ready_fd = ready_pipe[1];
+			if (f->run_share(first, count) != 0)
+				_exit(1);
+
+			/*
+			 * A child that never got all its subscribers connected still
+			 * holds the ready pipe: close it, or the parent would wait
+			 * there while we wait for it to read our report (megabytes).
+			 */
+			if (bench_ready_fd >= 0)
+				close(bench_ready_fd);
+			bench_ready_fd = -1;
+			if (f->send_report(fds[1]) != 0)
+				_exit(1);
+			_exit(0);
+		}
+		bench_children[bench_nchildren++] = pid;
+		close(fds[1]);
+		result_fds[k] = fds[0];
+	}
+	close(ready_pipe[1]);
+
+	/* every child that got all its subscribers connected writes one byte */
+	while (nready < opt_procs && read(ready_pipe[0], &c, 1) == 1)
+		nready++;
+	close(ready_pipe[0]);
+	if (nready == opt_procs)
+	{
+		bench_ready_fd = -1;
+		f->all_connected();
+	}
+
+	if (f->begin_reports() != 0)
+		return 1;
+	for (k = 0; k < opt_procs; k++)
+	{
+		if (f->receive_report(result_fds[k]) != 0)
+		{
+			fprintf(stderr, "%s: subscriber process %d did not report\n", progname, k);
+			failed = 1;
+		}
+		close(result_fds[k]);
+	}
+	f->end_reports();
+	for (k = 0; k < bench_nchildren; k++)
+		waitpid(bench_children[k], NULL, 0);
+	bench_nchildren = 0;
+	return failed;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define MAX_PROCS 64
 
@@ -55,6 +56,40 @@ extern int	opt_deflate;
  * becomes part of opt_path.
  */
 extern int	bench_options(int argc, char **argv, const char *name, const char *extra_usage);
+
+/*
+ * The multi-process fan-out: opt_procs child processes, each running its
+ * share of the subscribers, then sending its report to the parent over a
+ * pipe; the parent learns over another pipe when every child has all its
+ * subscribers connected, then reads and merges the reports.  What a share
+ * is, what a report holds and how reports merge are the program's.
+ */
+typedef struct BenchFanOut
+{
+	/* child: run subscribers [first, first + count); 0 when it went well */
+	int			(*run_share) (int first, int count);
+	/* child: write its report to fd; 0 when it went well */
+	int			(*send_report) (int fd);
+	/* parent: every child has all its subscribers connected */
+	void		(*all_connected) (void);
+	/* parent: before the first report; 0 when it went well */
+	int			(*begin_reports) (void);
+	/* parent: read one child's report from fd and merge it; 0 if it came */
+	int			(*receive_report) (int fd);
+	/* parent: after the last report */
+	void		(*end_reports) (void);
+} BenchFanOut;
+
+/* the children, for a signal to reach them */
+extern pid_t bench_children[MAX_PROCS];
+extern int	bench_nchildren;
+/* child: the pipe to write one byte to once all its subscribers are in */
+extern int	bench_ready_fd;
+
+/* run the fan-out; returns 0, or 1 when a child did not report */
+extern int	bench_fan_out(const BenchFanOut *f);
+/* pass sig on to every child */
+extern void bench_signal_children(int sig);
 
 extern int64_t now_realtime_us(void);
 extern void *xrealloc(void *p, size_t n);

@@ -182,7 +182,6 @@ static int	first_index = 0;
 static int	epfd = -1;
 static SSL_CTX *ssl_ctx;
 static uint8_t *rbuf;			/* shared by every connection */
-static int	ready_fd = -1;
 static uint64_t mask_state;		/* xorshift for frame masks */
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -202,8 +201,6 @@ static Sample *kept;			/* -s only */
 static size_t nkept = 0;
 static size_t capkept = 0;
 
-static pid_t children[MAX_PROCS];
-static int	nchildren = 0;
 
 /* ------------------------------------------------------------ latencies */
 
@@ -997,12 +994,12 @@ all_connected(void)
 	ssize_t		rc;
 
 	tot.all_connected = now_realtime_us();
-	if (ready_fd >= 0)
+	if (bench_ready_fd >= 0)
 	{
-		rc = write(ready_fd, &one, 1);
+		rc = write(bench_ready_fd, &one, 1);
 		(void) rc;
-		close(ready_fd);
-		ready_fd = -1;
+		close(bench_ready_fd);
+		bench_ready_fd = -1;
 		return;
 	}
 	if (!opt_quiet)
@@ -1318,11 +1315,8 @@ on_event(Sub *s, uint32_t ev)
 static void
 on_signal(int sig)
 {
-	int			i;
-
 	stop_signal = 1;
-	for (i = 0; i < nchildren; i++)
-		kill(children[i], sig);
+	bench_signal_children(sig);
 }
 
 /*
@@ -1521,112 +1515,56 @@ read_report(int fd, Totals *t, uint32_t *h)
 	return 0;
 }
 
-/* --procs P: fork P children, each with its share of the subscribers */
-static int
-run_children(void)
+/* the fan-out's parent side (common.c): reports into tot and hist */
+static uint32_t *report_hist;
+
+static void
+fan_all_connected(void)
 {
-	int			result_fds[MAX_PROCS];
-	int			ready_pipe[2];
-	int			k;
-	int			nready = 0;
-	int			failed = 0;
-	char		c;
-	uint32_t   *h;
+	tot.connected = opt_subs;	/* for the message only */
+	all_connected();
+}
 
-	if (pipe(ready_pipe) < 0)
-	{
-		perror("ws_fast: pipe");
-		return 1;
-	}
-	for (k = 0; k < opt_procs; k++)
-	{
-		int			first = (int) ((int64_t) opt_subs * k / opt_procs);
-		int			count = (int) ((int64_t) opt_subs * (k + 1) / opt_procs) - first;
-		int			fds[2];
-		pid_t		pid;
-
-		if (pipe(fds) < 0)
-		{
-			perror("ws_fast: pipe");
-			return 1;
-		}
-		fflush(NULL);
-		pid = fork();
-		if (pid < 0)
-		{
-			perror("ws_fast: fork");
-			return 1;
-		}
-		if (pid == 0)
-		{
-			int			j;
-
-			nchildren = 0;
-			close(fds[0]);
-			close(ready_pipe[0]);
-			for (j = 0; j < k; j++)
-				close(result_fds[j]);
-			ready_fd = ready_pipe[1];
-			if (run_subscribers(first, count) != 0)
-				_exit(1);
-			/*
-			 * A child that never got all its subscribers connected still
-			 * holds the ready pipe: close it, or the parent would wait
-			 * there while we wait for it to read our report (megabytes).
-			 */
-			if (ready_fd >= 0)
-				close(ready_fd);
-			ready_fd = -1;
-			if (send_report(fds[1]) != 0)
-				_exit(1);
-			_exit(0);
-		}
-		children[nchildren++] = pid;
-		close(fds[1]);
-		result_fds[k] = fds[0];
-	}
-	close(ready_pipe[1]);
-
-	while (nready < opt_procs && read(ready_pipe[0], &c, 1) == 1)
-		nready++;
-	close(ready_pipe[0]);
-	if (nready == opt_procs)
-	{
-		ready_fd = -1;
-		tot.connected = opt_subs;	/* for the message only */
-		all_connected();
-	}
-
+static int
+fan_begin(void)
+{
 	memset(&tot, 0, sizeof(tot));
 	tot.min_count = UINT64_MAX;
 	hist = calloc(HIST_US, sizeof(uint32_t));
-	h = malloc(HIST_US * sizeof(uint32_t));
-	if (hist == NULL || h == NULL)
+	report_hist = malloc(HIST_US * sizeof(uint32_t));
+	if (hist == NULL || report_hist == NULL)
 	{
 		fprintf(stderr, "ws_fast: out of memory\n");
 		return 1;
 	}
-	for (k = 0; k < opt_procs; k++)
-	{
-		Totals		t;
-
-		if (read_all(result_fds[k], &t, sizeof(t)) != 0 ||
-			read_report(result_fds[k], &t, h) != 0)
-		{
-			fprintf(stderr, "ws_fast: subscriber process %d did not report\n", k);
-			failed = 1;
-			close(result_fds[k]);
-			continue;
-		}
-		merge(&t);
-		close(result_fds[k]);
-	}
-	free(h);
-	for (k = 0; k < nchildren; k++)
-		waitpid(children[k], NULL, 0);
-	nchildren = 0;
-	return failed;
+	return 0;
 }
+
+static int
+fan_receive(int fd)
+{
+	Totals		t;
+
+	if (read_all(fd, &t, sizeof(t)) != 0 || read_report(fd, &t, report_hist) != 0)
+		return -1;
+	merge(&t);
+	return 0;
+}
+
+static void
+fan_end(void)
+{
+	free(report_hist);
+}
+
+static const BenchFanOut fan_out = {
+	.run_share = run_subscribers,
+	.send_report = send_report,
+	.all_connected = fan_all_connected,
+	.begin_reports = fan_begin,
+	.receive_report = fan_receive,
+	.end_reports = fan_end,
+};
 
 /* ---------------------------------------------------------------- report */
 
@@ -1762,7 +1700,7 @@ main(int argc, char **argv)
 	if (opt_procs == 1)
 		status = run_subscribers(0, opt_subs);
 	else
-		status = run_children();
+		status = bench_fan_out(&fan_out);
 	if (status != 0 && tot.subs == 0)
 		return 1;
 

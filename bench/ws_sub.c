@@ -119,7 +119,6 @@ static int	next_connect = 0;	/* the next subscriber to start connecting */
 static int	pending = 0;		/* connections started, not yet up or failed */
 static int	first_index = 0;
 static char hostport[300];
-static int	ready_fd = -1;		/* child: tell the parent we are connected */
 static struct lws_context *context;
 static lws_sorted_usec_list_t tick_sul;
 static json_tokener *tokener;
@@ -134,8 +133,6 @@ static size_t nsamples = 0;
 static size_t capsamples = 0;
 
 /* parent with --procs */
-static pid_t children[MAX_PROCS];
-static int	nchildren = 0;
 
 static void
 add_sample(int64_t stamp, int64_t lat, int sub)
@@ -432,13 +429,13 @@ all_connected(void)
 	ssize_t		rc;
 
 	tot.all_connected = now_realtime_us();
-	if (ready_fd >= 0)
+	if (bench_ready_fd >= 0)
 	{
 		/* a child: the parent creates the file once all children are here */
-		rc = write(ready_fd, &one, 1);
+		rc = write(bench_ready_fd, &one, 1);
 		(void) rc;
-		close(ready_fd);
-		ready_fd = -1;
+		close(bench_ready_fd);
+		bench_ready_fd = -1;
 		return;
 	}
 	if (!opt_quiet)
@@ -557,11 +554,8 @@ tick(lws_sorted_usec_list_t *sul)
 static void
 on_signal(int sig)
 {
-	int			i;
-
 	stop_signal = 1;
-	for (i = 0; i < nchildren; i++)
-		kill(children[i], sig);
+	bench_signal_children(sig);
 	if (context)
 		lws_cancel_service(context);
 }
@@ -730,107 +724,59 @@ merge(Totals *t)
 		memcpy(tot.epoch, t->epoch, sizeof(tot.epoch));
 }
 
-/*
- * --procs P: fork P children, each with its share of the subscribers; they
- * report through pipes.  Returns 0, or 1 if a child could not report.
- */
+/* the fan-out (common.c): a child's report is its tot and its samples */
 static int
-run_children(void)
+fan_send(int fd)
 {
-	int			result_fds[MAX_PROCS];
-	int			ready_pipe[2];
-	int			k;
-	int			nready = 0;
-	int			failed = 0;
-	char		c;
+	if (write_all(fd, &tot, sizeof(tot)) != 0 ||
+		write_all(fd, samples, nsamples * sizeof(*samples)) != 0)
+		return -1;
+	return 0;
+}
 
-	if (pipe(ready_pipe) < 0)
-	{
-		perror("ws_sub: pipe");
-		return 1;
-	}
-	for (k = 0; k < opt_procs; k++)
-	{
-		int			first = (int) ((int64_t) opt_subs * k / opt_procs);
-		int			count = (int) ((int64_t) opt_subs * (k + 1) / opt_procs) - first;
-		int			fds[2];
-		pid_t		pid;
+static void
+fan_all_connected(void)
+{
+	tot.connected = opt_subs;	/* for the message only */
+	all_connected();
+}
 
-		if (pipe(fds) < 0)
-		{
-			perror("ws_sub: pipe");
-			return 1;
-		}
-		fflush(NULL);
-		pid = fork();
-		if (pid < 0)
-		{
-			perror("ws_sub: fork");
-			return 1;
-		}
-		if (pid == 0)
-		{
-			int			j;
-
-			nchildren = 0;
-			close(fds[0]);
-			close(ready_pipe[0]);
-			for (j = 0; j < k; j++)
-				close(result_fds[j]);
-			ready_fd = ready_pipe[1];
-			if (run_subscribers(first, count) != 0)
-				_exit(1);
-			if (write_all(fds[1], &tot, sizeof(tot)) != 0 ||
-				write_all(fds[1], samples, nsamples * sizeof(*samples)) != 0)
-				_exit(1);
-			_exit(0);
-		}
-		children[nchildren++] = pid;
-		close(fds[1]);
-		result_fds[k] = fds[0];
-	}
-	close(ready_pipe[1]);
-
-	/* every child that got all its subscribers connected writes one byte */
-	while (nready < opt_procs && read(ready_pipe[0], &c, 1) == 1)
-		nready++;
-	close(ready_pipe[0]);
-	if (nready == opt_procs)
-	{
-		ready_fd = -1;
-		tot.connected = opt_subs;	/* for the message only */
-		all_connected();
-	}
-
+static int
+fan_begin(void)
+{
 	memset(&tot, 0, sizeof(tot));
 	tot.min_count = UINT64_MAX;
-	for (k = 0; k < opt_procs; k++)
-	{
-		Totals		t;
-
-		if (read_all(result_fds[k], &t, sizeof(t)) != 0)
-		{
-			fprintf(stderr, "ws_sub: subscriber process %d did not report\n", k);
-			failed = 1;
-			close(result_fds[k]);
-			continue;
-		}
-		samples = xrealloc(samples, (nsamples + t.nsamples) * sizeof(*samples));
-		if (read_all(result_fds[k], samples + nsamples, t.nsamples * sizeof(*samples)) != 0)
-		{
-			fprintf(stderr, "ws_sub: subscriber process %d did not report\n", k);
-			failed = 1;
-		}
-		else
-			nsamples += t.nsamples;
-		merge(&t);
-		close(result_fds[k]);
-	}
-	for (k = 0; k < nchildren; k++)
-		waitpid(children[k], NULL, 0);
-	nchildren = 0;
-	return failed;
+	return 0;
 }
+
+static int
+fan_receive(int fd)
+{
+	Totals		t;
+
+	if (read_all(fd, &t, sizeof(t)) != 0)
+		return -1;
+	samples = xrealloc(samples, (nsamples + t.nsamples) * sizeof(*samples));
+	if (read_all(fd, samples + nsamples, t.nsamples * sizeof(*samples)) != 0)
+		return -1;
+	nsamples += t.nsamples;
+	merge(&t);
+	return 0;
+}
+
+static void
+fan_end(void)
+{
+}
+
+static const BenchFanOut fan_out = {
+	.run_share = run_subscribers,
+	.send_report = fan_send,
+	.all_connected = fan_all_connected,
+	.begin_reports = fan_begin,
+	.receive_report = fan_receive,
+	.end_reports = fan_end,
+};
 
 /* nearest-rank percentile of n sorted values */
 static int64_t
@@ -886,7 +832,7 @@ main(int argc, char **argv)
 	if (opt_procs == 1)
 		status = run_subscribers(0, opt_subs);
 	else
-		status = run_children();
+		status = bench_fan_out(&fan_out);
 	if (status != 0 && tot.subs == 0)
 		return 1;
 
