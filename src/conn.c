@@ -421,9 +421,9 @@ pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason)
 }
 
 /*
- * Every WebSocket connection is closed with code and reason; with
- * drop_requests, those still sending their request are dropped too (the
- * worker is exiting: subscribers get 1001, the rest are closed).
+ * Every subscriber (/ws/ or /events) is closed with code and reason; with
+ * drop_requests, connections still sending their request are dropped too
+ * (the worker is exiting: subscribers get 1001, the rest are closed).
  */
 void
 pgws_conn_close_all(uint16 code, const char *reason, bool drop_requests)
