@@ -930,6 +930,29 @@ refuse_unauthorized(PgWsConn *conn, const char *error)
 	pgws_http_refuse(conn, 401, header, error);
 }
 
+/*
+ * Who may subscribe (auth.c), for /ws/ and /events alike: the Host and
+ * the origin, then the token; the grant it makes goes with the
+ * subscription.  A 403 is refused here.  Returns 0, 403, or 401 (no valid
+ * token, *error why), which the caller refuses with refuse_unauthorized()
+ * after its own checks, so that a request /ws/ cannot take is told that
+ * first.
+ */
+static int
+authorize(PgWsConn *conn, const HttpRequest *req, PgWsSubscription *up,
+		  const char **error)
+{
+	PgWsAuthRequest areq;
+	int			status;
+
+	*error = NULL;
+	auth_request(req, &areq);
+	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &up->grant, error);
+	if (status == 403)
+		pgws_http_refuse(conn, 403, NULL, *error);
+	return status;
+}
+
 /* does the request announce a body (which no subscription has)? */
 static bool
 has_body(const HttpRequest *req)
@@ -992,7 +1015,6 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 	char		accept[64];
 	char		buf[LWS_PRE + 512];
 	bool		with_protocol;
-	PgWsAuthRequest areq;
 	PgWsSubscription up;
 	int			n;
 	const char *extensions = NULL;
@@ -1044,17 +1066,10 @@ upgrade(PgWsConn *conn, const HttpRequest *req)
 		return;
 	}
 
-	/*
-	 * Who may subscribe (auth.c): the Host and the origin (403), then the
-	 * token (401).  The grant it makes goes with the connection.
-	 */
-	auth_request(req, &areq);
-	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &up.grant, &error);
+	/* who may subscribe: 403 here, 401 after the subprotocol */
+	status = authorize(conn, req, &up, &error);
 	if (status == 403)
-	{
-		pgws_http_refuse(conn, 403, NULL, error);
 		return;
-	}
 
 	/*
 	 * Only "pg_ws" may be selected.  libwebsockets dropped connections
@@ -1112,7 +1127,6 @@ events_stream(PgWsConn *conn, const HttpRequest *req)
 {
 	const char *error = NULL;
 	int			status;
-	PgWsAuthRequest areq;
 	PgWsSubscription up;
 	char	   *head;
 	int			len;
@@ -1124,13 +1138,9 @@ events_stream(PgWsConn *conn, const HttpRequest *req)
 						 "GET /events has no body (no Content-Length or Transfer-Encoding)");
 		return;
 	}
-	auth_request(req, &areq);
-	status = pgws_auth_upgrade(&areq, (int64) time(NULL), &up.grant, &error);
+	status = authorize(conn, req, &up, &error);
 	if (status == 403)
-	{
-		pgws_http_refuse(conn, 403, NULL, error);
 		return;
-	}
 	if (status == 401)
 	{
 		refuse_unauthorized(conn, error);
