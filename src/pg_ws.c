@@ -300,7 +300,7 @@ define_gucs(void)
 							"Maximum number of connections the pg_ws server serves at once.",
 							"Every socket a peer holds counts, requests in progress included; more get HTTP 503.",
 							&pgws_max_connections,
-							100, 1, 10000,
+							100, 1, PGWS_MAX_CONNECTIONS_LIMIT,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
@@ -317,7 +317,7 @@ define_gucs(void)
 							"Maximum number of connections from one IP address.",
 							"0 means no limit (many browsers may share one NAT address).",
 							&pgws_max_connections_per_address,
-							0, 0, 10000,
+							0, 0, PGWS_MAX_CONNECTIONS_LIMIT,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_ws.max_wal_resumes_per_address",

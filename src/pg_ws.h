@@ -69,6 +69,8 @@ extern char *pgws_database;
 extern int	pgws_queue_size_kb;
 extern int	pgws_queue_full_timeout_ms;
 extern int	pgws_max_connections;
+/* its maximum, and that of pg_ws.max_connections_per_address */
+#define PGWS_MAX_CONNECTIONS_LIMIT	1000000
 extern int	pgws_max_subscriber_lag_kb;
 extern int	pgws_reconnect_grace_ms;
 extern int	pgws_history_size_kb;

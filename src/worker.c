@@ -76,8 +76,12 @@
 #define MAX_LISTEN_SOCKETS		64
 /* descriptors the worker needs besides its connections */
 #define FD_RESERVE				64
-/* pg_ws.max_connections' maximum; libwebsockets' table is sized for it */
-#define MAX_CONNECTIONS_LIMIT	10000
+/*
+ * libwebsockets sizes its descriptor tables once, when the worker starts:
+ * for pg_ws.max_connections then, and never for fewer than this many, so
+ * that a reload can raise the setting this far without a restart.
+ */
+#define MIN_TABLE_CONNECTIONS	10000
 /* TCP keepalive, for peers that vanish before they are subscribers */
 #define KEEPALIVE_IDLE_S		60
 #define KEEPALIVE_INTERVAL_S	10
@@ -1018,6 +1022,29 @@ raise_fd_limit(void)
 								 (unsigned long long) rlim.rlim_cur)));
 }
 
+/*
+ * After a reload: say so when pg_ws.max_connections now needs more than
+ * the tables the worker sized when it started (accept() refuses, and
+ * counts as descriptor_limit, the connections beyond them).
+ */
+static void
+warn_fd_table(void)
+{
+	static int	warned_for = 0;
+	struct rlimit rlim;
+	int			need = pgws_max_connections + PGWS_REFUSAL_SLOTS + FD_RESERVE;
+
+	if (need <= fd_table_size || warned_for == pgws_max_connections ||
+		(getrlimit(RLIMIT_NOFILE, &rlim) == 0 && rlim.rlim_max <= (rlim_t) fd_table_size))
+		return;					/* the hard limit is the bound: raise_fd_limit() said so */
+	warned_for = pgws_max_connections;
+	ereport(LOG,
+			(errmsg("pg_ws serves at most about %d connections until its worker starts again, not pg_ws.max_connections = %d",
+					fd_table_size - PGWS_REFUSAL_SLOTS - FD_RESERVE, pgws_max_connections),
+			 errdetail("The worker sized its descriptor tables for the setting it started with."),
+			 errhint("Restart PostgreSQL, or end the worker with pg_terminate_backend(); it starts again within a second, and its subscribers resume where they were.")));
+}
+
 #if defined(LWS_WITH_SYS_STATE)
 /*
  * libwebsockets 4.3 built with LWS_WITH_NETLINK (Debian 13 and later; 4.1
@@ -1057,7 +1084,8 @@ server_start(void)
 
 	raise_fd_limit();
 	/* libwebsockets sizes its descriptor tables by this, once */
-	fd_table_size = MAX_CONNECTIONS_LIMIT + PGWS_REFUSAL_SLOTS + FD_RESERVE;
+	fd_table_size = Max(pgws_max_connections, MIN_TABLE_CONNECTIONS) +
+		PGWS_REFUSAL_SLOTS + FD_RESERVE;
 	if (getrlimit(RLIMIT_NOFILE, &rlim) == 0 && rlim.rlim_max < (rlim_t) fd_table_size)
 		fd_table_size = (int) rlim.rlim_max;
 
@@ -1144,6 +1172,7 @@ static void
 server_reconfigure(void)
 {
 	raise_fd_limit();
+	warn_fd_table();
 	tls_reconfigure();			/* wss:// glue */
 	if (bound_port == pgws_port &&
 		strcmp(bound_addresses, pgws_listen_addresses) == 0 &&
