@@ -1279,6 +1279,9 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 			cull(conn, lag, "stopped reading while a committing transaction waited for the room it held");
 		else if (holds && now - sub->holding_since >= grace_us)
 			cull(conn, lag, "held up a committing transaction that waited for room");
+		else if (sub->next_idx < next_idx && sub->sent_idx >= arrived_idx &&
+				 !sub->resuming && sub->turn == TURN_NONE)
+			pgws_conn_write_now(conn);	/* it was up to date: at once */
 		else if (sub->next_idx < next_idx)
 			lws_callback_on_writable(conn->wsi);
 	}

@@ -401,6 +401,45 @@ pgws_conn_subscribe(PgWsConn *conn, const uint8 *answer, int len,
 }
 
 /*
+ * A subscriber's socket takes bytes: its control frames first (a pong, the
+ * close that ends it), then its events.  -1 when the connection is broken.
+ */
+static int
+subscriber_write(PgWsConn *conn)
+{
+	int			rc = pgws_framing_ops(conn->sub.framing)->write_control(conn);
+
+	if (rc < 0)
+		return -1;
+	if (rc > 0)
+	{
+		/* the last words went out: nothing may follow */
+		conn->state = CONN_ANSWERED;
+		lws_callback_on_writable(conn->wsi);
+		return 0;
+	}
+	return pgws_subscriber_writable(conn);
+}
+
+/*
+ * Events have arrived for a subscriber that was sent everything before:
+ * write them now, as its writable callback would, when libwebsockets holds
+ * none of its bytes (so the socket took everything it was handed).  That
+ * spares a live event two changes of the loop's interest in the socket and
+ * a turn of the loop, most of what a delivery costs the worker besides the
+ * send itself.  Otherwise, or when the socket is full, libwebsockets calls
+ * back once it can take more.
+ */
+void
+pgws_conn_write_now(PgWsConn *conn)
+{
+	if (conn->state != CONN_OPEN || lws_partial_buffered(conn->wsi))
+		lws_callback_on_writable(conn->wsi);
+	else if (subscriber_write(conn) < 0)
+		conn_kill(conn);
+}
+
+/*
  * Close a subscriber: a /ws/ one with a close frame (code 0 sends one
  * without a status, the answer to a peer's empty close frame), an /events
  * one with a comment that says the same.  Nothing more is sent to it, and
@@ -657,7 +696,6 @@ pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				   void *user, void *in, size_t len)
 {
 	PgWsConn   *conn = (PgWsConn *) user;
-	int			rc;
 
 	switch (reason)
 	{
@@ -711,17 +749,7 @@ pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 					half_close(conn);
 					return 0;
 				case CONN_OPEN:
-					rc = pgws_framing_ops(conn->sub.framing)->write_control(conn);
-					if (rc < 0)
-						return -1;
-					if (rc > 0)
-					{
-						/* the last words went out: nothing may follow */
-						conn->state = CONN_ANSWERED;
-						lws_callback_on_writable(wsi);
-						return 0;
-					}
-					return pgws_subscriber_writable(conn);
+					return subscriber_write(conn);
 				default:
 					return 0;
 			}

@@ -346,6 +346,7 @@ extern void pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len);
 extern void pgws_conn_subscribe(PgWsConn *conn, const uint8 *answer, int len,
 								const PgWsSubscription *up);
 extern void pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason);
+extern void pgws_conn_write_now(PgWsConn *conn);
 
 /*
  * Log lines a peer can cause are rate-limited (conn.c), each reason of a
