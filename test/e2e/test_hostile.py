@@ -37,7 +37,8 @@ import time
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, Ctx, Fail, asql, check, poll, process_rss, run_tap, short  # noqa: E402
+from harness import (Cluster, Ctx, Fail, asql, check, poll, process_rss, restart_worker,  # noqa: E402
+                     run_tap, short)
 import rawws  # noqa: E402
 from rawws import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG,  # noqa: E402
                    OP_TEXT, RawWs, Rejected)
@@ -965,12 +966,8 @@ async def test_max_connections_past_the_tables(ctx):
     old = await worker_pid()
     check(soft_limit(old) >= 12000 + 80,
           'the worker did not raise its soft limit to 12,080 on reload: %d' % soft_limit(old))
-    await asql(conn, "SELECT pg_terminate_backend(%d)" % old)
-
-    async def restarted():
-        pid = await worker_pid()
-        return pid if pid not in (None, old) else None
-    new = await poll('the worker to start again', restarted, timeout=30)
+    await restart_worker(cl)
+    new = await worker_pid()
     await still_serving(ctx, 'a worker restarted for pg_ws.max_connections')
     mark2 = cl.log_size()
     await asql(conn, "SELECT pg_reload_conf()")
