@@ -34,6 +34,7 @@ int			opt_max_pending = 0;
 int			opt_lean = 0;
 int			opt_tls = 0;
 int			opt_deflate = 0;
+int			opt_sources = 1;
 
 pid_t		bench_children[MAX_PROCS];
 int			bench_nchildren = 0;
@@ -65,6 +66,9 @@ usage(FILE *f, const char *extra)
 			"  -q, --quiet           only the summary line\n"
 			"  -m, --max-pending N   at most N connections in their handshakes at\n"
 			"                        once, per process (0: all at once)\n"
+			"      --sources N       connect from N loopback addresses, 127.0.0.1 to\n"
+			"                        127.0.0.N, subscriber i from the (i mod N)th:\n"
+			"                        past the 28,000 ports one address has (1)\n"
 			"%s",
 			progname, extra);
 }
@@ -91,6 +95,7 @@ bench_options(int argc, char **argv, const char *name, const char *extra_usage)
 		{"lean", no_argument, NULL, 'L'},
 		{"tls", no_argument, NULL, 'T'},
 		{"deflate", no_argument, NULL, 'Z'},
+		{"sources", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -156,6 +161,9 @@ bench_options(int argc, char **argv, const char *name, const char *extra_usage)
 			case 'Z':
 				opt_deflate = 1;
 				break;
+			case 'A':
+				opt_sources = atoi(optarg);
+				break;
 			case 'h':
 				usage(stdout, extra_usage);
 				return 0;
@@ -165,7 +173,7 @@ bench_options(int argc, char **argv, const char *name, const char *extra_usage)
 		}
 	}
 	if (optind < argc || opt_subs < 1 || opt_port < 1 || opt_port > 65535 ||
-		opt_procs < 1 || opt_procs > MAX_PROCS)
+		opt_procs < 1 || opt_procs > MAX_PROCS || opt_sources < 1 || opt_sources > 254)
 	{
 		usage(stderr, extra_usage);
 		return 1;

@@ -48,6 +48,7 @@ extern int	opt_max_pending;
 extern int	opt_lean;
 extern int	opt_tls;
 extern int	opt_deflate;
+extern int	opt_sources;
 
 /*
  * Parse argv into the options above, for program name (in messages),

@@ -161,20 +161,27 @@ RESUME_BIG_HISTORY=${BENCH_RESUME_BIG_HISTORY:-256MB}	# all of them in memory
 RESUME_SMALL_HISTORY=${BENCH_RESUME_SMALL_HISTORY:-64kB}	# read back from the WAL
 STANDBY_SUBS=${BENCH_STANDBY_SUBS:-100}	# "standby" (not run by default)
 STANDBY_ROUNDS=${BENCH_STANDBY_ROUNDS:-2}
-SCALE_SUBS=${BENCH_SCALE_SUBS:-10000}	# "scale" (not run by default)
+SCALE_SUBS=${BENCH_SCALE_SUBS:-19000}	# "scale" (not run by default)
 SCALE_SMALL=${BENCH_SCALE_SMALL:-1000}	# the smaller set measured first
-SCALE_RATE=${BENCH_SCALE_RATE:-100}	# events/s of the stream
-SCALE_SECONDS=${BENCH_SCALE_SECONDS:-10}	# length of the stream
+SCALE_RATE=${BENCH_SCALE_RATE:-10}	# events/s of the stream
+SCALE_SECONDS=${BENCH_SCALE_SECONDS:-30}	# length of the stream
+SCALE_TRANSPORTS=${BENCH_SCALE_TRANSPORTS:-"ws wss"}
 SCALE_IDLE_SECONDS=${BENCH_SCALE_IDLE_SECONDS:-5}	# worker CPU with no events
 SCALE_PROCS=${BENCH_SCALE_PROCS:-4}	# client processes (BENCH_CLIENT)
-# ws_sub --max-pending, per process (0: all at once); 4 x 25 in flight stay
-# under pg_ws's listen backlog of 128, whose overflow costs a 1 s SYN retry
+# the client's --max-pending, per process (0: all at once); 4 x 25 in flight
+# stay far under pg_ws's listen backlog (4096, capped by somaxconn), whose
+# overflow costs a 1 s SYN retry
 SCALE_PENDING=${BENCH_SCALE_PENDING:-25}
+# ws_fast --sources: loopback source addresses, 20,000 connections each
+# (one address has about 28,000 ephemeral ports)
+SCALE_SOURCES=${BENCH_SCALE_SOURCES:-$(((SCALE_SUBS + 19999) / 20000))}
 SCALE_LEAN=${BENCH_SCALE_LEAN:-1}	# the client's --lean (ws_sub: no json-c)
 SCALE_PERF=${BENCH_SCALE_PERF:-1}	# perf record the worker during the streams
 EVENT_LOOP=${BENCH_EVENT_LOOP:-poll}		# pg_ws.event_loop of every cluster
 WAKEUP_SECONDS=${BENCH_WAKEUP_SECONDS:-10}	# "wakeup": pgbench seconds per load
-SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 4096))}	# prlimit --nofile for the cluster and the client
+# prlimit --nofile for the cluster and the client: the worker needs one per
+# connection (pg_ws.max_connections = subscribers + 200) and about 100 more
+SCALE_NOFILE=${BENCH_SCALE_NOFILE:-$((SCALE_SUBS + 1000))}
 # the delivery parts (delivery, maxrate, rows100)
 BENCH_CLIENT=${BENCH_CLIENT:-ws_fast}	# their subscriber program in bench/: ws_fast (lean, raw epoll) or ws_sub
 CLIENT_LEAN=${BENCH_CLIENT_LEAN:-1}	# 1: the client's --lean (no json-c)
@@ -294,6 +301,21 @@ free_port() {
 }
 
 as_pg() { (cd "$TMP" && runuser -u postgres -- "$@"); }
+
+# tls_settings: the pg_ws settings of a wss:// cluster, with a self-signed
+# P-256 certificate (as a certbot ECDSA one would be), made once
+tls_settings() {
+	if [ ! -f "$TMP/tls/server.crt" ]; then
+		mkdir -p "$TMP/tls"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-days 2 -subj "/CN=127.0.0.1" -keyout "$TMP/tls/server.key" \
+			-out "$TMP/tls/server.crt" >"$TMP/tls/openssl.log" 2>&1 ||
+			{ cat "$TMP/tls/openssl.log" >&2; exit 1; }
+		chown -R postgres: "$TMP/tls"
+		chmod 600 "$TMP/tls/server.key"
+	fi
+	printf "pg_ws.ssl_cert_file = '%s'\npg_ws.ssl_key_file = '%s'\n" "$TMP/tls/server.crt" "$TMP/tls/server.key"
+}
 
 # start_cluster DATADIR LOGFILE PGPORT WSPORT EXTRA_CONF: a throw-away
 # cluster with pg_ws preloaded; every cluster of this script gets the same
@@ -1504,34 +1526,27 @@ fi
 # ---------------------------------------------------------------- scale
 
 if has_part scale; then
-# thousands of idle subscribers on a cluster of its own, whose postmaster
-# (hence the worker) runs with a high limit on open files; the worker raises
-# its soft limit to what pg_ws.max_connections needs
-SC_DATA="$TMP/data_scale"
-SC_LOG="$TMP/server_scale.log"
-SC_PORT=$(free_port)
-SC_WSPORT=$(free_port)
+# idle subscribers by the thousand on clusters of their own, ws:// and then
+# wss://, whose postmaster (hence the worker) runs with a high limit on open
+# files; the worker raises its soft limit to what pg_ws.max_connections needs
 SC_MAXCONN=$((SCALE_SUBS + 200))
-[ "$SC_MAXCONN" -gt 10000 ] && SC_MAXCONN=10000		# pg_ws.max_connections' maximum
-CLUSTER_NOFILE=$SCALE_NOFILE start_cluster "$SC_DATA" "$SC_LOG" "$SC_PORT" "$SC_WSPORT" \
-	"pg_ws.max_connections = $SC_MAXCONN"
-setup_schema "$SC_PORT" >/dev/null
-SC_WORKER=$(worker_pid "$SC_PORT")
-[ -n "$SC_WORKER" ] || { echo "run_bench.sh: the pg_ws worker of the scale cluster is not running" >&2; tail -20 "$SC_LOG" >&2; exit 1; }
+if ! prlimit --nofile="$SCALE_NOFILE:$SCALE_NOFILE" true 2>/dev/null; then
+	echo "run_bench.sh: scale needs a limit of $SCALE_NOFILE open files (BENCH_SCALE_NOFILE) for the worker; this shell's hard limit is $(ulimit -Hn), and raising it needs CAP_SYS_RESOURCE (root outside a container that drops it): lower BENCH_SCALE_SUBS to $(($(ulimit -Hn) - 1000)) or less" >&2
+	exit 1
+fi
 SC_SIZES="$SCALE_SMALL $SCALE_SUBS"
 [ "$SCALE_SMALL" -ge "$SCALE_SUBS" ] && SC_SIZES=$SCALE_SUBS
 LEAN_OPT=()
 [ "$SCALE_LEAN" = 1 ] && LEAN_OPT=(--lean)
+[ "$SCALE_SOURCES" -gt 1 ] && LEAN_OPT+=(--sources "$SCALE_SOURCES")
 HAVE_PERF=0
 [ "$SCALE_PERF" = 1 ] && command -v perf >/dev/null 2>&1 && HAVE_PERF=1
 
-echo "## scale: $SC_SIZES idle subscribers ($BENCH_CLIENT -j $SCALE_PROCS${LEAN_OPT:+ --lean}, --max-pending $SCALE_PENDING), then pgbench --rate $SCALE_RATE -c 1 for ${SCALE_SECONDS}s to all of them"
-echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, postmaster and the client under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")"
-
-# worker_memory_bytes connections subscribers of pg_ws_stats(), as the
-# worker last published them (once a second)
+# worker_memory_bytes connections subscribers culled of pg_ws_stats(), as
+# the worker last published them (once a second); culled: subscribers
+# dropped for falling too far behind
 sc_stats() {
-	psql_at "$SC_PORT" -F ' ' -c "SELECT worker_memory_bytes, connections, subscribers FROM pg_ws_stats()"
+	psql_at "$SC_PORT" -F ' ' -c "SELECT worker_memory_bytes, connections, subscribers, coalesce((drops->>'lagging')::bigint, 0) FROM pg_ws_stats()"
 }
 # wait (up to $2 s) until the worker has published $1 connections
 sc_wait_conns() {
@@ -1545,126 +1560,146 @@ sc_wait_conns() {
 	return 1
 }
 rss_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# the kernel's TCP buffers, host-wide, in kB (/proc/net/sockstat's pages)
+tcp_mem_kb() { awk -v pg="$(getconf PAGESIZE)" '$1 == "TCP:" {for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) * pg / 1024}' /proc/net/sockstat; }
 # log lines of the scale cluster since line $1, minus noise
 sc_log_since() { tail -n +"$(($1 + 1))" "$SC_LOG" | grep -v 'checkpoint\|statement:' || true; }
+us_ms() { awk -v x="$1" 'BEGIN {printf "%.1f", x / 1000}'; }
 
-declare -A C_CONN C_M0 C_M1 C_R0 C_R1 C_A0 C_A1 C_IDLE C_CPU C_OK C_P50 C_P99 C_MAX C_F50 C_F99 C_S50 C_S99 C_SCPU C_ROWS C_MSGS C_PERF
-for n in $SC_SIZES; do
-	psql_at "$SC_PORT" -c "TRUNCATE visit_history"
-	sc_wait_conns 0 30 || true
-	read -r m0 _ _ <<<"$(sc_stats)"
-	r0=$(rss_kb "$SC_WORKER" VmRSS)
-	a0=$(rss_kb "$SC_WORKER" RssAnon)
-	logl=$(wc -l <"$SC_LOG")
-	rm -f "$TMP/sc_ready"
-	ovf0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
-	prlimit --nofile="$SCALE_NOFILE:$SCALE_NOFILE" "$CLIENT" -H 127.0.0.1 -p "$SC_WSPORT" -n "$n" \
-		-j "$SCALE_PROCS" -m "$SCALE_PENDING" "${LEAN_OPT[@]}" -r "$TMP/sc_ready" -E END -q \
-		-t $((SCALE_SECONDS + SCALE_IDLE_SECONDS + 300)) >"$TMP/sc_sub.out" 2>"$TMP/sc_sub.err" &
-	SUB_PID=$!
-	for ((i = 0; i < 1200; i++)); do		# up to 120 s
-		[ -f "$TMP/sc_ready" ] && [ -s "$TMP/sc_ready" ] && break
-		kill -0 "$SUB_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [ ! -s "$TMP/sc_ready" ]; then
-		echo "run_bench.sh: $n subscribers did not connect in 120 s" >&2
-		head -20 "$TMP/sc_sub.err" >&2
-		sc_log_since "$logl" | head -20 >&2
-		exit 1
+declare -A C_CONN C_M0 C_M1 C_R1 C_R0 C_K0 C_K1 C_IDLE C_CPU C_OK C_P50 C_P99 C_MAX C_L99 C_LMAX C_CULL C_SCPU C_ROWS C_MSGS C_PERF
+SC_DONE=""
+for tr in $SCALE_TRANSPORTS; do
+	TLS_OPT=()
+	if [ "$tr" = wss ]; then
+		"$CLIENT" --help 2>&1 | grep -q -- '--tls' || { echo "## scale, wss: skipped ($BENCH_CLIENT has no --tls)"; continue; }
+		TLS_OPT=(--tls)
 	fi
-	conn_s=$(awk '{print $2}' "$TMP/sc_ready")
-	ovf1=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
-	ovf="?"
-	[ -n "$ovf0" ] && [ -n "$ovf1" ] && ovf=$((ovf1 - ovf0))
-	sc_wait_conns "$n" 30 || true
-	read -r m1 conns subsc <<<"$(sc_stats)"
-	r1=$(rss_kb "$SC_WORKER" VmRSS)
-	a1=$(rss_kb "$SC_WORKER" RssAnon)
-	# idle: subscribers connected, no events
-	w0=$(cpu_ticks "$SC_WORKER")
-	sleep "$SCALE_IDLE_SECONDS"
-	w1=$(cpu_ticks "$SC_WORKER")
-	idle=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_IDLE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
-	# the stream
-	perf_pid=""
-	if [ "$HAVE_PERF" = 1 ]; then
-		perf record -q -g -F 499 -p "$SC_WORKER" -o "$TMP/perf_$n.data" -- sleep "$SCALE_SECONDS" \
-			>/dev/null 2>&1 &
-		perf_pid=$!
-		# how many poll() and sendto() calls, to price one poll() over n sockets
-		perf stat -x, -e syscalls:sys_enter_poll,syscalls:sys_enter_sendto -p "$SC_WORKER" \
-			-o "$TMP/perfstat_$n.txt" -- sleep "$SCALE_SECONDS" >/dev/null 2>&1 &
-		perf_pid="$perf_pid $!"
-	fi
-	w0=$(cpu_ticks "$SC_WORKER")
-	PGB_PORT=$SC_PORT run_pgbench "$TMP/pgbench.out" -c 1 -j 1 -R "$SCALE_RATE" \
-		-T "$SCALE_SECONDS" -f "$TMP/insert_ws.sql"
-	w1=$(cpu_ticks "$SC_WORKER")
-	psql_at "$SC_PORT" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
-	for p in $perf_pid; do wait "$p" 2>/dev/null || true; done
-	rc=0
-	wait "$SUB_PID" || rc=$?
-	SUB_PID=""
-	res=$(grep '^RESULT' "$TMP/sc_sub.out" || true)
-	rows=$(psql_at "$SC_PORT" -c "SELECT count(*) FROM visit_history WHERE device_id <> 'END'")
-	msgs=$(field "$res" msgs)
-	ok=yes
-	[ "$rc" = 0 ] && [ "$msgs" = $((rows * n)) ] || ok="NO (rc $rc)"
-	cpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
-	C_CONN[$n]=$conn_s; C_M0[$n]=$m0; C_M1[$n]=$m1; C_R0[$n]=$r0; C_R1[$n]=$r1; C_A0[$n]=$a0; C_A1[$n]=$a1
-	C_IDLE[$n]=$idle; C_CPU[$n]=$cpu; C_OK[$n]=$ok; C_ROWS[$n]=$rows; C_MSGS[$n]=$msgs
-	C_P50[$n]=$(field "$res" p50_us); C_P99[$n]=$(field "$res" p99_us); C_MAX[$n]=$(field "$res" max_us)
-	C_F50[$n]=$(field "$res" first_p50_us); C_F99[$n]=$(field "$res" first_p99_us)
-	C_S50[$n]=$(field "$res" spread_p50_us); C_S99[$n]=$(field "$res" spread_p99_us)
-	C_SCPU[$n]=$(field "$res" cpu_s)
-	printf '  subs %5d  connected in %s s (%.0f/s; listen queue overflows %s, host-wide)  worker reports %s connections, %s subscribers  worker_memory_bytes %s -> %s (%.0f B/conn)  VmRSS %s -> %s kB (%.1f kB/conn)  RssAnon %s -> %s kB\n' \
-		"$n" "$conn_s" "$(awk -v n="$n" -v s="$conn_s" 'BEGIN {print n / s}')" "$ovf" "$conns" "$subsc" "$m0" "$m1" \
-		"$(awk -v a="$m0" -v b="$m1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$r0" "$r1" \
-		"$(awk -v a="$r0" -v b="$r1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$a0" "$a1"
-	printf '  subs %5d  idle worker CPU %s%%  stream: events %d (%.0f/s)  delivered %s/%s %-3s  p50 %s us  p99 %s us  max %s us  first p50/p99 %s/%s us  spread p50/p99 %s/%s us  worker CPU %s%%  client CPU %s s\n' \
-		"$n" "$idle" "$rows" "$(awk -v x="$rows" -v d="$SCALE_SECONDS" 'BEGIN {print x / d}')" "$msgs" $((rows * n)) "$ok" \
-		"${C_P50[$n]}" "${C_P99[$n]}" "${C_MAX[$n]}" "${C_F50[$n]}" "${C_F99[$n]}" "${C_S50[$n]}" "${C_S99[$n]}" \
-		"$cpu" "${C_SCPU[$n]}"
-	if [ "$ok" != yes ] || [ -s "$TMP/sc_sub.err" ]; then
-		sort "$TMP/sc_sub.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn | awk 'n++ < 5 {print "    ws_sub: " $0}' || true
-	fi
-	sc_log_since "$logl" | sed 's/^[^]]*\] //' | sort | uniq -c | sort -rn | awk 'n++ < 8 {print "    server log: " $0}' || true
-	if [ "$HAVE_PERF" = 1 ] && [ -f "$TMP/perf_$n.data" ]; then
-		echo "    perf (worker, ${SCALE_SECONDS}s of the stream, top symbols):"
-		perf report -i "$TMP/perf_$n.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
-			awk '!/^#/ && NF && n++ < 12 {print "      " $0}' || true
-		# inclusive shares of the system calls (kernel call chains)
-		C_PERF[$n]=$(perf report -i "$TMP/perf_$n.data" --children --sort sym --stdio -g none 2>/dev/null |
-			awk '$NF ~ /^__x64_sys_(poll|ppoll|sendto|write|writev|recvfrom|read|epoll_wait)$/ {sub(/__x64_sys_/, "", $NF); printf "%s %s, ", $NF, $1}' | sed 's/, $//' || true)
-		echo "    perf, inclusive per system call: ${C_PERF[$n]}"
-		npoll=$(awk -F, '/sys_enter_poll/ {print $1}' "$TMP/perfstat_$n.txt" 2>/dev/null || true)
-		nsend=$(awk -F, '/sys_enter_sendto/ {print $1}' "$TMP/perfstat_$n.txt" 2>/dev/null || true)
-		pollpct=$(echo "${C_PERF[$n]}" | tr ',' '\n' | awk '$1 == "poll" {sub(/%/, "", $2); print $2}')
-		if [ -n "$npoll" ] && [ -n "$pollpct" ]; then
-			printf '    poll() calls %s (%.0f/s), sendto() calls %s; poll() takes %s%% of the worker = %.0f us per poll() over %d sockets\n' \
-				"$npoll" "$(awk -v x="$npoll" -v d="$SCALE_SECONDS" 'BEGIN {print x / d}')" "$nsend" "$pollpct" \
-				"$(awk -v p="$pollpct" -v c="$cpu" -v d="$SCALE_SECONDS" -v x="$npoll" 'BEGIN {print p / 100 * c / 100 * d / x * 1e6}')" "$n"
+	SC_DATA="$TMP/data_scale_$tr"
+	SC_LOG="$TMP/server_scale_$tr.log"
+	SC_PORT=$(free_port)
+	SC_WSPORT=$(free_port)
+	# durable commits: an event goes out once its commit is flushed, which
+	# with synchronous_commit = off waits for the WAL writer (200 ms)
+	extra="pg_ws.max_connections = $SC_MAXCONN
+fsync = on
+synchronous_commit = on"
+	[ "$tr" = wss ] && extra="$extra
+$(tls_settings)"
+	CLUSTER_NOFILE=$SCALE_NOFILE start_cluster "$SC_DATA" "$SC_LOG" "$SC_PORT" "$SC_WSPORT" "$extra"
+	setup_schema "$SC_PORT" >/dev/null
+	SC_WORKER=$(worker_pid "$SC_PORT")
+	[ -n "$SC_WORKER" ] || { echo "run_bench.sh: the pg_ws worker of the $tr scale cluster is not running" >&2; tail -20 "$SC_LOG" >&2; exit 1; }
+
+	echo "## scale, $tr: $SC_SIZES idle subscribers ($BENCH_CLIENT -j $SCALE_PROCS ${LEAN_OPT[*]} ${TLS_OPT[*]}, --max-pending $SCALE_PENDING), then pgbench --rate $SCALE_RATE -c 1 for ${SCALE_SECONDS}s to all of them"
+	echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, postmaster and the client under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")$([ "$tr" = wss ] && echo "; self-signed P-256 certificate")"
+
+	for n in $SC_SIZES; do
+		k="$tr $n"
+		psql_at "$SC_PORT" -c "TRUNCATE visit_history"
+		sc_wait_conns 0 30 || true
+		read -r m0 _ _ cull0 <<<"$(sc_stats)"
+		r0=$(rss_kb "$SC_WORKER" VmRSS)
+		k0=$(tcp_mem_kb)
+		logl=$(wc -l <"$SC_LOG")
+		rm -f "$TMP/sc_ready"
+		ovf0=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
+		prlimit --nofile="$SCALE_NOFILE:$SCALE_NOFILE" "$CLIENT" -H 127.0.0.1 -p "$SC_WSPORT" -n "$n" \
+			-j "$SCALE_PROCS" -m "$SCALE_PENDING" "${LEAN_OPT[@]}" "${TLS_OPT[@]}" -r "$TMP/sc_ready" -E END -q \
+			-t $((SCALE_SECONDS + SCALE_IDLE_SECONDS + 300)) >"$TMP/sc_sub.out" 2>"$TMP/sc_sub.err" &
+		SUB_PID=$!
+		for ((i = 0; i < 1200; i++)); do		# up to 120 s
+			[ -f "$TMP/sc_ready" ] && [ -s "$TMP/sc_ready" ] && break
+			kill -0 "$SUB_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		if [ ! -s "$TMP/sc_ready" ]; then
+			echo "run_bench.sh: $n subscribers did not connect in 120 s" >&2
+			head -20 "$TMP/sc_sub.err" >&2
+			sc_log_since "$logl" | head -20 >&2
+			exit 1
 		fi
-	fi
+		conn_s=$(awk '{print $2}' "$TMP/sc_ready")
+		ovf1=$(nstat -az TcpExtListenOverflows 2>/dev/null | awk '$1 == "TcpExtListenOverflows" {print $2}' || true)
+		ovf="?"
+		[ -n "$ovf0" ] && [ -n "$ovf1" ] && ovf=$((ovf1 - ovf0))
+		sc_wait_conns "$n" 30 || true
+		read -r m1 conns subsc _ <<<"$(sc_stats)"
+		r1=$(rss_kb "$SC_WORKER" VmRSS)
+		k1=$(tcp_mem_kb)
+		# idle: subscribers connected, no events
+		w0=$(cpu_ticks "$SC_WORKER")
+		sleep "$SCALE_IDLE_SECONDS"
+		w1=$(cpu_ticks "$SC_WORKER")
+		idle=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_IDLE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
+		# the stream
+		perf_pid=""
+		if [ "$HAVE_PERF" = 1 ]; then
+			perf record -q -g -F 499 -p "$SC_WORKER" -o "$TMP/perf.data" -- sleep "$SCALE_SECONDS" \
+				>/dev/null 2>&1 &
+			perf_pid=$!
+		fi
+		w0=$(cpu_ticks "$SC_WORKER")
+		PGB_PORT=$SC_PORT run_pgbench "$TMP/pgbench.out" -c 1 -j 1 -R "$SCALE_RATE" \
+			-T "$SCALE_SECONDS" -f "$TMP/insert_ws.sql"
+		w1=$(cpu_ticks "$SC_WORKER")
+		psql_at "$SC_PORT" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'END')"
+		for p in $perf_pid; do wait "$p" 2>/dev/null || true; done
+		rc=0
+		wait "$SUB_PID" || rc=$?
+		SUB_PID=""
+		res=$(grep '^RESULT' "$TMP/sc_sub.out" || true)
+		rows=$(psql_at "$SC_PORT" -c "SELECT count(*) FROM visit_history WHERE device_id <> 'END'")
+		msgs=$(field "$res" msgs)
+		sleep 1.1						# pg_ws_stats is published once a second
+		read -r _ _ _ cull1 <<<"$(sc_stats)"
+		ok=yes
+		[ "$rc" = 0 ] && [ "$msgs" = $((rows * n)) ] || ok="NO (rc $rc)"
+		cpu=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
+		C_CONN[$k]=$conn_s; C_M0[$k]=$m0; C_M1[$k]=$m1; C_R0[$k]=$r0; C_R1[$k]=$r1; C_K0[$k]=$k0; C_K1[$k]=$k1
+		C_IDLE[$k]=$idle; C_CPU[$k]=$cpu; C_OK[$k]=$ok; C_ROWS[$k]=$rows; C_MSGS[$k]=$msgs; C_CULL[$k]=$((cull1 - cull0))
+		C_P50[$k]=$(field "$res" p50_us); C_P99[$k]=$(field "$res" p99_us); C_MAX[$k]=$(field "$res" max_us)
+		C_L99[$k]=$(field "$res" last_p99_us); C_LMAX[$k]=$(field "$res" last_max_us)
+		C_SCPU[$k]=$(field "$res" cpu_s)
+		SC_DONE="$SC_DONE $tr:$n"
+		printf '  %s %6d  connected in %s s (%.0f/s; listen queue overflows %s, host-wide)  worker reports %s connections, %s subscribers  worker_memory_bytes %s -> %s (%.0f B/conn)  VmRSS %s -> %s kB (%.1f kB/conn)  kernel TCP memory %s -> %s kB (host-wide)\n' \
+			"$tr" "$n" "$conn_s" "$(awk -v n="$n" -v s="$conn_s" 'BEGIN {print n / s}')" "$ovf" "$conns" "$subsc" "$m0" "$m1" \
+			"$(awk -v a="$m0" -v b="$m1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$r0" "$r1" \
+			"$(awk -v a="$r0" -v b="$r1" -v n="$n" 'BEGIN {print (b - a) / n}')" "$k0" "$k1"
+		printf '  %s %6d  idle worker CPU %s%%  stream: events %d (%.0f/s)  delivered %s/%s %-3s culled %s  p50 %s us  p99 %s us  max %s us  each event to its last subscriber: p99 %s us, max %s us  worker CPU %s%%  client CPU %s s\n' \
+			"$tr" "$n" "$idle" "$rows" "$(awk -v x="$rows" -v d="$SCALE_SECONDS" 'BEGIN {print x / d}')" "$msgs" $((rows * n)) "$ok" \
+			"${C_CULL[$k]}" "${C_P50[$k]}" "${C_P99[$k]}" "${C_MAX[$k]}" "${C_L99[$k]}" "${C_LMAX[$k]}" "$cpu" "${C_SCPU[$k]}"
+		if [ "$ok" != yes ] || [ -s "$TMP/sc_sub.err" ]; then
+			sort "$TMP/sc_sub.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn | awk 'n++ < 5 {print "    client: " $0}' || true
+		fi
+		sc_log_since "$logl" | sed 's/^[^]]*\] //' | sort | uniq -c | sort -rn | awk 'n++ < 8 {print "    server log: " $0}' || true
+		if [ "$HAVE_PERF" = 1 ] && [ -f "$TMP/perf.data" ]; then
+			echo "    perf (worker, ${SCALE_SECONDS}s of the stream, top symbols):"
+			perf report -i "$TMP/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+				awk '!/^#/ && NF && n++ < 12 {print "      " $0}' || true
+			rm -f "$TMP/perf.data"
+		fi
+	done
+	# its descriptors and memory back before the next transport's cluster
+	as_pg "$PGBIN/pg_ctl" -D "$SC_DATA" -m fast -w stop >/dev/null
 done
 
 echo
-echo "connect: from the client's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers; idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT."
+echo "connect: from the client's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers, and the kernel's TCP buffers (host-wide, both ends of loopback); idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT; last subscriber: per event, the latency of its last delivery; culled: subscribers pg_ws dropped for lagging."
 echo
-echo "| subscribers | connect time | connects/s | worker memory / conn (malloc) | VmRSS / conn | worker CPU idle | events | delivered | p50 | p99 | max | first p50 / p99 | spread p50 / p99 | worker CPU (stream) | client CPU ($BENCH_CLIENT) |"
-echo "|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
-for n in $SC_SIZES; do
-	printf '| %d | %.2f s | %.0f | %.0f B | %.1f kB | %s%% | %s | %s/%s %s | %.1f ms | %.1f ms | %.1f ms | %.1f / %.1f ms | %.1f / %.1f ms | %s%% | %s s |\n' \
-		"$n" "${C_CONN[$n]}" "$(awk -v n="$n" -v s="${C_CONN[$n]}" 'BEGIN {print n / s}')" \
-		"$(awk -v a="${C_M0[$n]}" -v b="${C_M1[$n]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
-		"$(awk -v a="${C_R0[$n]}" -v b="${C_R1[$n]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
-		"${C_IDLE[$n]}" "${C_ROWS[$n]}" "${C_MSGS[$n]}" $((C_ROWS[$n] * n)) "${C_OK[$n]}" \
-		"$(awk -v x="${C_P50[$n]}" 'BEGIN {print x / 1000}')" "$(awk -v x="${C_P99[$n]}" 'BEGIN {print x / 1000}')" \
-		"$(awk -v x="${C_MAX[$n]}" 'BEGIN {print x / 1000}')" \
-		"$(awk -v x="${C_F50[$n]}" 'BEGIN {print x / 1000}')" "$(awk -v x="${C_F99[$n]}" 'BEGIN {print x / 1000}')" \
-		"$(awk -v x="${C_S50[$n]}" 'BEGIN {print x / 1000}')" "$(awk -v x="${C_S99[$n]}" 'BEGIN {print x / 1000}')" \
-		"${C_CPU[$n]}" "${C_SCPU[$n]}"
+echo "| transport | subscribers | connect time | worker memory / conn (malloc) | VmRSS / conn | kernel TCP memory / conn | worker CPU idle | events | delivered | culled | p50 | p99 | each event to its last subscriber, p99 / max | worker CPU (stream) | client CPU ($BENCH_CLIENT) |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|"
+for d in $SC_DONE; do
+	tr=${d%%:*}
+	n=${d#*:}
+	k="$tr $n"
+	printf '| %s | %d | %.2f s | %.0f B | %.1f kB | %.1f kB | %s%% | %s | %s/%s %s | %s | %s ms | %s ms | %s / %s ms | %s%% | %s s |\n' \
+		"$tr" "$n" "${C_CONN[$k]}" \
+		"$(awk -v a="${C_M0[$k]}" -v b="${C_M1[$k]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
+		"$(awk -v a="${C_R0[$k]}" -v b="${C_R1[$k]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
+		"$(awk -v a="${C_K0[$k]}" -v b="${C_K1[$k]}" -v n="$n" 'BEGIN {print (b - a) / n}')" \
+		"${C_IDLE[$k]}" "${C_ROWS[$k]}" "${C_MSGS[$k]}" $((C_ROWS[$k] * n)) "${C_OK[$k]}" "${C_CULL[$k]}" \
+		"$(us_ms "${C_P50[$k]}")" "$(us_ms "${C_P99[$k]}")" "$(us_ms "${C_L99[$k]}")" "$(us_ms "${C_LMAX[$k]}")" \
+		"${C_CPU[$k]}" "${C_SCPU[$k]}"
 done
 echo
 fi
@@ -1683,9 +1718,10 @@ for n in $DL_SUBS $MR_SUBS $R100_SUBS $(has_part filtered && echo "$FI_SUBS"); d
 	[ "$n" -gt "$DL_MAXSUBS" ] && DL_MAXSUBS=$n
 done
 # a set still closing may overlap the next (dl_wait_idle waits for it)
-DL_MAXCONN=$((2 * DL_MAXSUBS + 200))
-[ "$DL_MAXCONN" -gt 10000 ] && DL_MAXCONN=10000		# pg_ws.max_connections' maximum
 DL_NOFILE=${BENCH_DELIVERY_NOFILE:-$((2 * DL_MAXSUBS + 4096))}
+DL_MAXCONN=$((2 * DL_MAXSUBS + 200))
+# no more than the worker's descriptors can serve
+[ "$DL_MAXCONN" -gt $((DL_NOFILE - 300)) ] && DL_MAXCONN=$((DL_NOFILE - 300))
 CLIENT_HAS_TLS=0
 "$CLIENT" --help 2>&1 | grep -q -- '--tls' && CLIENT_HAS_TLS=1
 
@@ -1697,19 +1733,8 @@ dl_cluster() {
 	p=$(free_port)
 	wp=$(free_port)
 	extra="pg_ws.max_connections = $DL_MAXCONN"
-	if [ "$tr" = wss ]; then
-		# a self-signed P-256 certificate, as a certbot ECDSA one would be
-		mkdir -p "$TMP/tls"
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-days 2 -subj "/CN=127.0.0.1" -keyout "$TMP/tls/server.key" \
-			-out "$TMP/tls/server.crt" >"$TMP/tls/openssl.log" 2>&1 ||
-			{ cat "$TMP/tls/openssl.log" >&2; exit 1; }
-		chown -R postgres: "$TMP/tls"
-		chmod 600 "$TMP/tls/server.key"
-		extra="$extra
-pg_ws.ssl_cert_file = '$TMP/tls/server.crt'
-pg_ws.ssl_key_file = '$TMP/tls/server.key'"
-	fi
+	[ "$tr" = wss ] && extra="$extra
+$(tls_settings)"
 	DLC_LOG[$tr]="$TMP/server_delivery_$tr.log"
 	CLUSTER_NOFILE=$DL_NOFILE start_cluster "$d" "${DLC_LOG[$tr]}" "$p" "$wp" "$extra"
 	setup_schema "$p" >/dev/null

@@ -1243,6 +1243,30 @@ on_connected(Sub *s)
 	tls_step(s);
 }
 
+/*
+ * --sources: bind subscriber s to 127.0.0.(1 + index mod N) before its
+ * connect.  One source address has the ephemeral ports (32768-60999) for
+ * about 28,000 connections to the server's one address and port; the port
+ * is picked at connect(), per destination (IP_BIND_ADDRESS_NO_PORT).
+ */
+static int
+bind_source(Sub *s)
+{
+	struct sockaddr_in src;
+	int			one = 1;
+
+	if (server_addr.ss_family != AF_INET)
+	{
+		errno = EAFNOSUPPORT;
+		return -1;
+	}
+	memset(&src, 0, sizeof(src));
+	src.sin_family = AF_INET;
+	src.sin_addr.s_addr = htonl(0x7f000001 + (uint32_t) (s->index % opt_sources));
+	setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	return bind(s->fd, (struct sockaddr *) &src, sizeof(src));
+}
+
 static void
 start_connects(void)
 {
@@ -1263,6 +1287,11 @@ start_connects(void)
 			continue;
 		}
 		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (opt_sources > 1 && bind_source(s) != 0)
+		{
+			sub_fail(s, strerror(errno));
+			continue;
+		}
 		e.events = EPOLLOUT;
 		e.data.ptr = s;
 		s->events = EPOLLOUT;
@@ -1631,6 +1660,7 @@ main(int argc, char **argv)
 	double		cpu_s;
 	int64_t    *first;
 	int64_t    *spread;
+	int64_t    *last;
 	size_t		nev = 0;
 	struct addrinfo hints;
 	struct addrinfo *ai;
@@ -1717,7 +1747,8 @@ main(int argc, char **argv)
 		qsort(over, nover, sizeof(*over), cmp_i64);
 	first = malloc((nevents + 1) * sizeof(int64_t));
 	spread = malloc((nevents + 1) * sizeof(int64_t));
-	if (first == NULL || spread == NULL)
+	last = malloc((nevents + 1) * sizeof(int64_t));
+	if (first == NULL || spread == NULL || last == NULL)
 	{
 		fprintf(stderr, "ws_fast: out of memory\n");
 		return 1;
@@ -1727,10 +1758,12 @@ main(int argc, char **argv)
 		{
 			first[nev] = evtab[i].min;
 			spread[nev] = evtab[i].max - evtab[i].min;
+			last[nev] = evtab[i].max;
 			nev++;
 		}
 	qsort(first, nev, sizeof(int64_t), cmp_i64);
 	qsort(spread, nev, sizeof(int64_t), cmp_i64);
+	qsort(last, nev, sizeof(int64_t), cmp_i64);
 	if (opt_samples)
 	{
 		FILE	   *f = fopen(opt_samples, "w");
@@ -1768,6 +1801,8 @@ main(int argc, char **argv)
 				   pct(first, nev, 50), pct(first, nev, 99), first[nev - 1], nev);
 			printf("spread (last-first) p50 %" PRId64 "  p99 %" PRId64 "  max %" PRId64 "\n",
 				   pct(spread, nev, 50), pct(spread, nev, 99), spread[nev - 1]);
+			printf("last delivery    p50 %" PRId64 "  p99 %" PRId64 "  max %" PRId64 "\n",
+				   pct(last, nev, 50), pct(last, nev, 99), last[nev - 1]);
 		}
 		printf("positions        seq %" PRIu64 " .. %" PRIu64 ", epoch %s, %" PRIu64 " not increasing, %" PRIu64 " resync_required\n",
 			   tot.first_seq, tot.last_seq, tot.epoch[0] ? tot.epoch : "-",
@@ -1782,6 +1817,7 @@ main(int argc, char **argv)
 		   " p90_us=%" PRId64 " p99_us=%" PRId64 " max_us=%" PRId64
 		   " events=%zu first_p50_us=%" PRId64 " first_p99_us=%" PRId64
 		   " spread_p50_us=%" PRId64 " spread_p99_us=%" PRId64
+		   " last_p50_us=%" PRId64 " last_p99_us=%" PRId64 " last_max_us=%" PRId64
 		   " cpu_s=%.2f timeout=%d done_s=%.3f first_seq=%" PRIu64
 		   " last_seq=%" PRIu64 " epoch=%s seq_backwards=%" PRIu64
 		   " resync=%" PRIu64 " connect_s=%.3f bytes=%" PRIu64
@@ -1793,6 +1829,7 @@ main(int argc, char **argv)
 		   tot.nsamples ? lat_at(tot.nsamples) : -1,
 		   nev, pct(first, nev, 50), pct(first, nev, 99),
 		   pct(spread, nev, 50), pct(spread, nev, 99),
+		   pct(last, nev, 50), pct(last, nev, 99), nev ? last[nev - 1] : -1,
 		   cpu_s, tot.timed_out,
 		   tot.done_us ? (tot.done_us - start_us) / 1e6 : -1.0,
 		   tot.first_seq, tot.last_seq, tot.epoch[0] ? tot.epoch : "-",

@@ -816,9 +816,9 @@ main(int argc, char **argv)
 							 "                        expired, for another host name) accepted\n");
 	if (rc >= 0)
 		return rc;
-	if (opt_deflate)
+	if (opt_deflate || opt_sources > 1)
 	{
-		fprintf(stderr, "ws_sub: --deflate is ws_fast's\n");
+		fprintf(stderr, "ws_sub: --deflate and --sources are ws_fast's\n");
 		return 1;
 	}
 
