@@ -95,6 +95,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 const char *const pgws_table_kind_names[PGWS_NUM_TABLE_KINDS] = {
@@ -1407,42 +1408,95 @@ pg_ws_unwatch(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(watched);
 }
 
+/* a column of pg_ws_watched (every version has those asked for here) */
+static AttrNumber
+catalog_attnum(Oid catalog, const char *column)
+{
+	AttrNumber	att = get_attnum(catalog, column);
+
+	if (att == InvalidAttrNumber)
+		elog(ERROR, "pg_ws: pg_ws_watched has no column \"%s\"", column);
+	return att;
+}
+
 /*
  * Error if a watched 'row' table makes events of this name: whoever may
  * call pg_ws_send() may send application events, not forge a table's.
  * The names are the stored ones, which a rename does not change.
- * pg_ws_send() calls this; it reads pg_ws_watched once per call.
+ *
+ * pg_ws_send() calls this for every event, so it costs a name that ends
+ * in none of the three suffixes nothing, and reads pg_ws_watched (a few
+ * rows) with a plain scan otherwise: a query through SPI, parsed and
+ * planned on each call, took more of pg_ws_send() than all the rest.  The
+ * scan sees what the calling statement sees (its active snapshot), as that
+ * query did.
  */
 void
 pgws_check_not_table_event(const char *name, int len)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	char	   *query;
+	static const char *const suffixes[] = {"_create", "_update", "_delete"};
+	const int	suffix_len = 7;
+	int			prefix_len = len - suffix_len;
+	Oid			catalog;
+	Relation	rel;
+	TupleDesc	desc;
+	AttrNumber	relation_att,
+				kind_att,
+				prefix_att;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			forged = InvalidOid;
+	int			i;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	args[0] = PointerGetDatum(cstring_to_text_with_len(name, len));
-	query = psprintf("SELECT w.relation::pg_catalog.text FROM %s w "
-					 "WHERE w.kind OPERATOR(pg_catalog.=) 'row' AND $1 OPERATOR(pg_catalog.=) ANY "
-					 "(ARRAY[pg_catalog.concat(w.event_prefix, '_create'), "
-					 "pg_catalog.concat(w.event_prefix, '_update'), "
-					 "pg_catalog.concat(w.event_prefix, '_delete')])",
-					 watched_catalog_name());
-	read_catalog(query, 1, argtypes, args, 1);
-	if (SPI_processed > 0)
+	if (prefix_len < 1)
+		return;
+	for (i = 0; i < lengthof(suffixes); i++)
+		if (memcmp(name + prefix_len, suffixes[i], suffix_len) == 0)
+			break;
+	if (i == lengthof(suffixes))
+		return;
+
+	catalog = get_relname_relid("pg_ws_watched", pg_ws_extension_schema());
+	if (!OidIsValid(catalog))
+		elog(ERROR, "pg_ws: pg_ws_watched not found");
+	rel = table_open(catalog, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	relation_att = catalog_attnum(catalog, "relation");
+	kind_att = catalog_attnum(catalog, "kind");
+	prefix_att = catalog_attnum(catalog, "event_prefix");
+	scan = systable_beginscan(rel, InvalidOid, false,
+							  ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot(),
+							  0, NULL);
+	while ((tuple = systable_getnext(scan)) != NULL)
 	{
-		char	   *table = pstrdup(SPI_getvalue(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1));
+		bool		isnull;
+		Datum		kind = heap_getattr(tuple, kind_att, desc, &isnull);
+		Datum		prefix;
+		text	   *p;
 
-		SPI_finish();
+		if (isnull || strcmp(TextDatumGetCString(kind), "row") != 0)
+			continue;
+		prefix = heap_getattr(tuple, prefix_att, desc, &isnull);
+		if (isnull)
+			continue;
+		p = DatumGetTextPP(prefix);
+		if (VARSIZE_ANY_EXHDR(p) == prefix_len &&
+			memcmp(VARDATA_ANY(p), name, prefix_len) == 0)
+		{
+			forged = DatumGetObjectId(heap_getattr(tuple, relation_att, desc, &isnull));
+			break;
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (OidIsValid(forged))
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
-				 errmsg("pg_ws event name \"%.*s\" is the watched table %s's", len, name, table),
+				 errmsg("pg_ws event name \"%.*s\" is the watched table %s's", len, name,
+						DatumGetCString(DirectFunctionCall1(regclassout,
+															ObjectIdGetDatum(forged)))),
 				 errdetail("Subscribers trust a table's events to be its rows' changes."),
 				 errhint("Choose another name for the application's event.")));
-	}
-	SPI_finish();
 }
 
 /*
