@@ -75,7 +75,7 @@
  * still behind (from the WAL or from the log) is written to only in its
  * turn: when libwebsockets calls it writable it lines up, and each pass of
  * the worker's event loop gives a few turns to those that have waited
- * longest (pgws_broadcast_give_turns), so a storm of resumers costs the
+ * longest (pgws_broadcast_before_pass), so a storm of resumers costs the
  * live stream at most a slice of a pass.  A resumer lines up only from a
  * writable callback, so one in line has taken everything it was sent:
  * waiting for its turn is progress as far as culling goes.
@@ -293,6 +293,8 @@ static TimeLineID epoch_labelled_tli = 0;	/* ... this one */
 
 /* the queue holds messages from released_idx on, until all have them */
 static uint64 released_idx = 0;
+/* a subscriber closed since trim_log() last ran (pgws_subscriber_close) */
+static bool closed_since_trim = false;
 
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;	/* those waiting to catch up too */
@@ -1437,14 +1439,20 @@ pgws_broadcast_check_progress(TimestampTz now)
 }
 
 /*
- * Before each pass of the event loop: give the next resumers in line their
- * turns, so that this pass hands them at most TURNS_PER_PASS turns' worth
- * (turns given before and not used yet count).  The one who has waited
- * longest goes first.
+ * Before each pass of the event loop: free what the subscribers that
+ * closed in the last pass held (the log, room in the queue), once for all
+ * of them; and give the next resumers in line their turns, so that this
+ * pass hands them at most TURNS_PER_PASS turns' worth (turns given before
+ * and not used yet count).  The one who has waited longest goes first.
  */
 void
-pgws_broadcast_give_turns(void)
+pgws_broadcast_before_pass(void)
 {
+	if (closed_since_trim)
+	{
+		closed_since_trim = false;
+		trim_log();
+	}
 	while (nturns_given < TURNS_PER_PASS && !dlist_is_empty(&turn_line))
 	{
 		PgWsConn   *conn = dlist_container(PgWsConn, sub.turn_node,
@@ -2431,5 +2439,11 @@ pgws_subscriber_close(PgWsConn *conn)
 	if (nsubscribers == 0)
 		pgws_queue_want_wakeups(false);
 	conn->sub.subscribed = false;
-	trim_log();
+
+	/*
+	 * What it held is freed before the next pass: trimming here, a walk of
+	 * every subscriber, made 19,000 subscribers that left at once (a
+	 * network blip, a proxy restarting) cost the worker 19,000 walks.
+	 */
+	closed_since_trim = true;
 }

@@ -408,7 +408,7 @@ extern void pgws_subscriber_close(PgWsConn *conn);
 extern void pgws_subscriber_grant_renewed(PgWsConn *conn);
 extern uint64 pgws_subscriber_pending_bytes(PgWsConn *conn);
 extern void pgws_broadcast_check_progress(TimestampTz now);
-extern void pgws_broadcast_give_turns(void);
+extern void pgws_broadcast_before_pass(void);
 extern bool pgws_broadcast_resume_reads_wal(uint64 since, bool epoch_matches);
 extern int	pgws_broadcast_wal_resumes_from(const PgWsPeerKey *key);
 

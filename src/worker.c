@@ -1290,8 +1290,8 @@ pg_ws_worker_main(Datum main_arg)
 		if (!PostmasterIsAlive())
 			proc_exit(1);
 
-		/* what resumers may be handed in this pass (broadcast.c) */
-		pgws_broadcast_give_turns();
+		/* what closed subscribers held; what resumers may be handed */
+		pgws_broadcast_before_pass();
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		service_once();
 		pgstat_report_wait_end();
