@@ -13,8 +13,11 @@
 # BENCH_AB_RATE (10) single-row commits for BENCH_AB_SECONDS (10) to all of
 # them.  Per round: the worker's CPU per delivered message (utime + stime
 # of the worker over the stream, over the messages), commit-to-receive p50
-# and p99, and the p99 of each event's last delivery.  Loopback only; the
-# cluster is stopped and removed when it ends.
+# and p99, and the p99 of each event's last delivery.  With
+# BENCH_AB_MODE=drop, no stream: the worker's CPU while the N connect, and
+# while they all leave at once (the clients killed, as a network blip or a
+# proxy's restart would), until pg_ws_stats shows no connection.  Loopback
+# only; the cluster is stopped and removed when it ends.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +28,7 @@ SUBS=${BENCH_AB_SUBS:-9000}
 RATE=${BENCH_AB_RATE:-10}
 SECONDS_=${BENCH_AB_SECONDS:-10}
 ROUNDS=${BENCH_AB_ROUNDS:-2}
+MODE=${BENCH_AB_MODE:-stream}	# stream or drop
 NOFILE=$((SUBS + 1000))
 [ -x "$HERE/ws_fast" ] || make -s -C "$HERE" ws_fast >/dev/null
 
@@ -64,7 +68,11 @@ field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 echo "# pg_ws A/B of the live fan-out  $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# A: $A ($(md5sum <"$("$A/pg_config" --pkglibdir)/pg_ws.so" | cut -c1-12))"
 echo "# B: $B ($(md5sum <"$("$B/pg_config" --pkglibdir)/pg_ws.so" | cut -c1-12))"
-echo "# $SUBS subscribers (ws_fast -j 4 --lean), pgbench --rate $RATE for ${SECONDS_}s, fsync and synchronous_commit on, libev"
+if [ "$MODE" = drop ]; then
+	echo "# $SUBS subscribers (ws_fast -j 4 --lean) connect, then all leave at once; libev"
+else
+	echo "# $SUBS subscribers (ws_fast -j 4 --lean), pgbench --rate $RATE for ${SECONDS_}s, fsync and synchronous_commit on, libev"
+fi
 first=1
 for ((round = 1; round <= ROUNDS; round++)); do
 	for v in A B; do
@@ -78,6 +86,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			first=0
 		fi
 		rm -f "$TMP/ready"
+		worker=$(psql_ "$bin" "SELECT worker_pid FROM pg_ws_stats")
+		c0=$(ticks "$worker")
 		prlimit --nofile="$NOFILE:$NOFILE" "$HERE/ws_fast" -H 127.0.0.1 -p "$WSPORT" -n "$SUBS" -j 4 -m 25 \
 			--lean -r "$TMP/ready" -E END -q -t 300 >"$TMP/sub.out" 2>"$TMP/sub.err" &
 		sub=$!
@@ -86,8 +96,24 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			sleep 0.1
 		done
 		[ -s "$TMP/ready" ] || { echo "ab_fanout.sh: $SUBS subscribers did not connect in 60 s" >&2; exit 1; }
+		c1=$(ticks "$worker")
 		sleep 2
-		worker=$(psql_ "$bin" "SELECT worker_pid FROM pg_ws_stats")
+		if [ "$MODE" = drop ]; then
+			d0=$(ticks "$worker")
+			s0=$(date +%s.%N)
+			kill -9 "$sub"
+			pkill -9 -f "ws_fast -H 127.0.0.1 -p $WSPORT " || true
+			wait "$sub" 2>/dev/null || true
+			until [ "$(psql_ "$bin" "SELECT connections FROM pg_ws_stats")" = 0 ]; do sleep 0.1; done
+			d1=$(ticks "$worker")
+			printf 'round %d %s: connect %s s, worker %.2f s; all leave: worker %.2f s (gone from pg_ws_stats, published once a second, after %.1f s)\n' \
+				"$round" "$v" "$(cut -d' ' -f2 "$TMP/ready")" "$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}')" \
+				"$(awk -v t=$((d1 - d0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {print t / hz}')" \
+				"$(echo "$(date +%s.%N) - $s0" | bc)"
+			runuser -u postgres -- "$bin/pg_ctl" -D "$TMP/data" -w stop >/dev/null
+			RUNNING=""
+			continue
+		fi
 		t0=$(ticks "$worker")
 		"$bin/pgbench" -n -h "$TMP" -p "$PGPORT" -U postgres -c 1 -R "$RATE" -T "$SECONDS_" \
 			-f "$TMP/insert.sql" postgres >/dev/null 2>&1
