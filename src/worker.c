@@ -993,33 +993,27 @@ connection_vhost(void)
 }
 
 /*
- * Raise our soft limit on open descriptors to what pg_ws.max_connections
- * needs (every served socket, the refusal slots and our own), up to the
- * hard limit, so that the connection past the limit gets a clean 503
- * rather than a failed accept().  Says so when the hard limit is too low.
+ * Say so when the hard limit on open descriptors is below what
+ * pg_ws.max_connections needs (every served socket, the refusal slots and
+ * our own): the connections past it will be refused when accepted, not
+ * answered with a clean 503.  server_start() sets the soft limit.
  */
 static void
-raise_fd_limit(void)
+check_fd_limit(void)
 {
 	struct rlimit rlim;
 	rlim_t		need = (rlim_t) pgws_max_connections + PGWS_REFUSAL_SLOTS + FD_RESERVE;
 
-	if (getrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_cur >= need)
+	if (getrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_max >= need)
 		return;
-	rlim.rlim_cur = Min(need, rlim.rlim_max);
-	if (setrlimit(RLIMIT_NOFILE, &rlim) != 0 || rlim.rlim_cur < need)
-		ereport(LOG,
-				(errmsg("pg_ws could not raise its limit on open files to %llu for pg_ws.max_connections = %d",
-						(unsigned long long) need, pgws_max_connections),
-				 errdetail("The hard limit is %llu; connections beyond about %llu will be refused when they are accepted.",
-						   (unsigned long long) rlim.rlim_max,
-						   (unsigned long long) (rlim.rlim_max > FD_RESERVE ?
-												 rlim.rlim_max - FD_RESERVE : 0)),
-				 errhint("Raise the hard limit on open files of the PostgreSQL server (ulimit -n, LimitNOFILE).")));
-	else
-		ereport(DEBUG1,
-				(errmsg_internal("pg_ws raised its limit on open files to %llu",
-								 (unsigned long long) rlim.rlim_cur)));
+	ereport(LOG,
+			(errmsg("pg_ws could not raise its limit on open files to %llu for pg_ws.max_connections = %d",
+					(unsigned long long) need, pgws_max_connections),
+			 errdetail("The hard limit is %llu; connections beyond about %llu will be refused when they are accepted.",
+					   (unsigned long long) rlim.rlim_max,
+					   (unsigned long long) (rlim.rlim_max > FD_RESERVE ?
+											 rlim.rlim_max - FD_RESERVE : 0)),
+			 errhint("Raise the hard limit on open files of the PostgreSQL server (ulimit -n, LimitNOFILE).")));
 }
 
 /*
@@ -1036,7 +1030,7 @@ warn_fd_table(void)
 
 	if (need <= fd_table_size || warned_for == pgws_max_connections ||
 		(getrlimit(RLIMIT_NOFILE, &rlim) == 0 && rlim.rlim_max <= (rlim_t) fd_table_size))
-		return;					/* the hard limit is the bound: raise_fd_limit() said so */
+		return;					/* the hard limit is the bound: check_fd_limit() said so */
 	warned_for = pgws_max_connections;
 	ereport(LOG,
 			(errmsg("pg_ws serves at most about %d connections until its worker starts again, not pg_ws.max_connections = %d",
@@ -1082,12 +1076,35 @@ server_start(void)
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, log_lws);
 
-	raise_fd_limit();
+	check_fd_limit();
 	/* libwebsockets sizes its descriptor tables by this, once */
 	fd_table_size = Max(pgws_max_connections, MIN_TABLE_CONNECTIONS) +
 		PGWS_REFUSAL_SLOTS + FD_RESERVE;
-	if (getrlimit(RLIMIT_NOFILE, &rlim) == 0 && rlim.rlim_max < (rlim_t) fd_table_size)
-		fd_table_size = (int) rlim.rlim_max;
+	if (getrlimit(RLIMIT_NOFILE, &rlim) == 0)
+	{
+		if (rlim.rlim_max < (rlim_t) fd_table_size)
+			fd_table_size = (int) rlim.rlim_max;
+
+		/*
+		 * libwebsockets finds a socket's connection in a table indexed by
+		 * descriptor, as large as our soft limit, unless told to make it
+		 * smaller (fd_limit_per_thread below that limit): then it searches
+		 * the table from the start for every event, accept and close.  A
+		 * server started with a soft limit above the table (systemd's
+		 * LimitNOFILE, a container's 1048576) made a connect cost 2.5 times
+		 * and a close 3 times what they do: the soft limit is the table's
+		 * size, lowered or raised to it, so that the table is an index.
+		 */
+		if (rlim.rlim_cur != (rlim_t) fd_table_size)
+		{
+			rlim.rlim_cur = (rlim_t) fd_table_size;
+			if (setrlimit(RLIMIT_NOFILE, &rlim) != 0)
+				ereport(WARNING,
+						(errcode_for_file_access(),
+						 errmsg("pg_ws could not set its limit on open files to %d: %m",
+								fd_table_size)));
+		}
+	}
 
 	pgws_conn_init();
 	public_protocols[0].per_session_data_size = pgws_conn_size();
@@ -1171,7 +1188,7 @@ server_start(void)
 static void
 server_reconfigure(void)
 {
-	raise_fd_limit();
+	/* descriptors past the tables would be refused: the limit stays */
 	warn_fd_table();
 	tls_reconfigure();			/* wss:// glue */
 	if (bound_port == pgws_port &&
