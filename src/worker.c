@@ -1189,6 +1189,7 @@ static void
 server_reconfigure(void)
 {
 	/* descriptors past the tables would be refused: the limit stays */
+	check_fd_limit();
 	warn_fd_table();
 	tls_reconfigure();			/* wss:// glue */
 	if (bound_port == pgws_port &&
