@@ -34,8 +34,10 @@ NOFILE=$((SUBS + 1000))
 
 TMP=$(mktemp -d /tmp/pg_ws_ab.XXXXXX)
 chown postgres: "$TMP"
-PGPORT=$((20000 + RANDOM % 20000))
-WSPORT=$((PGPORT + 1))
+# free ports, as wal_profile.sh finds them: a random pair could be taken
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PGPORT=$(free_port)
+WSPORT=$(free_port)
 RUNNING=""
 cleanup() {
 	[ -n "$RUNNING" ] && runuser -u postgres -- "$RUNNING/pg_ctl" -D "$TMP/data" -m immediate -w stop >/dev/null 2>&1
