@@ -34,6 +34,10 @@ and a window of frames for its riders.
      reader before it has read that far (the window holds fewer events
      than lie between them): it gets exactly the events after its own
      position, none before;
+  i. commits while 40 resumers take their turns: the subscriber that is
+     up to date gets them as they come (between two resumers' turns, not
+     after the worker's pass), and it and every resumer get exactly their
+     events, in order (it adds events of its own: only g follows);
   g. 1,000 rounds of a resumer that connects, reads a little and goes:
      the heap is back at its baseline (last: it adds events of its own).
 
@@ -218,6 +222,41 @@ async def test_rounds(ctx):
     after = await poll('the heap back at its baseline', lambda: _heap_near(conn, base, 2 * MB),
                        timeout=30)
     return '1000 rounds: base %d, after +%d bytes' % (base, after - base)
+
+
+async def test_live_between_turns(ctx):
+    """i. Commits while 40 resumers take their turns: exactly their events
+    to the subscriber that is up to date and to each resumer."""
+    await setup_big(ctx)
+    conn = await ctx.aconn()
+    live = await ctx.sub()
+    await asql(conn, "INSERT INTO employee (id, first_name, last_name) VALUES (950000, 's', 's')")
+    start = (await live.expect(1, 30, 'the start'))[0]
+    await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
+                     " SELECT g, 'x', 'y' FROM generate_series(1000001, %d) g" % (1000000 + BIG))
+    await live.wait_until(lambda m: len(m) >= 1 + BIG, 60, 'the batch, live')
+    subs = await asyncio.gather(*[ctx.sub(resume_path(start)) for _ in range(40)])
+    # one event per transaction while the resumers are handed the batch
+    behind = []
+    for k in range(200):
+        await asql(conn, "INSERT INTO employee (id, first_name, last_name)"
+                         " VALUES (%d, 'l', 'l')" % (980000 + k))
+        behind.append([len(sub.msgs) < BIG for sub in subs].count(True))
+    await live.wait_until(lambda m: len(m) >= 1 + BIG + 200, 60, 'the live subscriber')
+    after = live.msgs[1:]
+    for sub in subs:
+        await sub.wait_until(lambda m: len(m) >= len(after), 180, 'a resumer')
+    await asyncio.sleep(0.3)
+    check(len(live.msgs) == 1 + BIG + 200 and
+          all(json.loads(m)['data']['id'] == 980000 + k for k, m in enumerate(after[-200:])),
+          'the live subscriber: %d messages, the last 200 not the commits in order'
+          % len(live.msgs))
+    for k, sub in enumerate(subs):
+        check(sub.msgs == after, 'resumer %d: %d messages, the live subscriber got %d'
+              % (k, len(sub.msgs), len(after)))
+    return '40 resumers and the live subscriber got exactly their events; resumers still' \
+           ' in the batch after the first, 100th and last commit: %d, %d, %d' \
+           % (behind[0], behind[99], behind[-1])
 
 
 def worker_read(pid):
@@ -415,6 +454,8 @@ TESTS = [
      test_per_address, 90),
     ('(h) a resumer joins a reader that has not reached its position yet: exactly its events',
      test_join_ahead, 240),
+    ('(i) commits while 40 resumers take their turns: exactly their events to the live'
+     ' subscriber and each resumer', test_live_between_turns, 240),
     ('(g) 1,000 rounds of a resumer that reads a little: the heap comes back to its baseline',
      test_rounds, 180),
 ]
