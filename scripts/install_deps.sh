@@ -69,6 +69,7 @@ TEST_TOOLS=(
 	debhelper postgresql-server-dev-all		# make deb: dpkg-buildpackage, pg_buildext
 	lintian									# test_deb.py checks the packages
 	patroni etcd-server haproxy				# test_cluster.py: Patroni, its store, a balancer; test_sse.py: a proxy
+	nginx									# test_sse.py: the README's nginx server block in front of /ws/ and /events
 	python3-etcd							# Patroni's etcd3 store (13 and testing satisfy its dependency with consul)
 )
 # the JavaScript client's (clients/js): Node 20.10 or later, and npm, which
@@ -83,7 +84,7 @@ esac
 # daemons those packages start on a machine run by systemd, which no test
 # uses (test_cluster.py starts its own on free ports): stopped and disabled
 # when they are installed here, so that nothing is left listening
-UNUSED_SERVICES=(etcd.service haproxy.service)
+UNUSED_SERVICES=(etcd.service haproxy.service nginx.service)
 
 mode=all always= print= simulate=
 for arg in "$@"; do
@@ -190,7 +191,7 @@ rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" -eq 0 ] || failed "apt-get install"
 case " ${missing[*]} " in
-	*" etcd-server "*|*" haproxy "*)
+	*" etcd-server "*|*" haproxy "*|*" nginx "*)
 		if command -v systemctl >/dev/null &&
 			[ "$(systemctl is-system-running 2>/dev/null)" != offline ]; then
 			systemctl disable --now "${UNUSED_SERVICES[@]}" >>"$LOG" 2>&1 || true

@@ -8,9 +8,10 @@ Last-Event-ID (across a worker restart) or ?since= with no gap and no
 double, resync_required included; take ?events=, ?filter=, tokens by
 ?token=, header and cookie, and be refused as /ws/ is (401, 403, 503),
 with the HTTP statuses; get heartbeat comments while quiet; be culled
-when it stops reading; and work through curl -N, HAProxy and headless
-Chromium's own EventSource, which must reconnect after a worker restart
-and resume exactly.
+when it stops reading; and work through curl -N, HAProxy, nginx (the
+README's server block, /ws/ through it too) and headless Chromium's own
+EventSource, which must reconnect after a worker restart and resume
+exactly.
 
 Clusters (harness.ClusterKinds):
     main     anonymous, pg_ws.allowed_origins = the browser page's origin,
@@ -23,10 +24,14 @@ Run as root: /usr/bin/python3 test/e2e/test_sse.py   (TAP output)
 """
 
 import asyncio
+import datetime
+import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -36,9 +41,13 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jwt_tools as jt  # noqa: E402
 import rawws  # noqa: E402
-from harness import (Cluster, ClusterKinds, Ctx, Fail, asql, check,  # noqa: E402
-                     free_port, ident, poll, position, restart_worker,
-                     resume_path, run_tap, short)
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+from harness import (Cluster, ClusterKinds, Ctx, Fail, Subscriber,  # noqa: E402
+                     asql, check, free_port, ident, poll, position,
+                     restart_worker, resume_path, run_tap, short, ws_connect)
 import test_browser  # noqa: E402
 from test_browser import CHROMIUM, PAGE_ORIGIN, Browser, PageServer  # noqa: E402
 
@@ -115,10 +124,12 @@ class SseStream:
         self.task = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, port, path='/events', headers=(), host='127.0.0.1'):
-        """Send the request; the stream if it was answered 200, else
-        (status, headers, body) of the refusal."""
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+    async def open(cls, port, path='/events', headers=(), host='127.0.0.1', ssl=None):
+        """Send the request (over TLS with the ssl context given); the stream
+        if it was answered 200, else (status, headers, body) of the
+        refusal."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ssl), 10)
         req = ['GET %s HTTP/1.1' % path, 'Host: %s:%d' % (host, port),
                'Accept: text/event-stream', *headers, '', '']
         writer.write('\r\n'.join(req).encode())
@@ -177,9 +188,9 @@ class SseStream:
         self.task.cancel()
 
 
-async def open_sse(ctx, path='/events', headers=(), port=None, host='127.0.0.1'):
+async def open_sse(ctx, path='/events', headers=(), port=None, host='127.0.0.1', ssl=None):
     """An /events stream of ctx's cluster, closed with ctx; Fail unless 200."""
-    r = await SseStream.open(port or ctx.cl.wsport, path, headers, host)
+    r = await SseStream.open(port or ctx.cl.wsport, path, headers, host, ssl)
     if not isinstance(r, SseStream):
         raise Fail('GET %s was answered %d: %s' % (path, r[0], short(r[2])))
     ctx.closers.append(r.close)
@@ -523,6 +534,137 @@ async def test_haproxy(ctx):
     return 'events and %d heartbeats through haproxy' % sse.comments.count('heartbeat')
 
 
+def readme_nginx_server():
+    """The README's nginx server block: the ```nginx block with /ws/."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                           'README.md')) as f:
+        blocks = re.findall(r'```nginx\n(.*?)```', f.read(), re.S)
+    found = [b for b in blocks if 'location /ws/' in b]
+    check(len(found) == 1, 'the README has %d nginx blocks with location /ws/' % len(found))
+    return found[0]
+
+
+def replaced(text, old, new, count, what):
+    """text with old replaced by new, which must occur count times."""
+    check(text.count(old) == count, "the README's nginx block has %d of %r (%s), not %d"
+          % (text.count(old), old, what, count))
+    return text.replace(old, new)
+
+
+def self_signed(host):
+    """(certificate PEM, key PEM) for the IP address host."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log;
+events {}
+http {
+    access_log off;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+%(servers)s
+}
+"""
+
+
+async def test_nginx(ctx):
+    """Through nginx over TLS, the README's server block as it is written
+    but for its port, certificate and pg_ws's port: /ws/, a resume and
+    /events are what pg_ws's own port sends, byte for byte; and /events
+    with proxy_buffering off taken out too (X-Accel-Buffering: no)."""
+    cl = await KINDS.get(ctx, 'main')
+    nginx = shutil.which('nginx') or '/usr/sbin/nginx'
+    check(os.access(nginx, os.X_OK), 'nginx is not installed (scripts/install_deps.sh)')
+    host, port, port_buffering = '127.0.0.2', free_port(), free_port()
+    d = tempfile.mkdtemp(prefix='pg_ws_nginx.')
+    os.chmod(d, 0o755)
+    cert, key = self_signed(host)
+    for name, data in (('cert.pem', cert), ('key.pem', key)):
+        with open(os.path.join(d, name), 'wb') as f:
+            f.write(data)
+    block = readme_nginx_server()
+    block = replaced(block, 'http://127.0.0.1:8765', 'http://127.0.0.1:%d' % cl.wsport, 2,
+                     "pg_ws's port")
+    block = re.sub(r'ssl_certificate( +)\S+;', r'ssl_certificate\g<1>%s/cert.pem;' % d, block)
+    block = re.sub(r'ssl_certificate_key( +)\S+;', r'ssl_certificate_key\g<1>%s/key.pem;' % d,
+                   block)
+    servers = [replaced(block, 'listen 443 ssl;', 'listen %s:%d ssl;' % (host, p), 1,
+                        'its port') for p in (port, port_buffering)]
+    # the second server: nginx buffers /events unless pg_ws's header says not to
+    servers[1] = re.sub(r'\n *proxy_buffering off;[^\n]*', '', servers[1])
+    check('proxy_buffering' not in servers[1], 'proxy_buffering is still in the second server')
+    with open(os.path.join(d, 'nginx.conf'), 'w') as f:
+        f.write(NGINX_CONF % dict(d=d, servers='\n'.join(servers)))
+    subprocess.run(['chown', '-R', 'postgres:', d], check=True)
+    proc = subprocess.Popen(['runuser', '-u', 'postgres', '--', nginx, '-e', d + '/error.log',
+                             '-p', d, '-c', d + '/nginx.conf'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    tls = ssl.create_default_context(cadata=cert.decode())
+    try:
+        async def listening():
+            try:
+                for p in (port, port_buffering):
+                    _, w = await asyncio.open_connection(host, p)
+                    w.close()
+                return True
+            except OSError:
+                if proc.poll() is not None:
+                    with open(d + '/error.log', errors='replace') as f:
+                        raise Fail('nginx exited with %s' % proc.returncode,
+                                   *['  ' + line.rstrip() for line in f.readlines()[-5:]])
+                return False
+        await poll('nginx to listen', listening, timeout=20)
+        direct = await ctx.sub()
+        proxied = Subscriber(await ws_connect('wss://%s:%d/ws/' % (host, port), ssl=tls,
+                                              ping_interval=None, max_size=None,
+                                              max_queue=None, close_timeout=1,
+                                              open_timeout=10))
+        ctx.subs.append(proxied)
+        streams = [await open_sse(ctx, port=p, host=host, ssl=tls)
+                   for p in (port, port_buffering)]
+        await make_events(ctx, 4)
+        msgs = await direct.expect(4, 30, "pg_ws's own port")
+        check((await proxied.expect(4, 30, '/ws/ through nginx')) == msgs,
+              '/ws/ through nginx: not the messages of pg_ws\'s own port',
+              *['  %s' % short(m, 120) for m in proxied.msgs])
+        for s, what in zip(streams, ('/events through nginx',
+                                     '/events through nginx, proxy_buffering on')):
+            check_same(await s.expect(4, 30, what), msgs, what)
+        resumed = Subscriber(await ws_connect('wss://%s:%d%s' % (host, port,
+                                                                   resume_path(msgs[1])),
+                                              ssl=tls, ping_interval=None, max_size=None,
+                                              max_queue=None, close_timeout=1,
+                                              open_timeout=10))
+        ctx.subs.append(resumed)
+        check((await resumed.expect(2, 30, 'a resume through nginx')) == msgs[2:],
+              'a resume through nginx: not the two messages after its position',
+              *['  %s' % short(m, 120) for m in resumed.msgs])
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(d, ignore_errors=True)
+    return '/ws/, a resume and /events through nginx over TLS, as pg_ws sent them'
+
+
 async def test_tokens(ctx):
     """Tokens by ?token=, Authorization and cookie; refusals as /ws/'s."""
     await KINDS.get(ctx, 'jwt')
@@ -692,6 +834,8 @@ TESTS = [
     ('a stream that stops reading is culled and counted', test_slow_reader, 150),
     ('curl -N receives the stream', test_curl, 60),
     ('through HAProxy, kept open by heartbeats', test_haproxy, 120),
+    ('through nginx over TLS, the README\'s server block: /ws/, a resume and /events',
+     test_nginx, 90),
     ('tokens by ?token=, header and cookie; 401 and 403', test_tokens, 90),
     ('a stream whose token expires is closed', test_token_expiry, 60),
     ('origins and Host: 403', test_origins, 60),
