@@ -169,10 +169,8 @@ typedef struct WsMessage
  * callbacks of subscribers who are up to date: a storm of a thousand
  * resumers otherwise hands out 256 kB to each before the live ones' turn
  * comes (150 ms and more on two cores), and libwebsockets serves callbacks
- * in its own order.  Within a pass, a turn is taken only after what has
- * committed since the last drain has gone to those who are up to date.
- * Waiting for a turn is the worker's doing, not the subscriber's: it
- * counts as progress (check_progress).
+ * in its own order.  Waiting for a turn is the worker's doing, not the
+ * subscriber's: it counts as progress (check_progress).
  */
 #define BYTES_PER_TURN (64 * 1024)
 #define TURNS_PER_PASS 16
@@ -2284,19 +2282,11 @@ pgws_subscriber_writable(PgWsConn *conn)
 	uint64		written = 0;
 	FrameSpan	span = {0};
 
-	/*
-	 * A turn given is used up by the callback it was armed for.  Before a
-	 * resumer takes it, what has committed since the last drain goes to
-	 * the subscribers who are up to date: a pass that gives many turns
-	 * would otherwise keep them waiting until it ends (issue 18: their p99
-	 * during a resume storm).  That drain may have culled this one.
-	 */
+	/* a turn given is used up by the callback it was armed for */
 	if (given)
 	{
 		sub->turn = TURN_NONE;
 		nturns_given--;
-		if (follower == NULL && pgws_queue_wakeup_pending())
-			pgws_broadcast_drain_queue();
 	}
 	if (!sub->subscribed || sub->catchup_queued || sub->indexed)
 		return 0;

@@ -656,17 +656,6 @@ pgws_queue_wake_worker(void)
 	}
 }
 
-/*
- * Whether a commit has rung since the worker's last drain: the worker's
- * look between two pieces of other work, without the lock.  A commit that
- * rings just after is drained at the next look or by its wake-up.
- */
-bool
-pgws_queue_wakeup_pending(void)
-{
-	return queue != NULL && pg_atomic_read_u32(&queue->wakeup_pending) != 0;
-}
-
 int
 pgws_queue_wakeup_fd(void)
 {

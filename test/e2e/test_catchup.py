@@ -34,11 +34,10 @@ and a window of frames for its riders.
      reader before it has read that far (the window holds fewer events
      than lie between them): it gets exactly the events after its own
      position, none before;
-  i. commits while 40 resumers take their turns (each turn first drains
-     what has committed, for the subscribers who are up to date): the
-     live subscriber and every resumer get exactly their events, in order
-     (how soon is bench/'s storm part's to measure; it adds events of its
-     own: only g follows);
+  i. commits while 40 resumers take their turns: the live subscriber and
+     every resumer get exactly their events, in order (how soon is
+     bench/'s storm part's to measure; it adds events of its own: only g
+     follows);
   g. 1,000 rounds of a resumer that connects, reads a little and goes:
      the heap is back at its baseline (last: it adds events of its own).
 
