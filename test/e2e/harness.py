@@ -383,11 +383,13 @@ class Subscriber:
         self.task = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url, path='/ws/'):
-        # no pings: the test measures pg_ws, not keepalive timing
+    async def connect(cls, url, path='/ws/', ssl=None):
+        # no pings: the test measures pg_ws, not keepalive timing; ssl:
+        # the context of a wss:// url (the default one's when None)
         ws = await ws_connect(url + path, ping_interval=None,
                                       max_size=None, max_queue=None,
-                                      close_timeout=1, open_timeout=10)
+                                      close_timeout=1, open_timeout=10,
+                                      **({'ssl': ssl} if ssl else {}))
         return cls(ws)
 
     async def _read(self):
@@ -452,8 +454,8 @@ class Ctx:
             self.clusters.append(cluster)
         return cluster
 
-    async def sub(self, path='/ws/', url=None):
-        s = await Subscriber.connect(url or self.cl.url, path)
+    async def sub(self, path='/ws/', url=None, ssl=None):
+        s = await Subscriber.connect(url or self.cl.url, path, ssl)
         self.subs.append(s)
         return s
 

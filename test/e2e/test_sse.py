@@ -45,9 +45,9 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
-from harness import (Cluster, ClusterKinds, Ctx, Fail, Subscriber,  # noqa: E402
-                     asql, check, free_port, ident, poll, position,
-                     restart_worker, resume_path, run_tap, short, ws_connect)
+from harness import (Cluster, ClusterKinds, Ctx, Fail, asql, check,  # noqa: E402
+                     free_port, ident, poll, position, restart_worker,
+                     resume_path, run_tap, short)
 import test_browser  # noqa: E402
 from test_browser import CHROMIUM, PAGE_ORIGIN, Browser, PageServer  # noqa: E402
 
@@ -634,11 +634,8 @@ async def test_nginx(ctx):
                 return False
         await poll('nginx to listen', listening, timeout=20)
         direct = await ctx.sub()
-        proxied = Subscriber(await ws_connect('wss://%s:%d/ws/' % (host, port), ssl=tls,
-                                              ping_interval=None, max_size=None,
-                                              max_queue=None, close_timeout=1,
-                                              open_timeout=10))
-        ctx.subs.append(proxied)
+        through = 'wss://%s:%d' % (host, port)
+        proxied = await ctx.sub(url=through, ssl=tls)
         streams = [await open_sse(ctx, port=p, host=host, ssl=tls)
                    for p in (port, port_buffering)]
         await make_events(ctx, 4)
@@ -649,12 +646,7 @@ async def test_nginx(ctx):
         for s, what in zip(streams, ('/events through nginx',
                                      '/events through nginx, proxy_buffering on')):
             check_same(await s.expect(4, 30, what), msgs, what)
-        resumed = Subscriber(await ws_connect('wss://%s:%d%s' % (host, port,
-                                                                   resume_path(msgs[1])),
-                                              ssl=tls, ping_interval=None, max_size=None,
-                                              max_queue=None, close_timeout=1,
-                                              open_timeout=10))
-        ctx.subs.append(resumed)
+        resumed = await ctx.sub(resume_path(msgs[1]), url=through, ssl=tls)
         check((await resumed.expect(2, 30, 'a resume through nginx')) == msgs[2:],
               'a resume through nginx: not the two messages after its position',
               *['  %s' % short(m, 120) for m in resumed.msgs])
