@@ -183,7 +183,12 @@ SCALE_SMALL=${BENCH_SCALE_SMALL:-1000}	# the smaller set measured first
 SCALE_RATE=${BENCH_SCALE_RATE:-10}	# events/s of the stream
 SCALE_SECONDS=${BENCH_SCALE_SECONDS:-30}	# length of the stream
 SCALE_TRANSPORTS=${BENCH_SCALE_TRANSPORTS:-"ws wss"}
-SCALE_IDLE_SECONDS=${BENCH_SCALE_IDLE_SECONDS:-5}	# worker CPU with no events
+# worker CPU with no events, over one pg_ws.ping_interval (30 s by
+# default): every subscriber is pinged once in it, whenever it connected
+SCALE_IDLE_SECONDS=${BENCH_SCALE_IDLE_SECONDS:-30}
+# pg_ws.ping_interval of the scale clusters ("": the default, 30 s; 0: no
+# pings, so that idle CPU is what idle subscribers cost without them)
+SCALE_PING_INTERVAL=${BENCH_SCALE_PING_INTERVAL:-}
 SCALE_PROCS=${BENCH_SCALE_PROCS:-4}	# client processes (BENCH_CLIENT)
 # the client's --max-pending, per process (0: all at once); 4 x 25 in flight
 # stay far under pg_ws's listen backlog (4096, capped by somaxconn), whose
@@ -1858,6 +1863,8 @@ for tr in $SCALE_TRANSPORTS; do
 	extra="pg_ws.max_connections = $SC_MAXCONN
 fsync = on
 synchronous_commit = on"
+	[ -n "$SCALE_PING_INTERVAL" ] && extra="$extra
+pg_ws.ping_interval = '$SCALE_PING_INTERVAL'"
 	[ "$tr" = wss ] && extra="$extra
 $(tls_settings)"
 	CLUSTER_NOFILE=$SCALE_NOFILE start_cluster "$SC_DATA" "$SC_LOG" "$SC_PORT" "$SC_WSPORT" "$extra"
@@ -1866,7 +1873,7 @@ $(tls_settings)"
 	[ -n "$SC_WORKER" ] || { echo "run_bench.sh: the pg_ws worker of the $tr scale cluster is not running" >&2; tail -20 "$SC_LOG" >&2; exit 1; }
 
 	echo "## scale, $tr: $SC_SIZES idle subscribers ($BENCH_CLIENT -j $SCALE_PROCS ${LEAN_OPT[*]} ${TLS_OPT[*]}, --max-pending $SCALE_PENDING), then pgbench --rate $SCALE_RATE -c 1 for ${SCALE_SECONDS}s to all of them"
-	echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, postmaster and the client under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")$([ "$tr" = wss ] && echo "; self-signed P-256 certificate")"
+	echo "# a cluster of its own: pg_ws.max_connections = $SC_MAXCONN, pg_ws.ping_interval = ${SCALE_PING_INTERVAL:-30s (default)}, postmaster and the client under prlimit --nofile=$SCALE_NOFILE; worker limits: $(awk '/Max open files/ {print "soft " $4 ", hard " $5}' "/proc/$SC_WORKER/limits")$([ "$tr" = wss ] && echo "; self-signed P-256 certificate")"
 
 	for n in $SC_SIZES; do
 		k="$tr $n"
@@ -1902,9 +1909,16 @@ $(tls_settings)"
 		r1=$(rss_kb "$SC_WORKER" VmRSS)
 		k1=$(tcp_mem_kb)
 		# idle: subscribers connected, no events
+		idle_perf=""
+		if [ "$HAVE_PERF" = 1 ]; then
+			perf record -q -g -F 999 -p "$SC_WORKER" -o "$TMP/perf_idle.data" -- sleep "$SCALE_IDLE_SECONDS" \
+				>/dev/null 2>&1 &
+			idle_perf=$!
+		fi
 		w0=$(cpu_ticks "$SC_WORKER")
 		sleep "$SCALE_IDLE_SECONDS"
 		w1=$(cpu_ticks "$SC_WORKER")
+		for p in $idle_perf; do wait "$p" 2>/dev/null || true; done
 		idle=$(awk -v a="$w0" -v b="$w1" -v t="$CLK_TCK" -v d="$SCALE_IDLE_SECONDS" 'BEGIN {printf "%.1f", (b - a) / t / d * 100}')
 		# the stream
 		perf_pid=""
@@ -1947,6 +1961,12 @@ $(tls_settings)"
 			sort "$TMP/sc_sub.err" | sed 's/subscriber [0-9]*/subscriber N/' | uniq -c | sort -rn | awk 'n++ < 5 {print "    client: " $0}' || true
 		fi
 		sc_log_since "$logl" | sed 's/^[^]]*\] //' | sort | uniq -c | sort -rn | awk 'n++ < 8 {print "    server log: " $0}' || true
+		if [ "$HAVE_PERF" = 1 ] && [ -f "$TMP/perf_idle.data" ]; then
+			echo "    perf (worker, ${SCALE_IDLE_SECONDS}s idle, top symbols; samples at 999 Hz: $(perf report -i "$TMP/perf_idle.data" --stdio 2>/dev/null | awk '/^# Samples/ {print $3; exit}')):"
+			perf report -i "$TMP/perf_idle.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
+				awk '!/^#/ && NF && n++ < 12 {print "      " $0}' || true
+			rm -f "$TMP/perf_idle.data"
+		fi
 		if [ "$HAVE_PERF" = 1 ] && [ -f "$TMP/perf.data" ]; then
 			echo "    perf (worker, ${SCALE_SECONDS}s of the stream, top symbols):"
 			perf report -i "$TMP/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null |
@@ -1959,7 +1979,7 @@ $(tls_settings)"
 done
 
 echo
-echo "connect: from the client's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers, and the kernel's TCP buffers (host-wide, both ends of loopback); idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event; stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT; last subscriber: per event, the latency of its last delivery; culled: subscribers pg_ws dropped for lagging."
+echo "connect: from the client's start until every subscriber had its WebSocket handshake done; memory: the worker's worker_memory_bytes (malloc in use, pg_ws_stats) and VmRSS before and after they connected, over the subscribers, and the kernel's TCP buffers (host-wide, both ends of loopback); idle CPU: ${SCALE_IDLE_SECONDS}s with the subscribers connected and no event, their pings and pongs included (pg_ws.ping_interval ${SCALE_PING_INTERVAL:-30s}); stream: $SCALE_RATE events/s for ${SCALE_SECONDS}s, latency = receive time - clock_timestamp() in the INSERT; last subscriber: per event, the latency of its last delivery; culled: subscribers pg_ws dropped for lagging."
 echo
 echo "| transport | subscribers | connect time | worker memory / conn (malloc) | VmRSS / conn | kernel TCP memory / conn | worker CPU idle | events | delivered | culled | p50 | p99 | each event to its last subscriber, p99 / max | worker CPU (stream) | client CPU ($BENCH_CLIENT) |"
 echo "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|"

@@ -298,6 +298,24 @@ static bool closed_since_trim = false;
 
 static dlist_head subscribers = DLIST_STATIC_INIT(subscribers);
 static int	nsubscribers = 0;	/* those waiting to catch up too */
+static uint64 subscribers_listed = 0;	/* pushes onto that list, ever */
+
+/*
+ * When check_progress() last found every subscriber of the list sent
+ * everything, in no state that time alone changes (waiting for a
+ * timeline, for a position, to catch up, for its turn), nothing but a new
+ * message or a subscriber newly listed can give the next pass anything to
+ * do: the once-a-second pass is skipped until then, so that an idle worker
+ * does no work per subscriber.  settled_idx is next_idx then (UINT64_MAX:
+ * not settled), settled_listed subscribers_listed.  trim_log() likewise
+ * remembers when it freed all it could (trimmed_*).
+ */
+static uint64 settled_idx = UINT64_MAX;
+static uint64 settled_listed = 0;
+static uint64 trimmed_idx = UINT64_MAX;
+static uint64 trimmed_read_pos = 0;
+static uint64 trimmed_history = 0;
+static uint64 trimmed_heap = 0;
 
 /* subscribers waiting for catch-up memory, first come first served */
 static dlist_head waiting_resumers = DLIST_STATIC_INIT(waiting_resumers);
@@ -708,6 +726,7 @@ wake_indexed(uint64 idx, const char *json, uint32 len, const char *row,
 
 				unindex_subscriber(conn, idx, b);
 				dlist_push_tail(&subscribers, &conn->sub.node);
+				subscribers_listed++;
 			}
 			hash_search(f->buckets, &keys[k], HASH_REMOVE, NULL);
 		}
@@ -1078,6 +1097,11 @@ trim_log(void)
 
 	if (shutting_down)
 		return;
+	/* it freed all it could, and nothing has come or gone since */
+	if (trimmed_idx == next_idx && trimmed_history == history_bytes &&
+		trimmed_heap == log_blocks.heap &&
+		(follower != NULL || trimmed_read_pos == pgws_queue_read_pos()))
+		return;
 	dlist_foreach(iter, &subscribers)
 	{
 		PgWsSubscriber *sub = &subscriber_conn(iter.cur)->sub;
@@ -1106,6 +1130,12 @@ trim_log(void)
 		first_idx++;
 		free_message(&log_blocks, msg, first_idx);
 	}
+
+	/* every subscriber has everything: only what comes can change that */
+	trimmed_idx = min_idx == next_idx ? next_idx : UINT64_MAX;
+	trimmed_history = history_bytes;
+	trimmed_heap = log_blocks.heap;
+	trimmed_read_pos = follower != NULL ? 0 : pgws_queue_read_pos();
 }
 
 /*
@@ -1153,6 +1183,8 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 	bool		writers_waiting = pgws_queue_writers_waiting();
 	uint64		holding_idx = next_idx;
 	TimestampTz grace_us = (TimestampTz) Min(1000, pgws_queue_full_timeout_ms / 2) * 1000;
+	uint64		listed = subscribers_listed;
+	bool		settled = true;
 	dlist_iter	iter;
 	dlist_mutable_iter miter;
 
@@ -1172,6 +1204,11 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		bool		stalled;
 		uint64		lag;
 
+		/* time alone moves these on, or they have something to send */
+		if (sub->timeline_wait || sub->future_until != 0 ||
+			sub->turn != TURN_NONE || sub->catchup != NULL ||
+			sub->notice != NULL || sub->sent_idx != next_idx)
+			settled = false;
 		if (sub->timeline_wait)
 		{
 			uint64		fork;
@@ -1265,6 +1302,10 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		{
 			sub->holding_since = 0;
 			index_subscriber(conn);
+			/* one that could wait in the index is tried again next time */
+			if (!sub->indexed && !sub->unindexable &&
+				(sub->values != NULL || sub->grant.nfilters != 0))
+				settled = false;
 			continue;
 		}
 		holds = writers_waiting && held_idx(sub) == holding_idx;
@@ -1287,6 +1328,8 @@ check_progress(TimestampTz now, uint64 arrived_idx)
 		else if (sub->next_idx < next_idx)
 			lws_callback_on_writable(conn->wsi);
 	}
+	settled_idx = settled ? next_idx : UINT64_MAX;
+	settled_listed = listed;
 }
 
 /*
@@ -1432,7 +1475,10 @@ pgws_broadcast_check_progress(TimestampTz now)
 {
 	if (nsubscribers == 0 && follower == NULL)
 		pgws_broadcast_drain_queue();
-	check_progress(now, next_idx);
+	/* unless nothing can have changed since every subscriber had all */
+	if (settled_idx != next_idx || settled_listed != subscribers_listed ||
+		pgws_queue_writers_waiting())
+		check_progress(now, next_idx);
 	/* a reader may have begun that some in line can ride */
 	start_waiting_resumers();
 	trim_log();
@@ -2029,6 +2075,7 @@ place_subscriber(PgWsConn *conn)
 	sub->progress_at = GetCurrentTimestamp();
 	sub->holding_since = 0;
 	dlist_push_tail(&subscribers, &sub->node);
+	subscribers_listed++;
 	if (sub->next_idx < next_idx || sub->notice != NULL || sub->catchup != NULL)
 		lws_callback_on_writable(conn->wsi);
 	else
@@ -2406,6 +2453,7 @@ pgws_subscriber_grant_renewed(PgWsConn *conn)
 	{
 		unindex_subscriber(conn, next_idx, NULL);
 		dlist_push_tail(&subscribers, &sub->node);
+		subscribers_listed++;
 	}
 	if (sub->index_spot != NULL)
 	{

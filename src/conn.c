@@ -86,6 +86,22 @@ static int	nconns = 0;			/* sockets held, every state */
 static int	nrefusing = 0;		/* of them, in a refusal slot */
 static HTAB *peer_counts = NULL;
 
+/*
+ * Housekeeping looks at a connection only when something about it may be
+ * due: the wheel has a slot per second, and every connection waits in the
+ * slot of the second it is next looked at (conn_look_at), so that an idle
+ * worker with a hundred thousand subscribers does not walk them all every
+ * second.  What can fall due sooner than the look planned for it is
+ * planned anew where it changes: a deadline set, a token renewed, the
+ * settings reloaded.  What only moves a due time later (a frame heard, a
+ * pong) is left to the look, which finds it not due yet and plans the
+ * next.  A connection planned more than a turn of the wheel ahead waits
+ * in its slot for turns that are not its own.
+ */
+#define WHEEL_SLOTS			64
+static dlist_head wheel[WHEEL_SLOTS];
+static int64 wheel_done_sec = -1;	/* the last second whose slot was looked at */
+
 /* the log lines of each topic (loglimit.c) */
 static PgWsLogLimit peer_log[PEER_LOG_TOPICS];
 
@@ -108,6 +124,9 @@ pgws_conn_init(void)
 	ctl.hcxt = conns_context;
 	peer_counts = hash_create("pg_ws peers", 64, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int i = 0; i < WHEEL_SLOTS; i++)
+		dlist_init(&wheel[i]);
+	wheel_done_sec = -1;
 }
 
 size_t
@@ -225,6 +244,65 @@ peer_log_summaries(TimestampTz now)
 		}
 }
 
+/*
+ * When housekeeping must next look at the connection (see the wheel
+ * above): its deadline, and an open subscriber's token expiry and ping.
+ * An /events subscriber is looked at every second, as before the wheel:
+ * its heartbeat counts from the last look that saw it sent something, and
+ * a look planned at its heartbeat would see a send long after it was
+ * made.  Never later than a turn of the wheel.
+ */
+static TimestampTz
+next_look(const PgWsConn *conn, TimestampTz now)
+{
+	TimestampTz ping_us = (TimestampTz) pgws_ping_interval_s * USECS_PER_SEC;
+	TimestampTz due = now + (WHEEL_SLOTS - 1) * USECS_PER_SEC;
+
+	if (conn->deadline != 0)
+		due = Min(due, conn->deadline);
+	if (conn->state != CONN_OPEN || conn->close_due)
+		return due;
+	/* pgws_grant_expired: after the second it expires in */
+	if (conn->sub.grant.expires_at != 0)
+		due = Min(due, time_t_to_timestamptz((pg_time_t) conn->sub.grant.expires_at + 1));
+	if (ping_us == 0)
+		return due;
+	if (conn->sub.framing == PGWS_FRAMING_SSE)
+		due = Min(due, now + USECS_PER_SEC);
+	else if (conn->ping_sent_at != 0)
+		due = Min(due, conn->ping_sent_at + ping_us);
+	else
+		due = Min(due, conn->last_heard + ping_us);
+	return due;
+}
+
+/*
+ * Put the connection in the slot of the second due falls in, or of the
+ * next second housekeeping has not looked at yet if that is later.
+ */
+static void
+conn_look_at(PgWsConn *conn, TimestampTz due)
+{
+	int64		sec = due / USECS_PER_SEC;
+
+	if (wheel_done_sec < 0)
+		wheel_done_sec = GetCurrentTimestamp() / USECS_PER_SEC - 1;
+	sec = Max(sec, wheel_done_sec + 1);
+	if (conn->in_wheel)
+		dlist_delete(&conn->wheel_node);
+	conn->look_sec = sec;
+	conn->in_wheel = true;
+	dlist_push_tail(&wheel[sec % WHEEL_SLOTS], &conn->wheel_node);
+}
+
+/* something that may be due sooner than planned has changed */
+void
+pgws_conn_look_again(PgWsConn *conn)
+{
+	if (conn->adopted)
+		conn_look_at(conn, next_look(conn, GetCurrentTimestamp()));
+}
+
 static void
 conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 {
@@ -255,6 +333,8 @@ conn_adopt(PgWsConn *conn, struct lws *wsi, const PgWsAccept *acc)
 	conn->cxt = AllocSetContextCreate(conns_context, "pg_ws connection",
 									  ALLOCSET_SMALL_SIZES);
 	dlist_push_tail(&all_conns, &conn->all_node);
+	conn->in_wheel = false;
+	conn_look_at(conn, conn->deadline);
 	nconns++;
 	if (conn->refusal)
 		nrefusing++;
@@ -275,6 +355,9 @@ conn_release(PgWsConn *conn)
 
 	conn->adopted = false;
 	dlist_delete(&conn->all_node);
+	if (conn->in_wheel)
+		dlist_delete(&conn->wheel_node);
+	conn->in_wheel = false;
 	nconns--;
 	if (conn->refusal)
 		nrefusing--;
@@ -311,6 +394,7 @@ pgws_conn_finish(PgWsConn *conn, const uint8 *bytes, int len)
 	conn->state = CONN_ANSWERED;
 	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 CLOSE_WAIT_MS);
+	conn_look_at(conn, conn->deadline);
 	if (lws_write(conn->wsi, (uint8 *) bytes, len, LWS_WRITE_RAW) != len)
 	{
 		conn_kill(conn);
@@ -338,6 +422,7 @@ half_close(PgWsConn *conn)
 	conn->state = CONN_LINGER;
 	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 LINGER_MS);
+	conn_look_at(conn, conn->deadline);
 }
 
 /*
@@ -396,6 +481,7 @@ pgws_conn_subscribe(PgWsConn *conn, const uint8 *answer, int len,
 	ereport(DEBUG1,
 			(errmsg_internal("pg_ws connection %llu from %s subscribed",
 							 (unsigned long long) conn->id, conn->peer)));
+	conn_look_at(conn, next_look(conn, GetCurrentTimestamp()));
 	pgws_subscriber_open(conn);
 	MemoryContextSwitchTo(old);
 }
@@ -456,6 +542,7 @@ pgws_conn_close(PgWsConn *conn, uint16 code, const char *reason)
 	pgws_subscriber_close(conn);
 	conn->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 CLOSE_WAIT_MS);
+	conn_look_at(conn, conn->deadline);
 	lws_callback_on_writable(conn->wsi);
 }
 
@@ -480,83 +567,129 @@ pgws_conn_close_all(uint16 code, const char *reason, bool drop_requests)
 	}
 }
 
+/* housekeeping's look at one connection; false when it is being dropped */
+static bool
+conn_look(PgWsConn *conn, TimestampTz now, int64 now_unix)
+{
+	TimestampTz ping_ms = (TimestampTz) pgws_ping_interval_s * 1000;
+
+	if (conn->deadline != 0 && now >= conn->deadline)
+	{
+		if (conn->state == CONN_REQUEST && conn->refusal == NULL &&
+			pgws_conn_dropped(PGWS_DROP_HANDSHAKE_TIMEOUT))
+			ereport(LOG,
+					(errmsg("pg_ws dropped a connection from %s: no complete request within pg_ws.handshake_timeout",
+							conn->peer)));
+		conn_kill(conn);
+		return false;
+	}
+	if (conn->state != CONN_OPEN || conn->close_due)
+		return true;
+
+	if (pgws_grant_expired(&conn->sub.grant, now_unix))
+	{
+		if (pgws_conn_dropped(PGWS_DROP_TOKEN_EXPIRED))
+			ereport(LOG,
+					(errmsg("pg_ws is closing the connection of %s: its token expired",
+							conn->peer),
+					 conn->sub.grant.subject[0] ?
+					 errdetail("The token's subject is \"%s\".",
+							   conn->sub.grant.subject) : 0));
+		pgws_conn_close(conn, WS_CLOSE_TOKEN, "token expired");
+		return true;
+	}
+
+	if (ping_ms == 0)
+		return true;
+	if (conn->sub.framing == PGWS_FRAMING_SSE)
+	{
+		/* a comment once nothing was sent for ping_ms (sse.c) */
+		if (conn->sub.bytes_sent != conn->heartbeat_mark)
+		{
+			conn->heartbeat_mark = conn->sub.bytes_sent;
+			conn->quiet_since = now;
+		}
+		else if ((now - conn->quiet_since) / 1000 >= ping_ms)
+		{
+			conn->heartbeat_due = true;
+			conn->quiet_since = now;
+			lws_callback_on_writable(conn->wsi);
+		}
+		return true;
+	}
+	if (conn->ping_sent_at != 0)
+	{
+		if ((now - conn->ping_sent_at) / 1000 >= ping_ms)
+		{
+			if (pgws_conn_dropped(PGWS_DROP_PING_TIMEOUT))
+				ereport(LOG,
+						(errmsg("pg_ws dropped the connection of %s: no answer to a ping within pg_ws.ping_interval",
+								conn->peer)));
+			conn_kill(conn);
+			return false;
+		}
+	}
+	else if ((now - conn->last_heard) / 1000 >= ping_ms)
+	{
+		conn->ping_due = true;
+		conn->ping_sent_at = now;
+		lws_callback_on_writable(conn->wsi);
+	}
+	return true;
+}
+
 /*
- * Once a second: deadlines, token expiry, pings.  Also lets the peer log
- * say what it suppressed even when no peer writes anything more.
+ * Once a second: deadlines, token expiry, pings, for the connections in
+ * the slots of the seconds since the last time (the wheel above).  Also
+ * lets the peer log say what it suppressed even when no peer writes
+ * anything more.
  */
 void
 pgws_conn_housekeeping(TimestampTz now)
 {
 	int64		now_unix = (int64) timestamptz_to_time_t(now);
-	TimestampTz ping_ms = (TimestampTz) pgws_ping_interval_s * 1000;
-	dlist_mutable_iter iter;
+	int64		now_sec = now / USECS_PER_SEC;
+	int64		from_sec;
 
 	peer_log_summaries(now);
 
-	dlist_foreach_modify(iter, &all_conns)
+	if (wheel_done_sec < 0)
+		wheel_done_sec = now_sec - 1;
+	if (now_sec < wheel_done_sec - 1)
 	{
-		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
+		dlist_iter	iter;
 
-		if (conn->deadline != 0 && now >= conn->deadline)
-		{
-			if (conn->state == CONN_REQUEST && conn->refusal == NULL &&
-				pgws_conn_dropped(PGWS_DROP_HANDSHAKE_TIMEOUT))
-				ereport(LOG,
-						(errmsg("pg_ws dropped a connection from %s: no complete request within pg_ws.handshake_timeout",
-								conn->peer)));
-			conn_kill(conn);
-			continue;
-		}
-		if (conn->state != CONN_OPEN || conn->close_due)
-			continue;
+		/* the clock went back: every look is planned anew from now */
+		wheel_done_sec = now_sec - 1;
+		dlist_foreach(iter, &all_conns)
+			pgws_conn_look_again(dlist_container(PgWsConn, all_node, iter.cur));
+	}
+	if (now_sec <= wheel_done_sec)
+		return;
+	/* after a stall longer than a turn, one look at every slot is enough */
+	from_sec = Max(wheel_done_sec + 1, now_sec - WHEEL_SLOTS + 1);
+	/* from here on, what is planned goes to a later slot than these */
+	wheel_done_sec = now_sec;
+	for (int64 sec = from_sec; sec <= now_sec; sec++)
+	{
+		dlist_head	slot;
+		dlist_mutable_iter iter;
 
-		if (pgws_grant_expired(&conn->sub.grant, now_unix))
+		/* what is planned again goes to another slot: off this one first */
+		dlist_init(&slot);
+		while (!dlist_is_empty(&wheel[sec % WHEEL_SLOTS]))
+			dlist_push_tail(&slot, dlist_pop_head_node(&wheel[sec % WHEEL_SLOTS]));
+		dlist_foreach_modify(iter, &slot)
 		{
-			if (pgws_conn_dropped(PGWS_DROP_TOKEN_EXPIRED))
-				ereport(LOG,
-						(errmsg("pg_ws is closing the connection of %s: its token expired",
-								conn->peer),
-						 conn->sub.grant.subject[0] ?
-						 errdetail("The token's subject is \"%s\".",
-								   conn->sub.grant.subject) : 0));
-			pgws_conn_close(conn, WS_CLOSE_TOKEN, "token expired");
-			continue;
-		}
+			PgWsConn   *conn = dlist_container(PgWsConn, wheel_node, iter.cur);
 
-		if (ping_ms == 0)
-			continue;
-		if (conn->sub.framing == PGWS_FRAMING_SSE)
-		{
-			/* a comment once nothing was sent for ping_ms (sse.c) */
-			if (conn->sub.bytes_sent != conn->heartbeat_mark)
-			{
-				conn->heartbeat_mark = conn->sub.bytes_sent;
-				conn->quiet_since = now;
-			}
-			else if ((now - conn->quiet_since) / 1000 >= ping_ms)
-			{
-				conn->heartbeat_due = true;
-				conn->quiet_since = now;
-				lws_callback_on_writable(conn->wsi);
-			}
-			continue;
-		}
-		if (conn->ping_sent_at != 0)
-		{
-			if ((now - conn->ping_sent_at) / 1000 >= ping_ms)
-			{
-				if (pgws_conn_dropped(PGWS_DROP_PING_TIMEOUT))
-					ereport(LOG,
-							(errmsg("pg_ws dropped the connection of %s: no answer to a ping within pg_ws.ping_interval",
-									conn->peer)));
-				conn_kill(conn);
-			}
-		}
-		else if ((now - conn->last_heard) / 1000 >= ping_ms)
-		{
-			conn->ping_due = true;
-			conn->ping_sent_at = now;
-			lws_callback_on_writable(conn->wsi);
+			dlist_delete(&conn->wheel_node);
+			conn->in_wheel = false;
+			if (conn->look_sec > now_sec || conn_look(conn, now, now_unix))
+				conn_look_at(conn, conn->look_sec > now_sec ?
+							 conn->look_sec * USECS_PER_SEC : next_look(conn, now));
+			else
+				conn_look_at(conn, now + (WHEEL_SLOTS - 1) * USECS_PER_SEC);
 		}
 	}
 }
@@ -564,7 +697,8 @@ pgws_conn_housekeeping(TimestampTz now)
 /*
  * After a reload: close the subscribers the settings now in force refuse
  * (let in without a token before pg_ws.auth became jwt).  Token expiry is
- * housekeeping's.
+ * housekeeping's, whose looks are planned anew: pg_ws.ping_interval may
+ * have changed.
  */
 void
 pgws_conn_reauthorize(void)
@@ -576,6 +710,7 @@ pgws_conn_reauthorize(void)
 		PgWsConn   *conn = dlist_container(PgWsConn, all_node, iter.cur);
 		const char *reason;
 
+		pgws_conn_look_again(conn);
 		if (conn->state != CONN_OPEN || conn->close_due)
 			continue;
 		if (!pgws_auth_grant_current(&conn->sub.grant, &reason))

@@ -208,6 +208,9 @@ typedef struct PgWsSubscriber
 typedef struct PgWsConn
 {
 	dlist_node	all_node;		/* in conn.c's list of every connection */
+	dlist_node	wheel_node;		/* in the slot of housekeeping's next look */
+	int64		look_sec;		/* that look's second, TimestampTz / 1 s */
+	bool		in_wheel;
 	bool		adopted;		/* set up by conn.c (not all closes are) */
 	struct lws *wsi;
 	PgWsConnState state;
@@ -367,6 +370,7 @@ extern bool pgws_conn_dropped(PgWsDrop reason);
 extern size_t pgws_conn_size(void);
 
 extern void pgws_conn_reauthorize(void);
+extern void pgws_conn_look_again(PgWsConn *conn);
 
 /* http.c */
 extern size_t pgws_http_request(PgWsConn *conn, const uint8 *data, size_t len);

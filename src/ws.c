@@ -305,6 +305,8 @@ text_message(PgWsConn *conn, const char *msg, size_t len)
 		case AUTH_MSG_ACCEPTED:
 			/* its filters claim may be another, and with it its place */
 			pgws_subscriber_grant_renewed(conn);
+			/* and its token may expire sooner than the last one */
+			pgws_conn_look_again(conn);
 			return;
 		case AUTH_MSG_REJECTED:
 			ws_fail(conn, WS_CLOSE_TOKEN, reason);

@@ -583,6 +583,24 @@ async def test_auth_message_extends(ctx):
     check(not extended.closed.is_set(), 'the renewed subscriber was closed')
 
 
+async def test_auth_message_shortens(ctx):
+    """An auth message with a token that expires sooner than the first
+    one's closes the connection at the new token's expiry, not the old's:
+    housekeeping looks at a connection when something about it falls due
+    (conn.c's wheel), and a renewed token plans that look anew.  The
+    cluster's pg_ws.ping_interval is its default of 30 s, so no ping's look
+    comes first."""
+    await cluster(ctx, 'jwt')
+    long_lived = await subscribe(ctx, hs(ttl=300))
+    s = await subscribe(ctx, hs(ttl=300))
+    # accepted thanks to the leeway, expiring about 4 s from now
+    await s.ws.send(json.dumps({'type': 'auth', 'token': hs(ttl=-LEEWAY + 4)}))
+    code, reason = await wait_closed(s, 20, 'the subscriber whose renewed token expires sooner')
+    check(code == 4001 and reason == 'token expired',
+          'closed with %r %r, expected 4001 "token expired"' % (code, reason))
+    check(not long_lived.closed.is_set(), 'the subscriber that did not renew was closed')
+
+
 def ids_of_msgs(msgs):
     return [json.loads(m)['data'].get('id') for m in msgs]
 
@@ -833,6 +851,8 @@ TESTS = [
     ('the events claim narrows what a subscriber receives; ?events= narrows within it', test_events_filter, 30),
     ('a connection is closed with 4001 when its token expires', test_live_expiry, 45),
     ('an auth message with a fresh token extends the connection', test_auth_message_extends, 45),
+    ('an auth message with a token that expires sooner closes at its expiry',
+     test_auth_message_shortens, 45),
     ('an auth message replaces the claims (narrowing events)', test_auth_message_narrows, 45),
     ('an auth message replaces a claim of custom event names', test_auth_message_custom_claims,
      45),
