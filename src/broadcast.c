@@ -1467,14 +1467,13 @@ pgws_broadcast_poll_wal(void)
 }
 
 /*
- * Once a second: stalls are noticed even when nothing arrives, and what
- * was committed while nobody listened (no commit woke us) is drained.
+ * Once a second: stalls are noticed even when nothing arrives.  (What was
+ * committed while nobody listened, when no commit woke us, is drained by
+ * the worker's housekeeping as it answers the doorbell.)
  */
 void
 pgws_broadcast_check_progress(TimestampTz now)
 {
-	if (nsubscribers == 0 && follower == NULL)
-		pgws_broadcast_drain_queue();
 	/* unless nothing can have changed since every subscriber had all */
 	if (settled_idx != next_idx || settled_listed != subscribers_listed ||
 		pgws_queue_writers_waiting())

@@ -832,6 +832,7 @@ pgws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason,
 {
 	PgWsConn   *conn = (PgWsConn *) user;
 
+	pgws_worker_served++;
 	switch (reason)
 	{
 		case LWS_CALLBACK_RAW_ADOPT:

@@ -164,6 +164,7 @@ extern void pgws_queue_finish(bool committed);
 extern void pgws_queue_want_wakeups(bool want);
 extern void pgws_queue_wake_worker(void);
 extern int	pgws_queue_wakeup_fd(void);
+extern void pgws_queue_answer_doorbell(void);
 extern uint64 pgws_queue_worker_attach(bool *restart);
 extern void pgws_queue_worker_detach(void);
 extern void pgws_queue_epoch(char *buf, size_t size, Oid database);

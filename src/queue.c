@@ -79,6 +79,12 @@
  * the worker last looked writes to the eventfd.  And while the worker has
  * no subscriber, commits do not wake it at all unless the queue is half
  * full: it drains once a second, and before it takes its first subscriber.
+ * The eventfd is a doorbell for more than commits (pg_ws_connections'
+ * mailbox, signals, writers waiting for room): only the worker's handler
+ * of it answers it (pgws_queue_answer_doorbell), and then serves all it
+ * stands for.  A drain made for another reason (the WAL flushed, the
+ * once-a-second look) leaves it ringing, so that a request posted in the
+ * meantime is not taken for heard.
  *
  * src/queue.c
  *
@@ -663,6 +669,22 @@ pgws_queue_wakeup_fd(void)
 }
 
 /*
+ * The worker's handler of the eventfd, before it serves what the doorbell
+ * stands for: reset it, so that whoever rings after this is heard again.
+ * EAGAIN just means nobody wrote since last time.
+ */
+void
+pgws_queue_answer_doorbell(void)
+{
+	uint64		counter;
+	ssize_t		rc;
+
+	rc = read(wakeup_fd, &counter, sizeof(counter));
+	(void) rc;
+	pg_atomic_exchange_u32(&queue->wakeup_pending, 0);
+}
+
+/*
  * Worker side.  The worker reads from read_pos, its own cursor, but frees
  * space (moves tail) only when broadcast.c says every subscriber has been
  * sent those events: a worker that dies in between is restarted at tail and
@@ -1041,8 +1063,9 @@ drain_payload(pgws_event_sink sink, void *arg, char *payload, uint32 len,
  * When the drain stops at an entry in progress while writers wait for
  * room, the entries from read_pos on are parked (park_entries).
  *
- * Clears the wake-up first, so that a commit racing with this drain wakes
- * the worker again.  Returns the number of events handed over.
+ * The doorbell is the caller's to answer, before it drains (see the file
+ * header), so that a commit racing with this drain rings again.  Returns
+ * the number of events handed over.
  */
 uint64
 pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
@@ -1050,18 +1073,11 @@ pgws_queue_drain(pgws_event_sink sink, void *arg, Oid database,
 {
 	uint64		head;
 	uint64		nevents = 0;
-	uint64		counter;
 	XLogRecPtr	flushed = InvalidXLogRecPtr;
 	bool		in_progress = false;
-	ssize_t		rc;
 
 	*waits_for_flush = false;
 	*other_database = InvalidOid;
-
-	/* reset the eventfd; EAGAIN just means nobody wrote since last time */
-	rc = read(wakeup_fd, &counter, sizeof(counter));
-	(void) rc;
-	pg_atomic_exchange_u32(&queue->wakeup_pending, 0);
 
 	LWLockAcquire(queue->lock, LW_SHARED);
 	head = queue->head;

@@ -461,6 +461,7 @@ extern void pgws_console_report(void);
 
 /* worker.c: publish pgws_worker_stats now (pg_ws_stats, /metrics) */
 extern void pgws_worker_publish_stats(void);
+extern uint64 pgws_worker_served;	/* callbacks and reloads served */
 /* worker.c: is this peer a loopback address? */
 extern bool pgws_peer_is_loopback(const PgWsPeerKey *key);
 

@@ -273,6 +273,21 @@ listen_retry(lws_sorted_usec_list_t *sul)
 static lws_sorted_usec_list_t housekeeping_sul;
 
 /*
+ * Callbacks and reloads the worker has served: the heap changes only with
+ * them, with events moved, and with what its timers do.
+ */
+uint64		pgws_worker_served = 0;
+
+/*
+ * The heap figure walks malloc's free lists (mallinfo2), which cost an
+ * idle worker with thousands of TLS subscribers more than all else it did
+ * (0.5% of a core at 19,000, bench/README.md): it is taken again only
+ * after a second in which the worker served something or moved an event,
+ * and at least once a minute for what its timers do.
+ */
+#define MEMORY_LOOK_MAX_AGE_S	60
+
+/*
  * What only the worker knows, for pg_ws_stats and /metrics: the counters
  * the other files keep in pgws_worker_stats, and the figures of now taken
  * here.  The heap figure is what malloc holds in use (palloc,
@@ -282,13 +297,24 @@ static lws_sorted_usec_list_t housekeeping_sul;
 void
 pgws_worker_publish_stats(void)
 {
+	static uint64 looked_at_work = 0;
+	static TimestampTz looked_at = 0;
 	PgWsWorkerStats *stats = &pgws_worker_stats;
-	struct mallinfo2 heap = mallinfo2();
+	uint64		work = pgws_worker_served + stats->events_sent + stats->messages_sent;
+	TimestampTz now = GetCurrentTimestamp();
 
 	stats->connections = pgws_conn_count();
 	stats->subscribers = pgws_subscriber_count();
 	stats->subscribers_indexed = pgws_subscriber_indexed_count();
-	stats->memory_bytes = heap.uordblks + heap.hblkhd;
+	if (looked_at == 0 || work != looked_at_work ||
+		now - looked_at >= MEMORY_LOOK_MAX_AGE_S * USECS_PER_SEC || now < looked_at)
+	{
+		struct mallinfo2 heap = mallinfo2();
+
+		stats->memory_bytes = heap.uordblks + heap.hblkhd;
+		looked_at_work = work;
+		looked_at = now;
+	}
 	pgws_broadcast_history(&stats->history_floor, &stats->history_last,
 						   &stats->history_in_wal);
 	stats->parked_since = pgws_queue_parked_since(&stats->parked_entries,
@@ -443,6 +469,20 @@ leave_dead_branch(void)
 	pfree(diverged);
 }
 
+/*
+ * The queue's eventfd rang (queue.c): commits, pg_ws_connections' and
+ * pg_ws_disconnect()'s mailbox (connections.c), writers waiting for room.
+ * Answered first, so that a ring after it is heard again; then all it
+ * stands for is served, which is why nothing else answers it.
+ */
+static void
+answer_doorbell(void)
+{
+	pgws_queue_answer_doorbell();
+	pgws_broadcast_drain_queue();
+	pgws_mailbox_serve();
+}
+
 static void
 housekeeping(lws_sorted_usec_list_t *sul)
 {
@@ -459,7 +499,8 @@ housekeeping(lws_sorted_usec_list_t *sul)
 	pgws_broadcast_check_progress(now);
 	pgws_walread_log_summaries(now);
 	pgws_retention_tick(now, pgws_wal || following);
-	pgws_mailbox_serve();
+	/* also the fallback, should a ring ever go unheard */
+	answer_doorbell();
 	pgws_worker_publish_stats();
 	lws_sul_schedule(context, 0, &housekeeping_sul, housekeeping,
 					 (lws_usec_t) HOUSEKEEPING_SECONDS * LWS_US_PER_SEC);
@@ -877,6 +918,7 @@ callback_fd(struct lws *wsi, enum lws_callback_reasons reason,
 
 	if (reason != LWS_CALLBACK_RAW_RX_FILE && reason != LWS_CALLBACK_RAW_CLOSE_FILE)
 		return 0;
+	pgws_worker_served++;
 	watch = (Watch *) lws_get_opaque_user_data(wsi);
 	if (watch == NULL)
 		return 0;
@@ -886,9 +928,7 @@ callback_fd(struct lws *wsi, enum lws_callback_reasons reason,
 		case WATCH_WAKEUP:
 			if (reason == LWS_CALLBACK_RAW_RX_FILE)
 			{
-				/* the drain clears the wake-up first: see connections.c */
-				pgws_broadcast_drain_queue();
-				pgws_mailbox_serve();
+				answer_doorbell();
 			}
 			break;
 		case WATCH_POSTMASTER:
@@ -1298,6 +1338,7 @@ pg_ws_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
+			pgws_worker_served++;
 			ProcessConfigFile(PGC_SIGHUP);
 			(void) pgws_worker_database_moved();
 			server_reconfigure();

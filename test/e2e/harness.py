@@ -243,7 +243,7 @@ class Cluster:
         try:
             await asql(conn, "CREATE EXTENSION pg_ws")
             deadline = time.monotonic() + 30
-            while (row := await worker_row(conn)) is None:
+            while await worker_row(conn) is None:
                 check(time.monotonic() < deadline, 'the pg_ws worker did not start')
                 await asyncio.sleep(0.1)
             # the port must be ours: another server may hold a port set by hand

@@ -28,7 +28,6 @@ Run as root: /usr/bin/python3 test/e2e/test_anonymous.py   (TAP output)
 """
 
 import asyncio
-import json
 import os
 import secrets
 import sys

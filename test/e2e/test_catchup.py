@@ -52,10 +52,9 @@ import json
 import os
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ClusterKinds, Cluster, Ctx, asql, check, poll,  # noqa: E402
+from harness import (ClusterKinds, Cluster, Ctx, Fail, asql, check, poll,  # noqa: E402
                      position, resume_path, run_tap, short)
 import rawws  # noqa: E402
 

@@ -35,8 +35,6 @@ import threading
 import time
 import urllib.request
 
-import websockets
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jwt_tools as jt  # noqa: E402
 import rawws  # noqa: E402

@@ -52,12 +52,11 @@ import os
 import shutil
 import sys
 import threading
-import time
 
 import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Fail, Standby, check,  # noqa: E402
+from harness import (Cluster, Ctx, Standby, check,  # noqa: E402
                      check_positions, epoch_timeline, poll, position, run_tap,
                      short, sql, upgrade_status)
 import rawws  # noqa: E402

@@ -180,7 +180,6 @@ def log_lines(cl, since, *texts):
 
 async def token_sub(ctx, token, path='/ws/'):
     """A subscriber presenting token in the Authorization header."""
-    import websockets
     ws = await ws_connect(ctx.cl.url + path, ping_interval=None, max_size=None,
                                   max_queue=None, close_timeout=1, open_timeout=10,
                                   extra_headers=[('Authorization', 'Bearer ' + token)])

@@ -33,7 +33,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Cluster, Ctx, Fail, asql, check, check_positions,  # noqa: E402
+from harness import (Cluster, Ctx, asql, check, check_positions,  # noqa: E402
                      port_open, position, resume_path, run_tap, short,
                      without_position, worker_row)
 

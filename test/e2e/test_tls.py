@@ -56,7 +56,6 @@ import time
 
 import warnings
 
-import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
