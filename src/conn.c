@@ -262,9 +262,19 @@ next_look(const PgWsConn *conn, TimestampTz now)
 		due = Min(due, conn->deadline);
 	if (conn->state != CONN_OPEN || conn->close_due)
 		return due;
-	/* pgws_grant_expired: after the second it expires in */
+	/*
+	 * pgws_grant_expired: after the second it expires in.  Compared in
+	 * seconds first: a token may expire past what a TimestampTz holds.
+	 */
 	if (conn->sub.grant.expires_at != 0)
-		due = Min(due, time_t_to_timestamptz((pg_time_t) conn->sub.grant.expires_at + 1));
+	{
+		int64		expires_at = conn->sub.grant.expires_at;
+
+		if (expires_at < (int64) timestamptz_to_time_t(now))
+			due = now;
+		else if (expires_at < (int64) timestamptz_to_time_t(due))
+			due = Min(due, time_t_to_timestamptz((pg_time_t) expires_at + 1));
+	}
 	if (ping_us == 0)
 		return due;
 	if (conn->sub.framing == PGWS_FRAMING_SSE)
