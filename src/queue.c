@@ -644,7 +644,7 @@ pgws_queue_want_wakeups(bool want)
 /*
  * Wake the worker unless a wake-up is already on its way.  The exchange is a
  * full barrier, so whatever we stored before is visible to the worker once
- * it has cleared the flag (pgws_queue_drain's caller clears it first).
+ * it has cleared the flag (pgws_queue_answer_doorbell, before the drain).
  */
 void
 pgws_queue_wake_worker(void)
