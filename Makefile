@@ -9,6 +9,7 @@ MODULE_big = pg_ws
 OBJS = \
 	src/pg_ws.o \
 	src/render.o \
+	src/visits.o \
 	src/watch.o \
 	src/eventname.o \
 	src/send.o \

@@ -91,4 +91,97 @@ RESET pg_ws.max_visit_histories;
 UPDATE client SET visit_count = 2002 WHERE id = 2;
 SELECT visit_count FROM client WHERE id = 2;
 
+-- The visits are read through the index on (client_id, datetime, id) when
+-- that gives what the query would, and through the query otherwise; each
+-- case below must list what the query lists.
+INSERT INTO client (id) VALUES (3);
+INSERT INTO visit_history (id, client_id, datetime, device_id) VALUES
+    (30, 3, '2023-12-10 10:01:00+00', 'a'),
+    (31, 3, '2023-12-10 10:02:00+00', 'b'),
+    (32, 3, '2023-12-10 10:03:00+00', 'c');
+SET pg_ws.max_visit_histories = 2;
+CREATE FUNCTION visits_of_3() RETURNS json LANGUAGE plpgsql AS $$
+DECLARE v json;
+BEGIN
+    UPDATE client SET visit_count = visit_count + 1 WHERE id = 3;
+    SELECT (e::json)->'data'->'visit_histories' INTO v
+    FROM pg_ws_pending_events() e OFFSET (SELECT count(*) - 1 FROM pg_ws_pending_events());
+    RETURN v;
+END $$;
+-- a visit the same transaction inserts
+BEGIN;
+INSERT INTO visit_history (id, client_id, datetime, device_id)
+    VALUES (33, 3, '2023-12-10 10:04:00+00', 'd');
+SELECT visits_of_3();
+ROLLBACK;
+-- and one inserted after a REPEATABLE READ transaction took its snapshot
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) FROM visit_history WHERE client_id = 3;
+INSERT INTO visit_history (id, client_id, datetime, device_id)
+    VALUES (33, 3, '2023-12-10 10:04:00+00', 'd');
+SELECT visits_of_3();
+ROLLBACK;
+-- and one the same statement inserts
+BEGIN;
+WITH v AS (
+    INSERT INTO visit_history (id, client_id, datetime, device_id)
+    VALUES (33, 3, '2023-12-10 10:04:00+00', 'd') RETURNING client_id)
+UPDATE client SET visit_count = visit_count + 1 WHERE id IN (SELECT client_id FROM v);
+SELECT (e::json)->'data'->'visit_histories' AS visit_histories
+FROM pg_ws_pending_events() e WHERE e LIKE '{"event": "client_update"%';
+ROLLBACK;
+-- an index in another order serves nothing: the query's order still holds
+DROP INDEX visit_history_client_id_idx;
+CREATE INDEX visit_history_desc_idx
+    ON visit_history (client_id, datetime DESC, id);
+BEGIN;
+SELECT visits_of_3();
+ROLLBACK;
+-- and the index made again serves again
+DROP INDEX visit_history_desc_idx;
+CREATE INDEX visit_history_client_id_idx
+    ON visit_history (client_id, datetime, id);
+BEGIN;
+SELECT visits_of_3();
+ROLLBACK;
+-- an owner of the client table who is not a superuser: without SELECT on
+-- the visits, the query's own error, index or not; with it, the visits;
+-- and with row-level security on the visits, which applies to that owner,
+-- not the rows its policy hides
+CREATE ROLE regress_pg_ws_owner;
+GRANT ALL ON SCHEMA public TO regress_pg_ws_owner;
+BEGIN;
+ALTER TABLE client OWNER TO regress_pg_ws_owner;
+UPDATE client SET visit_count = visit_count + 1 WHERE id = 3;
+ROLLBACK;
+GRANT SELECT ON visit_history TO regress_pg_ws_owner;
+BEGIN;
+ALTER TABLE client OWNER TO regress_pg_ws_owner;
+SELECT visits_of_3();
+ROLLBACK;
+ALTER TABLE visit_history ENABLE ROW LEVEL SECURITY;
+CREATE POLICY not_c ON visit_history USING (device_id <> 'c');
+BEGIN;
+ALTER TABLE client OWNER TO regress_pg_ws_owner;
+SELECT visits_of_3();
+ROLLBACK;
+DROP POLICY not_c ON visit_history;
+ALTER TABLE visit_history DISABLE ROW LEVEL SECURITY;
+REVOKE SELECT ON visit_history FROM regress_pg_ws_owner;
+REVOKE ALL ON SCHEMA public FROM regress_pg_ws_owner;
+DROP ROLE regress_pg_ws_owner;
+-- rows of an inheritance child, which the query reads too
+CREATE TABLE visit_history_extra () INHERITS (visit_history);
+INSERT INTO visit_history_extra (id, client_id, datetime, device_id)
+    VALUES (34, 3, '2023-12-10 10:05:00+00', 'e');
+BEGIN;
+SELECT visits_of_3();
+ROLLBACK;
+DROP TABLE visit_history_extra;
+-- (relhassubclass stays set until an ANALYZE finds no child)
+ANALYZE visit_history;
+DROP FUNCTION visits_of_3();
+RESET pg_ws.max_visit_histories;
+DELETE FROM client WHERE id = 3;
+
 TRUNCATE client CASCADE;

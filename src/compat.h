@@ -120,6 +120,18 @@
 #endif
 
 /*
+ * index_beginscan(): 18 adds "instrument", where EXPLAIN ANALYZE counts an
+ * index scan's searches (NULL: none is counted).
+ */
+#if PG_VERSION_NUM >= 180000
+#define pgws_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define pgws_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
+/*
  * ReplicationSlotAcquire(): 18 adds "error_if_invalid".  We acquire our
  * slot only after seeing it valid, and move it forward even if it was
  * invalidated in between (the next look drops and recreates it): false.

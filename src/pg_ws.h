@@ -6,6 +6,7 @@
  * pg_ws turns committed row changes of four tables into WebSocket events:
  *
  *	render.c	row triggers render each changed row as one JSON event
+ *	visits.c	a client's newest visits, for render.c's visit_histories
  *	watch.c		which tables are broadcast: the extension's own and those
  *				pg_ws_watch() attached it to (pg_ws_watched)
  *	send.c		pg_ws_send(): an event the application names, rendered
@@ -321,6 +322,18 @@ extern int	pgws_table_kind_from_name(const char *name);
 struct RelationData;
 extern PgWsWatchedTable *pgws_watched_table(struct RelationData *rel);
 extern void pgws_check_not_table_event(const char *name, int len);
+
+/*
+ * A client's newest visits (visits.c), handed one at a time, newest
+ * first, to the caller's function: each visit's datetime and device_id
+ * with their types.
+ */
+typedef void (*PgWsVisitFn) (void *arg,
+							 Datum datetime, bool datetime_null, Oid datetime_type,
+							 Datum device_id, bool device_id_null, Oid device_id_type);
+extern void pgws_read_visits(Oid visit_relid, Oid owner, Datum client_id,
+							 Oid client_id_type, int64 limit,
+							 PgWsVisitFn fn, void *arg);
 
 /* UTF-8 JSON with every non-ASCII character as \uXXXX (render.c) */
 extern void pgws_append_ascii_escaped(StringInfo out, const char *s, int len);

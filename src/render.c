@@ -154,7 +154,35 @@ typedef struct EventWriter
 	PgWsWatchedTable *watch;	/* the table's watch, from watch.c */
 	bool		first_key;
 	bool		non_ascii;
+	bool		scratch;		/* may use render_scratch's visit rows */
 } EventWriter;
+
+/*
+ * The buffers an event is rendered in, kept from one event to the next.
+ * A client with 1,000 visits renders an event of about 60 kB; with its
+ * buffers palloc'd and freed on every event, the freed chunks joined the
+ * top of glibc's heap, which glibc then gave back to the kernel, and the
+ * next event took it back: brk(), a page fault per page and, on shrinking,
+ * a TLB shootdown on every CPU, half of such a transaction's CPU.  Kept
+ * here, in a context of their own, they stay mapped; past
+ * RENDER_SCRATCH_KEEP after an event, one is freed rather than keep a
+ * backend's rare outsized event's memory for its whole life.
+ *
+ * An event may be rendered while another is (a type's output function
+ * that writes a broadcast table): only the outermost uses these buffers,
+ * in_use says one does, and the others palloc their own.
+ */
+#define RENDER_SCRATCH_KEEP (1024 * 1024)
+
+static struct
+{
+	MemoryContext context;
+	bool		in_use;
+	StringInfoData event;		/* the event */
+	StringInfoData rows;		/* a client event's visits, newest first */
+	int		   *ends;			/* where each of rows ends */
+	int			maxends;
+} render_scratch;
 
 /*
  * The kind of a rendered event, read back from its first bytes; -1 when
@@ -199,18 +227,6 @@ pgws_event_name_of(const char *json, size_t len, size_t *name_len)
 	*name_len = quote - name;
 	return name;
 }
-
-/*
- * The visit_histories query, prepared once per backend for the visit table
- * last read; visit_plan_stale when that table's relcache entry was
- * invalidated (renamed, dropped: the query names it).
- */
-static SPIPlanPtr visit_plan = NULL;
-static Oid	visit_plan_relid = InvalidOid;
-static bool visit_plan_stale = false;
-static bool visit_plan_callback_registered = false;
-
-static void forget_visit_plan(Datum arg, Oid relid);
 
 /* appends a string literal without strlen() or format parsing */
 #define APPEND_LITERAL(buf, lit) \
@@ -670,103 +686,79 @@ append_image_column(EventWriter *w, const char *key, WsColumn column)
 }
 
 /*
- * The visit_histories query's rows arrive newest first.  Rather than have
- * SPI copy each into a tuple table, a VisitReceiver renders each row as it
+ * The visits arrive newest first (visits.c).  Each is rendered as it
  * arrives into rows, remembering where each ends, and
  * append_visit_histories() copies them out in reverse, oldest first.
+ * rows and ends are render_scratch's when the event is (scratch), and
+ * kept there as they grow, so that an error midway leaves no dangling
+ * pointer behind.
  */
-typedef struct VisitReceiver
+typedef struct VisitRows
 {
-	DestReceiver pub;
-	EventWriter visit;			/* writes into rows */
-	StringInfoData rows;		/* the rendered rows, newest first */
+	EventWriter visit;			/* writes into *rows */
+	StringInfo	rows;			/* the rendered rows, newest first */
 	int		   *ends;			/* offset in rows after each row */
 	int			nrows;
 	int			maxrows;
-} VisitReceiver;
+	bool		scratch;
+} VisitRows;
 
 /*
- * {"datetime": ..., "device_id": "..."}: the columns are the query's first
- * and second, rendered as append_column and append_string_column would.
+ * {"datetime": ..., "device_id": "..."}, rendered as append_column and
+ * append_string_column would.
  */
-static bool
-visit_receive(TupleTableSlot *slot, DestReceiver *self)
+static void
+render_visit(void *arg,
+			 Datum datetime, bool datetime_null, Oid datetime_type,
+			 Datum device_id, bool device_id_null, Oid device_id_type)
 {
-	VisitReceiver *r = (VisitReceiver *) self;
+	VisitRows  *r = (VisitRows *) arg;
 	EventWriter *v = &r->visit;
-	TupleDesc	desc = slot->tts_tupleDescriptor;
-	Datum		value;
-	bool		isnull;
 
 	v->first_key = true;
 	appendStringInfoCharMacro(v->buf, '{');
-	value = slot_getattr(slot, 1, &isnull);
 	append_key(v, "datetime");
-	append_value(v, value, isnull, TupleDescAttr(desc, 0)->atttypid);
-	value = slot_getattr(slot, 2, &isnull);
+	append_value(v, datetime, datetime_null, datetime_type);
 	append_key(v, "device_id");
-	if (isnull)
+	if (device_id_null)
 		APPEND_LITERAL(v->buf, "null");
 	else
-		append_string_value(v, value, TupleDescAttr(desc, 1)->atttypid);
+		append_string_value(v, device_id, device_id_type);
 	appendStringInfoCharMacro(v->buf, '}');
 
-	/* ends is the trigger context's, and repalloc keeps it there */
 	if (r->nrows == r->maxrows)
 	{
 		r->maxrows *= 2;
 		r->ends = repalloc(r->ends, r->maxrows * sizeof(int));
+		if (r->scratch)
+		{
+			render_scratch.ends = r->ends;
+			render_scratch.maxends = r->maxrows;
+		}
 	}
 	r->ends[r->nrows++] = v->buf->len;
-	return true;
-}
-
-static void
-visit_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-}
-
-static void
-visit_shutdown(DestReceiver *self)
-{
-}
-
-static void
-visit_destroy(DestReceiver *self)
-{
 }
 
 /*
  * "visit_histories": the client's newest pg_ws.max_visit_histories visits,
  * oldest first, as the statement left them.  The bound keeps a client with
  * a long history updatable: without it the event grows with every visit
- * until it no longer fits in the queue.  The query reads the index on
- * (client_id, datetime, id) backwards and stops after the bound; we then
- * write the rows in reverse, oldest first.
- *
- * The lookup runs as the owner of the client table, so a role allowed to
- * write clients need not be allowed to read visits, and with a
- * schema-qualified table and operator (ORDER BY takes the types' default
- * btree operators, found without a name lookup), so that search_path
- * cannot redirect it.
+ * until it no longer fits in the queue.  They are read as the owner of
+ * the client table (visits.c), so a role allowed to write clients need
+ * not be allowed to read visits.
  */
 static void
 append_visit_histories(EventWriter *w, const char *key)
 {
 	bool		isnull;
-	Oid			argtypes[2];
+	Oid			client_id_type;
 	Datum		client_id;
-	ParamListInfo params;
-	SPIExecuteOptions options;
-	VisitReceiver r;
+	VisitRows	r;
+	StringInfoData own_rows;
 	Oid			visit_relid = w->watch->visit_relid;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
 	int			row;
 
-	client_id = column_value(w, COL_ID, &isnull, &argtypes[0]);
-	argtypes[1] = INT8OID;
+	client_id = column_value(w, COL_ID, &isnull, &client_id_type);
 
 	append_key(w, key);
 	if (isnull || pgws_max_visit_histories == 0 || !OidIsValid(visit_relid))
@@ -775,111 +767,51 @@ append_visit_histories(EventWriter *w, const char *key)
 		return;
 	}
 
-	/* in the trigger's context, not SPI's, which SPI_finish frees */
-	params = makeParamList(2);
-	params->params[0].value = client_id;
-	params->params[0].isnull = false;
-	params->params[0].pflags = PARAM_FLAG_CONST;
-	params->params[0].ptype = argtypes[0];
-	params->params[1].value = Int64GetDatum((int64) pgws_max_visit_histories);
-	params->params[1].isnull = false;
-	params->params[1].pflags = PARAM_FLAG_CONST;
-	params->params[1].ptype = argtypes[1];
-
 	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = visit_receive;
-	r.pub.rStartup = visit_startup;
-	r.pub.rShutdown = visit_shutdown;
-	r.pub.rDestroy = visit_destroy;
-	/* none of the built-in kinds; SPI reports SPI_OK_UTILITY for it */
-	r.pub.mydest = DestNone;
-	initStringInfo(&r.rows);
-	r.visit.buf = &r.rows;
+	r.scratch = w->scratch;
+	if (r.scratch)
+	{
+		r.rows = &render_scratch.rows;
+		resetStringInfo(r.rows);
+		r.ends = render_scratch.ends;
+		r.maxrows = render_scratch.maxends;
+	}
+	else
+	{
+		initStringInfo(&own_rows);
+		r.rows = &own_rows;
+		r.maxrows = 16;
+		r.ends = palloc(r.maxrows * sizeof(int));
+	}
+	r.visit.buf = r.rows;
 	r.visit.rel = w->rel;
 	r.visit.watch = w->watch;
-	r.maxrows = 16;
-	r.ends = palloc(r.maxrows * sizeof(int));
 
-	memset(&options, 0, sizeof(options));
-	options.params = params;
-	options.read_only = false;
-	options.tcount = 0;
-	options.dest = &r.pub;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (visit_plan == NULL || visit_plan_relid != visit_relid || visit_plan_stale)
-	{
-		char	   *query;
-		SPIPlanPtr	plan;
-		char	   *relname = get_rel_name(visit_relid);
-
-		if (relname == NULL)
-			elog(ERROR, "pg_ws: visit table %u of client table \"%s\" does not exist",
-				 visit_relid, RelationGetRelationName(w->rel));
-
-		/* visit_receive() relies on the order of the select list */
-		query = psprintf("SELECT datetime, device_id FROM %s "
-						 "WHERE client_id OPERATOR(pg_catalog.=) $1 "
-						 "ORDER BY datetime DESC, id DESC LIMIT $2",
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(visit_relid)),
-													relname));
-		plan = SPI_prepare(query, 2, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare(\"%s\") failed: %s",
-				 query, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		if (visit_plan != NULL)
-			SPI_freeplan(visit_plan);
-		visit_plan = plan;
-		visit_plan_relid = visit_relid;
-		visit_plan_stale = false;
-
-		/*
-		 * On first use rather than in _PG_init, as ri_triggers.c does: the
-		 * trigger also runs where pg_ws is not preloaded.
-		 */
-		if (!visit_plan_callback_registered)
-		{
-			CacheRegisterRelcacheCallback(forget_visit_plan, (Datum) 0);
-			visit_plan_callback_registered = true;
-		}
-	}
-
-	/* on error, transaction abort restores the user */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(w->rel->rd_rel->relowner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	rc = SPI_execute_plan_extended(visit_plan, &options);
-	if (rc < 0)
-		elog(ERROR, "visit_histories query failed: %s",
-			 SPI_result_code_string(rc));
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-
-	SPI_finish();
+	pgws_read_visits(visit_relid, w->rel->rd_rel->relowner, client_id,
+					 client_id_type, (int64) pgws_max_visit_histories,
+					 render_visit, &r);
 
 	/* the rows came newest first */
 	appendStringInfoCharMacro(w->buf, '[');
-	enlargeStringInfo(w->buf, r.rows.len + 2 * r.nrows + 1);
+	enlargeStringInfo(w->buf, r.rows->len + 2 * r.nrows + 1);
 	for (row = r.nrows; row-- > 0;)
 	{
 		int			start = row > 0 ? r.ends[row - 1] : 0;
 
 		if (row < r.nrows - 1)
 			APPEND_LITERAL(w->buf, ", ");
-		appendBinaryStringInfo(w->buf, r.rows.data + start,
+		appendBinaryStringInfo(w->buf, r.rows->data + start,
 							   r.ends[row] - start);
 	}
 	appendStringInfoCharMacro(w->buf, ']');
 	if (r.visit.non_ascii)
 		w->non_ascii = true;
 
-	pfree(r.rows.data);
-	pfree(r.ends);
-	pfree(params);
+	if (!r.scratch)
+	{
+		pfree(own_rows.data);
+		pfree(r.ends);
+	}
 }
 
 /* client_delete and employee_delete carry only the id */
@@ -1368,14 +1300,6 @@ pg_ws_restore_statement(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/* the visit table the plan names was altered, renamed or dropped */
-static void
-forget_visit_plan(Datum arg, Oid relid)
-{
-	if (visit_plan != NULL && (relid == InvalidOid || relid == visit_plan_relid))
-		visit_plan_stale = true;
-}
-
 /* errors while rendering say which row of which table was being sent */
 static void
 render_error_context(void *arg)
@@ -1384,6 +1308,94 @@ render_error_context(void *arg)
 
 	errcontext("pg_ws event for a row of table \"%s\"",
 			   RelationGetRelationName(trigdata->tg_relation));
+}
+
+/* render_scratch's context and buffers, made on a backend's first event */
+static void
+take_render_scratch(void)
+{
+	MemoryContext old;
+
+	render_scratch.context = AllocSetContextCreate(TopMemoryContext,
+												   "pg_ws render scratch",
+												   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(render_scratch.context);
+	initStringInfo(&render_scratch.event);
+	initStringInfo(&render_scratch.rows);
+	render_scratch.maxends = 16;
+	render_scratch.ends = palloc(render_scratch.maxends * sizeof(int));
+	MemoryContextSwitchTo(old);
+}
+
+/* after an event: give back what grew past RENDER_SCRATCH_KEEP */
+static void
+trim_render_scratch(void)
+{
+	MemoryContext old;
+
+	if (render_scratch.event.maxlen <= RENDER_SCRATCH_KEEP &&
+		render_scratch.rows.maxlen <= RENDER_SCRATCH_KEEP &&
+		render_scratch.maxends * sizeof(int) <= RENDER_SCRATCH_KEEP)
+		return;
+	MemoryContextReset(render_scratch.context);
+	old = MemoryContextSwitchTo(render_scratch.context);
+	initStringInfo(&render_scratch.event);
+	initStringInfo(&render_scratch.rows);
+	render_scratch.maxends = 16;
+	render_scratch.ends = palloc(render_scratch.maxends * sizeof(int));
+	MemoryContextSwitchTo(old);
+}
+
+/* renders the row's event into w->buf and hands it to pending.c */
+static void
+render_and_add(EventWriter *w, PgWsTableKind kind, TriggerEvent op)
+{
+	bool		rendered = true;
+
+	switch (kind)
+	{
+		case PGWS_TABLE_CLIENT:
+			render_client(w, op);
+			break;
+		case PGWS_TABLE_VISIT_HISTORY:
+			render_visit_history(w, op);
+			break;
+		case PGWS_TABLE_EMPLOYEE:
+			render_employee(w, op);
+			break;
+		case PGWS_TABLE_ATTENDANCE:
+			rendered = render_attendance(w, op);
+			break;
+		case PGWS_TABLE_ROW:
+		case PGWS_NUM_TABLE_KINDS:
+			render_row(w, op);
+			break;
+	}
+	if (!rendered)
+		return;
+
+	/*
+	 * Only strings can bring non-ASCII bytes, and append_json_string notes
+	 * them.  ASCII is the same in every server encoding and in UTF-8, and
+	 * the rendering holds no NUL byte, so an all-ASCII event is sent as it
+	 * is: conversion and escaping would leave it unchanged.
+	 */
+	if (!w->non_ascii)
+		pgws_pending_add(w->buf->data, w->buf->len);
+	else
+	{
+		/* to UTF-8 (SQL_ASCII text is validated), then to ASCII */
+		char	   *utf8 = pg_server_to_any(w->buf->data, w->buf->len, PG_UTF8);
+		int			utf8_len = utf8 == w->buf->data ? w->buf->len : (int) strlen(utf8);
+		StringInfoData ascii;
+
+		initStringInfo(&ascii);
+		pgws_append_ascii_escaped(&ascii, utf8, utf8_len);
+		pgws_pending_add(ascii.data, ascii.len);
+		pfree(ascii.data);
+		if (utf8 != w->buf->data)
+			pfree(utf8);
+	}
 }
 
 /*
@@ -1401,9 +1413,7 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	TriggerEvent op;
 	PgWsTableKind kind;
 	PgWsWatchedTable *watch;
-	StringInfoData buf;
 	EventWriter w;
-	bool		rendered = true;
 	ErrorContextCallback errcallback;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -1436,8 +1446,6 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	initStringInfo(&buf);
-	w.buf = &buf;
 	w.rel = trigdata->tg_relation;
 	w.desc = RelationGetDescr(trigdata->tg_relation);
 	w.tuple = TRIGGER_FIRED_BY_UPDATE(op) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
@@ -1445,47 +1453,37 @@ pg_ws_row_event(PG_FUNCTION_ARGS)
 	w.first_key = true;
 	w.non_ascii = false;
 
-	switch (kind)
+	if (render_scratch.in_use)
 	{
-		case PGWS_TABLE_CLIENT:
-			render_client(&w, op);
-			break;
-		case PGWS_TABLE_VISIT_HISTORY:
-			render_visit_history(&w, op);
-			break;
-		case PGWS_TABLE_EMPLOYEE:
-			render_employee(&w, op);
-			break;
-		case PGWS_TABLE_ATTENDANCE:
-			rendered = render_attendance(&w, op);
-			break;
-		case PGWS_TABLE_ROW:
-		case PGWS_NUM_TABLE_KINDS:
-			render_row(&w, op);
-			break;
+		/* an event rendered while another is: buffers of its own */
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		w.buf = &buf;
+		w.scratch = false;
+		render_and_add(&w, kind, op);
+		pfree(buf.data);
+	}
+	else
+	{
+		if (render_scratch.context == NULL)
+			take_render_scratch();
+		render_scratch.in_use = true;
+		w.buf = &render_scratch.event;
+		w.scratch = true;
+		resetStringInfo(w.buf);
+		PG_TRY();
+		{
+			render_and_add(&w, kind, op);
+		}
+		PG_FINALLY();
+		{
+			render_scratch.in_use = false;
+			trim_render_scratch();
+		}
+		PG_END_TRY();
 	}
 
-	/*
-	 * Only strings can bring non-ASCII bytes, and append_json_string notes
-	 * them.  ASCII is the same in every server encoding and in UTF-8, and
-	 * the rendering holds no NUL byte, so an all-ASCII event is sent as it
-	 * is: conversion and escaping would leave it unchanged.
-	 */
-	if (rendered && !w.non_ascii)
-		pgws_pending_add(buf.data, buf.len);
-	else if (rendered)
-	{
-		/* to UTF-8 (SQL_ASCII text is validated), then to ASCII */
-		char	   *utf8 = pg_server_to_any(buf.data, buf.len, PG_UTF8);
-		int			utf8_len = utf8 == buf.data ? buf.len : (int) strlen(utf8);
-		StringInfoData ascii;
-
-		initStringInfo(&ascii);
-		pgws_append_ascii_escaped(&ascii, utf8, utf8_len);
-		pgws_pending_add(ascii.data, ascii.len);
-		pfree(ascii.data);
-	}
-	pfree(buf.data);
 	error_context_stack = errcallback.previous;
 	return PointerGetDatum(NULL);
 }
