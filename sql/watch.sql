@@ -192,6 +192,12 @@ SELECT pg_ws_watch('shop.visit_a', 'visit_history');
 SELECT pg_ws_watch('shop.visit_b', 'visit_history');  -- which one would customer read?
 SELECT pg_ws_watch('shop.customer', 'client', visit_table => 'shop.visit_a');
 SELECT pg_ws_watch('shop.visit_b', 'visit_history');
+-- with the index the notice asks for, and one that does not serve (its
+-- datetime descending), no notice, and one
+CREATE INDEX ON shop.visit_b (client_id, datetime, id);
+SELECT pg_ws_watch('shop.visit_b', 'visit_history');
+CREATE INDEX ON shop.visit_a (client_id, datetime DESC, id);
+SELECT pg_ws_watch('shop.customer', 'client', visit_table => 'shop.visit_a');
 BEGIN;
 INSERT INTO shop.visit_a (datetime, device_id, client_id) VALUES ('2023-12-10 10:00+00', 'a', 1);
 INSERT INTO shop.visit_b (datetime, device_id, client_id) VALUES ('2023-12-10 11:00+00', 'b', 1);

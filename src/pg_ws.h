@@ -334,6 +334,7 @@ typedef void (*PgWsVisitFn) (void *arg,
 extern void pgws_read_visits(Oid visit_relid, Oid owner, Datum client_id,
 							 Oid client_id_type, int64 limit,
 							 PgWsVisitFn fn, void *arg);
+extern bool pgws_visit_index_fits(struct RelationData *visit);
 
 /* UTF-8 JSON with every non-ASCII character as \uXXXX (render.c) */
 extern void pgws_append_ascii_escaped(StringInfo out, const char *s, int len);

@@ -115,7 +115,8 @@ index_column_sorts_as_order_by(Relation index, int i, Relation heap,
  * An index of the visit table that hands out a client's visits in the
  * query's order, or InvalidOid.  client_id_type is the type the query's
  * parameter has (the client table's id): the index's first column must
- * have it too, so that its equality is the query's "=".
+ * have it too, so that its equality is the query's "=" (InvalidOid: any
+ * type, for pgws_visit_index_fits()).
  */
 static Oid
 find_visit_index(Relation heap, Oid client_id_type,
@@ -132,7 +133,8 @@ find_visit_index(Relation heap, Oid client_id_type,
 	if (client_id_attno <= 0 || id_attno <= 0 ||
 		*datetime_attno <= 0 || *device_id_attno <= 0)
 		return InvalidOid;
-	if (TupleDescAttr(RelationGetDescr(heap), client_id_attno - 1)->atttypid !=
+	if (OidIsValid(client_id_type) &&
+		TupleDescAttr(RelationGetDescr(heap), client_id_attno - 1)->atttypid !=
 		client_id_type)
 		return InvalidOid;
 
@@ -159,6 +161,20 @@ find_visit_index(Relation heap, Oid client_id_type,
 	}
 	list_free(indexes);
 	return found;
+}
+
+/*
+ * Whether the visit table has an index the lookup can read instead of
+ * running the query, for pg_ws_watch() to say so when it has none.
+ */
+bool
+pgws_visit_index_fits(Relation visit)
+{
+	AttrNumber	datetime_attno;
+	AttrNumber	device_id_attno;
+
+	return OidIsValid(find_visit_index(visit, InvalidOid, &datetime_attno,
+									   &device_id_attno));
 }
 
 /*

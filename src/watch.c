@@ -1075,6 +1075,24 @@ watch_own_table(Relation rel, int kind, bool other_options, bool replicated)
 }
 
 /*
+ * Every client event reads its client's newest visits: through an index on
+ * (client_id, datetime, id) when the visit table has one, by a query
+ * otherwise (visits.c).  Django's ForeignKey indexes client_id alone.
+ */
+static void
+notice_without_visit_index(Relation visit)
+{
+	if (!pgws_visit_index_fits(visit))
+		ereport(NOTICE,
+				(errmsg("visit table \"%s\" has no index on (client_id, datetime, id)",
+						RelationGetRelationName(visit)),
+				 errdetail("Each client event then finds its client's newest visits with a query, which costs the writer more than reading such an index."),
+				 errhint("CREATE INDEX ON %s (client_id, datetime, id);",
+						 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(visit)),
+													RelationGetRelationName(visit)))));
+}
+
+/*
  * pg_ws_watch(tbl regclass, kind text, columns name[] DEFAULT NULL,
  *			   visit_table regclass DEFAULT NULL,
  *			   event_prefix text DEFAULT NULL,
@@ -1268,6 +1286,7 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 								RelationGetRelationName(rel),
 								RelationGetRelationName(visit)),
 						 errdetail("visit_histories is read with the client table owner's rights.")));
+			notice_without_visit_index(visit);
 			table_close(visit, AccessShareLock);
 		}
 		else
@@ -1299,6 +1318,7 @@ pg_ws_watch(PG_FUNCTION_ARGS)
 					 errmsg("schema \"%s\" already has a watched visit_history table that its client tables read",
 							get_namespace_name(nsp)),
 					 errhint("Watch those client tables again with visit_table => '...' first.")));
+		notice_without_visit_index(rel);
 	}
 
 	/*
