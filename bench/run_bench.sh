@@ -94,6 +94,9 @@
 #     (chrt --idle) unless BENCH_STORM_CLIENT_IDLE=0: its 1,000 subscribers
 #     stand for remote machines, and on two cores it otherwise takes the
 #     CPU the committing backend and the live subscribers wait for.
+#     BENCH_STORM_VARIANTS ("memory wal") may add "connect": the same
+#     subscribers connecting at once without resuming anything, which tells
+#     what of the live p99 during a storm the handshakes alone cost.
 # 11. filtered (only when named in BENCH_PARTS): BENCH_FILTERED_SUBS
 #     ("100 10000") subscribers, each with a filter of its own device
 #     (/ws/?filter=device_id=eq.dN), while pgbench --rate
@@ -237,6 +240,7 @@ ST_LIVE=${BENCH_STORM_LIVE:-10}	# live subscribers, alone and during the storm
 ST_RATE=${BENCH_STORM_RATE:-200}	# their events/s
 ST_LIVE_SECONDS=${BENCH_STORM_LIVE_SECONDS:-8}
 ST_CLIENT_IDLE=${BENCH_STORM_CLIENT_IDLE:-1}	# the storm's client under SCHED_IDLE
+ST_VARIANTS=${BENCH_STORM_VARIANTS:-"memory wal"}	# and connect: the same subscribers, no resume
 ST_NOFILE=${BENCH_STORM_NOFILE:-$((4 * ST_SUBS + 4096))}
 CM_SUBS=${BENCH_COMPRESSION_SUBS:-100}	# "compression" (only when named)
 CM_ROUNDS=${BENCH_COMPRESSION_ROUNDS:-3}
@@ -1510,8 +1514,8 @@ echo "# storm cluster: pg_ws.max_connections = $((2 * ST_SUBS + 2 * ST_LIVE + 10
 echo "# the resumed events are visit_history rows (the resumers ask for ?events=client_visit_create), the live stream employee rows stamped in first_name (?events=employee_create): each set gets exactly its own"
 echo "INSERT INTO employee (id, first_name, last_name) VALUES (nextval('storm_employee'), $STAMP, 'live');" >"$TMP/storm_insert.sql"
 declare -A S_SEC S_WCPU S_READ S_OK S_P99 S_P99B
-S_VARIANTS=(memory wal)
-declare -A S_HIST=([memory]=$RESUME_BIG_HISTORY [wal]=0)
+read -r -a S_VARIANTS <<<"$ST_VARIANTS"
+declare -A S_HIST=([memory]=$RESUME_BIG_HISTORY [wal]=0 [connect]=$RESUME_BIG_HISTORY)
 ntx=$((ST_EVENTS / ST_BATCH))
 st_events=$((ntx * ST_BATCH))
 # st_live_start MARKER SECONDS: ST_LIVE live subscribers that stop at
@@ -1574,10 +1578,24 @@ for ((r = 0; r < ST_ROUNDS; r++)); do
 		rc=0
 		st_sched=()
 		[ "$ST_CLIENT_IDLE" = 0 ] || st_sched=(chrt --idle 0)
-		"${st_sched[@]}" "$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_SUBS" -j "$CLIENT_PROCS" -m 50 \
-			--path '/ws/?events=client_visit_create' \
-			-S "$since" -x "$epoch" -E END -q -L -t 600 \
-			>"$TMP/st_storm.out" 2>"$TMP/st_storm.err" || rc=$?
+		if [ "$v" = connect ]; then
+			# the same connections without a resume: they wait for ENDC,
+			# committed once all have connected
+			rm -f "$TMP/st_cready"
+			"${st_sched[@]}" "$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_SUBS" -j "$CLIENT_PROCS" -m 50 \
+				--path '/ws/?events=client_visit_create' -r "$TMP/st_cready" \
+				-E ENDC -q -L -t 600 \
+				>"$TMP/st_storm.out" 2>"$TMP/st_storm.err" &
+			st_storm_pid=$!
+			for ((i = 0; i < 600; i++)); do [ -f "$TMP/st_cready" ] && break; sleep 0.1; done
+			psql_at "$ST_PORT" -c "INSERT INTO visit_history (client_id, device_id) VALUES (1, 'ENDC')"
+			wait "$st_storm_pid" || rc=$?
+		else
+			"${st_sched[@]}" "$CLIENT" -H 127.0.0.1 -p "$ST_WSPORT" -n "$ST_SUBS" -j "$CLIENT_PROCS" -m 50 \
+				--path '/ws/?events=client_visit_create' \
+				-S "$since" -x "$epoch" -E END -q -L -t 600 \
+				>"$TMP/st_storm.out" 2>"$TMP/st_storm.err" || rc=$?
+		fi
 		w1=$(cpu_ticks "$ST_WORKER")
 		b1=$(read_bytes "$ST_WORKER")
 		st_live_end ENDB
@@ -1585,7 +1603,8 @@ for ((r = 0; r < ST_ROUNDS; r++)); do
 		res=$(grep '^RESULT' "$TMP/st_storm.out" || true)
 		ok=yes
 		[ "$rc" = 0 ] && [ "$(field "$res" finished)" = "$ST_SUBS" ] &&
-			[ "$(field "$res" per_sub_min)" = "$st_events" ] && [ "$(field "$res" per_sub_max)" = "$st_events" ] &&
+			[ "$(field "$res" per_sub_min)" = "$([ "$v" = connect ] && echo 0 || echo "$st_events")" ] &&
+			[ "$(field "$res" per_sub_max)" = "$([ "$v" = connect ] && echo 0 || echo "$st_events")" ] &&
 			[ "$(field "$res" resync)" = 0 ] && [ "$(field "$res" seq_backwards)" = 0 ] &&
 			[ "$(field "$res" bad)" = 0 ] || ok="NO (rc $rc)"
 		sec=$(field "$res" done_s)
@@ -1598,7 +1617,7 @@ for ((r = 0; r < ST_ROUNDS; r++)); do
 		S_P99[$v]="${S_P99[$v]:-} $(field "$during" p99_us)"
 		[ "$ok" = yes ] || S_OK[$v]="$ok"
 		printf '  round %d  %-6s  %d x %d events %-3s in %s s  worker CPU %s s, read %s MB  msgs %s (per subscriber %s..%s)  live p99 %s us alone, %s us during the storm (live messages per subscriber: %s, %s)\n' \
-			$((r + 1)) "$v" "$ST_SUBS" "$st_events" "$ok" "$sec" "$wcpu" "$rmb" "$(field "$res" msgs)" \
+			$((r + 1)) "$v" "$ST_SUBS" "$([ "$v" = connect ] && echo 0 || echo "$st_events")" "$ok" "$sec" "$wcpu" "$rmb" "$(field "$res" msgs)" \
 			"$(field "$res" per_sub_min)" "$(field "$res" per_sub_max)" \
 			"$(field "$base" p99_us)" "$(field "$during" p99_us)" \
 			"$(field "$base" per_sub_min)/$(field "$base" per_sub_max)" "$(field "$during" per_sub_min)/$(field "$during" per_sub_max)"
@@ -1610,13 +1629,14 @@ echo "seconds: from the client's start (connecting $ST_SUBS included) to the END
 echo
 echo "| resumed from | subscribers x events | seconds | worker CPU | worker read | all delivered once, in order | live p99 alone | live p99 during the storm |"
 echo "|---|--:|--:|--:|--:|---|--:|--:|"
-for v in memory wal; do
+for v in "${S_VARIANTS[@]}"; do
 	# shellcheck disable=SC2086
-	printf '| %s | %d x %d | %.2f | %.2f s | %.1f MB | %s | %s ms | %s ms |\n' "$v" "$ST_SUBS" "$st_events" \
+	printf '| %s | %d x %d | %.2f | %.2f s | %.1f MB | %s | %s ms | %s ms |\n' "$v" "$ST_SUBS" "$([ "$v" = connect ] && echo 0 || echo "$st_events")" \
 		"$(median ${S_SEC[$v]})" "$(median ${S_WCPU[$v]})" "$(median ${S_READ[$v]})" "${S_OK[$v]:-yes}" \
 		"$(ms "$(median ${S_P99B[$v]})")" "$(ms "$(median ${S_P99[$v]})")"
 done
 # shellcheck disable=SC2086
+[ -n "${S_SEC[wal]:-}" ] && [ -n "${S_SEC[memory]:-}" ] &&
 awk -v a="$(median ${S_SEC[wal]})" -v b="$(median ${S_SEC[memory]})" -v c="$(median ${S_WCPU[wal]})" -v d="$(median ${S_WCPU[memory]})" \
 	'BEGIN {printf "\nWAL / memory: %.2fx the time, %.2fx the worker CPU\n\n", a / b, (d > 0 ? c / d : 0)}'
 fi
