@@ -308,14 +308,20 @@ static uint64 subscribers_listed = 0;	/* pushes onto that list, ever */
  * do: the once-a-second pass is skipped until then, so that an idle worker
  * does no work per subscriber.  settled_idx is next_idx then (UINT64_MAX:
  * not settled), settled_listed subscribers_listed.  trim_log() likewise
- * remembers when it freed all it could (trimmed_*).
+ * remembers what it saw when it freed all it could (trimmed).
  */
 static uint64 settled_idx = UINT64_MAX;
 static uint64 settled_listed = 0;
-static uint64 trimmed_idx = UINT64_MAX;
-static uint64 trimmed_read_pos = 0;
-static uint64 trimmed_history = 0;
-static uint64 trimmed_heap = 0;
+
+typedef struct TrimSeen
+{
+	uint64		idx;			/* next_idx; UINT64_MAX: it could not free all */
+	uint64		read_pos;		/* the queue's (0 on a standby) */
+	uint64		history;		/* pg_ws.history_size in bytes */
+	uint64		heap;			/* log_blocks.heap */
+} TrimSeen;
+
+static TrimSeen trimmed = {UINT64_MAX, 0, 0, 0};
 
 /* subscribers waiting for catch-up memory, first come first served */
 static dlist_head waiting_resumers = DLIST_STATIC_INIT(waiting_resumers);
@@ -1098,9 +1104,9 @@ trim_log(void)
 	if (shutting_down)
 		return;
 	/* it freed all it could, and nothing has come or gone since */
-	if (trimmed_idx == next_idx && trimmed_history == history_bytes &&
-		trimmed_heap == log_blocks.heap &&
-		(follower != NULL || trimmed_read_pos == pgws_queue_read_pos()))
+	if (trimmed.idx == next_idx && trimmed.history == history_bytes &&
+		trimmed.heap == log_blocks.heap &&
+		trimmed.read_pos == (follower != NULL ? 0 : pgws_queue_read_pos()))
 		return;
 	dlist_foreach(iter, &subscribers)
 	{
@@ -1132,10 +1138,10 @@ trim_log(void)
 	}
 
 	/* every subscriber has everything: only what comes can change that */
-	trimmed_idx = min_idx == next_idx ? next_idx : UINT64_MAX;
-	trimmed_history = history_bytes;
-	trimmed_heap = log_blocks.heap;
-	trimmed_read_pos = follower != NULL ? 0 : pgws_queue_read_pos();
+	trimmed.idx = min_idx == next_idx ? next_idx : UINT64_MAX;
+	trimmed.read_pos = follower != NULL ? 0 : pgws_queue_read_pos();
+	trimmed.history = history_bytes;
+	trimmed.heap = log_blocks.heap;
 }
 
 /*

@@ -100,7 +100,14 @@ static HTAB *peer_counts = NULL;
  */
 #define WHEEL_SLOTS			64
 static dlist_head wheel[WHEEL_SLOTS];
-static int64 wheel_done_sec = -1;	/* the last second whose slot was looked at */
+static int64 wheel_done_sec;	/* the last second whose slot was looked at */
+
+/* the latest a look is planned: a turn of the wheel from now */
+static inline TimestampTz
+latest_look(TimestampTz now)
+{
+	return now + (WHEEL_SLOTS - 1) * USECS_PER_SEC;
+}
 
 /* the log lines of each topic (loglimit.c) */
 static PgWsLogLimit peer_log[PEER_LOG_TOPICS];
@@ -126,7 +133,7 @@ pgws_conn_init(void)
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	for (int i = 0; i < WHEEL_SLOTS; i++)
 		dlist_init(&wheel[i]);
-	wheel_done_sec = -1;
+	wheel_done_sec = GetCurrentTimestamp() / USECS_PER_SEC - 1;
 }
 
 size_t
@@ -256,7 +263,7 @@ static TimestampTz
 next_look(const PgWsConn *conn, TimestampTz now)
 {
 	TimestampTz ping_us = (TimestampTz) pgws_ping_interval_s * USECS_PER_SEC;
-	TimestampTz due = now + (WHEEL_SLOTS - 1) * USECS_PER_SEC;
+	TimestampTz due = latest_look(now);
 
 	if (conn->deadline != 0)
 		due = Min(due, conn->deadline);
@@ -293,11 +300,8 @@ next_look(const PgWsConn *conn, TimestampTz now)
 static void
 conn_look_at(PgWsConn *conn, TimestampTz due)
 {
-	int64		sec = due / USECS_PER_SEC;
+	int64		sec = Max(due / USECS_PER_SEC, wheel_done_sec + 1);
 
-	if (wheel_done_sec < 0)
-		wheel_done_sec = GetCurrentTimestamp() / USECS_PER_SEC - 1;
-	sec = Max(sec, wheel_done_sec + 1);
 	if (conn->in_wheel)
 		dlist_delete(&conn->wheel_node);
 	conn->look_sec = sec;
@@ -663,8 +667,6 @@ pgws_conn_housekeeping(TimestampTz now)
 
 	peer_log_summaries(now);
 
-	if (wheel_done_sec < 0)
-		wheel_done_sec = now_sec - 1;
 	if (now_sec < wheel_done_sec - 1)
 	{
 		dlist_iter	iter;
@@ -699,19 +701,19 @@ pgws_conn_housekeeping(TimestampTz now)
 				conn_look_at(conn, conn->look_sec > now_sec ?
 							 conn->look_sec * USECS_PER_SEC : next_look(conn, now));
 			else
-				conn_look_at(conn, now + (WHEEL_SLOTS - 1) * USECS_PER_SEC);
+				conn_look_at(conn, latest_look(now));
 		}
 	}
 }
 
 /*
- * After a reload: close the subscribers the settings now in force refuse
- * (let in without a token before pg_ws.auth became jwt).  Token expiry is
- * housekeeping's, whose looks are planned anew: pg_ws.ping_interval may
- * have changed.
+ * After a reload, for every connection: its look is planned anew
+ * (pg_ws.ping_interval may have changed; token expiry is housekeeping's),
+ * and a subscriber the settings now in force refuse (let in without a
+ * token before pg_ws.auth became jwt) is closed.
  */
 void
-pgws_conn_reauthorize(void)
+pgws_conn_settings_reloaded(void)
 {
 	dlist_iter	iter;
 

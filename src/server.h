@@ -369,7 +369,7 @@ extern bool pgws_conn_refused(PgWsRefusal reason);
 extern bool pgws_conn_dropped(PgWsDrop reason);
 extern size_t pgws_conn_size(void);
 
-extern void pgws_conn_reauthorize(void);
+extern void pgws_conn_settings_reloaded(void);
 extern void pgws_conn_look_again(PgWsConn *conn);
 
 /* http.c */

@@ -1344,7 +1344,7 @@ pg_ws_worker_main(Datum main_arg)
 			server_reconfigure();
 			pgws_console_reload();
 			pgws_auth_reload();
-			pgws_conn_reauthorize();
+			pgws_conn_settings_reloaded();
 		}
 		if (!PostmasterIsAlive())
 			proc_exit(1);
