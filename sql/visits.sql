@@ -184,4 +184,38 @@ DROP FUNCTION visits_of_3();
 RESET pg_ws.max_visit_histories;
 DELETE FROM client WHERE id = 3;
 
+-- every visit's datetime as SQL writes it in UTC, over many days, across
+-- midnights, before 2000 and 1970, with and without fractions: a day's
+-- date is kept from one timestamp to the next, and must not outlive it
+INSERT INTO client (id) VALUES (4);
+SET session_replication_role = replica;
+INSERT INTO visit_history (id, client_id, datetime, device_id)
+SELECT 5000 + g, 4, t, 'd'
+FROM generate_series(1, 600) g,
+     LATERAL (SELECT CASE g % 4
+         WHEN 0 THEN '1999-12-31 23:59:59.5+00'::timestamptz + g * interval '7 hours 13 minutes'
+         WHEN 1 THEN '1969-12-31 22:00:00+00'::timestamptz + g * interval '1 hour 1 second'
+         WHEN 2 THEN '1900-02-27 23:59:00+00'::timestamptz + g * interval '1 day 17 minutes 0.000001 seconds'
+         ELSE '2024-02-28 23:30:00.123456+00'::timestamptz + g * interval '3 minutes' END AS t) x;
+RESET session_replication_role;
+SET pg_ws.max_visit_histories = 1000;
+BEGIN;
+UPDATE client SET visit_count = 600 WHERE id = 4;
+SELECT count(*) AS listed,
+       count(*) FILTER (WHERE v->>'datetime' <>
+           to_char(h.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') ||
+           CASE WHEN extract(microseconds FROM h.datetime)::bigint % 1000000 = 0 THEN ''
+                ELSE '.' || to_char(extract(microseconds FROM h.datetime)::bigint % 1000000, 'FM000000') END ||
+           'Z') AS differ
+FROM pg_ws_pending_events() e,
+     json_array_elements((e::json)->'data'->'visit_histories') WITH ORDINALITY AS a(v, n),
+     (SELECT datetime, row_number() OVER (ORDER BY datetime, id) AS n
+      FROM visit_history WHERE client_id = 4) h
+WHERE h.n = a.n;
+ROLLBACK;
+RESET pg_ws.max_visit_histories;
+SET session_replication_role = replica;
+DELETE FROM client WHERE id = 4;
+RESET session_replication_role;
+
 TRUNCATE client CASCADE;
