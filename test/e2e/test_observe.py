@@ -705,18 +705,33 @@ async def test_open_close_debug1(ctx):
     try:
         await poll('the reload', lambda: _setting(conn, 'log_min_messages', 'debug1'))
         mark = cl.log_size()
-        sub = await ctx.sub()
-        port = sub.ws.local_address[1]
-        rows = await poll('the subscriber', lambda: _n_subscribed(conn, 1))
-        cid = rows[0]['id']
-        await sub.close()
 
-        async def both():
-            opened = log_lines(cl, mark, 'DEBUG:', 'pg_ws connection %d from 127.0.0.1, port %d'
-                               % (cid, port))
-            closed = log_lines(cl, mark, 'DEBUG:', 'pg_ws connection %d from 127.0.0.1 closed' % cid)
-            return (opened, closed) if opened and closed else None
-        opened, closed = await poll('the DEBUG1 lines', both)
+        async def none_subscribed():
+            return len(await _present(conn)) == 0
+
+        # The worker takes the reload on its own SIGHUP, which it may serve
+        # after this backend has: a connection it opened before that is
+        # logged at the old level.  Open and close connections until one
+        # of them is logged, opening and closing.
+        async def one_logged():
+            await poll('no subscriber', none_subscribed)
+            sub = await ctx.sub()
+            port = sub.ws.local_address[1]
+            rows = await poll('the subscriber', lambda: _n_subscribed(conn, 1))
+            cid = rows[0]['id']
+            await sub.close()
+
+            async def both():
+                opened = log_lines(cl, mark, 'DEBUG:', 'pg_ws connection %d from 127.0.0.1, port %d'
+                                   % (cid, port))
+                closed = log_lines(cl, mark, 'DEBUG:', 'pg_ws connection %d from 127.0.0.1 closed'
+                                   % cid)
+                return (opened, closed) if opened and closed else None
+            try:
+                return await poll('the DEBUG1 lines of connection %d' % cid, both, timeout=3)
+            except Fail:
+                return None
+        opened, closed = await poll('a connection logged at DEBUG1', one_logged)
     finally:
         await asql(conn, 'ALTER SYSTEM RESET log_min_messages', 'SELECT pg_reload_conf()')
     return '%s | %s' % (opened[0].split('DEBUG:  ')[-1], closed[0].split('DEBUG:  ')[-1])
