@@ -1310,16 +1310,12 @@ render_error_context(void *arg)
 			   RelationGetRelationName(trigdata->tg_relation));
 }
 
-/* render_scratch's context and buffers, made on a backend's first event */
+/* render_scratch's buffers, small, in its context */
 static void
-take_render_scratch(void)
+fresh_render_scratch(void)
 {
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(render_scratch.context);
 
-	render_scratch.context = AllocSetContextCreate(TopMemoryContext,
-												   "pg_ws render scratch",
-												   ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(render_scratch.context);
 	initStringInfo(&render_scratch.event);
 	initStringInfo(&render_scratch.rows);
 	render_scratch.maxends = 16;
@@ -1327,23 +1323,26 @@ take_render_scratch(void)
 	MemoryContextSwitchTo(old);
 }
 
+/* render_scratch's context and buffers, made on a backend's first event */
+static void
+take_render_scratch(void)
+{
+	render_scratch.context = AllocSetContextCreate(TopMemoryContext,
+												   "pg_ws render scratch",
+												   ALLOCSET_DEFAULT_SIZES);
+	fresh_render_scratch();
+}
+
 /* after an event: give back what grew past RENDER_SCRATCH_KEEP */
 static void
 trim_render_scratch(void)
 {
-	MemoryContext old;
-
 	if (render_scratch.event.maxlen <= RENDER_SCRATCH_KEEP &&
 		render_scratch.rows.maxlen <= RENDER_SCRATCH_KEEP &&
 		render_scratch.maxends * sizeof(int) <= RENDER_SCRATCH_KEEP)
 		return;
 	MemoryContextReset(render_scratch.context);
-	old = MemoryContextSwitchTo(render_scratch.context);
-	initStringInfo(&render_scratch.event);
-	initStringInfo(&render_scratch.rows);
-	render_scratch.maxends = 16;
-	render_scratch.ends = palloc(render_scratch.maxends * sizeof(int));
-	MemoryContextSwitchTo(old);
+	fresh_render_scratch();
 }
 
 /* renders the row's event into w->buf and hands it to pending.c */
